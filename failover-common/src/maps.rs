@@ -1,0 +1,278 @@
+//! Layouts of every BPF map key and value, and the map sizes.
+//!
+//! Rules for this file (a padding byte in a hash key makes lookups fail at
+//! random): every type is `#[repr(C)]`, `Copy`, has explicit `_pad` fields and a
+//! compile-time size assertion. Addresses are stored as four `u32` words holding
+//! the bytes exactly as they appear on the wire ("network order"); an IPv4
+//! address uses word 0 and leaves words 1..3 zero, so IPv6 fits without a new
+//! layout.
+
+use core::mem::size_of;
+
+/// Name of each map, as pinned under the pin directory.
+pub mod names {
+    pub const SERVICES: &str = "FO_SERVICES";
+    pub const BACKENDS: &str = "FO_BACKENDS";
+    pub const CONNTRACK: &str = "FO_CONNTRACK";
+    pub const VERDICTS: &str = "FO_VERDICTS";
+    pub const REASONS: &str = "FO_REASONS";
+    pub const BACKEND_STATS: &str = "FO_BACKEND_STATS";
+    pub const SERVICE_STATS: &str = "FO_SERVICE_STATS";
+    pub const ALL: [&str; 7] = [
+        SERVICES,
+        BACKENDS,
+        CONNTRACK,
+        VERDICTS,
+        REASONS,
+        BACKEND_STATS,
+        SERVICE_STATS,
+    ];
+}
+
+/// Most services one edge host can carry.
+pub const MAX_SERVICES: u32 = 1024;
+/// Backend slots shared by all services.
+pub const MAX_BACKENDS: u32 = 4096;
+/// Selection slots per service: the most usable backends one tier can spread
+/// new flows over.
+pub const MAX_SELECTION: usize = 64;
+/// Connection-tracking entries (two per flow: forward and reply).
+pub const CONNTRACK_ENTRIES: u32 = 262_144;
+
+/// Address family, as stored in keys. Values are our own, not AF_* numbers.
+pub const FAMILY_IPV4: u8 = 4;
+pub const FAMILY_IPV6: u8 = 6;
+
+/// IP protocol numbers we forward.
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// An IP address as four words in network order (see the module doc).
+pub type AddrBe = [u32; 4];
+
+/// Builds an [`AddrBe`] from an IPv4 address given as its four octets.
+pub const fn ipv4_addr(octets: [u8; 4]) -> AddrBe {
+    [u32::from_ne_bytes(octets), 0, 0, 0]
+}
+
+/// Key of `FO_SERVICES`: one service is (virtual IP, port, protocol).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ServiceKey {
+    pub addr: AddrBe,
+    /// Network order.
+    pub port_be: u16,
+    pub proto: u8,
+    pub family: u8,
+}
+const _: () = assert!(size_of::<ServiceKey>() == 20);
+
+/// Value of `FO_SERVICES`, written by the agent. The whole value is replaced in
+/// one map update, which the kernel publishes atomically (RCU), so a packet
+/// never sees a half-written selection.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Service {
+    /// Index into `FO_SERVICE_STATS`; also stored in backends and flows.
+    pub id: u32,
+    /// `SERVICE_F_*` bits.
+    pub flags: u32,
+    /// How many entries of `selection` are in use.
+    pub selection_len: u32,
+    /// Priority tier the selection was built from (0 is the most preferred).
+    pub active_tier: u32,
+    /// Backend ids new flows are hashed over: the usable backends of the
+    /// highest-priority tier that has any.
+    pub selection: [u32; MAX_SELECTION],
+}
+const _: () = assert!(size_of::<Service>() == 16 + 4 * MAX_SELECTION);
+
+impl Service {
+    pub const fn new(id: u32) -> Self {
+        Self {
+            id,
+            flags: 0,
+            selection_len: 0,
+            active_tier: 0,
+            selection: [0; MAX_SELECTION],
+        }
+    }
+}
+
+/// Backend states, as stored in [`Backend::state`].
+pub mod backend_state {
+    /// Slot not in use.
+    pub const EMPTY: u32 = 0;
+    /// Takes new and established flows.
+    pub const UP: u32 = 1;
+    /// Takes nothing: its established flows are re-picked.
+    pub const DOWN: u32 = 2;
+    /// Takes no new flows; established flows stay until they end.
+    pub const DRAINING: u32 = 3;
+}
+
+/// Whether a backend in `state` may receive a brand-new flow.
+pub const fn usable_for_new(state: u32) -> bool {
+    state == backend_state::UP
+}
+
+/// Whether a flow already on a backend in `state` may stay there.
+pub const fn usable_for_established(state: u32) -> bool {
+    state == backend_state::UP || state == backend_state::DRAINING
+}
+
+/// Value of `FO_BACKENDS` (an array indexed by backend id), written by the agent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Backend {
+    pub addr: AddrBe,
+    /// Network order; 0 keeps the service's port.
+    pub port_be: u16,
+    pub family: u8,
+    /// Priority tier, 0 most preferred.
+    pub tier: u8,
+    /// One of [`backend_state`].
+    pub state: u32,
+    /// Service this backend belongs to; a flow whose service differs (the slot
+    /// was reused) is re-picked.
+    pub service_id: u32,
+    pub weight: u32,
+}
+const _: () = assert!(size_of::<Backend>() == 32);
+
+/// Key of `FO_CONNTRACK`: a flow as it appears on the wire in one direction.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    pub src: AddrBe,
+    pub dst: AddrBe,
+    /// Network order.
+    pub src_port_be: u16,
+    /// Network order.
+    pub dst_port_be: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<FlowKey>() == 40);
+
+impl FlowKey {
+    /// The same flow seen from the other side.
+    pub const fn reversed(&self) -> Self {
+        Self {
+            src: self.dst,
+            dst: self.src,
+            src_port_be: self.dst_port_be,
+            dst_port_be: self.src_port_be,
+            proto: self.proto,
+            family: self.family,
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// Direction of a conntrack entry, in [`Flow::direction`].
+pub mod flow_direction {
+    /// Client → VIP: rewrite destination to the backend.
+    pub const FORWARD: u8 = 1;
+    /// Backend → client: rewrite source back to the VIP.
+    pub const REPLY: u8 = 2;
+}
+
+/// Value of `FO_CONNTRACK`, written by the XDP program.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Flow {
+    /// Forward: unused (the backend id is authoritative). Reply: the VIP to put
+    /// back as source.
+    pub nat_addr: AddrBe,
+    /// Reply: the service port to put back as source port (network order).
+    pub nat_port_be: u16,
+    /// One of [`flow_direction`].
+    pub direction: u8,
+    pub _pad: u8,
+    pub backend_id: u32,
+    pub service_id: u32,
+    pub _pad2: u32,
+    /// `bpf_ktime_get_coarse_ns` of the last packet, refreshed at most once per
+    /// [`LAST_SEEN_GRANULARITY_NS`] to keep the hot path from dirtying the entry.
+    pub last_seen_ns: u64,
+}
+const _: () = assert!(size_of::<Flow>() == 40);
+
+/// How stale `Flow::last_seen_ns` may get before a packet refreshes it.
+pub const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;
+
+/// Packets and bytes; the value of every per-CPU counter array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+const _: () = assert!(size_of::<Counter>() == 16);
+
+/// Value of `FO_BACKEND_STATS` and `FO_SERVICE_STATS` (per-CPU arrays indexed by
+/// id): traffic towards the backends and replies coming back.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TrafficStats {
+    pub to_backend: Counter,
+    pub from_backend: Counter,
+}
+const _: () = assert!(size_of::<TrafficStats>() == 32);
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+
+    // SAFETY: all of these are repr(C), Copy, and have no implicit padding
+    // (checked by the size assertions above).
+    unsafe impl aya::Pod for ServiceKey {}
+    unsafe impl aya::Pod for Service {}
+    unsafe impl aya::Pod for Backend {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for Flow {}
+    unsafe impl aya::Pod for Counter {}
+    unsafe impl aya::Pod for TrafficStats {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reversed_twice_is_identity() {
+        let key = FlowKey {
+            src: ipv4_addr([192, 0, 2, 1]),
+            dst: ipv4_addr([203, 0, 113, 10]),
+            src_port_be: 1234u16.to_be(),
+            dst_port_be: 80u16.to_be(),
+            proto: PROTO_TCP,
+            family: FAMILY_IPV4,
+            _pad: [0; 2],
+        };
+        assert_eq!(key.reversed().reversed(), key);
+        assert_eq!(key.reversed().src, key.dst);
+        assert_eq!(key.reversed().src_port_be, key.dst_port_be);
+    }
+
+    #[test]
+    fn ipv4_addr_keeps_wire_order() {
+        let addr = ipv4_addr([192, 0, 2, 1]);
+        assert_eq!(addr[0].to_ne_bytes(), [192, 0, 2, 1]);
+        assert_eq!(&addr[1..], &[0, 0, 0]);
+    }
+
+    #[test]
+    fn only_up_takes_new_flows() {
+        use backend_state::*;
+        assert!(usable_for_new(UP));
+        for state in [EMPTY, DOWN, DRAINING] {
+            assert!(!usable_for_new(state));
+        }
+        assert!(usable_for_established(DRAINING));
+        assert!(!usable_for_established(DOWN));
+        assert!(!usable_for_established(EMPTY));
+    }
+}

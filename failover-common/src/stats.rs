@@ -1,0 +1,139 @@
+//! Indices of the per-CPU counter arrays and their names.
+//!
+//! `FO_VERDICTS` is indexed by the XDP action itself (0 aborted .. 4 redirect).
+//! `FO_REASONS` is indexed by [`reason`]: every packet increments exactly one
+//! *outcome* (why it got its verdict), and may also increment *events*
+//! (things that happened on the way, such as a re-pick). So the sum of all
+//! outcomes always equals the sum of all verdicts.
+
+/// Number of XDP actions counted in `FO_VERDICTS`.
+pub const VERDICT_COUNT: u32 = 5;
+/// Names of `FO_VERDICTS` entries, by XDP action value.
+pub const VERDICT_NAMES: [&str; VERDICT_COUNT as usize] =
+    ["aborted", "drop", "pass", "tx", "redirect"];
+
+pub mod reason {
+    // Outcomes: forwarded.
+    /// New flow to a service: backend picked, rewritten, forwarded.
+    pub const FWD_NEW_FLOW: u32 = 0;
+    /// Packet of a tracked flow, forwarded to its backend.
+    pub const FWD_ESTABLISHED: u32 = 1;
+    /// Reply from a backend, source rewritten back to the VIP, forwarded.
+    pub const FWD_REPLY: u32 = 2;
+
+    // Outcomes: passed to the kernel stack untouched.
+    /// Not IPv4 (ARP, IPv6 for now, ...).
+    pub const PASS_NOT_IPV4: u32 = 3;
+    /// IPv4 but neither TCP nor UDP.
+    pub const PASS_NOT_TCP_UDP: u32 = 4;
+    /// An IPv4 fragment (first or later): reassembly is the stack's job.
+    pub const PASS_FRAGMENT: u32 = 5;
+    /// TCP/UDP that is neither for a service nor a tracked reply.
+    pub const PASS_NO_SERVICE: u32 = 6;
+    /// TTL would expire here: the stack answers with ICMP time exceeded.
+    pub const PASS_TTL_EXPIRED: u32 = 7;
+    /// Route lookup says the destination is local or forwarding is disabled.
+    pub const PASS_NOT_FORWARDED: u32 = 8;
+
+    // Outcomes: malformed, passed untouched for the stack to judge.
+    pub const PASS_TRUNCATED_ETH: u32 = 9;
+    pub const PASS_TRUNCATED_VLAN: u32 = 10;
+    pub const PASS_TRUNCATED_IPV4: u32 = 11;
+    /// Version not 4, IHL < 5, or total length inconsistent with the frame.
+    pub const PASS_BAD_IPV4_HEADER: u32 = 12;
+    pub const PASS_TRUNCATED_L4: u32 = 13;
+
+    // Outcomes: rewritten and handed to the stack.
+    /// Next hop's MAC unknown: the stack resolves it and forwards the packet.
+    pub const PASS_NO_NEIGHBOUR: u32 = 14;
+
+    // Outcomes: dropped.
+    /// Service has no usable backend in any tier.
+    pub const DROP_NO_BACKEND: u32 = 15;
+    /// No route to the backend or client (unreachable, blackhole, prohibit).
+    pub const DROP_NO_ROUTE: u32 = 16;
+    /// Rewritten packet exceeds the egress MTU.
+    pub const DROP_FRAG_NEEDED: u32 = 17;
+    /// Any other route lookup failure.
+    pub const DROP_FIB_ERROR: u32 = 18;
+
+    // Events (not outcomes).
+    /// A tracked flow's backend was no longer usable; it was picked again.
+    pub const EVENT_REPICK: u32 = 19;
+    /// A TCP packet without SYN had no entry (agent restart, eviction, another
+    /// edge host's flow): a backend was picked for it.
+    pub const EVENT_MIDFLOW_PICK: u32 = 20;
+    /// Conntrack insert failed; the packet was still forwarded.
+    pub const EVENT_CONNTRACK_INSERT_FAILED: u32 = 21;
+    /// A pick hit a selection slot whose backend was not usable (the agent was
+    /// between two map updates) and probed the next slots.
+    pub const EVENT_STALE_SELECTION: u32 = 22;
+
+    pub const COUNT: u32 = 23;
+    /// First index that is an event rather than an outcome.
+    pub const FIRST_EVENT: u32 = EVENT_REPICK;
+
+    /// Names for `inspect` and metrics, by index.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "fwd_new_flow",
+        "fwd_established",
+        "fwd_reply",
+        "pass_not_ipv4",
+        "pass_not_tcp_udp",
+        "pass_fragment",
+        "pass_no_service",
+        "pass_ttl_expired",
+        "pass_not_forwarded",
+        "pass_truncated_eth",
+        "pass_truncated_vlan",
+        "pass_truncated_ipv4",
+        "pass_bad_ipv4_header",
+        "pass_truncated_l4",
+        "pass_no_neighbour",
+        "drop_no_backend",
+        "drop_no_route",
+        "drop_frag_needed",
+        "drop_fib_error",
+        "event_repick",
+        "event_midflow_pick",
+        "event_conntrack_insert_failed",
+        "event_stale_selection",
+    ];
+
+    /// Index of a reason by name.
+    pub fn by_name(name: &str) -> Option<u32> {
+        let mut i = 0;
+        while i < NAMES.len() {
+            if str_eq(NAMES[i], name) {
+                return Some(i as u32);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    fn str_eq(a: &str, b: &str) -> bool {
+        a.as_bytes() == b.as_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reason::*;
+
+    #[test]
+    fn names_are_unique_and_resolve() {
+        for (i, name) in NAMES.iter().enumerate() {
+            assert_eq!(by_name(name), Some(i as u32), "{name}");
+        }
+        assert_eq!(by_name("no_such_reason"), None);
+    }
+
+    #[test]
+    fn names_follow_outcome_then_event_layout() {
+        for (i, name) in NAMES.iter().enumerate() {
+            let is_event = name.starts_with("event_");
+            assert_eq!(is_event, i as u32 >= FIRST_EVENT, "{name}");
+        }
+    }
+}

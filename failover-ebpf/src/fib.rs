@@ -1,0 +1,87 @@
+//! Next hop of a rewritten packet, from the kernel's routing and neighbour
+//! tables (`bpf_fib_lookup`): no MAC address is ever configured by hand.
+
+use core::mem::{size_of, zeroed};
+
+use aya_ebpf::{
+    bindings::{
+        BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_FWD_DISABLED,
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_PROHIBIT,
+        BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_UNREACHABLE, bpf_fib_lookup as FibParams,
+    },
+    helpers::bpf_fib_lookup,
+    programs::XdpContext,
+};
+use failover_common::stats::reason;
+
+const AF_INET: u8 = 2;
+
+/// What to do with a packet whose new addresses are known.
+pub enum NextHop {
+    /// Send it out of `ifindex` with these MACs.
+    Forward { ifindex: u32, src_mac: [u8; 6], dst_mac: [u8; 6] },
+    /// The neighbour is unresolved: hand the rewritten packet to the stack,
+    /// which resolves it and forwards (and decrements the TTL itself).
+    ResolveInStack,
+    /// Leave the packet untouched and give it to the stack, for this reason.
+    PassUntouched(u32),
+    /// Drop, for this reason.
+    Drop(u32),
+}
+
+/// Addresses and ports of the packet as it will leave (all network order).
+pub struct Lookup {
+    pub ingress_ifindex: u32,
+    pub proto: u8,
+    pub tos: u8,
+    /// Host order, for the MTU check.
+    pub tot_len: u16,
+    pub src: u32,
+    pub dst: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+#[inline(always)]
+pub fn next_hop(ctx: &XdpContext, lookup: &Lookup) -> NextHop {
+    // SAFETY: all-zero is a valid value of this plain C struct.
+    let mut params: FibParams = unsafe { zeroed() };
+    params.family = AF_INET;
+    params.l4_protocol = lookup.proto;
+    params.sport = lookup.src_port;
+    params.dport = lookup.dst_port;
+    params.__bindgen_anon_1.tot_len = lookup.tot_len;
+    params.__bindgen_anon_2.tos = lookup.tos;
+    params.ifindex = lookup.ingress_ifindex;
+    params.__bindgen_anon_3.ipv4_src = lookup.src;
+    params.__bindgen_anon_4.ipv4_dst = lookup.dst;
+
+    // SAFETY: params is a valid, fully initialised struct of the size passed.
+    let ret = unsafe {
+        bpf_fib_lookup(
+            ctx.ctx.cast(),
+            &raw mut params,
+            size_of::<FibParams>() as i32,
+            0,
+        )
+    };
+    if ret < 0 {
+        return NextHop::Drop(reason::DROP_FIB_ERROR);
+    }
+    match ret as u32 {
+        BPF_FIB_LKUP_RET_SUCCESS => NextHop::Forward {
+            ifindex: params.ifindex,
+            src_mac: params.smac,
+            dst_mac: params.dmac,
+        },
+        BPF_FIB_LKUP_RET_NO_NEIGH => NextHop::ResolveInStack,
+        BPF_FIB_LKUP_RET_NOT_FWDED | BPF_FIB_LKUP_RET_FWD_DISABLED => {
+            NextHop::PassUntouched(reason::PASS_NOT_FORWARDED)
+        }
+        BPF_FIB_LKUP_RET_BLACKHOLE | BPF_FIB_LKUP_RET_UNREACHABLE | BPF_FIB_LKUP_RET_PROHIBIT => {
+            NextHop::Drop(reason::DROP_NO_ROUTE)
+        }
+        BPF_FIB_LKUP_RET_FRAG_NEEDED => NextHop::Drop(reason::DROP_FRAG_NEEDED),
+        _ => NextHop::Drop(reason::DROP_FIB_ERROR),
+    }
+}

@@ -1,0 +1,263 @@
+//! failover's XDP data path: forwards TCP/UDP for each service (VIP, port,
+//! protocol) to a backend, rewrites replies back to the VIP, and counts every
+//! verdict and why it was taken.
+#![no_std]
+#![no_main]
+
+mod conntrack;
+mod counters;
+mod fib;
+mod maps;
+mod nat;
+mod parse;
+
+use aya_ebpf::{
+    bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
+    helpers::bpf_redirect,
+    macros::xdp,
+    programs::XdpContext,
+};
+use failover_common::{
+    FAMILY_IPV4, Flow, FlowKey, PROTO_TCP, Service, ServiceKey, flow_direction, stats::reason,
+};
+
+use crate::{
+    conntrack::Choice,
+    counters::Towards,
+    fib::{Lookup, NextHop},
+    maps::{CONNTRACK, SERVICES},
+    nat::End,
+    parse::{ParseError, Parsed, TCP_FLAG_ACK, TCP_FLAG_SYN},
+};
+
+/// A verdict and the one outcome reason that explains it.
+struct Outcome {
+    action: u32,
+    reason: u32,
+}
+
+const fn pass(reason: u32) -> Outcome {
+    Outcome { action: XDP_PASS, reason }
+}
+
+const fn drop(reason: u32) -> Outcome {
+    Outcome { action: XDP_DROP, reason }
+}
+
+/// The data path. Attach to every interface that carries service traffic or
+/// backend replies.
+#[xdp]
+pub fn failover(ctx: XdpContext) -> u32 {
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    let outcome = process(&ctx, bytes);
+    counters::verdict(outcome.action, bytes);
+    counters::reason(outcome.reason, bytes);
+    outcome.action
+}
+
+/// Passes everything. Attached to the far end of veth pairs (XDP_TX and
+/// redirect into a veth need an XDP program on the peer) and used as the
+/// empty-program floor in benchmarks.
+#[xdp]
+pub fn failover_pass(_ctx: XdpContext) -> u32 {
+    XDP_PASS
+}
+
+#[inline(always)]
+fn process(ctx: &XdpContext, bytes: u64) -> Outcome {
+    let parsed = match parse::parse(ctx) {
+        Ok(parsed) => parsed,
+        Err(err) => return pass(parse_reason(err)),
+    };
+    // SAFETY: bounds checked by parse().
+    let (src, dst) = unsafe { ((*parsed.ip).src, (*parsed.ip).dst) };
+    let l4 = &parsed.l4;
+    let key = FlowKey {
+        src: [src, 0, 0, 0],
+        dst: [dst, 0, 0, 0],
+        src_port_be: l4.src_port,
+        dst_port_be: l4.dst_port,
+        proto: l4.proto,
+        family: FAMILY_IPV4,
+        _pad: [0; 2],
+    };
+    let service_key = ServiceKey {
+        addr: [dst, 0, 0, 0],
+        port_be: l4.dst_port,
+        proto: l4.proto,
+        family: FAMILY_IPV4,
+    };
+    if let Some(service) = SERVICES.get_ptr(&service_key) {
+        // SAFETY: the agent replaces values whole (RCU); we only read.
+        return to_backend(ctx, &parsed, &key, unsafe { &*service }, bytes);
+    }
+    if let Some(entry) = CONNTRACK.get_ptr_mut(&key)
+        && unsafe { (*entry).direction } == flow_direction::REPLY
+    {
+        return to_client(ctx, &parsed, &key, entry, bytes);
+    }
+    pass(reason::PASS_NO_SERVICE)
+}
+
+const fn parse_reason(err: ParseError) -> u32 {
+    match err {
+        ParseError::TruncatedEth => reason::PASS_TRUNCATED_ETH,
+        ParseError::TruncatedVlan => reason::PASS_TRUNCATED_VLAN,
+        ParseError::NotIpv4 => reason::PASS_NOT_IPV4,
+        ParseError::TruncatedIpv4 => reason::PASS_TRUNCATED_IPV4,
+        ParseError::BadIpv4Header => reason::PASS_BAD_IPV4_HEADER,
+        ParseError::Fragment => reason::PASS_FRAGMENT,
+        ParseError::NotTcpUdp => reason::PASS_NOT_TCP_UDP,
+        ParseError::TruncatedL4 => reason::PASS_TRUNCATED_L4,
+    }
+}
+
+/// Client → VIP: pick or follow the backend, rewrite the destination.
+#[inline(always)]
+fn to_backend(
+    ctx: &XdpContext,
+    parsed: &Parsed,
+    key: &FlowKey,
+    service: &Service,
+    bytes: u64,
+) -> Outcome {
+    let ip = parsed.ip;
+    let l4 = &parsed.l4;
+    // SAFETY: bounds checked by parse().
+    let (ttl, tos, tot_len) = unsafe { ((*ip).ttl, (*ip).tos, (*ip).tot_len) };
+    if ttl <= 1 {
+        return pass(reason::PASS_TTL_EXPIRED);
+    }
+    let Some(Choice { backend_id, backend, is_new }) = conntrack::choose(key, service, bytes)
+    else {
+        return drop(reason::DROP_NO_BACKEND);
+    };
+    let starts_flow = l4.proto != PROTO_TCP
+        || l4.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
+    if is_new && !starts_flow {
+        counters::reason(reason::EVENT_MIDFLOW_PICK, bytes);
+    }
+
+    let backend_addr = backend.addr[0];
+    let backend_port = if backend.port_be != 0 { backend.port_be } else { l4.dst_port };
+    let hop = fib::next_hop(
+        ctx,
+        &Lookup {
+            ingress_ifindex: ingress_ifindex(ctx),
+            proto: l4.proto,
+            tos,
+            tot_len: u16::from_be(tot_len),
+            src: key.src[0],
+            dst: backend_addr,
+            src_port: l4.src_port,
+            dst_port: backend_port,
+        },
+    );
+    let via_stack = match hop {
+        NextHop::Drop(reason) => return drop(reason),
+        NextHop::PassUntouched(reason) => return pass(reason),
+        NextHop::ResolveInStack => true,
+        NextHop::Forward { .. } => false,
+    };
+
+    if is_new {
+        let reply = FlowKey {
+            src: [backend_addr, 0, 0, 0],
+            dst: key.src,
+            src_port_be: backend_port,
+            dst_port_be: l4.src_port,
+            proto: l4.proto,
+            family: FAMILY_IPV4,
+            _pad: [0; 2],
+        };
+        conntrack::record(key, &reply, service, backend_id, key.dst[0], l4.dst_port, bytes);
+    }
+    nat::rewrite(ip, l4, End::Destination, backend_addr, backend_port);
+    counters::traffic(service.id, backend_id, Towards::Backend, bytes);
+    let forwarded = if is_new { reason::FWD_NEW_FLOW } else { reason::FWD_ESTABLISHED };
+    if via_stack {
+        return pass(reason::PASS_NO_NEIGHBOUR);
+    }
+    send(ctx, parsed, hop, forwarded)
+}
+
+/// Backend → client on a tracked flow: put the VIP back as the source.
+#[inline(always)]
+fn to_client(
+    ctx: &XdpContext,
+    parsed: &Parsed,
+    key: &FlowKey,
+    entry: *mut Flow,
+    bytes: u64,
+) -> Outcome {
+    let ip = parsed.ip;
+    let l4 = &parsed.l4;
+    // SAFETY: bounds checked by parse(); `entry` is a live LRU value.
+    let (ttl, tos, tot_len) = unsafe { ((*ip).ttl, (*ip).tos, (*ip).tot_len) };
+    let (vip, vip_port, service_id, backend_id) = unsafe {
+        ((*entry).nat_addr[0], (*entry).nat_port_be, (*entry).service_id, (*entry).backend_id)
+    };
+    if ttl <= 1 {
+        return pass(reason::PASS_TTL_EXPIRED);
+    }
+    let hop = fib::next_hop(
+        ctx,
+        &Lookup {
+            ingress_ifindex: ingress_ifindex(ctx),
+            proto: l4.proto,
+            tos,
+            tot_len: u16::from_be(tot_len),
+            src: vip,
+            dst: key.dst[0],
+            src_port: vip_port,
+            dst_port: l4.dst_port,
+        },
+    );
+    let via_stack = match hop {
+        NextHop::Drop(reason) => return drop(reason),
+        NextHop::PassUntouched(reason) => return pass(reason),
+        NextHop::ResolveInStack => true,
+        NextHop::Forward { .. } => false,
+    };
+    conntrack::touch(entry);
+    nat::rewrite(ip, l4, End::Source, vip, vip_port);
+    counters::traffic(service_id, backend_id, Towards::Client, bytes);
+    if via_stack {
+        return pass(reason::PASS_NO_NEIGHBOUR);
+    }
+    send(ctx, parsed, hop, reason::FWD_REPLY)
+}
+
+/// Finishes a forwarded packet: router TTL, next-hop MACs, then XDP_TX when
+/// it leaves where it came in, a redirect otherwise.
+#[inline(always)]
+fn send(ctx: &XdpContext, parsed: &Parsed, hop: NextHop, reason: u32) -> Outcome {
+    let NextHop::Forward { ifindex, src_mac, dst_mac } = hop else {
+        return pass(reason);
+    };
+    nat::decrement_ttl(parsed.ip);
+    nat::set_macs(parsed.eth, src_mac, dst_mac);
+    if ifindex == ingress_ifindex(ctx) {
+        return Outcome { action: XDP_TX, reason };
+    }
+    // SAFETY: plain helper call; returns XDP_REDIRECT, or XDP_ABORTED for bad flags.
+    let action = unsafe { bpf_redirect(ifindex, 0) } as u32;
+    Outcome { action, reason }
+}
+
+#[inline(always)]
+fn ingress_ifindex(ctx: &XdpContext) -> u32 {
+    ctx.ingress_ifindex() as u32
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // An unbounded loop fails verification, so any reachable panic is caught
+    // at load time rather than at run time.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

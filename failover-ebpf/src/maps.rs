@@ -1,0 +1,44 @@
+//! Every map of the data path. Pinned by name: the agent pins them under its
+//! pin directory so forwarding survives agent restarts and `inspect` can read
+//! them with the agent dead.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use failover_common::{
+    Backend, CONNTRACK_ENTRIES, Counter, Flow, FlowKey, MAX_BACKENDS, MAX_SERVICES, Service,
+    ServiceKey, TrafficStats,
+    stats::{VERDICT_COUNT, reason},
+};
+
+/// (VIP, port, protocol) → service and its selection. Written by the agent.
+#[map(name = "FO_SERVICES")]
+pub static SERVICES: HashMap<ServiceKey, Service> = HashMap::pinned(MAX_SERVICES, 0);
+
+/// Backend id → address, port, tier, state. Written by the agent.
+#[map(name = "FO_BACKENDS")]
+pub static BACKENDS: Array<Backend> = Array::pinned(MAX_BACKENDS, 0);
+
+/// Flow tuple (as on the wire, either direction) → backend or VIP. Written by
+/// this program. One global LRU, not per-CPU: the reply direction of a flow
+/// usually arrives on another CPU (another NIC queue or interface) than the
+/// request, and a per-CPU table would not find the entry there.
+#[map(name = "FO_CONNTRACK")]
+pub static CONNTRACK: LruHashMap<FlowKey, Flow> = LruHashMap::pinned(CONNTRACK_ENTRIES, 0);
+
+/// XDP action → packets/bytes. Written by this program.
+#[map(name = "FO_VERDICTS")]
+pub static VERDICTS: PerCpuArray<Counter> = PerCpuArray::pinned(VERDICT_COUNT, 0);
+
+/// `stats::reason` index → packets/bytes. Written by this program.
+#[map(name = "FO_REASONS")]
+pub static REASONS: PerCpuArray<Counter> = PerCpuArray::pinned(reason::COUNT, 0);
+
+/// Backend id → traffic to and from it. Written by this program.
+#[map(name = "FO_BACKEND_STATS")]
+pub static BACKEND_STATS: PerCpuArray<TrafficStats> = PerCpuArray::pinned(MAX_BACKENDS, 0);
+
+/// Service id → traffic to and from its backends. Written by this program.
+#[map(name = "FO_SERVICE_STATS")]
+pub static SERVICE_STATS: PerCpuArray<TrafficStats> = PerCpuArray::pinned(MAX_SERVICES, 0);

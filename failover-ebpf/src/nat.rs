@@ -1,0 +1,78 @@
+//! Address/port rewriting with incremental checksum updates.
+//!
+//! Contract: pointers come from [`crate::parse::parse`] (bounds already
+//! proven); values are network order as loaded. Checksums are updated, never
+//! verified or recomputed: a packet that arrived with a bad checksum leaves
+//! with exactly the same error, so the receiver still rejects it.
+
+use core::ptr::{read_unaligned, write_unaligned};
+
+use failover_common::{PROTO_UDP, csum};
+
+use crate::parse::{EthHdr, Ipv4Hdr, L4};
+
+/// Which end of the packet to rewrite.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Destination: client → VIP becomes client → backend.
+    Destination,
+    /// Source: backend → client becomes VIP → client.
+    Source,
+}
+
+/// Rewrites one end's address and port, updating the IPv4 and L4 checksums.
+#[inline(always)]
+pub fn rewrite(ip: *mut Ipv4Hdr, l4: &L4, end: End, addr: u32, port: u16) {
+    // SAFETY: `ip` and the L4 field pointers were bounds-checked by parse().
+    unsafe {
+        let old_addr = match end {
+            End::Destination => (*ip).dst,
+            End::Source => (*ip).src,
+        };
+        match end {
+            End::Destination => (*ip).dst = addr,
+            End::Source => (*ip).src = addr,
+        }
+        (*ip).check = csum::update32((*ip).check, old_addr, addr);
+
+        let port_ptr = match end {
+            End::Destination => l4.dst_port_ptr,
+            End::Source => l4.src_port_ptr,
+        };
+        let old_port = read_unaligned(port_ptr);
+        write_unaligned(port_ptr, port);
+
+        // The L4 checksum covers the pseudo-header (addresses) and the ports.
+        let check = read_unaligned(l4.check_ptr);
+        let check = if l4.proto == PROTO_UDP {
+            csum::udp_update16(csum::udp_update32(check, old_addr, addr), old_port, port)
+        } else {
+            csum::update16(csum::update32(check, old_addr, addr), old_port, port)
+        };
+        write_unaligned(l4.check_ptr, check);
+    }
+}
+
+/// Decrements the TTL as a router does. The caller made sure it is above 1.
+#[inline(always)]
+pub fn decrement_ttl(ip: *mut Ipv4Hdr) {
+    // SAFETY: `ip` was bounds-checked by parse(); TTL and protocol form the
+    // 16-bit word the header checksum sees.
+    unsafe {
+        let ttl = (*ip).ttl;
+        let proto = (*ip).proto;
+        let old_word = u16::from_ne_bytes([ttl, proto]);
+        let new_word = u16::from_ne_bytes([ttl - 1, proto]);
+        (*ip).ttl = ttl - 1;
+        (*ip).check = csum::update16((*ip).check, old_word, new_word);
+    }
+}
+
+#[inline(always)]
+pub fn set_macs(eth: *mut EthHdr, src: [u8; 6], dst: [u8; 6]) {
+    // SAFETY: `eth` was bounds-checked by parse().
+    unsafe {
+        (*eth).src = src;
+        (*eth).dst = dst;
+    }
+}

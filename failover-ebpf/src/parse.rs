@@ -1,0 +1,206 @@
+//! Packet access and header parsing.
+//!
+//! Contract: [`ptr_at`] is the only place that makes packet pointers, and it
+//! proves `offset + size_of::<T>()` lies inside the frame. Header structs are
+//! `packed(2)`: after a 14-byte Ethernet header the IP header is only 2-byte
+//! aligned, so fields are never assumed 4-byte aligned. All multi-byte fields
+//! hold wire (network) order; callers compare against `*_BE` constants or use
+//! `u16::from_be` where a number is needed.
+
+use core::mem::size_of;
+
+use aya_ebpf::programs::XdpContext;
+
+pub const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
+pub const ETH_P_8021Q_BE: u16 = 0x8100u16.to_be();
+pub const ETH_P_8021AD_BE: u16 = 0x88a8u16.to_be();
+
+/// IPv4 `frag_off` bits that mark any fragment: MF flag or a non-zero offset.
+pub const IPV4_FRAGMENT_MASK_BE: u16 = 0x3fffu16.to_be();
+
+pub const TCP_FLAG_SYN: u8 = 0x02;
+pub const TCP_FLAG_ACK: u8 = 0x10;
+
+#[repr(C, packed(2))]
+pub struct EthHdr {
+    pub dst: [u8; 6],
+    pub src: [u8; 6],
+    pub ether_type: u16,
+}
+pub const ETH_LEN: usize = size_of::<EthHdr>();
+
+#[repr(C, packed(2))]
+pub struct VlanHdr {
+    pub tci: u16,
+    pub ether_type: u16,
+}
+pub const VLAN_LEN: usize = size_of::<VlanHdr>();
+
+#[repr(C, packed(2))]
+pub struct Ipv4Hdr {
+    pub version_ihl: u8,
+    pub tos: u8,
+    pub tot_len: u16,
+    pub id: u16,
+    pub frag_off: u16,
+    /// TTL and protocol share one 16-bit checksum word; see [`Ipv4Hdr::ttl_proto_word`].
+    pub ttl: u8,
+    pub proto: u8,
+    pub check: u16,
+    pub src: u32,
+    pub dst: u32,
+}
+pub const IPV4_MIN_LEN: usize = size_of::<Ipv4Hdr>();
+
+#[repr(C, packed(2))]
+pub struct TcpHdr {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub data_offset: u8,
+    pub flags: u8,
+    pub window: u16,
+    pub check: u16,
+    pub urgent: u16,
+}
+pub const TCP_MIN_LEN: usize = size_of::<TcpHdr>();
+
+#[repr(C, packed(2))]
+pub struct UdpHdr {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub len: u16,
+    pub check: u16,
+}
+pub const UDP_LEN: usize = size_of::<UdpHdr>();
+
+/// A bounds-checked pointer to a `T` at `offset` bytes into the frame.
+#[inline(always)]
+pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + size_of::<T>() > end {
+        return None;
+    }
+    Some((start + offset) as *mut T)
+}
+
+/// Why a frame could not be parsed as IPv4 TCP/UDP; mapped to a counter.
+#[derive(Clone, Copy)]
+pub enum ParseError {
+    TruncatedEth,
+    TruncatedVlan,
+    NotIpv4,
+    TruncatedIpv4,
+    BadIpv4Header,
+    Fragment,
+    NotTcpUdp,
+    TruncatedL4,
+}
+
+/// Where the transport header is, and the fields the data path needs.
+pub struct L4 {
+    pub proto: u8,
+    /// Network order.
+    pub src_port: u16,
+    /// Network order.
+    pub dst_port: u16,
+    /// TCP flags byte; 0 for UDP.
+    pub tcp_flags: u8,
+    /// Field pointers for rewriting (possibly 2-byte aligned only).
+    pub src_port_ptr: *mut u16,
+    pub dst_port_ptr: *mut u16,
+    pub check_ptr: *mut u16,
+}
+
+/// A parsed IPv4 TCP/UDP frame.
+pub struct Parsed {
+    pub eth: *mut EthHdr,
+    pub ip: *mut Ipv4Hdr,
+    pub l4: L4,
+}
+
+/// Parses Ethernet, at most one 802.1Q/802.1ad tag, IPv4 (with options) and
+/// the fixed part of TCP or UDP. Never touches the frame.
+#[inline(always)]
+pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
+    let eth: *mut EthHdr = ptr_at(ctx, 0).ok_or(ParseError::TruncatedEth)?;
+    let mut l3 = ETH_LEN;
+    // SAFETY: ptr_at checked the bounds; packed fields are read by value.
+    let mut ether_type = unsafe { (*eth).ether_type };
+    if ether_type == ETH_P_8021Q_BE || ether_type == ETH_P_8021AD_BE {
+        let vlan: *mut VlanHdr = ptr_at(ctx, ETH_LEN).ok_or(ParseError::TruncatedVlan)?;
+        ether_type = unsafe { (*vlan).ether_type };
+        l3 += VLAN_LEN;
+    }
+    if ether_type != ETH_P_IP_BE {
+        return Err(ParseError::NotIpv4);
+    }
+
+    let ip: *mut Ipv4Hdr = ptr_at(ctx, l3).ok_or(ParseError::TruncatedIpv4)?;
+    let (version_ihl, tot_len, frag_off, proto) =
+        unsafe { ((*ip).version_ihl, (*ip).tot_len, (*ip).frag_off, (*ip).proto) };
+    let ihl_bytes = ((version_ihl & 0x0f) as usize) * 4;
+    if version_ihl >> 4 != 4 || ihl_bytes < IPV4_MIN_LEN {
+        return Err(ParseError::BadIpv4Header);
+    }
+    let tot_len = u16::from_be(tot_len) as usize;
+    if tot_len < ihl_bytes {
+        return Err(ParseError::BadIpv4Header);
+    }
+    // Options must be in the frame.
+    if ctx.data() + l3 + ihl_bytes > ctx.data_end() {
+        return Err(ParseError::TruncatedIpv4);
+    }
+    if frag_off & IPV4_FRAGMENT_MASK_BE != 0 {
+        return Err(ParseError::Fragment);
+    }
+
+    // The first header that is incomplete names the reason; after that, a
+    // datagram longer than the frame is a truncated IPv4 packet.
+    let offset = l3 + ihl_bytes;
+    let l4 = match proto {
+        failover_common::PROTO_TCP => {
+            let tcp: *mut TcpHdr = ptr_at(ctx, offset).ok_or(ParseError::TruncatedL4)?;
+            if tot_len < ihl_bytes + TCP_MIN_LEN {
+                return Err(ParseError::TruncatedL4);
+            }
+            // SAFETY: bounds checked by ptr_at.
+            let (src_port, dst_port, tcp_flags) =
+                unsafe { ((*tcp).src_port, (*tcp).dst_port, (*tcp).flags) };
+            L4 {
+                proto,
+                src_port,
+                dst_port,
+                tcp_flags,
+                src_port_ptr: unsafe { &raw mut (*tcp).src_port },
+                dst_port_ptr: unsafe { &raw mut (*tcp).dst_port },
+                check_ptr: unsafe { &raw mut (*tcp).check },
+            }
+        }
+        failover_common::PROTO_UDP => {
+            let udp: *mut UdpHdr = ptr_at(ctx, offset).ok_or(ParseError::TruncatedL4)?;
+            if tot_len < ihl_bytes + UDP_LEN {
+                return Err(ParseError::TruncatedL4);
+            }
+            // SAFETY: bounds checked by ptr_at.
+            let (src_port, dst_port) = unsafe { ((*udp).src_port, (*udp).dst_port) };
+            L4 {
+                proto,
+                src_port,
+                dst_port,
+                tcp_flags: 0,
+                src_port_ptr: unsafe { &raw mut (*udp).src_port },
+                dst_port_ptr: unsafe { &raw mut (*udp).dst_port },
+                check_ptr: unsafe { &raw mut (*udp).check },
+            }
+        }
+        _ => return Err(ParseError::NotTcpUdp),
+    };
+    // The whole datagram must be in the frame (trailing Ethernet padding is fine).
+    if ctx.data() + l3 + tot_len > ctx.data_end() {
+        return Err(ParseError::TruncatedIpv4);
+    }
+    Ok(Parsed { eth, ip, l4 })
+}

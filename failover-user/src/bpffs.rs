@@ -1,0 +1,55 @@
+//! Making sure a BPF filesystem is mounted where maps get pinned.
+
+use std::{ffi::CString, io, os::unix::ffi::OsStrExt, path::Path};
+
+use crate::error::DataplaneError;
+
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Whether `path` is on a BPF filesystem.
+pub fn is_bpffs(path: &Path) -> io::Result<bool> {
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+    // SAFETY: valid C string and a zeroed statfs for the kernel to fill.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stat.f_type as i64 == BPF_FS_MAGIC)
+}
+
+/// Mounts bpffs on `mount_point` (normally /sys/fs/bpf) unless one is there.
+/// Some minimal systems boot without it; pinning needs it.
+pub fn ensure_mounted(mount_point: &Path) -> Result<(), DataplaneError> {
+    let err = |source| DataplaneError::Bpffs { path: mount_point.to_owned(), source };
+    if is_bpffs(mount_point).map_err(err)? {
+        return Ok(());
+    }
+    let target = CString::new(mount_point.as_os_str().as_bytes())
+        .map_err(|e| err(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+    // SAFETY: valid C strings; no mount data.
+    let rc = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            target.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(err(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Makes sure the BPF filesystem that holds `pin_dir` is mounted and the
+/// directory exists.
+pub fn prepare_pin_dir(pin_dir: &Path) -> Result<(), DataplaneError> {
+    let mount_point = Path::new("/sys/fs/bpf");
+    if pin_dir.starts_with(mount_point) {
+        ensure_mounted(mount_point)?;
+    }
+    std::fs::create_dir_all(pin_dir)
+        .map_err(|source| DataplaneError::Bpffs { path: pin_dir.to_owned(), source })
+}

@@ -1,0 +1,343 @@
+//! Loading, attaching and programming the XDP data path.
+//!
+//! [`Dataplane`] owns the loaded object, its pinned maps and the agent's view
+//! of services and backends. Every change is validated before the first map
+//! write, and map writes are ordered so the data path never sees a selection
+//! naming a backend that is not yet usable.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+};
+use failover_common::{MAX_BACKENDS, MAX_SELECTION, MAX_SERVICES, Service, names};
+use tracing::info;
+
+use crate::{
+    PASS_PROGRAM_NAME, PROGRAM_NAME, bpffs,
+    error::{DataplaneError, SpecError},
+    maps::{Backends, Conntrack, Counters, Services},
+    model::{BackendSpec, BackendState, ServiceSpec, selection},
+};
+
+/// How to attach XDP to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// In the driver (fastest; veth, most NICs).
+    Native,
+    /// In the generic network stack (works everywhere, slower).
+    Skb,
+    /// Native, falling back to skb if the driver refuses.
+    Auto,
+}
+
+/// A service the agent manages, with its backends by id.
+#[derive(Clone, Debug)]
+pub struct ServiceEntry {
+    pub id: u32,
+    pub spec: ServiceSpec,
+    pub backends: BTreeMap<u32, BackendSpec>,
+}
+
+/// The loaded data path and the agent's record of what it programmed.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    pin_dir: PathBuf,
+    services_map: Services,
+    backends_map: Backends,
+    conntrack: Conntrack,
+    counters: Counters,
+    services: BTreeMap<u32, ServiceEntry>,
+    backend_owner: BTreeMap<u32, u32>,
+    links: Vec<(String, XdpLinkId)>,
+}
+
+impl Dataplane {
+    /// Loads the embedded XDP object and pins its maps under `pin_dir`
+    /// (reusing maps already pinned there). Nothing is attached yet.
+    pub fn load(pin_dir: &Path) -> Result<Self, DataplaneError> {
+        bpffs::prepare_pin_dir(pin_dir)?;
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(pin_dir)
+            .load(crate::ebpf_object())
+            .map_err(DataplaneError::Load)?;
+        for name in [PROGRAM_NAME, PASS_PROGRAM_NAME] {
+            program_mut(&mut ebpf, name)?
+                .load()
+                .map_err(|source| DataplaneError::Program { name, source })?;
+        }
+        Ok(Self {
+            services_map: Services::open(&mut ebpf)?,
+            backends_map: Backends::open(&mut ebpf)?,
+            conntrack: Conntrack::open(&mut ebpf)?,
+            counters: Counters::open(&mut ebpf)?,
+            ebpf,
+            pin_dir: pin_dir.to_owned(),
+            services: BTreeMap::new(),
+            backend_owner: BTreeMap::new(),
+            links: Vec::new(),
+        })
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// Attaches the forwarding program to `interface` in the calling thread's
+    /// network namespace. Returns the mode actually used.
+    pub fn attach(
+        &mut self,
+        interface: &str,
+        mode: AttachMode,
+    ) -> Result<AttachMode, DataplaneError> {
+        self.attach_program(PROGRAM_NAME, interface, mode)
+    }
+
+    /// Attaches the pass-everything program (for veth peers: native XDP_TX and
+    /// redirect into a veth need an XDP program on its peer).
+    pub fn attach_pass(
+        &mut self,
+        interface: &str,
+        mode: AttachMode,
+    ) -> Result<AttachMode, DataplaneError> {
+        self.attach_program(PASS_PROGRAM_NAME, interface, mode)
+    }
+
+    fn attach_program(
+        &mut self,
+        name: &'static str,
+        interface: &str,
+        mode: AttachMode,
+    ) -> Result<AttachMode, DataplaneError> {
+        let program = program_mut(&mut self.ebpf, name)?;
+        let attach = |program: &mut Xdp, mode: AttachMode| {
+            let xdp_mode = match mode {
+                AttachMode::Skb => XdpMode::Skb,
+                AttachMode::Native | AttachMode::Auto => XdpMode::Driver,
+            };
+            program.attach(interface, xdp_mode).map_err(|source| DataplaneError::Attach {
+                interface: interface.to_owned(),
+                mode: if mode == AttachMode::Skb { "skb" } else { "native" },
+                source,
+            })
+        };
+        let (link, used) = match mode {
+            AttachMode::Auto => match attach(program, AttachMode::Native) {
+                Ok(link) => (link, AttachMode::Native),
+                Err(err) => {
+                    info!(interface, cause = %err, "native XDP refused; using skb mode");
+                    (attach(program, AttachMode::Skb)?, AttachMode::Skb)
+                }
+            },
+            mode => (attach(program, mode)?, mode),
+        };
+        info!(interface, program = name, mode = ?used, "XDP attached");
+        self.links.push((interface.to_owned(), link));
+        Ok(used)
+    }
+
+    /// The forwarding program, for BPF_PROG_TEST_RUN.
+    pub fn program(&self) -> Result<&Xdp, DataplaneError> {
+        program(&self.ebpf, PROGRAM_NAME)
+    }
+
+    /// The pass-everything program, for BPF_PROG_TEST_RUN floors.
+    pub fn pass_program(&self) -> Result<&Xdp, DataplaneError> {
+        program(&self.ebpf, PASS_PROGRAM_NAME)
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn conntrack(&self) -> &Conntrack {
+        &self.conntrack
+    }
+
+    pub fn backends_map(&self) -> &Backends {
+        &self.backends_map
+    }
+
+    pub fn services_map(&self) -> &Services {
+        &self.services_map
+    }
+
+    pub fn service(&self, id: u32) -> Option<&ServiceEntry> {
+        self.services.get(&id)
+    }
+
+    /// Adds a service with its backends. Validates everything first; on a
+    /// map error, rolls back what was written.
+    pub fn add_service(
+        &mut self,
+        spec: ServiceSpec,
+        backends: &[BackendSpec],
+    ) -> Result<ServiceEntry, DataplaneError> {
+        let name = spec.to_string();
+        if self.services.values().any(|entry| entry.spec.key() == spec.key()) {
+            return Err(SpecError::DuplicateService { service: name }.into());
+        }
+        if backends.is_empty() {
+            return Err(SpecError::NoBackends { service: name }.into());
+        }
+        if backends.len() > MAX_SELECTION {
+            return Err(SpecError::TooManyBackends {
+                service: name,
+                count: backends.len(),
+                max: MAX_SELECTION,
+            }
+            .into());
+        }
+        let mut seen = BTreeSet::new();
+        for backend in backends {
+            if !seen.insert((backend.addr, backend.port)) {
+                return Err(SpecError::DuplicateBackend {
+                    service: name,
+                    backend: backend.to_string(),
+                }
+                .into());
+            }
+        }
+        let service_id = first_free(self.services.keys().copied(), MAX_SERVICES)
+            .ok_or(SpecError::NoServiceSlot { service: name.clone(), max: MAX_SERVICES })?;
+        let free_ids: Vec<u32> = (0..MAX_BACKENDS)
+            .filter(|id| !self.backend_owner.contains_key(id))
+            .take(backends.len())
+            .collect();
+        if free_ids.len() < backends.len() {
+            return Err(SpecError::NoBackendSlot {
+                needed: backends.len(),
+                free: free_ids.len(),
+                max: MAX_BACKENDS,
+            }
+            .into());
+        }
+
+        let entry = ServiceEntry {
+            id: service_id,
+            spec,
+            backends: free_ids.iter().copied().zip(backends.iter().copied()).collect(),
+        };
+        // Backends first, so the selection only ever names written backends.
+        let written = self.write_backends(&entry);
+        let published = written.and_then(|()| self.publish(&entry));
+        if let Err(err) = published {
+            for id in entry.backends.keys() {
+                let _ = self.backends_map.clear(*id);
+            }
+            return Err(err);
+        }
+        for id in entry.backends.keys() {
+            self.backend_owner.insert(*id, service_id);
+        }
+        info!(service = %name, id = service_id, backends = backends.len(), "service added");
+        self.services.insert(service_id, entry.clone());
+        Ok(entry)
+    }
+
+    fn write_backends(&mut self, entry: &ServiceEntry) -> Result<(), DataplaneError> {
+        for (id, backend) in &entry.backends {
+            self.backends_map.set(*id, &backend.to_map_value(entry.id))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the service value with a fresh selection, in one atomic update.
+    fn publish(&mut self, entry: &ServiceEntry) -> Result<(), DataplaneError> {
+        let (active_tier, ids) = selection(entry.backends.iter().map(|(id, spec)| (*id, spec)));
+        let mut value = Service::new(entry.id);
+        value.active_tier = u32::from(active_tier);
+        value.selection_len = ids.len() as u32;
+        value.selection[..ids.len()].copy_from_slice(&ids);
+        self.services_map.put(&entry.spec.key(), &value)
+    }
+
+    /// Changes a backend's state: the backend slot first (its established
+    /// flows follow at once), then the service's selection (new flows).
+    pub fn set_backend_state(
+        &mut self,
+        backend_id: u32,
+        state: BackendState,
+    ) -> Result<(), DataplaneError> {
+        let service_id = *self
+            .backend_owner
+            .get(&backend_id)
+            .ok_or(SpecError::UnknownBackend { id: backend_id })?;
+        let mut entry = self.services[&service_id].clone();
+        let backend = entry.backends.get_mut(&backend_id).expect("owner map is consistent");
+        let previous = backend.state;
+        backend.state = state;
+        self.backends_map.set(backend_id, &backend.to_map_value(service_id))?;
+        self.publish(&entry)?;
+        info!(
+            service = %entry.spec,
+            backend = %entry.backends[&backend_id],
+            from = %previous,
+            to = %state,
+            "backend state changed"
+        );
+        self.services.insert(service_id, entry);
+        Ok(())
+    }
+
+    /// Removes a service: its entry first (no new packets match), then its
+    /// backend slots.
+    pub fn remove_service(&mut self, service_id: u32) -> Result<(), DataplaneError> {
+        let entry = self
+            .services
+            .get(&service_id)
+            .ok_or(SpecError::UnknownService { id: service_id })?
+            .clone();
+        self.services_map.remove(&entry.spec.key())?;
+        for id in entry.backends.keys() {
+            self.backends_map.clear(*id)?;
+            self.backend_owner.remove(id);
+        }
+        self.services.remove(&service_id);
+        info!(service = %entry.spec, "service removed");
+        Ok(())
+    }
+
+    /// Removes the pins of every map this data path created. Attached
+    /// programs detach when the `Dataplane` is dropped.
+    pub fn unpin(&self) -> std::io::Result<()> {
+        remove_pins(&self.pin_dir)
+    }
+}
+
+/// Removes the map pins under `pin_dir` and the directory if it is then empty.
+pub fn remove_pins(pin_dir: &Path) -> std::io::Result<()> {
+    for name in names::ALL {
+        match std::fs::remove_file(pin_dir.join(name)) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
+    }
+    match std::fs::remove_dir(pin_dir) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
+    }
+}
+
+fn first_free(used: impl Iterator<Item = u32>, max: u32) -> Option<u32> {
+    let used: BTreeSet<u32> = used.collect();
+    (0..max).find(|id| !used.contains(id))
+}
+
+fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, DataplaneError> {
+    ebpf.program_mut(name)
+        .ok_or(DataplaneError::MissingProgram { name })?
+        .try_into()
+        .map_err(|source| DataplaneError::Program { name, source })
+}
+
+fn program<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a Xdp, DataplaneError> {
+    ebpf.program(name)
+        .ok_or(DataplaneError::MissingProgram { name })?
+        .try_into()
+        .map_err(|source| DataplaneError::Program { name, source })
+}

@@ -1,0 +1,65 @@
+//! Errors of the data-path layer.
+
+use std::{io, path::PathBuf};
+
+use aya::{EbpfError, maps::MapError, programs::ProgramError};
+
+/// Failures loading, attaching or writing the data path.
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("bpffs at {path}: {source}")]
+    Bpffs {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("loading the eBPF object (is this root, on Linux >= 5.15 with BTF?)")]
+    Load(#[source] EbpfError),
+    #[error("program {name} is missing from the eBPF object")]
+    MissingProgram { name: &'static str },
+    #[error("program {name}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("map {name} is missing from the eBPF object")]
+    MissingMap { name: &'static str },
+    #[error("map {name}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("attaching XDP to {interface} in {mode} mode")]
+    Attach {
+        interface: String,
+        mode: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+}
+
+/// A service or backend description the data path cannot take. Nothing is
+/// written when one of these is returned.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("service {service} already exists")]
+    DuplicateService { service: String },
+    #[error("service {service} has {count} backends; at most {max} per service")]
+    TooManyBackends { service: String, count: usize, max: usize },
+    #[error("no room for service {service}: all {max} service slots are in use")]
+    NoServiceSlot { service: String, max: u32 },
+    #[error("no room for {needed} backends: {free} of {max} backend slots are free")]
+    NoBackendSlot { needed: usize, free: usize, max: u32 },
+    #[error("service {service} needs at least one backend")]
+    NoBackends { service: String },
+    #[error("unknown service id {id}")]
+    UnknownService { id: u32 },
+    #[error("unknown backend id {id}")]
+    UnknownBackend { id: u32 },
+    #[error("backend {backend} appears twice in service {service}")]
+    DuplicateBackend { service: String, backend: String },
+}

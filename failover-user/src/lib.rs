@@ -1,0 +1,24 @@
+//! The `failover` agent and CLI as a library: the data-path loader and its
+//! typed map API. The binary (`main.rs`) only dispatches to it.
+
+pub mod bpffs;
+pub mod dataplane;
+pub mod error;
+pub mod maps;
+pub mod model;
+
+pub use dataplane::{AttachMode, Dataplane};
+pub use error::{DataplaneError, SpecError};
+pub use model::{BackendSpec, BackendState, Proto, ServiceSpec};
+
+/// The compiled XDP object, built by `build.rs` and embedded in the binary.
+pub fn ebpf_object() -> &'static [u8] {
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/failover"))
+}
+
+/// Name of the forwarding program in the object.
+pub const PROGRAM_NAME: &str = "failover";
+/// Name of the pass-everything program (veth peers, benchmark floor).
+pub const PASS_PROGRAM_NAME: &str = "failover_pass";
+/// Where the agent pins its maps unless told otherwise.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/failover";

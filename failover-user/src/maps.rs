@@ -1,0 +1,203 @@
+//! Typed handles on the data path's maps. Each map is wrapped once here; the
+//! rest of the agent never touches raw aya maps.
+
+use std::path::Path;
+
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
+use failover_common::{
+    Backend, Counter, Flow, FlowKey, Service, ServiceKey, TrafficStats, names,
+    stats::{VERDICT_COUNT, reason},
+};
+
+use crate::error::DataplaneError;
+
+fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
+    move |source| DataplaneError::Map { name, source }
+}
+
+/// Where a handle comes from: the freshly loaded object, or a pin.
+pub trait MapSource {
+    fn take(&mut self, name: &'static str) -> Result<Map, DataplaneError>;
+}
+
+impl MapSource for aya::Ebpf {
+    fn take(&mut self, name: &'static str) -> Result<Map, DataplaneError> {
+        self.take_map(name).ok_or(DataplaneError::MissingMap { name })
+    }
+}
+
+/// Opens maps pinned under a directory (works with the agent dead).
+pub struct PinDir<'a>(pub &'a Path);
+
+impl MapSource for PinDir<'_> {
+    fn take(&mut self, name: &'static str) -> Result<Map, DataplaneError> {
+        let data = MapData::from_pin(self.0.join(name)).map_err(map_err(name))?;
+        // The map type decides which typed wrapper accepts it.
+        Ok(match name {
+            names::SERVICES => Map::HashMap(data),
+            names::BACKENDS => Map::Array(data),
+            names::CONNTRACK => Map::LruHashMap(data),
+            _ => Map::PerCpuArray(data),
+        })
+    }
+}
+
+/// `FO_SERVICES`: (VIP, port, proto) → service.
+pub struct Services(HashMap<MapData, ServiceKey, Service>);
+
+impl Services {
+    pub fn open(source: &mut impl MapSource) -> Result<Self, DataplaneError> {
+        let map = source.take(names::SERVICES)?;
+        Ok(Self(HashMap::try_from(map).map_err(map_err(names::SERVICES))?))
+    }
+
+    /// Publishes a service value; replaces any previous value atomically.
+    pub fn put(&mut self, key: &ServiceKey, value: &Service) -> Result<(), DataplaneError> {
+        self.0.insert(key, value, 0).map_err(map_err(names::SERVICES))
+    }
+
+    pub fn remove(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
+        self.0.remove(key).map_err(map_err(names::SERVICES))
+    }
+
+    pub fn get(&self, key: &ServiceKey) -> Result<Option<Service>, DataplaneError> {
+        match self.0.get(key, 0) {
+            Ok(value) => Ok(Some(value)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(DataplaneError::Map { name: names::SERVICES, source }),
+        }
+    }
+
+    pub fn all(&self) -> Result<Vec<(ServiceKey, Service)>, DataplaneError> {
+        self.0.iter().map(|entry| entry.map_err(map_err(names::SERVICES))).collect()
+    }
+}
+
+/// `FO_BACKENDS`: backend id → backend.
+pub struct Backends(Array<MapData, Backend>);
+
+impl Backends {
+    pub fn open(source: &mut impl MapSource) -> Result<Self, DataplaneError> {
+        let map = source.take(names::BACKENDS)?;
+        Ok(Self(Array::try_from(map).map_err(map_err(names::BACKENDS))?))
+    }
+
+    pub fn set(&mut self, id: u32, value: &Backend) -> Result<(), DataplaneError> {
+        self.0.set(id, value, 0).map_err(map_err(names::BACKENDS))
+    }
+
+    /// Marks a slot unused.
+    pub fn clear(&mut self, id: u32) -> Result<(), DataplaneError> {
+        self.set(id, &Backend::default())
+    }
+
+    pub fn get(&self, id: u32) -> Result<Backend, DataplaneError> {
+        self.0.get(&id, 0).map_err(map_err(names::BACKENDS))
+    }
+
+    /// Every slot in use, with its id.
+    pub fn in_use(&self) -> Result<Vec<(u32, Backend)>, DataplaneError> {
+        let mut used = Vec::new();
+        for (id, backend) in self.0.iter().enumerate() {
+            let backend = backend.map_err(map_err(names::BACKENDS))?;
+            if backend.state != failover_common::backend_state::EMPTY {
+                used.push((id as u32, backend));
+            }
+        }
+        Ok(used)
+    }
+}
+
+/// `FO_CONNTRACK`: flows, both directions.
+pub struct Conntrack(HashMap<MapData, FlowKey, Flow>);
+
+impl Conntrack {
+    pub fn open(source: &mut impl MapSource) -> Result<Self, DataplaneError> {
+        let map = source.take(names::CONNTRACK)?;
+        Ok(Self(HashMap::try_from(map).map_err(map_err(names::CONNTRACK))?))
+    }
+
+    pub fn get(&self, key: &FlowKey) -> Result<Option<Flow>, DataplaneError> {
+        match self.0.get(key, 0) {
+            Ok(value) => Ok(Some(value)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(DataplaneError::Map { name: names::CONNTRACK, source }),
+        }
+    }
+
+    /// A snapshot of all entries (entries may come and go while iterating).
+    pub fn entries(&self) -> Vec<(FlowKey, Flow)> {
+        self.0.iter().filter_map(Result::ok).collect()
+    }
+}
+
+fn sum(values: &[Counter]) -> Counter {
+    values.iter().fold(Counter::default(), |acc, c| Counter {
+        packets: acc.packets + c.packets,
+        bytes: acc.bytes + c.bytes,
+    })
+}
+
+/// All per-CPU counter arrays, summed over CPUs when read.
+pub struct Counters {
+    verdicts: PerCpuArray<MapData, Counter>,
+    reasons: PerCpuArray<MapData, Counter>,
+    backends: PerCpuArray<MapData, TrafficStats>,
+    services: PerCpuArray<MapData, TrafficStats>,
+}
+
+impl Counters {
+    pub fn open(source: &mut impl MapSource) -> Result<Self, DataplaneError> {
+        fn open_one<V: aya::Pod>(
+            source: &mut impl MapSource,
+            name: &'static str,
+        ) -> Result<PerCpuArray<MapData, V>, DataplaneError> {
+            PerCpuArray::try_from(source.take(name)?).map_err(map_err(name))
+        }
+        Ok(Self {
+            verdicts: open_one(source, names::VERDICTS)?,
+            reasons: open_one(source, names::REASONS)?,
+            backends: open_one(source, names::BACKEND_STATS)?,
+            services: open_one(source, names::SERVICE_STATS)?,
+        })
+    }
+
+    fn read(
+        map: &PerCpuArray<MapData, Counter>,
+        name: &'static str,
+        count: u32,
+    ) -> Result<Vec<Counter>, DataplaneError> {
+        (0..count)
+            .map(|i| map.get(&i, 0).map(|v| sum(&v)).map_err(map_err(name)))
+            .collect()
+    }
+
+    /// Indexed by XDP action.
+    pub fn verdicts(&self) -> Result<Vec<Counter>, DataplaneError> {
+        Self::read(&self.verdicts, names::VERDICTS, VERDICT_COUNT)
+    }
+
+    /// Indexed by `stats::reason`.
+    pub fn reasons(&self) -> Result<Vec<Counter>, DataplaneError> {
+        Self::read(&self.reasons, names::REASONS, reason::COUNT)
+    }
+
+    fn traffic(
+        map: &PerCpuArray<MapData, TrafficStats>,
+        name: &'static str,
+        id: u32,
+    ) -> Result<TrafficStats, DataplaneError> {
+        let per_cpu = map.get(&id, 0).map_err(map_err(name))?;
+        let to: Vec<Counter> = per_cpu.iter().map(|s| s.to_backend).collect();
+        let from: Vec<Counter> = per_cpu.iter().map(|s| s.from_backend).collect();
+        Ok(TrafficStats { to_backend: sum(&to), from_backend: sum(&from) })
+    }
+
+    pub fn backend(&self, id: u32) -> Result<TrafficStats, DataplaneError> {
+        Self::traffic(&self.backends, names::BACKEND_STATS, id)
+    }
+
+    pub fn service(&self, id: u32) -> Result<TrafficStats, DataplaneError> {
+        Self::traffic(&self.services, names::SERVICE_STATS, id)
+    }
+}

@@ -1,0 +1,229 @@
+//! Services and backends as the agent describes them, and the pure rules that
+//! turn them into map values.
+
+use std::{fmt, net::Ipv4Addr};
+
+use failover_common::{
+    Backend, FAMILY_IPV4, MAX_SELECTION, PROTO_TCP, PROTO_UDP, ServiceKey, backend_state,
+    ipv4_addr,
+};
+
+/// Transport protocol of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub const fn number(self) -> u8 {
+        match self {
+            Self::Tcp => PROTO_TCP,
+            Self::Udp => PROTO_UDP,
+        }
+    }
+
+    pub const fn from_number(number: u8) -> Option<Self> {
+        match number {
+            PROTO_TCP => Some(Self::Tcp),
+            PROTO_UDP => Some(Self::Udp),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        })
+    }
+}
+
+/// A service: traffic to (vip, port, proto) is spread over its backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ServiceSpec {
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    pub proto: Proto,
+}
+
+impl ServiceSpec {
+    pub fn key(&self) -> ServiceKey {
+        ServiceKey {
+            addr: ipv4_addr(self.vip.octets()),
+            port_be: self.port.to_be(),
+            proto: self.proto.number(),
+            family: FAMILY_IPV4,
+        }
+    }
+}
+
+impl fmt::Display for ServiceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}/{}", self.vip, self.port, self.proto)
+    }
+}
+
+/// Health/administrative state of a backend, as the data path sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackendState {
+    /// Takes new and established flows.
+    Up,
+    /// Takes nothing; its established flows are re-picked.
+    Down,
+    /// Takes no new flows; established ones stay until they end.
+    Draining,
+}
+
+impl BackendState {
+    pub const fn raw(self) -> u32 {
+        match self {
+            Self::Up => backend_state::UP,
+            Self::Down => backend_state::DOWN,
+            Self::Draining => backend_state::DRAINING,
+        }
+    }
+
+    pub const fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            backend_state::UP => Some(Self::Up),
+            backend_state::DOWN => Some(Self::Down),
+            backend_state::DRAINING => Some(Self::Draining),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for BackendState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Up => "up",
+            Self::Down => "down",
+            Self::Draining => "draining",
+        })
+    }
+}
+
+/// One backend of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BackendSpec {
+    pub addr: Ipv4Addr,
+    /// `None` keeps the service's port; `Some` maps to another port.
+    pub port: Option<u16>,
+    /// Priority tier, 0 most preferred. New flows go to the lowest-numbered
+    /// tier that has a usable backend.
+    pub tier: u8,
+    pub weight: u32,
+    pub state: BackendState,
+}
+
+impl BackendSpec {
+    /// An up backend in tier 0 on the service's port.
+    pub const fn new(addr: Ipv4Addr) -> Self {
+        Self { addr, port: None, tier: 0, weight: 1, state: BackendState::Up }
+    }
+
+    pub const fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    pub const fn tier(mut self, tier: u8) -> Self {
+        self.tier = tier;
+        self
+    }
+
+    pub const fn state(mut self, state: BackendState) -> Self {
+        self.state = state;
+        self
+    }
+
+    pub fn to_map_value(&self, service_id: u32) -> Backend {
+        Backend {
+            addr: ipv4_addr(self.addr.octets()),
+            port_be: self.port.unwrap_or(0).to_be(),
+            family: FAMILY_IPV4,
+            tier: self.tier,
+            state: self.state.raw(),
+            service_id,
+            weight: self.weight,
+        }
+    }
+}
+
+impl fmt::Display for BackendSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{}:{}", self.addr, port),
+            None => write!(f, "{}", self.addr),
+        }
+    }
+}
+
+/// The selection new flows are hashed over: the ids of the up backends in
+/// the most preferred tier that has any, in id order. Empty when no backend
+/// is up. Returns (active tier, ids).
+pub fn selection<'a>(backends: impl IntoIterator<Item = (u32, &'a BackendSpec)>) -> (u8, Vec<u32>) {
+    let mut up: Vec<(u8, u32)> = backends
+        .into_iter()
+        .filter(|(_, spec)| spec.state == BackendState::Up)
+        .map(|(id, spec)| (spec.tier, id))
+        .collect();
+    up.sort_unstable();
+    let Some(&(active_tier, _)) = up.first() else {
+        return (0, Vec::new());
+    };
+    let ids: Vec<u32> = up
+        .into_iter()
+        .take_while(|(tier, _)| *tier == active_tier)
+        .map(|(_, id)| id)
+        .take(MAX_SELECTION)
+        .collect();
+    (active_tier, ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(last: u8, tier: u8, state: BackendState) -> BackendSpec {
+        BackendSpec::new(Ipv4Addr::new(198, 51, 100, last)).tier(tier).state(state)
+    }
+
+    #[test]
+    fn selection_uses_most_preferred_tier_with_an_up_backend() {
+        let specs = [
+            backend(1, 0, BackendState::Down),
+            backend(2, 1, BackendState::Up),
+            backend(3, 1, BackendState::Up),
+            backend(4, 2, BackendState::Up),
+        ];
+        let (tier, ids) = selection(specs.iter().enumerate().map(|(i, s)| (i as u32 + 10, s)));
+        assert_eq!(tier, 1);
+        assert_eq!(ids, vec![11, 12]);
+    }
+
+    #[test]
+    fn draining_and_down_backends_take_no_new_flows() {
+        let specs = [backend(1, 0, BackendState::Draining), backend(2, 0, BackendState::Up)];
+        let (_, ids) = selection(specs.iter().enumerate().map(|(i, s)| (i as u32, s)));
+        assert_eq!(ids, vec![1]);
+    }
+
+    #[test]
+    fn empty_selection_when_nothing_is_up() {
+        let specs = [backend(1, 0, BackendState::Down)];
+        assert_eq!(selection(specs.iter().map(|s| (0, s))), (0, Vec::new()));
+    }
+
+    #[test]
+    fn service_key_is_network_order() {
+        let spec = ServiceSpec { vip: Ipv4Addr::new(203, 0, 113, 10), port: 80, proto: Proto::Tcp };
+        let key = spec.key();
+        assert_eq!(key.addr[0].to_ne_bytes(), [203, 0, 113, 10]);
+        assert_eq!(key.port_be.to_ne_bytes(), [0, 80]);
+        assert_eq!(key.proto, 6);
+    }
+}
