@@ -134,7 +134,11 @@ mod tests {
                 u16::from_be_bytes([base[4], base[5]]),
                 word,
             );
-            assert_eq!(check.to_be_bytes(), [expected[10], expected[11]], "{word:#x}");
+            assert_eq!(
+                check.to_be_bytes(),
+                [expected[10], expected[11]],
+                "{word:#x}"
+            );
         }
     }
 

@@ -12,7 +12,10 @@ const C2: u32 = 0x1b87_3593;
 #[inline(always)]
 const fn mix(h: u32, k: u32) -> u32 {
     let k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-    (h ^ k).rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64)
+    (h ^ k)
+        .rotate_left(13)
+        .wrapping_mul(5)
+        .wrapping_add(0xe654_6b64)
 }
 
 #[inline(always)]
@@ -63,7 +66,10 @@ mod tests {
 
     #[test]
     fn deterministic() {
-        assert_eq!(flow_hash(&key(1000), FLOW_HASH_SEED), flow_hash(&key(1000), FLOW_HASH_SEED));
+        assert_eq!(
+            flow_hash(&key(1000), FLOW_HASH_SEED),
+            flow_hash(&key(1000), FLOW_HASH_SEED)
+        );
     }
 
     #[test]

@@ -43,8 +43,13 @@ fn backend(id: u32) -> Option<Backend> {
 pub fn choose(key: &FlowKey, service: &Service, bytes: u64) -> Option<Choice> {
     if let Some(entry) = CONNTRACK.get_ptr_mut(key) {
         // SAFETY: a live LRU value; racing updates of last_seen are benign.
-        let (direction, backend_id, last_seen) =
-            unsafe { ((*entry).direction, (*entry).backend_id, (*entry).last_seen_ns) };
+        let (direction, backend_id, last_seen) = unsafe {
+            (
+                (*entry).direction,
+                (*entry).backend_id,
+                (*entry).last_seen_ns,
+            )
+        };
         if direction == flow_direction::FORWARD {
             if let Some(backend) = backend(backend_id)
                 && backend.service_id == service.id
@@ -54,12 +59,20 @@ pub fn choose(key: &FlowKey, service: &Service, bytes: u64) -> Option<Choice> {
                 if now.wrapping_sub(last_seen) > LAST_SEEN_GRANULARITY_NS {
                     unsafe { (*entry).last_seen_ns = now };
                 }
-                return Some(Choice { backend_id, backend, is_new: false });
+                return Some(Choice {
+                    backend_id,
+                    backend,
+                    is_new: false,
+                });
             }
             counters::reason(reason::EVENT_REPICK, bytes);
         }
     }
-    pick(key, service, bytes).map(|(backend_id, backend)| Choice { backend_id, backend, is_new: true })
+    pick(key, service, bytes).map(|(backend_id, backend)| Choice {
+        backend_id,
+        backend,
+        is_new: true,
+    })
 }
 
 /// Hashes the flow onto the selection. A slot whose backend is not usable
@@ -75,8 +88,11 @@ fn pick(key: &FlowKey, service: &Service, bytes: u64) -> Option<(u32, Backend)> 
     let mut i = 0;
     while i < MAX_SELECTION as u32 && i < len {
         let slot = (start + i) % len;
-        // Mask proves the index in bounds to the verifier (slot < len <= 64).
-        let backend_id = service.selection[slot as usize & (MAX_SELECTION - 1)];
+        // LLVM knows slot < len <= 64 and would drop a plain mask, but the
+        // verifier loses the bound after `%` (kernel 6.18): hide the value
+        // from LLVM so the mask stays and proves the index in bounds.
+        let slot = unsafe { core::ptr::read_volatile(&slot) } as usize & (MAX_SELECTION - 1);
+        let backend_id = service.selection[slot];
         if let Some(backend) = backend(backend_id)
             && backend.service_id == service.id
             && usable_for_new(backend.state)

@@ -19,7 +19,11 @@ const AF_INET: u8 = 2;
 /// What to do with a packet whose new addresses are known.
 pub enum NextHop {
     /// Send it out of `ifindex` with these MACs.
-    Forward { ifindex: u32, src_mac: [u8; 6], dst_mac: [u8; 6] },
+    Forward {
+        ifindex: u32,
+        src_mac: [u8; 6],
+        dst_mac: [u8; 6],
+    },
     /// The neighbour is unresolved: hand the rewritten packet to the stack,
     /// which resolves it and forwards (and decrements the TTL itself).
     ResolveInStack,

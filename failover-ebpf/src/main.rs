@@ -37,11 +37,17 @@ struct Outcome {
 }
 
 const fn pass(reason: u32) -> Outcome {
-    Outcome { action: XDP_PASS, reason }
+    Outcome {
+        action: XDP_PASS,
+        reason,
+    }
 }
 
 const fn drop(reason: u32) -> Outcome {
-    Outcome { action: XDP_DROP, reason }
+    Outcome {
+        action: XDP_DROP,
+        reason,
+    }
 }
 
 /// The data path. Attach to every interface that carries service traffic or
@@ -128,18 +134,26 @@ fn to_backend(
     if ttl <= 1 {
         return pass(reason::PASS_TTL_EXPIRED);
     }
-    let Some(Choice { backend_id, backend, is_new }) = conntrack::choose(key, service, bytes)
+    let Some(Choice {
+        backend_id,
+        backend,
+        is_new,
+    }) = conntrack::choose(key, service, bytes)
     else {
         return drop(reason::DROP_NO_BACKEND);
     };
-    let starts_flow = l4.proto != PROTO_TCP
-        || l4.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
+    let starts_flow =
+        l4.proto != PROTO_TCP || l4.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
     if is_new && !starts_flow {
         counters::reason(reason::EVENT_MIDFLOW_PICK, bytes);
     }
 
     let backend_addr = backend.addr[0];
-    let backend_port = if backend.port_be != 0 { backend.port_be } else { l4.dst_port };
+    let backend_port = if backend.port_be != 0 {
+        backend.port_be
+    } else {
+        l4.dst_port
+    };
     let hop = fib::next_hop(
         ctx,
         &Lookup {
@@ -170,11 +184,23 @@ fn to_backend(
             family: FAMILY_IPV4,
             _pad: [0; 2],
         };
-        conntrack::record(key, &reply, service, backend_id, key.dst[0], l4.dst_port, bytes);
+        conntrack::record(
+            key,
+            &reply,
+            service,
+            backend_id,
+            key.dst[0],
+            l4.dst_port,
+            bytes,
+        );
     }
     nat::rewrite(ip, l4, End::Destination, backend_addr, backend_port);
     counters::traffic(service.id, backend_id, Towards::Backend, bytes);
-    let forwarded = if is_new { reason::FWD_NEW_FLOW } else { reason::FWD_ESTABLISHED };
+    let forwarded = if is_new {
+        reason::FWD_NEW_FLOW
+    } else {
+        reason::FWD_ESTABLISHED
+    };
     if via_stack {
         return pass(reason::PASS_NO_NEIGHBOUR);
     }
@@ -195,7 +221,12 @@ fn to_client(
     // SAFETY: bounds checked by parse(); `entry` is a live LRU value.
     let (ttl, tos, tot_len) = unsafe { ((*ip).ttl, (*ip).tos, (*ip).tot_len) };
     let (vip, vip_port, service_id, backend_id) = unsafe {
-        ((*entry).nat_addr[0], (*entry).nat_port_be, (*entry).service_id, (*entry).backend_id)
+        (
+            (*entry).nat_addr[0],
+            (*entry).nat_port_be,
+            (*entry).service_id,
+            (*entry).backend_id,
+        )
     };
     if ttl <= 1 {
         return pass(reason::PASS_TTL_EXPIRED);
@@ -232,13 +263,21 @@ fn to_client(
 /// it leaves where it came in, a redirect otherwise.
 #[inline(always)]
 fn send(ctx: &XdpContext, parsed: &Parsed, hop: NextHop, reason: u32) -> Outcome {
-    let NextHop::Forward { ifindex, src_mac, dst_mac } = hop else {
+    let NextHop::Forward {
+        ifindex,
+        src_mac,
+        dst_mac,
+    } = hop
+    else {
         return pass(reason);
     };
     nat::decrement_ttl(parsed.ip);
     nat::set_macs(parsed.eth, src_mac, dst_mac);
     if ifindex == ingress_ifindex(ctx) {
-        return Outcome { action: XDP_TX, reason };
+        return Outcome {
+            action: XDP_TX,
+            reason,
+        };
     }
     // SAFETY: plain helper call; returns XDP_REDIRECT, or XDP_ABORTED for bad flags.
     let action = unsafe { bpf_redirect(ifindex, 0) } as u32;

@@ -139,8 +139,14 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
     }
 
     let ip: *mut Ipv4Hdr = ptr_at(ctx, l3).ok_or(ParseError::TruncatedIpv4)?;
-    let (version_ihl, tot_len, frag_off, proto) =
-        unsafe { ((*ip).version_ihl, (*ip).tot_len, (*ip).frag_off, (*ip).proto) };
+    let (version_ihl, tot_len, frag_off, proto) = unsafe {
+        (
+            (*ip).version_ihl,
+            (*ip).tot_len,
+            (*ip).frag_off,
+            (*ip).proto,
+        )
+    };
     let ihl_bytes = ((version_ihl & 0x0f) as usize) * 4;
     if version_ihl >> 4 != 4 || ihl_bytes < IPV4_MIN_LEN {
         return Err(ParseError::BadIpv4Header);

@@ -1,0 +1,289 @@
+//! Building test frames with correct checksums, and checking frames the data
+//! path produced by full recomputation (never by incremental arithmetic).
+
+use std::net::Ipv4Addr;
+
+use failover_common::csum::{checksum_be, sum_be_words};
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_PSH: u8 = 0x08;
+pub const TCP_ACK: u8 = 0x10;
+
+pub const ETH_LEN: usize = 14;
+
+/// Transport layer of a test frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum L4 {
+    Tcp { src_port: u16, dst_port: u16, flags: u8, seq: u32, ack: u32 },
+    /// `checksum: false` sends a zero ("no checksum") UDP checksum.
+    Udp { src_port: u16, dst_port: u16, checksum: bool },
+    /// Any other IP protocol, with raw bytes after the IP header.
+    Other { proto: u8 },
+}
+
+/// A frame description; [`Frame::build`] turns it into bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+    /// 802.1Q VLAN id.
+    pub vlan: Option<u16>,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub ttl: u8,
+    pub tos: u8,
+    pub id: u16,
+    /// Raw `frag_off` field (flags and offset), host order.
+    pub frag_off: u16,
+    /// IPv4 options; padded to a multiple of 4 bytes.
+    pub options: Vec<u8>,
+    pub l4: L4,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    pub fn tcp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), flags: u8) -> Self {
+        Self::new(src.0, dst.0, L4::Tcp {
+            src_port: src.1,
+            dst_port: dst.1,
+            flags,
+            seq: 0x0102_0304,
+            ack: if flags & TCP_ACK != 0 { 0x0a0b_0c0d } else { 0 },
+        })
+    }
+
+    pub fn udp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> Self {
+        Self::new(src.0, dst.0, L4::Udp { src_port: src.1, dst_port: dst.1, checksum: true })
+    }
+
+    pub fn new(src: Ipv4Addr, dst: Ipv4Addr, l4: L4) -> Self {
+        Self {
+            dst_mac: [0x02, 0, 0, 0, 0, 0xaa],
+            src_mac: [0x02, 0, 0, 0, 0, 0xbb],
+            vlan: None,
+            src,
+            dst,
+            ttl: 64,
+            tos: 0,
+            id: 0x1234,
+            frag_off: 0x4000, // DF
+            options: Vec::new(),
+            l4,
+            payload: b"failover test payload".to_vec(),
+        }
+    }
+
+    pub fn with_payload(mut self, payload: &[u8]) -> Self {
+        self.payload = payload.to_vec();
+        self
+    }
+
+    pub fn macs(mut self, src: [u8; 6], dst: [u8; 6]) -> Self {
+        self.src_mac = src;
+        self.dst_mac = dst;
+        self
+    }
+
+    fn l4_bytes(&self) -> (u8, Vec<u8>) {
+        match self.l4 {
+            L4::Tcp { src_port, dst_port, flags, seq, ack } => {
+                let mut h = Vec::with_capacity(20 + self.payload.len());
+                h.extend_from_slice(&src_port.to_be_bytes());
+                h.extend_from_slice(&dst_port.to_be_bytes());
+                h.extend_from_slice(&seq.to_be_bytes());
+                h.extend_from_slice(&ack.to_be_bytes());
+                h.push(5 << 4);
+                h.push(flags);
+                h.extend_from_slice(&64240u16.to_be_bytes());
+                h.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent
+                h.extend_from_slice(&self.payload);
+                (6, h)
+            }
+            L4::Udp { src_port, dst_port, .. } => {
+                let len = (8 + self.payload.len()) as u16;
+                let mut h = Vec::with_capacity(len as usize);
+                h.extend_from_slice(&src_port.to_be_bytes());
+                h.extend_from_slice(&dst_port.to_be_bytes());
+                h.extend_from_slice(&len.to_be_bytes());
+                h.extend_from_slice(&[0, 0]);
+                h.extend_from_slice(&self.payload);
+                (17, h)
+            }
+            L4::Other { proto } => (proto, self.payload.clone()),
+        }
+    }
+
+    /// The frame's bytes with every checksum computed from scratch.
+    pub fn build(&self) -> Vec<u8> {
+        let (proto, mut l4) = self.l4_bytes();
+        let mut options = self.options.clone();
+        while options.len() % 4 != 0 {
+            options.push(0); // EOL padding
+        }
+        let ihl = 20 + options.len();
+        let tot_len = (ihl + l4.len()) as u16;
+
+        let mut ip = Vec::with_capacity(ihl);
+        ip.push(0x40 | (ihl / 4) as u8);
+        ip.push(self.tos);
+        ip.extend_from_slice(&tot_len.to_be_bytes());
+        ip.extend_from_slice(&self.id.to_be_bytes());
+        ip.extend_from_slice(&self.frag_off.to_be_bytes());
+        ip.push(self.ttl);
+        ip.push(proto);
+        ip.extend_from_slice(&[0, 0]);
+        ip.extend_from_slice(&self.src.octets());
+        ip.extend_from_slice(&self.dst.octets());
+        ip.extend_from_slice(&options);
+        let check = checksum_be(&ip, 0);
+        ip[10..12].copy_from_slice(&check.to_be_bytes());
+
+        let pseudo = pseudo_header_sum(self.src, self.dst, proto, l4.len());
+        match self.l4 {
+            L4::Tcp { .. } => {
+                let check = checksum_be(&l4, pseudo);
+                l4[16..18].copy_from_slice(&check.to_be_bytes());
+            }
+            L4::Udp { checksum: true, .. } => {
+                let mut check = checksum_be(&l4, pseudo);
+                if check == 0 {
+                    check = 0xffff;
+                }
+                l4[6..8].copy_from_slice(&check.to_be_bytes());
+            }
+            _ => {}
+        }
+
+        let mut frame = Vec::with_capacity(ETH_LEN + 4 + ip.len() + l4.len());
+        frame.extend_from_slice(&self.dst_mac);
+        frame.extend_from_slice(&self.src_mac);
+        if let Some(vlan) = self.vlan {
+            frame.extend_from_slice(&0x8100u16.to_be_bytes());
+            frame.extend_from_slice(&vlan.to_be_bytes());
+        }
+        frame.extend_from_slice(&0x0800u16.to_be_bytes());
+        frame.extend_from_slice(&ip);
+        frame.extend_from_slice(&l4);
+        frame
+    }
+}
+
+fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4_len: usize) -> u64 {
+    let mut pseudo = Vec::with_capacity(12);
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&[0, proto]);
+    pseudo.extend_from_slice(&(l4_len as u16).to_be_bytes());
+    sum_be_words(&pseudo, 0)
+}
+
+/// The fields of a parsed IPv4 TCP/UDP frame that tests look at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parsed {
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+    pub vlan: Option<u16>,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub ttl: u8,
+    pub proto: u8,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Offset of the IPv4 header in the frame.
+    pub l3: usize,
+    pub ihl: usize,
+    pub tot_len: usize,
+}
+
+/// Parses an untagged or single-tagged IPv4 TCP/UDP frame; `None` otherwise.
+pub fn parse(frame: &[u8]) -> Option<Parsed> {
+    let mut l3 = ETH_LEN;
+    let mut ether_type = u16::from_be_bytes(frame.get(12..14)?.try_into().ok()?);
+    let mut vlan = None;
+    if ether_type == 0x8100 || ether_type == 0x88a8 {
+        vlan = Some(u16::from_be_bytes(frame.get(14..16)?.try_into().ok()?));
+        ether_type = u16::from_be_bytes(frame.get(16..18)?.try_into().ok()?);
+        l3 += 4;
+    }
+    if ether_type != 0x0800 {
+        return None;
+    }
+    let ip = frame.get(l3..l3 + 20)?;
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let tot_len = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let proto = ip[9];
+    if ip[0] >> 4 != 4 || ihl < 20 || tot_len < ihl || frame.len() < l3 + tot_len {
+        return None;
+    }
+    let l4 = frame.get(l3 + ihl..l3 + tot_len)?;
+    if (proto != 6 && proto != 17) || l4.len() < 8 {
+        return None;
+    }
+    Some(Parsed {
+        dst_mac: frame[0..6].try_into().ok()?,
+        src_mac: frame[6..12].try_into().ok()?,
+        vlan,
+        src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+        dst: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+        ttl: ip[8],
+        proto,
+        src_port: u16::from_be_bytes([l4[0], l4[1]]),
+        dst_port: u16::from_be_bytes([l4[2], l4[3]]),
+        l3,
+        ihl,
+        tot_len,
+    })
+}
+
+/// How far a frame's IPv4 and L4 checksums are from valid, as the folded
+/// one's-complement sum over the covered bytes (0xffff means valid). Returns
+/// (ip, l4); for a UDP zero checksum the L4 residue is reported as valid.
+pub fn checksum_residues(frame: &[u8]) -> Option<(u16, u16)> {
+    let p = parse(frame)?;
+    let ip = &frame[p.l3..p.l3 + p.ihl];
+    let ip_residue = failover_common::csum::fold(sum_be_words(ip, 0));
+    let l4 = &frame[p.l3 + p.ihl..p.l3 + p.tot_len];
+    if p.proto == 17 && l4[6..8] == [0, 0] {
+        return Some((ip_residue, 0xffff));
+    }
+    let pseudo = pseudo_header_sum(p.src, p.dst, p.proto, l4.len());
+    let l4_residue = failover_common::csum::fold(sum_be_words(l4, pseudo));
+    Some((ip_residue, l4_residue))
+}
+
+/// Whether every checksum of the frame is valid by full recomputation.
+pub fn checksums_valid(frame: &[u8]) -> bool {
+    checksum_residues(frame) == Some((0xffff, 0xffff))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_frames_have_valid_checksums() {
+        let a = (Ipv4Addr::new(192, 0, 2, 2), 40000);
+        let b = (Ipv4Addr::new(203, 0, 113, 10), 80);
+        assert!(checksums_valid(&Frame::tcp(a, b, TCP_SYN).build()));
+        assert!(checksums_valid(&Frame::udp(a, b).build()));
+        let mut with_options = Frame::tcp(a, b, TCP_ACK);
+        with_options.options = vec![1, 1, 1, 0]; // NOP NOP NOP EOL
+        with_options.vlan = Some(100);
+        let bytes = with_options.build();
+        assert!(checksums_valid(&bytes));
+        let parsed = parse(&bytes).unwrap();
+        assert_eq!((parsed.ihl, parsed.vlan, parsed.dst_port), (24, Some(100), 80));
+    }
+
+    #[test]
+    fn corruption_is_detected() {
+        let a = (Ipv4Addr::new(192, 0, 2, 2), 40000);
+        let b = (Ipv4Addr::new(203, 0, 113, 10), 80);
+        let mut bytes = Frame::tcp(a, b, TCP_SYN).build();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40;
+        assert!(!checksums_valid(&bytes));
+    }
+}
