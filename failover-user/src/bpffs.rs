@@ -21,7 +21,10 @@ pub fn is_bpffs(path: &Path) -> io::Result<bool> {
 /// Mounts bpffs on `mount_point` (normally /sys/fs/bpf) unless one is there.
 /// Some minimal systems boot without it; pinning needs it.
 pub fn ensure_mounted(mount_point: &Path) -> Result<(), DataplaneError> {
-    let err = |source| DataplaneError::Bpffs { path: mount_point.to_owned(), source };
+    let err = |source| DataplaneError::Bpffs {
+        path: mount_point.to_owned(),
+        source,
+    };
     if is_bpffs(mount_point).map_err(err)? {
         return Ok(());
     }
@@ -50,6 +53,8 @@ pub fn prepare_pin_dir(pin_dir: &Path) -> Result<(), DataplaneError> {
     if pin_dir.starts_with(mount_point) {
         ensure_mounted(mount_point)?;
     }
-    std::fs::create_dir_all(pin_dir)
-        .map_err(|source| DataplaneError::Bpffs { path: pin_dir.to_owned(), source })
+    std::fs::create_dir_all(pin_dir).map_err(|source| DataplaneError::Bpffs {
+        path: pin_dir.to_owned(),
+        source,
+    })
 }

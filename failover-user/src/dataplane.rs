@@ -119,11 +119,17 @@ impl Dataplane {
                 AttachMode::Skb => XdpMode::Skb,
                 AttachMode::Native | AttachMode::Auto => XdpMode::Driver,
             };
-            program.attach(interface, xdp_mode).map_err(|source| DataplaneError::Attach {
-                interface: interface.to_owned(),
-                mode: if mode == AttachMode::Skb { "skb" } else { "native" },
-                source,
-            })
+            program
+                .attach(interface, xdp_mode)
+                .map_err(|source| DataplaneError::Attach {
+                    interface: interface.to_owned(),
+                    mode: if mode == AttachMode::Skb {
+                        "skb"
+                    } else {
+                        "native"
+                    },
+                    source,
+                })
         };
         let (link, used) = match mode {
             AttachMode::Auto => match attach(program, AttachMode::Native) {
@@ -178,7 +184,11 @@ impl Dataplane {
         backends: &[BackendSpec],
     ) -> Result<ServiceEntry, DataplaneError> {
         let name = spec.to_string();
-        if self.services.values().any(|entry| entry.spec.key() == spec.key()) {
+        if self
+            .services
+            .values()
+            .any(|entry| entry.spec.key() == spec.key())
+        {
             return Err(SpecError::DuplicateService { service: name }.into());
         }
         if backends.is_empty() {
@@ -202,8 +212,12 @@ impl Dataplane {
                 .into());
             }
         }
-        let service_id = first_free(self.services.keys().copied(), MAX_SERVICES)
-            .ok_or(SpecError::NoServiceSlot { service: name.clone(), max: MAX_SERVICES })?;
+        let service_id = first_free(self.services.keys().copied(), MAX_SERVICES).ok_or(
+            SpecError::NoServiceSlot {
+                service: name.clone(),
+                max: MAX_SERVICES,
+            },
+        )?;
         let free_ids: Vec<u32> = (0..MAX_BACKENDS)
             .filter(|id| !self.backend_owner.contains_key(id))
             .take(backends.len())
@@ -220,7 +234,11 @@ impl Dataplane {
         let entry = ServiceEntry {
             id: service_id,
             spec,
-            backends: free_ids.iter().copied().zip(backends.iter().copied()).collect(),
+            backends: free_ids
+                .iter()
+                .copied()
+                .zip(backends.iter().copied())
+                .collect(),
         };
         // Backends first, so the selection only ever names written backends.
         let written = self.write_backends(&entry);
@@ -241,7 +259,8 @@ impl Dataplane {
 
     fn write_backends(&mut self, entry: &ServiceEntry) -> Result<(), DataplaneError> {
         for (id, backend) in &entry.backends {
-            self.backends_map.set(*id, &backend.to_map_value(entry.id))?;
+            self.backends_map
+                .set(*id, &backend.to_map_value(entry.id))?;
         }
         Ok(())
     }
@@ -268,10 +287,14 @@ impl Dataplane {
             .get(&backend_id)
             .ok_or(SpecError::UnknownBackend { id: backend_id })?;
         let mut entry = self.services[&service_id].clone();
-        let backend = entry.backends.get_mut(&backend_id).expect("owner map is consistent");
+        let backend = entry
+            .backends
+            .get_mut(&backend_id)
+            .expect("owner map is consistent");
         let previous = backend.state;
         backend.state = state;
-        self.backends_map.set(backend_id, &backend.to_map_value(service_id))?;
+        self.backends_map
+            .set(backend_id, &backend.to_map_value(service_id))?;
         self.publish(&entry)?;
         info!(
             service = %entry.spec,

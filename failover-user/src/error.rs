@@ -49,11 +49,19 @@ pub enum SpecError {
     #[error("service {service} already exists")]
     DuplicateService { service: String },
     #[error("service {service} has {count} backends; at most {max} per service")]
-    TooManyBackends { service: String, count: usize, max: usize },
+    TooManyBackends {
+        service: String,
+        count: usize,
+        max: usize,
+    },
     #[error("no room for service {service}: all {max} service slots are in use")]
     NoServiceSlot { service: String, max: u32 },
     #[error("no room for {needed} backends: {free} of {max} backend slots are free")]
-    NoBackendSlot { needed: usize, free: usize, max: u32 },
+    NoBackendSlot {
+        needed: usize,
+        free: usize,
+        max: u32,
+    },
     #[error("service {service} needs at least one backend")]
     NoBackends { service: String },
     #[error("unknown service id {id}")]

@@ -22,3 +22,8 @@ pub const PROGRAM_NAME: &str = "failover";
 pub const PASS_PROGRAM_NAME: &str = "failover_pass";
 /// Where the agent pins its maps unless told otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/failover";
+
+/// The benchmark harness object (frame restore + tail call, MAC-swap floor).
+pub fn bench_object() -> &'static [u8] {
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/failover-bench"))
+}

@@ -32,8 +32,14 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Counters) => {
-            println!("verdicts: {}", failover_common::stats::VERDICT_NAMES.join(", "));
-            println!("reasons:  {}", failover_common::stats::reason::NAMES.join(", "));
+            println!(
+                "verdicts: {}",
+                failover_common::stats::VERDICT_NAMES.join(", ")
+            );
+            println!(
+                "reasons:  {}",
+                failover_common::stats::reason::NAMES.join(", ")
+            );
             println!("maps:     {}", failover_common::names::ALL.join(", "));
             ExitCode::SUCCESS
         }

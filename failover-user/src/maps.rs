@@ -22,7 +22,8 @@ pub trait MapSource {
 
 impl MapSource for aya::Ebpf {
     fn take(&mut self, name: &'static str) -> Result<Map, DataplaneError> {
-        self.take_map(name).ok_or(DataplaneError::MissingMap { name })
+        self.take_map(name)
+            .ok_or(DataplaneError::MissingMap { name })
     }
 }
 
@@ -48,12 +49,16 @@ pub struct Services(HashMap<MapData, ServiceKey, Service>);
 impl Services {
     pub fn open(source: &mut impl MapSource) -> Result<Self, DataplaneError> {
         let map = source.take(names::SERVICES)?;
-        Ok(Self(HashMap::try_from(map).map_err(map_err(names::SERVICES))?))
+        Ok(Self(
+            HashMap::try_from(map).map_err(map_err(names::SERVICES))?,
+        ))
     }
 
     /// Publishes a service value; replaces any previous value atomically.
     pub fn put(&mut self, key: &ServiceKey, value: &Service) -> Result<(), DataplaneError> {
-        self.0.insert(key, value, 0).map_err(map_err(names::SERVICES))
+        self.0
+            .insert(key, value, 0)
+            .map_err(map_err(names::SERVICES))
     }
 
     pub fn remove(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
@@ -64,12 +69,18 @@ impl Services {
         match self.0.get(key, 0) {
             Ok(value) => Ok(Some(value)),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(source) => Err(DataplaneError::Map { name: names::SERVICES, source }),
+            Err(source) => Err(DataplaneError::Map {
+                name: names::SERVICES,
+                source,
+            }),
         }
     }
 
     pub fn all(&self) -> Result<Vec<(ServiceKey, Service)>, DataplaneError> {
-        self.0.iter().map(|entry| entry.map_err(map_err(names::SERVICES))).collect()
+        self.0
+            .iter()
+            .map(|entry| entry.map_err(map_err(names::SERVICES)))
+            .collect()
     }
 }
 
@@ -79,7 +90,9 @@ pub struct Backends(Array<MapData, Backend>);
 impl Backends {
     pub fn open(source: &mut impl MapSource) -> Result<Self, DataplaneError> {
         let map = source.take(names::BACKENDS)?;
-        Ok(Self(Array::try_from(map).map_err(map_err(names::BACKENDS))?))
+        Ok(Self(
+            Array::try_from(map).map_err(map_err(names::BACKENDS))?,
+        ))
     }
 
     pub fn set(&mut self, id: u32, value: &Backend) -> Result<(), DataplaneError> {
@@ -114,14 +127,19 @@ pub struct Conntrack(HashMap<MapData, FlowKey, Flow>);
 impl Conntrack {
     pub fn open(source: &mut impl MapSource) -> Result<Self, DataplaneError> {
         let map = source.take(names::CONNTRACK)?;
-        Ok(Self(HashMap::try_from(map).map_err(map_err(names::CONNTRACK))?))
+        Ok(Self(
+            HashMap::try_from(map).map_err(map_err(names::CONNTRACK))?,
+        ))
     }
 
     pub fn get(&self, key: &FlowKey) -> Result<Option<Flow>, DataplaneError> {
         match self.0.get(key, 0) {
             Ok(value) => Ok(Some(value)),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(source) => Err(DataplaneError::Map { name: names::CONNTRACK, source }),
+            Err(source) => Err(DataplaneError::Map {
+                name: names::CONNTRACK,
+                source,
+            }),
         }
     }
 
@@ -190,7 +208,10 @@ impl Counters {
         let per_cpu = map.get(&id, 0).map_err(map_err(name))?;
         let to: Vec<Counter> = per_cpu.iter().map(|s| s.to_backend).collect();
         let from: Vec<Counter> = per_cpu.iter().map(|s| s.from_backend).collect();
-        Ok(TrafficStats { to_backend: sum(&to), from_backend: sum(&from) })
+        Ok(TrafficStats {
+            to_backend: sum(&to),
+            from_backend: sum(&from),
+        })
     }
 
     pub fn backend(&self, id: u32) -> Result<TrafficStats, DataplaneError> {

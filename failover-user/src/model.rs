@@ -4,8 +4,7 @@
 use std::{fmt, net::Ipv4Addr};
 
 use failover_common::{
-    Backend, FAMILY_IPV4, MAX_SELECTION, PROTO_TCP, PROTO_UDP, ServiceKey, backend_state,
-    ipv4_addr,
+    Backend, FAMILY_IPV4, MAX_SELECTION, PROTO_TCP, PROTO_UDP, ServiceKey, backend_state, ipv4_addr,
 };
 
 /// Transport protocol of a service.
@@ -122,7 +121,13 @@ pub struct BackendSpec {
 impl BackendSpec {
     /// An up backend in tier 0 on the service's port.
     pub const fn new(addr: Ipv4Addr) -> Self {
-        Self { addr, port: None, tier: 0, weight: 1, state: BackendState::Up }
+        Self {
+            addr,
+            port: None,
+            tier: 0,
+            weight: 1,
+            state: BackendState::Up,
+        }
     }
 
     pub const fn port(mut self, port: u16) -> Self {
@@ -189,7 +194,9 @@ mod tests {
     use super::*;
 
     fn backend(last: u8, tier: u8, state: BackendState) -> BackendSpec {
-        BackendSpec::new(Ipv4Addr::new(198, 51, 100, last)).tier(tier).state(state)
+        BackendSpec::new(Ipv4Addr::new(198, 51, 100, last))
+            .tier(tier)
+            .state(state)
     }
 
     #[test]
@@ -207,7 +214,10 @@ mod tests {
 
     #[test]
     fn draining_and_down_backends_take_no_new_flows() {
-        let specs = [backend(1, 0, BackendState::Draining), backend(2, 0, BackendState::Up)];
+        let specs = [
+            backend(1, 0, BackendState::Draining),
+            backend(2, 0, BackendState::Up),
+        ];
         let (_, ids) = selection(specs.iter().enumerate().map(|(i, s)| (i as u32, s)));
         assert_eq!(ids, vec![1]);
     }
@@ -220,7 +230,11 @@ mod tests {
 
     #[test]
     fn service_key_is_network_order() {
-        let spec = ServiceSpec { vip: Ipv4Addr::new(203, 0, 113, 10), port: 80, proto: Proto::Tcp };
+        let spec = ServiceSpec {
+            vip: Ipv4Addr::new(203, 0, 113, 10),
+            port: 80,
+            proto: Proto::Tcp,
+        };
         let key = spec.key();
         assert_eq!(key.addr[0].to_ne_bytes(), [203, 0, 113, 10]);
         assert_eq!(key.port_be.to_ne_bytes(), [0, 80]);

@@ -16,9 +16,19 @@ pub const ETH_LEN: usize = 14;
 /// Transport layer of a test frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum L4 {
-    Tcp { src_port: u16, dst_port: u16, flags: u8, seq: u32, ack: u32 },
+    Tcp {
+        src_port: u16,
+        dst_port: u16,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+    },
     /// `checksum: false` sends a zero ("no checksum") UDP checksum.
-    Udp { src_port: u16, dst_port: u16, checksum: bool },
+    Udp {
+        src_port: u16,
+        dst_port: u16,
+        checksum: bool,
+    },
     /// Any other IP protocol, with raw bytes after the IP header.
     Other { proto: u8 },
 }
@@ -45,17 +55,29 @@ pub struct Frame {
 
 impl Frame {
     pub fn tcp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), flags: u8) -> Self {
-        Self::new(src.0, dst.0, L4::Tcp {
-            src_port: src.1,
-            dst_port: dst.1,
-            flags,
-            seq: 0x0102_0304,
-            ack: if flags & TCP_ACK != 0 { 0x0a0b_0c0d } else { 0 },
-        })
+        Self::new(
+            src.0,
+            dst.0,
+            L4::Tcp {
+                src_port: src.1,
+                dst_port: dst.1,
+                flags,
+                seq: 0x0102_0304,
+                ack: if flags & TCP_ACK != 0 { 0x0a0b_0c0d } else { 0 },
+            },
+        )
     }
 
     pub fn udp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> Self {
-        Self::new(src.0, dst.0, L4::Udp { src_port: src.1, dst_port: dst.1, checksum: true })
+        Self::new(
+            src.0,
+            dst.0,
+            L4::Udp {
+                src_port: src.1,
+                dst_port: dst.1,
+                checksum: true,
+            },
+        )
     }
 
     pub fn new(src: Ipv4Addr, dst: Ipv4Addr, l4: L4) -> Self {
@@ -86,9 +108,41 @@ impl Frame {
         self
     }
 
+    /// The same frame with its destination address and port replaced.
+    pub fn with_dst(mut self, addr: Ipv4Addr, port: u16) -> Self {
+        self.dst = addr;
+        match &mut self.l4 {
+            L4::Tcp { dst_port, .. } | L4::Udp { dst_port, .. } => *dst_port = port,
+            L4::Other { .. } => {}
+        }
+        self
+    }
+
+    /// The same frame with its source address and port replaced.
+    pub fn with_src(mut self, addr: Ipv4Addr, port: u16) -> Self {
+        self.src = addr;
+        match &mut self.l4 {
+            L4::Tcp { src_port, .. } | L4::Udp { src_port, .. } => *src_port = port,
+            L4::Other { .. } => {}
+        }
+        self
+    }
+
+    /// The frame as a router forwards it: TTL one lower, new MACs.
+    pub fn routed(mut self, src_mac: [u8; 6], dst_mac: [u8; 6]) -> Self {
+        self.ttl -= 1;
+        self.macs(src_mac, dst_mac)
+    }
+
     fn l4_bytes(&self) -> (u8, Vec<u8>) {
         match self.l4 {
-            L4::Tcp { src_port, dst_port, flags, seq, ack } => {
+            L4::Tcp {
+                src_port,
+                dst_port,
+                flags,
+                seq,
+                ack,
+            } => {
                 let mut h = Vec::with_capacity(20 + self.payload.len());
                 h.extend_from_slice(&src_port.to_be_bytes());
                 h.extend_from_slice(&dst_port.to_be_bytes());
@@ -101,7 +155,9 @@ impl Frame {
                 h.extend_from_slice(&self.payload);
                 (6, h)
             }
-            L4::Udp { src_port, dst_port, .. } => {
+            L4::Udp {
+                src_port, dst_port, ..
+            } => {
                 let len = (8 + self.payload.len()) as u16;
                 let mut h = Vec::with_capacity(len as usize);
                 h.extend_from_slice(&src_port.to_be_bytes());
@@ -274,7 +330,10 @@ mod tests {
         let bytes = with_options.build();
         assert!(checksums_valid(&bytes));
         let parsed = parse(&bytes).unwrap();
-        assert_eq!((parsed.ihl, parsed.vlan, parsed.dst_port), (24, Some(100), 80));
+        assert_eq!(
+            (parsed.ihl, parsed.vlan, parsed.dst_port),
+            (24, Some(100), 80)
+        );
     }
 
     #[test]

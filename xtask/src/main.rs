@@ -1,1 +1,63 @@
-fn main() {}
+//! Project tasks. `cargo xtask <command>`; every command runs `setup` first.
+
+mod bench;
+mod cmd;
+mod run;
+mod setup;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "failover project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what builds and tests need (idempotent; seconds when done).
+    Setup,
+    /// Build the `failover` binary (release) and run it with ARGS.
+    ///
+    /// Example: cargo xtask build-and-run -- counters
+    BuildAndRun {
+        /// Arguments for `failover`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every test: unit, BPF_PROG_TEST_RUN fixtures, netns integration.
+    Test {
+        /// Extra arguments for the test binaries (after `--`), e.g. a filter.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Measure the data path (ns/packet against floors in the same run).
+    Bench {
+        /// A short sanity run.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup => setup::run().map(|_| ExitCode::SUCCESS),
+        Command::BuildAndRun { args } => {
+            setup::run().and_then(|env| run::build_and_run(&env, &args))
+        }
+        Command::Test { args } => setup::run().and_then(|env| test::run(&env, &args)),
+        Command::Bench { quick } => setup::run().and_then(|env| bench::run(&env, quick)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

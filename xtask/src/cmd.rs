@@ -1,0 +1,74 @@
+//! Running commands with the project's tool directory on PATH.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitStatus},
+};
+
+use anyhow::{Context as _, bail};
+
+/// What every command needs: where the workspace is and the PATH that has
+/// our bpf-linker first.
+pub struct Env {
+    pub root: PathBuf,
+    pub path: String,
+}
+
+impl Env {
+    /// A `cargo` command in the workspace with our PATH.
+    pub fn cargo(&self) -> Command {
+        let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        command.current_dir(&self.root).env("PATH", &self.path);
+        command
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+/// Runs to completion; fails with the command line if it exits non-zero.
+pub fn status(command: &mut Command) -> anyhow::Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("starting {command:?}"))?;
+    check(command, status)
+}
+
+pub fn check(command: &Command, status: ExitStatus) -> anyhow::Result<()> {
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Runs and returns stdout; fails with stderr if it exits non-zero.
+pub fn output(command: &mut Command) -> anyhow::Result<String> {
+    let out = command
+        .output()
+        .with_context(|| format!("starting {command:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{command:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn is_root() -> bool {
+    // Without libc: the effective uid is in /proc/self/status ("Uid: r e s f").
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("Uid:"))
+                .and_then(|line| line.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,27 @@
+//! `cargo xtask build-and-run -- ARGS`: build `failover` in release and run it.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::cmd::{self, Env};
+
+pub fn build_and_run(env: &Env, args: &[String]) -> anyhow::Result<ExitCode> {
+    cmd::status(env.cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "failover-user",
+        "--bin",
+        "failover",
+    ]))?;
+    let binary = env.root.join("target/release/failover");
+    let status = std::process::Command::new(&binary)
+        .args(args)
+        .env("PATH", &env.path)
+        .status()
+        .with_context(|| format!("running {}", binary.display()))?;
+    Ok(ExitCode::from(
+        status.code().unwrap_or(1).clamp(0, 255) as u8
+    ))
+}
