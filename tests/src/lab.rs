@@ -81,8 +81,15 @@ impl TestRunLab {
         ];
         for (addr, mac, dev) in neighbours {
             ns.ip(&[
-                "neigh", "replace", &addr.to_string(), "lladdr", &mac_string(mac), "dev", dev,
-                "nud", "permanent",
+                "neigh",
+                "replace",
+                &addr.to_string(),
+                "lladdr",
+                &mac_string(mac),
+                "dev",
+                dev,
+                "nud",
+                "permanent",
             ]);
         }
         ns.ip(&["route", "add", "unreachable", "198.18.0.0/15"]);
@@ -138,7 +145,10 @@ pub fn run_xdp(program: &aya::programs::Xdp, frame: &[u8], ingress_ifindex: u32)
         })
         .expect("BPF_PROG_TEST_RUN");
     output.truncate(result.data_size_out as usize);
-    RunResult { action: result.return_value, output }
+    RunResult {
+        action: result.return_value,
+        output,
+    }
 }
 
 /// `struct xdp_md` for test runs: data 0, data_end = length, ingress ifindex.
@@ -152,5 +162,8 @@ pub fn xdp_md(len: u32, ingress_ifindex: u32) -> [u8; 24] {
 }
 
 pub fn mac_string(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }

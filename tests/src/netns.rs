@@ -51,7 +51,13 @@ impl NetNs {
             .unwrap_or_else(|e| panic!("open netns {}: {e}", self.name));
         // SAFETY: a valid namespace fd; affects only the calling thread.
         let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {}: {}", self.name, std::io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "setns {}: {}",
+            self.name,
+            std::io::Error::last_os_error()
+        );
     }
 
     /// Runs `f` on a fresh thread inside this namespace and returns its result.
@@ -94,19 +100,34 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
 /// Creates a veth pair with one end in each namespace, both up.
 pub fn veth(a: (&NetNs, &str), b: (&NetNs, &str)) {
-    a.0.ip(&["link", "add", a.1, "type", "veth", "peer", "name", b.1, "netns", b.0.name()]);
+    a.0.ip(&[
+        "link",
+        "add",
+        a.1,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b.1,
+        "netns",
+        b.0.name(),
+    ]);
     a.0.ip(&["link", "set", a.1, "up"]);
     b.0.ip(&["link", "set", b.1, "up"]);
 }
 
 fn run_checked(command: &mut Command) {
-    let output = command.output().unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
     assert!(
         output.status.success(),
         "{command:?} failed: {}",
@@ -132,9 +153,20 @@ struct IfReq {
 
 /// SIOCETHTOOL ETHTOOL_STXCSUM on `interface` in the calling thread's netns.
 fn set_tx_checksum(interface: &str, on: bool) -> std::io::Result<()> {
-    let mut value = EthtoolValue { cmd: ETHTOOL_STXCSUM, data: u32::from(on) };
-    let mut req = IfReq { name: [0; libc::IFNAMSIZ], data: &mut value, _pad: [0; 16] };
-    for (dst, src) in req.name.iter_mut().zip(interface.bytes().take(libc::IFNAMSIZ - 1)) {
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_STXCSUM,
+        data: u32::from(on),
+    };
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: &mut value,
+        _pad: [0; 16],
+    };
+    for (dst, src) in req
+        .name
+        .iter_mut()
+        .zip(interface.bytes().take(libc::IFNAMSIZ - 1))
+    {
         *dst = src as libc::c_char;
     }
     // SAFETY: plain socket, ioctl with a correctly laid out ifreq.

@@ -45,7 +45,15 @@ struct Fixture {
 }
 
 fn fixture(name: &str, input: Vec<u8>, from: Side, verdict: u32, output: Expect) -> Fixture {
-    Fixture { name: name.into(), before: Vec::new(), input, from, verdict, output, counters: Vec::new() }
+    Fixture {
+        name: name.into(),
+        before: Vec::new(),
+        input,
+        from,
+        verdict,
+        output,
+        counters: Vec::new(),
+    }
 }
 
 impl Fixture {
@@ -120,138 +128,323 @@ fn table() -> Vec<Fixture> {
     let mut rows = Vec::new();
 
     // TCP: new flow, established, reply.
-    let to_b1 = |f: Frame| routed(set_dst(f, BACKEND_1, WEB), BACKEND_SIDE_MAC, backend_mac(11));
+    let to_b1 = |f: Frame| {
+        routed(
+            set_dst(f, BACKEND_1, WEB),
+            BACKEND_SIDE_MAC,
+            backend_mac(11),
+        )
+    };
     rows.push(
-        fixture("tcp syn to vip picks backend and redirects", syn(40001, WEB).build(), Clients, XDP_REDIRECT, Bytes(to_b1(syn(40001, WEB)).build()))
-            .counts(&["fwd_new_flow"]),
+        fixture(
+            "tcp syn to vip picks backend and redirects",
+            syn(40001, WEB).build(),
+            Clients,
+            XDP_REDIRECT,
+            Bytes(to_b1(syn(40001, WEB)).build()),
+        )
+        .counts(&["fwd_new_flow"]),
     );
     let ack = from_client(Frame::tcp(client(40002), vip(WEB), TCP_ACK | TCP_PSH));
     rows.push(
-        fixture("established tcp follows its conntrack entry", ack.clone().build(), Clients, XDP_REDIRECT, Bytes(to_b1(ack).build()))
-            .after(syn(40002, WEB).build(), Clients)
-            .counts(&["fwd_established"]),
+        fixture(
+            "established tcp follows its conntrack entry",
+            ack.clone().build(),
+            Clients,
+            XDP_REDIRECT,
+            Bytes(to_b1(ack).build()),
+        )
+        .after(syn(40002, WEB).build(), Clients)
+        .counts(&["fwd_established"]),
     );
-    let syn_ack = from_backend(Frame::tcp((BACKEND_1, WEB), client(40003), TCP_SYN | TCP_ACK), 11);
-    let restored = routed(set_src(syn_ack.clone(), VIP, WEB), CLIENT_SIDE_MAC, CLIENT_MAC);
+    let syn_ack = from_backend(
+        Frame::tcp((BACKEND_1, WEB), client(40003), TCP_SYN | TCP_ACK),
+        11,
+    );
+    let restored = routed(
+        set_src(syn_ack.clone(), VIP, WEB),
+        CLIENT_SIDE_MAC,
+        CLIENT_MAC,
+    );
     rows.push(
-        fixture("backend reply is rewritten back to the vip", syn_ack.build(), Backends, XDP_REDIRECT, Bytes(restored.build()))
-            .after(syn(40003, WEB).build(), Clients)
-            .counts(&["fwd_reply"]),
+        fixture(
+            "backend reply is rewritten back to the vip",
+            syn_ack.build(),
+            Backends,
+            XDP_REDIRECT,
+            Bytes(restored.build()),
+        )
+        .after(syn(40003, WEB).build(), Clients)
+        .counts(&["fwd_reply"]),
     );
     let midflow = from_client(Frame::tcp(client(40004), vip(WEB), TCP_ACK));
     rows.push(
-        fixture("tcp without syn and without entry is picked and counted", midflow.clone().build(), Clients, XDP_REDIRECT, Bytes(to_b1(midflow).build()))
-            .counts(&["fwd_new_flow", "event_midflow_pick"]),
+        fixture(
+            "tcp without syn and without entry is picked and counted",
+            midflow.clone().build(),
+            Clients,
+            XDP_REDIRECT,
+            Bytes(to_b1(midflow).build()),
+        )
+        .counts(&["fwd_new_flow", "event_midflow_pick"]),
     );
     let unknown_reply = from_backend(Frame::tcp((BACKEND_1, WEB), client(40005), TCP_ACK), 11);
     rows.push(
-        fixture("reply without a flow is not ours", unknown_reply.build(), Backends, XDP_PASS, Unchanged)
-            .counts(&["pass_no_service"]),
+        fixture(
+            "reply without a flow is not ours",
+            unknown_reply.build(),
+            Backends,
+            XDP_PASS,
+            Unchanged,
+        )
+        .counts(&["pass_no_service"]),
     );
 
     // UDP both ways, port-mapped backend.
     let query = from_client(Frame::udp(client(5001), vip(DNS)));
-    let to_b2 = routed(set_dst(query.clone(), BACKEND_2, 5353), BACKEND_SIDE_MAC, backend_mac(12));
+    let to_b2 = routed(
+        set_dst(query.clone(), BACKEND_2, 5353),
+        BACKEND_SIDE_MAC,
+        backend_mac(12),
+    );
     rows.push(
-        fixture("udp to a port-mapped backend rewrites address and port", query.clone().build(), Clients, XDP_REDIRECT, Bytes(to_b2.build()))
-            .counts(&["fwd_new_flow"]),
+        fixture(
+            "udp to a port-mapped backend rewrites address and port",
+            query.clone().build(),
+            Clients,
+            XDP_REDIRECT,
+            Bytes(to_b2.build()),
+        )
+        .counts(&["fwd_new_flow"]),
     );
     let answer = from_backend(Frame::udp((BACKEND_2, 5353), client(5001)), 12);
-    let answer_out = routed(set_src(answer.clone(), VIP, DNS), CLIENT_SIDE_MAC, CLIENT_MAC);
+    let answer_out = routed(
+        set_src(answer.clone(), VIP, DNS),
+        CLIENT_SIDE_MAC,
+        CLIENT_MAC,
+    );
     rows.push(
-        fixture("udp reply from a port-mapped backend restores vip and port", answer.build(), Backends, XDP_REDIRECT, Bytes(answer_out.build()))
-            .counts(&["fwd_reply"]),
+        fixture(
+            "udp reply from a port-mapped backend restores vip and port",
+            answer.build(),
+            Backends,
+            XDP_REDIRECT,
+            Bytes(answer_out.build()),
+        )
+        .counts(&["fwd_reply"]),
     );
     let mut no_csum = from_client(Frame::udp(client(5002), vip(DNS)));
-    no_csum.l4 = L4::Udp { src_port: 5002, dst_port: DNS, checksum: false };
-    let no_csum_out =
-        routed(set_dst(no_csum.clone(), BACKEND_2, 5353), BACKEND_SIDE_MAC, backend_mac(12));
+    no_csum.l4 = L4::Udp {
+        src_port: 5002,
+        dst_port: DNS,
+        checksum: false,
+    };
+    let no_csum_out = routed(
+        set_dst(no_csum.clone(), BACKEND_2, 5353),
+        BACKEND_SIDE_MAC,
+        backend_mac(12),
+    );
     rows.push(
-        fixture("udp zero checksum stays zero", no_csum.build(), Clients, XDP_REDIRECT, Bytes(no_csum_out.build()))
-            .counts(&["fwd_new_flow"]),
+        fixture(
+            "udp zero checksum stays zero",
+            no_csum.build(),
+            Clients,
+            XDP_REDIRECT,
+            Bytes(no_csum_out.build()),
+        )
+        .counts(&["fwd_new_flow"]),
     );
 
     // Egress equals ingress: XDP_TX.
     let local = syn(40006, LOCAL);
-    let local_out = routed(set_dst(local.clone(), LOCAL_BACKEND, LOCAL), CLIENT_SIDE_MAC, LOCAL_BACKEND_MAC);
+    let local_out = routed(
+        set_dst(local.clone(), LOCAL_BACKEND, LOCAL),
+        CLIENT_SIDE_MAC,
+        LOCAL_BACKEND_MAC,
+    );
     rows.push(
-        fixture("backend on the ingress segment is sent with XDP_TX", local.build(), Clients, XDP_TX, Bytes(local_out.build()))
-            .counts(&["fwd_new_flow"]),
+        fixture(
+            "backend on the ingress segment is sent with XDP_TX",
+            local.build(),
+            Clients,
+            XDP_TX,
+            Bytes(local_out.build()),
+        )
+        .counts(&["fwd_new_flow"]),
     );
 
     // Framing variants.
     let mut tagged = syn(40007, WEB);
     tagged.vlan = Some(100);
     rows.push(
-        fixture("vlan-tagged frame is forwarded with its tag", tagged.clone().build(), Clients, XDP_REDIRECT, Bytes(to_b1(tagged).build()))
-            .counts(&["fwd_new_flow"]),
+        fixture(
+            "vlan-tagged frame is forwarded with its tag",
+            tagged.clone().build(),
+            Clients,
+            XDP_REDIRECT,
+            Bytes(to_b1(tagged).build()),
+        )
+        .counts(&["fwd_new_flow"]),
     );
     let mut options = syn(40008, WEB);
     options.options = vec![0x94, 0x04, 0x00, 0x00]; // router alert
     rows.push(
-        fixture("ipv4 options are skipped and kept", options.clone().build(), Clients, XDP_REDIRECT, Bytes(to_b1(options).build()))
-            .counts(&["fwd_new_flow"]),
+        fixture(
+            "ipv4 options are skipped and kept",
+            options.clone().build(),
+            Clients,
+            XDP_REDIRECT,
+            Bytes(to_b1(options).build()),
+        )
+        .counts(&["fwd_new_flow"]),
     );
     let mut ttl2 = syn(40009, WEB);
     ttl2.ttl = 2;
     rows.push(
-        fixture("ttl 2 leaves with ttl 1", ttl2.clone().build(), Clients, XDP_REDIRECT, Bytes(to_b1(ttl2).build()))
-            .counts(&["fwd_new_flow"]),
+        fixture(
+            "ttl 2 leaves with ttl 1",
+            ttl2.clone().build(),
+            Clients,
+            XDP_REDIRECT,
+            Bytes(to_b1(ttl2).build()),
+        )
+        .counts(&["fwd_new_flow"]),
     );
     let mut ttl1 = syn(40010, WEB);
     ttl1.ttl = 1;
     rows.push(
-        fixture("ttl 1 goes to the stack for icmp time exceeded", ttl1.build(), Clients, XDP_PASS, Unchanged)
-            .counts(&["pass_ttl_expired"]),
+        fixture(
+            "ttl 1 goes to the stack for icmp time exceeded",
+            ttl1.build(),
+            Clients,
+            XDP_PASS,
+            Unchanged,
+        )
+        .counts(&["pass_ttl_expired"]),
     );
 
     // Not ours.
     rows.push(
-        fixture("tcp to a non-vip address passes untouched", from_client(Frame::tcp(client(40011), (Ipv4Addr::new(203, 0, 113, 99), WEB), TCP_SYN)).build(), Clients, XDP_PASS, Unchanged)
-            .counts(&["pass_no_service"]),
+        fixture(
+            "tcp to a non-vip address passes untouched",
+            from_client(Frame::tcp(
+                client(40011),
+                (Ipv4Addr::new(203, 0, 113, 99), WEB),
+                TCP_SYN,
+            ))
+            .build(),
+            Clients,
+            XDP_PASS,
+            Unchanged,
+        )
+        .counts(&["pass_no_service"]),
     );
     rows.push(
-        fixture("vip on a port without a service passes", syn(40012, 9999).build(), Clients, XDP_PASS, Unchanged)
-            .counts(&["pass_no_service"]),
+        fixture(
+            "vip on a port without a service passes",
+            syn(40012, 9999).build(),
+            Clients,
+            XDP_PASS,
+            Unchanged,
+        )
+        .counts(&["pass_no_service"]),
     );
     let icmp = from_client(Frame::new(CLIENT, VIP, L4::Other { proto: 1 }));
     rows.push(
-        fixture("icmp to the vip passes", icmp.build(), Clients, XDP_PASS, Unchanged).counts(&["pass_not_tcp_udp"]),
+        fixture(
+            "icmp to the vip passes",
+            icmp.build(),
+            Clients,
+            XDP_PASS,
+            Unchanged,
+        )
+        .counts(&["pass_not_tcp_udp"]),
     );
     let mut arp = syn(40013, WEB).build();
     arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
     rows.push(fixture("arp passes", arp, Clients, XDP_PASS, Unchanged).counts(&["pass_not_ipv4"]));
     let mut ipv6 = syn(40014, WEB).build();
     ipv6[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
-    rows.push(fixture("ipv6 passes (for now)", ipv6, Clients, XDP_PASS, Unchanged).counts(&["pass_not_ipv4"]));
+    rows.push(
+        fixture("ipv6 passes (for now)", ipv6, Clients, XDP_PASS, Unchanged)
+            .counts(&["pass_not_ipv4"]),
+    );
 
     // Fragments.
     let mut first_fragment = syn(40015, WEB);
     first_fragment.frag_off = 0x2000; // MF
     rows.push(
-        fixture("first fragment passes to the stack", first_fragment.build(), Clients, XDP_PASS, Unchanged)
-            .counts(&["pass_fragment"]),
+        fixture(
+            "first fragment passes to the stack",
+            first_fragment.build(),
+            Clients,
+            XDP_PASS,
+            Unchanged,
+        )
+        .counts(&["pass_fragment"]),
     );
     let mut later_fragment = syn(40016, WEB);
     later_fragment.frag_off = 0x0010; // offset 128 bytes
     rows.push(
-        fixture("non-first fragment passes to the stack", later_fragment.build(), Clients, XDP_PASS, Unchanged)
-            .counts(&["pass_fragment"]),
+        fixture(
+            "non-first fragment passes to the stack",
+            later_fragment.build(),
+            Clients,
+            XDP_PASS,
+            Unchanged,
+        )
+        .counts(&["pass_fragment"]),
     );
 
     // Malformed headers.
     let mut bad_ihl = syn(40017, WEB).build();
     bad_ihl[ETH] = 0x44;
-    rows.push(fixture("ihl below 5 is malformed", bad_ihl, Clients, XDP_PASS, Unchanged).counts(&["pass_bad_ipv4_header"]));
+    rows.push(
+        fixture(
+            "ihl below 5 is malformed",
+            bad_ihl,
+            Clients,
+            XDP_PASS,
+            Unchanged,
+        )
+        .counts(&["pass_bad_ipv4_header"]),
+    );
     let mut bad_version = syn(40018, WEB).build();
     bad_version[ETH] = 0x65;
-    rows.push(fixture("version 6 in an ipv4 frame is malformed", bad_version, Clients, XDP_PASS, Unchanged).counts(&["pass_bad_ipv4_header"]));
+    rows.push(
+        fixture(
+            "version 6 in an ipv4 frame is malformed",
+            bad_version,
+            Clients,
+            XDP_PASS,
+            Unchanged,
+        )
+        .counts(&["pass_bad_ipv4_header"]),
+    );
     let mut short_total = syn(40019, WEB).build();
     short_total[ETH + 2..ETH + 4].copy_from_slice(&10u16.to_be_bytes());
-    rows.push(fixture("total length below ihl is malformed", short_total, Clients, XDP_PASS, Unchanged).counts(&["pass_bad_ipv4_header"]));
+    rows.push(
+        fixture(
+            "total length below ihl is malformed",
+            short_total,
+            Clients,
+            XDP_PASS,
+            Unchanged,
+        )
+        .counts(&["pass_bad_ipv4_header"]),
+    );
     let mut long_total = syn(40020, WEB).build();
     long_total[ETH + 2..ETH + 4].copy_from_slice(&1400u16.to_be_bytes());
-    rows.push(fixture("total length beyond the frame is truncated", long_total, Clients, XDP_PASS, Unchanged).counts(&["pass_truncated_ipv4"]));
+    rows.push(
+        fixture(
+            "total length beyond the frame is truncated",
+            long_total,
+            Clients,
+            XDP_PASS,
+            Unchanged,
+        )
+        .counts(&["pass_truncated_ipv4"]),
+    );
     let mut padded = syn(40021, WEB);
     padded.payload.clear();
     let mut padded_bytes = padded.clone().build();
@@ -259,21 +452,47 @@ fn table() -> Vec<Fixture> {
     let mut padded_out = to_b1(padded).build();
     padded_out.resize(60 + 4, 0);
     rows.push(
-        fixture("ethernet padding after the datagram is kept", padded_bytes, Clients, XDP_REDIRECT, Bytes(padded_out))
-            .counts(&["fwd_new_flow"]),
+        fixture(
+            "ethernet padding after the datagram is kept",
+            padded_bytes,
+            Clients,
+            XDP_REDIRECT,
+            Bytes(padded_out),
+        )
+        .counts(&["fwd_new_flow"]),
     );
 
     // Route lookup outcomes and backend availability.
     let unresolved = syn(40022, UNRESOLVED);
     rows.push(
-        fixture("unresolved neighbour: rewritten, ttl kept, stack resolves", unresolved.clone().build(), Clients, XDP_PASS, Bytes(set_dst(unresolved, UNRESOLVED_BACKEND, UNRESOLVED).build()))
-            .counts(&["pass_no_neighbour"]),
+        fixture(
+            "unresolved neighbour: rewritten, ttl kept, stack resolves",
+            unresolved.clone().build(),
+            Clients,
+            XDP_PASS,
+            Bytes(set_dst(unresolved, UNRESOLVED_BACKEND, UNRESOLVED).build()),
+        )
+        .counts(&["pass_no_neighbour"]),
     );
     rows.push(
-        fixture("unreachable backend is dropped", syn(40023, UNREACHABLE).build(), Clients, XDP_DROP, Unchanged).counts(&["drop_no_route"]),
+        fixture(
+            "unreachable backend is dropped",
+            syn(40023, UNREACHABLE).build(),
+            Clients,
+            XDP_DROP,
+            Unchanged,
+        )
+        .counts(&["drop_no_route"]),
     );
     rows.push(
-        fixture("service without a usable backend drops", syn(40024, DEAD).build(), Clients, XDP_DROP, Unchanged).counts(&["drop_no_backend"]),
+        fixture(
+            "service without a usable backend drops",
+            syn(40024, DEAD).build(),
+            Clients,
+            XDP_DROP,
+            Unchanged,
+        )
+        .counts(&["drop_no_backend"]),
     );
 
     // Truncated at every header boundary (and inside each header).
@@ -286,7 +505,14 @@ fn table() -> Vec<Fixture> {
             _ => "pass_truncated_l4",
         };
         rows.push(
-            fixture(&format!("tcp frame cut at byte {cut}"), full[..cut].to_vec(), Clients, XDP_PASS, Unchanged).counts(&[expected]),
+            fixture(
+                &format!("tcp frame cut at byte {cut}"),
+                full[..cut].to_vec(),
+                Clients,
+                XDP_PASS,
+                Unchanged,
+            )
+            .counts(&[expected]),
         );
     }
     let mut tagged = syn(40026, WEB);
@@ -294,13 +520,27 @@ fn table() -> Vec<Fixture> {
     let tagged = tagged.build();
     for cut in 14..18 {
         rows.push(
-            fixture(&format!("vlan frame cut at byte {cut}"), tagged[..cut].to_vec(), Clients, XDP_PASS, Unchanged).counts(&["pass_truncated_vlan"]),
+            fixture(
+                &format!("vlan frame cut at byte {cut}"),
+                tagged[..cut].to_vec(),
+                Clients,
+                XDP_PASS,
+                Unchanged,
+            )
+            .counts(&["pass_truncated_vlan"]),
         );
     }
     let udp = from_client(Frame::udp(client(5003), vip(DNS))).build();
     for cut in 34..42 {
         rows.push(
-            fixture(&format!("udp frame cut at byte {cut}"), udp[..cut].to_vec(), Clients, XDP_PASS, Unchanged).counts(&["pass_truncated_l4"]),
+            fixture(
+                &format!("udp frame cut at byte {cut}"),
+                udp[..cut].to_vec(),
+                Clients,
+                XDP_PASS,
+                Unchanged,
+            )
+            .counts(&["pass_truncated_l4"]),
         );
     }
     rows
@@ -310,17 +550,33 @@ const ETH: usize = packet::ETH_LEN;
 
 fn setup(lab: &mut TestRunLab) {
     let dp = &mut lab.dataplane;
-    let tcp = |port| ServiceSpec { vip: VIP, port, proto: Proto::Tcp };
-    dp.add_service(tcp(WEB), &[BackendSpec::new(BACKEND_1)]).unwrap();
+    let tcp = |port| ServiceSpec {
+        vip: VIP,
+        port,
+        proto: Proto::Tcp,
+    };
+    dp.add_service(tcp(WEB), &[BackendSpec::new(BACKEND_1)])
+        .unwrap();
     dp.add_service(
-        ServiceSpec { vip: VIP, port: DNS, proto: Proto::Udp },
+        ServiceSpec {
+            vip: VIP,
+            port: DNS,
+            proto: Proto::Udp,
+        },
         &[BackendSpec::new(BACKEND_2).port(5353)],
     )
     .unwrap();
-    dp.add_service(tcp(LOCAL), &[BackendSpec::new(LOCAL_BACKEND)]).unwrap();
-    dp.add_service(tcp(UNRESOLVED), &[BackendSpec::new(UNRESOLVED_BACKEND)]).unwrap();
-    dp.add_service(tcp(UNREACHABLE), &[BackendSpec::new(UNREACHABLE_BACKEND)]).unwrap();
-    dp.add_service(tcp(DEAD), &[BackendSpec::new(BACKEND_3).state(BackendState::Down)]).unwrap();
+    dp.add_service(tcp(LOCAL), &[BackendSpec::new(LOCAL_BACKEND)])
+        .unwrap();
+    dp.add_service(tcp(UNRESOLVED), &[BackendSpec::new(UNRESOLVED_BACKEND)])
+        .unwrap();
+    dp.add_service(tcp(UNREACHABLE), &[BackendSpec::new(UNREACHABLE_BACKEND)])
+        .unwrap();
+    dp.add_service(
+        tcp(DEAD),
+        &[BackendSpec::new(BACKEND_3).state(BackendState::Down)],
+    )
+    .unwrap();
 }
 
 fn ingress(lab: &TestRunLab, from: Side) -> u32 {
@@ -382,18 +638,29 @@ fn fixture_table() {
             let delta = verdicts_after[action].packets - verdicts_before[action].packets;
             let want = u64::from(action as u32 == row.verdict);
             if delta != want {
-                problems.push(format!("verdict counter {name} moved by {delta} (expected {want})"));
+                problems.push(format!(
+                    "verdict counter {name} moved by {delta} (expected {want})"
+                ));
             }
             let bytes = verdicts_after[action].bytes - verdicts_before[action].bytes;
             if want == 1 && bytes != row.input.len() as u64 {
-                problems.push(format!("verdict bytes {bytes} (expected {})", row.input.len()));
+                problems.push(format!(
+                    "verdict bytes {bytes} (expected {})",
+                    row.input.len()
+                ));
             }
         }
         if !problems.is_empty() {
             failures.push(format!("{}:\n  {}", row.name, problems.join("\n  ")));
         }
     }
-    assert!(failures.is_empty(), "{} of {} fixtures failed:\n{}", failures.len(), rows.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixtures failed:\n{}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n")
+    );
 }
 
 fn hex(bytes: &[u8]) -> String {
