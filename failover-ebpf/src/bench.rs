@@ -39,7 +39,7 @@ pub fn bench_restore(ctx: XdpContext) -> u32 {
     // SAFETY: bounds checked above; unaligned store of the whole frame.
     unsafe {
         core::ptr::write_unaligned(frame, *template);
-        let _ = TARGET.tail_call(&ctx, 0);
+        TARGET.tail_call(&ctx, 0);
     }
     // Only reached when the tail call failed.
     XDP_ABORTED

@@ -136,8 +136,8 @@ pub fn record(
         direction: flow_direction::REPLY,
         ..forward_entry
     };
-    if CONNTRACK.insert(forward, &forward_entry, 0).is_err()
-        || CONNTRACK.insert(reply, &reply_entry, 0).is_err()
+    if CONNTRACK.insert(forward, forward_entry, 0).is_err()
+        || CONNTRACK.insert(reply, reply_entry, 0).is_err()
     {
         counters::reason(reason::EVENT_CONNTRACK_INSERT_FAILED, bytes);
     }

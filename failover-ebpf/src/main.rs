@@ -93,11 +93,11 @@ fn process(ctx: &XdpContext, bytes: u64) -> Outcome {
         proto: l4.proto,
         family: FAMILY_IPV4,
     };
-    if let Some(service) = SERVICES.get_ptr(&service_key) {
+    if let Some(service) = SERVICES.get_ptr(service_key) {
         // SAFETY: the agent replaces values whole (RCU); we only read.
         return to_backend(ctx, &parsed, &key, unsafe { &*service }, bytes);
     }
-    if let Some(entry) = CONNTRACK.get_ptr_mut(&key)
+    if let Some(entry) = CONNTRACK.get_ptr_mut(key)
         && unsafe { (*entry).direction } == flow_direction::REPLY
     {
         return to_client(ctx, &parsed, &key, entry, bytes);

@@ -175,7 +175,7 @@ impl Frame {
     pub fn build(&self) -> Vec<u8> {
         let (proto, mut l4) = self.l4_bytes();
         let mut options = self.options.clone();
-        while options.len() % 4 != 0 {
+        while !options.len().is_multiple_of(4) {
             options.push(0); // EOL padding
         }
         let ihl = 20 + options.len();

@@ -100,10 +100,10 @@ fn well_formed(rng: &mut Rng) -> (Frame, bool) {
     if rng.chance(10) {
         frame.frag_off = rng.pick(&[0x2000, 0x0001, 0x2010]);
     }
-    if rng.chance(10) {
-        if let L4::Udp { checksum, .. } = &mut frame.l4 {
-            *checksum = false;
-        }
+    if let L4::Udp { checksum, .. } = &mut frame.l4
+        && rng.chance(10)
+    {
+        *checksum = false;
     }
     let len = rng.below(200) as usize;
     frame.payload = (0..len).map(|_| rng.byte()).collect();
