@@ -1,0 +1,805 @@
+//! The agent's TOML configuration: parsing (unknown fields rejected, errors
+//! that name the field and line) and validation into a resolved plan.
+//!
+//! Defaults: pin_dir `/sys/fs/bpf/failover`; interface mode `auto`; probe
+//! `tcp` every 1s, timeout 500ms, rise 2, fall 3, jitter 10% of the interval;
+//! failback `auto` after 10s.
+
+use std::{
+    collections::BTreeSet,
+    net::Ipv4Addr,
+    ops::RangeInclusive,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use failover_common::MAX_SELECTION;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::{
+    dataplane::AttachMode,
+    model::{BackendSpec, Proto, ServiceSpec},
+};
+
+/// A configuration that cannot be used. Nothing is applied when one occurs.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Syntax errors, unknown fields, wrong types: toml's message names the
+    /// line, column and field.
+    #[error("{0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("{field} (line {line}): {message}")]
+    Invalid {
+        field: String,
+        line: usize,
+        message: String,
+    },
+}
+
+// ---- The file as written -------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    pin_dir: Option<PathBuf>,
+    #[serde(default)]
+    interfaces: Vec<RawInterface>,
+    #[serde(default)]
+    services: Vec<RawService>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInterface {
+    name: Spanned<String>,
+    #[serde(default)]
+    mode: RawMode,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum RawMode {
+    Native,
+    Skb,
+    #[default]
+    Auto,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: Spanned<String>,
+    vip: Ipv4Addr,
+    port: u16,
+    protocol: RawProto,
+    #[serde(default)]
+    failback: RawFailback,
+    failback_delay: Option<Spanned<String>>,
+    #[serde(default)]
+    probe: RawProbe,
+    #[serde(default)]
+    backends: Vec<RawBackend>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum RawProto {
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum RawFailback {
+    #[default]
+    Auto,
+    Manual,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    name: Spanned<String>,
+    address: Ipv4Addr,
+    port: Option<u16>,
+    #[serde(default)]
+    tier: u8,
+    #[serde(default = "one")]
+    weight: u32,
+    #[serde(default)]
+    probe: RawProbe,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Probe settings; every field optional so a backend's table can override
+/// only some of its service's.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    #[serde(rename = "type")]
+    kind: Option<Spanned<RawProbeKind>>,
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    rise: Option<Spanned<u32>>,
+    fall: Option<Spanned<u32>>,
+    jitter: Option<Spanned<String>>,
+    /// Port to probe; defaults to the backend's (mapped) port.
+    port: Option<u16>,
+    /// http
+    path: Option<Spanned<String>>,
+    /// http: inclusive range, e.g. [200, 399]
+    expect_status: Option<Spanned<[u16; 2]>>,
+    /// http: substring the body must contain
+    expect_body: Option<String>,
+    /// udp: payload to send
+    send: Option<Spanned<String>>,
+    /// udp: substring the answer must contain (any answer if absent)
+    expect: Option<String>,
+    /// exec: program and arguments; `{address}` and `{port}` are substituted
+    command: Option<Spanned<Vec<String>>>,
+    /// http/udp: most response bytes read
+    max_response_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum RawProbeKind {
+    Tcp,
+    Http,
+    Udp,
+    Icmp,
+    Exec,
+}
+
+impl RawProbe {
+    /// `self` with unset fields taken from `base`. A backend that switches
+    /// the probe type inherits only the type-independent settings.
+    fn over(&self, base: &RawProbe) -> RawProbe {
+        let kind_of = |p: &RawProbe| p.kind.as_ref().map(|k| *k.get_ref());
+        let same_kind = self.kind.is_none() || kind_of(self) == kind_of(base);
+        let empty = RawProbe::default();
+        let typed_base = if same_kind { base } else { &empty };
+        macro_rules! pick {
+            ($from:ident: $($field:ident),*) => {
+                $(let $field = self.$field.clone().or_else(|| $from.$field.clone());)*
+            };
+        }
+        pick!(base: kind, interval, timeout, rise, fall, jitter, port, max_response_bytes);
+        pick!(typed_base: path, expect_status, expect_body, send, expect, command);
+        RawProbe {
+            kind,
+            interval,
+            timeout,
+            rise,
+            fall,
+            jitter,
+            port,
+            path,
+            expect_status,
+            expect_body,
+            send,
+            expect,
+            command,
+            max_response_bytes,
+        }
+    }
+}
+
+// ---- The resolved plan ---------------------------------------------------
+
+/// A validated configuration, ready to apply.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub pin_dir: PathBuf,
+    pub interfaces: Vec<(String, AttachMode)>,
+    pub services: Vec<ServicePlan>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failback {
+    /// After a recovered backend has stayed up for `delay`, new flows go back.
+    Auto { delay: Duration },
+    /// Stay on the standby until an operator says so.
+    Manual,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServicePlan {
+    pub name: String,
+    pub spec: ServiceSpec,
+    pub failback: Failback,
+    pub backends: Vec<BackendPlan>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackendPlan {
+    pub name: String,
+    pub spec: BackendSpec,
+    pub probe: ProbeSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSpec {
+    pub kind: ProbeKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub jitter: Duration,
+    pub max_response_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeKind {
+    Tcp {
+        port: u16,
+    },
+    Http {
+        port: u16,
+        path: String,
+        status: RangeInclusive<u16>,
+        body: Option<String>,
+    },
+    Udp {
+        port: u16,
+        send: Vec<u8>,
+        expect: Option<Vec<u8>>,
+    },
+    Icmp,
+    Exec {
+        command: Vec<String>,
+    },
+}
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+pub const DEFAULT_RISE: u32 = 2;
+pub const DEFAULT_FALL: u32 = 3;
+pub const DEFAULT_FAILBACK_DELAY: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+impl AgentConfig {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)?;
+        Resolver { text }.resolve(raw)
+    }
+}
+
+struct Resolver<'a> {
+    text: &'a str,
+}
+
+impl Resolver<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    fn invalid<T>(
+        &self,
+        field: impl Into<String>,
+        at: usize,
+        message: impl Into<String>,
+    ) -> Result<T, ConfigError> {
+        Err(ConfigError::Invalid {
+            field: field.into(),
+            line: self.line(at),
+            message: message.into(),
+        })
+    }
+
+    fn resolve(&self, raw: RawConfig) -> Result<AgentConfig, ConfigError> {
+        let mut interfaces = Vec::new();
+        for (i, iface) in raw.interfaces.iter().enumerate() {
+            let name = iface.name.get_ref();
+            if name.is_empty()
+                || name.len() > 15
+                || name.contains('/')
+                || name.contains(char::is_whitespace)
+            {
+                return self.invalid(
+                    format!("interfaces[{i}].name"),
+                    iface.name.span().start,
+                    format!("{name:?} is not an interface name"),
+                );
+            }
+            let mode = match iface.mode {
+                RawMode::Native => AttachMode::Native,
+                RawMode::Skb => AttachMode::Skb,
+                RawMode::Auto => AttachMode::Auto,
+            };
+            interfaces.push((name.clone(), mode));
+        }
+        if raw.services.is_empty() {
+            return self.invalid("services", 0, "at least one [[services]] table is needed");
+        }
+        let mut names = BTreeSet::new();
+        let mut keys = BTreeSet::new();
+        let mut services = Vec::new();
+        for raw_service in &raw.services {
+            let service = self.service(raw_service)?;
+            let at = raw_service.name.span().start;
+            if !names.insert(service.name.clone()) {
+                return self.invalid(
+                    format!("services.{}", service.name),
+                    at,
+                    "service name used twice",
+                );
+            }
+            let key = (
+                service.spec.vip,
+                service.spec.port,
+                service.spec.proto.number(),
+            );
+            if !keys.insert(key) {
+                return self.invalid(
+                    format!("services.{}", service.name),
+                    at,
+                    format!("{} is already another service's", service.spec),
+                );
+            }
+            services.push(service);
+        }
+        Ok(AgentConfig {
+            pin_dir: raw
+                .pin_dir
+                .unwrap_or_else(|| PathBuf::from(crate::DEFAULT_PIN_DIR)),
+            interfaces,
+            services,
+        })
+    }
+
+    fn service(&self, raw: &RawService) -> Result<ServicePlan, ConfigError> {
+        let name = raw.name.get_ref().clone();
+        let at = raw.name.span().start;
+        let field = |f: &str| format!("services.{name}.{f}");
+        if name.is_empty() {
+            return self.invalid("services.name", at, "must not be empty");
+        }
+        let spec = ServiceSpec {
+            vip: raw.vip,
+            port: raw.port,
+            proto: match raw.protocol {
+                RawProto::Tcp => Proto::Tcp,
+                RawProto::Udp => Proto::Udp,
+            },
+        };
+        if raw.port == 0 {
+            return self.invalid(field("port"), at, "port 0 is not a service port");
+        }
+        let failback = match raw.failback {
+            RawFailback::Manual => {
+                if let Some(delay) = &raw.failback_delay {
+                    return self.invalid(
+                        field("failback_delay"),
+                        delay.span().start,
+                        "only meaningful with failback = \"auto\"",
+                    );
+                }
+                Failback::Manual
+            }
+            RawFailback::Auto => Failback::Auto {
+                delay: match &raw.failback_delay {
+                    Some(text) => self.duration(&field("failback_delay"), text)?,
+                    None => DEFAULT_FAILBACK_DELAY,
+                },
+            },
+        };
+        if raw.backends.is_empty() {
+            return self.invalid(
+                field("backends"),
+                at,
+                "a service needs at least one [[services.backends]]",
+            );
+        }
+        if raw.backends.len() > MAX_SELECTION {
+            return self.invalid(
+                field("backends"),
+                at,
+                format!(
+                    "{} backends; at most {MAX_SELECTION} per service",
+                    raw.backends.len()
+                ),
+            );
+        }
+        let mut backend_names = BTreeSet::new();
+        let mut endpoints = BTreeSet::new();
+        let mut backends = Vec::new();
+        for raw_backend in &raw.backends {
+            let backend_name = raw_backend.name.get_ref().clone();
+            let bat = raw_backend.name.span().start;
+            let bfield = |f: &str| format!("services.{name}.backends.{backend_name}.{f}");
+            if backend_name.is_empty() {
+                return self.invalid(field("backends.name"), bat, "must not be empty");
+            }
+            if !backend_names.insert(backend_name.clone()) {
+                return self.invalid(
+                    bfield("name"),
+                    bat,
+                    "backend name used twice in this service",
+                );
+            }
+            if !endpoints.insert((raw_backend.address, raw_backend.port)) {
+                return self.invalid(
+                    bfield("address"),
+                    bat,
+                    "the same address and port appear twice in this service",
+                );
+            }
+            if raw_backend.port == Some(0) {
+                return self.invalid(bfield("port"), bat, "port 0 is not a backend port");
+            }
+            if raw_backend.weight == 0 {
+                return self.invalid(bfield("weight"), bat, "weight must be at least 1");
+            }
+            let target_port = raw_backend.port.unwrap_or(raw.port);
+            let merged = raw_backend.probe.over(&raw.probe);
+            let probe = self.probe(&bfield("probe"), bat, &merged, target_port)?;
+            backends.push(BackendPlan {
+                name: backend_name.clone(),
+                spec: BackendSpec {
+                    addr: raw_backend.address,
+                    port: raw_backend.port,
+                    tier: raw_backend.tier,
+                    weight: raw_backend.weight,
+                    state: crate::model::BackendState::Up,
+                },
+                probe,
+            });
+        }
+        Ok(ServicePlan {
+            name,
+            spec,
+            failback,
+            backends,
+        })
+    }
+
+    fn duration(&self, field: &str, text: &Spanned<String>) -> Result<Duration, ConfigError> {
+        match parse_duration(text.get_ref()) {
+            Some(d) => Ok(d),
+            None => self.invalid(
+                field,
+                text.span().start,
+                format!(
+                    "{:?} is not a duration (e.g. \"250ms\", \"1s\", \"2m\")",
+                    text.get_ref()
+                ),
+            ),
+        }
+    }
+
+    fn probe(
+        &self,
+        field: &str,
+        at: usize,
+        raw: &RawProbe,
+        target_port: u16,
+    ) -> Result<ProbeSpec, ConfigError> {
+        let f = |name: &str| format!("{field}.{name}");
+        let interval = match &raw.interval {
+            Some(t) => self.duration(&f("interval"), t)?,
+            None => DEFAULT_INTERVAL,
+        };
+        let timeout = match &raw.timeout {
+            Some(t) => self.duration(&f("timeout"), t)?,
+            None => DEFAULT_TIMEOUT.min(interval),
+        };
+        let jitter = match &raw.jitter {
+            Some(t) => self.duration(&f("jitter"), t)?,
+            None => interval / 10,
+        };
+        let span = |s: Option<std::ops::Range<usize>>| s.map_or(at, |r| r.start);
+        if interval.is_zero() {
+            return self.invalid(
+                f("interval"),
+                span(raw.interval.as_ref().map(Spanned::span)),
+                "must be above zero",
+            );
+        }
+        if timeout.is_zero() || timeout > interval {
+            return self.invalid(
+                f("timeout"),
+                span(raw.timeout.as_ref().map(Spanned::span)),
+                format!("must be above zero and at most the interval ({interval:?})"),
+            );
+        }
+        if jitter >= interval {
+            return self.invalid(
+                f("jitter"),
+                span(raw.jitter.as_ref().map(Spanned::span)),
+                format!("must be below the interval ({interval:?})"),
+            );
+        }
+        let rise = raw.rise.as_ref().map_or(DEFAULT_RISE, |r| *r.get_ref());
+        let fall = raw.fall.as_ref().map_or(DEFAULT_FALL, |r| *r.get_ref());
+        for (name, value, spanned) in [("rise", rise, &raw.rise), ("fall", fall, &raw.fall)] {
+            if value == 0 || value > 1000 {
+                return self.invalid(
+                    f(name),
+                    span(spanned.as_ref().map(Spanned::span)),
+                    "must be between 1 and 1000",
+                );
+            }
+        }
+        let kind_name = raw
+            .kind
+            .as_ref()
+            .map_or(RawProbeKind::Tcp, |k| *k.get_ref());
+        let kind_at = span(raw.kind.as_ref().map(Spanned::span));
+        let port = raw.port.unwrap_or(target_port);
+        // Reject settings that belong to another probe type: they would be ignored.
+        let foreign: &[(&str, bool)] = &[
+            (
+                "path",
+                raw.path.is_some() && kind_name != RawProbeKind::Http,
+            ),
+            (
+                "expect_status",
+                raw.expect_status.is_some() && kind_name != RawProbeKind::Http,
+            ),
+            (
+                "expect_body",
+                raw.expect_body.is_some() && kind_name != RawProbeKind::Http,
+            ),
+            ("send", raw.send.is_some() && kind_name != RawProbeKind::Udp),
+            (
+                "expect",
+                raw.expect.is_some() && kind_name != RawProbeKind::Udp,
+            ),
+            (
+                "command",
+                raw.command.is_some() && kind_name != RawProbeKind::Exec,
+            ),
+        ];
+        if let Some((name, _)) = foreign.iter().find(|(_, bad)| *bad) {
+            return self.invalid(
+                f(name),
+                kind_at,
+                format!("not a setting of a {kind_name:?} probe"),
+            );
+        }
+        let kind = match kind_name {
+            RawProbeKind::Tcp => ProbeKind::Tcp { port },
+            RawProbeKind::Icmp => ProbeKind::Icmp,
+            RawProbeKind::Http => {
+                let path = raw
+                    .path
+                    .as_ref()
+                    .map_or_else(|| "/".to_owned(), |p| p.get_ref().clone());
+                if !path.starts_with('/') || path.contains(char::is_whitespace) {
+                    return self.invalid(
+                        f("path"),
+                        span(raw.path.as_ref().map(Spanned::span)),
+                        "must start with '/' and contain no spaces",
+                    );
+                }
+                let [low, high] = raw
+                    .expect_status
+                    .as_ref()
+                    .map_or([200, 399], |s| *s.get_ref());
+                if !(100..=599).contains(&low) || !(100..=599).contains(&high) || low > high {
+                    return self.invalid(
+                        f("expect_status"),
+                        span(raw.expect_status.as_ref().map(Spanned::span)),
+                        "must be [low, high] within 100..=599",
+                    );
+                }
+                ProbeKind::Http {
+                    port,
+                    path,
+                    status: low..=high,
+                    body: raw.expect_body.clone(),
+                }
+            }
+            RawProbeKind::Udp => {
+                let Some(send) = raw.send.as_ref().filter(|s| !s.get_ref().is_empty()) else {
+                    return self.invalid(
+                        f("send"),
+                        kind_at,
+                        "a udp probe needs a non-empty `send` payload",
+                    );
+                };
+                ProbeKind::Udp {
+                    port,
+                    send: send.get_ref().as_bytes().to_vec(),
+                    expect: raw.expect.as_ref().map(|e| e.as_bytes().to_vec()),
+                }
+            }
+            RawProbeKind::Exec => {
+                let Some(command) = raw.command.as_ref().filter(|c| !c.get_ref().is_empty()) else {
+                    return self.invalid(
+                        f("command"),
+                        kind_at,
+                        "an exec probe needs `command = [\"program\", ...]`",
+                    );
+                };
+                ProbeKind::Exec {
+                    command: command.get_ref().clone(),
+                }
+            }
+        };
+        Ok(ProbeSpec {
+            kind,
+            interval,
+            timeout,
+            rise,
+            fall,
+            jitter,
+            max_response_bytes: raw.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+        })
+    }
+}
+
+/// Parses "250ms", "1s", "1.5s", "2m", "100us".
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.trim().parse().ok()?;
+    if !value.is_finite() || value < 0.0 {
+        return None;
+    }
+    let seconds = match unit {
+        "us" => value / 1e6,
+        "ms" => value / 1e3,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+pin_dir = "/sys/fs/bpf/failover-test"
+
+[[interfaces]]
+name = "eth0"
+mode = "native"
+
+[[services]]
+name = "web"
+vip = "203.0.113.10"
+port = 80
+protocol = "tcp"
+failback = "auto"
+failback_delay = "5s"
+
+[services.probe]
+type = "http"
+path = "/healthz"
+interval = "100ms"
+timeout = "50ms"
+rise = 2
+fall = 3
+
+[[services.backends]]
+name = "primary"
+address = "198.51.100.11"
+port = 8080
+tier = 0
+
+[[services.backends]]
+name = "standby"
+address = "198.51.100.12"
+port = 8080
+tier = 1
+probe = { type = "tcp", interval = "1s", timeout = "200ms" }
+"#;
+
+    #[test]
+    fn example_resolves_with_overrides_and_defaults() {
+        let config = AgentConfig::parse(EXAMPLE).unwrap();
+        assert_eq!(
+            config.interfaces,
+            vec![("eth0".to_owned(), AttachMode::Native)]
+        );
+        let web = &config.services[0];
+        assert_eq!(
+            web.failback,
+            Failback::Auto {
+                delay: Duration::from_secs(5)
+            }
+        );
+        let primary = &web.backends[0];
+        assert_eq!(primary.probe.interval, Duration::from_millis(100));
+        assert_eq!(primary.probe.jitter, Duration::from_millis(10));
+        assert!(
+            matches!(&primary.probe.kind, ProbeKind::Http { port: 8080, path, status, .. } if path == "/healthz" && *status == (200..=399))
+        );
+        let standby = &web.backends[1];
+        assert_eq!(standby.spec.tier, 1);
+        // Backend override replaces type and timing; rise/fall come from the service.
+        assert_eq!(standby.probe.kind, ProbeKind::Tcp { port: 8080 });
+        assert_eq!(standby.probe.interval, Duration::from_secs(1));
+        assert_eq!((standby.probe.rise, standby.probe.fall), (2, 3));
+    }
+
+    fn error_of(text: &str) -> String {
+        AgentConfig::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_with_its_line() {
+        let text = EXAMPLE.replace("rise = 2", "rise = 2\nrize = 3");
+        let err = error_of(&text);
+        assert!(err.contains("rize") && err.contains("line 22"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_name_field_and_line() {
+        let err = error_of(&EXAMPLE.replace("timeout = \"50ms\"", "timeout = \"150ms\""));
+        assert!(
+            err.contains("services.web.backends.primary.probe.timeout") && err.contains("line 20"),
+            "{err}"
+        );
+        let err = error_of(&EXAMPLE.replace("name = \"standby\"", "name = \"primary\""));
+        assert!(
+            err.contains("backend name used twice") && err.contains("line 31"),
+            "{err}"
+        );
+        let err =
+            error_of(&EXAMPLE.replace("failback_delay = \"5s\"", "failback_delay = \"soon\""));
+        assert!(
+            err.contains("failback_delay") && err.contains("not a duration"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn settings_of_another_probe_type_are_rejected() {
+        let err = error_of(&EXAMPLE.replace(
+            "probe = { type = \"tcp\",",
+            "probe = { type = \"tcp\", send = \"x\",",
+        ));
+        assert!(
+            err.contains("send") && err.contains("not a setting"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn empty_and_duplicate_services_are_rejected() {
+        assert!(error_of("").contains("at least one"));
+        let doubled = format!(
+            "{EXAMPLE}\n{}",
+            &EXAMPLE[EXAMPLE.find("[[services]]").unwrap()..]
+        );
+        assert!(error_of(&doubled).contains("used twice"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("1 fortnight"), None);
+    }
+}
