@@ -2,6 +2,7 @@
 //! typed map API. The binary (`main.rs`) only dispatches to it.
 
 pub mod bpffs;
+pub mod config;
 pub mod dataplane;
 pub mod error;
 pub mod maps;
