@@ -5,8 +5,10 @@ pub mod bpffs;
 pub mod config;
 pub mod dataplane;
 pub mod error;
+pub mod health;
 pub mod maps;
 pub mod model;
+pub mod probe;
 
 pub use dataplane::{AttachMode, Dataplane};
 pub use error::{DataplaneError, SpecError};
