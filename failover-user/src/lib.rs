@@ -8,6 +8,7 @@ pub mod error;
 pub mod health;
 pub mod maps;
 pub mod model;
+pub mod policy;
 pub mod probe;
 
 pub use dataplane::{AttachMode, Dataplane};
