@@ -12,9 +12,15 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{
+        Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
-use failover_common::{MAX_BACKENDS, MAX_SELECTION, MAX_SERVICES, Service, names};
+use failover_common::{
+    FAMILY_IPV4, MAX_BACKENDS, MAX_SELECTION, MAX_SERVICES, Service, ServiceKey, names,
+};
 use tracing::info;
 
 use crate::{
@@ -144,6 +150,171 @@ impl Dataplane {
         info!(interface, program = name, mode = ?used, "XDP attached");
         self.links.push((interface.to_owned(), link));
         Ok(used)
+    }
+
+    /// Attaches the forwarding program to `interface` through a bpf_link
+    /// pinned as `<pin_dir>/link_<interface>`, so the program stays attached
+    /// when the agent exits or dies (fail-static). If that pin exists, the
+    /// running program is replaced atomically in the existing link: traffic
+    /// never sees an interface without XDP. Returns the mode used, or `None`
+    /// when an existing attachment was adopted.
+    pub fn attach_pinned(
+        &mut self,
+        interface: &str,
+        mode: AttachMode,
+    ) -> Result<Option<AttachMode>, DataplaneError> {
+        let pin = self.pin_dir.join(link_pin_name(interface));
+        let link_err = |source: std::io::Error| DataplaneError::Bpffs {
+            path: pin.clone(),
+            source,
+        };
+        if pin.exists() {
+            let pinned =
+                PinnedLink::from_pin(&pin).map_err(|e| link_err(std::io::Error::other(e)))?;
+            let link = XdpLink::try_from(FdLink::from(pinned))
+                .map_err(|e| link_err(std::io::Error::other(e)))?;
+            let program = program_mut(&mut self.ebpf, PROGRAM_NAME)?;
+            program
+                .attach_to_link(link)
+                .map_err(|source| DataplaneError::Attach {
+                    interface: interface.to_owned(),
+                    mode: "adopted link",
+                    source,
+                })?;
+            info!(
+                interface,
+                "adopted the pinned XDP link; program replaced in place"
+            );
+            return Ok(None);
+        }
+        let used = self.attach(interface, mode)?;
+        let (_, link_id) = self.links.pop().expect("attach recorded its link");
+        let program = program_mut(&mut self.ebpf, PROGRAM_NAME)?;
+        let link = program
+            .take_link(link_id)
+            .map_err(|source| DataplaneError::Program {
+                name: PROGRAM_NAME,
+                source,
+            })?;
+        let fd_link = FdLink::try_from(link).map_err(|e| link_err(std::io::Error::other(e)))?;
+        fd_link
+            .pin(&pin)
+            .map_err(|e| link_err(std::io::Error::other(e)))?;
+        Ok(Some(used))
+    }
+
+    /// Rebuilds the agent's record from maps pinned by an earlier agent, so a
+    /// restart keeps every id (and so every tracked flow's backend).
+    pub fn adopt(&mut self) -> Result<usize, DataplaneError> {
+        let backends = self.backends_map.in_use()?;
+        let mut adopted = 0;
+        for (key, value) in self.services_map.all()? {
+            let Some(spec) = service_spec_of(&key) else {
+                continue;
+            };
+            let members: BTreeMap<u32, BackendSpec> = backends
+                .iter()
+                .filter(|(_, b)| b.service_id == value.id)
+                .filter_map(|(id, b)| backend_spec_of(b).map(|spec| (*id, spec)))
+                .collect();
+            for id in members.keys() {
+                self.backend_owner.insert(*id, value.id);
+            }
+            self.services.insert(
+                value.id,
+                ServiceEntry {
+                    id: value.id,
+                    spec,
+                    backends: members,
+                },
+            );
+            adopted += 1;
+        }
+        Ok(adopted)
+    }
+
+    /// Makes the maps carry exactly `wanted` (service, backends in order):
+    /// existing services and backends keep their ids and current state; new
+    /// ones are added with the state given; services no longer wanted are
+    /// removed. Returns, per wanted service, its id and backend ids in order.
+    pub fn reconcile(
+        &mut self,
+        wanted: &[(ServiceSpec, Vec<BackendSpec>)],
+    ) -> Result<Vec<(u32, Vec<u32>)>, DataplaneError> {
+        let wanted_keys: std::collections::HashSet<ServiceKey> =
+            wanted.iter().map(|(s, _)| s.key()).collect();
+        let stale: Vec<u32> = self
+            .services
+            .values()
+            .filter(|entry| !wanted_keys.contains(&entry.spec.key()))
+            .map(|entry| entry.id)
+            .collect();
+        for id in stale {
+            self.remove_service(id)?;
+        }
+        let mut result = Vec::new();
+        for (spec, backends) in wanted {
+            let existing = self
+                .services
+                .values()
+                .find(|e| e.spec.key() == spec.key())
+                .cloned();
+            let Some(mut entry) = existing else {
+                let entry = self.add_service(*spec, backends)?;
+                result.push((entry.id, entry.backends.keys().copied().collect()));
+                continue;
+            };
+            let mut ids = Vec::with_capacity(backends.len());
+            let mut next = BTreeMap::new();
+            for backend in backends {
+                let found = entry
+                    .backends
+                    .iter()
+                    .find(|(id, b)| {
+                        b.addr == backend.addr && b.port == backend.port && !next.contains_key(*id)
+                    })
+                    .map(|(id, b)| (*id, b.state));
+                let id = match found {
+                    Some((id, state)) => {
+                        next.insert(id, BackendSpec { state, ..*backend });
+                        id
+                    }
+                    None => {
+                        let id = (0..MAX_BACKENDS)
+                            .find(|id| {
+                                !self.backend_owner.contains_key(id) && !next.contains_key(id)
+                            })
+                            .ok_or(SpecError::NoBackendSlot {
+                                needed: 1,
+                                free: 0,
+                                max: MAX_BACKENDS,
+                            })?;
+                        next.insert(id, *backend);
+                        id
+                    }
+                };
+                ids.push(id);
+            }
+            let removed: Vec<u32> = entry
+                .backends
+                .keys()
+                .filter(|id| !next.contains_key(id))
+                .copied()
+                .collect();
+            entry.backends = next;
+            self.write_backends(&entry)?;
+            self.publish(&entry)?;
+            for id in &removed {
+                self.backends_map.clear(*id)?;
+                self.backend_owner.remove(id);
+            }
+            for id in entry.backends.keys() {
+                self.backend_owner.insert(*id, entry.id);
+            }
+            result.push((entry.id, ids));
+            self.services.insert(entry.id, entry);
+        }
+        Ok(result)
     }
 
     /// The forwarding program, for BPF_PROG_TEST_RUN.
@@ -332,10 +503,52 @@ impl Dataplane {
     }
 }
 
-/// Removes the map pins under `pin_dir` and the directory if it is then empty.
+fn link_pin_name(interface: &str) -> String {
+    format!("link_{interface}")
+}
+
+fn service_spec_of(key: &ServiceKey) -> Option<ServiceSpec> {
+    if key.family != FAMILY_IPV4 {
+        return None;
+    }
+    Some(ServiceSpec {
+        vip: std::net::Ipv4Addr::from(key.addr[0].to_ne_bytes()),
+        port: u16::from_be(key.port_be),
+        proto: crate::model::Proto::from_number(key.proto)?,
+    })
+}
+
+fn backend_spec_of(backend: &failover_common::Backend) -> Option<BackendSpec> {
+    if backend.family != FAMILY_IPV4 {
+        return None;
+    }
+    Some(BackendSpec {
+        addr: std::net::Ipv4Addr::from(backend.addr[0].to_ne_bytes()),
+        port: (backend.port_be != 0).then(|| u16::from_be(backend.port_be)),
+        tier: backend.tier,
+        weight: backend.weight,
+        state: BackendState::from_raw(backend.state)?,
+    })
+}
+
+/// Removes the map and link pins under `pin_dir` (detaching programs whose
+/// only reference was the pin) and the directory if it is then empty.
 pub fn remove_pins(pin_dir: &Path) -> std::io::Result<()> {
-    for name in names::ALL {
-        match std::fs::remove_file(pin_dir.join(name)) {
+    let links: Vec<PathBuf> = match std::fs::read_dir(pin_dir) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("link_"))
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let maps = names::ALL.iter().map(|name| pin_dir.join(name));
+    for path in links.into_iter().chain(maps) {
+        match std::fs::remove_file(&path) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
             _ => {}
         }

@@ -1,7 +1,9 @@
 //! The `failover` agent and CLI as a library: the data-path loader and its
 //! typed map API. The binary (`main.rs`) only dispatches to it.
 
+pub mod agent;
 pub mod bpffs;
+pub mod cli;
 pub mod config;
 pub mod dataplane;
 pub mod error;

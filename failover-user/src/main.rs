@@ -2,35 +2,32 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
-
-/// Kernel-level packet failover for edge Linux hosts.
-#[derive(Parser)]
-#[command(name = "failover", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Print the data path's counter and map names (what `inspect` will show).
-    ///
-    /// Example: failover counters
-    Counters,
-}
+use clap::{CommandFactory, Parser};
+use failover::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
         None => {
             let _ = Cli::command().print_help();
-            println!(
-                "\nThe agent (`failover run`) and the demo lab arrive with the agent issue; \
-                 today this binary embeds and loads the XDP data path for the tests."
-            );
-            ExitCode::SUCCESS
+            return ExitCode::SUCCESS;
         }
+        Some(Command::Run { config, pid_file }) => cli::run::run(&config, &pid_file),
+        Some(Command::Check { config }) => cli::check::run(&config),
+        Some(Command::Failback { pid_file }) => cli::failback::run(&pid_file),
+        Some(Command::Detach { pin_dir }) => cli::detach::run(&pin_dir),
+        Some(Command::Inspect {
+            pin_dir,
+            json,
+            what,
+        }) => cli::inspect::run(&pin_dir, json, what),
         Some(Command::Counters) => {
             println!(
                 "verdicts: {}",
@@ -41,7 +38,14 @@ fn main() -> ExitCode {
                 failover_common::stats::reason::NAMES.join(", ")
             );
             println!("maps:     {}", failover_common::names::ALL.join(", "));
-            ExitCode::SUCCESS
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("failover: error: {err:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -68,6 +68,10 @@ impl ServicePolicy {
             .min()
     }
 
+    pub fn tier(&self, backend: usize) -> u8 {
+        self.members[backend].tier
+    }
+
     pub fn serving(&self, backend: usize) -> bool {
         self.members[backend].serving
     }

@@ -1,0 +1,62 @@
+//! `failover check`: validate and explain a configuration.
+
+use std::path::Path;
+
+use crate::config::{AgentConfig, Failback, ProbeKind};
+
+pub fn run(path: &Path) -> anyhow::Result<()> {
+    let config = AgentConfig::from_file(path)?;
+    println!("{}: valid", path.display());
+    println!("pin directory: {}", config.pin_dir.display());
+    if config.interfaces.is_empty() {
+        println!("interfaces: none (the data path is programmed but attached nowhere)");
+    }
+    for (name, mode) in &config.interfaces {
+        println!("interface {name}: XDP {mode:?}");
+    }
+    for service in &config.services {
+        let failback = match service.failback {
+            Failback::Auto { delay } => format!("automatic after {delay:?} of health"),
+            Failback::Manual => "manual (`failover failback`)".to_owned(),
+        };
+        println!(
+            "\nservice {} = {}; failback {failback}",
+            service.name, service.spec
+        );
+        let mut tiers: Vec<u8> = service.backends.iter().map(|b| b.spec.tier).collect();
+        tiers.sort_unstable();
+        tiers.dedup();
+        for tier in tiers {
+            let role = if Some(&tier) == service.backends.iter().map(|b| &b.spec.tier).min() {
+                "serves new flows while any of them is healthy"
+            } else {
+                "takes over when every more preferred tier is down"
+            };
+            println!("  tier {tier}: {role}");
+            for backend in service.backends.iter().filter(|b| b.spec.tier == tier) {
+                let p = &backend.probe;
+                let kind = match &p.kind {
+                    ProbeKind::Tcp { port } => format!("tcp connect :{port}"),
+                    ProbeKind::Http {
+                        port, path, status, ..
+                    } => {
+                        format!(
+                            "http GET :{port}{path} expecting {}-{}",
+                            status.start(),
+                            status.end()
+                        )
+                    }
+                    ProbeKind::Udp { port, .. } => format!("udp :{port}"),
+                    ProbeKind::Icmp => "icmp echo".to_owned(),
+                    ProbeKind::Exec { command } => format!("exec {}", command.join(" ")),
+                };
+                let worst = p.interval * p.fall + p.jitter;
+                println!(
+                    "    {} {}: {kind} every {:?} (±{:?}), timeout {:?}, down after {} failures (about {worst:?}), up after {}",
+                    backend.name, backend.spec, p.interval, p.jitter, p.timeout, p.fall, p.rise
+                );
+            }
+        }
+    }
+    Ok(())
+}

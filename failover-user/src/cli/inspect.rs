@@ -1,0 +1,378 @@
+//! `failover inspect`: reads the pinned maps directly, so it works with the
+//! agent dead. Human tables by default, `--json` for scripts.
+
+use std::{net::Ipv4Addr, path::Path, time::Duration};
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use failover_common::{
+    Backend, FAMILY_IPV4, Flow, FlowKey, Service, flow_direction,
+    hash::{FLOW_HASH_SEED, flow_hash},
+    names,
+    stats::{VERDICT_NAMES, reason},
+    usable_for_established, usable_for_new,
+};
+use serde_json::{Value, json};
+
+use crate::{
+    maps::{Backends, Conntrack, Counters, PinDir, Services},
+    model::{BackendState, Proto},
+};
+
+#[derive(Subcommand)]
+pub enum What {
+    /// Services, their active tier and selection.
+    Services,
+    /// Backends with state, tier and traffic.
+    Backends,
+    /// Verdict and reason counters.
+    Counters,
+    /// Connection-tracking entries.
+    ///
+    /// Example: failover inspect flows --filter 192.0.2.7
+    Flows {
+        /// Only entries whose addresses or ports contain this text.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Most entries shown.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Which service, backend and path a packet would take, and why.
+    ///
+    /// Example: failover inspect explain tcp 192.0.2.7:40000 203.0.113.10:80
+    Explain {
+        /// tcp or udp
+        proto: String,
+        /// source address:port
+        src: std::net::SocketAddrV4,
+        /// destination address:port
+        dst: std::net::SocketAddrV4,
+    },
+}
+
+fn addr(words: [u32; 4]) -> Ipv4Addr {
+    Ipv4Addr::from(words[0].to_ne_bytes())
+}
+
+fn state_name(raw: u32) -> String {
+    BackendState::from_raw(raw).map_or_else(|| format!("unknown({raw})"), |s| s.to_string())
+}
+
+struct Pinned {
+    services: Services,
+    backends: Backends,
+    conntrack: Conntrack,
+    counters: Counters,
+}
+
+fn open(pin_dir: &Path) -> anyhow::Result<Pinned> {
+    // SAFETY: trivial libc call.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("reading pinned BPF maps needs root");
+    }
+    if !pin_dir.join(names::SERVICES).exists() {
+        bail!(
+            "nothing pinned at {} (is the agent configured with another pin_dir, or never started?)",
+            pin_dir.display()
+        );
+    }
+    let mut source = PinDir(pin_dir);
+    Ok(Pinned {
+        services: Services::open(&mut source)?,
+        backends: Backends::open(&mut source)?,
+        conntrack: Conntrack::open(&mut source)?,
+        counters: Counters::open(&mut source)?,
+    })
+}
+
+pub fn run(pin_dir: &Path, json_output: bool, what: What) -> anyhow::Result<()> {
+    let pinned =
+        open(pin_dir).with_context(|| format!("opening maps pinned at {}", pin_dir.display()))?;
+    let value = match what {
+        What::Services => services(&pinned)?,
+        What::Backends => backends(&pinned)?,
+        What::Counters => counters(&pinned)?,
+        What::Flows { filter, limit } => flows(&pinned, filter.as_deref(), limit),
+        What::Explain { proto, src, dst } => explain(&pinned, &proto, src, dst)?,
+    };
+    if json_output {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print_table(&value);
+    }
+    Ok(())
+}
+
+fn services(p: &Pinned) -> anyhow::Result<Value> {
+    let mut rows = Vec::new();
+    let mut all = p.services.all()?;
+    all.sort_by_key(|(_, s)| s.id);
+    for (key, service) in all {
+        let traffic = p.counters.service(service.id)?;
+        let selection: Vec<u32> = service.selection[..service.selection_len as usize].to_vec();
+        rows.push(json!({
+            "id": service.id,
+            "vip": addr(key.addr).to_string(),
+            "port": u16::from_be(key.port_be),
+            "proto": Proto::from_number(key.proto).map_or("?".into(), |p| p.to_string()),
+            "active_tier": service.active_tier,
+            "selection": selection,
+            "packets_to_backends": traffic.to_backend.packets,
+            "packets_from_backends": traffic.from_backend.packets,
+        }));
+    }
+    Ok(Value::Array(rows))
+}
+
+fn backends(p: &Pinned) -> anyhow::Result<Value> {
+    let mut rows = Vec::new();
+    for (id, backend) in p.backends.in_use()? {
+        let traffic = p.counters.backend(id)?;
+        rows.push(json!({
+            "id": id,
+            "service": backend.service_id,
+            "address": addr(backend.addr).to_string(),
+            "port": if backend.port_be == 0 { Value::from("service") } else { Value::from(u16::from_be(backend.port_be)) },
+            "tier": backend.tier,
+            "state": state_name(backend.state),
+            "packets_to": traffic.to_backend.packets,
+            "bytes_to": traffic.to_backend.bytes,
+            "packets_from": traffic.from_backend.packets,
+            "bytes_from": traffic.from_backend.bytes,
+        }));
+    }
+    Ok(Value::Array(rows))
+}
+
+fn counters(p: &Pinned) -> anyhow::Result<Value> {
+    let mut rows = Vec::new();
+    for (name, counter) in VERDICT_NAMES.iter().zip(p.counters.verdicts()?) {
+        rows.push(json!({"kind": "verdict", "name": name, "packets": counter.packets, "bytes": counter.bytes}));
+    }
+    for (index, counter) in p.counters.reasons()?.iter().enumerate() {
+        let kind = if index as u32 >= reason::FIRST_EVENT {
+            "event"
+        } else {
+            "outcome"
+        };
+        rows.push(json!({"kind": kind, "name": reason::NAMES[index], "packets": counter.packets, "bytes": counter.bytes}));
+    }
+    Ok(Value::Array(rows))
+}
+
+fn now_coarse_ns() -> u64 {
+    // bpf_ktime_get_coarse_ns is CLOCK_MONOTONIC_COARSE.
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn flow_row(key: &FlowKey, flow: &Flow, now: u64) -> Value {
+    let idle = Duration::from_nanos(now.saturating_sub(flow.last_seen_ns));
+    let direction = if flow.direction == flow_direction::FORWARD {
+        "forward"
+    } else {
+        "reply"
+    };
+    json!({
+        "direction": direction,
+        "proto": Proto::from_number(key.proto).map_or("?".into(), |p| p.to_string()),
+        "src": format!("{}:{}", addr(key.src), u16::from_be(key.src_port_be)),
+        "dst": format!("{}:{}", addr(key.dst), u16::from_be(key.dst_port_be)),
+        "backend": flow.backend_id,
+        "service": flow.service_id,
+        "idle_s": (idle.as_secs_f64() * 10.0).round() / 10.0,
+    })
+}
+
+fn flows(p: &Pinned, filter: Option<&str>, limit: usize) -> Value {
+    let now = now_coarse_ns();
+    let rows: Vec<Value> = p
+        .conntrack
+        .entries()
+        .iter()
+        .filter(|(key, _)| key.family == FAMILY_IPV4)
+        .map(|(key, flow)| flow_row(key, flow, now))
+        .filter(|row| {
+            filter.is_none_or(|f| {
+                row["src"].as_str().unwrap_or("").contains(f)
+                    || row["dst"].as_str().unwrap_or("").contains(f)
+            })
+        })
+        .take(limit)
+        .collect();
+    Value::Array(rows)
+}
+
+fn explain(
+    p: &Pinned,
+    proto: &str,
+    src: std::net::SocketAddrV4,
+    dst: std::net::SocketAddrV4,
+) -> anyhow::Result<Value> {
+    let proto = match proto {
+        "tcp" => Proto::Tcp,
+        "udp" => Proto::Udp,
+        other => bail!("protocol {other:?}: expected tcp or udp"),
+    };
+    let key = FlowKey {
+        src: failover_common::ipv4_addr(src.ip().octets()),
+        dst: failover_common::ipv4_addr(dst.ip().octets()),
+        src_port_be: src.port().to_be(),
+        dst_port_be: dst.port().to_be(),
+        proto: proto.number(),
+        family: FAMILY_IPV4,
+        _pad: [0; 2],
+    };
+    let service_key = crate::model::ServiceSpec {
+        vip: *dst.ip(),
+        port: dst.port(),
+        proto,
+    }
+    .key();
+    let mut steps = Vec::new();
+    let Some(service) = p.services.get(&service_key)? else {
+        if let Some(flow) = p.conntrack.get(&key)?
+            && flow.direction == flow_direction::REPLY
+        {
+            steps.push(format!(
+                "reply of a tracked flow from backend {}: source rewritten to {}:{}",
+                flow.backend_id,
+                addr(flow.nat_addr),
+                u16::from_be(flow.nat_port_be)
+            ));
+            return Ok(json!({"path": "reply", "steps": steps}));
+        }
+        steps.push(format!("{dst}/{proto} is not a service and no tracked flow matches: passed to the kernel stack untouched"));
+        return Ok(json!({"path": "pass_no_service", "steps": steps}));
+    };
+    steps.push(format!(
+        "service id {} ({dst}/{proto}), active tier {}",
+        service.id, service.active_tier
+    ));
+    if let Some(flow) = p.conntrack.get(&key)?
+        && flow.direction == flow_direction::FORWARD
+    {
+        let backend = p.backends.get(flow.backend_id)?;
+        if backend.service_id == service.id && usable_for_established(backend.state) {
+            steps.push(format!(
+                "tracked flow on backend {} ({}, {}): stays there",
+                flow.backend_id,
+                describe(&backend),
+                state_name(backend.state)
+            ));
+            return Ok(json!({"path": "established", "backend": flow.backend_id, "steps": steps}));
+        }
+        steps.push(format!(
+            "tracked flow's backend {} is {}: re-picked",
+            flow.backend_id,
+            state_name(backend.state)
+        ));
+    }
+    let picked = pick(p, &service, &key)?;
+    match picked {
+        Some((id, backend, probes)) => {
+            steps.push(format!(
+                "hash {:#010x} over {} selected backends → backend {id} ({}){}",
+                flow_hash(&key, FLOW_HASH_SEED),
+                service.selection_len,
+                describe(&backend),
+                if probes > 0 {
+                    format!(", after skipping {probes} unusable slots")
+                } else {
+                    String::new()
+                }
+            ));
+            Ok(json!({"path": "new_flow", "backend": id, "steps": steps}))
+        }
+        None => {
+            steps.push("no usable backend in the selection: dropped (drop_no_backend)".into());
+            Ok(json!({"path": "drop_no_backend", "steps": steps}))
+        }
+    }
+}
+
+fn describe(backend: &Backend) -> String {
+    let port = if backend.port_be == 0 {
+        "service port".to_owned()
+    } else {
+        u16::from_be(backend.port_be).to_string()
+    };
+    format!("{}:{port}, tier {}", addr(backend.addr), backend.tier)
+}
+
+/// The data path's pick, recomputed with the same hash and probing.
+fn pick(
+    p: &Pinned,
+    service: &Service,
+    key: &FlowKey,
+) -> anyhow::Result<Option<(u32, Backend, u32)>> {
+    let len = service.selection_len;
+    if len == 0 {
+        return Ok(None);
+    }
+    let start = flow_hash(key, FLOW_HASH_SEED) % len;
+    for i in 0..len {
+        let id = service.selection[((start + i) % len) as usize];
+        let backend = p.backends.get(id)?;
+        if backend.service_id == service.id && usable_for_new(backend.state) {
+            return Ok(Some((id, backend, i)));
+        }
+    }
+    Ok(None)
+}
+
+/// Prints an array of flat objects as an aligned table, or an explanation.
+fn print_table(value: &Value) {
+    if let Some(steps) = value.get("steps").and_then(Value::as_array) {
+        for step in steps {
+            println!("- {}", step.as_str().unwrap_or_default());
+        }
+        return;
+    }
+    let Some(rows) = value.as_array() else { return };
+    let Some(first) = rows.first().and_then(Value::as_object) else {
+        println!("(none)");
+        return;
+    };
+    let columns: Vec<&String> = first.keys().collect();
+    let cell = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    };
+    let widths: Vec<usize> = columns
+        .iter()
+        .map(|c| {
+            rows.iter()
+                .map(|r| cell(&r[c.as_str()]).len())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    println!("{}", line(columns.iter().map(|c| c.to_string()).collect()));
+    for row in rows {
+        println!(
+            "{}",
+            line(columns.iter().map(|c| cell(&row[c.as_str()])).collect())
+        );
+    }
+}

@@ -1,0 +1,43 @@
+//! `failover run`: the agent process.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::info;
+
+use crate::{agent, config::AgentConfig};
+
+pub fn run(config_path: &Path, pid_file: &Path) -> anyhow::Result<()> {
+    let config = AgentConfig::from_file(config_path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        let mut user1 = signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?;
+        let (commands_tx, commands) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            while user1.recv().await.is_some() {
+                if commands_tx.send(agent::Command::Failback).await.is_err() {
+                    return;
+                }
+            }
+        });
+        if let Err(err) = std::fs::write(pid_file, format!("{}\n", std::process::id())) {
+            tracing::warn!(pid_file = %pid_file.display(), cause = %err, "cannot write pid file; `failover failback` will not find the agent");
+        }
+        let shutdown = async move {
+            tokio::select! {
+                _ = terminate.recv() => info!("SIGTERM"),
+                _ = interrupt.recv() => info!("SIGINT"),
+            }
+        };
+        let result = agent::run(config, commands, shutdown).await;
+        let _ = std::fs::remove_file(pid_file);
+        result.map_err(anyhow::Error::from)
+    })
+}
