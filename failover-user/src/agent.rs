@@ -135,17 +135,19 @@ pub async fn run(
             }
             Some(command) = commands.recv() => match command {
                 Command::Failback => {
-                    for s in 0..services.len() {
-                        let actions = services[s].policy.failback_now();
-                        apply(&mut dataplane, &mut services[s], &actions, "operator failback", None);
+                    for service in &mut services {
+                        let before = active_backends(service);
+                        let actions = service.policy.failback_now();
+                        apply(&mut dataplane, service, before, &actions, "operator failback", None);
                     }
                 }
             },
             _ = sleep_until_opt(deadline) => {
                 let now = Instant::now();
                 for service in &mut services {
+                    let before = active_backends(service);
                     let actions = service.policy.on_tick(now);
-                    apply(&mut dataplane, service, &actions, "failback delay elapsed", None);
+                    apply(&mut dataplane, service, before, &actions, "failback delay elapsed", None);
                 }
             }
         }
@@ -210,10 +212,12 @@ fn log_flip(service: &str, backend: &BackendRuntime, flip: &Flip) {
     }
 }
 
-/// Applies policy actions to the data path and logs the resulting switch.
+/// Applies policy actions to the data path and logs the resulting switch
+/// (`before`: who took new flows before the policy decided).
 fn apply(
     dataplane: &mut Dataplane,
     service: &mut ServiceRuntime,
+    before: Vec<String>,
     actions: &[Action],
     cause: &str,
     first_failure: Option<Instant>,
@@ -221,7 +225,6 @@ fn apply(
     if actions.is_empty() {
         return;
     }
-    let before = active_backends(service);
     for action in actions {
         let Action::Serve { backend, serving } = *action;
         let runtime = &service.backends[backend];
