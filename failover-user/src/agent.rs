@@ -175,13 +175,21 @@ fn on_probe(dataplane: &mut Dataplane, services: &mut [ServiceRuntime], event: P
     };
     log_flip(&service.name, backend, &flip);
     let now = Instant::now();
+    let before = active_backends(service);
     let actions = service.policy.on_health(event.backend, flip.healthy, now);
     let cause = if flip.healthy {
         "backend recovered"
     } else {
         "backend failed"
     };
-    apply(dataplane, service, &actions, cause, flip.first_failure_at);
+    apply(
+        dataplane,
+        service,
+        before,
+        &actions,
+        cause,
+        flip.first_failure_at,
+    );
     if flip.healthy && !service.policy.serving(event.backend) {
         let backend = &service.backends[event.backend];
         match service.policy.hold_remaining(event.backend, now) {
