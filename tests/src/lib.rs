@@ -18,3 +18,23 @@ pub fn require_root() {
         "this test needs root (BPF, network namespaces); run `cargo xtask test` as root"
     );
 }
+
+/// The `failover` binary the agent tests start: `$FAILOVER_BIN` (set by
+/// `cargo xtask test`), else `target/debug/failover` next to this test binary.
+pub fn failover_bin() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("FAILOVER_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("failover"))
+        .expect("target directory");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo xtask test` (it builds the binary first) or `cargo build -p failover-user`",
+        path.display()
+    );
+    path
+}

@@ -14,7 +14,10 @@ pub fn run(env: &Env, args: &[String]) -> anyhow::Result<ExitCode> {
         return run_unprivileged(env);
     }
     remove_stale_leftovers();
+    // Agent tests run the real `failover` binary as a separate process.
+    cmd::status(env.cargo().args(["build", "-p", "failover-user", "--bin", "failover"]))?;
     let mut cargo = env.cargo();
+    cargo.env("FAILOVER_BIN", env.root.join("target/debug/failover"));
     cargo.args(["test", "--workspace", "--exclude", "failover-ebpf"]);
     if !args.is_empty() {
         cargo.arg("--").args(args);
