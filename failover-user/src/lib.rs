@@ -8,6 +8,7 @@ pub mod config;
 pub mod dataplane;
 pub mod error;
 pub mod health;
+pub mod lab;
 pub mod maps;
 pub mod model;
 pub mod policy;

@@ -2,11 +2,11 @@
 //! BPF_PROG_TEST_RUN lab the data-path fixtures run in, and the backend
 //! servers of the namespace integration tests.
 
+pub use failover::lab::{netns, servers};
+
 pub mod lab;
-pub mod netns;
 pub mod packet;
 pub mod pins;
-pub mod servers;
 
 /// Privileged tests call this first. As root it returns; otherwise it fails
 /// the test (a privileged test never reports a skip as a pass).
