@@ -1,0 +1,186 @@
+//! Network namespaces and veth links that clean up after themselves.
+//!
+//! Every namespace is named `fo-<role>-<pid>-<n>`, created with iproute2 and
+//! deleted in `Drop` (also on panic), which also destroys its interfaces and
+//! detaches any XDP program on them. Code runs inside a namespace on a thread
+//! that `setns(CLONE_NEWNET)`s into it, never through `ip netns exec` (which
+//! remounts /sys and hides bpffs).
+
+use std::{
+    fs::File,
+    os::fd::AsRawFd,
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace owned by the test.
+pub struct NetNs {
+    name: String,
+}
+
+impl NetNs {
+    /// Creates `fo-<role>-<pid>-<n>` with loopback up. Panics if it cannot:
+    /// a privileged test that cannot set itself up must fail, not skip.
+    pub fn new(role: &str) -> Self {
+        let name = format!(
+            "fo-{role}-{}-{}",
+            std::process::id(),
+            NEXT_ID.fetch_add(1, Ordering::Relaxed)
+        );
+        run_checked(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Self { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `ip -n <ns> <args>`; panics with iproute2's message on failure.
+    pub fn ip(&self, args: &[&str]) {
+        run_checked(Command::new("ip").arg("-n").arg(&self.name).args(args));
+    }
+
+    /// Joins this namespace on the calling thread. Only for threads the test
+    /// spawned for this purpose.
+    pub fn enter(&self) {
+        let file = File::open(format!("/run/netns/{}", self.name))
+            .unwrap_or_else(|e| panic!("open netns {}: {e}", self.name));
+        // SAFETY: a valid namespace fd; affects only the calling thread.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(
+            rc,
+            0,
+            "setns {}: {}",
+            self.name,
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Runs `f` on a fresh thread inside this namespace and returns its result.
+    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    self.enter();
+                    f()
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    /// Writes a sysctl under /proc/sys (e.g. "net/ipv4/conf/all/forwarding").
+    pub fn sysctl(&self, key: &str, value: &str) {
+        self.run(|| {
+            std::fs::write(format!("/proc/sys/{key}"), value)
+                .unwrap_or_else(|e| panic!("sysctl {key}={value} in {}: {e}", self.name));
+        });
+    }
+
+    /// Turns off transmit checksum offload on `interface`: locally generated
+    /// packets are CHECKSUM_PARTIAL, and once XDP rewrites them in native
+    /// mode the receiver drops them as bad checksums (veth pitfall 3).
+    pub fn disable_tx_checksum(&self, interface: &str) {
+        self.run(|| set_tx_checksum(interface, false))
+            .unwrap_or_else(|e| panic!("tx checksum off on {interface} in {}: {e}", self.name));
+    }
+
+    /// The index of `interface` inside this namespace.
+    pub fn ifindex(&self, interface: &str) -> u32 {
+        let name = std::ffi::CString::new(interface).unwrap();
+        let index = self.run(|| unsafe { libc::if_nametoindex(name.as_ptr()) });
+        assert_ne!(index, 0, "no interface {interface} in {}", self.name);
+        index
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Creates a veth pair with one end in each namespace, both up.
+pub fn veth(a: (&NetNs, &str), b: (&NetNs, &str)) {
+    a.0.ip(&[
+        "link",
+        "add",
+        a.1,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b.1,
+        "netns",
+        b.0.name(),
+    ]);
+    a.0.ip(&["link", "set", a.1, "up"]);
+    b.0.ip(&["link", "set", b.1, "up"]);
+}
+
+fn run_checked(command: &mut Command) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+}
+
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+const ETHTOOL_STXCSUM: u32 = 0x17;
+
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+#[repr(C)]
+struct IfReq {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    data: *mut EthtoolValue,
+    _pad: [u8; 16],
+}
+
+/// SIOCETHTOOL ETHTOOL_STXCSUM on `interface` in the calling thread's netns.
+fn set_tx_checksum(interface: &str, on: bool) -> std::io::Result<()> {
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_STXCSUM,
+        data: u32::from(on),
+    };
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: &mut value,
+        _pad: [0; 16],
+    };
+    for (dst, src) in req
+        .name
+        .iter_mut()
+        .zip(interface.bytes().take(libc::IFNAMSIZ - 1))
+    {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: plain socket, ioctl with a correctly laid out ifreq.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let rc = libc::ioctl(fd, SIOCETHTOOL, &mut req);
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if rc != 0 {
+            return Err(err);
+        }
+    }
+    Ok(())
+}

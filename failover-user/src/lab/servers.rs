@@ -1,0 +1,227 @@
+//! Real TCP and UDP servers for the namespace integration tests.
+//!
+//! A [`BackendServer`] answers every line on a TCP connection, and every UDP
+//! datagram, with its name (`"backend1\n"`), so a client can tell which
+//! backend the data path sent it to. Its sockets are created inside the
+//! backend's namespace (by a thread that joined it, through [`NetNs::run`]);
+//! a socket stays in the namespace it was created in, so the threads serving
+//! them need not be in any namespace themselves.
+//!
+//! Everything is bounded: sockets poll with short timeouts and check a
+//! shutdown flag, and every thread also gives up after [`MAX_LIFETIME`].
+//! `Drop` raises the flag and joins all threads (also on panic), so no thread
+//! outlives the test or keeps the process from exiting.
+
+use std::{
+    io::{ErrorKind, Read, Write},
+    net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket},
+    os::fd::AsRawFd,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use super::netns::NetNs;
+
+/// How long a server thread runs at most, whatever the test does.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(300);
+/// How often blocked server threads look at the shutdown flag.
+const POLL: Duration = Duration::from_millis(50);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What a server saw, for cross-checks against what clients saw.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    pub tcp_connections: AtomicUsize,
+    pub tcp_lines: AtomicUsize,
+    pub udp_datagrams: AtomicUsize,
+}
+
+/// A TCP and a UDP server in one namespace, both answering with `name`.
+pub struct BackendServer {
+    name: String,
+    shutdown: Arc<AtomicBool>,
+    stats: Arc<ServerStats>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl BackendServer {
+    /// Binds `0.0.0.0:tcp_port` (TCP) and `0.0.0.0:udp_port` (UDP) inside
+    /// `ns` and starts serving. Panics if it cannot bind.
+    pub fn start(ns: &NetNs, name: &str, tcp_port: u16, udp_port: u16) -> Self {
+        let (listener, udp) = ns.run(|| {
+            let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, tcp_port))
+                .unwrap_or_else(|e| panic!("{name}: bind tcp {tcp_port}: {e}"));
+            let udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, udp_port))
+                .unwrap_or_else(|e| panic!("{name}: bind udp {udp_port}: {e}"));
+            (listener, udp)
+        });
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        udp.set_read_timeout(Some(POLL)).expect("udp read timeout");
+        udp.set_write_timeout(Some(WRITE_TIMEOUT))
+            .expect("udp write timeout");
+
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(ServerStats::default());
+        let answer: Arc<[u8]> = format!("{name}\n").into_bytes().into();
+        let tcp_thread = {
+            let (shutdown, stats, answer) = (shutdown.clone(), stats.clone(), answer.clone());
+            std::thread::Builder::new()
+                .name(format!("{name}-tcp"))
+                .spawn(move || serve_tcp(listener, &answer, &shutdown, &stats))
+                .expect("spawn tcp server")
+        };
+        let udp_thread = {
+            let (shutdown, stats) = (shutdown.clone(), stats.clone());
+            std::thread::Builder::new()
+                .name(format!("{name}-udp"))
+                .spawn(move || serve_udp(udp, &answer[..answer.len() - 1], &shutdown, &stats))
+                .expect("spawn udp server")
+        };
+        Self {
+            name: name.to_owned(),
+            shutdown,
+            stats,
+            threads: vec![tcp_thread, udp_thread],
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn stats(&self) -> &ServerStats {
+        &self.stats
+    }
+}
+
+impl Drop for BackendServer {
+    fn drop(&mut self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn stopping(shutdown: &AtomicBool, started: Instant) -> bool {
+    shutdown.load(Ordering::Relaxed) || started.elapsed() > MAX_LIFETIME
+}
+
+fn is_timeout(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+    )
+}
+
+/// Waits up to `timeout` for `fd` to become readable.
+fn poll_readable(fd: i32, timeout: Duration) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let rc = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) };
+    rc > 0
+}
+
+/// Accepts connections and serves each on its own thread; joins them all
+/// before returning.
+fn serve_tcp(
+    listener: TcpListener,
+    answer: &Arc<[u8]>,
+    shutdown: &Arc<AtomicBool>,
+    stats: &Arc<ServerStats>,
+) {
+    let started = Instant::now();
+    let mut connections: Vec<JoinHandle<()>> = Vec::new();
+    while !stopping(shutdown, started) {
+        if !poll_readable(listener.as_raw_fd(), POLL) {
+            continue;
+        }
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stats.tcp_connections.fetch_add(1, Ordering::Relaxed);
+                let (answer, shutdown, stats) = (answer.clone(), shutdown.clone(), stats.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("backend-conn".into())
+                    .spawn(move || serve_connection(stream, &answer, &shutdown, &stats, started));
+                match spawned {
+                    Ok(handle) => connections.push(handle),
+                    Err(e) => eprintln!("backend server: cannot spawn a connection thread: {e}"),
+                }
+                // Finished threads need no join; keep the list short.
+                connections.retain(|handle| !handle.is_finished());
+            }
+            Err(e) if is_timeout(&e) => {}
+            Err(e) => {
+                eprintln!("backend server: accept: {e}");
+                std::thread::sleep(POLL);
+            }
+        }
+    }
+    for connection in connections {
+        let _ = connection.join();
+    }
+}
+
+/// Answers every newline received with `answer`, until EOF, an error, or
+/// shutdown.
+fn serve_connection(
+    mut stream: TcpStream,
+    answer: &[u8],
+    shutdown: &AtomicBool,
+    stats: &ServerStats,
+    started: Instant,
+) {
+    if stream.set_nonblocking(false).is_err()
+        || stream.set_read_timeout(Some(POLL)).is_err()
+        || stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_err()
+    {
+        return;
+    }
+    let mut buf = [0u8; 4096];
+    while !stopping(shutdown, started) {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                for _ in buf[..n].iter().filter(|&&b| b == b'\n') {
+                    stats.tcp_lines.fetch_add(1, Ordering::Relaxed);
+                    if stream.write_all(answer).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) if is_timeout(&e) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Answers every datagram with `answer` (no newline).
+fn serve_udp(socket: UdpSocket, answer: &[u8], shutdown: &AtomicBool, stats: &ServerStats) {
+    let started = Instant::now();
+    let mut buf = [0u8; 2048];
+    while !stopping(shutdown, started) {
+        match socket.recv_from(&mut buf) {
+            Ok((_, peer)) => {
+                stats.udp_datagrams.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = socket.send_to(answer, peer) {
+                    eprintln!("backend server: udp send to {peer}: {e}");
+                }
+            }
+            Err(e) if is_timeout(&e) => {}
+            Err(e) => {
+                eprintln!("backend server: udp recv: {e}");
+                std::thread::sleep(POLL);
+            }
+        }
+    }
+}
