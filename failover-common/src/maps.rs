@@ -193,12 +193,18 @@ pub struct Flow {
     pub _pad: u8,
     pub backend_id: u32,
     pub service_id: u32,
-    pub _pad2: u32,
+    /// Cached next hop (from `bpf_fib_lookup`) for packets arriving on
+    /// `nh_ingress_ifindex`; 0 when none is cached.
+    pub nh_ifindex: u32,
     /// `bpf_ktime_get_coarse_ns` of the last packet, refreshed at most once per
-    /// [`LAST_SEEN_GRANULARITY_NS`] to keep the hot path from dirtying the entry.
+    /// [`LAST_SEEN_GRANULARITY_NS`]; the cached next hop is looked up again at
+    /// the same moments, so it is never older than that.
     pub last_seen_ns: u64,
+    pub nh_ingress_ifindex: u32,
+    pub nh_src_mac: [u8; 6],
+    pub nh_dst_mac: [u8; 6],
 }
-const _: () = assert!(size_of::<Flow>() == 40);
+const _: () = assert!(size_of::<Flow>() == 56);
 
 /// How stale `Flow::last_seen_ns` may get before a packet refreshes it.
 pub const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;

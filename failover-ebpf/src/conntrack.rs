@@ -1,9 +1,12 @@
 //! Connection tracking and backend selection.
 //!
 //! A flow's forward entry (client → VIP tuple) names its backend; its reply
-//! entry (backend → client tuple) names the VIP to restore. A new flow, or a
-//! tracked one whose backend is no longer usable, is hashed over the
-//! service's selection (the usable backends of its active tier).
+//! entry (backend → client tuple) names the VIP to restore. Both cache the
+//! next hop of their direction, refreshed with the last-seen time at most
+//! once per `LAST_SEEN_GRANULARITY_NS`, so a packet of a tracked flow costs one
+//! hash lookup and no route lookup. A new flow, or a tracked one whose
+//! backend is no longer usable, is hashed over the service's selection (the
+//! usable backends of its active tier).
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use failover_common::{
@@ -15,19 +18,12 @@ use failover_common::{
 
 use crate::{
     counters,
+    fib::NextHop,
     maps::{BACKENDS, CONNTRACK},
 };
 
-/// The backend a packet goes to, and how it was chosen.
-pub struct Choice {
-    pub backend_id: u32,
-    pub backend: Backend,
-    /// Entries must be (re)written: new flow or re-pick.
-    pub is_new: bool,
-}
-
 #[inline(always)]
-fn now() -> u64 {
+pub fn now() -> u64 {
     // SAFETY: helper without arguments.
     unsafe { bpf_ktime_get_coarse_ns() }
 }
@@ -37,49 +33,62 @@ fn backend(id: u32) -> Option<Backend> {
     BACKENDS.get(id).copied()
 }
 
-/// Follows the flow's entry if its backend may keep it, otherwise picks.
-/// `None`: the service has no usable backend.
+/// The backend of a tracked forward flow, if it may keep the flow.
 #[inline(always)]
-pub fn choose(key: &FlowKey, service: &Service, bytes: u64) -> Option<Choice> {
-    if let Some(entry) = CONNTRACK.get_ptr_mut(key) {
-        // SAFETY: a live LRU value; racing updates of last_seen are benign.
-        let (direction, backend_id, last_seen) = unsafe {
-            (
-                (*entry).direction,
-                (*entry).backend_id,
-                (*entry).last_seen_ns,
-            )
-        };
-        if direction == flow_direction::FORWARD {
-            if let Some(backend) = backend(backend_id)
-                && backend.service_id == service.id
-                && usable_for_established(backend.state)
-            {
-                let now = now();
-                if now.wrapping_sub(last_seen) > LAST_SEEN_GRANULARITY_NS {
-                    unsafe { (*entry).last_seen_ns = now };
-                }
-                return Some(Choice {
-                    backend_id,
-                    backend,
-                    is_new: false,
-                });
-            }
-            counters::reason(reason::EVENT_REPICK, bytes);
+pub fn established(entry: *mut Flow) -> Option<(u32, Backend)> {
+    // SAFETY: a live LRU value.
+    let (backend_id, service_id) = unsafe { ((*entry).backend_id, (*entry).service_id) };
+    let backend = backend(backend_id)?;
+    (backend.service_id == service_id && usable_for_established(backend.state))
+        .then_some((backend_id, backend))
+}
+
+/// The entry's cached next hop, if it is fresh and for this ingress
+/// interface. Refreshes last-seen when it is not.
+#[inline(always)]
+pub fn cached_hop(entry: *mut Flow, ingress_ifindex: u32, now: u64) -> Option<NextHop> {
+    // SAFETY: a live LRU value; racing writers store equivalent values.
+    unsafe {
+        if now.wrapping_sub((*entry).last_seen_ns) > LAST_SEEN_GRANULARITY_NS {
+            (*entry).last_seen_ns = now;
+            return None;
+        }
+        let ifindex = (*entry).nh_ifindex;
+        if ifindex == 0 || (*entry).nh_ingress_ifindex != ingress_ifindex {
+            return None;
+        }
+        Some(NextHop::Forward {
+            ifindex,
+            src_mac: (*entry).nh_src_mac,
+            dst_mac: (*entry).nh_dst_mac,
+        })
+    }
+}
+
+/// Caches a resolved next hop in the entry (only a forwarding one).
+#[inline(always)]
+pub fn store_hop(entry: *mut Flow, hop: &NextHop, ingress_ifindex: u32) {
+    if let NextHop::Forward {
+        ifindex,
+        src_mac,
+        dst_mac,
+    } = hop
+    {
+        // SAFETY: a live LRU value.
+        unsafe {
+            (*entry).nh_ifindex = *ifindex;
+            (*entry).nh_ingress_ifindex = ingress_ifindex;
+            (*entry).nh_src_mac = *src_mac;
+            (*entry).nh_dst_mac = *dst_mac;
         }
     }
-    pick(key, service, bytes).map(|(backend_id, backend)| Choice {
-        backend_id,
-        backend,
-        is_new: true,
-    })
 }
 
 /// Hashes the flow onto the selection. A slot whose backend is not usable
 /// (the agent is between its backend and service updates) is skipped by
-/// probing the following slots.
+/// probing the following slots. `None`: no usable backend.
 #[inline(always)]
-fn pick(key: &FlowKey, service: &Service, bytes: u64) -> Option<(u32, Backend)> {
+pub fn pick(key: &FlowKey, service: &Service, bytes: u64) -> Option<(u32, Backend)> {
     let len = service.selection_len;
     if len == 0 || len > MAX_SELECTION as u32 {
         return None;
@@ -107,51 +116,46 @@ fn pick(key: &FlowKey, service: &Service, bytes: u64) -> Option<(u32, Backend)> 
     None
 }
 
-/// Records the flow in both directions. Failure (the map is full of entries
-/// the LRU could not evict) is counted; the packet is forwarded anyway.
+/// A new flow as the data path records it.
+pub struct NewFlow<'a> {
+    pub forward: &'a FlowKey,
+    pub reply: &'a FlowKey,
+    pub service_id: u32,
+    pub backend_id: u32,
+    pub vip: u32,
+    pub vip_port: u16,
+    pub hop: &'a NextHop,
+    pub ingress_ifindex: u32,
+}
+
+/// Records the flow in both directions, with the forward next hop. Failure
+/// (the map is full of entries the LRU could not evict) is counted; the
+/// packet is forwarded anyway.
 #[inline(always)]
-pub fn record(
-    forward: &FlowKey,
-    reply: &FlowKey,
-    service: &Service,
-    backend_id: u32,
-    vip: u32,
-    vip_port: u16,
-    bytes: u64,
-) {
-    let now = now();
-    let forward_entry = Flow {
+pub fn record(flow: &NewFlow, bytes: u64) {
+    let mut forward_entry = Flow {
         nat_addr: [0; 4],
         nat_port_be: 0,
         direction: flow_direction::FORWARD,
         _pad: 0,
-        backend_id,
-        service_id: service.id,
-        _pad2: 0,
-        last_seen_ns: now,
+        backend_id: flow.backend_id,
+        service_id: flow.service_id,
+        nh_ifindex: 0,
+        last_seen_ns: now(),
+        nh_ingress_ifindex: 0,
+        nh_src_mac: [0; 6],
+        nh_dst_mac: [0; 6],
     };
     let reply_entry = Flow {
-        nat_addr: [vip, 0, 0, 0],
-        nat_port_be: vip_port,
+        nat_addr: [flow.vip, 0, 0, 0],
+        nat_port_be: flow.vip_port,
         direction: flow_direction::REPLY,
         ..forward_entry
     };
-    if CONNTRACK.insert(forward, forward_entry, 0).is_err()
-        || CONNTRACK.insert(reply, reply_entry, 0).is_err()
+    store_hop(&raw mut forward_entry, flow.hop, flow.ingress_ifindex);
+    if CONNTRACK.insert(flow.forward, forward_entry, 0).is_err()
+        || CONNTRACK.insert(flow.reply, reply_entry, 0).is_err()
     {
         counters::reason(reason::EVENT_CONNTRACK_INSERT_FAILED, bytes);
-    }
-}
-
-/// Refreshes a reply entry's last-seen time at the granularity used for
-/// forward entries.
-#[inline(always)]
-pub fn touch(entry: *mut Flow) {
-    let now = now();
-    // SAFETY: a live LRU value; racing updates of last_seen are benign.
-    unsafe {
-        if now.wrapping_sub((*entry).last_seen_ns) > LAST_SEEN_GRANULARITY_NS {
-            (*entry).last_seen_ns = now;
-        }
     }
 }

@@ -18,11 +18,12 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use failover_common::{
-    FAMILY_IPV4, Flow, FlowKey, PROTO_TCP, Service, ServiceKey, flow_direction, stats::reason,
+    Backend, FAMILY_IPV4, Flow, FlowKey, PROTO_TCP, Service, ServiceKey, flow_direction,
+    stats::reason,
 };
 
 use crate::{
-    conntrack::Choice,
+    conntrack::NewFlow,
     counters::Towards,
     fib::{Lookup, NextHop},
     maps::{CONNTRACK, SERVICES},
@@ -87,6 +88,28 @@ fn process(ctx: &XdpContext, bytes: u64) -> Outcome {
         family: FAMILY_IPV4,
         _pad: [0; 2],
     };
+    // Tracked flows first: one lookup for every packet after a flow's first.
+    let mut repick = false;
+    if let Some(entry) = CONNTRACK.get_ptr_mut(key) {
+        // SAFETY: a live LRU value.
+        if unsafe { (*entry).direction } == flow_direction::REPLY {
+            return to_client(ctx, &parsed, &key, entry, bytes);
+        }
+        if let Some((backend_id, backend)) = conntrack::established(entry) {
+            return to_backend(
+                ctx,
+                &parsed,
+                &key,
+                Route::Tracked {
+                    entry,
+                    backend_id,
+                    backend,
+                },
+                bytes,
+            );
+        }
+        repick = true;
+    }
     let service_key = ServiceKey {
         addr: [dst, 0, 0, 0],
         port_be: l4.dst_port,
@@ -94,13 +117,19 @@ fn process(ctx: &XdpContext, bytes: u64) -> Outcome {
         family: FAMILY_IPV4,
     };
     if let Some(service) = SERVICES.get_ptr(service_key) {
+        if repick {
+            counters::reason(reason::EVENT_REPICK, bytes);
+        }
         // SAFETY: the agent replaces values whole (RCU); we only read.
-        return to_backend(ctx, &parsed, &key, unsafe { &*service }, bytes);
-    }
-    if let Some(entry) = CONNTRACK.get_ptr_mut(key)
-        && unsafe { (*entry).direction } == flow_direction::REPLY
-    {
-        return to_client(ctx, &parsed, &key, entry, bytes);
+        return to_backend(
+            ctx,
+            &parsed,
+            &key,
+            Route::New {
+                service: unsafe { &*service },
+            },
+            bytes,
+        );
     }
     pass(reason::PASS_NO_SERVICE)
 }
@@ -118,13 +147,25 @@ const fn parse_reason(err: ParseError) -> u32 {
     }
 }
 
-/// Client → VIP: pick or follow the backend, rewrite the destination.
+/// How a client → VIP packet found its backend.
+enum Route<'a> {
+    /// A tracked flow whose backend may keep it.
+    Tracked {
+        entry: *mut Flow,
+        backend_id: u32,
+        backend: Backend,
+    },
+    /// A new flow, or a tracked one to re-pick: hash over the selection.
+    New { service: &'a Service },
+}
+
+/// Client → VIP: follow or pick the backend, rewrite the destination.
 #[inline(always)]
 fn to_backend(
     ctx: &XdpContext,
     parsed: &Parsed,
     key: &FlowKey,
-    service: &Service,
+    route: Route,
     bytes: u64,
 ) -> Outcome {
     let ip = parsed.ip;
@@ -134,19 +175,33 @@ fn to_backend(
     if ttl <= 1 {
         return pass(reason::PASS_TTL_EXPIRED);
     }
-    let Some(Choice {
-        backend_id,
-        backend,
-        is_new,
-    }) = conntrack::choose(key, service, bytes)
-    else {
-        return drop(reason::DROP_NO_BACKEND);
+    let ingress = ingress_ifindex(ctx);
+    let (backend_id, backend, service_id, tracked) = match route {
+        Route::Tracked {
+            entry,
+            backend_id,
+            backend,
+        } => {
+            // SAFETY: a live LRU value.
+            (
+                backend_id,
+                backend,
+                unsafe { (*entry).service_id },
+                Some(entry),
+            )
+        }
+        Route::New { service } => {
+            let Some((backend_id, backend)) = conntrack::pick(key, service, bytes) else {
+                return drop(reason::DROP_NO_BACKEND);
+            };
+            let starts_flow = l4.proto != PROTO_TCP
+                || l4.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
+            if !starts_flow {
+                counters::reason(reason::EVENT_MIDFLOW_PICK, bytes);
+            }
+            (backend_id, backend, service.id, None)
+        }
     };
-    let starts_flow =
-        l4.proto != PROTO_TCP || l4.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
-    if is_new && !starts_flow {
-        counters::reason(reason::EVENT_MIDFLOW_PICK, bytes);
-    }
 
     let backend_addr = backend.addr[0];
     let backend_port = if backend.port_be != 0 {
@@ -154,19 +209,29 @@ fn to_backend(
     } else {
         l4.dst_port
     };
-    let hop = fib::next_hop(
-        ctx,
-        &Lookup {
-            ingress_ifindex: ingress_ifindex(ctx),
-            proto: l4.proto,
-            tos,
-            tot_len: u16::from_be(tot_len),
-            src: key.src[0],
-            dst: backend_addr,
-            src_port: l4.src_port,
-            dst_port: backend_port,
-        },
-    );
+    let cached = tracked.and_then(|entry| conntrack::cached_hop(entry, ingress, conntrack::now()));
+    let hop = match cached {
+        Some(hop) => hop,
+        None => {
+            let hop = fib::next_hop(
+                ctx,
+                &Lookup {
+                    ingress_ifindex: ingress,
+                    proto: l4.proto,
+                    tos,
+                    tot_len: u16::from_be(tot_len),
+                    src: key.src[0],
+                    dst: backend_addr,
+                    src_port: l4.src_port,
+                    dst_port: backend_port,
+                },
+            );
+            if let Some(entry) = tracked {
+                conntrack::store_hop(entry, &hop, ingress);
+            }
+            hop
+        }
+    };
     let via_stack = match hop {
         NextHop::Drop(reason) => return drop(reason),
         NextHop::PassUntouched(reason) => return pass(reason),
@@ -174,7 +239,7 @@ fn to_backend(
         NextHop::Forward { .. } => false,
     };
 
-    if is_new {
+    if tracked.is_none() {
         let reply = FlowKey {
             src: [backend_addr, 0, 0, 0],
             dst: key.src,
@@ -185,25 +250,29 @@ fn to_backend(
             _pad: [0; 2],
         };
         conntrack::record(
-            key,
-            &reply,
-            service,
-            backend_id,
-            key.dst[0],
-            l4.dst_port,
+            &NewFlow {
+                forward: key,
+                reply: &reply,
+                service_id,
+                backend_id,
+                vip: key.dst[0],
+                vip_port: l4.dst_port,
+                hop: &hop,
+                ingress_ifindex: ingress,
+            },
             bytes,
         );
     }
     nat::rewrite(ip, l4, End::Destination, backend_addr, backend_port);
-    counters::traffic(service.id, backend_id, Towards::Backend, bytes);
-    let forwarded = if is_new {
-        reason::FWD_NEW_FLOW
-    } else {
-        reason::FWD_ESTABLISHED
-    };
+    counters::traffic(service_id, backend_id, Towards::Backend, bytes);
     if via_stack {
         return pass(reason::PASS_NO_NEIGHBOUR);
     }
+    let forwarded = if tracked.is_some() {
+        reason::FWD_ESTABLISHED
+    } else {
+        reason::FWD_NEW_FLOW
+    };
     send(ctx, parsed, hop, forwarded)
 }
 
@@ -231,26 +300,33 @@ fn to_client(
     if ttl <= 1 {
         return pass(reason::PASS_TTL_EXPIRED);
     }
-    let hop = fib::next_hop(
-        ctx,
-        &Lookup {
-            ingress_ifindex: ingress_ifindex(ctx),
-            proto: l4.proto,
-            tos,
-            tot_len: u16::from_be(tot_len),
-            src: vip,
-            dst: key.dst[0],
-            src_port: vip_port,
-            dst_port: l4.dst_port,
-        },
-    );
+    let ingress = ingress_ifindex(ctx);
+    let hop = match conntrack::cached_hop(entry, ingress, conntrack::now()) {
+        Some(hop) => hop,
+        None => {
+            let hop = fib::next_hop(
+                ctx,
+                &Lookup {
+                    ingress_ifindex: ingress,
+                    proto: l4.proto,
+                    tos,
+                    tot_len: u16::from_be(tot_len),
+                    src: vip,
+                    dst: key.dst[0],
+                    src_port: vip_port,
+                    dst_port: l4.dst_port,
+                },
+            );
+            conntrack::store_hop(entry, &hop, ingress);
+            hop
+        }
+    };
     let via_stack = match hop {
         NextHop::Drop(reason) => return drop(reason),
         NextHop::PassUntouched(reason) => return pass(reason),
         NextHop::ResolveInStack => true,
         NextHop::Forward { .. } => false,
     };
-    conntrack::touch(entry);
     nat::rewrite(ip, l4, End::Source, vip, vip_port);
     counters::traffic(service_id, backend_id, Towards::Client, bytes);
     if via_stack {
