@@ -666,3 +666,58 @@ fn fixture_table() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Tracked flows reuse the next hop cached in their conntrack entry; it is
+/// looked up again at most `LAST_SEEN_GRANULARITY_NS` later, so a neighbour
+/// change reaches established flows within that bound.
+#[test]
+fn cached_next_hop_follows_a_neighbour_change_within_the_refresh_bound() {
+    let mut lab = TestRunLab::new();
+    lab.dataplane
+        .add_service(
+            ServiceSpec {
+                vip: VIP,
+                port: WEB,
+                proto: Proto::Tcp,
+            },
+            &[BackendSpec::new(BACKEND_1)],
+        )
+        .unwrap();
+    let dst_mac = |frame: &[u8]| <[u8; 6]>::try_from(&frame[..6]).unwrap();
+    let ack = from_client(Frame::tcp(client(41000), vip(WEB), TCP_ACK)).build();
+    let first = lab.run(&syn(41000, WEB).build(), lab.client_ifindex);
+    assert_eq!(
+        (first.action, dst_mac(&first.output)),
+        (XDP_REDIRECT, backend_mac(11))
+    );
+
+    let moved = [0x02, 0, 0, 0, 0x0b, 0x99];
+    lab.ns.ip(&[
+        "neigh",
+        "replace",
+        &BACKEND_1.to_string(),
+        "lladdr",
+        &mac_string(moved),
+        "dev",
+        BACKEND_SIDE,
+        "nud",
+        "permanent",
+    ]);
+    let cached = lab.run(&ack, lab.client_ifindex);
+    assert_eq!(
+        dst_mac(&cached.output),
+        backend_mac(11),
+        "within the bound the cached hop is used"
+    );
+
+    let bound = std::time::Duration::from_nanos(failover_common::LAST_SEEN_GRANULARITY_NS);
+    std::thread::sleep(bound + std::time::Duration::from_millis(100));
+    let refreshed = lab.run(&ack, lab.client_ifindex);
+    assert_eq!(refreshed.action, XDP_REDIRECT);
+    assert_eq!(
+        dst_mac(&refreshed.output),
+        moved,
+        "after the bound the route lookup runs again"
+    );
+    assert!(packet::checksums_valid(&refreshed.output));
+}
