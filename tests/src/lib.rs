@@ -4,6 +4,7 @@
 
 pub use failover::lab::{netns, servers};
 
+pub mod agent_lab;
 pub mod lab;
 pub mod packet;
 pub mod pins;

@@ -15,7 +15,10 @@ pub fn run(env: &Env, args: &[String]) -> anyhow::Result<ExitCode> {
     }
     remove_stale_leftovers();
     // Agent tests run the real `failover` binary as a separate process.
-    cmd::status(env.cargo().args(["build", "-p", "failover-user", "--bin", "failover"]))?;
+    cmd::status(
+        env.cargo()
+            .args(["build", "-p", "failover-user", "--bin", "failover"]),
+    )?;
     let mut cargo = env.cargo();
     cargo.env("FAILOVER_BIN", env.root.join("target/debug/failover"));
     cargo.args(["test", "--workspace", "--exclude", "failover-ebpf"]);
@@ -69,8 +72,9 @@ fn remove_stale_leftovers() {
             .lines()
             .filter_map(|line| line.split_whitespace().next())
         {
+            // fo-<role>-<pid>-<n>; roles may contain dashes, so read from the end.
             let parts: Vec<&str> = name.split('-').collect();
-            if parts.len() == 4 && parts[0] == "fo" && !pid_alive(parts[2]) {
+            if parts.len() >= 4 && parts[0] == "fo" && !pid_alive(parts[parts.len() - 2]) {
                 eprintln!("xtask: removing stale namespace {name}");
                 let _ = std::process::Command::new("ip")
                     .args(["netns", "del", name])

@@ -1,0 +1,940 @@
+//! The lab of the agent tests: the real `failover run` process on an edge
+//! host between a client and an active-passive pair of backends.
+//!
+//! ```text
+//!   client                 lb (agent: XDP on lbc, lbp, lbs)             backends
+//!   eth0 192.0.2.2/24 ──── lbc 192.0.2.1/24
+//!                          lbp 198.51.100.1/28  ──── eth0 198.51.100.2/28   primary (tier 0)
+//!                          lbs 198.51.100.17/28 ──── eth0 198.51.100.18/28  standby (tier 1)
+//!
+//!   VIP 203.0.113.10 tcp :80 → backends :8080 (a [`BackendServer`] answering its name)
+//!   health endpoint on :8081 (a [`HealthServer`] the test turns up, down or slow)
+//! ```
+//!
+//! The agent runs as a child process whose network namespace is the lb's
+//! (`setns` in `pre_exec`, not `ip netns exec`, which would hide bpffs); it
+//! attaches XDP to the lb's interfaces itself, through links pinned in the
+//! test's own pin directory. The test attaches the pass program to the veth
+//! peers (native XDP_TX/redirect into a veth needs one there) from its own
+//! data path with its own pin directory, and turns transmit checksum offload
+//! off on every sender (ENVIRONMENT.md, "veth + XDP pitfalls").
+//!
+//! Drop order: the agent process (SIGTERM, then SIGKILL, always reaped), then
+//! its pins (which detach its pinned links), then servers, the peers' data
+//! path, and last the namespaces. The agent's log goes to a file (never a
+//! pipe: a dropped pipe kills it with EPIPE and leaves pins behind).
+
+use std::{
+    fs::File,
+    io::{ErrorKind, Read, Write},
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    os::{fd::AsRawFd, unix::process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use failover::{AttachMode, Dataplane};
+
+use crate::{
+    netns::{self, NetNs},
+    pins::PinDir,
+    servers::BackendServer,
+};
+
+pub const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+pub const SERVICE_PORT: u16 = 80;
+pub const BACKEND_PORT: u16 = 8080;
+pub const BACKEND_UDP_PORT: u16 = 5353;
+pub const HEALTH_PORT: u16 = 8081;
+
+pub const PRIMARY: usize = 0;
+pub const STANDBY: usize = 1;
+
+/// How long the agent gets to start (load, attach, first log line).
+const AGENT_START: Duration = Duration::from_secs(15);
+/// How long the agent gets to exit after SIGTERM before SIGKILL.
+const AGENT_STOP: Duration = Duration::from_secs(5);
+/// Every thread of the lab gives up after this, whatever the test does.
+const MAX_LIFETIME: Duration = Duration::from_secs(120);
+
+/// One backend host of the lab.
+pub struct Host {
+    pub name: &'static str,
+    pub addr: Ipv4Addr,
+    cidr: &'static str,
+    /// The lb's interface toward this backend.
+    pub lb_side: &'static str,
+    lb_cidr: &'static str,
+    lb_addr: &'static str,
+    tier: u8,
+}
+
+pub const HOSTS: [Host; 2] = [
+    Host {
+        name: "primary",
+        addr: Ipv4Addr::new(198, 51, 100, 2),
+        cidr: "198.51.100.2/28",
+        lb_side: "lbp",
+        lb_cidr: "198.51.100.1/28",
+        lb_addr: "198.51.100.1",
+        tier: 0,
+    },
+    Host {
+        name: "standby",
+        addr: Ipv4Addr::new(198, 51, 100, 18),
+        cidr: "198.51.100.18/28",
+        lb_side: "lbs",
+        lb_cidr: "198.51.100.17/28",
+        lb_addr: "198.51.100.17",
+        tier: 1,
+    },
+];
+
+/// The health probe the agent runs against every backend.
+#[derive(Clone, Copy, Debug)]
+pub enum Probe {
+    /// TCP connect to `port`.
+    Tcp { port: u16 },
+    /// `GET /healthz` on `port`, status 200-399.
+    Http { port: u16 },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Failback {
+    Auto(Duration),
+    Manual,
+}
+
+/// What a lab's agent is configured with. Probes always run every 100 ms
+/// with a 50 ms timeout, fall 3, rise 2.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    pub probe: Probe,
+    pub failback: Failback,
+}
+
+/// Field order is drop order (after [`AgentLab`]'s own `Drop` stopped the
+/// agent and removed its pins).
+pub struct AgentLab {
+    agent: Option<Agent>,
+    pub health: Vec<HealthServer>,
+    pub servers: Vec<Option<BackendServer>>,
+    _peers: Dataplane,
+    pins: PinDir,
+    _peer_pins: PinDir,
+    pub client: NetNs,
+    pub lb: NetNs,
+    pub backends: Vec<NetNs>,
+    dir: PathBuf,
+    config: PathBuf,
+    pid_file: PathBuf,
+    log: PathBuf,
+    /// Where in the log the current agent process started writing.
+    log_start: u64,
+    /// Whether a failure message already carried the log ([`Self::diag`]).
+    log_shown: std::cell::Cell<bool>,
+}
+
+static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
+
+impl AgentLab {
+    /// Builds the namespaces, starts the servers and the agent, and waits
+    /// until new flows reach the primary.
+    pub fn start(options: Options) -> Self {
+        crate::require_root();
+        let client = NetNs::new("agclient");
+        let lb = NetNs::new("aglb");
+        let backends: Vec<NetNs> = HOSTS.iter().map(|_| NetNs::new("agbackend")).collect();
+        for ns in [&client, &lb].into_iter().chain(&backends) {
+            ns.sysctl("net/ipv6/conf/default/disable_ipv6", "1");
+            ns.sysctl("net/ipv6/conf/all/disable_ipv6", "1");
+        }
+        netns::veth((&lb, "lbc"), (&client, "eth0"));
+        lb.ip(&["addr", "add", "192.0.2.1/24", "dev", "lbc"]);
+        client.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
+        client.ip(&["route", "add", "203.0.113.0/24", "via", "192.0.2.1"]);
+        for (host, ns) in HOSTS.iter().zip(&backends) {
+            netns::veth((&lb, host.lb_side), (ns, "eth0"));
+            lb.ip(&["addr", "add", host.lb_cidr, "dev", host.lb_side]);
+            ns.ip(&["addr", "add", host.cidr, "dev", "eth0"]);
+            ns.ip(&["route", "add", "192.0.2.0/24", "via", host.lb_addr]);
+        }
+        lb.sysctl("net/ipv4/conf/all/forwarding", "1");
+        client.disable_tx_checksum("eth0");
+        for (host, ns) in HOSTS.iter().zip(&backends) {
+            ns.disable_tx_checksum("eth0");
+            // The agent's probes are generated on the lb.
+            lb.disable_tx_checksum(host.lb_side);
+        }
+
+        let peer_pins = PinDir::new();
+        let mut peers = Dataplane::load(peer_pins.path()).expect("load the pass program");
+        for ns in [&client].into_iter().chain(&backends) {
+            ns.run(|| {
+                peers
+                    .attach_pass("eth0", AttachMode::Native)
+                    .expect("attach the pass program to a veth peer")
+            });
+        }
+        let servers = HOSTS
+            .iter()
+            .zip(&backends)
+            .map(|(host, ns)| {
+                Some(BackendServer::start(
+                    ns,
+                    host.name,
+                    BACKEND_PORT,
+                    BACKEND_UDP_PORT,
+                ))
+            })
+            .collect();
+        let health = backends
+            .iter()
+            .map(|ns| HealthServer::start(ns, HEALTH_PORT))
+            .collect();
+
+        let pins = PinDir::new();
+        let dir = std::env::temp_dir().join(format!(
+            "fo-agent-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create the lab's temp dir");
+        let config = dir.join("failover.toml");
+        std::fs::write(&config, config_text(pins.path(), options)).expect("write the config");
+        let mut lab = Self {
+            agent: None,
+            health,
+            servers,
+            _peers: peers,
+            pins,
+            _peer_pins: peer_pins,
+            client,
+            lb,
+            backends,
+            pid_file: dir.join("agent.pid"),
+            log: dir.join("agent.log"),
+            config,
+            dir,
+            log_start: 0,
+            log_shown: std::cell::Cell::new(false),
+        };
+        lab.start_agent();
+        let samples = lab.sample_until("primary", Duration::from_secs(10));
+        assert!(
+            samples.reached().is_some(),
+            "new flows never reached the primary after the agent started: {}\n{}",
+            samples.summary(),
+            lab.diag()
+        );
+        lab
+    }
+
+    /// Starts `failover run` (again) in the lb namespace and waits for its
+    /// "agent running" line.
+    pub fn start_agent(&mut self) {
+        assert!(self.agent.is_none(), "an agent is already running");
+        self.log_start = std::fs::metadata(&self.log).map_or(0, |m| m.len());
+        let agent = Agent::spawn(self.lb.name(), &self.config, &self.pid_file, &self.log);
+        self.agent = Some(agent);
+        let started = Instant::now();
+        loop {
+            if self.agent_log().contains("agent running") {
+                break;
+            }
+            if let Some(status) = self.agent.as_mut().unwrap().exited() {
+                self.agent = None;
+                panic!("the agent exited at start: {status}\n{}", self.diag());
+            }
+            assert!(
+                started.elapsed() < AGENT_START,
+                "the agent did not start in {AGENT_START:?}\n{}",
+                self.diag()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILLs the agent and reaps it.
+    pub fn kill_agent(&mut self) {
+        let mut agent = self.agent.take().expect("no agent running");
+        agent.signal(libc::SIGKILL);
+        let status = agent.wait(AGENT_STOP).expect("SIGKILLed agent not reaped");
+        eprintln!("agent {} killed: {status}", agent.pid);
+    }
+
+    pub fn agent_pid(&self) -> u32 {
+        self.agent.as_ref().expect("no agent running").pid
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        self.pins.path()
+    }
+
+    pub fn pid_file(&self) -> &Path {
+        &self.pid_file
+    }
+
+    /// The whole log file (every agent process of this lab).
+    pub fn full_log(&self) -> String {
+        std::fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// What the current (or last) agent process wrote.
+    pub fn agent_log(&self) -> String {
+        let mut text = Vec::new();
+        if let Ok(mut file) = File::open(&self.log) {
+            use std::io::Seek;
+            let _ = file.seek(std::io::SeekFrom::Start(self.log_start));
+            let _ = file.read_to_end(&mut text);
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    }
+
+    /// Lines of the whole log containing `pattern`.
+    pub fn log_lines(&self, pattern: &str) -> Vec<String> {
+        self.full_log()
+            .lines()
+            .filter(|l| l.contains(pattern))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits (bounded) until the current agent's log contains `pattern`.
+    pub fn wait_log(&self, pattern: &str, bound: Duration) {
+        let started = Instant::now();
+        while !self.agent_log().contains(pattern) {
+            assert!(
+                started.elapsed() < bound,
+                "no {pattern:?} in the agent log within {bound:?}\n{}",
+                self.diag()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `failover <args>`; returns stdout, panics (with diagnostics) on
+    /// failure.
+    pub fn failover(&self, args: &[&str]) -> String {
+        let output = Command::new(crate::failover_bin())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run failover");
+        assert!(
+            output.status.success(),
+            "failover {args:?}: {}\nstdout: {}\nstderr: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            self.diag()
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// `failover inspect --pin-dir <pins> <what> --json`, parsed.
+    /// (`what` may carry the subcommand's own arguments.)
+    pub fn inspect(&self, what: &[&str]) -> serde_json::Value {
+        let pin_dir = self.pin_dir().to_str().expect("utf-8 pin dir").to_owned();
+        let mut args = vec!["inspect", "--pin-dir", &pin_dir];
+        args.extend_from_slice(what);
+        args.push("--json");
+        let text = self.failover(&args);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("inspect {what:?}: {e}: {text}"))
+    }
+
+    /// A counter (verdict, outcome or event) by name, from `inspect counters`.
+    pub fn counter(&self, name: &str) -> u64 {
+        let counters = self.inspect(&["counters"]);
+        counters
+            .as_array()
+            .expect("counters array")
+            .iter()
+            .find(|c| c["name"] == name)
+            .and_then(|c| c["packets"].as_u64())
+            .unwrap_or_else(|| panic!("no counter {name}: {counters}"))
+    }
+
+    /// A TCP connection to the VIP from the client namespace.
+    pub fn connect(&self) -> TcpStream {
+        self.client
+            .run(|| connect_vip(Duration::from_secs(2)))
+            .unwrap_or_else(|e| panic!("connect to the vip: {e}\n{}", self.diag()))
+    }
+
+    /// New connections every 10 ms (each given 250 ms) until one is
+    /// answered by `want` (and then stops), for at most `bound`. Times are
+    /// from the call.
+    pub fn sample_until(&self, want: &str, bound: Duration) -> Samples {
+        let started = Instant::now();
+        self.sample_until_since(want, bound, started, Duration::from_millis(250))
+    }
+
+    /// Like [`Self::sample_until`], with times measured from `since` and
+    /// `timeout` for each connection (its connect, send and receive).
+    pub fn sample_until_since(
+        &self,
+        want: &str,
+        bound: Duration,
+        since: Instant,
+        timeout: Duration,
+    ) -> Samples {
+        self.client.run(|| {
+            let started = Instant::now();
+            let mut samples = Vec::new();
+            while started.elapsed() < bound {
+                let result = request(timeout);
+                let done = result.as_deref() == Ok(want);
+                samples.push((since.elapsed(), result));
+                if done {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Samples(samples)
+        })
+    }
+
+    /// `n` new connections, one every `pause`.
+    pub fn sample(&self, n: usize, pause: Duration) -> Samples {
+        self.client.run(|| {
+            let started = Instant::now();
+            let mut samples = Vec::new();
+            for _ in 0..n {
+                let result = request(Duration::from_millis(500));
+                samples.push((started.elapsed(), result));
+                std::thread::sleep(pause);
+            }
+            Samples(samples)
+        })
+    }
+
+    /// Agent log and data-path state, for failure messages. (A failure
+    /// whose message lacks it gets the log printed when the lab drops.)
+    pub fn diag(&self) -> String {
+        self.log_shown.set(true);
+        let backends = Command::new(crate::failover_bin())
+            .args(["inspect", "--pin-dir"])
+            .arg(self.pin_dir())
+            .args(["backends"])
+            .stdin(Stdio::null())
+            .output()
+            .map(|o| {
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            })
+            .unwrap_or_else(|e| format!("inspect: {e}"));
+        format!(
+            "---- failover inspect backends ----\n{backends}---- agent log ({}) ----\n{}",
+            self.log.display(),
+            self.full_log()
+        )
+    }
+}
+
+impl Drop for AgentLab {
+    fn drop(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            agent.stop();
+        }
+        if let Err(err) = failover::dataplane::remove_pins(self.pins.path()) {
+            eprintln!("removing pins {}: {err}", self.pins.path().display());
+        }
+        if std::thread::panicking() {
+            if !self.log_shown.get() {
+                eprintln!("---- agent log ----\n{}", self.full_log());
+            }
+            eprintln!("agent log kept in {}", self.log.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn config_text(pin_dir: &Path, options: Options) -> String {
+    let mut text = format!("pin_dir = {:?}\n\n", pin_dir.display().to_string());
+    for interface in ["lbc", "lbp", "lbs"] {
+        text += &format!("[[interfaces]]\nname = \"{interface}\"\nmode = \"native\"\n\n");
+    }
+    text += &format!(
+        "[[services]]\nname = \"web\"\nvip = \"{VIP}\"\nport = {SERVICE_PORT}\nprotocol = \"tcp\"\n"
+    );
+    match options.failback {
+        Failback::Auto(delay) => {
+            text += &format!(
+                "failback = \"auto\"\nfailback_delay = \"{}ms\"\n",
+                delay.as_millis()
+            )
+        }
+        Failback::Manual => text += "failback = \"manual\"\n",
+    }
+    text += "\n[services.probe]\n";
+    match options.probe {
+        Probe::Tcp { port } => text += &format!("type = \"tcp\"\nport = {port}\n"),
+        Probe::Http { port } => {
+            text += &format!("type = \"http\"\nport = {port}\npath = \"/healthz\"\n")
+        }
+    }
+    text += "interval = \"100ms\"\ntimeout = \"50ms\"\nrise = 2\nfall = 3\n";
+    for host in &HOSTS {
+        text += &format!(
+            "\n[[services.backends]]\nname = \"{}\"\naddress = \"{}\"\nport = {BACKEND_PORT}\ntier = {}\n",
+            host.name, host.addr, host.tier
+        );
+    }
+    text
+}
+
+// ---- The agent process ----------------------------------------------------
+
+/// A `failover run` child process; stopped and reaped in `Drop`.
+struct Agent {
+    child: Child,
+    pid: u32,
+    reaped: bool,
+}
+
+impl Agent {
+    fn spawn(netns: &str, config: &Path, pid_file: &Path, log: &Path) -> Self {
+        let ns = File::open(format!("/run/netns/{netns}"))
+            .unwrap_or_else(|e| panic!("open netns {netns}: {e}"));
+        let ns_fd = ns.as_raw_fd();
+        let log_file = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open the agent log");
+        let mut command = Command::new(crate::failover_bin());
+        command
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .arg("--pid-file")
+            .arg(pid_file)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("dup the log file"))
+            .stderr(log_file);
+        // SAFETY: only async-signal-safe calls between fork and exec; the
+        // namespace fd stays open until `spawn` returns.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // If the test process dies, so does its agent.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = command.spawn().expect("start failover run");
+        drop(ns);
+        let pid = child.id();
+        Self {
+            child,
+            pid,
+            reaped: false,
+        }
+    }
+
+    fn signal(&self, signal: i32) {
+        if !self.reaped {
+            // SAFETY: kill(2) to our own, not yet reaped child: the pid
+            // cannot have been reused.
+            unsafe { libc::kill(self.pid as i32, signal) };
+        }
+    }
+
+    /// The exit status, if the process has exited (reaps it).
+    fn exited(&mut self) -> Option<ExitStatus> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                self.reaped = true;
+                Some(status)
+            }
+            _ => None,
+        }
+    }
+
+    fn wait(&mut self, bound: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            if started.elapsed() > bound {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it is still there after [`AGENT_STOP`].
+    fn stop(&mut self) {
+        if self.reaped {
+            return;
+        }
+        self.signal(libc::SIGTERM);
+        if self.wait(AGENT_STOP).is_none() {
+            eprintln!("agent {} ignored SIGTERM; SIGKILL", self.pid);
+            self.signal(libc::SIGKILL);
+            let _ = self.child.wait();
+            self.reaped = true;
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ---- Clients ---------------------------------------------------------------
+
+/// A connection to the VIP (call inside the client namespace).
+pub fn connect_vip(timeout: Duration) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&SocketAddr::from((VIP, SERVICE_PORT)), timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Sends one line, reads the one-line answer (the backend's name).
+pub fn ask(stream: &mut TcpStream) -> std::io::Result<String> {
+    stream.write_all(b"hello\n")?;
+    let mut line = Vec::new();
+    let mut buf = [0u8; 64];
+    while !line.contains(&b'\n') {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
+        }
+        line.extend_from_slice(&buf[..n]);
+        if line.len() > 1024 {
+            return Err(std::io::Error::other("answer too long"));
+        }
+    }
+    Ok(String::from_utf8_lossy(&line).trim_end().to_owned())
+}
+
+/// One short connection with one request (call inside the client
+/// namespace): the answering backend, or what went wrong.
+pub fn request(timeout: Duration) -> Result<String, String> {
+    let mut stream = connect_vip(timeout).map_err(|e| format!("connect: {e}"))?;
+    ask(&mut stream).map_err(|e| format!("ask: {e}"))
+}
+
+/// Timestamped results of new connections.
+pub struct Samples(pub Vec<(Duration, Result<String, String>)>);
+
+impl Samples {
+    /// When the last sample was answered, if it was (by the wanted backend
+    /// for [`AgentLab::sample_until`]).
+    pub fn reached(&self) -> Option<Duration> {
+        match self.0.last() {
+            Some((at, Ok(_))) => Some(*at),
+            _ => None,
+        }
+    }
+
+    pub fn failures(&self) -> usize {
+        self.0.iter().filter(|(_, r)| r.is_err()).count()
+    }
+
+    pub fn answered_by(&self, name: &str) -> usize {
+        self.0
+            .iter()
+            .filter(|(_, r)| r.as_deref() == Ok(name))
+            .count()
+    }
+
+    /// How often consecutive answered samples came from different backends.
+    pub fn switches(&self) -> usize {
+        let answers: Vec<&String> = self.0.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+        answers.windows(2).filter(|w| w[0] != w[1]).count()
+    }
+
+    /// Runs of equal results: "primary×12 @0ms, connect: refused×3 @130ms, ...".
+    pub fn summary(&self) -> String {
+        let mut runs: Vec<(String, usize, Duration)> = Vec::new();
+        for (at, result) in &self.0 {
+            let label = match result {
+                Ok(name) => name.clone(),
+                Err(err) => err.clone(),
+            };
+            match runs.last_mut() {
+                Some((last, n, _)) if *last == label => *n += 1,
+                _ => runs.push((label, 1, *at)),
+            }
+        }
+        let runs: Vec<String> = runs
+            .iter()
+            .map(|(label, n, at)| format!("{label}×{n} @{}ms", at.as_millis()))
+            .collect();
+        format!("[{}]", runs.join(", "))
+    }
+}
+
+/// New connections from the client every `pause` on a background thread,
+/// each one timestamped; optionally also a request on a long connection
+/// every `long_every` iterations.
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Recorded>>,
+}
+
+/// What a [`Sampler`] saw: new connections, and answers on the long one.
+pub struct Recorded {
+    pub new_flows: Vec<(Instant, Result<String, String>)>,
+    pub long: Vec<(Instant, Result<String, String>)>,
+}
+
+impl Sampler {
+    pub fn start(
+        client: &NetNs,
+        pause: Duration,
+        long: Option<(TcpStream, usize)>,
+        timeout: Duration,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ns_path = format!("/run/netns/{}", client.name());
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("sampler".into())
+                .spawn(move || {
+                    let ns = File::open(&ns_path).expect("open the client netns");
+                    // SAFETY: joins the namespace on this thread only.
+                    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                    let mut long = long;
+                    let mut recorded = Recorded {
+                        new_flows: Vec::new(),
+                        long: Vec::new(),
+                    };
+                    let started = Instant::now();
+                    let mut i = 0usize;
+                    while !stop.load(Ordering::Relaxed) && started.elapsed() < MAX_LIFETIME {
+                        let result = request(timeout);
+                        recorded.new_flows.push((Instant::now(), result));
+                        if let Some((stream, every)) = long.as_mut()
+                            && i.is_multiple_of(*every)
+                        {
+                            let answer = ask(stream).map_err(|e| e.to_string());
+                            recorded.long.push((Instant::now(), answer));
+                        }
+                        i += 1;
+                        std::thread::sleep(pause);
+                    }
+                    recorded
+                })
+                .expect("spawn the sampler")
+        };
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn finish(mut self) -> Recorded {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .expect("sampler running")
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+// ---- The health endpoint ----------------------------------------------------
+
+/// How a [`HealthServer`] behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Health {
+    /// Listening; answers `200 OK` at once.
+    Up = 0,
+    /// Not listening (connections are refused).
+    Down = 1,
+    /// Listening; answers after [`SLOW_ANSWER`] (beyond the probe timeout).
+    Slow = 2,
+}
+
+/// How late a [`Health::Slow`] server answers.
+pub const SLOW_ANSWER: Duration = Duration::from_millis(200);
+
+/// A tiny HTTP health endpoint in a backend namespace whose behaviour the
+/// test switches; [`HealthServer::set`] returns once the server applied it.
+pub struct HealthServer {
+    wanted: Arc<AtomicU8>,
+    applied: Arc<AtomicU8>,
+    shutdown: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HealthServer {
+    pub fn start(ns: &NetNs, port: u16) -> Self {
+        let wanted = Arc::new(AtomicU8::new(Health::Up as u8));
+        let applied = Arc::new(AtomicU8::new(u8::MAX));
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let ns_path = format!("/run/netns/{}", ns.name());
+        let thread = {
+            let (wanted, applied, shutdown) = (wanted.clone(), applied.clone(), shutdown.clone());
+            std::thread::Builder::new()
+                .name("health".into())
+                .spawn(move || serve_health(&ns_path, port, &wanted, &applied, &shutdown))
+                .expect("spawn the health server")
+        };
+        let server = Self {
+            wanted,
+            applied,
+            shutdown,
+            thread: Some(thread),
+        };
+        server.set(Health::Up);
+        server
+    }
+
+    /// Switches the behaviour; returns once the server has applied it.
+    pub fn set(&self, health: Health) {
+        self.wanted.store(health as u8, Ordering::SeqCst);
+        let started = Instant::now();
+        while self.applied.load(Ordering::SeqCst) != health as u8 {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "health server did not switch to {health:?}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for HealthServer {
+    fn drop(&mut self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn serve_health(
+    ns_path: &str,
+    port: u16,
+    wanted: &AtomicU8,
+    applied: &AtomicU8,
+    shutdown: &Arc<AtomicBool>,
+) {
+    let ns = File::open(ns_path).expect("open the backend netns");
+    // SAFETY: joins the namespace on this thread only.
+    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+    let started = Instant::now();
+    let slow = Arc::new(AtomicBool::new(false));
+    let mut listener: Option<TcpListener> = None;
+    let connections: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
+    while !shutdown.load(Ordering::Relaxed) && started.elapsed() < MAX_LIFETIME {
+        let want = wanted.load(Ordering::SeqCst);
+        if want != applied.load(Ordering::SeqCst) {
+            if want == Health::Down as u8 {
+                listener = None;
+            } else if listener.is_none() {
+                match TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)) {
+                    Ok(l) => {
+                        l.set_nonblocking(true).expect("nonblocking listener");
+                        listener = Some(l);
+                    }
+                    Err(e) => {
+                        eprintln!("health server: bind {port}: {e}");
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                }
+            }
+            slow.store(want == Health::Slow as u8, Ordering::SeqCst);
+            applied.store(want, Ordering::SeqCst);
+        }
+        let Some(l) = &listener else {
+            std::thread::sleep(Duration::from_millis(2));
+            continue;
+        };
+        let mut pfd = libc::pollfd {
+            fd: l.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, 2) } <= 0 {
+            continue;
+        }
+        if let Ok((stream, _)) = l.accept() {
+            let (slow, shutdown) = (slow.clone(), shutdown.clone());
+            let handle = std::thread::Builder::new()
+                .name("health-conn".into())
+                .spawn(move || answer_health(stream, &slow, &shutdown));
+            let mut list = connections.lock().unwrap();
+            if let Ok(handle) = handle {
+                list.push(handle);
+            }
+            list.retain(|h| !h.is_finished());
+        }
+    }
+    for handle in connections.into_inner().unwrap() {
+        let _ = handle.join();
+    }
+}
+
+/// Reads the request head (bounded), waits if slow, answers 200 and closes.
+fn answer_health(mut stream: TcpStream, slow: &AtomicBool, shutdown: &AtomicBool) {
+    if stream.set_nonblocking(false).is_err()
+        || stream
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .is_err()
+    {
+        return;
+    }
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    if slow.load(Ordering::SeqCst) {
+        let until = Instant::now() + SLOW_ANSWER;
+        while Instant::now() < until && !shutdown.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let _ = stream.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nok\n",
+    );
+}
