@@ -209,34 +209,20 @@ fn to_backend(
     } else {
         l4.dst_port
     };
-    let cached = tracked.and_then(|entry| conntrack::cached_hop(entry, ingress, conntrack::now()));
-    let hop = match cached {
-        Some(hop) => hop,
-        None => {
-            let hop = fib::next_hop(
-                ctx,
-                &Lookup {
-                    ingress_ifindex: ingress,
-                    proto: l4.proto,
-                    tos,
-                    tot_len: u16::from_be(tot_len),
-                    src: key.src[0],
-                    dst: backend_addr,
-                    src_port: l4.src_port,
-                    dst_port: backend_port,
-                },
-            );
-            if let Some(entry) = tracked {
-                conntrack::store_hop(entry, &hop, ingress);
-            }
-            hop
-        }
+    let lookup = Lookup {
+        ingress_ifindex: ingress,
+        proto: l4.proto,
+        tos,
+        tot_len: u16::from_be(tot_len),
+        src: key.src[0],
+        dst: backend_addr,
+        src_port: l4.src_port,
+        dst_port: backend_port,
     };
-    let via_stack = match hop {
-        NextHop::Drop(reason) => return drop(reason),
-        NextHop::PassUntouched(reason) => return pass(reason),
-        NextHop::ResolveInStack => true,
-        NextHop::Forward { .. } => false,
+    let hop = next_hop(ctx, tracked, &lookup);
+    let via_stack = match via_stack(&hop) {
+        Ok(via_stack) => via_stack,
+        Err(outcome) => return outcome,
     };
 
     if tracked.is_none() {
@@ -300,32 +286,20 @@ fn to_client(
     if ttl <= 1 {
         return pass(reason::PASS_TTL_EXPIRED);
     }
-    let ingress = ingress_ifindex(ctx);
-    let hop = match conntrack::cached_hop(entry, ingress, conntrack::now()) {
-        Some(hop) => hop,
-        None => {
-            let hop = fib::next_hop(
-                ctx,
-                &Lookup {
-                    ingress_ifindex: ingress,
-                    proto: l4.proto,
-                    tos,
-                    tot_len: u16::from_be(tot_len),
-                    src: vip,
-                    dst: key.dst[0],
-                    src_port: vip_port,
-                    dst_port: l4.dst_port,
-                },
-            );
-            conntrack::store_hop(entry, &hop, ingress);
-            hop
-        }
+    let lookup = Lookup {
+        ingress_ifindex: ingress_ifindex(ctx),
+        proto: l4.proto,
+        tos,
+        tot_len: u16::from_be(tot_len),
+        src: vip,
+        dst: key.dst[0],
+        src_port: vip_port,
+        dst_port: l4.dst_port,
     };
-    let via_stack = match hop {
-        NextHop::Drop(reason) => return drop(reason),
-        NextHop::PassUntouched(reason) => return pass(reason),
-        NextHop::ResolveInStack => true,
-        NextHop::Forward { .. } => false,
+    let hop = next_hop(ctx, Some(entry), &lookup);
+    let via_stack = match via_stack(&hop) {
+        Ok(via_stack) => via_stack,
+        Err(outcome) => return outcome,
     };
     nat::rewrite(ip, l4, End::Source, vip, vip_port);
     counters::traffic(service_id, backend_id, Towards::Client, bytes);
@@ -333,6 +307,35 @@ fn to_client(
         return pass(reason::PASS_NO_NEIGHBOUR);
     }
     send(ctx, parsed, hop, reason::FWD_REPLY)
+}
+
+/// The next hop from the flow's cache when fresh, else from the route
+/// lookup (then cached in the flow, if there is one).
+#[inline(always)]
+fn next_hop(ctx: &XdpContext, flow: Option<*mut Flow>, lookup: &Lookup) -> NextHop {
+    let ingress = lookup.ingress_ifindex;
+    if let Some(entry) = flow
+        && let Some(hop) = conntrack::cached_hop(entry, ingress, conntrack::now())
+    {
+        return hop;
+    }
+    let hop = fib::next_hop(ctx, lookup);
+    if let Some(entry) = flow {
+        conntrack::store_hop(entry, &hop, ingress);
+    }
+    hop
+}
+
+/// Whether the rewritten packet goes through the stack (unresolved
+/// neighbour); `Err` with the outcome when it is not forwarded at all.
+#[inline(always)]
+fn via_stack(hop: &NextHop) -> Result<bool, Outcome> {
+    match *hop {
+        NextHop::Drop(reason) => Err(drop(reason)),
+        NextHop::PassUntouched(reason) => Err(pass(reason)),
+        NextHop::ResolveInStack => Ok(true),
+        NextHop::Forward { .. } => Ok(false),
+    }
 }
 
 /// Finishes a forwarded packet: router TTL, next-hop MACs, then XDP_TX when
