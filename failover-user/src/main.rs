@@ -7,10 +7,16 @@ use failover::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The demo narrates on stdout; its own library logs would only clutter it.
+    let default_level = if matches!(cli.command, Some(Command::Demo)) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -23,6 +29,7 @@ fn main() -> ExitCode {
         Some(Command::Run { config, pid_file }) => cli::run::run(&config, &pid_file),
         Some(Command::Check { config }) => cli::check::run(&config),
         Some(Command::Failback { pid_file }) => cli::failback::run(&pid_file),
+        Some(Command::Demo) => cli::demo::run(),
         Some(Command::Detach { pin_dir }) => cli::detach::run(&pin_dir),
         Some(Command::Inspect {
             pin_dir,

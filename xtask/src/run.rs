@@ -1,4 +1,7 @@
-//! `cargo xtask build-and-run -- ARGS`: build `failover` in release and run it.
+//! `cargo xtask build-and-run -- ARGS`: build `failover` in release and run it
+//! with ARGS. Without arguments it runs `failover demo`, the self-contained
+//! failover lab in network namespaces (needs root; removes everything it
+//! created when it ends, also on Ctrl-C).
 
 use std::process::ExitCode;
 
@@ -16,6 +19,8 @@ pub fn build_and_run(env: &Env, args: &[String]) -> anyhow::Result<ExitCode> {
         "failover",
     ]))?;
     let binary = env.root.join("target/release/failover");
+    let demo = ["demo".to_owned()];
+    let args = if args.is_empty() { &demo[..] } else { args };
     let status = std::process::Command::new(&binary)
         .args(args)
         .env("PATH", &env.path)

@@ -1,6 +1,7 @@
 //! Command-line types (clap) and one module per subcommand.
 
 pub mod check;
+pub mod demo;
 pub mod detach;
 pub mod failback;
 pub mod inspect;
@@ -66,6 +67,13 @@ pub enum Command {
         #[command(subcommand)]
         what: inspect::What,
     },
+    /// A self-contained lab: client, edge host and three backends in network
+    /// namespaces; kills backends and brings them back while a client keeps
+    /// connecting, and shows the failover gaps (about 20 s, needs root).
+    /// Everything it creates is removed when it ends, also on Ctrl-C.
+    ///
+    /// Example: failover demo
+    Demo,
     /// Print the data path's counter and map names.
     ///
     /// Example: failover counters
