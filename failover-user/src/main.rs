@@ -8,7 +8,7 @@ use failover::cli::{self, Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo narrates on stdout; its own library logs would only clutter it.
-    let default_level = if matches!(cli.command, Some(Command::Demo)) {
+    let default_level = if matches!(cli.command, Some(Command::Demo { .. })) {
         "warn"
     } else {
         "info"
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         Some(Command::Run { config, pid_file }) => cli::run::run(&config, &pid_file),
         Some(Command::Check { config }) => cli::check::run(&config),
         Some(Command::Failback { pid_file }) => cli::failback::run(&pid_file),
-        Some(Command::Demo) => cli::demo::run(),
+        Some(Command::Demo { probe_interval }) => cli::demo::run(probe_interval),
         Some(Command::Detach { pin_dir }) => cli::detach::run(&pin_dir),
         Some(Command::Inspect {
             pin_dir,

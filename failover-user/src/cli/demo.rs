@@ -68,6 +68,23 @@ const WINDOW: Duration = Duration::from_millis(250);
 const LOG_POLL: Duration = Duration::from_millis(50);
 /// Failback hold-down of the demo configuration.
 const FAILBACK_DELAY: Duration = Duration::from_secs(2);
+/// Probe interval of this run (`failover demo --probe-interval`); the probe
+/// timeout is half of it, fall 3, rise 2.
+static PROBE_INTERVAL: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+fn probe_interval() -> Duration {
+    *PROBE_INTERVAL.get().unwrap_or(&Duration::from_millis(100))
+}
+
+/// How long to watch after a failover: long enough for detection at any interval.
+fn settle_time() -> Duration {
+    (probe_interval() * 6).max(Duration::from_millis(2500))
+}
+
+/// How long a failover may take before the demo says it did not happen.
+fn failover_bound() -> Duration {
+    (probe_interval() * 10).max(Duration::from_secs(5))
+}
 /// The whole demo stops after this, whatever happens.
 const DEMO_DEADLINE: Duration = Duration::from_secs(90);
 /// The client thread stops after this even if nobody tells it to.
@@ -169,7 +186,11 @@ impl From<anyhow::Error> for Stop {
 
 // ---- Entry point -----------------------------------------------------------
 
-pub fn run() -> anyhow::Result<()> {
+pub fn run(probe_interval: Duration) -> anyhow::Result<()> {
+    if probe_interval < Duration::from_millis(5) || probe_interval > Duration::from_secs(5) {
+        bail!("--probe-interval must be between 5ms and 5s");
+    }
+    let _ = PROBE_INTERVAL.set(probe_interval);
     // SAFETY: trivial libc call.
     if unsafe { libc::geteuid() } != 0 {
         bail!(
@@ -525,12 +546,14 @@ failback_delay = "{delay}s"
 
 [services.probe]
 type = "tcp"
-interval = "100ms"
-timeout = "50ms"
+interval = "{interval}ms"
+timeout = "{timeout}ms"
 fall = 3
 rise = 2
 "#,
-        delay = FAILBACK_DELAY.as_secs()
+        delay = FAILBACK_DELAY.as_secs(),
+        interval = probe_interval().as_millis(),
+        timeout = (probe_interval() / 2).as_millis().max(1)
     );
     for host in &HOSTS {
         let _ = write!(
@@ -823,12 +846,12 @@ impl<'lab> Scenario<'lab> {
         println!();
         println!("2. killing the primary backend (its server stops)");
         let first = self.fail(PRIMARY, STANDBY)?;
-        self.run_for(Duration::from_millis(2500))?;
+        self.run_for(settle_time())?;
 
         println!();
         println!("3. killing the standby too: the third tier (backup) takes over");
         let second = self.fail(STANDBY, BACKUP)?;
-        self.run_for(Duration::from_millis(2500))?;
+        self.run_for(settle_time())?;
 
         println!();
         println!("4. restoring the primary");
@@ -838,7 +861,7 @@ impl<'lab> Scenario<'lab> {
         );
         println!("   flapping primary cannot drag traffic back and forth");
         let back = self.restore(PRIMARY)?;
-        self.run_for(Duration::from_millis(2500))?;
+        self.run_for(settle_time())?;
 
         println!();
         println!(
@@ -876,7 +899,9 @@ impl<'lab> Scenario<'lab> {
             );
         }
         println!(
-            "  the agent probes each backend over TCP every 100 ms (timeout 50 ms); 3 failures in a row"
+            "  the agent probes each backend over TCP every {} ms (timeout {} ms); 3 failures in a row",
+            probe_interval().as_millis(),
+            (probe_interval() / 2).as_millis().max(1)
         );
         println!(
             "  make a backend unhealthy, 2 successes healthy again. New flows go to the best tier"
@@ -906,7 +931,7 @@ impl<'lab> Scenario<'lab> {
             self.secs(killed),
             HOSTS[victim].name
         );
-        let found = self.run_until(Duration::from_secs(5), |records| {
+        let found = self.run_until(failover_bound(), |records| {
             first_answer(records, successor, killed).map(|r| r.finished)
         })?;
         // Connections that failed while the server was shutting down count too.
@@ -919,8 +944,9 @@ impl<'lab> Scenario<'lab> {
                 describe_failures(&failed)
             ),
             None => println!(
-                "   no answer from the {} within 5 s of the kill (failed requests: {})",
+                "   no answer from the {} within {:?} of the kill (failed requests: {})",
                 HOSTS[successor].name,
+                failover_bound(),
                 describe_failures(&failed)
             ),
         }
@@ -935,7 +961,7 @@ impl<'lab> Scenario<'lab> {
     /// Restarts `host`'s server and waits until new flows land on it again.
     fn restore(&mut self, host: usize) -> Result<Option<Duration>, Stop> {
         let restored = self.restart_server(host);
-        let bound = FAILBACK_DELAY + Duration::from_secs(5);
+        let bound = FAILBACK_DELAY + failover_bound();
         let found = self.run_until(bound, |records| {
             first_answer(records, host, restored).map(|r| r.finished)
         })?;
@@ -1014,7 +1040,10 @@ impl<'lab> Scenario<'lab> {
         println!(
             "  the failed requests are the connections the data path still sent to a dead backend"
         );
-        println!("  before the agent's probes declared it unhealthy (3 probes, 100 ms apart)");
+        println!(
+            "  before the agent's probes declared it unhealthy (3 probes, {} ms apart)",
+            probe_interval().as_millis()
+        );
     }
 
     fn secs(&self, at: Instant) -> f64 {

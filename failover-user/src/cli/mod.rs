@@ -72,10 +72,19 @@ pub enum Command {
     /// connecting, and shows the failover gaps (about 20 s, needs root).
     /// Everything it creates is removed when it ends, also on Ctrl-C.
     ///
-    /// Example: failover demo
-    Demo,
+    /// Example: failover demo --probe-interval 10ms
+    Demo {
+        /// Probe interval (timeout is half of it; fall 3, rise 2). The agent's
+        /// own default is 1s.
+        #[arg(long, default_value = "100ms", value_parser = parse_duration_arg)]
+        probe_interval: std::time::Duration,
+    },
     /// Print the data path's counter and map names.
     ///
     /// Example: failover counters
     Counters,
+}
+
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration (e.g. 100ms, 1s)"))
 }
