@@ -53,6 +53,44 @@ struct RawConfig {
     interfaces: Vec<RawInterface>,
     #[serde(default)]
     services: Vec<RawService>,
+    #[serde(default)]
+    control: RawControl,
+    #[serde(default)]
+    metrics: RawMetrics,
+    journal: Option<RawJournal>,
+    #[serde(default)]
+    alerts: Vec<RawAlert>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    /// "127.0.0.1:9370" by default; "" turns the endpoint off.
+    listen: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJournal {
+    path: PathBuf,
+    max_bytes: Option<u64>,
+    keep: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlert {
+    webhook: Option<Spanned<String>>,
+    exec: Option<Spanned<Vec<String>>>,
+    events: Option<Spanned<Vec<String>>>,
+    timeout: Option<Spanned<String>>,
+    retries: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,7 +241,53 @@ pub struct AgentConfig {
     pub pin_dir: PathBuf,
     pub interfaces: Vec<(String, AttachMode)>,
     pub services: Vec<ServicePlan>,
+    /// Unix socket of the control API (root-only).
+    pub control_socket: PathBuf,
+    /// Prometheus endpoint; `None` when turned off.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub journal: Option<JournalConfig>,
+    pub alerts: Vec<AlertConfig>,
 }
+
+/// The event journal: JSON lines, rotated at `max_bytes`, `keep` old files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalConfig {
+    pub path: PathBuf,
+    pub max_bytes: u64,
+    pub keep: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertTarget {
+    /// HTTP POST of the event JSON to `http://host:port/path`.
+    Webhook { url: String },
+    /// Runs the command with the event JSON on stdin.
+    Exec { command: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertConfig {
+    pub target: AlertTarget,
+    pub events: Vec<crate::events::EventKind>,
+    pub timeout: Duration,
+    /// Further attempts after a failed one.
+    pub retries: u32,
+}
+
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/failover/control.sock";
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9370";
+pub const DEFAULT_JOURNAL_MAX_BYTES: u64 = 10 * 1024 * 1024;
+pub const DEFAULT_JOURNAL_KEEP: u32 = 3;
+pub const DEFAULT_ALERT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_ALERT_RETRIES: u32 = 3;
+/// Events alerted on unless an alert lists its own.
+pub const DEFAULT_ALERT_EVENTS: [crate::events::EventKind; 5] = [
+    crate::events::EventKind::Failover,
+    crate::events::EventKind::Failback,
+    crate::events::EventKind::QuorumLost,
+    crate::events::EventKind::AgentStart,
+    crate::events::EventKind::AgentStop,
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failback {
@@ -360,12 +444,102 @@ impl Resolver<'_> {
             }
             services.push(service);
         }
+        let metrics_listen = match &raw.metrics.listen {
+            None => Some(DEFAULT_METRICS_LISTEN.parse().expect("valid default")),
+            Some(text) if text.get_ref().is_empty() => None,
+            Some(text) => match text.get_ref().parse() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    return self.invalid(
+                        "metrics.listen",
+                        text.span().start,
+                        format!("{:?} is not an address:port", text.get_ref()),
+                    );
+                }
+            },
+        };
+        let journal = raw.journal.as_ref().map(|j| JournalConfig {
+            path: j.path.clone(),
+            max_bytes: j.max_bytes.unwrap_or(DEFAULT_JOURNAL_MAX_BYTES).max(4096),
+            keep: j.keep.unwrap_or(DEFAULT_JOURNAL_KEEP),
+        });
+        let mut alerts = Vec::new();
+        for (i, alert) in raw.alerts.iter().enumerate() {
+            alerts.push(self.alert(i, alert)?);
+        }
         Ok(AgentConfig {
             pin_dir: raw
                 .pin_dir
                 .unwrap_or_else(|| PathBuf::from(crate::DEFAULT_PIN_DIR)),
             interfaces,
             services,
+            control_socket: raw
+                .control
+                .socket
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET)),
+            metrics_listen,
+            journal,
+            alerts,
+        })
+    }
+
+    fn alert(&self, index: usize, raw: &RawAlert) -> Result<AlertConfig, ConfigError> {
+        let field = |f: &str| format!("alerts[{index}].{f}");
+        let target = match (&raw.webhook, &raw.exec) {
+            (Some(url), None) => {
+                if !url.get_ref().starts_with("http://") || url.get_ref().len() <= "http://".len() {
+                    return self.invalid(
+                        field("webhook"),
+                        url.span().start,
+                        "must be an http:// URL (for https, point an exec hook at curl)",
+                    );
+                }
+                AlertTarget::Webhook {
+                    url: url.get_ref().clone(),
+                }
+            }
+            (None, Some(command)) if !command.get_ref().is_empty() => AlertTarget::Exec {
+                command: command.get_ref().clone(),
+            },
+            (None, Some(command)) => {
+                return self.invalid(field("exec"), command.span().start, "needs a program");
+            }
+            _ => {
+                return self.invalid(
+                    format!("alerts[{index}]"),
+                    0,
+                    "exactly one of `webhook` or `exec`",
+                );
+            }
+        };
+        let events = match &raw.events {
+            None => DEFAULT_ALERT_EVENTS.to_vec(),
+            Some(names) => {
+                let mut kinds = Vec::new();
+                for name in names.get_ref() {
+                    match crate::events::EventKind::from_name(name) {
+                        Some(kind) => kinds.push(kind),
+                        None => {
+                            return self.invalid(
+                                field("events"),
+                                names.span().start,
+                                format!("unknown event {name:?}"),
+                            );
+                        }
+                    }
+                }
+                kinds
+            }
+        };
+        let timeout = match &raw.timeout {
+            Some(text) => self.duration(&field("timeout"), text)?,
+            None => DEFAULT_ALERT_TIMEOUT,
+        };
+        Ok(AlertConfig {
+            target,
+            events,
+            timeout,
+            retries: raw.retries.unwrap_or(DEFAULT_ALERT_RETRIES).min(10),
         })
     }
 
@@ -791,6 +965,43 @@ probe = { type = "tcp", interval = "1s", timeout = "200ms" }
             &EXAMPLE[EXAMPLE.find("[[services]]").unwrap()..]
         );
         assert!(error_of(&doubled).contains("used twice"));
+    }
+
+    #[test]
+    fn operations_sections() {
+        let text = format!(
+            "{EXAMPLE}\n[control]\nsocket = \"/run/fo.sock\"\n[metrics]\nlisten = \"127.0.0.1:9999\"\n\
+             [journal]\npath = \"/var/log/fo.jsonl\"\n[[alerts]]\nwebhook = \"http://127.0.0.1:8000/hook\"\n\
+             [[alerts]]\nexec = [\"/bin/true\"]\nevents = [\"failover\"]\n"
+        );
+        let config = AgentConfig::parse(&text).unwrap();
+        assert_eq!(config.control_socket, PathBuf::from("/run/fo.sock"));
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9999".parse().unwrap())
+        );
+        assert_eq!(
+            config.journal.as_ref().unwrap().max_bytes,
+            DEFAULT_JOURNAL_MAX_BYTES
+        );
+        assert_eq!(config.alerts.len(), 2);
+        assert_eq!(config.alerts[0].events.len(), DEFAULT_ALERT_EVENTS.len());
+        assert_eq!(
+            config.alerts[1].events,
+            vec![crate::events::EventKind::Failover]
+        );
+
+        let defaults = AgentConfig::parse(EXAMPLE).unwrap();
+        assert_eq!(
+            defaults.metrics_listen,
+            Some(DEFAULT_METRICS_LISTEN.parse().unwrap())
+        );
+        assert!(defaults.journal.is_none() && defaults.alerts.is_empty());
+
+        let bad = format!("{EXAMPLE}\n[[alerts]]\nwebhook = \"https://example.invalid\"\n");
+        assert!(error_of(&bad).contains("http://"));
+        let bad = format!("{EXAMPLE}\n[[alerts]]\nexec = [\"x\"]\nevents = [\"nope\"]\n");
+        assert!(error_of(&bad).contains("unknown event"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod dataplane;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod lab;
 pub mod maps;
