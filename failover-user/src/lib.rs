@@ -14,6 +14,7 @@ pub mod maps;
 pub mod model;
 pub mod policy;
 pub mod probe;
+pub mod telemetry;
 
 pub use dataplane::{AttachMode, Dataplane};
 pub use error::{DataplaneError, SpecError};

@@ -1,0 +1,143 @@
+//! What the agent knows about each service and backend, shared read-only with
+//! the metrics endpoint and the control API's `status`. The decision loop is
+//! the only writer; readers take a consistent snapshot under a short lock.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+/// Upper bounds (seconds) of the probe latency histogram buckets.
+pub const LATENCY_BUCKETS: [f64; 12] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProbeStats {
+    pub ok_total: u64,
+    pub failed_total: u64,
+    /// Cumulative counts per bucket of [`LATENCY_BUCKETS`] (Prometheus style).
+    pub latency_buckets: [u64; LATENCY_BUCKETS.len()],
+    pub latency_count: u64,
+    pub latency_sum_seconds: f64,
+    pub last_error: Option<String>,
+    pub last_latency_ms: Option<f64>,
+}
+
+impl ProbeStats {
+    pub fn record(&mut self, ok: bool, latency: Duration, error: Option<&str>) {
+        if ok {
+            self.ok_total += 1;
+        } else {
+            self.failed_total += 1;
+        }
+        let seconds = latency.as_secs_f64();
+        for (bucket, bound) in self.latency_buckets.iter_mut().zip(LATENCY_BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        self.latency_count += 1;
+        self.latency_sum_seconds += seconds;
+        self.last_error = error.map(str::to_owned);
+        self.last_latency_ms = Some(seconds * 1000.0);
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BackendView {
+    pub name: String,
+    pub id: u32,
+    pub address: String,
+    pub port: Option<u16>,
+    pub tier: u8,
+    /// Health from probes (rise/fall applied).
+    pub healthy: bool,
+    /// What the data path does with it: up, down, draining.
+    pub state: String,
+    /// Why it is in that state when not plain health: held (failback
+    /// pending), drained, maintenance.
+    pub admin: Option<String>,
+    pub probe: ProbeStats,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ServiceView {
+    pub name: String,
+    pub id: u32,
+    pub vip: String,
+    pub port: u16,
+    pub protocol: String,
+    /// Backends that take new flows now.
+    pub active: Vec<String>,
+    pub backends: Vec<BackendView>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Totals {
+    /// Health flips of any backend.
+    pub transitions_total: u64,
+    /// Unplanned switches of new flows away from failed backends.
+    pub failovers_total: u64,
+    pub failbacks_total: u64,
+    /// First failed probe to map update, of the last failover.
+    pub last_failover_gap_seconds: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Snapshot {
+    pub services: Vec<ServiceView>,
+    pub totals: Totals,
+    pub started_seconds_ago: f64,
+}
+
+/// The shared view. Cloning shares it.
+#[derive(Clone)]
+pub struct Telemetry {
+    inner: Arc<Mutex<(Snapshot, Instant)>>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        Self { inner: Arc::new(Mutex::new((Snapshot::default(), Instant::now()))) }
+    }
+
+    /// A copy of the current state.
+    pub fn snapshot(&self) -> Snapshot {
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut snapshot = guard.0.clone();
+        snapshot.started_seconds_ago = guard.1.elapsed().as_secs_f64();
+        snapshot
+    }
+
+    /// Changes the state (decision loop only).
+    pub fn update(&self, change: impl FnOnce(&mut Snapshot)) {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        change(&mut guard.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative() {
+        let mut stats = ProbeStats::default();
+        stats.record(true, Duration::from_micros(300), None);
+        stats.record(false, Duration::from_millis(30), Some("timed out"));
+        assert_eq!(stats.latency_buckets[0], 1);
+        assert_eq!(stats.latency_buckets[5], 1); // <= 25 ms: only the first
+        assert_eq!(stats.latency_buckets[6], 2); // <= 50 ms: both
+        assert_eq!(*stats.latency_buckets.last().unwrap(), 2);
+        assert_eq!((stats.ok_total, stats.failed_total, stats.latency_count), (1, 1, 2));
+        assert_eq!(stats.last_error.as_deref(), Some("timed out"));
+    }
+}
