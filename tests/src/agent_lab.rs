@@ -11,13 +11,15 @@
 //!   health endpoint on :8081 (a [`HealthServer`] the test turns up, down or slow)
 //! ```
 //!
-//! The agent runs as a child process whose network namespace is the lb's
-//! (`setns` in `pre_exec`, not `ip netns exec`, which would hide bpffs); it
-//! attaches XDP to the lb's interfaces itself, through links pinned in the
-//! test's own pin directory. The test attaches the pass program to the veth
-//! peers (native XDP_TX/redirect into a veth needs one there) from its own
-//! data path with its own pin directory, and turns transmit checksum offload
-//! off on every sender (ENVIRONMENT.md, "veth + XDP pitfalls").
+//! The namespaces and links are the library's edge topology
+//! ([`failover::lab::topology`]). The agent runs as a child process whose
+//! network namespace is the lb's ([`AgentProcess`]: `setns` in `pre_exec`,
+//! not `ip netns exec`, which would hide bpffs); it attaches XDP to the lb's
+//! interfaces itself, through links pinned in the test's own pin directory.
+//! The test attaches the pass program to the veth peers (native
+//! XDP_TX/redirect into a veth needs one there) from its own data path with
+//! its own pin directory, and turns transmit checksum offload off on every
+//! sender, the lb included (ENVIRONMENT.md, "veth + XDP pitfalls").
 //!
 //! Drop order: the agent process (SIGTERM, then SIGKILL, always reaped), then
 //! its pins (which detach its pinned links), then servers, the peers' data
@@ -26,11 +28,11 @@
 
 use std::{
     fs::File,
-    io::{ErrorKind, Read, Write},
+    io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
-    os::{fd::AsRawFd, unix::process::CommandExt},
+    os::fd::AsRawFd,
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Command, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering},
@@ -39,13 +41,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use failover::{AttachMode, Dataplane};
-
-use crate::{
-    netns::{self, NetNs},
-    pins::PinDir,
-    servers::BackendServer,
+use failover::{
+    Dataplane,
+    lab::{
+        agent::{AgentProcess, Stopped},
+        netns::NsFd,
+        topology::{self, BackendLink, Topology},
+    },
 };
+
+pub use crate::servers::ask;
+use crate::{netns::NetNs, pins::PinDir, servers::BackendServer};
 
 pub const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 pub const SERVICE_PORT: u16 = 80;
@@ -58,8 +64,6 @@ pub const STANDBY: usize = 1;
 
 /// How long the agent gets to start (load, attach, first log line).
 const AGENT_START: Duration = Duration::from_secs(15);
-/// How long the agent gets to exit after SIGTERM before SIGKILL.
-const AGENT_STOP: Duration = Duration::from_secs(5);
 /// Every thread of the lab gives up after this, whatever the test does.
 const MAX_LIFETIME: Duration = Duration::from_secs(120);
 
@@ -67,31 +71,22 @@ const MAX_LIFETIME: Duration = Duration::from_secs(120);
 pub struct Host {
     pub name: &'static str,
     pub addr: Ipv4Addr,
-    cidr: &'static str,
     /// The lb's interface toward this backend.
     pub lb_side: &'static str,
-    lb_cidr: &'static str,
-    lb_addr: &'static str,
     tier: u8,
 }
 
 pub const HOSTS: [Host; 2] = [
     Host {
         name: "primary",
-        addr: Ipv4Addr::new(198, 51, 100, 2),
-        cidr: "198.51.100.2/28",
+        addr: topology::backend_addr(PRIMARY),
         lb_side: "lbp",
-        lb_cidr: "198.51.100.1/28",
-        lb_addr: "198.51.100.1",
         tier: 0,
     },
     Host {
         name: "standby",
-        addr: Ipv4Addr::new(198, 51, 100, 18),
-        cidr: "198.51.100.18/28",
+        addr: topology::backend_addr(STANDBY),
         lb_side: "lbs",
-        lb_cidr: "198.51.100.17/28",
-        lb_addr: "198.51.100.17",
         tier: 1,
     },
 ];
@@ -122,7 +117,7 @@ pub struct Options {
 /// Field order is drop order (after [`AgentLab`]'s own `Drop` stopped the
 /// agent and removed its pins).
 pub struct AgentLab {
-    agent: Option<Agent>,
+    agent: Option<AgentProcess>,
     pub health: Vec<HealthServer>,
     pub servers: Vec<Option<BackendServer>>,
     _peers: Dataplane,
@@ -148,40 +143,25 @@ impl AgentLab {
     /// until new flows reach the primary.
     pub fn start(options: Options) -> Self {
         crate::require_root();
-        let client = NetNs::new("agclient");
-        let lb = NetNs::new("aglb");
-        let backends: Vec<NetNs> = HOSTS.iter().map(|_| NetNs::new("agbackend")).collect();
-        for ns in [&client, &lb].into_iter().chain(&backends) {
-            ns.sysctl("net/ipv6/conf/default/disable_ipv6", "1");
-            ns.sysctl("net/ipv6/conf/all/disable_ipv6", "1");
-        }
-        netns::veth((&lb, "lbc"), (&client, "eth0"));
-        lb.ip(&["addr", "add", "192.0.2.1/24", "dev", "lbc"]);
-        client.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
-        client.ip(&["route", "add", "203.0.113.0/24", "via", "192.0.2.1"]);
-        for (host, ns) in HOSTS.iter().zip(&backends) {
-            netns::veth((&lb, host.lb_side), (ns, "eth0"));
-            lb.ip(&["addr", "add", host.lb_cidr, "dev", host.lb_side]);
-            ns.ip(&["addr", "add", host.cidr, "dev", "eth0"]);
-            ns.ip(&["route", "add", "192.0.2.0/24", "via", host.lb_addr]);
-        }
-        lb.sysctl("net/ipv4/conf/all/forwarding", "1");
-        client.disable_tx_checksum("eth0");
-        for (host, ns) in HOSTS.iter().zip(&backends) {
-            ns.disable_tx_checksum("eth0");
+        let links = HOSTS.map(|host| BackendLink {
+            role: "agbackend",
+            lb_if: host.lb_side,
+        });
+        let net = Topology::build("agclient", "aglb", &links);
+        for host in &HOSTS {
             // The agent's probes are generated on the lb.
-            lb.disable_tx_checksum(host.lb_side);
+            net.lb.disable_tx_checksum(host.lb_side);
         }
 
         let peer_pins = PinDir::new();
         let mut peers = Dataplane::load(peer_pins.path()).expect("load the pass program");
-        for ns in [&client].into_iter().chain(&backends) {
-            ns.run(|| {
-                peers
-                    .attach_pass("eth0", AttachMode::Native)
-                    .expect("attach the pass program to a veth peer")
-            });
-        }
+        net.attach_pass_on_peers(&mut peers)
+            .expect("attach the pass program to a veth peer");
+        let Topology {
+            client,
+            lb,
+            backends,
+        } = net;
         let servers = HOSTS
             .iter()
             .zip(&backends)
@@ -241,14 +221,21 @@ impl AgentLab {
     pub fn start_agent(&mut self) {
         assert!(self.agent.is_none(), "an agent is already running");
         self.log_start = std::fs::metadata(&self.log).map_or(0, |m| m.len());
-        let agent = Agent::spawn(self.lb.name(), &self.config, &self.pid_file, &self.log);
+        let agent = AgentProcess::start(
+            &self.lb,
+            &crate::failover_bin(),
+            &self.config,
+            &self.pid_file,
+            &self.log,
+        )
+        .expect("start failover run");
         self.agent = Some(agent);
         let started = Instant::now();
         loop {
             if self.agent_log().contains("agent running") {
                 break;
             }
-            if let Some(status) = self.agent.as_mut().unwrap().exited() {
+            if let Ok(Some(status)) = self.agent.as_mut().unwrap().try_wait() {
                 self.agent = None;
                 panic!("the agent exited at start: {status}\n{}", self.diag());
             }
@@ -264,13 +251,12 @@ impl AgentLab {
     /// SIGKILLs the agent and reaps it.
     pub fn kill_agent(&mut self) {
         let mut agent = self.agent.take().expect("no agent running");
-        agent.signal(libc::SIGKILL);
-        let status = agent.wait(AGENT_STOP).expect("SIGKILLed agent not reaped");
-        eprintln!("agent {} killed: {status}", agent.pid);
+        let status = agent.sigkill().expect("SIGKILL and reap the agent");
+        eprintln!("agent {} killed: {status}", agent.pid());
     }
 
     pub fn agent_pid(&self) -> u32 {
-        self.agent.as_ref().expect("no agent running").pid
+        self.agent.as_ref().expect("no agent running").pid()
     }
 
     pub fn pin_dir(&self) -> &Path {
@@ -446,8 +432,10 @@ impl AgentLab {
 
 impl Drop for AgentLab {
     fn drop(&mut self) {
-        if let Some(mut agent) = self.agent.take() {
-            agent.stop();
+        if let Some(mut agent) = self.agent.take()
+            && agent.stop() == Stopped::Killed
+        {
+            eprintln!("agent {} ignored SIGTERM; SIGKILL", agent.pid());
         }
         if let Err(err) = failover::dataplane::remove_pins(self.pins.path()) {
             eprintln!("removing pins {}: {err}", self.pins.path().display());
@@ -497,111 +485,6 @@ fn config_text(pin_dir: &Path, options: Options) -> String {
     text
 }
 
-// ---- The agent process ----------------------------------------------------
-
-/// A `failover run` child process; stopped and reaped in `Drop`.
-struct Agent {
-    child: Child,
-    pid: u32,
-    reaped: bool,
-}
-
-impl Agent {
-    fn spawn(netns: &str, config: &Path, pid_file: &Path, log: &Path) -> Self {
-        let ns = File::open(format!("/run/netns/{netns}"))
-            .unwrap_or_else(|e| panic!("open netns {netns}: {e}"));
-        let ns_fd = ns.as_raw_fd();
-        let log_file = File::options()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("open the agent log");
-        let mut command = Command::new(crate::failover_bin());
-        command
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .arg("--pid-file")
-            .arg(pid_file)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("dup the log file"))
-            .stderr(log_file);
-        // SAFETY: only async-signal-safe calls between fork and exec; the
-        // namespace fd stays open until `spawn` returns.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // If the test process dies, so does its agent.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        let child = command.spawn().expect("start failover run");
-        drop(ns);
-        let pid = child.id();
-        Self {
-            child,
-            pid,
-            reaped: false,
-        }
-    }
-
-    fn signal(&self, signal: i32) {
-        if !self.reaped {
-            // SAFETY: kill(2) to our own, not yet reaped child: the pid
-            // cannot have been reused.
-            unsafe { libc::kill(self.pid as i32, signal) };
-        }
-    }
-
-    /// The exit status, if the process has exited (reaps it).
-    fn exited(&mut self) -> Option<ExitStatus> {
-        match self.child.try_wait() {
-            Ok(Some(status)) => {
-                self.reaped = true;
-                Some(status)
-            }
-            _ => None,
-        }
-    }
-
-    fn wait(&mut self, bound: Duration) -> Option<ExitStatus> {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.exited() {
-                return Some(status);
-            }
-            if started.elapsed() > bound {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// SIGTERM, then SIGKILL if it is still there after [`AGENT_STOP`].
-    fn stop(&mut self) {
-        if self.reaped {
-            return;
-        }
-        self.signal(libc::SIGTERM);
-        if self.wait(AGENT_STOP).is_none() {
-            eprintln!("agent {} ignored SIGTERM; SIGKILL", self.pid);
-            self.signal(libc::SIGKILL);
-            let _ = self.child.wait();
-            self.reaped = true;
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 // ---- Clients ---------------------------------------------------------------
 
 /// A connection to the VIP (call inside the client namespace).
@@ -611,27 +494,6 @@ pub fn connect_vip(timeout: Duration) -> std::io::Result<TcpStream> {
     stream.set_write_timeout(Some(timeout))?;
     stream.set_nodelay(true)?;
     Ok(stream)
-}
-
-/// Sends one line, reads the one-line answer (the backend's name).
-pub fn ask(stream: &mut TcpStream) -> std::io::Result<String> {
-    stream.write_all(b"hello\n")?;
-    let mut line = Vec::new();
-    let mut buf = [0u8; 64];
-    while !line.contains(&b'\n') {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                ErrorKind::UnexpectedEof,
-                "connection closed",
-            ));
-        }
-        line.extend_from_slice(&buf[..n]);
-        if line.len() > 1024 {
-            return Err(std::io::Error::other("answer too long"));
-        }
-    }
-    Ok(String::from_utf8_lossy(&line).trim_end().to_owned())
 }
 
 /// One short connection with one request (call inside the client
@@ -714,16 +576,13 @@ impl Sampler {
         timeout: Duration,
     ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let ns_path = format!("/run/netns/{}", client.name());
+        let ns = client.open().expect("open the client netns");
         let thread = {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("sampler".into())
                 .spawn(move || {
-                    let ns = File::open(&ns_path).expect("open the client netns");
-                    // SAFETY: joins the namespace on this thread only.
-                    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-                    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                    ns.enter().expect("enter the client netns");
                     let mut long = long;
                     let mut recorded = Recorded {
                         new_flows: Vec::new(),
@@ -803,12 +662,12 @@ impl HealthServer {
         let wanted = Arc::new(AtomicU8::new(Health::Up as u8));
         let applied = Arc::new(AtomicU8::new(u8::MAX));
         let shutdown = Arc::new(AtomicBool::new(false));
-        let ns_path = format!("/run/netns/{}", ns.name());
+        let ns = ns.open().expect("open the backend netns");
         let thread = {
             let (wanted, applied, shutdown) = (wanted.clone(), applied.clone(), shutdown.clone());
             std::thread::Builder::new()
                 .name("health".into())
-                .spawn(move || serve_health(&ns_path, port, &wanted, &applied, &shutdown))
+                .spawn(move || serve_health(&ns, port, &wanted, &applied, &shutdown))
                 .expect("spawn the health server")
         };
         let server = Self {
@@ -845,16 +704,13 @@ impl Drop for HealthServer {
 }
 
 fn serve_health(
-    ns_path: &str,
+    ns: &NsFd,
     port: u16,
     wanted: &AtomicU8,
     applied: &AtomicU8,
     shutdown: &Arc<AtomicBool>,
 ) {
-    let ns = File::open(ns_path).expect("open the backend netns");
-    // SAFETY: joins the namespace on this thread only.
-    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+    ns.enter().expect("enter the backend netns");
     let started = Instant::now();
     let slow = Arc::new(AtomicBool::new(false));
     let mut listener: Option<TcpListener> = None;

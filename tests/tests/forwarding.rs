@@ -24,28 +24,29 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::{ErrorKind, Read, Write},
+    io::ErrorKind,
     net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
     sync::Mutex,
     time::{Duration, Instant},
 };
 
 use failover::{
-    AttachMode, BackendSpec, BackendState, Dataplane, Proto, ServiceSpec, dataplane::ServiceEntry,
+    AttachMode, BackendSpec, BackendState, Dataplane, Proto, ServiceSpec,
+    dataplane::ServiceEntry,
+    lab::topology::{self, BackendLink, Topology},
 };
 use failover_common::{
     Counter, FAMILY_IPV4, FlowKey, PROTO_TCP, PROTO_UDP, TrafficStats, flow_direction, ipv4_addr,
     stats::{VERDICT_NAMES, reason},
 };
 use failover_tests::{
-    netns::{self, NetNs},
+    netns::NetNs,
     pins::PinDir,
-    servers::BackendServer,
+    servers::{BackendServer, ask},
 };
 
 const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-const LB_CLIENT_SIDE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const CLIENT: Ipv4Addr = topology::CLIENT_ADDR;
 
 const TCP_PORT: u16 = 80;
 const BACKEND_TCP_PORT: u16 = 8080;
@@ -61,28 +62,19 @@ const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 struct BackendHost {
     name: &'static str,
     addr: Ipv4Addr,
-    cidr: &'static str,
     lb_side: &'static str,
-    lb_cidr: &'static str,
-    lb_addr: &'static str,
 }
 
 const BACKENDS: [BackendHost; 2] = [
     BackendHost {
         name: "backend1",
-        addr: Ipv4Addr::new(198, 51, 100, 2),
-        cidr: "198.51.100.2/28",
+        addr: topology::backend_addr(0),
         lb_side: "lbb1",
-        lb_cidr: "198.51.100.1/28",
-        lb_addr: "198.51.100.1",
     },
     BackendHost {
         name: "backend2",
-        addr: Ipv4Addr::new(198, 51, 100, 18),
-        cidr: "198.51.100.18/28",
+        addr: topology::backend_addr(1),
         lb_side: "lbb2",
-        lb_cidr: "198.51.100.17/28",
-        lb_addr: "198.51.100.17",
     },
 ];
 
@@ -121,41 +113,15 @@ struct Lab {
 impl Lab {
     fn new() -> Self {
         failover_tests::require_root();
-        let client = NetNs::new("fwd-client");
-        let lb = NetNs::new("fwd-lb");
-        let backend_ns: Vec<NetNs> = BACKENDS.iter().map(|_| NetNs::new("fwd-backend")).collect();
-        // No IPv6: no router solicitations or DAD probes wandering through
-        // the data path while the counters are being cross-checked.
-        for ns in [&client, &lb].into_iter().chain(&backend_ns) {
-            ns.sysctl("net/ipv6/conf/default/disable_ipv6", "1");
-            ns.sysctl("net/ipv6/conf/all/disable_ipv6", "1");
-        }
-
-        netns::veth((&lb, "lbc"), (&client, "eth0"));
-        lb.ip(&["addr", "add", "192.0.2.1/24", "dev", "lbc"]);
-        client.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
-        client.ip(&[
-            "route",
-            "add",
-            "203.0.113.0/24",
-            "via",
-            &LB_CLIENT_SIDE.to_string(),
-        ]);
-        for (host, ns) in BACKENDS.iter().zip(&backend_ns) {
-            netns::veth((&lb, host.lb_side), (ns, "eth0"));
-            lb.ip(&["addr", "add", host.lb_cidr, "dev", host.lb_side]);
-            ns.ip(&["addr", "add", host.cidr, "dev", "eth0"]);
-            ns.ip(&["route", "add", "192.0.2.0/24", "via", host.lb_addr]);
-        }
-        lb.sysctl("net/ipv4/conf/all/forwarding", "1");
-        client.disable_tx_checksum("eth0");
-        for ns in &backend_ns {
-            ns.disable_tx_checksum("eth0");
-        }
+        let links = BACKENDS.map(|host| BackendLink {
+            role: "fwd-backend",
+            lb_if: host.lb_side,
+        });
+        let net = Topology::build("fwd-client", "fwd-lb", &links);
 
         let pins = PinDir::new();
         let mut dp = Dataplane::load(pins.path()).expect("load the data path");
-        lb.run(|| {
+        net.lb.run(|| {
             for interface in ["lbc", "lbb1", "lbb2"] {
                 let mode = dp.attach(interface, AttachMode::Native);
                 assert_eq!(
@@ -165,12 +131,8 @@ impl Lab {
                 );
             }
         });
-        for ns in [&client].into_iter().chain(&backend_ns) {
-            ns.run(|| {
-                dp.attach_pass("eth0", AttachMode::Native)
-                    .expect("attach the pass program")
-            });
-        }
+        net.attach_pass_on_peers(&mut dp)
+            .expect("attach the pass program");
         let tcp = dp
             .add_service(
                 ServiceSpec {
@@ -194,11 +156,16 @@ impl Lab {
 
         let servers = BACKENDS
             .iter()
-            .zip(&backend_ns)
+            .zip(&net.backends)
             .map(|(host, ns)| {
                 BackendServer::start(ns, host.name, BACKEND_TCP_PORT, BACKEND_UDP_PORT)
             })
             .collect();
+        let Topology {
+            client,
+            lb,
+            backends: backend_ns,
+        } = net;
         Self {
             servers,
             dp,
@@ -361,31 +328,6 @@ fn short_request() -> std::io::Result<(u16, String)> {
     }
     let port = stream.local_addr()?.port();
     Ok((port, ask(&mut stream)?))
-}
-
-/// Sends one line and reads the one-line answer.
-fn ask(stream: &mut TcpStream) -> std::io::Result<String> {
-    stream.write_all(b"hello\n")?;
-    read_line(stream)
-}
-
-fn read_line(stream: &mut TcpStream) -> std::io::Result<String> {
-    let mut line = Vec::new();
-    let mut buf = [0u8; 64];
-    while !line.contains(&b'\n') {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                ErrorKind::UnexpectedEof,
-                "connection closed",
-            ));
-        }
-        line.extend_from_slice(&buf[..n]);
-        if line.len() > 1024 {
-            return Err(std::io::Error::other("answer too long"));
-        }
-    }
-    Ok(String::from_utf8_lossy(&line).trim_end().to_owned())
 }
 
 fn tally<'a>(names: impl IntoIterator<Item = &'a String>) -> BTreeMap<String, usize> {

@@ -1,6 +1,9 @@
 //! The namespace lab shared by the integration tests and `failover demo`:
-//! network namespaces and veth links that clean up after themselves, and
-//! backend TCP/UDP servers that answer with their name.
+//! network namespaces and veth links that clean up after themselves, the
+//! client/edge/backends topology, backend TCP/UDP servers that answer with
+//! their name, and the agent as a child process.
 
+pub mod agent;
 pub mod netns;
 pub mod servers;
+pub mod topology;

@@ -8,7 +8,7 @@
 
 use std::{
     fs::File,
-    os::fd::AsRawFd,
+    os::fd::{AsRawFd, RawFd},
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
 };
@@ -44,20 +44,21 @@ impl NetNs {
         run_checked(Command::new("ip").arg("-n").arg(&self.name).args(args));
     }
 
+    /// Opens the namespace (`/run/netns/<name>`), for a thread or a child
+    /// process that has to join it without borrowing this guard.
+    pub fn open(&self) -> std::io::Result<NsFd> {
+        let path = format!("/run/netns/{}", self.name);
+        let file = File::open(&path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("opening {path}: {e}")))?;
+        Ok(NsFd(file))
+    }
+
     /// Joins this namespace on the calling thread. Only for threads the test
     /// spawned for this purpose.
     pub fn enter(&self) {
-        let file = File::open(format!("/run/netns/{}", self.name))
-            .unwrap_or_else(|e| panic!("open netns {}: {e}", self.name));
-        // SAFETY: a valid namespace fd; affects only the calling thread.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(
-            rc,
-            0,
-            "setns {}: {}",
-            self.name,
-            std::io::Error::last_os_error()
-        );
+        self.open()
+            .and_then(|ns| ns.enter())
+            .unwrap_or_else(|e| panic!("setns {}: {e}", self.name));
     }
 
     /// Runs `f` on a fresh thread inside this namespace and returns its result.
@@ -103,6 +104,27 @@ impl Drop for NetNs {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+    }
+}
+
+/// An open network namespace ([`NetNs::open`]), for joining it from a thread
+/// or a child process.
+pub struct NsFd(File);
+
+impl NsFd {
+    /// Joins the namespace on the calling thread only.
+    pub fn enter(&self) -> std::io::Result<()> {
+        // SAFETY: a valid namespace fd; affects only the calling thread.
+        if unsafe { libc::setns(self.0.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl AsRawFd for NsFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
     }
 }
 

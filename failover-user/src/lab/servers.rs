@@ -2,10 +2,11 @@
 //!
 //! A [`BackendServer`] answers every line on a TCP connection, and every UDP
 //! datagram, with its name (`"backend1\n"`), so a client can tell which
-//! backend the data path sent it to. Its sockets are created inside the
-//! backend's namespace (by a thread that joined it, through [`NetNs::run`]);
-//! a socket stays in the namespace it was created in, so the threads serving
-//! them need not be in any namespace themselves.
+//! backend the data path sent it to ([`ask`] is the client's half). Its
+//! sockets are created inside the backend's namespace (by a thread that
+//! joined it, through [`NetNs::run`]); a socket stays in the namespace it was
+//! created in, so the threads serving them need not be in any namespace
+//! themselves.
 //!
 //! Everything is bounded: sockets poll with short timeouts and check a
 //! shutdown flag, and every thread also gives up after [`MAX_LIFETIME`].
@@ -107,6 +108,29 @@ impl Drop for BackendServer {
             let _ = thread.join();
         }
     }
+}
+
+/// The client's half of the exchange: sends one line on `stream` and reads
+/// the one-line answer, the name of the backend that answered (without the
+/// newline). A connection closed first is `UnexpectedEof`.
+pub fn ask(stream: &mut TcpStream) -> std::io::Result<String> {
+    stream.write_all(b"hello\n")?;
+    let mut line = Vec::new();
+    let mut buf = [0u8; 64];
+    while !line.contains(&b'\n') {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
+        }
+        line.extend_from_slice(&buf[..n]);
+        if line.len() > 1024 {
+            return Err(std::io::Error::other("answer too long"));
+        }
+    }
+    Ok(String::from_utf8_lossy(&line).trim_end().to_owned())
 }
 
 fn stopping(shutdown: &AtomicBool, started: Instant) -> bool {

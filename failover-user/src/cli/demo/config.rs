@@ -1,0 +1,71 @@
+//! The agent configuration the demo writes for its lab.
+
+use std::{fmt::Write as _, path::Path};
+
+use super::{BACKEND_PORT, FAILBACK_DELAY, HOSTS, VIP, VIP_PORT, probe_interval};
+use crate::lab::topology::LB_CLIENT_IF;
+
+/// The demo's configuration: one TCP service, active-passive over three tiers.
+pub(super) fn config_text(pin_dir: &Path) -> String {
+    let mut text = format!(
+        r#"# written by `failover demo`
+pin_dir = "{pin_dir}"
+
+[[interfaces]]
+name = "{LB_CLIENT_IF}"
+mode = "native"
+"#,
+        pin_dir = pin_dir.display()
+    );
+    for host in &HOSTS {
+        let _ = write!(
+            text,
+            "\n[[interfaces]]\nname = \"{}\"\nmode = \"native\"\n",
+            host.lb_if
+        );
+    }
+    let _ = write!(
+        text,
+        r#"
+[[services]]
+name = "web"
+vip = "{VIP}"
+port = {VIP_PORT}
+protocol = "tcp"
+failback = "auto"
+failback_delay = "{delay}s"
+
+[services.probe]
+type = "tcp"
+interval = "{interval}ms"
+timeout = "{timeout}ms"
+fall = 3
+rise = 2
+"#,
+        delay = FAILBACK_DELAY.as_secs(),
+        interval = probe_interval().as_millis(),
+        timeout = (probe_interval() / 2).as_millis().max(1)
+    );
+    for host in &HOSTS {
+        let _ = write!(
+            text,
+            "\n[[services.backends]]\nname = \"{}\"\naddress = \"{}\"\nport = {BACKEND_PORT}\ntier = {}\n",
+            host.name, host.addr, host.tier
+        );
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_is_valid() {
+        let text = config_text(Path::new("/sys/fs/bpf/fo-demo-test"));
+        let config = crate::config::AgentConfig::parse(&text).unwrap();
+        assert_eq!(config.services.len(), 1);
+        assert_eq!(config.services[0].backends.len(), 3);
+        assert_eq!(config.interfaces.len(), 4);
+    }
+}

@@ -1,0 +1,155 @@
+//! The real agent (`failover run`) as a child process inside a namespace.
+//!
+//! The child joins the namespace with `setns` in `pre_exec`, not through `ip
+//! netns exec` (which remounts /sys and hides bpffs). Its output is appended
+//! to a log file, never a pipe: a dropped pipe would kill it with EPIPE and
+//! leave its pins behind. It gets SIGTERM if the thread that started it dies
+//! (parent-death signal), and runs in its own process group, so a Ctrl-C in
+//! the terminal reaches only the parent, which then stops it in order.
+//! [`AgentProcess::stop`] and `Drop` send SIGTERM, then SIGKILL after a grace
+//! period, and always reap it.
+
+use std::{
+    fs::File,
+    io,
+    os::{fd::AsRawFd, unix::process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use super::netns::NetNs;
+
+/// How long the agent gets to exit after SIGTERM before SIGKILL, unless
+/// [`AgentProcess::with_stop_timeout`] says otherwise.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often [`AgentProcess::stop`] looks whether the agent has exited.
+const STOP_POLL: Duration = Duration::from_millis(10);
+
+/// A `failover run` child process; stopped and reaped in `Drop`.
+pub struct AgentProcess {
+    child: Child,
+    log: PathBuf,
+    stop_timeout: Duration,
+}
+
+/// How [`AgentProcess::stop`] ended the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// It had exited before it was asked to.
+    AlreadyExited(ExitStatus),
+    /// It exited on SIGTERM within the grace period.
+    Terminated(ExitStatus),
+    /// It ignored SIGTERM and was SIGKILLed.
+    Killed,
+}
+
+impl AgentProcess {
+    /// Starts `<binary> run --config <config> --pid-file <pid_file>` inside
+    /// `ns` with `RUST_LOG=info`, appending its output to `log`.
+    pub fn start(
+        ns: &NetNs,
+        binary: &Path,
+        config: &Path,
+        pid_file: &Path,
+        log: &Path,
+    ) -> io::Result<Self> {
+        let netns = ns.open()?;
+        let log_file = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", log.display())))?;
+        let netns_fd = netns.as_raw_fd();
+        let mut command = Command::new(binary);
+        command
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .arg("--pid-file")
+            .arg(pid_file)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .process_group(0);
+        // SAFETY: only async-signal-safe calls between fork and exec. The
+        // namespace fd stays open in the parent until `spawn` returns.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setns(netns_fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // If the parent dies without cleaning up, the agent goes too.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = command.spawn()?;
+        drop(netns);
+        Ok(Self {
+            child,
+            log: log.to_owned(),
+            stop_timeout: STOP_TIMEOUT,
+        })
+    }
+
+    /// How long [`Self::stop`] (and `Drop`) wait after SIGTERM.
+    pub fn with_stop_timeout(mut self, timeout: Duration) -> Self {
+        self.stop_timeout = timeout;
+        self
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The log file the agent writes to.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The exit status if the agent has exited (and reaps it).
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.child.try_wait()
+    }
+
+    /// SIGKILL, then waits for the exit and reaps it.
+    pub fn sigkill(&mut self) -> io::Result<ExitStatus> {
+        self.child.kill()?;
+        self.child.wait()
+    }
+
+    /// SIGTERM, then SIGKILL if it is still there after the stop timeout;
+    /// always reaped. Harmless once the process has been reaped.
+    pub fn stop(&mut self) -> Stopped {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Stopped::AlreadyExited(status);
+        }
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) to our own, not yet reaped child: the pid cannot
+        // have been reused.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + self.stop_timeout;
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Stopped::Terminated(status),
+                Ok(None) => std::thread::sleep(STOP_POLL),
+                Err(_) => break,
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Stopped::Killed
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        // A stopped or reaped agent has nothing left to do here.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.stop();
+        }
+    }
+}
