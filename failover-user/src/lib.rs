@@ -2,6 +2,7 @@
 //! typed map API. The binary (`main.rs`) only dispatches to it.
 
 pub mod agent;
+pub mod alerts;
 pub mod bpffs;
 pub mod cli;
 pub mod config;
@@ -9,8 +10,10 @@ pub mod dataplane;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod journal;
 pub mod lab;
 pub mod maps;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod probe;
