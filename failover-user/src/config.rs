@@ -297,7 +297,7 @@ pub enum Failback {
     Manual,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServicePlan {
     pub name: String,
     pub spec: ServiceSpec,
@@ -305,7 +305,7 @@ pub struct ServicePlan {
     pub backends: Vec<BackendPlan>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendPlan {
     pub name: String,
     pub spec: BackendSpec,
@@ -1002,6 +1002,13 @@ probe = { type = "tcp", interval = "1s", timeout = "200ms" }
         assert!(error_of(&bad).contains("http://"));
         let bad = format!("{EXAMPLE}\n[[alerts]]\nexec = [\"x\"]\nevents = [\"nope\"]\n");
         assert!(error_of(&bad).contains("unknown event"));
+    }
+
+    #[test]
+    fn the_shipped_sample_config_is_valid() {
+        let config = AgentConfig::parse(include_str!("../../dist/failover.toml")).unwrap();
+        assert_eq!(config.services.len(), 2);
+        assert!(config.journal.is_some() && config.alerts.len() == 1);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub struct Flip {
 /// How many results are kept as evidence.
 const EVIDENCE: usize = 8;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Health {
     rise: u32,
     fall: u32,

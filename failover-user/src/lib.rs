@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod bpffs;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod dataplane;
 pub mod error;
 pub mod events;

@@ -3,7 +3,10 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use failover::cli::{self, Cli, Command};
+use failover::{
+    cli::{self, Cli, Command},
+    control::Request,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -21,6 +24,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let json = cli.json;
     let result = match cli.command {
         None => {
             let _ = Cli::command().print_help();
@@ -28,14 +32,60 @@ fn main() -> ExitCode {
         }
         Some(Command::Run { config, pid_file }) => cli::run::run(&config, &pid_file),
         Some(Command::Check { config }) => cli::check::run(&config),
-        Some(Command::Failback { pid_file }) => cli::failback::run(&pid_file),
+        Some(Command::Failback {
+            service,
+            dry_run,
+            pid_file,
+        }) => match pid_file {
+            Some(pid_file) => cli::failback::run(&pid_file),
+            None => cli::ops::simple(&cli.socket, Request::Failback { service, dry_run }, json),
+        },
+        Some(Command::Status) => cli::ops::status(&cli.socket, json),
+        Some(Command::Drain {
+            backend,
+            deadline,
+            dry_run,
+            no_wait,
+        }) => cli::ops::drain(&cli.socket, &backend, deadline, dry_run, !no_wait, json),
+        Some(Command::Undrain { backend, dry_run }) => {
+            cli::ops::simple(&cli.socket, Request::Undrain { backend, dry_run }, json)
+        }
+        Some(Command::Switchover {
+            service,
+            to,
+            dry_run,
+        }) => cli::ops::simple(
+            &cli.socket,
+            Request::Switchover {
+                service,
+                to,
+                dry_run,
+            },
+            json,
+        ),
+        Some(Command::Maintenance {
+            backend,
+            state,
+            dry_run,
+        }) => cli::ops::simple(
+            &cli.socket,
+            Request::Maintenance {
+                backend,
+                on: state == "on",
+                dry_run,
+            },
+            json,
+        ),
+        Some(Command::Reload { dry_run }) => {
+            cli::ops::simple(&cli.socket, Request::Reload { dry_run }, json)
+        }
+        Some(Command::Drill {
+            service,
+            verify_for,
+        }) => cli::ops::drill(&cli.socket, &service, verify_for),
         Some(Command::Demo { probe_interval }) => cli::demo::run(probe_interval),
         Some(Command::Detach { pin_dir }) => cli::detach::run(&pin_dir),
-        Some(Command::Inspect {
-            pin_dir,
-            json,
-            what,
-        }) => cli::inspect::run(&pin_dir, json, what),
+        Some(Command::Inspect { pin_dir, what }) => cli::inspect::run(&pin_dir, json, what),
         Some(Command::Counters) => {
             println!(
                 "verdicts: {}",

@@ -1,24 +1,30 @@
-//! Failover and failback decisions for one service, from its backends'
-//! health flips. Pure: no I/O, time passed in, so every rule is unit-tested.
+//! Failover, failback and planned operations for one service, from its
+//! backends' health flips and operator requests. Pure: no I/O, time passed
+//! in, so every rule is unit-tested.
 //!
-//! The data path sends new flows to the most preferred tier that has a
-//! serving backend, so failover is simply "stop serving the failed backend".
+//! The data path sends new flows to the most preferred tier that has an up
+//! backend, so failover is simply "stop serving the failed backend".
 //! Failback is where policy lives: a recovered backend in a *better* tier
 //! than the one now serving is held (auto: for `failback_delay` of continued
 //! health; manual: until an operator releases it) so a flapping primary
 //! cannot drag traffic back and forth. A recovered backend in the serving
 //! tier or a worse one rejoins at once, and if nothing is serving at all,
 //! every healthy backend serves immediately.
+//!
+//! Operators override health with an administrative state: drained (no new
+//! flows, established ones stay; at an optional deadline they are re-picked)
+//! or maintenance (no traffic at all). A switchover drains whoever takes new
+//! flows and makes the target take them, so no flow fails.
 
 use std::time::{Duration, Instant};
 
-use crate::config::Failback;
+use crate::{config::Failback, model::BackendState};
 
-/// What the agent must do to the data path.
+/// A data-path state the agent must write for a backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Mark the backend up (serving) or down.
-    Serve { backend: usize, serving: bool },
+pub struct Change {
+    pub backend: usize,
+    pub state: BackendState,
 }
 
 /// Why a backend that is healthy does not serve yet.
@@ -28,12 +34,27 @@ pub enum Hold {
     Operator,
 }
 
+/// An operator's override of health.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admin {
+    /// Health decides.
+    Normal,
+    /// No new flows; established flows stay until `until` (then re-picked).
+    Drained { until: Option<Instant> },
+    /// No traffic at all.
+    Maintenance,
+}
+
 #[derive(Clone, Debug)]
 struct Member {
     tier: u8,
     healthy: bool,
+    /// Eligible for new flows as far as health and failback holds go.
     serving: bool,
     hold: Option<Hold>,
+    admin: Admin,
+    /// The state last handed to the data path.
+    applied: BackendState,
 }
 
 #[derive(Clone, Debug)]
@@ -42,30 +63,56 @@ pub struct ServicePolicy {
     members: Vec<Member>,
 }
 
+/// An operator request the policy refuses, with the reason.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
 impl ServicePolicy {
-    /// `members`: (tier, healthy and serving now) per backend, in backend order.
-    pub fn new(failback: Failback, members: impl IntoIterator<Item = (u8, bool)>) -> Self {
+    /// `members`: (tier, data-path state now) per backend, in backend order.
+    /// Up means healthy and serving; draining is taken as an operator drain.
+    pub fn new(failback: Failback, members: impl IntoIterator<Item = (u8, BackendState)>) -> Self {
         Self {
             failback,
             members: members
                 .into_iter()
-                .map(|(tier, up)| Member {
+                .map(|(tier, state)| Member {
                     tier,
-                    healthy: up,
-                    serving: up,
+                    healthy: state != BackendState::Down,
+                    serving: state == BackendState::Up,
                     hold: None,
+                    admin: if state == BackendState::Draining {
+                        Admin::Drained { until: None }
+                    } else {
+                        Admin::Normal
+                    },
+                    applied: state,
                 })
                 .collect(),
         }
     }
 
-    /// The most preferred tier with a serving backend.
+    fn takes_new_flows(member: &Member) -> bool {
+        member.admin == Admin::Normal && member.serving
+    }
+
+    /// The most preferred tier with a backend taking new flows.
     pub fn active_tier(&self) -> Option<u8> {
         self.members
             .iter()
-            .filter(|m| m.serving)
+            .filter(|m| Self::takes_new_flows(m))
             .map(|m| m.tier)
             .min()
+    }
+
+    /// Backends that take new flows now (the active tier's).
+    pub fn active(&self) -> Vec<usize> {
+        let Some(tier) = self.active_tier() else {
+            return Vec::new();
+        };
+        (0..self.members.len())
+            .filter(|&i| Self::takes_new_flows(&self.members[i]) && self.members[i].tier == tier)
+            .collect()
     }
 
     pub fn tier(&self, backend: usize) -> u8 {
@@ -76,90 +123,119 @@ impl ServicePolicy {
         self.members[backend].serving
     }
 
+    pub fn healthy(&self, backend: usize) -> bool {
+        self.members[backend].healthy
+    }
+
     pub fn hold(&self, backend: usize) -> Option<Hold> {
         self.members[backend].hold
     }
 
-    /// A backend's health flipped.
-    pub fn on_health(&mut self, backend: usize, healthy: bool, now: Instant) -> Vec<Action> {
-        let mut actions = Vec::new();
-        let member = &mut self.members[backend];
-        member.healthy = healthy;
-        if !healthy {
-            member.hold = None;
-            if member.serving {
-                member.serving = false;
-                actions.push(Action::Serve {
-                    backend,
-                    serving: false,
-                });
-            }
-            // Losing the last serving backend releases every hold.
-            if self.active_tier().is_none() {
-                actions.extend(self.release(|_| true));
-            }
-            return actions;
-        }
-        let better_than_active = self
-            .active_tier()
-            .is_some_and(|active| self.members[backend].tier < active);
-        let member = &mut self.members[backend];
-        if member.serving {
-            return actions;
-        }
-        if better_than_active {
-            member.hold = Some(match self.failback {
-                Failback::Auto { delay } => Hold::Until(now + delay),
-                Failback::Manual => Hold::Operator,
-            });
-        } else {
-            member.serving = true;
-            actions.push(Action::Serve {
-                backend,
-                serving: true,
-            });
-        }
-        actions
+    pub fn admin(&self, backend: usize) -> Admin {
+        self.members[backend].admin
     }
 
-    /// Releases holds whose delay has passed.
-    pub fn on_tick(&mut self, now: Instant) -> Vec<Action> {
-        self.release(|hold| matches!(hold, Hold::Until(at) if at <= now))
+    /// The data-path state a backend should have now.
+    pub fn desired(&self, backend: usize, now: Instant) -> BackendState {
+        let member = &self.members[backend];
+        match member.admin {
+            Admin::Maintenance => BackendState::Down,
+            Admin::Drained { until: Some(at) } if at <= now => BackendState::Down,
+            Admin::Drained { .. } => BackendState::Draining,
+            Admin::Normal if member.serving => BackendState::Up,
+            Admin::Normal => BackendState::Down,
+        }
+    }
+
+    /// Data-path changes since the last call.
+    fn changes(&mut self, now: Instant) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for backend in 0..self.members.len() {
+            let state = self.desired(backend, now);
+            if self.members[backend].applied != state {
+                self.members[backend].applied = state;
+                changes.push(Change { backend, state });
+            }
+        }
+        changes
+    }
+
+    /// A backend's health flipped.
+    pub fn on_health(&mut self, backend: usize, healthy: bool, now: Instant) -> Vec<Change> {
+        self.members[backend].healthy = healthy;
+        if !healthy {
+            let member = &mut self.members[backend];
+            member.hold = None;
+            member.serving = false;
+            self.release_if_nothing_serves();
+            return self.changes(now);
+        }
+        if !self.members[backend].serving {
+            let better_than_active = self
+                .active_tier()
+                .is_some_and(|active| self.members[backend].tier < active);
+            let member = &mut self.members[backend];
+            if better_than_active && member.admin == Admin::Normal {
+                member.hold = Some(match self.failback {
+                    Failback::Auto { delay } => Hold::Until(now + delay),
+                    Failback::Manual => Hold::Operator,
+                });
+            } else {
+                member.serving = true;
+            }
+        }
+        self.changes(now)
+    }
+
+    /// Losing the last backend for new flows releases every hold.
+    fn release_if_nothing_serves(&mut self) {
+        if self.active_tier().is_none() {
+            self.release(|_| true);
+        }
+    }
+
+    /// Releases holds whose delay has passed and ends expired drains.
+    pub fn on_tick(&mut self, now: Instant) -> Vec<Change> {
+        self.release(|hold| matches!(hold, Hold::Until(at) if at <= now));
+        self.changes(now)
     }
 
     /// Operator-driven failback: releases every hold.
-    pub fn failback_now(&mut self) -> Vec<Action> {
-        self.release(|_| true)
+    pub fn failback_now(&mut self, now: Instant) -> Vec<Change> {
+        self.release(|_| true);
+        self.changes(now)
     }
 
-    /// When the next timed hold ends, if any.
+    /// Whether any backend waits for an operator failback or a delay.
+    pub fn has_holds(&self) -> bool {
+        self.members.iter().any(|m| m.hold.is_some())
+    }
+
+    /// When the next timed hold or drain deadline ends, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.members
             .iter()
-            .filter_map(|m| match m.hold {
-                Some(Hold::Until(at)) => Some(at),
+            .filter_map(|m| match (m.hold, m.admin) {
+                (Some(Hold::Until(at)), _) => Some(at),
+                (_, Admin::Drained { until: Some(at) }) if m.applied != BackendState::Down => {
+                    Some(at)
+                }
                 _ => None,
             })
             .min()
     }
 
-    fn release(&mut self, matches: impl Fn(Hold) -> bool) -> Vec<Action> {
-        let mut actions = Vec::new();
-        for (backend, member) in self.members.iter_mut().enumerate() {
+    fn release(&mut self, matches: impl Fn(Hold) -> bool) {
+        for member in &mut self.members {
             if let Some(hold) = member.hold
                 && matches(hold)
             {
                 member.hold = None;
-                if member.healthy && !member.serving {
+                if member.healthy {
                     member.serving = true;
-                    actions.push(Action::Serve {
-                        backend,
-                        serving: true,
-                    });
                 }
             }
         }
-        actions
     }
 
     /// Time left on a backend's timed hold (for status output).
@@ -168,6 +244,81 @@ impl ServicePolicy {
             Some(Hold::Until(at)) => Some(at.saturating_duration_since(now)),
             _ => None,
         }
+    }
+
+    /// Stops new flows to `backend`; established ones stay until `deadline`.
+    /// Refused when nothing would take new flows any more.
+    pub fn drain(
+        &mut self,
+        backend: usize,
+        deadline: Option<Duration>,
+        now: Instant,
+    ) -> Result<Vec<Change>, Refused> {
+        let previous = self.members[backend].admin;
+        self.members[backend].admin = Admin::Drained {
+            until: deadline.map(|d| now + d),
+        };
+        if self.active_tier().is_none() {
+            self.members[backend].admin = previous;
+            return Err(Refused(
+                "draining it would leave no backend for new flows".into(),
+            ));
+        }
+        Ok(self.changes(now))
+    }
+
+    /// Ends a drain or maintenance: health decides again (no failback hold:
+    /// the operator asked for it).
+    pub fn restore(&mut self, backend: usize, now: Instant) -> Vec<Change> {
+        let member = &mut self.members[backend];
+        member.admin = Admin::Normal;
+        member.hold = None;
+        member.serving = member.healthy;
+        self.changes(now)
+    }
+
+    /// Takes a backend out of service entirely (its flows are re-picked).
+    /// Refused when nothing would take new flows any more.
+    pub fn maintenance(&mut self, backend: usize, now: Instant) -> Result<Vec<Change>, Refused> {
+        let previous = self.members[backend].admin;
+        self.members[backend].admin = Admin::Maintenance;
+        if self.active_tier().is_none() {
+            self.members[backend].admin = previous;
+            return Err(Refused(
+                "maintenance on it would leave no backend for new flows".into(),
+            ));
+        }
+        Ok(self.changes(now))
+    }
+
+    /// Planned failover: `target` takes new flows at once; whoever took them
+    /// is drained, so their established flows finish where they are.
+    pub fn switchover(&mut self, target: usize, now: Instant) -> Result<Vec<Change>, Refused> {
+        if !self.members[target].healthy {
+            return Err(Refused("the target is not healthy".into()));
+        }
+        if self.members[target].admin == Admin::Maintenance {
+            return Err(Refused("the target is in maintenance".into()));
+        }
+        for i in self.active() {
+            if i != target {
+                self.members[i].admin = Admin::Drained { until: None };
+            }
+        }
+        let member = &mut self.members[target];
+        member.admin = Admin::Normal;
+        member.hold = None;
+        member.serving = true;
+        // Other backends of the target's tier or better, left normal, would
+        // share or take the new flows: drain them too so the target alone does.
+        let tier = self.members[target].tier;
+        for (i, member) in self.members.iter_mut().enumerate() {
+            if i != target && member.admin == Admin::Normal && member.serving && member.tier <= tier
+            {
+                member.admin = Admin::Drained { until: None };
+            }
+        }
+        Ok(self.changes(now))
     }
 }
 
@@ -179,11 +330,11 @@ mod tests {
     const STANDBY: usize = 1;
 
     fn active_passive(failback: Failback) -> ServicePolicy {
-        ServicePolicy::new(failback, [(0, true), (1, true)])
+        ServicePolicy::new(failback, [(0, BackendState::Up), (1, BackendState::Up)])
     }
 
-    fn serve(backend: usize, serving: bool) -> Action {
-        Action::Serve { backend, serving }
+    fn to(backend: usize, state: BackendState) -> Change {
+        Change { backend, state }
     }
 
     #[test]
@@ -192,9 +343,9 @@ mod tests {
         assert_eq!(policy.active_tier(), Some(0));
         assert_eq!(
             policy.on_health(PRIMARY, false, Instant::now()),
-            vec![serve(PRIMARY, false)]
+            vec![to(PRIMARY, BackendState::Down)]
         );
-        assert_eq!(policy.active_tier(), Some(1));
+        assert_eq!(policy.active(), vec![STANDBY]);
     }
 
     #[test]
@@ -209,10 +360,13 @@ mod tests {
         );
         assert_eq!(policy.next_deadline(), Some(t0 + delay));
         assert!(policy.on_tick(t0 + delay / 2).is_empty());
-        assert_eq!(policy.on_tick(t0 + delay), vec![serve(PRIMARY, true)]);
-        assert_eq!(policy.active_tier(), Some(0));
-        // The standby keeps serving: its established flows stay on it.
-        assert!(policy.serving(STANDBY));
+        assert_eq!(
+            policy.on_tick(t0 + delay),
+            vec![to(PRIMARY, BackendState::Up)]
+        );
+        assert_eq!(policy.active(), vec![PRIMARY]);
+        // The standby stays up: its established flows stay on it.
+        assert_eq!(policy.desired(STANDBY, t0 + delay), BackendState::Up);
     }
 
     #[test]
@@ -235,7 +389,7 @@ mod tests {
         assert!(policy.on_health(PRIMARY, true, t0).is_empty());
         assert_eq!(policy.hold(PRIMARY), Some(Hold::Operator));
         assert!(policy.on_tick(t0 + Duration::from_secs(3600)).is_empty());
-        assert_eq!(policy.failback_now(), vec![serve(PRIMARY, true)]);
+        assert_eq!(policy.failback_now(t0), vec![to(PRIMARY, BackendState::Up)]);
     }
 
     #[test]
@@ -244,23 +398,100 @@ mod tests {
         let mut policy = active_passive(Failback::Manual);
         policy.on_health(PRIMARY, false, t0);
         policy.on_health(PRIMARY, true, t0);
-        let actions = policy.on_health(STANDBY, false, t0);
-        assert_eq!(actions, vec![serve(STANDBY, false), serve(PRIMARY, true)]);
+        let changes = policy.on_health(STANDBY, false, t0);
+        assert_eq!(
+            changes,
+            vec![
+                to(PRIMARY, BackendState::Up),
+                to(STANDBY, BackendState::Down)
+            ]
+        );
     }
 
     #[test]
     fn recovery_in_the_serving_tier_or_with_nothing_serving_is_immediate() {
         let t0 = Instant::now();
-        let mut policy = ServicePolicy::new(Failback::Manual, [(0, true), (0, true)]);
+        let mut policy = ServicePolicy::new(
+            Failback::Manual,
+            [(0, BackendState::Up), (0, BackendState::Up)],
+        );
         policy.on_health(1, false, t0);
-        assert_eq!(policy.on_health(1, true, t0), vec![serve(1, true)]);
+        assert_eq!(policy.on_health(1, true, t0), vec![to(1, BackendState::Up)]);
 
         let mut policy = active_passive(Failback::Manual);
         policy.on_health(PRIMARY, false, t0);
         policy.on_health(STANDBY, false, t0);
         assert_eq!(
             policy.on_health(PRIMARY, true, t0),
-            vec![serve(PRIMARY, true)]
+            vec![to(PRIMARY, BackendState::Up)]
+        );
+    }
+
+    #[test]
+    fn switchover_drains_the_active_backend_and_serves_the_target() {
+        let t0 = Instant::now();
+        let mut policy = active_passive(Failback::Manual);
+        let changes = policy.switchover(STANDBY, t0).unwrap();
+        assert_eq!(changes, vec![to(PRIMARY, BackendState::Draining)]);
+        assert_eq!(policy.active(), vec![STANDBY]);
+        // And back: the primary is undrained, the standby drained.
+        let changes = policy.switchover(PRIMARY, t0).unwrap();
+        assert_eq!(
+            changes,
+            vec![
+                to(PRIMARY, BackendState::Up),
+                to(STANDBY, BackendState::Draining)
+            ]
+        );
+        assert_eq!(
+            policy.restore(STANDBY, t0),
+            vec![to(STANDBY, BackendState::Up)]
+        );
+        policy.on_health(STANDBY, false, t0);
+        assert_eq!(
+            policy.switchover(STANDBY, t0),
+            Err(Refused("the target is not healthy".into()))
+        );
+    }
+
+    #[test]
+    fn drain_with_deadline_ends_in_down_and_the_last_backend_cannot_be_drained() {
+        let t0 = Instant::now();
+        let mut policy = active_passive(Failback::Manual);
+        let deadline = Duration::from_secs(30);
+        assert_eq!(
+            policy.drain(PRIMARY, Some(deadline), t0).unwrap(),
+            vec![to(PRIMARY, BackendState::Draining)]
+        );
+        assert_eq!(policy.next_deadline(), Some(t0 + deadline));
+        assert_eq!(
+            policy.on_tick(t0 + deadline),
+            vec![to(PRIMARY, BackendState::Down)]
+        );
+        assert!(
+            policy.drain(STANDBY, None, t0).is_err(),
+            "nothing would take new flows"
+        );
+        assert!(policy.maintenance(STANDBY, t0).is_err());
+        assert_eq!(
+            policy.restore(PRIMARY, t0),
+            vec![to(PRIMARY, BackendState::Up)]
+        );
+    }
+
+    #[test]
+    fn maintenance_takes_all_traffic_away_and_health_is_ignored_meanwhile() {
+        let t0 = Instant::now();
+        let mut policy = active_passive(Failback::Manual);
+        assert_eq!(
+            policy.maintenance(PRIMARY, t0).unwrap(),
+            vec![to(PRIMARY, BackendState::Down)]
+        );
+        assert!(policy.on_health(PRIMARY, false, t0).is_empty());
+        assert!(policy.on_health(PRIMARY, true, t0).is_empty());
+        assert_eq!(
+            policy.restore(PRIMARY, t0),
+            vec![to(PRIMARY, BackendState::Up)]
         );
     }
 }

@@ -187,7 +187,9 @@ impl AgentLab {
         ));
         std::fs::create_dir_all(&dir).expect("create the lab's temp dir");
         let config = dir.join("failover.toml");
-        std::fs::write(&config, config_text(pins.path(), options)).expect("write the config");
+        let socket = dir.join("control.sock");
+        std::fs::write(&config, config_text(pins.path(), &socket, options))
+            .expect("write the config");
         let mut lab = Self {
             agent: None,
             health,
@@ -261,6 +263,11 @@ impl AgentLab {
 
     pub fn pin_dir(&self) -> &Path {
         self.pins.path()
+    }
+
+    /// The agent's control socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
     }
 
     pub fn pid_file(&self) -> &Path {
@@ -451,8 +458,12 @@ impl Drop for AgentLab {
     }
 }
 
-fn config_text(pin_dir: &Path, options: Options) -> String {
-    let mut text = format!("pin_dir = {:?}\n\n", pin_dir.display().to_string());
+fn config_text(pin_dir: &Path, socket: &Path, options: Options) -> String {
+    let mut text = format!(
+        "pin_dir = {:?}\n\n[control]\nsocket = {:?}\n\n",
+        pin_dir.display().to_string(),
+        socket.display().to_string()
+    );
     for interface in ["lbc", "lbp", "lbs"] {
         text += &format!("[[interfaces]]\nname = \"{interface}\"\nmode = \"native\"\n\n");
     }

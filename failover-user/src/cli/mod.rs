@@ -5,6 +5,7 @@ pub mod demo;
 pub mod detach;
 pub mod failback;
 pub mod inspect;
+pub mod ops;
 pub mod run;
 
 use std::path::PathBuf;
@@ -15,6 +16,12 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "failover", version, about)]
 pub struct Cli {
+    /// The agent's control socket.
+    #[arg(long, global = true, default_value = crate::config::DEFAULT_CONTROL_SOCKET)]
+    pub socket: PathBuf,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -41,12 +48,82 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Ask the running agent to fail back services held on a standby.
+    /// Fail back services held on a standby (all, or one).
     ///
-    /// Example: failover failback
+    /// Example: failover failback web
     Failback {
-        #[arg(long, default_value = DEFAULT_PID_FILE)]
-        pid_file: PathBuf,
+        /// Only this service.
+        service: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+        /// Signal the agent with this pid file instead of using the control socket.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+    },
+    /// Services, who takes new flows, backend health with the last probe, flows.
+    ///
+    /// Example: failover status
+    Status,
+    /// Stop new flows to a backend; established flows finish. Follows the
+    /// flows as they end; at the deadline the rest are re-picked.
+    ///
+    /// Example: failover drain web/primary --deadline 5m
+    Drain {
+        /// `service/backend`, or `backend` if the name is unique.
+        backend: String,
+        #[arg(long, value_parser = parse_duration_arg)]
+        deadline: Option<std::time::Duration>,
+        #[arg(long)]
+        dry_run: bool,
+        /// Return at once instead of following the flows.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// End a drain: health decides again.
+    ///
+    /// Example: failover undrain web/primary
+    Undrain {
+        backend: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Planned failover: new flows go to BACKEND at once, the backends that
+    /// had them are drained (no failed request).
+    ///
+    /// Example: failover switchover web --to standby
+    Switchover {
+        service: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Maintenance: no traffic (flows re-picked), no alerts; `off` returns it.
+    ///
+    /// Example: failover maintenance web/primary on
+    Maintenance {
+        backend: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Re-read the configuration and apply only the difference (as SIGHUP).
+    ///
+    /// Example: failover reload --dry-run
+    Reload {
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Failover drill: switch to the standby, verify it carries traffic,
+    /// switch back, report each step.
+    ///
+    /// Example: failover drill web
+    Drill {
+        service: String,
+        /// How long to wait for the standby to prove itself.
+        #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
+        verify_for: std::time::Duration,
     },
     /// Detach the data path and remove every pin (stops forwarding).
     ///
@@ -61,9 +138,6 @@ pub enum Command {
     Inspect {
         #[arg(long, default_value = crate::DEFAULT_PIN_DIR, global = true)]
         pin_dir: PathBuf,
-        /// Machine-readable output.
-        #[arg(long, global = true)]
-        json: bool,
         #[command(subcommand)]
         what: inspect::What,
     },
@@ -86,5 +160,6 @@ pub enum Command {
 }
 
 fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
-    crate::config::parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration (e.g. 100ms, 1s)"))
+    crate::config::parse_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration (e.g. 100ms, 1s)"))
 }

@@ -19,10 +19,16 @@ pub fn run(config_path: &Path, pid_file: &Path) -> anyhow::Result<()> {
         let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
         let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
         let mut user1 = signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?;
+        let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
         let (commands_tx, commands) = tokio::sync::mpsc::channel(8);
         tokio::spawn(async move {
-            while user1.recv().await.is_some() {
-                if commands_tx.send(agent::Command::Failback).await.is_err() {
+            loop {
+                let command = tokio::select! {
+                    Some(()) = user1.recv() => agent::Command::Failback,
+                    Some(()) = hangup.recv() => agent::Command::Reload,
+                    else => return,
+                };
+                if commands_tx.send(command).await.is_err() {
                     return;
                 }
             }
@@ -36,7 +42,7 @@ pub fn run(config_path: &Path, pid_file: &Path) -> anyhow::Result<()> {
                 _ = interrupt.recv() => info!("SIGINT"),
             }
         };
-        let result = agent::run(config, commands, shutdown).await;
+        let result = agent::run(config_path.to_owned(), config, commands, shutdown).await;
         let _ = std::fs::remove_file(pid_file);
         result.map_err(anyhow::Error::from)
     })

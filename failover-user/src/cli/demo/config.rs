@@ -6,16 +6,20 @@ use super::{BACKEND_PORT, FAILBACK_DELAY, HOSTS, VIP, VIP_PORT, probe_interval};
 use crate::lab::topology::LB_CLIENT_IF;
 
 /// The demo's configuration: one TCP service, active-passive over three tiers.
-pub(super) fn config_text(pin_dir: &Path) -> String {
+pub(super) fn config_text(pin_dir: &Path, socket: &Path) -> String {
     let mut text = format!(
         r#"# written by `failover demo`
 pin_dir = "{pin_dir}"
+
+[control]
+socket = "{socket}"
 
 [[interfaces]]
 name = "{LB_CLIENT_IF}"
 mode = "native"
 "#,
-        pin_dir = pin_dir.display()
+        pin_dir = pin_dir.display(),
+        socket = socket.display()
     );
     for host in &HOSTS {
         let _ = write!(
@@ -62,7 +66,10 @@ mod tests {
 
     #[test]
     fn config_is_valid() {
-        let text = config_text(Path::new("/sys/fs/bpf/fo-demo-test"));
+        let text = config_text(
+            Path::new("/sys/fs/bpf/fo-demo-test"),
+            Path::new("/tmp/fo-demo-test.sock"),
+        );
         let config = crate::config::AgentConfig::parse(&text).unwrap();
         assert_eq!(config.services.len(), 1);
         assert_eq!(config.services[0].backends.len(), 3);

@@ -109,8 +109,11 @@ impl Lab {
         let agent_pins = PathBuf::from(format!("/sys/fs/bpf/fo-demo-{pid}"));
         self.pin_dirs.push(agent_pins.clone());
         let config_path = workdir.join("failover.toml");
-        std::fs::write(&config_path, config_text(&agent_pins))
-            .with_context(|| format!("writing {}", config_path.display()))?;
+        std::fs::write(
+            &config_path,
+            config_text(&agent_pins, &workdir.join("control.sock")),
+        )
+        .with_context(|| format!("writing {}", config_path.display()))?;
         let exe = std::env::current_exe().context("locating the failover binary")?;
         let agent = AgentProcess::start(
             &net.lb,

@@ -1,0 +1,421 @@
+//! `failover run`: load (or adopt) the data path, probe every backend, and
+//! turn health flips and operator requests into map updates through each
+//! service's policy.
+//!
+//! Fail-static: the program stays attached through pinned links and the maps
+//! stay pinned when the agent exits for any reason, so forwarding goes on
+//! with the last decisions. A restarted agent adopts both without touching
+//! established flows.
+
+mod ops;
+mod probes;
+mod runtime;
+
+use std::{future::Future, path::PathBuf, time::Instant};
+
+use tokio::{sync::mpsc, time::sleep_until};
+use tracing::{info, warn};
+
+use self::{
+    probes::{ProbeEvent, ProbeSet},
+    runtime::{Cause, ServiceRuntime},
+};
+use crate::{
+    Dataplane,
+    config::AgentConfig,
+    control,
+    error::DataplaneError,
+    events::{Event, EventBus, EventKind},
+    telemetry::{Telemetry, Totals},
+};
+
+/// Requests from signals (SIGUSR1, SIGHUP).
+#[derive(Debug, Clone, Copy)]
+pub enum Command {
+    /// Release every failback hold.
+    Failback,
+    /// Re-read the configuration file and apply the difference.
+    Reload,
+}
+
+/// Errors that stop the agent from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    #[error("control socket {path}")]
+    Control {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metrics endpoint {listen}")]
+    Metrics {
+        listen: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The agent's state, owned by the decision loop.
+pub(crate) struct Agent {
+    config_path: PathBuf,
+    config: AgentConfig,
+    dataplane: Dataplane,
+    services: Vec<ServiceRuntime>,
+    probes: ProbeSet,
+    telemetry: Telemetry,
+    events: EventBus,
+    totals: Totals,
+}
+
+/// Sets up the data path from `config` and runs until `shutdown` resolves.
+pub async fn run(
+    config_path: PathBuf,
+    config: AgentConfig,
+    mut commands: mpsc::Receiver<Command>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let events = EventBus::new(1024);
+    let telemetry = Telemetry::new();
+    let background = spawn_outputs(&config, &events, &telemetry).await?;
+    let control_listener = control::bind(&config.control_socket)
+        .await
+        .map_err(|source| AgentError::Control {
+            path: config.control_socket.clone(),
+            source,
+        })?;
+
+    let mut dataplane = Dataplane::load(&config.pin_dir)?;
+    let adopted = dataplane.adopt()?;
+    if adopted > 0 {
+        info!(services = adopted, pin_dir = %config.pin_dir.display(), "adopted pinned maps from an earlier agent");
+    }
+    let (probe_tx, mut probe_events) = mpsc::channel::<ProbeEvent>(1024);
+    let mut agent = Agent {
+        config_path,
+        config: config.clone(),
+        dataplane,
+        services: Vec::new(),
+        probes: ProbeSet::new(probe_tx),
+        telemetry,
+        events,
+        totals: Totals::default(),
+    };
+    agent.services = agent.apply_services(&config, &[])?;
+    for (interface, mode) in &config.interfaces {
+        match agent.dataplane.attach_pinned(interface, *mode)? {
+            Some(mode) => info!(interface, ?mode, "XDP attached (pinned link)"),
+            None => info!(interface, "XDP link adopted"),
+        }
+    }
+    agent.restart_probes().await;
+    agent.refresh_telemetry();
+
+    let (calls_tx, mut calls) = mpsc::channel::<control::Call>(64);
+    let control_server = tokio::spawn(control::serve(
+        control_listener,
+        config.control_socket.clone(),
+        calls_tx,
+    ));
+    info!(
+        services = agent.services.len(),
+        probes = agent.probes.len(),
+        "agent running"
+    );
+    agent.events.publish(
+        Event::new(
+            EventKind::AgentStart,
+            format!("agent started with {} services", agent.services.len()),
+        )
+        .details(serde_json::json!({"adopted_services": adopted, "pid": std::process::id()})),
+    );
+
+    tokio::pin!(shutdown);
+    loop {
+        let deadline = agent
+            .services
+            .iter()
+            .filter_map(|s| s.policy.next_deadline())
+            .min();
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(event) = probe_events.recv() => {
+                if event.generation == agent.probes.generation() {
+                    agent.on_probe(event);
+                }
+            }
+            Some(command) = commands.recv() => match command {
+                Command::Failback => {
+                    let result = agent.failback(None, false);
+                    info!(?result, "failback requested by signal");
+                }
+                Command::Reload => {
+                    let result = agent.reload(false).await;
+                    match result {
+                        Ok(diff) => info!(%diff, "reloaded on SIGHUP"),
+                        Err(err) => warn!(cause = %err, "reload on SIGHUP refused; nothing changed"),
+                    }
+                }
+            },
+            Some(call) = calls.recv() => {
+                let response = agent.handle(call.request).await;
+                let _ = call.reply.send(response);
+            }
+            _ = sleep_until_opt(deadline) => agent.on_tick(),
+        }
+    }
+    agent.probes.stop().await;
+    control_server.abort();
+    let _ = std::fs::remove_file(&agent.config.control_socket);
+    agent.events.publish(Event::new(
+        EventKind::AgentStop,
+        "agent stopped; the data path stays attached and keeps forwarding (fail-static)",
+    ));
+    info!("agent stopped; the data path stays attached and keeps forwarding (fail-static)");
+    // Give the journal and alert hooks a moment to take the last events.
+    drop(agent);
+    for task in background {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), task).await;
+    }
+    Ok(())
+}
+
+/// Starts the metrics endpoint, journal and alert hooks.
+async fn spawn_outputs(
+    config: &AgentConfig,
+    events: &EventBus,
+    telemetry: &Telemetry,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, AgentError> {
+    let mut tasks = Vec::new();
+    if let Some(listen) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| AgentError::Metrics { listen, source })?;
+        info!(%listen, "metrics endpoint ready (GET /metrics)");
+        let telemetry = telemetry.clone();
+        let pin_dir = config.pin_dir.clone();
+        tokio::spawn(async move {
+            if let Err(err) =
+                crate::metrics::serve_listener(listener, telemetry, pin_dir, std::future::pending())
+                    .await
+            {
+                warn!(cause = %err, "metrics endpoint stopped");
+            }
+        });
+    }
+    if let Some(journal) = config.journal.clone() {
+        tasks.push(tokio::spawn(crate::journal::run(
+            journal,
+            events.subscribe(),
+        )));
+    }
+    if !config.alerts.is_empty() {
+        tasks.push(tokio::spawn(crate::alerts::run(
+            config.alerts.clone(),
+            events.subscribe(),
+        )));
+    }
+    Ok(tasks)
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Agent {
+    fn on_probe(&mut self, event: ProbeEvent) {
+        let Some(service) = self.services.get_mut(event.service) else {
+            return;
+        };
+        let Some(flip) = service.record_probe(event.backend, event.outcome) else {
+            self.refresh_telemetry();
+            return;
+        };
+        self.totals.transitions_total += 1;
+        let service = &mut self.services[event.service];
+        let backend_name = service.backends[event.backend].name.clone();
+        let in_maintenance =
+            service.policy.admin(event.backend) == crate::policy::Admin::Maintenance;
+        let evidence = runtime::evidence(&flip);
+        if flip.healthy {
+            info!(service = %service.name, backend = %backend_name, evidence = %evidence, "backend healthy");
+        } else {
+            warn!(service = %service.name, backend = %backend_name, evidence = %evidence, "backend unhealthy");
+        }
+        if !in_maintenance {
+            let kind = if flip.healthy {
+                EventKind::BackendUp
+            } else {
+                EventKind::BackendDown
+            };
+            self.events.publish(
+                Event::new(
+                    kind,
+                    format!(
+                        "{}/{backend_name} is {}",
+                        service.name,
+                        if flip.healthy { "healthy" } else { "unhealthy" }
+                    ),
+                )
+                .service(&service.name)
+                .backend(&backend_name)
+                .details(serde_json::json!({"evidence": evidence})),
+            );
+        }
+        let now = Instant::now();
+        let before = service.active_names();
+        let changes = service.policy.on_health(event.backend, flip.healthy, now);
+        let cause = if flip.healthy {
+            Cause::Recovered
+        } else {
+            Cause::Failed {
+                first_failure: flip.first_failure_at,
+            }
+        };
+        self.apply(event.service, before, changes, cause);
+        let service = &self.services[event.service];
+        if flip.healthy && !service.policy.serving(event.backend) {
+            match service.policy.hold_remaining(event.backend, now) {
+                Some(left) => {
+                    info!(service = %service.name, backend = %backend_name, failback_in = ?left, "healthy again; failback held for the failback delay")
+                }
+                None if service.policy.hold(event.backend).is_some() => {
+                    info!(service = %service.name, backend = %backend_name, "healthy again; waiting for an operator failback (failover failback)")
+                }
+                None => {}
+            }
+        }
+        self.refresh_telemetry();
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        for s in 0..self.services.len() {
+            let before = self.services[s].active_names();
+            let changes = self.services[s].policy.on_tick(now);
+            self.apply(s, before, changes, Cause::Timer);
+        }
+        self.refresh_telemetry();
+    }
+
+    /// Writes policy changes to the data path, then logs and publishes what
+    /// changed for new flows (`before`: who took them before the decision).
+    fn apply(
+        &mut self,
+        s: usize,
+        before: Vec<String>,
+        changes: Vec<crate::policy::Change>,
+        cause: Cause,
+    ) {
+        if changes.is_empty() {
+            return;
+        }
+        let service = &self.services[s];
+        for change in &changes {
+            let backend = &service.backends[change.backend];
+            if let Err(err) = self.dataplane.set_backend_state(backend.id, change.state) {
+                warn!(service = %service.name, backend = %backend.name, cause = %err, "map update failed");
+            }
+        }
+        let after = service.active_names();
+        if before == after {
+            return;
+        }
+        let gap = match cause {
+            Cause::Failed {
+                first_failure: Some(at),
+            } => Some(at.elapsed()),
+            _ => None,
+        };
+        let to = if after.is_empty() {
+            "nothing (no healthy backend)".to_owned()
+        } else {
+            after.join(",")
+        };
+        warn!(
+            service = %service.name,
+            from = %before.join(","),
+            to = %to,
+            cause = cause.describe(),
+            first_failure_to_map_update = ?gap,
+            "new flows switched"
+        );
+        let kind = match cause {
+            Cause::Failed { .. } => EventKind::Failover,
+            Cause::Operator(_) => EventKind::Operation,
+            Cause::Recovered | Cause::Timer => EventKind::Failback,
+        };
+        match kind {
+            EventKind::Failover => {
+                self.totals.failovers_total += 1;
+                if let Some(gap) = gap {
+                    self.totals.last_failover_gap_seconds = Some(gap.as_secs_f64());
+                }
+            }
+            EventKind::Failback => self.totals.failbacks_total += 1,
+            _ => {}
+        }
+        let details = serde_json::json!({
+            "from": before,
+            "to": after,
+            "cause": cause.describe(),
+            "first_failure_to_map_update_ms": gap.map(|g| g.as_secs_f64() * 1000.0),
+        });
+        let message = format!("{}: new flows {} -> {}", service.name, before.join(","), to);
+        self.events.publish(
+            Event::new(kind, message)
+                .service(&service.name)
+                .details(details.clone()),
+        );
+        if after.is_empty() {
+            self.events.publish(
+                Event::new(
+                    EventKind::QuorumLost,
+                    format!("{}: no backend can take new flows", service.name),
+                )
+                .service(&service.name)
+                .details(details),
+            );
+        }
+    }
+
+    /// Rebuilds the shared view from the runtime state.
+    fn refresh_telemetry(&self) {
+        let views = self
+            .services
+            .iter()
+            .map(|s| s.view(&self.dataplane))
+            .collect();
+        let totals = self.totals.clone();
+        self.telemetry.update(|snapshot| {
+            snapshot.services = views;
+            snapshot.totals = totals;
+        });
+    }
+
+    async fn restart_probes(&mut self) {
+        let targets = self
+            .services
+            .iter()
+            .enumerate()
+            .flat_map(|(s, service)| {
+                service
+                    .plan
+                    .backends
+                    .iter()
+                    .enumerate()
+                    .map(move |(b, backend)| probes::Target {
+                        service: s,
+                        backend: b,
+                        spec: backend.probe.clone(),
+                        address: backend.spec.addr,
+                    })
+            })
+            .collect();
+        self.probes.restart(targets).await;
+    }
+}

@@ -1,0 +1,413 @@
+//! Operator requests from the control socket and signals: status, drain,
+//! undrain, switchover, failback, maintenance, reload. Every mutating
+//! request supports a dry run that reports what would change.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use tracing::info;
+
+use super::{Agent, runtime::Cause};
+use crate::{
+    config::AgentConfig,
+    control::{Request, Response},
+    events::{Event, EventKind},
+    policy::{Change, ServicePolicy},
+};
+
+/// A flow counts as active while it was seen this recently (conntrack
+/// entries stay until evicted, so drains are followed by idle time).
+pub const ACTIVE_FLOW_IDLE: Duration = Duration::from_secs(5);
+
+impl Agent {
+    pub(super) async fn handle(&mut self, request: Request) -> Response {
+        let result = match request {
+            Request::Status {} => Ok(self.status()),
+            Request::Drain {
+                backend,
+                deadline_s,
+                dry_run,
+            } => {
+                let deadline = deadline_s.map(|s| Duration::from_secs_f64(s.clamp(0.0, 86_400.0)));
+                self.operate(&backend, dry_run, "drain", |policy, b, now| {
+                    policy.drain(b, deadline, now)
+                })
+            }
+            Request::Undrain { backend, dry_run } => {
+                self.operate(&backend, dry_run, "undrain", |policy, b, now| {
+                    Ok(policy.restore(b, now))
+                })
+            }
+            Request::Maintenance {
+                backend,
+                on,
+                dry_run,
+            } => {
+                if on {
+                    self.operate(&backend, dry_run, "maintenance on", |policy, b, now| {
+                        policy.maintenance(b, now)
+                    })
+                } else {
+                    self.operate(&backend, dry_run, "maintenance off", |policy, b, now| {
+                        Ok(policy.restore(b, now))
+                    })
+                }
+            }
+            Request::Switchover {
+                service,
+                to,
+                dry_run,
+            } => {
+                let name = format!("{service}/{to}");
+                self.operate(&name, dry_run, "switchover", |policy, b, now| {
+                    policy.switchover(b, now)
+                })
+            }
+            Request::Failback { service, dry_run } => self.failback(service.as_deref(), dry_run),
+            Request::Reload { dry_run } => self.reload(dry_run).await.map(|diff| diff.to_json()),
+        };
+        match result {
+            Ok(value) => Response::ok(value),
+            Err(message) => Response::error(message),
+        }
+    }
+
+    /// Finds `service/backend`, or `backend` when unique.
+    fn locate(&self, name: &str) -> Result<(usize, usize), String> {
+        if let Some((service, backend)) = name.split_once('/') {
+            let s = self
+                .services
+                .iter()
+                .position(|s| s.name == service)
+                .ok_or_else(|| format!("no service {service:?}"))?;
+            let b = self.services[s]
+                .backend_index(backend)
+                .ok_or_else(|| format!("service {service:?} has no backend {backend:?}"))?;
+            return Ok((s, b));
+        }
+        let found: Vec<(usize, usize)> = self
+            .services
+            .iter()
+            .enumerate()
+            .filter_map(|(s, service)| service.backend_index(name).map(|b| (s, b)))
+            .collect();
+        match found.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(format!("no backend {name:?}")),
+            _ => Err(format!(
+                "backend {name:?} exists in several services; say service/backend"
+            )),
+        }
+    }
+
+    /// Runs a policy operation on one backend (on a copy for a dry run) and
+    /// applies the resulting changes.
+    fn operate(
+        &mut self,
+        name: &str,
+        dry_run: bool,
+        what: &'static str,
+        op: impl FnOnce(
+            &mut ServicePolicy,
+            usize,
+            Instant,
+        ) -> Result<Vec<Change>, crate::policy::Refused>,
+    ) -> Result<Value, String> {
+        let (s, b) = self.locate(name)?;
+        let now = Instant::now();
+        let service = &self.services[s];
+        let before = service.active_names();
+        let mut policy = service.policy.clone();
+        let changes =
+            op(&mut policy, b, now).map_err(|refused| format!("{what} {name}: {}", refused.0))?;
+        let active_after: Vec<String> = policy
+            .active()
+            .into_iter()
+            .map(|i| service.backends[i].name.clone())
+            .collect();
+        let described = describe_changes(service, &changes);
+        let report = json!({
+            "operation": what,
+            "service": service.name,
+            "backend": service.backends[b].name,
+            "dry_run": dry_run,
+            "changes": described,
+            "new_flows_before": before,
+            "new_flows_after": active_after,
+        });
+        if dry_run {
+            return Ok(report);
+        }
+        self.services[s].policy = policy;
+        self.apply(s, before, changes, Cause::Operator(what));
+        info!(operation = what, backend = name, "operator request applied");
+        self.events.publish(
+            Event::new(EventKind::Operation, format!("{what} {name}"))
+                .service(&self.services[s].name)
+                .backend(&self.services[s].backends[b].name)
+                .details(report.clone()),
+        );
+        self.refresh_telemetry();
+        Ok(report)
+    }
+
+    /// Releases failback holds of one service (or all).
+    pub(super) fn failback(
+        &mut self,
+        service: Option<&str>,
+        dry_run: bool,
+    ) -> Result<Value, String> {
+        let targets: Vec<usize> = match service {
+            Some(name) => vec![
+                self.services
+                    .iter()
+                    .position(|s| s.name == name)
+                    .ok_or_else(|| format!("no service {name:?}"))?,
+            ],
+            None => (0..self.services.len()).collect(),
+        };
+        let now = Instant::now();
+        let mut reports = Vec::new();
+        for s in targets {
+            let before = self.services[s].active_names();
+            let mut policy = self.services[s].policy.clone();
+            let changes = policy.failback_now(now);
+            reports.push(json!({
+                "service": self.services[s].name,
+                "changes": describe_changes(&self.services[s], &changes),
+                "new_flows_before": before,
+            }));
+            if !dry_run {
+                self.services[s].policy = policy;
+                self.apply(s, before, changes, Cause::Operator("operator failback"));
+            }
+        }
+        if !dry_run {
+            self.refresh_telemetry();
+        }
+        Ok(json!({"operation": "failback", "dry_run": dry_run, "services": reports}))
+    }
+
+    /// Re-reads the configuration, validates it fully, and applies only the
+    /// difference. Unchanged services keep their state and flows.
+    pub(super) async fn reload(&mut self, dry_run: bool) -> Result<ReloadDiff, String> {
+        let config = AgentConfig::from_file(&self.config_path)
+            .map_err(|e| format!("{}: {e}", self.config_path.display()))?;
+        if config.pin_dir != self.config.pin_dir {
+            return Err("pin_dir cannot change on reload (restart the agent)".into());
+        }
+        if config.control_socket != self.config.control_socket
+            || config.metrics_listen != self.config.metrics_listen
+            || config.journal != self.config.journal
+            || config.alerts != self.config.alerts
+        {
+            return Err(
+                "control, metrics, journal and alert settings change only on restart".into(),
+            );
+        }
+        let diff = ReloadDiff::between(&self.config, &config);
+        if dry_run || diff.is_empty() {
+            return Ok(diff);
+        }
+        let previous = std::mem::take(&mut self.services);
+        match self.apply_services(&config, &previous) {
+            Ok(services) => self.services = services,
+            Err(err) => {
+                // The maps may be partly updated: put the old plan back.
+                let restored = self.apply_services(&self.config.clone(), &previous);
+                self.services = restored.unwrap_or(previous);
+                return Err(format!(
+                    "applying the new configuration failed, previous one restored: {err}"
+                ));
+            }
+        }
+        for (interface, mode) in &config.interfaces {
+            if !self
+                .config
+                .interfaces
+                .iter()
+                .any(|(name, _)| name == interface)
+                && let Err(err) = self.dataplane.attach_pinned(interface, *mode)
+            {
+                tracing::warn!(interface, cause = %err, "attaching a new interface failed");
+            }
+        }
+        for (interface, _) in &self.config.interfaces {
+            if !config.interfaces.iter().any(|(name, _)| name == interface) {
+                let _ = std::fs::remove_file(config.pin_dir.join(format!("link_{interface}")));
+            }
+        }
+        self.config = config;
+        self.restart_probes().await;
+        self.refresh_telemetry();
+        self.events.publish(
+            Event::new(EventKind::Operation, format!("reload: {diff}")).details(diff.to_json()),
+        );
+        Ok(diff)
+    }
+
+    fn status(&self) -> Value {
+        let flows = self.active_flows();
+        let snapshot = self.telemetry.snapshot();
+        let services: Vec<Value> = snapshot
+            .services
+            .iter()
+            .map(|service| {
+                let backends: Vec<Value> = service
+                    .backends
+                    .iter()
+                    .map(|b| {
+                        let traffic = self.dataplane.counters().backend(b.id).ok();
+                        json!({
+                            "name": b.name,
+                            "address": b.address,
+                            "port": b.port,
+                            "tier": b.tier,
+                            "healthy": b.healthy,
+                            "state": b.state,
+                            "admin": b.admin,
+                            "active_flows": flows.get(&b.id).copied().unwrap_or(0),
+                            "packets_to": traffic.map(|t| t.to_backend.packets),
+                            "packets_from": traffic.map(|t| t.from_backend.packets),
+                            "last_probe": {
+                                "ok": b.probe.last_error.is_none() && b.probe.latency_count > 0,
+                                "latency_ms": b.probe.last_latency_ms,
+                                "error": b.probe.last_error,
+                            },
+                            "probes_ok": b.probe.ok_total,
+                            "probes_failed": b.probe.failed_total,
+                        })
+                    })
+                    .collect();
+                json!({
+                    "name": service.name,
+                    "vip": service.vip,
+                    "port": service.port,
+                    "protocol": service.protocol,
+                    "new_flows_to": service.active,
+                    "backends": backends,
+                })
+            })
+            .collect();
+        json!({
+            "services": services,
+            "totals": snapshot.totals,
+            "uptime_s": snapshot.started_seconds_ago,
+            "active_flow_idle_s": ACTIVE_FLOW_IDLE.as_secs(),
+        })
+    }
+
+    /// Forward conntrack entries seen within [`ACTIVE_FLOW_IDLE`], by backend id.
+    fn active_flows(&self) -> BTreeMap<u32, u64> {
+        let now = coarse_now_ns();
+        let mut counts = BTreeMap::new();
+        for (_, flow) in self.dataplane.conntrack().entries() {
+            if flow.direction == failover_common::flow_direction::FORWARD
+                && now.saturating_sub(flow.last_seen_ns) <= ACTIVE_FLOW_IDLE.as_nanos() as u64
+            {
+                *counts.entry(flow.backend_id).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// The data path's clock (`bpf_ktime_get_coarse_ns` is CLOCK_MONOTONIC_COARSE).
+pub fn coarse_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn describe_changes(service: &super::runtime::ServiceRuntime, changes: &[Change]) -> Vec<Value> {
+    changes
+        .iter()
+        .map(|c| json!({"backend": service.backends[c.backend].name, "state": c.state.to_string()}))
+        .collect()
+}
+
+/// What a reload changes, by service name.
+#[derive(Debug, Default)]
+pub struct ReloadDiff {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub interfaces_added: Vec<String>,
+    pub interfaces_removed: Vec<String>,
+}
+
+impl ReloadDiff {
+    fn between(old: &AgentConfig, new: &AgentConfig) -> Self {
+        let mut diff = Self::default();
+        for plan in &new.services {
+            match old.services.iter().find(|o| o.name == plan.name) {
+                None => diff.added.push(plan.name.clone()),
+                Some(o) if o == plan => diff.unchanged.push(plan.name.clone()),
+                Some(_) => diff.changed.push(plan.name.clone()),
+            }
+        }
+        for plan in &old.services {
+            if !new.services.iter().any(|n| n.name == plan.name) {
+                diff.removed.push(plan.name.clone());
+            }
+        }
+        let names = |c: &AgentConfig| {
+            c.interfaces
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect::<Vec<_>>()
+        };
+        let (old_ifs, new_ifs) = (names(old), names(new));
+        diff.interfaces_added = new_ifs
+            .iter()
+            .filter(|n| !old_ifs.contains(n))
+            .cloned()
+            .collect();
+        diff.interfaces_removed = old_ifs
+            .iter()
+            .filter(|n| !new_ifs.contains(n))
+            .cloned()
+            .collect();
+        diff
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.changed.is_empty()
+            && self.interfaces_added.is_empty()
+            && self.interfaces_removed.is_empty()
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "added": self.added,
+            "removed": self.removed,
+            "changed": self.changed,
+            "unchanged": self.unchanged,
+            "interfaces_added": self.interfaces_added,
+            "interfaces_removed": self.interfaces_removed,
+        })
+    }
+}
+
+impl std::fmt::Display for ReloadDiff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_empty() {
+            return f.write_str("no change");
+        }
+        write!(
+            f,
+            "added {:?}, removed {:?}, changed {:?}, unchanged {:?}",
+            self.added, self.removed, self.changed, self.unchanged
+        )
+    }
+}

@@ -1,0 +1,240 @@
+//! Per-service runtime state: the plan it came from, each backend's health
+//! and probe statistics, and the service's policy.
+
+use std::time::Instant;
+
+use crate::{
+    Dataplane,
+    config::{AgentConfig, ServicePlan},
+    error::DataplaneError,
+    health::{Flip, Health, ProbeOutcome},
+    model::BackendState,
+    policy::{Admin, ServicePolicy},
+    telemetry::{BackendView, ProbeStats, ServiceView},
+};
+
+pub(crate) struct BackendRuntime {
+    pub name: String,
+    pub id: u32,
+    pub health: Health,
+    pub stats: ProbeStats,
+}
+
+pub(crate) struct ServiceRuntime {
+    pub name: String,
+    pub id: u32,
+    pub plan: ServicePlan,
+    pub backends: Vec<BackendRuntime>,
+    pub policy: ServicePolicy,
+}
+
+/// Why new flows moved, for logs and events.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Cause {
+    Failed { first_failure: Option<Instant> },
+    Recovered,
+    Timer,
+    Operator(&'static str),
+}
+
+impl Cause {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Failed { .. } => "backend failed",
+            Self::Recovered => "backend recovered",
+            Self::Timer => "failback delay elapsed or drain deadline",
+            Self::Operator(what) => what,
+        }
+    }
+}
+
+/// The probe results that decided a flip, as one line.
+pub(crate) fn evidence(flip: &Flip) -> String {
+    flip.evidence
+        .iter()
+        .map(|o| match &o.error {
+            None => format!("ok {:?}", o.latency),
+            Some(err) => format!("fail {:?} ({err})", o.latency),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl ServiceRuntime {
+    /// Builds the runtime of `plan` whose backends have these ids; health
+    /// starts from the data path's current state (adopted or fresh).
+    pub fn new(
+        plan: &ServicePlan,
+        id: u32,
+        ids: &[u32],
+        dataplane: &Dataplane,
+    ) -> Result<Self, DataplaneError> {
+        let mut backends = Vec::new();
+        let mut members = Vec::new();
+        for (backend, id) in plan.backends.iter().zip(ids) {
+            let raw = dataplane.backends_map().get(*id)?.state;
+            let state = BackendState::from_raw(raw).unwrap_or(BackendState::Down);
+            members.push((backend.spec.tier, state));
+            backends.push(BackendRuntime {
+                name: backend.name.clone(),
+                id: *id,
+                health: Health::new(
+                    backend.probe.rise,
+                    backend.probe.fall,
+                    state != BackendState::Down,
+                ),
+                stats: ProbeStats::default(),
+            });
+        }
+        Ok(Self {
+            name: plan.name.clone(),
+            id,
+            plan: plan.clone(),
+            backends,
+            policy: ServicePolicy::new(plan.failback, members),
+        })
+    }
+
+    /// Records a probe result; returns the health flip it completed, if any.
+    pub fn record_probe(&mut self, backend: usize, outcome: ProbeOutcome) -> Option<Flip> {
+        let runtime = self.backends.get_mut(backend)?;
+        runtime
+            .stats
+            .record(outcome.ok, outcome.latency, outcome.error.as_deref());
+        runtime.health.record(outcome)
+    }
+
+    /// Names of the backends that take new flows.
+    pub fn active_names(&self) -> Vec<String> {
+        self.policy
+            .active()
+            .into_iter()
+            .map(|i| self.backends[i].name.clone())
+            .collect()
+    }
+
+    /// Index of the backend called `name`.
+    pub fn backend_index(&self, name: &str) -> Option<usize> {
+        self.backends.iter().position(|b| b.name == name)
+    }
+
+    pub fn view(&self, dataplane: &Dataplane) -> ServiceView {
+        let now = Instant::now();
+        let backends = self
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let plan = &self.plan.backends[i];
+                let admin = match self.policy.admin(i) {
+                    Admin::Maintenance => Some("maintenance".to_owned()),
+                    Admin::Drained { .. } => Some("drained".to_owned()),
+                    Admin::Normal => {
+                        match (self.policy.hold(i), self.policy.hold_remaining(i, now)) {
+                            (_, Some(left)) => {
+                                Some(format!("failback in {:.1}s", left.as_secs_f64()))
+                            }
+                            (Some(_), None) => Some("held for operator failback".to_owned()),
+                            _ => None,
+                        }
+                    }
+                };
+                let state = dataplane
+                    .backends_map()
+                    .get(b.id)
+                    .ok()
+                    .and_then(|v| BackendState::from_raw(v.state))
+                    .map_or_else(|| "unknown".to_owned(), |s| s.to_string());
+                BackendView {
+                    name: b.name.clone(),
+                    id: b.id,
+                    address: plan.spec.addr.to_string(),
+                    port: plan.spec.port,
+                    tier: plan.spec.tier,
+                    healthy: b.health.healthy(),
+                    state,
+                    admin,
+                    probe: b.stats.clone(),
+                }
+            })
+            .collect();
+        ServiceView {
+            name: self.name.clone(),
+            id: self.id,
+            vip: self.plan.spec.vip.to_string(),
+            port: self.plan.spec.port,
+            protocol: self.plan.spec.proto.to_string(),
+            active: self.active_names(),
+            backends,
+        }
+    }
+}
+
+impl super::Agent {
+    /// Programs the maps for `config` and builds the runtimes. Services whose
+    /// plan is unchanged keep their runtime (health, holds, drains) from
+    /// `previous`; their maps are rewritten with identical values.
+    pub(super) fn apply_services(
+        &mut self,
+        config: &AgentConfig,
+        previous: &[ServiceRuntime],
+    ) -> Result<Vec<ServiceRuntime>, DataplaneError> {
+        let wanted: Vec<_> = config
+            .services
+            .iter()
+            .map(|s| (s.spec, s.backends.iter().map(|b| b.spec).collect()))
+            .collect();
+        let ids = self.dataplane.reconcile(&wanted)?;
+        let mut runtimes = Vec::new();
+        for (plan, (id, backend_ids)) in config.services.iter().zip(&ids) {
+            match previous.iter().position(|old| &old.plan == plan) {
+                Some(_) => {
+                    // Unchanged: rebuild from the old one (moved below).
+                    runtimes.push(None);
+                }
+                None => runtimes.push(Some(ServiceRuntime::new(
+                    plan,
+                    *id,
+                    backend_ids,
+                    &self.dataplane,
+                )?)),
+            }
+        }
+        Ok(runtimes
+            .into_iter()
+            .zip(&config.services)
+            .map(|(built, plan)| match built {
+                Some(runtime) => runtime,
+                None => {
+                    let old = previous
+                        .iter()
+                        .find(|old| &old.plan == plan)
+                        .expect("found above");
+                    old.clone_state()
+                }
+            })
+            .collect())
+    }
+}
+
+impl ServiceRuntime {
+    /// A copy carrying the same health, statistics and policy state.
+    fn clone_state(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            id: self.id,
+            plan: self.plan.clone(),
+            backends: self
+                .backends
+                .iter()
+                .map(|b| BackendRuntime {
+                    name: b.name.clone(),
+                    id: b.id,
+                    health: b.health.clone(),
+                    stats: b.stats.clone(),
+                })
+                .collect(),
+            policy: self.policy.clone(),
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! Verbs against the running agent, over its control socket: status, drain,
+//! undrain, switchover, failback, maintenance, reload, drill.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+
+use crate::control::{self, Request};
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("async runtime")
+}
+
+/// Sends one request; an agent-side refusal becomes an error.
+pub fn call(socket: &Path, request: &Request) -> anyhow::Result<Value> {
+    let response = runtime()?
+        .block_on(control::call(socket, request, CALL_TIMEOUT))
+        .map_err(anyhow::Error::msg)?;
+    if !response.ok {
+        bail!("{}", response.error.unwrap_or_else(|| "refused".into()));
+    }
+    Ok(response.result)
+}
+
+fn print(value: &Value, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+        return;
+    }
+    if let Some(changes) = value.get("changes").and_then(Value::as_array) {
+        let dry = value["dry_run"].as_bool().unwrap_or(false);
+        println!(
+            "{}{} {}: {}",
+            if dry { "dry run: would " } else { "" },
+            value["operation"].as_str().unwrap_or(""),
+            value["backend"].as_str().unwrap_or(""),
+            if changes.is_empty() {
+                "no data-path change".to_owned()
+            } else {
+                changes
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} -> {}",
+                            c["backend"].as_str().unwrap_or(""),
+                            c["state"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+        println!(
+            "new flows: {} -> {}",
+            join(&value["new_flows_before"]),
+            join(&value["new_flows_after"])
+        );
+        return;
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+fn join(list: &Value) -> String {
+    let names: Vec<&str> = list
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if names.is_empty() {
+        "nothing".to_owned()
+    } else {
+        names.join(",")
+    }
+}
+
+pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
+    let value = call(socket, &Request::Status {})?;
+    if json {
+        print(&value, true);
+        return Ok(());
+    }
+    for service in value["services"].as_array().into_iter().flatten() {
+        println!(
+            "service {} {}:{}/{}  new flows -> {}",
+            service["name"].as_str().unwrap_or(""),
+            service["vip"].as_str().unwrap_or(""),
+            service["port"],
+            service["protocol"].as_str().unwrap_or(""),
+            join(&service["new_flows_to"])
+        );
+        println!(
+            "  {:<12} {:<18} {:>4} {:<8} {:<9} {:<26} {:>6} {:>10}  last probe",
+            "backend", "address", "tier", "health", "state", "admin", "flows", "pkts to"
+        );
+        for b in service["backends"].as_array().into_iter().flatten() {
+            let address = match b["port"].as_u64() {
+                Some(port) => format!("{}:{port}", b["address"].as_str().unwrap_or("")),
+                None => b["address"].as_str().unwrap_or("").to_owned(),
+            };
+            let probe = &b["last_probe"];
+            let last = match (probe["error"].as_str(), probe["latency_ms"].as_f64()) {
+                (Some(err), _) => format!("failed: {err}"),
+                (None, Some(ms)) => format!("ok {ms:.2} ms"),
+                _ => "none yet".to_owned(),
+            };
+            println!(
+                "  {:<12} {:<18} {:>4} {:<8} {:<9} {:<26} {:>6} {:>10}  {last}",
+                b["name"].as_str().unwrap_or(""),
+                address,
+                b["tier"],
+                if b["healthy"].as_bool() == Some(true) {
+                    "healthy"
+                } else {
+                    "failing"
+                },
+                b["state"].as_str().unwrap_or(""),
+                b["admin"].as_str().unwrap_or("-"),
+                b["active_flows"],
+                b["packets_to"],
+            );
+        }
+    }
+    println!(
+        "failovers {}  failbacks {}  last failover gap {}  (flows: seen within {} s)",
+        value["totals"]["failovers_total"],
+        value["totals"]["failbacks_total"],
+        value["totals"]["last_failover_gap_seconds"]
+            .as_f64()
+            .map_or("-".into(), |s| format!("{:.3} s", s)),
+        value["active_flow_idle_s"]
+    );
+    Ok(())
+}
+
+/// Active flows of `backend` (`service/backend` or unique name) from status.
+fn active_flows(socket: &Path, backend: &str) -> anyhow::Result<u64> {
+    let status = call(socket, &Request::Status {})?;
+    let (service, name) = backend
+        .split_once('/')
+        .map_or((None, backend), |(s, b)| (Some(s), b));
+    for s in status["services"].as_array().into_iter().flatten() {
+        if service.is_some_and(|wanted| s["name"] != wanted) {
+            continue;
+        }
+        for b in s["backends"].as_array().into_iter().flatten() {
+            if b["name"] == name {
+                return Ok(b["active_flows"].as_u64().unwrap_or(0));
+            }
+        }
+    }
+    bail!("backend {backend} not in status")
+}
+
+pub fn drain(
+    socket: &Path,
+    backend: &str,
+    deadline: Option<Duration>,
+    dry_run: bool,
+    wait: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let value = call(
+        socket,
+        &Request::Drain {
+            backend: backend.into(),
+            deadline_s: deadline.map(|d| d.as_secs_f64()),
+            dry_run,
+        },
+    )?;
+    print(&value, json);
+    if dry_run || !wait {
+        return Ok(());
+    }
+    // Follow the flows as they end, until none is left or the deadline passes.
+    let started = Instant::now();
+    let limit = deadline.map_or(Duration::from_secs(600), |d| d + Duration::from_secs(2));
+    loop {
+        let left = active_flows(socket, backend)?;
+        println!(
+            "  t={:>5.1}s  {left} active flows on {backend}",
+            started.elapsed().as_secs_f64()
+        );
+        if left == 0 {
+            println!("drained: no active flow left on {backend}");
+            return Ok(());
+        }
+        if started.elapsed() >= limit {
+            match deadline {
+                Some(_) => println!(
+                    "deadline passed: the remaining flows were re-picked (dead-flow policy: rehash)"
+                ),
+                None => {
+                    println!("still {left} active flows after {limit:?}; the backend stays drained")
+                }
+            }
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+pub fn simple(socket: &Path, request: Request, json: bool) -> anyhow::Result<()> {
+    let value = call(socket, &request)?;
+    print(&value, json);
+    Ok(())
+}
+
+/// A failover drill: switch to the best standby, check that it really
+/// carries traffic (healthy, and its reply counter rises), switch back.
+pub fn drill(socket: &Path, service: &str, verify_for: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let status = call(socket, &Request::Status {})?;
+    let svc = status["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["name"] == service)
+        .with_context(|| format!("no service {service:?}"))?;
+    let active: Vec<String> = svc["new_flows_to"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    let original = active
+        .first()
+        .cloned()
+        .context("the service has no active backend to return to")?;
+    let mut candidates: Vec<&Value> = svc["backends"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["healthy"] == true && !active.iter().any(|a| b["name"] == a.as_str()))
+        .collect();
+    candidates.sort_by_key(|b| b["tier"].as_u64().unwrap_or(u64::MAX));
+    let standby = candidates
+        .first()
+        .context("no healthy standby to drill with")?;
+    let standby_name = standby["name"].as_str().unwrap_or_default().to_owned();
+    let packets_before = standby["packets_from"].as_u64().unwrap_or(0);
+    println!("drill {service}: {original} -> {standby_name} -> {original}");
+
+    let t = Instant::now();
+    call(
+        socket,
+        &Request::Switchover {
+            service: service.into(),
+            to: standby_name.clone(),
+            dry_run: false,
+        },
+    )?;
+    println!(
+        "  1. switchover to {standby_name}: {:.0} ms",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
+
+    let t = Instant::now();
+    let mut verified = None;
+    while t.elapsed() < verify_for {
+        let status = call(socket, &Request::Status {})?;
+        let backend = status["services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["name"] == service)
+            .flat_map(|s| s["backends"].as_array().cloned().unwrap_or_default())
+            .find(|b| b["name"] == standby_name.as_str());
+        if let Some(b) = backend
+            && b["healthy"] == true
+            && b["packets_from"].as_u64().unwrap_or(0) > packets_before
+        {
+            verified = Some(b["packets_from"].as_u64().unwrap_or(0) - packets_before);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    match verified {
+        Some(packets) => println!(
+            "  2. verified: {standby_name} is healthy and answered {packets} packets through the data path ({:.1} s)",
+            t.elapsed().as_secs_f64()
+        ),
+        None => println!(
+            "  2. NOT verified within {verify_for:?}: no reply traffic from {standby_name} (is there client traffic?)"
+        ),
+    }
+
+    let t = Instant::now();
+    call(
+        socket,
+        &Request::Switchover {
+            service: service.into(),
+            to: original.clone(),
+            dry_run: false,
+        },
+    )?;
+    call(
+        socket,
+        &Request::Undrain {
+            backend: format!("{service}/{standby_name}"),
+            dry_run: false,
+        },
+    )?;
+    println!(
+        "  3. switched back to {original} and returned {standby_name} to standby: {:.0} ms",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
+    println!(
+        "drill {}: {:.1} s in all",
+        if verified.is_some() {
+            "passed"
+        } else {
+            "FAILED"
+        },
+        started.elapsed().as_secs_f64()
+    );
+    if verified.is_none() {
+        bail!("the standby did not prove it carries traffic");
+    }
+    Ok(())
+}

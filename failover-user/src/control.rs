@@ -1,0 +1,302 @@
+//! The control API: a root-only Unix socket speaking one JSON object per
+//! line, versioned. No network listener: operators on the host (or tools
+//! they run there) drive the agent through it.
+//!
+//! Request:  `{"version":1,"command":"drain","backend":"web/primary","deadline_s":30,"dry_run":false}`
+//! Response: `{"version":1,"ok":true,"result":{...}}` or `{"version":1,"ok":false,"error":"..."}`
+
+use std::{
+    io,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+    sync::{mpsc, oneshot},
+    time::timeout,
+};
+use tracing::{info, warn};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Longest request line accepted.
+const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What an operator asks. Backends are named `service/backend`, or just
+/// `backend` when that name is unique across services.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Status {},
+    Drain {
+        backend: String,
+        /// After this many seconds, remaining flows are re-picked.
+        #[serde(default)]
+        deadline_s: Option<f64>,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    Undrain {
+        backend: String,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    Switchover {
+        service: String,
+        to: String,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    Failback {
+        #[serde(default)]
+        service: Option<String>,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    Maintenance {
+        backend: String,
+        on: bool,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    Reload {
+        #[serde(default)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    version: u32,
+    #[serde(flatten)]
+    request: Value,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Response {
+    pub version: u32,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub result: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Response {
+    pub fn ok(result: Value) -> Self {
+        Self {
+            version: PROTOCOL_VERSION,
+            ok: true,
+            result,
+            error: None,
+        }
+    }
+
+    pub fn error(message: impl Into<String>) -> Self {
+        Self {
+            version: PROTOCOL_VERSION,
+            ok: false,
+            result: Value::Null,
+            error: Some(message.into()),
+        }
+    }
+}
+
+/// A request on its way to the decision loop, with where to answer.
+pub struct Call {
+    pub request: Request,
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// Parses one request line, checking the protocol version.
+pub fn parse_request(line: &str) -> Result<Request, String> {
+    let envelope: Envelope =
+        serde_json::from_str(line).map_err(|e| format!("not a request: {e}"))?;
+    if envelope.version != PROTOCOL_VERSION {
+        return Err(format!(
+            "protocol version {} is not supported (this agent speaks {PROTOCOL_VERSION})",
+            envelope.version
+        ));
+    }
+    serde_json::from_value(envelope.request).map_err(|e| format!("bad request: {e}"))
+}
+
+/// Binds the socket: refuses if another agent answers on it, replaces a
+/// stale one, and makes it root-only (0600; a directory it creates is 0700).
+pub async fn bind(path: &Path) -> io::Result<UnixListener> {
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        // Only a directory we create is made private; an existing one (say
+        // /run) keeps its mode.
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("another agent is listening on {}", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves the control socket until the decision loop goes away.
+pub async fn serve(listener: UnixListener, path: PathBuf, calls: mpsc::Sender<Call>) {
+    info!(socket = %path.display(), "control socket ready");
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                warn!(cause = %err, "control accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if calls.is_closed() {
+            break;
+        }
+        let calls = calls.clone();
+        tokio::spawn(async move {
+            if let Err(err) = handle(stream, calls).await {
+                warn!(cause = %err, "control connection failed");
+            }
+        });
+    }
+}
+
+async fn handle(stream: UnixStream, calls: mpsc::Sender<Call>) -> io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES));
+    let mut line = String::new();
+    let response = match timeout(IO_TIMEOUT, reader.read_line(&mut line)).await {
+        Err(_) => Response::error("timed out waiting for the request"),
+        Ok(Err(err)) => Response::error(format!("reading the request: {err}")),
+        Ok(Ok(_)) if !line.ends_with('\n') => {
+            Response::error("request too long or not newline-terminated")
+        }
+        Ok(Ok(_)) => match parse_request(line.trim_end()) {
+            Err(message) => Response::error(message),
+            Ok(request) => {
+                let (reply, answer) = oneshot::channel();
+                if calls.send(Call { request, reply }).await.is_err() {
+                    Response::error("the agent is shutting down")
+                } else {
+                    answer
+                        .await
+                        .unwrap_or_else(|_| Response::error("the agent dropped the request"))
+                }
+            }
+        },
+    };
+    let mut text = serde_json::to_string(&response).map_err(io::Error::other)?;
+    text.push('\n');
+    timeout(IO_TIMEOUT, write.write_all(text.as_bytes()))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "writing the response"))?
+}
+
+/// Client side: sends one request and waits for the answer.
+pub async fn call(socket: &Path, request: &Request, wait: Duration) -> Result<Response, String> {
+    let mut payload = serde_json::to_value(request).map_err(|e| e.to_string())?;
+    payload["version"] = Value::from(PROTOCOL_VERSION);
+    let mut line = payload.to_string();
+    line.push('\n');
+    let exchange = async {
+        let stream = UnixStream::connect(socket).await.map_err(|e| {
+            format!(
+                "connecting to {} (is the agent running?): {e}",
+                socket.display()
+            )
+        })?;
+        let (read, mut write) = stream.into_split();
+        write
+            .write_all(line.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        BufReader::new(read)
+            .read_line(&mut answer)
+            .await
+            .map_err(|e| e.to_string())?;
+        serde_json::from_str::<Response>(&answer).map_err(|e| format!("bad response: {e}"))
+    };
+    timeout(wait, exchange)
+        .await
+        .map_err(|_| format!("no answer from the agent within {wait:?}"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_with_version_and_defaults() {
+        assert_eq!(
+            parse_request(r#"{"version":1,"command":"status"}"#),
+            Ok(Request::Status {})
+        );
+        assert_eq!(
+            parse_request(
+                r#"{"version":1,"command":"drain","backend":"web/primary","deadline_s":30}"#
+            ),
+            Ok(Request::Drain {
+                backend: "web/primary".into(),
+                deadline_s: Some(30.0),
+                dry_run: false
+            })
+        );
+        assert!(
+            parse_request(r#"{"version":2,"command":"status"}"#)
+                .unwrap_err()
+                .contains("version 2")
+        );
+        assert!(
+            parse_request(r#"{"version":1,"command":"explode"}"#)
+                .unwrap_err()
+                .contains("bad request")
+        );
+        assert!(parse_request(r#"{"version":1,"command":"status","extra":1}"#).is_err());
+        assert!(parse_request("not json").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_call_round_trips_and_the_socket_is_root_only() {
+        let dir = std::env::temp_dir().join(format!("fo-control-test-{}", std::process::id()));
+        let path = dir.join("control.sock");
+        let listener = bind(&path).await.unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(
+            bind(&path).await.is_err(),
+            "a second agent must not take over the socket"
+        );
+        let (calls_tx, mut calls) = mpsc::channel::<Call>(4);
+        let server = tokio::spawn(serve(listener, path.clone(), calls_tx));
+        let agent = tokio::spawn(async move {
+            let call = calls.recv().await.unwrap();
+            assert_eq!(call.request, Request::Status {});
+            let _ = call
+                .reply
+                .send(Response::ok(serde_json::json!({"services": []})));
+        });
+        let response = call(&path, &Request::Status {}, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(response.ok);
+        assert_eq!(response.result["services"], serde_json::json!([]));
+        agent.await.unwrap();
+        server.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
