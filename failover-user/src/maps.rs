@@ -143,6 +143,11 @@ impl Conntrack {
         }
     }
 
+    /// How many entries there are (keys only: no values are copied).
+    pub fn count(&self) -> u64 {
+        self.0.keys().filter(Result::is_ok).count() as u64
+    }
+
     /// A snapshot of all entries (entries may come and go while iterating).
     pub fn entries(&self) -> Vec<(FlowKey, Flow)> {
         self.0.iter().filter_map(Result::ok).collect()

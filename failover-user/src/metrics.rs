@@ -87,7 +87,7 @@ impl DatapathCounters {
             reasons: counters.reasons()?,
             backends,
             services,
-            conntrack_entries: conntrack.entries().len() as u64,
+            conntrack_entries: conntrack.count(),
         })
     }
 }
