@@ -430,11 +430,18 @@ mod tests {
     #[test]
     fn icmp_echo() {
         // Raw sockets and namespaces need root, which `cargo xtask test` has.
-        assert_eq!(unsafe { libc::geteuid() }, 0, "the icmp probe test needs root");
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "the icmp probe test needs root"
+        );
         // In a namespace of our own: nothing we send can leave the machine.
         let ns = crate::lab::netns::NetNs::new("icmp");
         let (alive, unreachable) = ns.run(|| {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async {
                 let alive = probe(&spec(ProbeKind::Icmp), Ipv4Addr::LOCALHOST).await;
                 // No route to TEST-NET-1 in this namespace: no echo reply.

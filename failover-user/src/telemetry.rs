@@ -10,8 +10,9 @@ use std::{
 use serde::Serialize;
 
 /// Upper bounds (seconds) of the probe latency histogram buckets.
-pub const LATENCY_BUCKETS: [f64; 12] =
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ProbeStats {
@@ -106,7 +107,9 @@ impl Default for Telemetry {
 
 impl Telemetry {
     pub fn new() -> Self {
-        Self { inner: Arc::new(Mutex::new((Snapshot::default(), Instant::now()))) }
+        Self {
+            inner: Arc::new(Mutex::new((Snapshot::default(), Instant::now()))),
+        }
     }
 
     /// A copy of the current state.
@@ -137,7 +140,10 @@ mod tests {
         assert_eq!(stats.latency_buckets[5], 1); // <= 25 ms: only the first
         assert_eq!(stats.latency_buckets[6], 2); // <= 50 ms: both
         assert_eq!(*stats.latency_buckets.last().unwrap(), 2);
-        assert_eq!((stats.ok_total, stats.failed_total, stats.latency_count), (1, 1, 2));
+        assert_eq!(
+            (stats.ok_total, stats.failed_total, stats.latency_count),
+            (1, 1, 2)
+        );
         assert_eq!(stats.last_error.as_deref(), Some("timed out"));
     }
 }

@@ -33,7 +33,9 @@ pub fn build_and_run(env: &Env, args: &[String]) -> anyhow::Result<ExitCode> {
         });
         libc::signal(libc::SIGINT, libc::SIG_IGN);
     }
-    let status = command.status().with_context(|| format!("running {}", binary.display()));
+    let status = command
+        .status()
+        .with_context(|| format!("running {}", binary.display()));
     // SAFETY: restoring the default disposition.
     unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
     let status = status?;
