@@ -13,6 +13,7 @@ pub mod events;
 pub mod health;
 pub mod journal;
 pub mod lab;
+pub mod maglev;
 pub mod maps;
 pub mod metrics;
 pub mod model;
