@@ -311,9 +311,45 @@ fn main() -> ExitCode {
         );
     }
     println!("\nempty program (repeat loop) median: {empty:.1} ns");
+    maglev_build_times(quick);
     if failed {
         eprintln!("bench: correctness checks failed");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// Userspace Maglev table build time (median of a few builds) per backend count.
+fn maglev_build_times(quick: bool) {
+    use failover::maglev::{Member, build, is_prime};
+    println!(
+        "\n## Maglev table build (userspace, median of {} builds)\n",
+        if quick { 3 } else { 7 }
+    );
+    println!("| backends | table size | ms |");
+    println!("|---:|---:|---:|");
+    for n in [10usize, 100, 1_000, 10_000] {
+        // At least ~100 slots per backend for even shares, prime.
+        let mut size = (n as u32 * 100).max(failover::maglev::DEFAULT_TABLE_SIZE);
+        while !is_prime(size) {
+            size += 1;
+        }
+        let members: Vec<Member> = (0..n)
+            .map(|i| Member {
+                address: Ipv4Addr::from(0xc633_6400u32 + i as u32),
+                port: 8080,
+                weight: 1,
+            })
+            .collect();
+        let mut samples: Vec<f64> = (0..if quick { 3 } else { 7 })
+            .map(|_| {
+                let started = std::time::Instant::now();
+                let table = build(&members, size);
+                assert_eq!(table.len(), size as usize);
+                started.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        samples.sort_by(f64::total_cmp);
+        println!("| {n} | {size} | {:.2} |", samples[samples.len() / 2]);
+    }
 }
