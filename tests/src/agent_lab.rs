@@ -142,6 +142,14 @@ impl AgentLab {
     /// Builds the namespaces, starts the servers and the agent, and waits
     /// until new flows reach the primary.
     pub fn start(options: Options) -> Self {
+        Self::start_with(options, |_| String::new())
+    }
+
+    /// Like [`Self::start`], with `extra(lab temp dir)` appended to the
+    /// agent's configuration: more `[[services]]`, `[metrics]`, `[journal]`,
+    /// `[[alerts]]` (the generated file ends with the web service's last
+    /// backend, so any table may follow).
+    pub fn start_with(options: Options, extra: impl FnOnce(&Path) -> String) -> Self {
         crate::require_root();
         let links = HOSTS.map(|host| BackendLink {
             role: "agbackend",
@@ -188,8 +196,13 @@ impl AgentLab {
         std::fs::create_dir_all(&dir).expect("create the lab's temp dir");
         let config = dir.join("failover.toml");
         let socket = dir.join("control.sock");
-        std::fs::write(&config, config_text(pins.path(), &socket, options))
-            .expect("write the config");
+        let mut text = config_text(pins.path(), &socket, options);
+        let extra = extra(&dir);
+        if !extra.is_empty() {
+            text.push('\n');
+            text += &extra;
+        }
+        std::fs::write(&config, text).expect("write the config");
         let mut lab = Self {
             agent: None,
             health,
@@ -274,6 +287,16 @@ impl AgentLab {
         &self.pid_file
     }
 
+    /// The agent's configuration file (tests may rewrite it and reload).
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// The lab's temp dir (config, socket, log; removed unless the test fails).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The whole log file (every agent process of this lab).
     pub fn full_log(&self) -> String {
         std::fs::read(&self.log)
@@ -317,12 +340,7 @@ impl AgentLab {
     /// Runs `failover <args>`; returns stdout, panics (with diagnostics) on
     /// failure.
     pub fn failover(&self, args: &[&str]) -> String {
-        let output = Command::new(crate::failover_bin())
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run failover");
+        let output = self.failover_output(args);
         assert!(
             output.status.success(),
             "failover {args:?}: {}\nstdout: {}\nstderr: {}\n{}",
@@ -332,6 +350,17 @@ impl AgentLab {
             self.diag()
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Runs `failover <args>` and returns its output, whatever its exit
+    /// status (for commands expected to fail).
+    pub fn failover_output(&self, args: &[&str]) -> std::process::Output {
+        Command::new(crate::failover_bin())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run failover")
     }
 
     /// `failover inspect --pin-dir <pins> <what> --json`, parsed.
