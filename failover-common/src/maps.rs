@@ -18,7 +18,8 @@ pub mod names {
     pub const REASONS: &str = "FO_REASONS";
     pub const BACKEND_STATS: &str = "FO_BACKEND_STATS";
     pub const SERVICE_STATS: &str = "FO_SERVICE_STATS";
-    pub const ALL: [&str; 7] = [
+    pub const MAGLEV: &str = "FO_MAGLEV";
+    pub const ALL: [&str; 8] = [
         SERVICES,
         BACKENDS,
         CONNTRACK,
@@ -26,6 +27,7 @@ pub mod names {
         REASONS,
         BACKEND_STATS,
         SERVICE_STATS,
+        MAGLEV,
     ];
 }
 
@@ -69,7 +71,7 @@ const _: () = assert!(size_of::<ServiceKey>() == 20);
 
 /// Value of `FO_SERVICES`, written by the agent. The whole value is replaced in
 /// one map update, which the kernel publishes atomically (RCU), so a packet
-/// never sees a half-written selection.
+/// never sees a half-written selection or a half-built lookup table.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Service {
@@ -81,11 +83,18 @@ pub struct Service {
     pub selection_len: u32,
     /// Priority tier the selection was built from (0 is the most preferred).
     pub active_tier: u32,
-    /// Backend ids new flows are hashed over: the usable backends of the
-    /// highest-priority tier that has any.
+    /// Slots of the Maglev table new flows are looked up in (a prime); 0: no
+    /// table, new flows are hashed over `selection` directly.
+    pub table_size: u32,
+    /// Which of the service's two tables in `FO_MAGLEV` is current: the agent
+    /// fills the other one, then flips this in one update of the value.
+    pub table_generation: u32,
+    /// Backend ids of the active tier's usable backends: what the table is
+    /// built from, and the fallback when a table slot names a backend that
+    /// is no longer usable.
     pub selection: [u32; MAX_SELECTION],
 }
-const _: () = assert!(size_of::<Service>() == 16 + 4 * MAX_SELECTION);
+const _: () = assert!(size_of::<Service>() == 24 + 4 * MAX_SELECTION);
 
 impl Service {
     pub const fn new(id: u32) -> Self {
@@ -94,10 +103,33 @@ impl Service {
             flags: 0,
             selection_len: 0,
             active_tier: 0,
+            table_size: 0,
+            table_generation: 0,
             selection: [0; MAX_SELECTION],
         }
     }
 }
+
+/// Backend ids per `FO_MAGLEV` value.
+pub const MAGLEV_CHUNK_SLOTS: usize = 256;
+/// Most `FO_MAGLEV` values (allocated on use, not up front): 1 KiB each.
+pub const MAGLEV_CHUNKS: u32 = 65_536;
+/// Largest table a service may have.
+pub const MAX_TABLE_SIZE: u32 = 1_000_003;
+
+/// Key of `FO_MAGLEV`: one chunk of one generation of a service's table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct MaglevKey {
+    pub service_id: u32,
+    pub generation: u32,
+    /// Slot / MAGLEV_CHUNK_SLOTS.
+    pub chunk: u32,
+}
+const _: () = assert!(size_of::<MaglevKey>() == 12);
+
+/// Value of `FO_MAGLEV`: backend ids of MAGLEV_CHUNK_SLOTS consecutive slots.
+pub type MaglevChunk = [u32; MAGLEV_CHUNK_SLOTS];
 
 /// Backend states, as stored in [`Backend::state`].
 pub mod backend_state {
@@ -236,6 +268,7 @@ mod pod {
     // (checked by the size assertions above).
     unsafe impl aya::Pod for ServiceKey {}
     unsafe impl aya::Pod for Service {}
+    unsafe impl aya::Pod for MaglevKey {}
     unsafe impl aya::Pod for Backend {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for Flow {}

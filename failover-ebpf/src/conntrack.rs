@@ -10,7 +10,8 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use failover_common::{
-    Backend, Flow, FlowKey, LAST_SEEN_GRANULARITY_NS, MAX_SELECTION, Service, flow_direction,
+    Backend, Flow, FlowKey, LAST_SEEN_GRANULARITY_NS, MAGLEV_CHUNK_SLOTS, MAX_SELECTION, MaglevKey,
+    Service, flow_direction,
     hash::{FLOW_HASH_SEED, flow_hash},
     stats::reason,
     usable_for_established, usable_for_new,
@@ -19,7 +20,7 @@ use failover_common::{
 use crate::{
     counters,
     fib::NextHop,
-    maps::{BACKENDS, CONNTRACK},
+    maps::{BACKENDS, CONNTRACK, MAGLEV},
 };
 
 #[inline(always)]
@@ -84,16 +85,44 @@ pub fn store_hop(entry: *mut Flow, hop: &NextHop, ingress_ifindex: u32) {
     }
 }
 
-/// Hashes the flow onto the selection. A slot whose backend is not usable
-/// (the agent is between its backend and service updates) is skipped by
-/// probing the following slots. `None`: no usable backend.
+/// Picks a backend for a new flow: the service's Maglev table slot for the
+/// flow's hash, or, without a table (or when the slot's backend is not
+/// usable because the agent is between two updates), the selection, probing
+/// past unusable entries. `None`: no usable backend.
 #[inline(always)]
 pub fn pick(key: &FlowKey, service: &Service, bytes: u64) -> Option<(u32, Backend)> {
+    let hash = flow_hash(key, FLOW_HASH_SEED);
+    if service.table_size != 0 {
+        let slot = hash % service.table_size;
+        let table_key = MaglevKey {
+            service_id: service.id,
+            generation: service.table_generation,
+            chunk: slot / MAGLEV_CHUNK_SLOTS as u32,
+        };
+        // SAFETY: chunks are written whole by the agent before the service
+        // value that selects their generation.
+        if let Some(chunk) = unsafe { MAGLEV.get(table_key) } {
+            let index = (slot % MAGLEV_CHUNK_SLOTS as u32) as usize & (MAGLEV_CHUNK_SLOTS - 1);
+            let backend_id = chunk[index];
+            if let Some(backend) = backend(backend_id)
+                && backend.service_id == service.id
+                && usable_for_new(backend.state)
+            {
+                return Some((backend_id, backend));
+            }
+        }
+        counters::reason(reason::EVENT_STALE_SELECTION, bytes);
+    }
+    pick_from_selection(hash, service, bytes)
+}
+
+#[inline(always)]
+fn pick_from_selection(hash: u32, service: &Service, bytes: u64) -> Option<(u32, Backend)> {
     let len = service.selection_len;
     if len == 0 || len > MAX_SELECTION as u32 {
         return None;
     }
-    let start = flow_hash(key, FLOW_HASH_SEED) % len;
+    let start = hash % len;
     let mut i = 0;
     while i < MAX_SELECTION as u32 && i < len {
         let slot = (start + i) % len;
@@ -106,7 +135,7 @@ pub fn pick(key: &FlowKey, service: &Service, bytes: u64) -> Option<(u32, Backen
             && backend.service_id == service.id
             && usable_for_new(backend.state)
         {
-            if i > 0 {
+            if i > 0 && service.table_size == 0 {
                 counters::reason(reason::EVENT_STALE_SELECTION, bytes);
             }
             return Some((backend_id, backend));

@@ -7,14 +7,24 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use failover_common::{
-    Backend, CONNTRACK_ENTRIES, Counter, Flow, FlowKey, MAX_BACKENDS, MAX_SERVICES, Service,
-    ServiceKey, TrafficStats,
+    Backend, CONNTRACK_ENTRIES, Counter, Flow, FlowKey, MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES,
+    MaglevChunk, MaglevKey, Service, ServiceKey, TrafficStats,
     stats::{VERDICT_COUNT, reason},
 };
 
 /// (VIP, port, protocol) → service and its selection. Written by the agent.
 #[map(name = "FO_SERVICES")]
 pub static SERVICES: HashMap<ServiceKey, Service> = HashMap::pinned(MAX_SERVICES, 0);
+
+/// (service, generation, chunk) → backend ids of 256 Maglev slots. Written by
+/// the agent into the generation not in use, before it flips the service's
+/// generation. Allocated on use (BPF_F_NO_PREALLOC): services pay for the
+/// table size they chose.
+#[map(name = "FO_MAGLEV")]
+pub static MAGLEV: HashMap<MaglevKey, MaglevChunk> =
+    HashMap::pinned(MAGLEV_CHUNKS, BPF_F_NO_PREALLOC);
+
+const BPF_F_NO_PREALLOC: u32 = 1;
 
 /// Backend id → address, port, tier, state. Written by the agent.
 #[map(name = "FO_BACKENDS")]

@@ -120,6 +120,8 @@ struct RawService {
     #[serde(default)]
     failback: RawFailback,
     failback_delay: Option<Spanned<String>>,
+    /// Maglev table slots (a prime); 0 hashes over the backends directly.
+    table_size: Option<Spanned<u32>>,
     #[serde(default)]
     probe: RawProbe,
     #[serde(default)]
@@ -302,6 +304,8 @@ pub struct ServicePlan {
     pub name: String,
     pub spec: ServiceSpec,
     pub failback: Failback,
+    /// Maglev table slots; 0: no table.
+    pub table_size: u32,
     pub backends: Vec<BackendPlan>,
 }
 
@@ -641,10 +645,33 @@ impl Resolver<'_> {
                 probe,
             });
         }
+        let table_size = match &raw.table_size {
+            None => crate::maglev::DEFAULT_TABLE_SIZE,
+            Some(size) => {
+                let value = *size.get_ref();
+                if value != 0
+                    && (!crate::maglev::is_prime(value)
+                        || value < backends.len() as u32
+                        || value > failover_common::MAX_TABLE_SIZE)
+                {
+                    return self.invalid(
+                        field("table_size"),
+                        size.span().start,
+                        format!(
+                            "must be 0 (no table) or a prime between the number of backends and {}; \
+                             about 100 slots per backend keeps shares within 1 %",
+                            failover_common::MAX_TABLE_SIZE
+                        ),
+                    );
+                }
+                value
+            }
+        };
         Ok(ServicePlan {
             name,
             spec,
             failback,
+            table_size,
             backends,
         })
     }
@@ -1009,6 +1036,29 @@ probe = { type = "tcp", interval = "1s", timeout = "200ms" }
         let config = AgentConfig::parse(include_str!("../../dist/failover.toml")).unwrap();
         assert_eq!(config.services.len(), 2);
         assert!(config.journal.is_some() && config.alerts.len() == 1);
+    }
+
+    #[test]
+    fn table_size_must_be_prime_or_zero() {
+        let with = |size: &str| {
+            EXAMPLE.replace(
+                "failback_delay = \"5s\"",
+                &format!("failback_delay = \"5s\"\ntable_size = {size}"),
+            )
+        };
+        assert_eq!(
+            AgentConfig::parse(&with("251")).unwrap().services[0].table_size,
+            251
+        );
+        assert_eq!(
+            AgentConfig::parse(&with("0")).unwrap().services[0].table_size,
+            0
+        );
+        assert_eq!(
+            AgentConfig::parse(EXAMPLE).unwrap().services[0].table_size,
+            crate::maglev::DEFAULT_TABLE_SIZE
+        );
+        assert!(error_of(&with("256")).contains("table_size"));
     }
 
     #[test]

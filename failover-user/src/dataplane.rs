@@ -26,7 +26,8 @@ use tracing::info;
 use crate::{
     PASS_PROGRAM_NAME, PROGRAM_NAME, bpffs,
     error::{DataplaneError, SpecError},
-    maps::{Backends, Conntrack, Counters, Services},
+    maglev,
+    maps::{Backends, Conntrack, Counters, MaglevTables, Services},
     model::{BackendSpec, BackendState, ServiceSpec, selection},
 };
 
@@ -47,6 +48,10 @@ pub struct ServiceEntry {
     pub id: u32,
     pub spec: ServiceSpec,
     pub backends: BTreeMap<u32, BackendSpec>,
+    /// Maglev table slots (a prime); 0: new flows hash over the selection.
+    pub table_size: u32,
+    /// Generation of the table in use.
+    pub table_generation: u32,
 }
 
 /// The loaded data path and the agent's record of what it programmed.
@@ -55,6 +60,7 @@ pub struct Dataplane {
     pin_dir: PathBuf,
     services_map: Services,
     backends_map: Backends,
+    tables: MaglevTables,
     conntrack: Conntrack,
     counters: Counters,
     services: BTreeMap<u32, ServiceEntry>,
@@ -79,6 +85,7 @@ impl Dataplane {
         Ok(Self {
             services_map: Services::open(&mut ebpf)?,
             backends_map: Backends::open(&mut ebpf)?,
+            tables: MaglevTables::open(&mut ebpf)?,
             conntrack: Conntrack::open(&mut ebpf)?,
             counters: Counters::open(&mut ebpf)?,
             ebpf,
@@ -226,6 +233,8 @@ impl Dataplane {
                     id: value.id,
                     spec,
                     backends: members,
+                    table_size: value.table_size,
+                    table_generation: value.table_generation,
                 },
             );
             adopted += 1;
@@ -303,7 +312,7 @@ impl Dataplane {
                 .collect();
             entry.backends = next;
             self.write_backends(&entry)?;
-            self.publish(&entry)?;
+            self.publish(&mut entry)?;
             for id in &removed {
                 self.backends_map.clear(*id)?;
                 self.backend_owner.remove(id);
@@ -402,7 +411,7 @@ impl Dataplane {
             .into());
         }
 
-        let entry = ServiceEntry {
+        let mut entry = ServiceEntry {
             id: service_id,
             spec,
             backends: free_ids
@@ -410,10 +419,12 @@ impl Dataplane {
                 .copied()
                 .zip(backends.iter().copied())
                 .collect(),
+            table_size: maglev::DEFAULT_TABLE_SIZE,
+            table_generation: 0,
         };
         // Backends first, so the selection only ever names written backends.
         let written = self.write_backends(&entry);
-        let published = written.and_then(|()| self.publish(&entry));
+        let published = written.and_then(|()| self.publish(&mut entry));
         if let Err(err) = published {
             for id in entry.backends.keys() {
                 let _ = self.backends_map.clear(*id);
@@ -437,13 +448,64 @@ impl Dataplane {
     }
 
     /// Writes the service value with a fresh selection, in one atomic update.
-    fn publish(&mut self, entry: &ServiceEntry) -> Result<(), DataplaneError> {
+    /// With a table size, builds the Maglev table of the selection into the
+    /// generation not in use and flips to it in the same update.
+    fn publish(&mut self, entry: &mut ServiceEntry) -> Result<(), DataplaneError> {
         let (active_tier, ids) = selection(entry.backends.iter().map(|(id, spec)| (*id, spec)));
         let mut value = Service::new(entry.id);
         value.active_tier = u32::from(active_tier);
         value.selection_len = ids.len() as u32;
         value.selection[..ids.len()].copy_from_slice(&ids);
-        self.services_map.put(&entry.spec.key(), &value)
+        value.table_generation = entry.table_generation;
+        if entry.table_size != 0 && !ids.is_empty() {
+            let members: Vec<maglev::Member> = ids
+                .iter()
+                .map(|id| {
+                    let spec = &entry.backends[id];
+                    maglev::Member {
+                        address: spec.addr,
+                        port: spec.port.unwrap_or(0),
+                        weight: spec.weight,
+                    }
+                })
+                .collect();
+            let table: Vec<u32> = maglev::build(&members, entry.table_size)
+                .into_iter()
+                .map(|i| ids[i as usize])
+                .collect();
+            let generation = entry.table_generation ^ 1;
+            self.tables.write(entry.id, generation, &table)?;
+            value.table_size = entry.table_size;
+            value.table_generation = generation;
+        }
+        self.services_map.put(&entry.spec.key(), &value)?;
+        entry.table_generation = value.table_generation;
+        Ok(())
+    }
+
+    /// Changes a service's Maglev table size (0: no table) and republishes.
+    pub fn set_table_size(&mut self, service_id: u32, size: u32) -> Result<(), DataplaneError> {
+        let mut entry = self
+            .services
+            .get(&service_id)
+            .ok_or(SpecError::UnknownService { id: service_id })?
+            .clone();
+        if entry.table_size == size {
+            return Ok(());
+        }
+        let old = entry.table_size;
+        entry.table_size = size;
+        self.publish(&mut entry)?;
+        // Chunks past the new size are never read again: free them.
+        self.tables.remove_beyond(service_id, size, old);
+        self.services.insert(service_id, entry);
+        Ok(())
+    }
+
+    /// The backend id in a slot of a service's current table.
+    pub fn table_slot(&self, service_id: u32, slot: u32) -> Option<u32> {
+        let entry = self.services.get(&service_id)?;
+        self.tables.slot(service_id, entry.table_generation, slot)
     }
 
     /// Changes a backend's state: the backend slot first (its established
@@ -466,7 +528,7 @@ impl Dataplane {
         backend.state = state;
         self.backends_map
             .set(backend_id, &backend.to_map_value(service_id))?;
-        self.publish(&entry)?;
+        self.publish(&mut entry)?;
         info!(
             service = %entry.spec,
             backend = %entry.backends[&backend_id],
@@ -487,6 +549,7 @@ impl Dataplane {
             .ok_or(SpecError::UnknownService { id: service_id })?
             .clone();
         self.services_map.remove(&entry.spec.key())?;
+        self.tables.remove(service_id, entry.table_size);
         for id in entry.backends.keys() {
             self.backends_map.clear(*id)?;
             self.backend_owner.remove(id);

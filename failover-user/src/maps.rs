@@ -5,7 +5,8 @@ use std::path::Path;
 
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use failover_common::{
-    Backend, Counter, Flow, FlowKey, Service, ServiceKey, TrafficStats, names,
+    Backend, Counter, Flow, FlowKey, MAGLEV_CHUNK_SLOTS, MaglevChunk, MaglevKey, Service,
+    ServiceKey, TrafficStats, names,
     stats::{VERDICT_COUNT, reason},
 };
 
@@ -35,7 +36,7 @@ impl MapSource for PinDir<'_> {
         let data = MapData::from_pin(self.0.join(name)).map_err(map_err(name))?;
         // The map type decides which typed wrapper accepts it.
         Ok(match name {
-            names::SERVICES => Map::HashMap(data),
+            names::SERVICES | names::MAGLEV => Map::HashMap(data),
             names::BACKENDS => Map::Array(data),
             names::CONNTRACK => Map::LruHashMap(data),
             _ => Map::PerCpuArray(data),
@@ -81,6 +82,71 @@ impl Services {
             .iter()
             .map(|entry| entry.map_err(map_err(names::SERVICES)))
             .collect()
+    }
+}
+
+/// `FO_MAGLEV`: the services' lookup tables, 256 slots per value.
+pub struct MaglevTables(HashMap<MapData, MaglevKey, MaglevChunk>);
+
+impl MaglevTables {
+    pub fn open(source: &mut impl MapSource) -> Result<Self, DataplaneError> {
+        let map = source.take(names::MAGLEV)?;
+        Ok(Self(
+            HashMap::try_from(map).map_err(map_err(names::MAGLEV))?,
+        ))
+    }
+
+    /// Writes a whole table (backend id per slot) as one generation.
+    pub fn write(
+        &mut self,
+        service_id: u32,
+        generation: u32,
+        table: &[u32],
+    ) -> Result<(), DataplaneError> {
+        for (chunk, slots) in table.chunks(MAGLEV_CHUNK_SLOTS).enumerate() {
+            let mut value = [0u32; MAGLEV_CHUNK_SLOTS];
+            value[..slots.len()].copy_from_slice(slots);
+            let key = MaglevKey {
+                service_id,
+                generation,
+                chunk: chunk as u32,
+            };
+            self.0
+                .insert(key, value, 0)
+                .map_err(map_err(names::MAGLEV))?;
+        }
+        Ok(())
+    }
+
+    /// Removes both generations of a table of `size` slots.
+    pub fn remove(&mut self, service_id: u32, size: u32) {
+        self.remove_beyond(service_id, 0, size);
+    }
+
+    /// Removes the chunks a table of `kept` slots does not use, of both
+    /// generations of a table that had `had` slots.
+    pub fn remove_beyond(&mut self, service_id: u32, kept: u32, had: u32) {
+        let chunks = |slots: u32| slots.div_ceil(MAGLEV_CHUNK_SLOTS as u32);
+        for generation in 0..2 {
+            for chunk in chunks(kept)..chunks(had) {
+                let _ = self.0.remove(&MaglevKey {
+                    service_id,
+                    generation,
+                    chunk,
+                });
+            }
+        }
+    }
+
+    /// The backend id in one slot, if that chunk exists.
+    pub fn slot(&self, service_id: u32, generation: u32, slot: u32) -> Option<u32> {
+        let key = MaglevKey {
+            service_id,
+            generation,
+            chunk: slot / MAGLEV_CHUNK_SLOTS as u32,
+        };
+        let chunk = self.0.get(&key, 0).ok()?;
+        Some(chunk[slot as usize % MAGLEV_CHUNK_SLOTS])
     }
 }
 

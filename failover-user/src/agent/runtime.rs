@@ -185,6 +185,9 @@ impl super::Agent {
             .map(|s| (s.spec, s.backends.iter().map(|b| b.spec).collect()))
             .collect();
         let ids = self.dataplane.reconcile(&wanted)?;
+        for (plan, (id, _)) in config.services.iter().zip(&ids) {
+            self.dataplane.set_table_size(*id, plan.table_size)?;
+        }
         let mut runtimes = Vec::new();
         for (plan, (id, backend_ids)) in config.services.iter().zip(&ids) {
             match previous.iter().position(|old| &old.plan == plan) {

@@ -15,7 +15,7 @@ use failover_common::{
 use serde_json::{Value, json};
 
 use crate::{
-    maps::{Backends, Conntrack, Counters, PinDir, Services},
+    maps::{Backends, Conntrack, Counters, MaglevTables, PinDir, Services},
     model::{BackendState, Proto},
 };
 
@@ -61,6 +61,7 @@ fn state_name(raw: u32) -> String {
 
 struct Pinned {
     services: Services,
+    tables: MaglevTables,
     backends: Backends,
     conntrack: Conntrack,
     counters: Counters,
@@ -80,6 +81,7 @@ fn open(pin_dir: &Path) -> anyhow::Result<Pinned> {
     let mut source = PinDir(pin_dir);
     Ok(Pinned {
         services: Services::open(&mut source)?,
+        tables: MaglevTables::open(&mut source)?,
         backends: Backends::open(&mut source)?,
         conntrack: Conntrack::open(&mut source)?,
         counters: Counters::open(&mut source)?,
@@ -118,6 +120,8 @@ fn services(p: &Pinned) -> anyhow::Result<Value> {
             "proto": Proto::from_number(key.proto).map_or("?".into(), |p| p.to_string()),
             "active_tier": service.active_tier,
             "selection": selection,
+            "table_size": service.table_size,
+            "table_generation": service.table_generation,
             "packets_to_backends": traffic.to_backend.packets,
             "packets_from_backends": traffic.from_backend.packets,
         }));
@@ -276,22 +280,16 @@ fn explain(
     }
     let picked = pick(p, &service, &key)?;
     match picked {
-        Some((id, backend, probes)) => {
+        Some((id, backend, how)) => {
             steps.push(format!(
-                "hash {:#010x} over {} selected backends → backend {id} ({}){}",
+                "hash {:#010x} → {how} → backend {id} ({})",
                 flow_hash(&key, FLOW_HASH_SEED),
-                service.selection_len,
                 describe(&backend),
-                if probes > 0 {
-                    format!(", after skipping {probes} unusable slots")
-                } else {
-                    String::new()
-                }
             ));
             Ok(json!({"path": "new_flow", "backend": id, "steps": steps}))
         }
         None => {
-            steps.push("no usable backend in the selection: dropped (drop_no_backend)".into());
+            steps.push("no usable backend: dropped (drop_no_backend)".into());
             Ok(json!({"path": "drop_no_backend", "steps": steps}))
         }
     }
@@ -306,22 +304,46 @@ fn describe(backend: &Backend) -> String {
     format!("{}:{port}, tier {}", addr(backend.addr), backend.tier)
 }
 
-/// The data path's pick, recomputed with the same hash and probing.
+/// The data path's pick, recomputed with the same hash, table and probing.
+/// Returns (backend id, backend, how it was found).
 fn pick(
     p: &Pinned,
     service: &Service,
     key: &FlowKey,
-) -> anyhow::Result<Option<(u32, Backend, u32)>> {
+) -> anyhow::Result<Option<(u32, Backend, String)>> {
+    let hash = flow_hash(key, FLOW_HASH_SEED);
+    let usable = |id: u32| -> anyhow::Result<Option<Backend>> {
+        let backend = p.backends.get(id)?;
+        Ok((backend.service_id == service.id && usable_for_new(backend.state)).then_some(backend))
+    };
+    if service.table_size != 0 {
+        let slot = hash % service.table_size;
+        if let Some(id) = p.tables.slot(service.id, service.table_generation, slot)
+            && let Some(backend) = usable(id)?
+        {
+            return Ok(Some((
+                id,
+                backend,
+                format!(
+                    "Maglev slot {slot} of {} (generation {})",
+                    service.table_size, service.table_generation
+                ),
+            )));
+        }
+    }
     let len = service.selection_len;
     if len == 0 {
         return Ok(None);
     }
-    let start = flow_hash(key, FLOW_HASH_SEED) % len;
+    let start = hash % len;
     for i in 0..len {
         let id = service.selection[((start + i) % len) as usize];
-        let backend = p.backends.get(id)?;
-        if backend.service_id == service.id && usable_for_new(backend.state) {
-            return Ok(Some((id, backend, i)));
+        if let Some(backend) = usable(id)? {
+            return Ok(Some((
+                id,
+                backend,
+                format!("selection entry {} of {len}", (start + i) % len),
+            )));
         }
     }
     Ok(None)
