@@ -1,0 +1,122 @@
+//! The data path picks new flows' backends from the service's Maglev table,
+//! and a backend going down flips to a new table generation that moves only
+//! that backend's slots (plus Maglev's small churn).
+
+use std::collections::BTreeMap;
+
+use failover::{BackendSpec, BackendState, Proto, ServiceSpec};
+use failover_common::{
+    FAMILY_IPV4, FlowKey, PROTO_TCP,
+    hash::{FLOW_HASH_SEED, flow_hash},
+    ipv4_addr,
+    stats::reason,
+};
+use failover_tests::{
+    lab::*,
+    packet::{self, Frame, TCP_SYN},
+};
+
+const SIZE: u32 = failover::maglev::DEFAULT_TABLE_SIZE;
+
+fn key(port: u16) -> FlowKey {
+    FlowKey {
+        src: ipv4_addr(CLIENT.octets()),
+        dst: ipv4_addr(VIP.octets()),
+        src_port_be: port.to_be(),
+        dst_port_be: 80u16.to_be(),
+        proto: PROTO_TCP,
+        family: FAMILY_IPV4,
+        _pad: [0; 2],
+    }
+}
+
+fn syn(port: u16) -> Vec<u8> {
+    Frame::tcp((CLIENT, port), (VIP, 80), TCP_SYN)
+        .macs(CLIENT_MAC, CLIENT_SIDE_MAC)
+        .build()
+}
+
+#[test]
+fn new_flows_follow_the_table_and_a_failure_moves_only_its_slots() {
+    let mut lab = TestRunLab::new();
+    let entry = lab
+        .dataplane
+        .add_service(
+            ServiceSpec {
+                vip: VIP,
+                port: 80,
+                proto: Proto::Tcp,
+            },
+            &[
+                BackendSpec::new(BACKEND_1),
+                BackendSpec::new(BACKEND_2),
+                BackendSpec::new(BACKEND_3),
+            ],
+        )
+        .unwrap();
+    let service = entry.id;
+    let id_of = |addr| {
+        *entry
+            .backends
+            .iter()
+            .find(|(_, s)| s.addr == addr)
+            .unwrap()
+            .0
+    };
+    let table = |lab: &TestRunLab| -> Vec<u32> {
+        (0..SIZE)
+            .map(|slot| lab.dataplane.table_slot(service, slot).expect("slot"))
+            .collect()
+    };
+
+    let check_flows = |lab: &TestRunLab, ports: std::ops::Range<u16>| -> BTreeMap<u32, usize> {
+        let mut spread = BTreeMap::new();
+        for port in ports {
+            let result = lab.run(&syn(port), lab.client_ifindex);
+            let dst = packet::parse(&result.output).expect("forwarded").dst;
+            let slot = flow_hash(&key(port), FLOW_HASH_SEED) % SIZE;
+            let expected = lab.dataplane.table_slot(service, slot).unwrap();
+            assert_eq!(
+                id_of(dst),
+                expected,
+                "port {port}: the pick must be the table's slot {slot}"
+            );
+            *spread.entry(expected).or_insert(0) += 1;
+        }
+        spread
+    };
+
+    let before = table(&lab);
+    let spread = check_flows(&lab, 20_000..20_600);
+    assert_eq!(
+        spread.len(),
+        3,
+        "all three backends take new flows: {spread:?}"
+    );
+    for count in spread.values() {
+        assert!((150..=250).contains(count), "uneven spread: {spread:?}");
+    }
+
+    let dead = id_of(BACKEND_2);
+    lab.dataplane
+        .set_backend_state(dead, BackendState::Down)
+        .unwrap();
+    let after = table(&lab);
+    assert!(
+        after.iter().all(|id| *id != dead),
+        "the dead backend keeps no slot"
+    );
+    let moved_others = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| **b != dead && b != a)
+        .count();
+    assert!(
+        moved_others as f64 <= SIZE as f64 * 0.015,
+        "{moved_others} slots of surviving backends moved"
+    );
+    let spread = check_flows(&lab, 21_000..21_400);
+    assert!(!spread.contains_key(&dead));
+    let stale = lab.reasons()[reason::EVENT_STALE_SELECTION as usize].packets;
+    assert_eq!(stale, 0, "the flip is atomic: no pick met a stale slot");
+}
