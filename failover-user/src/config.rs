@@ -123,9 +123,20 @@ struct RawService {
     /// Maglev table slots (a prime); 0 hashes over the backends directly.
     table_size: Option<Spanned<u32>>,
     #[serde(default)]
+    mode: RawRedundancy,
+    #[serde(default)]
     probe: RawProbe,
     #[serde(default)]
     backends: Vec<RawBackend>,
+}
+
+/// Redundancy mode of a service.
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum RawRedundancy {
+    #[default]
+    Tiers,
+    NPlusOne,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy)]
@@ -306,6 +317,7 @@ pub struct ServicePlan {
     pub failback: Failback,
     /// Maglev table slots; 0: no table.
     pub table_size: u32,
+    pub mode: crate::table::Mode,
     pub backends: Vec<BackendPlan>,
 }
 
@@ -667,11 +679,16 @@ impl Resolver<'_> {
                 value
             }
         };
+        let mode = match raw.mode {
+            RawRedundancy::Tiers => crate::table::Mode::Tiers,
+            RawRedundancy::NPlusOne => crate::table::Mode::NPlusOne,
+        };
         Ok(ServicePlan {
             name,
             spec,
             failback,
             table_size,
+            mode,
             backends,
         })
     }

@@ -28,7 +28,8 @@ use crate::{
     error::{DataplaneError, SpecError},
     maglev,
     maps::{Backends, Conntrack, Counters, MaglevTables, Services},
-    model::{BackendSpec, BackendState, ServiceSpec, selection},
+    model::{BackendSpec, BackendState, ServiceSpec},
+    table,
 };
 
 /// How to attach XDP to an interface.
@@ -52,6 +53,7 @@ pub struct ServiceEntry {
     pub table_size: u32,
     /// Generation of the table in use.
     pub table_generation: u32,
+    pub mode: table::Mode,
 }
 
 /// The loaded data path and the agent's record of what it programmed.
@@ -235,6 +237,7 @@ impl Dataplane {
                     backends: members,
                     table_size: value.table_size,
                     table_generation: value.table_generation,
+                    mode: table::Mode::Tiers,
                 },
             );
             adopted += 1;
@@ -421,6 +424,7 @@ impl Dataplane {
                 .collect(),
             table_size: maglev::DEFAULT_TABLE_SIZE,
             table_generation: 0,
+            mode: table::Mode::Tiers,
         };
         // Backends first, so the selection only ever names written backends.
         let written = self.write_backends(&entry);
@@ -448,38 +452,40 @@ impl Dataplane {
     }
 
     /// Writes the service value with a fresh selection, in one atomic update.
-    /// With a table size, builds the Maglev table of the selection into the
-    /// generation not in use and flips to it in the same update.
+    /// Builds the selection and (with a table size) the Maglev table for the
+    /// service's mode, writes the table into the generation not in use and
+    /// flips to it in the same update as the selection.
     fn publish(&mut self, entry: &mut ServiceEntry) -> Result<(), DataplaneError> {
-        let (active_tier, ids) = selection(entry.backends.iter().map(|(id, spec)| (*id, spec)));
+        let plan = table::plan(&entry.backends, entry.mode, entry.table_size);
         let mut value = Service::new(entry.id);
-        value.active_tier = u32::from(active_tier);
-        value.selection_len = ids.len() as u32;
-        value.selection[..ids.len()].copy_from_slice(&ids);
+        value.active_tier = u32::from(plan.active_tier);
+        value.selection_len = plan.selection.len() as u32;
+        value.selection[..plan.selection.len()].copy_from_slice(&plan.selection);
         value.table_generation = entry.table_generation;
-        if entry.table_size != 0 && !ids.is_empty() {
-            let members: Vec<maglev::Member> = ids
-                .iter()
-                .map(|id| {
-                    let spec = &entry.backends[id];
-                    maglev::Member {
-                        address: spec.addr,
-                        port: spec.port.unwrap_or(0),
-                        weight: spec.weight,
-                    }
-                })
-                .collect();
-            let table: Vec<u32> = maglev::build(&members, entry.table_size)
-                .into_iter()
-                .map(|i| ids[i as usize])
-                .collect();
+        if let Some(slots) = &plan.table {
             let generation = entry.table_generation ^ 1;
-            self.tables.write(entry.id, generation, &table)?;
+            self.tables.write(entry.id, generation, slots)?;
             value.table_size = entry.table_size;
             value.table_generation = generation;
         }
         self.services_map.put(&entry.spec.key(), &value)?;
         entry.table_generation = value.table_generation;
+        Ok(())
+    }
+
+    /// Sets a service's redundancy mode and republishes.
+    pub fn set_mode(&mut self, service_id: u32, mode: table::Mode) -> Result<(), DataplaneError> {
+        let mut entry = self
+            .services
+            .get(&service_id)
+            .ok_or(SpecError::UnknownService { id: service_id })?
+            .clone();
+        if entry.mode == mode {
+            return Ok(());
+        }
+        entry.mode = mode;
+        self.publish(&mut entry)?;
+        self.services.insert(service_id, entry);
         Ok(())
     }
 

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod probe;
+pub mod table;
 pub mod telemetry;
 
 pub use dataplane::{AttachMode, Dataplane};

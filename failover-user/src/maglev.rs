@@ -67,7 +67,9 @@ pub fn build(members: &[Member], size: u32) -> Vec<u32> {
     assert!(is_prime(size), "Maglev table size {size} is not prime");
     let m = u64::from(size);
     // Fill in identity order so every host fills alike; map back at the end.
-    let mut order: Vec<usize> = (0..members.len()).filter(|&i| members[i].weight > 0).collect();
+    let mut order: Vec<usize> = (0..members.len())
+        .filter(|&i| members[i].weight > 0)
+        .collect();
     order.sort_by_key(|&i| members[i].identity());
     if order.is_empty() {
         return Vec::new();
@@ -152,7 +154,10 @@ mod tests {
             let fair = DEFAULT_TABLE_SIZE as f64 / n as f64;
             for (i, share) in shares(&table, n).into_iter().enumerate() {
                 let error = (share as f64 - fair).abs() / fair;
-                assert!(error < 0.02, "n={n} member {i}: {share} slots vs fair {fair:.0}");
+                assert!(
+                    error < 0.02,
+                    "n={n} member {i}: {share} slots vs fair {fair:.0}"
+                );
             }
         }
     }
@@ -172,7 +177,11 @@ mod tests {
                     .filter(|(b, a)| **b != gone && b != a)
                     .count();
                 let fraction = others_moved as f64 / DEFAULT_TABLE_SIZE as f64;
-                assert!(fraction <= 0.015, "n={n}: {:.2} % of other slots moved", fraction * 100.0);
+                assert!(
+                    fraction <= 0.015,
+                    "n={n}: {:.2} % of other slots moved",
+                    fraction * 100.0
+                );
             }
         }
     }
@@ -185,11 +194,17 @@ mod tests {
             let after = owners(&build(&list, DEFAULT_TABLE_SIZE), &list);
             let taken = after.iter().filter(|m| **m == list[n]).count() as f64;
             let fair = DEFAULT_TABLE_SIZE as f64 / (n + 1) as f64;
-            assert!((taken - fair).abs() / fair < 0.05, "n={n}: new member took {taken}, fair {fair:.0}");
+            assert!(
+                (taken - fair).abs() / fair < 0.05,
+                "n={n}: new member took {taken}, fair {fair:.0}"
+            );
             let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count() as f64;
             // Slots that moved between old members: Maglev's small extra churn.
             let extra = (moved - taken) / DEFAULT_TABLE_SIZE as f64;
-            assert!(extra <= 0.015, "n={n}: {moved} slots changed for {taken} taken");
+            assert!(
+                extra <= 0.015,
+                "n={n}: {moved} slots changed for {taken} taken"
+            );
         }
     }
 
@@ -203,7 +218,11 @@ mod tests {
         let total: u32 = list.iter().map(|m| m.weight).sum();
         for (i, share) in shares(&table, list.len()).into_iter().enumerate() {
             let expected = DEFAULT_TABLE_SIZE as f64 * f64::from(list[i].weight) / f64::from(total);
-            assert!((share as f64 - expected).abs() / expected < 0.03, "weight {}: {share} vs {expected:.0}", list[i].weight);
+            assert!(
+                (share as f64 - expected).abs() / expected < 0.03,
+                "weight {}: {share} vs {expected:.0}",
+                list[i].weight
+            );
         }
         // Weight 0 takes nothing.
         list[0].weight = 0;
@@ -216,7 +235,10 @@ mod tests {
         let list = members(20);
         let mut reversed = list.clone();
         reversed.reverse();
-        assert_eq!(owners(&build(&list, DEFAULT_TABLE_SIZE), &list), owners(&build(&reversed, DEFAULT_TABLE_SIZE), &reversed));
+        assert_eq!(
+            owners(&build(&list, DEFAULT_TABLE_SIZE), &list),
+            owners(&build(&reversed, DEFAULT_TABLE_SIZE), &reversed)
+        );
     }
 
     #[test]

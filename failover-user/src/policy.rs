@@ -61,6 +61,9 @@ struct Member {
 pub struct ServicePolicy {
     failback: Failback,
     members: Vec<Member>,
+    /// N+1: spares stand in for failed members of the best tier, so a
+    /// recovering member is held (failback policy) while a spare serves.
+    n_plus_one: bool,
 }
 
 /// An operator request the policy refuses, with the reason.
@@ -89,7 +92,14 @@ impl ServicePolicy {
                     applied: state,
                 })
                 .collect(),
+            n_plus_one: false,
         }
+    }
+
+    /// Applies N+1 failback rules (see the field).
+    pub fn n_plus_one(mut self, on: bool) -> Self {
+        self.n_plus_one = on;
+        self
     }
 
     fn takes_new_flows(member: &Member) -> bool {
@@ -171,9 +181,16 @@ impl ServicePolicy {
             return self.changes(now);
         }
         if !self.members[backend].serving {
-            let better_than_active = self
-                .active_tier()
-                .is_some_and(|active| self.members[backend].tier < active);
+            let tier = self.members[backend].tier;
+            let better_than_active = self.active_tier().is_some_and(|active| tier < active);
+            // N+1: a member of the best tier comes back while a spare stands in.
+            let best = self.members.iter().map(|m| m.tier).min().unwrap_or(tier);
+            let spare_serving = self
+                .members
+                .iter()
+                .any(|m| m.tier > best && Self::takes_new_flows(m));
+            let better_than_active =
+                better_than_active || (self.n_plus_one && tier == best && spare_serving);
             let member = &mut self.members[backend];
             if better_than_active && member.admin == Admin::Normal {
                 member.hold = Some(match self.failback {
@@ -477,6 +494,31 @@ mod tests {
             policy.restore(PRIMARY, t0),
             vec![to(PRIMARY, BackendState::Up)]
         );
+    }
+
+    #[test]
+    fn n_plus_one_holds_a_recovering_member_while_its_spare_serves() {
+        let t0 = Instant::now();
+        let delay = Duration::from_secs(5);
+        let members = [
+            (0, BackendState::Up),
+            (0, BackendState::Up),
+            (1, BackendState::Up),
+        ];
+        let mut policy = ServicePolicy::new(Failback::Auto { delay }, members).n_plus_one(true);
+        assert_eq!(
+            policy.on_health(0, false, t0),
+            vec![to(0, BackendState::Down)]
+        );
+        assert!(
+            policy.on_health(0, true, t0).is_empty(),
+            "held: the spare stands in"
+        );
+        assert_eq!(policy.on_tick(t0 + delay), vec![to(0, BackendState::Up)]);
+        // Without N+1 the member rejoins its tier at once.
+        let mut tiers = ServicePolicy::new(Failback::Auto { delay }, members);
+        tiers.on_health(0, false, t0);
+        assert_eq!(tiers.on_health(0, true, t0), vec![to(0, BackendState::Up)]);
     }
 
     #[test]

@@ -120,3 +120,76 @@ fn new_flows_follow_the_table_and_a_failure_moves_only_its_slots() {
     let stale = lab.reasons()[reason::EVENT_STALE_SELECTION as usize].packets;
     assert_eq!(stale, 0, "the flip is atomic: no pick met a stale slot");
 }
+
+/// N+1: two active members and a spare; when a member fails the spare takes
+/// exactly its slots in the data path's table, and the other member's slots
+/// stay; when it recovers the original table comes back.
+#[test]
+fn n_plus_one_spare_takes_exactly_the_failed_members_slots() {
+    let mut lab = TestRunLab::new();
+    let entry = lab
+        .dataplane
+        .add_service(
+            ServiceSpec {
+                vip: VIP,
+                port: 80,
+                proto: Proto::Tcp,
+            },
+            &[
+                BackendSpec::new(BACKEND_1),
+                BackendSpec::new(BACKEND_2),
+                BackendSpec::new(BACKEND_3).tier(1),
+            ],
+        )
+        .unwrap();
+    let service = entry.id;
+    let id_of = |addr| {
+        *entry
+            .backends
+            .iter()
+            .find(|(_, s)| s.addr == addr)
+            .unwrap()
+            .0
+    };
+    lab.dataplane
+        .set_mode(service, failover::table::Mode::NPlusOne)
+        .unwrap();
+    let table = |lab: &TestRunLab| -> Vec<u32> {
+        (0..SIZE)
+            .map(|slot| lab.dataplane.table_slot(service, slot).expect("slot"))
+            .collect()
+    };
+    let (first, second, spare) = (id_of(BACKEND_1), id_of(BACKEND_2), id_of(BACKEND_3));
+    let healthy = table(&lab);
+    assert!(
+        !healthy.contains(&spare),
+        "the spare takes nothing while both members are up"
+    );
+
+    lab.dataplane
+        .set_backend_state(first, BackendState::Down)
+        .unwrap();
+    let failed = table(&lab);
+    for (slot, (before, after)) in healthy.iter().zip(&failed).enumerate() {
+        let expected = if *before == first { spare } else { second };
+        assert_eq!(*after, expected, "slot {slot}");
+    }
+    // The data path follows: flows hashing to the failed member's slots go to the spare.
+    let mut to_spare = 0;
+    for port in 30_000..30_300u16 {
+        let result = lab.run(&syn(port), lab.client_ifindex);
+        let dst = packet::parse(&result.output).expect("forwarded").dst;
+        let slot = flow_hash(&key(port), FLOW_HASH_SEED) % SIZE;
+        assert_eq!(id_of(dst), failed[slot as usize], "port {port}");
+        to_spare += usize::from(id_of(dst) == spare);
+    }
+    assert!(
+        to_spare > 100,
+        "about half the new flows go to the spare: {to_spare}"
+    );
+
+    lab.dataplane
+        .set_backend_state(first, BackendState::Up)
+        .unwrap();
+    assert_eq!(table(&lab), healthy, "recovery restores the original table");
+}

@@ -91,7 +91,8 @@ impl ServiceRuntime {
             id,
             plan: plan.clone(),
             backends,
-            policy: ServicePolicy::new(plan.failback, members),
+            policy: ServicePolicy::new(plan.failback, members)
+                .n_plus_one(plan.mode == crate::table::Mode::NPlusOne),
         })
     }
 
@@ -187,6 +188,7 @@ impl super::Agent {
         let ids = self.dataplane.reconcile(&wanted)?;
         for (plan, (id, _)) in config.services.iter().zip(&ids) {
             self.dataplane.set_table_size(*id, plan.table_size)?;
+            self.dataplane.set_mode(*id, plan.mode)?;
         }
         let mut runtimes = Vec::new();
         for (plan, (id, backend_ids)) in config.services.iter().zip(&ids) {

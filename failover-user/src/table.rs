@@ -1,0 +1,218 @@
+//! What the data path gets for a service: the selection (fallback for stale
+//! slots, and new-flow hashing without a table) and the Maglev table, for
+//! each redundancy mode.
+//!
+//! - `Tiers`: new flows go to the up backends of the most preferred tier that
+//!   has any (active-passive is one backend per tier; active-active is several
+//!   in tier 0). The table is Maglev over them.
+//! - `NPlusOne`: the most preferred configured tier holds the N active
+//!   members; up backends of later tiers are spares. The table is Maglev over
+//!   all N members, so each owns fixed slots; a member that is not up hands
+//!   exactly its slots to one spare of its own, and the other members' slots
+//!   do not move. Members left without a spare have their slots spread by a
+//!   second Maglev table over whoever serves.
+
+use std::collections::BTreeMap;
+
+use failover_common::MAX_SELECTION;
+
+use crate::{
+    maglev::{self, Member},
+    model::{BackendSpec, BackendState, selection},
+};
+
+/// How a service survives failures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    #[default]
+    Tiers,
+    NPlusOne,
+}
+
+/// The service value's content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub active_tier: u8,
+    pub selection: Vec<u32>,
+    /// Backend id per slot; `None` without a table or without any backend.
+    pub table: Option<Vec<u32>>,
+}
+
+fn member(spec: &BackendSpec) -> Member {
+    Member {
+        address: spec.addr,
+        port: spec.port.unwrap_or(0),
+        weight: spec.weight,
+    }
+}
+
+fn maglev_over(backends: &BTreeMap<u32, BackendSpec>, ids: &[u32], size: u32) -> Vec<u32> {
+    let members: Vec<Member> = ids.iter().map(|id| member(&backends[id])).collect();
+    maglev::build(&members, size)
+        .into_iter()
+        .map(|i| ids[i as usize])
+        .collect()
+}
+
+pub fn plan(backends: &BTreeMap<u32, BackendSpec>, mode: Mode, table_size: u32) -> Plan {
+    match mode {
+        Mode::Tiers => {
+            let (active_tier, ids) = selection(backends.iter().map(|(id, spec)| (*id, spec)));
+            let table = (table_size != 0 && !ids.is_empty())
+                .then(|| maglev_over(backends, &ids, table_size));
+            Plan {
+                active_tier,
+                selection: ids,
+                table,
+            }
+        }
+        Mode::NPlusOne => n_plus_one(backends, table_size),
+    }
+}
+
+fn n_plus_one(backends: &BTreeMap<u32, BackendSpec>, table_size: u32) -> Plan {
+    let Some(best) = backends.values().map(|b| b.tier).min() else {
+        return Plan {
+            active_tier: 0,
+            selection: Vec::new(),
+            table: None,
+        };
+    };
+    let up = |id: &u32| backends[id].state == BackendState::Up;
+    let members: Vec<u32> = backends
+        .iter()
+        .filter(|(_, b)| b.tier == best)
+        .map(|(id, _)| *id)
+        .collect();
+    let mut spares: Vec<u32> = backends
+        .iter()
+        .filter(|(_, b)| b.tier > best)
+        .map(|(id, _)| *id)
+        .filter(up)
+        .collect();
+    spares.sort_by_key(|id| (backends[id].tier, *id));
+    // Each member that is down gets the next free spare, in member order.
+    let mut stand_in = BTreeMap::new();
+    let mut free = spares.into_iter();
+    for id in members.iter().filter(|id| !up(id)) {
+        match free.next() {
+            Some(spare) => stand_in.insert(*id, spare),
+            None => break,
+        };
+    }
+    let mut serving: Vec<u32> = members.iter().copied().filter(up).collect();
+    serving.extend(stand_in.values().copied());
+    serving.truncate(MAX_SELECTION);
+    let active_tier = if members.iter().any(up) {
+        best
+    } else {
+        serving.first().map_or(best, |id| backends[id].tier)
+    };
+    if serving.is_empty() || table_size == 0 {
+        let table = None;
+        return Plan {
+            active_tier,
+            selection: serving,
+            table,
+        };
+    }
+    let base = maglev_over(backends, &members, table_size);
+    let needs_fallback = members
+        .iter()
+        .any(|id| !up(id) && !stand_in.contains_key(id));
+    let fallback = needs_fallback.then(|| maglev_over(backends, &serving, table_size));
+    let table = base
+        .iter()
+        .enumerate()
+        .map(|(slot, owner)| {
+            if up(owner) {
+                *owner
+            } else if let Some(spare) = stand_in.get(owner) {
+                *spare
+            } else {
+                fallback.as_ref().expect("built when needed")[slot]
+            }
+        })
+        .collect();
+    Plan {
+        active_tier,
+        selection: serving,
+        table: Some(table),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    const SIZE: u32 = 4099;
+
+    fn backends(tiers: &[u8]) -> BTreeMap<u32, BackendSpec> {
+        tiers
+            .iter()
+            .enumerate()
+            .map(|(i, tier)| {
+                (
+                    i as u32,
+                    BackendSpec::new(Ipv4Addr::new(198, 51, 100, i as u8 + 1)).tier(*tier),
+                )
+            })
+            .collect()
+    }
+
+    fn down(mut b: BTreeMap<u32, BackendSpec>, id: u32) -> BTreeMap<u32, BackendSpec> {
+        b.get_mut(&id).unwrap().state = BackendState::Down;
+        b
+    }
+
+    #[test]
+    fn a_spare_takes_exactly_the_failed_members_slots() {
+        let all = backends(&[0, 0, 0, 1]);
+        let healthy = plan(&all, Mode::NPlusOne, SIZE);
+        assert_eq!(healthy.selection, vec![0, 1, 2]);
+        let before = healthy.table.unwrap();
+        assert!(
+            !before.contains(&3),
+            "the spare serves nothing while all members are up"
+        );
+
+        let failed = plan(&down(all.clone(), 1), Mode::NPlusOne, SIZE);
+        assert_eq!(failed.selection, vec![0, 2, 3]);
+        let after = failed.table.unwrap();
+        for (slot, (b, a)) in before.iter().zip(&after).enumerate() {
+            let expected = if *b == 1 { 3 } else { *b };
+            assert_eq!(*a, expected, "slot {slot}");
+        }
+        // Recovery: the original table comes back exactly.
+        assert_eq!(plan(&all, Mode::NPlusOne, SIZE).table.unwrap(), before);
+    }
+
+    #[test]
+    fn without_a_spare_the_failed_members_slots_spread_over_who_serves() {
+        let all = backends(&[0, 0, 0, 1]);
+        let two_down = down(down(all, 0), 1);
+        let plan = plan(&two_down, Mode::NPlusOne, SIZE);
+        let table = plan.table.unwrap();
+        assert!(table.iter().all(|id| [2, 3].contains(id)));
+        assert!(table.contains(&2) && table.contains(&3));
+    }
+
+    #[test]
+    fn tiers_mode_moves_a_failed_backends_slots_to_the_survivors_of_its_tier() {
+        let all = backends(&[0, 0, 1]);
+        let failed = plan(&down(all, 0), Mode::Tiers, SIZE);
+        assert_eq!(failed.selection, vec![1]);
+        assert!(failed.table.unwrap().iter().all(|id| *id == 1));
+    }
+
+    #[test]
+    fn nothing_up_means_no_table() {
+        let all = down(down(backends(&[0, 1]), 0), 1);
+        for mode in [Mode::Tiers, Mode::NPlusOne] {
+            let plan = plan(&all, mode, SIZE);
+            assert!(plan.selection.is_empty() && plan.table.is_none());
+        }
+    }
+}
