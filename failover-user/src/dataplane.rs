@@ -514,8 +514,8 @@ impl Dataplane {
         self.tables.slot(service_id, entry.table_generation, slot)
     }
 
-    /// Changes a backend's state: the backend slot first (its established
-    /// flows follow at once), then the service's selection (new flows).
+    /// Changes a backend's state, ordering the backend slot and the service's
+    /// selection/table so new flows are never dropped in between.
     pub fn set_backend_state(
         &mut self,
         backend_id: u32,
@@ -532,9 +532,18 @@ impl Dataplane {
             .expect("owner map is consistent");
         let previous = backend.state;
         backend.state = state;
-        self.backends_map
-            .set(backend_id, &backend.to_map_value(service_id))?;
-        self.publish(&mut entry)?;
+        let value = backend.to_map_value(service_id);
+        // Order matters for new flows: a backend that starts taking them is
+        // written before the table that names it; one that stops is left out
+        // of the table before its slot says so. Either way a new flow never
+        // meets a table whose backend refuses it (and is dropped).
+        if state == BackendState::Up {
+            self.backends_map.set(backend_id, &value)?;
+            self.publish(&mut entry)?;
+        } else {
+            self.publish(&mut entry)?;
+            self.backends_map.set(backend_id, &value)?;
+        }
         info!(
             service = %entry.spec,
             backend = %entry.backends[&backend_id],
