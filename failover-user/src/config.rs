@@ -124,10 +124,39 @@ struct RawService {
     table_size: Option<Spanned<u32>>,
     #[serde(default)]
     mode: RawRedundancy,
+    /// rehash | keep
+    #[serde(default)]
+    dead_flows: RawDeadFlows,
+    /// A count (2) or a percentage ("50%") of the active tier's members.
+    min_healthy: Option<Spanned<RawQuorum>>,
+    quorum_policy: Option<Spanned<RawQuorumPolicy>>,
     #[serde(default)]
     probe: RawProbe,
     #[serde(default)]
     backends: Vec<RawBackend>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum RawDeadFlows {
+    #[default]
+    Rehash,
+    Keep,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+enum RawQuorum {
+    Count(u32),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum RawQuorumPolicy {
+    NextTier,
+    FailOpen,
+    FailClosed,
 }
 
 /// Redundancy mode of a service.
@@ -318,6 +347,8 @@ pub struct ServicePlan {
     /// Maglev table slots; 0: no table.
     pub table_size: u32,
     pub mode: crate::table::Mode,
+    pub dead_flows: crate::policy::DeadFlows,
+    pub quorum: Option<(crate::policy::Quorum, crate::policy::QuorumPolicy)>,
     pub backends: Vec<BackendPlan>,
 }
 
@@ -683,12 +714,56 @@ impl Resolver<'_> {
             RawRedundancy::Tiers => crate::table::Mode::Tiers,
             RawRedundancy::NPlusOne => crate::table::Mode::NPlusOne,
         };
+        let dead_flows = match raw.dead_flows {
+            RawDeadFlows::Rehash => crate::policy::DeadFlows::Rehash,
+            RawDeadFlows::Keep => crate::policy::DeadFlows::Keep,
+        };
+        let quorum = match (&raw.min_healthy, &raw.quorum_policy) {
+            (None, None) => None,
+            (None, Some(policy)) => {
+                return self.invalid(
+                    field("quorum_policy"),
+                    policy.span().start,
+                    "needs min_healthy",
+                );
+            }
+            (Some(min), policy) => {
+                let at = min.span().start;
+                let quorum = match min.get_ref() {
+                    RawQuorum::Count(0) => {
+                        return self.invalid(field("min_healthy"), at, "must be at least 1");
+                    }
+                    RawQuorum::Count(n) => crate::policy::Quorum::Count(*n),
+                    RawQuorum::Text(text) => match text
+                        .strip_suffix('%')
+                        .and_then(|p| p.trim().parse::<u32>().ok())
+                    {
+                        Some(p) if (1..=100).contains(&p) => crate::policy::Quorum::Percent(p),
+                        _ => {
+                            return self.invalid(
+                                field("min_healthy"),
+                                at,
+                                format!("{text:?}: a count or a percentage such as \"50%\""),
+                            );
+                        }
+                    },
+                };
+                let policy = match policy.as_ref().map(|p| *p.get_ref()) {
+                    None | Some(RawQuorumPolicy::NextTier) => crate::policy::QuorumPolicy::NextTier,
+                    Some(RawQuorumPolicy::FailOpen) => crate::policy::QuorumPolicy::FailOpen,
+                    Some(RawQuorumPolicy::FailClosed) => crate::policy::QuorumPolicy::FailClosed,
+                };
+                Some((quorum, policy))
+            }
+        };
         Ok(ServicePlan {
             name,
             spec,
             failback,
             table_size,
             mode,
+            dead_flows,
+            quorum,
             backends,
         })
     }
@@ -1076,6 +1151,44 @@ probe = { type = "tcp", interval = "1s", timeout = "200ms" }
             crate::maglev::DEFAULT_TABLE_SIZE
         );
         assert!(error_of(&with("256")).contains("table_size"));
+    }
+
+    #[test]
+    fn quorum_and_dead_flow_settings() {
+        let with = |extra: &str| {
+            EXAMPLE.replace(
+                "failback_delay = \"5s\"",
+                &format!("failback_delay = \"5s\"\n{extra}"),
+            )
+        };
+        let plan = AgentConfig::parse(&with(
+            "min_healthy = \"50%\"\nquorum_policy = \"fail_open\"\ndead_flows = \"keep\"",
+        ))
+        .unwrap()
+        .services
+        .remove(0);
+        assert_eq!(
+            plan.quorum,
+            Some((
+                crate::policy::Quorum::Percent(50),
+                crate::policy::QuorumPolicy::FailOpen
+            ))
+        );
+        assert_eq!(plan.dead_flows, crate::policy::DeadFlows::Keep);
+        let plan = AgentConfig::parse(&with("min_healthy = 2"))
+            .unwrap()
+            .services
+            .remove(0);
+        assert_eq!(
+            plan.quorum,
+            Some((
+                crate::policy::Quorum::Count(2),
+                crate::policy::QuorumPolicy::NextTier
+            ))
+        );
+        assert!(error_of(&with("min_healthy = \"lots\"")).contains("min_healthy"));
+        assert!(error_of(&with("quorum_policy = \"fail_open\"")).contains("needs min_healthy"));
+        assert!(error_of(&with("dead_flows = \"reset\"")).contains("dead_flows"));
     }
 
     #[test]

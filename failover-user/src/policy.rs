@@ -64,6 +64,52 @@ pub struct ServicePolicy {
     /// N+1: spares stand in for failed members of the best tier, so a
     /// recovering member is held (failback policy) while a spare serves.
     n_plus_one: bool,
+    /// What happens to established flows of a failed backend.
+    dead_flows: DeadFlows,
+    /// Fewest healthy members the active tier needs, and what to do below.
+    quorum: Option<(Quorum, QuorumPolicy)>,
+}
+
+/// What happens to the established flows of a backend that failed its checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeadFlows {
+    /// Re-picked onto the new choice (the backend is marked down).
+    #[default]
+    Rehash,
+    /// Left where they are until they end (the backend is marked draining):
+    /// for backends that fail health checks but still serve.
+    Keep,
+}
+
+/// `min_healthy`: a count, or a percentage of the tier's members.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quorum {
+    Count(u32),
+    Percent(u32),
+}
+
+impl Quorum {
+    fn needed(self, members: usize) -> usize {
+        match self {
+            Self::Count(n) => n as usize,
+            Self::Percent(p) => (members * p as usize).div_ceil(100),
+        }
+    }
+}
+
+/// What a service does when its active tier has fewer healthy members than
+/// `min_healthy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QuorumPolicy {
+    /// The tier's healthy members stop taking new flows (drained); the next
+    /// tier with quorum takes them.
+    #[default]
+    NextTier,
+    /// Keep sending new flows to every member of the tier, healthy or not
+    /// (Envoy's panic mode).
+    FailOpen,
+    /// Take no new flows at all (dropped and counted as drop_no_backend).
+    FailClosed,
 }
 
 /// An operator request the policy refuses, with the reason.
@@ -93,7 +139,19 @@ impl ServicePolicy {
                 })
                 .collect(),
             n_plus_one: false,
+            dead_flows: DeadFlows::Rehash,
+            quorum: None,
         }
+    }
+
+    pub fn dead_flows(mut self, dead_flows: DeadFlows) -> Self {
+        self.dead_flows = dead_flows;
+        self
+    }
+
+    pub fn quorum(mut self, quorum: Option<(Quorum, QuorumPolicy)>) -> Self {
+        self.quorum = quorum;
+        self
     }
 
     /// Applies N+1 failback rules (see the field).
@@ -115,13 +173,19 @@ impl ServicePolicy {
             .min()
     }
 
-    /// Backends that take new flows now (the active tier's).
+    /// Backends that take new flows now (the best tier's up backends, after
+    /// the quorum rule).
     pub fn active(&self) -> Vec<usize> {
-        let Some(tier) = self.active_tier() else {
+        let states = self.states(Instant::now());
+        let Some(tier) = (0..states.len())
+            .filter(|&i| states[i] == BackendState::Up)
+            .map(|i| self.members[i].tier)
+            .min()
+        else {
             return Vec::new();
         };
-        (0..self.members.len())
-            .filter(|&i| Self::takes_new_flows(&self.members[i]) && self.members[i].tier == tier)
+        (0..states.len())
+            .filter(|&i| states[i] == BackendState::Up && self.members[i].tier == tier)
             .collect()
     }
 
@@ -147,21 +211,96 @@ impl ServicePolicy {
 
     /// The data-path state a backend should have now.
     pub fn desired(&self, backend: usize, now: Instant) -> BackendState {
-        let member = &self.members[backend];
-        match member.admin {
-            Admin::Maintenance => BackendState::Down,
-            Admin::Drained { until: Some(at) } if at <= now => BackendState::Down,
-            Admin::Drained { .. } => BackendState::Draining,
-            Admin::Normal if member.serving => BackendState::Up,
-            Admin::Normal => BackendState::Down,
+        self.states(now)[backend]
+    }
+
+    /// Every backend's data-path state: health and holds, operator overrides,
+    /// the dead-flow policy, then the quorum rule.
+    pub fn states(&self, now: Instant) -> Vec<BackendState> {
+        let mut states: Vec<BackendState> = self
+            .members
+            .iter()
+            .map(|member| match member.admin {
+                Admin::Maintenance => BackendState::Down,
+                Admin::Drained { until: Some(at) } if at <= now => BackendState::Down,
+                Admin::Drained { .. } => BackendState::Draining,
+                Admin::Normal if member.serving => BackendState::Up,
+                Admin::Normal if !member.healthy && self.dead_flows == DeadFlows::Keep => {
+                    BackendState::Draining
+                }
+                Admin::Normal => BackendState::Down,
+            })
+            .collect();
+        if let Some((quorum, policy)) = self.quorum {
+            self.apply_quorum(&mut states, quorum, policy);
+        }
+        states
+    }
+
+    /// A tier needs `min_healthy` of its members up (at most all of them).
+    /// Next tier: tiers below quorum are skipped (their up members drained)
+    /// in favour of the first tier that has it; if none has, health alone
+    /// decides. Fail open / closed act on the first tier with up members.
+    fn apply_quorum(&self, states: &mut [BackendState], quorum: Quorum, policy: QuorumPolicy) {
+        let mut tiers: Vec<u8> = self.members.iter().map(|m| m.tier).collect();
+        tiers.sort_unstable();
+        tiers.dedup();
+        let tier_of = |tier: u8| -> (Vec<usize>, Vec<usize>) {
+            let members: Vec<usize> = (0..self.members.len())
+                .filter(|&i| self.members[i].tier == tier && self.members[i].admin == Admin::Normal)
+                .collect();
+            let up = members
+                .iter()
+                .copied()
+                .filter(|&i| states[i] == BackendState::Up)
+                .collect();
+            (members, up)
+        };
+        let meets = |members: &[usize], up: &[usize]| {
+            up.len() >= quorum.needed(members.len()).min(members.len())
+        };
+        let Some(first) = tiers.iter().copied().find(|&t| !tier_of(t).1.is_empty()) else {
+            return;
+        };
+        let (members, up) = tier_of(first);
+        if meets(&members, &up) {
+            return;
+        }
+        match policy {
+            QuorumPolicy::NextTier => {
+                let Some(target) = tiers.iter().copied().filter(|&t| t > first).find(|&t| {
+                    let (members, up) = tier_of(t);
+                    !up.is_empty() && meets(&members, &up)
+                }) else {
+                    return;
+                };
+                let skipped: Vec<usize> = tiers
+                    .iter()
+                    .copied()
+                    .filter(|&t| t < target)
+                    .flat_map(|t| tier_of(t).1)
+                    .collect();
+                for i in skipped {
+                    states[i] = BackendState::Draining;
+                }
+            }
+            QuorumPolicy::FailOpen => {
+                for i in members {
+                    states[i] = BackendState::Up;
+                }
+            }
+            QuorumPolicy::FailClosed => {
+                for state in states.iter_mut().filter(|s| **s == BackendState::Up) {
+                    *state = BackendState::Draining;
+                }
+            }
         }
     }
 
     /// Data-path changes since the last call.
     fn changes(&mut self, now: Instant) -> Vec<Change> {
         let mut changes = Vec::new();
-        for backend in 0..self.members.len() {
-            let state = self.desired(backend, now);
+        for (backend, state) in self.states(now).into_iter().enumerate() {
             if self.members[backend].applied != state {
                 self.members[backend].applied = state;
                 changes.push(Change { backend, state });
@@ -519,6 +658,68 @@ mod tests {
         let mut tiers = ServicePolicy::new(Failback::Auto { delay }, members);
         tiers.on_health(0, false, t0);
         assert_eq!(tiers.on_health(0, true, t0), vec![to(0, BackendState::Up)]);
+    }
+
+    #[test]
+    fn dead_flow_policy_keep_drains_instead_of_cutting() {
+        let t0 = Instant::now();
+        let mut policy = active_passive(Failback::Manual).dead_flows(DeadFlows::Keep);
+        assert_eq!(
+            policy.on_health(PRIMARY, false, t0),
+            vec![to(PRIMARY, BackendState::Draining)]
+        );
+        assert_eq!(policy.active(), vec![STANDBY]);
+    }
+
+    fn three_in_tier_0_and_a_standby(policy: QuorumPolicy) -> ServicePolicy {
+        let members = [
+            (0, BackendState::Up),
+            (0, BackendState::Up),
+            (0, BackendState::Up),
+            (1, BackendState::Up),
+        ];
+        ServicePolicy::new(Failback::Manual, members).quorum(Some((Quorum::Count(2), policy)))
+    }
+
+    #[test]
+    fn below_quorum_the_next_tier_takes_over() {
+        let t0 = Instant::now();
+        let mut policy = three_in_tier_0_and_a_standby(QuorumPolicy::NextTier);
+        assert_eq!(
+            policy.on_health(0, false, t0),
+            vec![to(0, BackendState::Down)]
+        );
+        assert_eq!(policy.active(), vec![1, 2], "two healthy: quorum met");
+        let changes = policy.on_health(1, false, t0);
+        assert_eq!(
+            changes,
+            vec![to(1, BackendState::Down), to(2, BackendState::Draining)]
+        );
+        assert_eq!(policy.active(), vec![3]);
+        // Quorum back: the tier serves again.
+        let changes = policy.on_health(1, true, t0);
+        assert!(changes.contains(&to(2, BackendState::Up)), "{changes:?}");
+    }
+
+    #[test]
+    fn below_quorum_fail_open_uses_every_member_and_fail_closed_none() {
+        let t0 = Instant::now();
+        let mut open = three_in_tier_0_and_a_standby(QuorumPolicy::FailOpen);
+        open.on_health(0, false, t0);
+        let changes = open.on_health(1, false, t0);
+        assert_eq!(
+            changes,
+            vec![to(0, BackendState::Up)],
+            "0 and 1 stay up although unhealthy"
+        );
+        assert_eq!(open.active(), vec![0, 1, 2]);
+
+        let mut closed = three_in_tier_0_and_a_standby(QuorumPolicy::FailClosed);
+        closed.on_health(0, false, t0);
+        closed.on_health(1, false, t0);
+        assert!(closed.active().is_empty());
+        assert_eq!(closed.desired(3, t0), BackendState::Draining);
+        assert_eq!(Quorum::Percent(50).needed(3), 2);
     }
 
     #[test]

@@ -92,7 +92,9 @@ impl ServiceRuntime {
             plan: plan.clone(),
             backends,
             policy: ServicePolicy::new(plan.failback, members)
-                .n_plus_one(plan.mode == crate::table::Mode::NPlusOne),
+                .n_plus_one(plan.mode == crate::table::Mode::NPlusOne)
+                .dead_flows(plan.dead_flows)
+                .quorum(plan.quorum),
         })
     }
 
