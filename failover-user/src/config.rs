@@ -195,6 +195,20 @@ struct RawBackend {
     weight: u32,
     #[serde(default)]
     probe: RawProbe,
+    /// hot | warm | cold; default hot in the most preferred tier, warm below.
+    temperature: Option<Spanned<RawTemperature>>,
+    /// cold: run to start the backend when it is needed.
+    start_command: Option<Spanned<Vec<String>>>,
+    /// cold: how long it may take to pass `rise` probes after the start.
+    start_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum RawTemperature {
+    Hot,
+    Warm,
+    Cold,
 }
 
 fn one() -> u32 {
@@ -357,7 +371,20 @@ pub struct BackendPlan {
     pub name: String,
     pub spec: BackendSpec,
     pub probe: ProbeSpec,
+    /// Cold standby: not probed until a promotion is needed.
+    pub cold: Option<ColdStart>,
 }
+
+/// How a cold standby is brought up when it is needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColdStart {
+    /// Run first (with `{address}` substituted); none: just start probing.
+    pub command: Option<Vec<String>>,
+    /// Deadline for the command and then `rise` passing probes.
+    pub timeout: Duration,
+}
+
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeSpec {
@@ -676,6 +703,58 @@ impl Resolver<'_> {
             let target_port = raw_backend.port.unwrap_or(raw.port);
             let merged = raw_backend.probe.over(&raw.probe);
             let probe = self.probe(&bfield("probe"), bat, &merged, target_port)?;
+            let best_tier = raw.backends.iter().map(|b| b.tier).min().unwrap_or(0);
+            let temperature = raw_backend.temperature.as_ref().map(|t| *t.get_ref());
+            let temperature_at = raw_backend
+                .temperature
+                .as_ref()
+                .map_or(bat, |t| t.span().start);
+            match temperature {
+                Some(RawTemperature::Hot) if raw_backend.tier != best_tier => {
+                    return self.invalid(
+                        bfield("temperature"),
+                        temperature_at,
+                        "hot backends serve: put them in the most preferred tier",
+                    );
+                }
+                Some(RawTemperature::Cold) if raw_backend.tier == best_tier => {
+                    return self.invalid(
+                        bfield("temperature"),
+                        temperature_at,
+                        "a cold standby must be in a less preferred tier than the serving backends",
+                    );
+                }
+                _ => {}
+            }
+            let cold = temperature == Some(RawTemperature::Cold);
+            if !cold && (raw_backend.start_command.is_some() || raw_backend.start_timeout.is_some())
+            {
+                return self.invalid(
+                    bfield("start_command"),
+                    bat,
+                    "start_command and start_timeout are for temperature = \"cold\"",
+                );
+            }
+            let cold = if cold {
+                let command = match &raw_backend.start_command {
+                    Some(c) if c.get_ref().is_empty() => {
+                        return self.invalid(
+                            bfield("start_command"),
+                            c.span().start,
+                            "needs a program",
+                        );
+                    }
+                    Some(c) => Some(c.get_ref().clone()),
+                    None => None,
+                };
+                let timeout = match &raw_backend.start_timeout {
+                    Some(t) => self.duration(&bfield("start_timeout"), t)?,
+                    None => DEFAULT_START_TIMEOUT,
+                };
+                Some(ColdStart { command, timeout })
+            } else {
+                None
+            };
             backends.push(BackendPlan {
                 name: backend_name.clone(),
                 spec: BackendSpec {
@@ -683,9 +762,16 @@ impl Resolver<'_> {
                     port: raw_backend.port,
                     tier: raw_backend.tier,
                     weight: raw_backend.weight,
-                    state: crate::model::BackendState::Up,
+                    // A cold standby takes nothing until it has been started
+                    // and has passed its probes.
+                    state: if cold.is_some() {
+                        crate::model::BackendState::Down
+                    } else {
+                        crate::model::BackendState::Up
+                    },
                 },
                 probe,
+                cold,
             });
         }
         let table_size = match &raw.table_size {
@@ -1189,6 +1275,22 @@ probe = { type = "tcp", interval = "1s", timeout = "200ms" }
         assert!(error_of(&with("min_healthy = \"lots\"")).contains("min_healthy"));
         assert!(error_of(&with("quorum_policy = \"fail_open\"")).contains("needs min_healthy"));
         assert!(error_of(&with("dead_flows = \"reset\"")).contains("dead_flows"));
+    }
+
+    #[test]
+    fn cold_standby_settings() {
+        let text = EXAMPLE.replace(
+            "probe = { type = \"tcp\", interval = \"1s\", timeout = \"200ms\" }",
+            "temperature = \"cold\"\nstart_command = [\"/usr/local/bin/start\", \"{address}\"]\nstart_timeout = \"20s\"",
+        );
+        let config = AgentConfig::parse(&text).unwrap();
+        let standby = &config.services[0].backends[1];
+        assert_eq!(standby.spec.state, crate::model::BackendState::Down);
+        let cold = standby.cold.as_ref().unwrap();
+        assert_eq!(cold.timeout, Duration::from_secs(20));
+        assert_eq!(cold.command.as_ref().unwrap()[1], "{address}");
+        let hot_primary = text.replace("tier = 0", "tier = 0\ntemperature = \"cold\"");
+        assert!(error_of(&hot_primary).contains("less preferred tier"));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! with the last decisions. A restarted agent adopts both without touching
 //! established flows.
 
+mod cold;
 mod ops;
 mod probes;
 mod runtime;
@@ -133,11 +134,7 @@ pub async fn run(
 
     tokio::pin!(shutdown);
     loop {
-        let deadline = agent
-            .services
-            .iter()
-            .filter_map(|s| s.policy.next_deadline())
-            .min();
+        let deadline = agent.next_deadline();
         tokio::select! {
             _ = &mut shutdown => break,
             Some(event) = probe_events.recv() => {
@@ -163,6 +160,9 @@ pub async fn run(
                 let _ = call.reply.send(response);
             }
             _ = sleep_until_opt(deadline) => agent.on_tick(),
+        }
+        if agent.update_cold_standbys() {
+            agent.restart_probes().await;
         }
     }
     agent.probes.stop().await;
@@ -397,6 +397,7 @@ impl Agent {
         });
     }
 
+    /// Restarts the probes: every backend except dormant cold standbys.
     async fn restart_probes(&mut self) {
         let targets = self
             .services
@@ -408,6 +409,12 @@ impl Agent {
                     .backends
                     .iter()
                     .enumerate()
+                    .filter(|(b, _)| {
+                        !matches!(
+                            service.backends[*b].cold,
+                            Some(runtime::ColdState::Dormant | runtime::ColdState::Failed { .. })
+                        )
+                    })
                     .map(move |(b, backend)| probes::Target {
                         service: s,
                         backend: b,

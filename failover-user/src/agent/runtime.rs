@@ -18,6 +18,21 @@ pub(crate) struct BackendRuntime {
     pub id: u32,
     pub health: Health,
     pub stats: ProbeStats,
+    /// Cold standbys only.
+    pub cold: Option<ColdState>,
+}
+
+/// Where a cold standby is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ColdState {
+    /// Not probed, takes nothing.
+    Dormant,
+    /// Started (command run, probes running); must pass `rise` probes by then.
+    Starting { since: Instant, deadline: Instant },
+    /// Came up; probed like any standby from now on.
+    Started,
+    /// Did not come up in time; not probed, retried from `retry_at`.
+    Failed { retry_at: Instant },
 }
 
 pub(crate) struct ServiceRuntime {
@@ -75,15 +90,20 @@ impl ServiceRuntime {
             let raw = dataplane.backends_map().get(*id)?.state;
             let state = BackendState::from_raw(raw).unwrap_or(BackendState::Down);
             members.push((backend.spec.tier, state));
+            let healthy = state != BackendState::Down;
             backends.push(BackendRuntime {
                 name: backend.name.clone(),
                 id: *id,
-                health: Health::new(
-                    backend.probe.rise,
-                    backend.probe.fall,
-                    state != BackendState::Down,
-                ),
+                health: Health::new(backend.probe.rise, backend.probe.fall, healthy),
                 stats: ProbeStats::default(),
+                // An adopted cold standby that is up stays started.
+                cold: backend.cold.as_ref().map(|_| {
+                    if healthy {
+                        ColdState::Started
+                    } else {
+                        ColdState::Dormant
+                    }
+                }),
             });
         }
         Ok(Self {
@@ -132,6 +152,15 @@ impl ServiceRuntime {
                 let admin = match self.policy.admin(i) {
                     Admin::Maintenance => Some("maintenance".to_owned()),
                     Admin::Drained { .. } => Some("drained".to_owned()),
+                    Admin::Normal if b.cold == Some(ColdState::Dormant) => {
+                        Some("cold standby".to_owned())
+                    }
+                    Admin::Normal if matches!(b.cold, Some(ColdState::Starting { .. })) => {
+                        Some("cold standby starting".to_owned())
+                    }
+                    Admin::Normal if matches!(b.cold, Some(ColdState::Failed { .. })) => {
+                        Some("cold standby failed to start".to_owned())
+                    }
                     Admin::Normal => {
                         match (self.policy.hold(i), self.policy.hold_remaining(i, now)) {
                             (_, Some(left)) => {
@@ -239,6 +268,7 @@ impl ServiceRuntime {
                     id: b.id,
                     health: b.health.clone(),
                     stats: b.stats.clone(),
+                    cold: b.cold,
                 })
                 .collect(),
             policy: self.policy.clone(),

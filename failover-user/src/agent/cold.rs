@@ -1,0 +1,165 @@
+//! Cold standbys: not probed until a service has nothing left for new flows;
+//! then the optional `start_command` runs and the standby is probed until it
+//! passes `rise` probes (it then serves, as any recovered backend would) or
+//! its `start_timeout` passes (logged with the reason; probing stops, and it
+//! is tried again after a pause if it is still needed).
+
+use std::{process::Stdio, time::Instant};
+
+use tracing::{info, warn};
+
+use super::{Agent, runtime::ColdState};
+use crate::events::{Event, EventKind};
+
+/// Shortest pause before a cold standby that failed to come up is tried again.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Agent {
+    /// The next policy or cold-start deadline.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let policy = self
+            .services
+            .iter()
+            .filter_map(|s| s.policy.next_deadline());
+        let cold = self
+            .services
+            .iter()
+            .flat_map(|s| s.backends.iter())
+            .filter_map(|b| match b.cold {
+                Some(ColdState::Starting { deadline, .. }) => Some(deadline),
+                Some(ColdState::Failed { retry_at }) => Some(retry_at),
+                _ => None,
+            });
+        policy.chain(cold).min()
+    }
+
+    /// Promotes cold standbys of services with nothing for new flows, marks
+    /// the ones that came up, and gives up on the ones past their deadline.
+    /// Returns whether the set of probed backends changed.
+    pub(super) fn update_cold_standbys(&mut self) -> bool {
+        let now = Instant::now();
+        let mut changed = false;
+        for s in 0..self.services.len() {
+            let nothing_serves = self.services[s].policy.active().is_empty();
+            // The most preferred tier that has dormant cold standbys.
+            let wake_tier = self.services[s]
+                .backends
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.cold == Some(ColdState::Dormant))
+                .map(|(i, _)| self.services[s].plan.backends[i].spec.tier)
+                .min();
+            for b in 0..self.services[s].backends.len() {
+                let service = &mut self.services[s];
+                let plan = &service.plan.backends[b];
+                let runtime = &mut service.backends[b];
+                match runtime.cold {
+                    Some(ColdState::Failed { retry_at }) if retry_at <= now => {
+                        runtime.cold = Some(ColdState::Dormant);
+                    }
+                    Some(ColdState::Dormant)
+                        if nothing_serves && Some(plan.spec.tier) == wake_tier =>
+                    {
+                        let cold = plan.cold.as_ref().expect("cold backends have a plan");
+                        let deadline = now + cold.timeout;
+                        runtime.cold = Some(ColdState::Starting {
+                            since: now,
+                            deadline,
+                        });
+                        changed = true;
+                        warn!(service = %service.name, backend = %runtime.name, timeout = ?cold.timeout, "no backend takes new flows: starting cold standby");
+                        self.events.publish(
+                            Event::new(
+                                EventKind::Operation,
+                                format!("{}: starting cold standby {}", service.name, runtime.name),
+                            )
+                            .service(&service.name)
+                            .backend(&runtime.name),
+                        );
+                        if let Some(command) = &cold.command {
+                            spawn_start(
+                                command,
+                                plan.spec.addr,
+                                cold.timeout,
+                                service.name.clone(),
+                                runtime.name.clone(),
+                            );
+                        }
+                    }
+                    Some(ColdState::Starting { since, .. }) if runtime.health.healthy() => {
+                        runtime.cold = Some(ColdState::Started);
+                        info!(service = %service.name, backend = %runtime.name, after = ?since.elapsed(), "cold standby is up");
+                    }
+                    Some(ColdState::Starting { deadline, since }) if deadline <= now => {
+                        // Retry later, not in a tight loop: after as long again
+                        // as the start was allowed, at least RETRY_PAUSE.
+                        let retry_at = now + (deadline - since).max(RETRY_PAUSE);
+                        runtime.cold = Some(ColdState::Failed { retry_at });
+                        changed = true;
+                        let last = runtime
+                            .stats
+                            .last_error
+                            .clone()
+                            .unwrap_or_else(|| "no probe passed".into());
+                        warn!(service = %service.name, backend = %runtime.name, reason = %last, "cold standby did not come up in time; it will be retried later");
+                        self.events.publish(
+                            Event::new(
+                                EventKind::Operation,
+                                format!(
+                                    "{}: cold standby {} did not come up",
+                                    service.name, runtime.name
+                                ),
+                            )
+                            .service(&service.name)
+                            .backend(&runtime.name)
+                            .details(serde_json::json!({"reason": last})),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if changed {
+            self.refresh_telemetry();
+        }
+        changed
+    }
+}
+
+/// Runs a cold standby's start command in the background, bounded by its
+/// timeout; the outcome is logged (the probes decide when it serves).
+fn spawn_start(
+    command: &[String],
+    address: std::net::Ipv4Addr,
+    timeout: std::time::Duration,
+    service: String,
+    backend: String,
+) {
+    let args: Vec<String> = command
+        .iter()
+        .map(|a| a.replace("{address}", &address.to_string()))
+        .collect();
+    tokio::spawn(async move {
+        let Some((program, rest)) = args.split_first() else {
+            return;
+        };
+        let child = tokio::process::Command::new(program)
+            .args(rest)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .status();
+        match tokio::time::timeout(timeout, child).await {
+            Ok(Ok(status)) if status.success() => info!(service, backend, "start command finished"),
+            Ok(Ok(status)) => warn!(service, backend, %status, "start command failed"),
+            Ok(Err(err)) => warn!(service, backend, cause = %err, "start command could not run"),
+            Err(_) => warn!(
+                service,
+                backend,
+                ?timeout,
+                "start command timed out and was killed"
+            ),
+        }
+    });
+}

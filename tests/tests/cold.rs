@@ -1,0 +1,120 @@
+//! Cold standby: not probed while the primary serves; when nothing is left
+//! for new flows the agent runs its `start_command`, probes it, and sends
+//! traffic once it passes `rise` probes — or reports that it never came up.
+
+use std::time::{Duration, Instant};
+
+use failover_tests::{
+    agent_lab::{
+        AgentLab, BACKEND_PORT, BACKEND_UDP_PORT, Failback, Options, PRIMARY, Probe, STANDBY,
+    },
+    servers::BackendServer,
+};
+use serde_json::Value;
+
+fn cold_lab(start_timeout: &str) -> AgentLab {
+    let timeout = start_timeout.to_owned();
+    let mut lab = AgentLab::start_with(
+        Options {
+            probe: Probe::Tcp { port: BACKEND_PORT },
+            failback: Failback::Auto(Duration::from_secs(1)),
+        },
+        move |dir| {
+            // Appended to the last backend table: the standby's.
+            format!(
+                "temperature = \"cold\"\nstart_command = [\"/bin/sh\", \"-c\", \"touch {}\"]\nstart_timeout = \"{timeout}\"\n",
+                dir.join("started").display()
+            )
+        },
+    );
+    // A cold standby's service is not running until it is started.
+    drop(lab.servers[STANDBY].take());
+    lab
+}
+
+fn standby_status(lab: &AgentLab) -> Value {
+    let socket = lab.socket();
+    let text = lab.failover(&["status", "--json", "--socket", socket.to_str().unwrap()]);
+    let status: Value = serde_json::from_str(&text).expect("status JSON");
+    status["services"][0]["backends"][STANDBY].clone()
+}
+
+fn wait_for(what: &str, bound: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < bound,
+            "{what} did not happen within {bound:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn cold_standby_is_started_and_takes_over_when_the_primary_fails() {
+    let mut lab = cold_lab("10s");
+    let flag = lab.dir().join("started");
+    std::thread::sleep(Duration::from_millis(600));
+    let standby = standby_status(&lab);
+    assert_eq!(standby["admin"], "cold standby", "{standby}");
+    assert_eq!(standby["state"], "down");
+    assert_eq!(
+        standby["probes_ok"].as_u64().unwrap() + standby["probes_failed"].as_u64().unwrap(),
+        0,
+        "not probed while cold: {standby}"
+    );
+    assert!(!flag.exists());
+
+    let t0 = Instant::now();
+    drop(lab.servers[PRIMARY].take());
+    wait_for("the start command", Duration::from_secs(5), || {
+        flag.exists()
+    });
+    let started_after = t0.elapsed();
+    lab.servers[STANDBY] = Some(BackendServer::start(
+        &lab.backends[STANDBY],
+        "standby",
+        BACKEND_PORT,
+        BACKEND_UDP_PORT,
+    ));
+    let samples = lab.sample_until("standby", Duration::from_secs(10));
+    let reached = samples.reached().unwrap_or_else(|| {
+        panic!(
+            "the cold standby never took traffic: {}\n{}",
+            samples.summary(),
+            lab.diag()
+        )
+    });
+    eprintln!(
+        "cold standby: start command after {started_after:?}, first answer {reached:?} after its start"
+    );
+    lab.wait_log("cold standby is up", Duration::from_secs(2));
+    assert_eq!(lab.log_lines("starting cold standby").len(), 1);
+    let standby = standby_status(&lab);
+    assert_eq!(standby["state"], "up", "{standby}");
+}
+
+#[test]
+fn a_cold_standby_that_never_comes_up_is_reported_and_retried_later() {
+    let mut lab = cold_lab("1s");
+    let flag = lab.dir().join("started");
+    drop(lab.servers[PRIMARY].take());
+    wait_for("the start command", Duration::from_secs(5), || {
+        flag.exists()
+    });
+    // The standby's server is never started: no probe passes.
+    lab.wait_log("did not come up in time", Duration::from_secs(5));
+    let line = lab.log_lines("did not come up in time").remove(0);
+    assert!(line.contains("reason="), "the reason is logged: {line}");
+    wait_for("reported as failed", Duration::from_secs(3), || {
+        standby_status(&lab)["admin"] == "cold standby failed to start"
+    });
+    // Not retried in a tight loop.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        lab.log_lines("starting cold standby").len(),
+        1,
+        "{}",
+        lab.agent_log()
+    );
+}
