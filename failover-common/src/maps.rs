@@ -96,6 +96,10 @@ pub struct Service {
 }
 const _: () = assert!(size_of::<Service>() == 24 + 4 * MAX_SELECTION);
 
+/// `Service::flags`: answer packets of tracked TCP flows whose backend is
+/// gone with a TCP RST (dead-flow policy `reset`) instead of re-picking them.
+pub const SERVICE_F_RESET_DEAD_FLOWS: u32 = 1;
+
 impl Service {
     pub const fn new(id: u32) -> Self {
         Self {

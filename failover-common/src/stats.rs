@@ -57,19 +57,24 @@ pub mod reason {
     /// Any other route lookup failure.
     pub const DROP_FIB_ERROR: u32 = 18;
 
+    // Outcomes: answered by the program.
+    /// A tracked TCP flow's backend is gone and the service's dead-flow
+    /// policy is `reset`: the client got a TCP RST from the VIP (XDP_TX).
+    pub const TX_RESET: u32 = 19;
+
     // Events (not outcomes).
     /// A tracked flow's backend was no longer usable; it was picked again.
-    pub const EVENT_REPICK: u32 = 19;
+    pub const EVENT_REPICK: u32 = 20;
     /// A TCP packet without SYN had no entry (agent restart, eviction, another
     /// edge host's flow): a backend was picked for it.
-    pub const EVENT_MIDFLOW_PICK: u32 = 20;
+    pub const EVENT_MIDFLOW_PICK: u32 = 21;
     /// Conntrack insert failed; the packet was still forwarded.
-    pub const EVENT_CONNTRACK_INSERT_FAILED: u32 = 21;
+    pub const EVENT_CONNTRACK_INSERT_FAILED: u32 = 22;
     /// A pick hit a selection slot whose backend was not usable (the agent was
     /// between two map updates) and probed the next slots.
-    pub const EVENT_STALE_SELECTION: u32 = 22;
+    pub const EVENT_STALE_SELECTION: u32 = 23;
 
-    pub const COUNT: u32 = 23;
+    pub const COUNT: u32 = 24;
     /// First index that is an event rather than an outcome.
     pub const FIRST_EVENT: u32 = EVENT_REPICK;
 
@@ -94,6 +99,7 @@ pub mod reason {
         "drop_no_route",
         "drop_frag_needed",
         "drop_fib_error",
+        "tx_reset",
         "event_repick",
         "event_midflow_pick",
         "event_conntrack_insert_failed",

@@ -10,6 +10,7 @@ mod fib;
 mod maps;
 mod nat;
 mod parse;
+mod reset;
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
@@ -18,8 +19,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use failover_common::{
-    Backend, FAMILY_IPV4, Flow, FlowKey, PROTO_TCP, Service, ServiceKey, flow_direction,
-    stats::reason,
+    Backend, FAMILY_IPV4, Flow, FlowKey, PROTO_TCP, SERVICE_F_RESET_DEAD_FLOWS, Service,
+    ServiceKey, flow_direction, stats::reason,
 };
 
 use crate::{
@@ -28,7 +29,7 @@ use crate::{
     fib::{Lookup, NextHop},
     maps::{CONNTRACK, SERVICES},
     nat::End,
-    parse::{ParseError, Parsed, TCP_FLAG_ACK, TCP_FLAG_SYN},
+    parse::{ParseError, Parsed, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN},
 };
 
 /// A verdict and the one outcome reason that explains it.
@@ -118,6 +119,19 @@ fn process(ctx: &XdpContext, bytes: u64) -> Outcome {
     };
     if let Some(service) = SERVICES.get_ptr(service_key) {
         if repick {
+            // SAFETY: the agent replaces values whole (RCU); we only read.
+            let flags = unsafe { (*service).flags };
+            if flags & SERVICE_F_RESET_DEAD_FLOWS != 0
+                && l4.proto == PROTO_TCP
+                && l4.tcp_flags & TCP_FLAG_RST == 0
+                && reset::answer(ctx, &parsed)
+            {
+                let _ = CONNTRACK.remove(key);
+                return Outcome {
+                    action: XDP_TX,
+                    reason: reason::TX_RESET,
+                };
+            }
             counters::reason(reason::EVENT_REPICK, bytes);
         }
         // SAFETY: the agent replaces values whole (RCU); we only read.

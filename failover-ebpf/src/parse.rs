@@ -20,6 +20,7 @@ pub const IPV4_FRAGMENT_MASK_BE: u16 = 0x3fffu16.to_be();
 
 pub const TCP_FLAG_SYN: u8 = 0x02;
 pub const TCP_FLAG_ACK: u8 = 0x10;
+pub const TCP_FLAG_RST: u8 = 0x04;
 
 #[repr(C, packed(2))]
 pub struct EthHdr {

@@ -142,6 +142,7 @@ enum RawDeadFlows {
     #[default]
     Rehash,
     Keep,
+    Reset,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -803,6 +804,7 @@ impl Resolver<'_> {
         let dead_flows = match raw.dead_flows {
             RawDeadFlows::Rehash => crate::policy::DeadFlows::Rehash,
             RawDeadFlows::Keep => crate::policy::DeadFlows::Keep,
+            RawDeadFlows::Reset => crate::policy::DeadFlows::Reset,
         };
         let quorum = match (&raw.min_healthy, &raw.quorum_policy) {
             (None, None) => None,
@@ -1274,7 +1276,7 @@ probe = { type = "tcp", interval = "1s", timeout = "200ms" }
         );
         assert!(error_of(&with("min_healthy = \"lots\"")).contains("min_healthy"));
         assert!(error_of(&with("quorum_policy = \"fail_open\"")).contains("needs min_healthy"));
-        assert!(error_of(&with("dead_flows = \"reset\"")).contains("dead_flows"));
+        assert!(error_of(&with("dead_flows = \"cut\"")).contains("dead_flows"));
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct ServiceEntry {
     /// Generation of the table in use.
     pub table_generation: u32,
     pub mode: table::Mode,
+    /// `SERVICE_F_*` bits.
+    pub flags: u32,
 }
 
 /// The loaded data path and the agent's record of what it programmed.
@@ -238,6 +240,7 @@ impl Dataplane {
                     table_size: value.table_size,
                     table_generation: value.table_generation,
                     mode: table::Mode::Tiers,
+                    flags: value.flags,
                 },
             );
             adopted += 1;
@@ -425,6 +428,7 @@ impl Dataplane {
             table_size: maglev::DEFAULT_TABLE_SIZE,
             table_generation: 0,
             mode: table::Mode::Tiers,
+            flags: 0,
         };
         // Backends first, so the selection only ever names written backends.
         let written = self.write_backends(&entry);
@@ -458,6 +462,7 @@ impl Dataplane {
     fn publish(&mut self, entry: &mut ServiceEntry) -> Result<(), DataplaneError> {
         let plan = table::plan(&entry.backends, entry.mode, entry.table_size);
         let mut value = Service::new(entry.id);
+        value.flags = entry.flags;
         value.active_tier = u32::from(plan.active_tier);
         value.selection_len = plan.selection.len() as u32;
         value.selection[..plan.selection.len()].copy_from_slice(&plan.selection);
@@ -470,6 +475,22 @@ impl Dataplane {
         }
         self.services_map.put(&entry.spec.key(), &value)?;
         entry.table_generation = value.table_generation;
+        Ok(())
+    }
+
+    /// Sets a service's `SERVICE_F_*` flags and republishes.
+    pub fn set_flags(&mut self, service_id: u32, flags: u32) -> Result<(), DataplaneError> {
+        let mut entry = self
+            .services
+            .get(&service_id)
+            .ok_or(SpecError::UnknownService { id: service_id })?
+            .clone();
+        if entry.flags == flags {
+            return Ok(());
+        }
+        entry.flags = flags;
+        self.publish(&mut entry)?;
+        self.services.insert(service_id, entry);
         Ok(())
     }
 

@@ -938,7 +938,8 @@ mod tests {
         let series = r#"failover_reason_packets_total{reason="drop_no_backend",kind="outcome"}"#;
         assert_eq!(value(&text, series).as_deref(), Some("15"));
         let series = r#"failover_reason_packets_total{reason="event_repick",kind="event"}"#;
-        assert_eq!(value(&text, series).as_deref(), Some("19"));
+        let expected = failover_common::stats::reason::EVENT_REPICK.to_string();
+        assert_eq!(value(&text, series), Some(expected));
         assert_eq!(
             value(&text, "failover_conntrack_entries").as_deref(),
             Some("42")

@@ -79,6 +79,9 @@ pub enum DeadFlows {
     /// Left where they are until they end (the backend is marked draining):
     /// for backends that fail health checks but still serve.
     Keep,
+    /// The data path answers their next packet with a TCP RST from the VIP
+    /// so clients reconnect at once (UDP flows are re-picked).
+    Reset,
 }
 
 /// `min_healthy`: a count, or a percentage of the tier's members.

@@ -51,6 +51,8 @@ pub struct Frame {
     pub options: Vec<u8>,
     pub l4: L4,
     pub payload: Vec<u8>,
+    /// TCP window.
+    pub tcp_window: u16,
 }
 
 impl Frame {
@@ -94,6 +96,7 @@ impl Frame {
             options: Vec::new(),
             l4,
             payload: b"failover test payload".to_vec(),
+            tcp_window: 64240,
         }
     }
 
@@ -150,7 +153,7 @@ impl Frame {
                 h.extend_from_slice(&ack.to_be_bytes());
                 h.push(5 << 4);
                 h.push(flags);
-                h.extend_from_slice(&64240u16.to_be_bytes());
+                h.extend_from_slice(&self.tcp_window.to_be_bytes());
                 h.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent
                 h.extend_from_slice(&self.payload);
                 (6, h)

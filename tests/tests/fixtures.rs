@@ -721,3 +721,89 @@ fn cached_next_hop_follows_a_neighbour_change_within_the_refresh_bound() {
     );
     assert!(packet::checksums_valid(&refreshed.output));
 }
+
+/// Dead-flow policy `reset`: a packet of a tracked TCP flow whose backend is
+/// down is answered with a RST from the VIP (RFC 793 reset generation), the
+/// flow's entry is removed, and nothing reaches a backend.
+#[test]
+fn dead_flow_policy_reset_answers_with_a_rst_from_the_vip() {
+    let mut lab = TestRunLab::new();
+    let entry = lab
+        .dataplane
+        .add_service(
+            ServiceSpec {
+                vip: VIP,
+                port: WEB,
+                proto: Proto::Tcp,
+            },
+            &[BackendSpec::new(BACKEND_1), BackendSpec::new(BACKEND_2)],
+        )
+        .unwrap();
+    lab.dataplane
+        .set_flags(entry.id, failover_common::SERVICE_F_RESET_DEAD_FLOWS)
+        .unwrap();
+
+    for (port, flags) in [(43000u16, TCP_ACK | TCP_PSH), (43001, TCP_SYN)] {
+        let first = lab.run(&syn(port, WEB).build(), lab.client_ifindex);
+        let backend = packet::parse(&first.output).expect("forwarded").dst;
+        let id = *entry
+            .backends
+            .iter()
+            .find(|(_, s)| s.addr == backend)
+            .unwrap()
+            .0;
+        lab.dataplane
+            .set_backend_state(id, BackendState::Down)
+            .unwrap();
+
+        let mut packet = from_client(Frame::tcp(client(port), vip(WEB), flags));
+        packet.ttl = 57;
+        let (seq, ack) = match packet.l4 {
+            L4::Tcp { seq, ack, .. } => (seq, ack),
+            _ => unreachable!(),
+        };
+        let payload_len = if flags & TCP_SYN != 0 {
+            0
+        } else {
+            packet.payload.len() as u32
+        };
+        if flags & TCP_SYN != 0 {
+            packet.payload.clear();
+        }
+        let (rst_seq, rst_ack, rst_flags) = if flags & TCP_ACK != 0 {
+            (ack, 0, packet::TCP_RST)
+        } else {
+            (
+                0,
+                seq.wrapping_add(payload_len + 1),
+                packet::TCP_RST | TCP_ACK,
+            )
+        };
+        let mut expected = Frame::new(
+            VIP,
+            CLIENT,
+            L4::Tcp {
+                src_port: WEB,
+                dst_port: port,
+                flags: rst_flags,
+                seq: rst_seq,
+                ack: rst_ack,
+            },
+        )
+        .macs(CLIENT_SIDE_MAC, CLIENT_MAC)
+        .with_payload(&[]);
+        expected.ttl = 64;
+        expected.id = 0;
+        expected.tcp_window = 0;
+
+        let before = lab.reasons()[reason::TX_RESET as usize].packets;
+        let result = lab.run(&packet.build(), lab.client_ifindex);
+        assert_eq!(result.action, XDP_TX, "port {port}");
+        assert_eq!(hex(&result.output), hex(&expected.build()), "port {port}");
+        assert!(packet::checksums_valid(&result.output));
+        assert_eq!(lab.reasons()[reason::TX_RESET as usize].packets, before + 1);
+        lab.dataplane
+            .set_backend_state(id, BackendState::Up)
+            .unwrap();
+    }
+}
