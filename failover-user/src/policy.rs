@@ -177,9 +177,13 @@ impl ServicePolicy {
     }
 
     /// Backends that take new flows now (the best tier's up backends, after
-    /// the quorum rule).
+    /// the quorum rule; N+1: the members that are up and the spares
+    /// standing in for the others).
     pub fn active(&self) -> Vec<usize> {
         let states = self.states(Instant::now());
+        if self.n_plus_one {
+            return self.n_plus_one_active(&states);
+        }
         let Some(tier) = (0..states.len())
             .filter(|&i| states[i] == BackendState::Up)
             .map(|i| self.members[i].tier)
@@ -190,6 +194,34 @@ impl ServicePolicy {
         (0..states.len())
             .filter(|&i| states[i] == BackendState::Up && self.members[i].tier == tier)
             .collect()
+    }
+
+    /// N+1, as `table::plan` builds the data path's table: the best
+    /// configured tier's members that are up, and one up spare (later
+    /// tiers, in tier then backend order) for each member that is not.
+    fn n_plus_one_active(&self, states: &[BackendState]) -> Vec<usize> {
+        let Some(best) = self.members.iter().map(|m| m.tier).min() else {
+            return Vec::new();
+        };
+        let up = |i: &usize| states[*i] == BackendState::Up;
+        let all = 0..self.members.len();
+        let missing = all
+            .clone()
+            .filter(|&i| self.members[i].tier == best && !up(&i))
+            .count();
+        let mut spares: Vec<usize> = all
+            .clone()
+            .filter(|&i| self.members[i].tier > best)
+            .filter(up)
+            .collect();
+        spares.sort_by_key(|&i| (self.members[i].tier, i));
+        let mut active: Vec<usize> = all
+            .filter(|&i| self.members[i].tier == best)
+            .filter(up)
+            .chain(spares.into_iter().take(missing))
+            .collect();
+        active.sort_unstable();
+        active
     }
 
     pub fn tier(&self, backend: usize) -> u8 {
@@ -648,15 +680,19 @@ mod tests {
             (1, BackendState::Up),
         ];
         let mut policy = ServicePolicy::new(Failback::Auto { delay }, members).n_plus_one(true);
+        assert_eq!(policy.active(), vec![0, 1], "the spare takes nothing");
         assert_eq!(
             policy.on_health(0, false, t0),
             vec![to(0, BackendState::Down)]
         );
+        assert_eq!(policy.active(), vec![1, 2], "the spare stands in");
         assert!(
             policy.on_health(0, true, t0).is_empty(),
             "held: the spare stands in"
         );
+        assert_eq!(policy.active(), vec![1, 2]);
         assert_eq!(policy.on_tick(t0 + delay), vec![to(0, BackendState::Up)]);
+        assert_eq!(policy.active(), vec![0, 1]);
         // Without N+1 the member rejoins its tier at once.
         let mut tiers = ServicePolicy::new(Failback::Auto { delay }, members);
         tiers.on_health(0, false, t0);
