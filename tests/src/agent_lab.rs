@@ -11,6 +11,11 @@
 //!   health endpoint on :8081 (a [`HealthServer`] the test turns up, down or slow)
 //! ```
 //!
+//! [`AgentLab::start_layout`] builds the same lab with any number of
+//! backends (a [`Layout`]: names, tiers, weights, backend `i` behind the
+//! lb's `lbb<i>` at [`topology::backend_addr`]`(i)`) and extra keys for the
+//! service (redundancy mode, quorum, dead-flow policy).
+//!
 //! The namespaces and links are the library's edge topology
 //! ([`failover::lab::topology`]). The agent runs as a child process whose
 //! network namespace is the lb's ([`AgentProcess`]: `setns` in `pre_exec`,
@@ -91,6 +96,100 @@ pub const HOSTS: [Host; 2] = [
     },
 ];
 
+/// A backend of a lab laid out by a [`Layout`] (any number of backends).
+#[derive(Clone, Debug)]
+pub struct LabBackend {
+    /// What its server answers, and its name in the config.
+    pub name: String,
+    pub tier: u8,
+    /// `weight` in the config; `None` leaves the key out (the default).
+    pub weight: Option<u32>,
+    /// The lb's interface toward it.
+    pub lb_side: String,
+    /// Backend `i`'s address, [`topology::backend_addr`].
+    pub addr: Ipv4Addr,
+}
+
+/// The backends of a lab's `web` service (in backend order: backend `i`
+/// lives in `lab.backends[i]`, served by `lab.servers[i]` and
+/// `lab.health[i]`) and extra keys for its `[[services]]` table.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub backends: Vec<LabBackend>,
+    /// Lines added to the web service's table before `[services.probe]`
+    /// (`mode`, `min_healthy`, `quorum_policy`, `dead_flows`, `table_size`).
+    pub service_keys: String,
+}
+
+impl Layout {
+    /// [`HOSTS`]: primary (tier 0) behind `lbp`, standby (tier 1) behind
+    /// `lbs` — what [`AgentLab::start`] builds.
+    pub fn primary_standby() -> Self {
+        Self {
+            backends: HOSTS
+                .iter()
+                .map(|host| LabBackend {
+                    name: host.name.to_owned(),
+                    tier: host.tier,
+                    weight: None,
+                    lb_side: host.lb_side.to_owned(),
+                    addr: host.addr,
+                })
+                .collect(),
+            service_keys: String::new(),
+        }
+    }
+
+    /// One backend per `(name, tier)`, backend `i` behind the lb's
+    /// interface `lbb<i>` (at most 15 backends).
+    pub fn tiers(backends: &[(&str, u8)]) -> Self {
+        assert!(
+            backends.len() < 15,
+            "the topology numbers at most 15 backends"
+        );
+        Self {
+            backends: backends
+                .iter()
+                .enumerate()
+                .map(|(i, (name, tier))| LabBackend {
+                    name: (*name).to_owned(),
+                    tier: *tier,
+                    weight: None,
+                    lb_side: format!("lbb{i}"),
+                    addr: topology::backend_addr(i),
+                })
+                .collect(),
+            service_keys: String::new(),
+        }
+    }
+
+    /// Adds a line to the web service's table (e.g. `mode = "n_plus_one"`).
+    pub fn key(mut self, line: &str) -> Self {
+        self.service_keys += line;
+        self.service_keys.push('\n');
+        self
+    }
+
+    /// Sets a backend's `weight`.
+    pub fn weight(mut self, name: &str, weight: u32) -> Self {
+        let backend = self
+            .backends
+            .iter_mut()
+            .find(|b| b.name == name)
+            .unwrap_or_else(|| panic!("no backend {name} in the layout"));
+        backend.weight = Some(weight);
+        self
+    }
+
+    /// Index of the backend called `name`.
+    pub fn index(&self, name: &str) -> usize {
+        self.backends
+            .iter()
+            .position(|b| b.name == name)
+            .unwrap_or_else(|| panic!("no backend {name} in the layout"))
+    }
+}
+
 /// The health probe the agent runs against every backend.
 #[derive(Clone, Copy, Debug)]
 pub enum Probe {
@@ -128,6 +227,7 @@ pub struct AgentLab {
     pub backends: Vec<NetNs>,
     dir: PathBuf,
     config: PathBuf,
+    layout: Layout,
     pid_file: PathBuf,
     log: PathBuf,
     /// Where in the log the current agent process started writing.
@@ -150,15 +250,33 @@ impl AgentLab {
     /// `[[alerts]]` (the generated file ends with the web service's last
     /// backend, so any table may follow).
     pub fn start_with(options: Options, extra: impl FnOnce(&Path) -> String) -> Self {
+        Self::start_layout(options, Layout::primary_standby(), extra)
+    }
+
+    /// Like [`Self::start_with`], with the backends (names, tiers, weights)
+    /// and extra service keys of `layout`. Every backend gets a
+    /// [`BackendServer`] on [`BACKEND_PORT`] and a [`HealthServer`] on
+    /// [`HEALTH_PORT`]; returns once new flows reach the layout's first
+    /// backend.
+    pub fn start_layout(
+        options: Options,
+        layout: Layout,
+        extra: impl FnOnce(&Path) -> String,
+    ) -> Self {
         crate::require_root();
-        let links = HOSTS.map(|host| BackendLink {
-            role: "agbackend",
-            lb_if: host.lb_side,
-        });
+        assert!(!layout.backends.is_empty(), "a lab needs a backend");
+        let links: Vec<BackendLink<'_>> = layout
+            .backends
+            .iter()
+            .map(|backend| BackendLink {
+                role: "agbackend",
+                lb_if: &backend.lb_side,
+            })
+            .collect();
         let net = Topology::build("agclient", "aglb", &links);
-        for host in &HOSTS {
+        for backend in &layout.backends {
             // The agent's probes are generated on the lb.
-            net.lb.disable_tx_checksum(host.lb_side);
+            net.lb.disable_tx_checksum(&backend.lb_side);
         }
 
         let peer_pins = PinDir::new();
@@ -170,13 +288,14 @@ impl AgentLab {
             lb,
             backends,
         } = net;
-        let servers = HOSTS
+        let servers = layout
+            .backends
             .iter()
             .zip(&backends)
-            .map(|(host, ns)| {
+            .map(|(backend, ns)| {
                 Some(BackendServer::start(
                     ns,
-                    host.name,
+                    &backend.name,
                     BACKEND_PORT,
                     BACKEND_UDP_PORT,
                 ))
@@ -196,13 +315,14 @@ impl AgentLab {
         std::fs::create_dir_all(&dir).expect("create the lab's temp dir");
         let config = dir.join("failover.toml");
         let socket = dir.join("control.sock");
-        let mut text = config_text(pins.path(), &socket, options);
+        let mut text = config_text(pins.path(), &socket, options, &layout);
         let extra = extra(&dir);
         if !extra.is_empty() {
             text.push('\n');
             text += &extra;
         }
         std::fs::write(&config, text).expect("write the config");
+        let first = layout.backends[0].name.clone();
         let mut lab = Self {
             agent: None,
             health,
@@ -216,19 +336,25 @@ impl AgentLab {
             pid_file: dir.join("agent.pid"),
             log: dir.join("agent.log"),
             config,
+            layout,
             dir,
             log_start: 0,
             log_shown: std::cell::Cell::new(false),
         };
         lab.start_agent();
-        let samples = lab.sample_until("primary", Duration::from_secs(10));
+        let samples = lab.sample_until(&first, Duration::from_secs(10));
         assert!(
             samples.reached().is_some(),
-            "new flows never reached the primary after the agent started: {}\n{}",
+            "new flows never reached {first} after the agent started: {}\n{}",
             samples.summary(),
             lab.diag()
         );
         lab
+    }
+
+    /// The lab's backends and service keys.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// Starts `failover run` (again) in the lb namespace and waits for its
@@ -374,6 +500,14 @@ impl AgentLab {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("inspect {what:?}: {e}: {text}"))
     }
 
+    /// `failover --socket <lab socket> status --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let socket = self.socket();
+        let socket = socket.to_str().expect("utf-8 socket path");
+        let text = self.failover(&["--socket", socket, "status", "--json"]);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("status: {e}: {text}"))
+    }
+
     /// A counter (verdict, outcome or event) by name, from `inspect counters`.
     pub fn counter(&self, name: &str) -> u64 {
         let counters = self.inspect(&["counters"]);
@@ -487,13 +621,15 @@ impl Drop for AgentLab {
     }
 }
 
-fn config_text(pin_dir: &Path, socket: &Path, options: Options) -> String {
+fn config_text(pin_dir: &Path, socket: &Path, options: Options, layout: &Layout) -> String {
     let mut text = format!(
         "pin_dir = {:?}\n\n[control]\nsocket = {:?}\n\n",
         pin_dir.display().to_string(),
         socket.display().to_string()
     );
-    for interface in ["lbc", "lbp", "lbs"] {
+    let interfaces =
+        std::iter::once("lbc").chain(layout.backends.iter().map(|b| b.lb_side.as_str()));
+    for interface in interfaces {
         text += &format!("[[interfaces]]\nname = \"{interface}\"\nmode = \"native\"\n\n");
     }
     text += &format!(
@@ -508,6 +644,7 @@ fn config_text(pin_dir: &Path, socket: &Path, options: Options) -> String {
         }
         Failback::Manual => text += "failback = \"manual\"\n",
     }
+    text += &layout.service_keys;
     text += "\n[services.probe]\n";
     match options.probe {
         Probe::Tcp { port } => text += &format!("type = \"tcp\"\nport = {port}\n"),
@@ -516,11 +653,14 @@ fn config_text(pin_dir: &Path, socket: &Path, options: Options) -> String {
         }
     }
     text += "interval = \"100ms\"\ntimeout = \"50ms\"\nrise = 2\nfall = 3\n";
-    for host in &HOSTS {
+    for backend in &layout.backends {
         text += &format!(
             "\n[[services.backends]]\nname = \"{}\"\naddress = \"{}\"\nport = {BACKEND_PORT}\ntier = {}\n",
-            host.name, host.addr, host.tier
+            backend.name, backend.addr, backend.tier
         );
+        if let Some(weight) = backend.weight {
+            text += &format!("weight = {weight}\n");
+        }
     }
     text
 }
