@@ -161,6 +161,30 @@ pub fn xdp_md(len: u32, ingress_ifindex: u32) -> [u8; 24] {
     bytes
 }
 
+/// A TCP SYN from the lab's client (source port `client_port`) to the VIP's
+/// `service_port`, as it arrives on the client side.
+pub fn client_syn(client_port: u16, service_port: u16) -> crate::packet::Frame {
+    crate::packet::Frame::tcp(
+        (CLIENT, client_port),
+        (VIP, service_port),
+        crate::packet::TCP_SYN,
+    )
+    .macs(CLIENT_MAC, CLIENT_SIDE_MAC)
+}
+
+/// The conntrack key of that client's TCP flow to the VIP.
+pub fn client_flow_key(client_port: u16, service_port: u16) -> failover_common::FlowKey {
+    failover_common::FlowKey {
+        src: failover_common::ipv4_addr(CLIENT.octets()),
+        dst: failover_common::ipv4_addr(VIP.octets()),
+        src_port_be: client_port.to_be(),
+        dst_port_be: service_port.to_be(),
+        proto: failover_common::PROTO_TCP,
+        family: failover_common::FAMILY_IPV4,
+        _pad: [0; 2],
+    }
+}
+
 pub fn mac_string(mac: [u8; 6]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))

@@ -119,7 +119,7 @@ fn set_src(mut frame: Frame, addr: Ipv4Addr, port: u16) -> Frame {
 }
 
 fn syn(port: u16, service: u16) -> Frame {
-    from_client(Frame::tcp(client(port), vip(service), TCP_SYN))
+    client_syn(port, service)
 }
 
 fn table() -> Vec<Fixture> {

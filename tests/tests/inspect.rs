@@ -5,10 +5,7 @@
 use std::{net::Ipv4Addr, process::Command};
 
 use failover::{BackendSpec, Proto, ServiceSpec};
-use failover_tests::{
-    lab::*,
-    packet::{self, Frame, TCP_SYN},
-};
+use failover_tests::{lab::*, packet};
 use serde_json::Value;
 
 fn inspect(pin_dir: &std::path::Path, args: &[&str]) -> Result<Value, String> {
@@ -27,9 +24,7 @@ fn inspect(pin_dir: &std::path::Path, args: &[&str]) -> Result<Value, String> {
 }
 
 fn syn(port: u16) -> Vec<u8> {
-    Frame::tcp((CLIENT, port), (VIP, 80), TCP_SYN)
-        .macs(CLIENT_MAC, CLIENT_SIDE_MAC)
-        .build()
+    client_syn(port, 80).build()
 }
 
 #[test]

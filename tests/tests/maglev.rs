@@ -6,34 +6,20 @@ use std::collections::BTreeMap;
 
 use failover::{BackendSpec, BackendState, Proto, ServiceSpec};
 use failover_common::{
-    FAMILY_IPV4, FlowKey, PROTO_TCP,
+    FlowKey,
     hash::{FLOW_HASH_SEED, flow_hash},
-    ipv4_addr,
     stats::reason,
 };
-use failover_tests::{
-    lab::*,
-    packet::{self, Frame, TCP_SYN},
-};
+use failover_tests::{lab::*, packet};
 
 const SIZE: u32 = failover::maglev::DEFAULT_TABLE_SIZE;
 
 fn key(port: u16) -> FlowKey {
-    FlowKey {
-        src: ipv4_addr(CLIENT.octets()),
-        dst: ipv4_addr(VIP.octets()),
-        src_port_be: port.to_be(),
-        dst_port_be: 80u16.to_be(),
-        proto: PROTO_TCP,
-        family: FAMILY_IPV4,
-        _pad: [0; 2],
-    }
+    client_flow_key(port, 80)
 }
 
 fn syn(port: u16) -> Vec<u8> {
-    Frame::tcp((CLIENT, port), (VIP, 80), TCP_SYN)
-        .macs(CLIENT_MAC, CLIENT_SIDE_MAC)
-        .build()
+    client_syn(port, 80).build()
 }
 
 #[test]
