@@ -37,9 +37,17 @@ impl Agent {
     /// the ones that came up, and gives up on the ones past their deadline.
     /// Returns whether the set of probed backends changed.
     pub(super) fn update_cold_standbys(&mut self) -> bool {
+        // Runs after every event of the decision loop: cheap when there is
+        // nothing cold to look after.
+        if !self.services.iter().any(|s| s.has_cold) {
+            return false;
+        }
         let now = Instant::now();
         let mut changed = false;
         for s in 0..self.services.len() {
+            if !self.services[s].has_cold {
+                continue;
+            }
             let nothing_serves = self.services[s].policy.active().is_empty();
             // The most preferred tier that has dormant cold standbys.
             let wake_tier = self.services[s]

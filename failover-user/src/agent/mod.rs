@@ -232,7 +232,18 @@ impl Agent {
             return;
         };
         let Some(flip) = service.record_probe(event.backend, event.outcome) else {
-            self.refresh_telemetry();
+            // Most results change nothing but the statistics: update only those
+            // (a full refresh reads every backend's map slot).
+            let stats = service.backends[event.backend].stats.clone();
+            self.telemetry.update(|snapshot| {
+                if let Some(view) = snapshot
+                    .services
+                    .get_mut(event.service)
+                    .and_then(|s| s.backends.get_mut(event.backend))
+                {
+                    view.probe = stats;
+                }
+            });
             return;
         };
         self.totals.transitions_total += 1;

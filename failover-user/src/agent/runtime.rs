@@ -38,6 +38,8 @@ pub(crate) enum ColdState {
 pub(crate) struct ServiceRuntime {
     pub name: String,
     pub id: u32,
+    /// Whether any backend is a cold standby (skips the cold checks otherwise).
+    pub has_cold: bool,
     pub plan: ServicePlan,
     pub backends: Vec<BackendRuntime>,
     pub policy: ServicePolicy,
@@ -109,6 +111,7 @@ impl ServiceRuntime {
         Ok(Self {
             name: plan.name.clone(),
             id,
+            has_cold: plan.backends.iter().any(|b| b.cold.is_some()),
             plan: plan.clone(),
             backends,
             policy: ServicePolicy::new(plan.failback, members)
@@ -265,6 +268,7 @@ impl ServiceRuntime {
         Self {
             name: self.name.clone(),
             id: self.id,
+            has_cold: self.has_cold,
             plan: self.plan.clone(),
             backends: self
                 .backends
