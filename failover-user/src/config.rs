@@ -124,7 +124,7 @@ struct RawService {
     table_size: Option<Spanned<u32>>,
     #[serde(default)]
     mode: RawRedundancy,
-    /// rehash | keep
+    /// rehash | keep | reset
     #[serde(default)]
     dead_flows: RawDeadFlows,
     /// A count (2) or a percentage ("50%") of the active tier's members.

@@ -94,30 +94,6 @@ fn from_backend(frame: Frame, last_octet: u8) -> Frame {
     frame.macs(backend_mac(last_octet), BACKEND_SIDE_MAC)
 }
 
-/// `frame` forwarded by a router to `dst` with these MACs.
-fn routed(mut frame: Frame, src_mac: [u8; 6], dst_mac: [u8; 6]) -> Frame {
-    frame.ttl -= 1;
-    frame.macs(src_mac, dst_mac)
-}
-
-fn set_dst(mut frame: Frame, addr: Ipv4Addr, port: u16) -> Frame {
-    frame.dst = addr;
-    match &mut frame.l4 {
-        L4::Tcp { dst_port, .. } | L4::Udp { dst_port, .. } => *dst_port = port,
-        L4::Other { .. } => {}
-    }
-    frame
-}
-
-fn set_src(mut frame: Frame, addr: Ipv4Addr, port: u16) -> Frame {
-    frame.src = addr;
-    match &mut frame.l4 {
-        L4::Tcp { src_port, .. } | L4::Udp { src_port, .. } => *src_port = port,
-        L4::Other { .. } => {}
-    }
-    frame
-}
-
 fn syn(port: u16, service: u16) -> Frame {
     client_syn(port, service)
 }
@@ -129,11 +105,8 @@ fn table() -> Vec<Fixture> {
 
     // TCP: new flow, established, reply.
     let to_b1 = |f: Frame| {
-        routed(
-            set_dst(f, BACKEND_1, WEB),
-            BACKEND_SIDE_MAC,
-            backend_mac(11),
-        )
+        f.with_dst(BACKEND_1, WEB)
+            .routed(BACKEND_SIDE_MAC, backend_mac(11))
     };
     rows.push(
         fixture(
@@ -161,11 +134,10 @@ fn table() -> Vec<Fixture> {
         Frame::tcp((BACKEND_1, WEB), client(40003), TCP_SYN | TCP_ACK),
         11,
     );
-    let restored = routed(
-        set_src(syn_ack.clone(), VIP, WEB),
-        CLIENT_SIDE_MAC,
-        CLIENT_MAC,
-    );
+    let restored = syn_ack
+        .clone()
+        .with_src(VIP, WEB)
+        .routed(CLIENT_SIDE_MAC, CLIENT_MAC);
     rows.push(
         fixture(
             "backend reply is rewritten back to the vip",
@@ -202,11 +174,10 @@ fn table() -> Vec<Fixture> {
 
     // UDP both ways, port-mapped backend.
     let query = from_client(Frame::udp(client(5001), vip(DNS)));
-    let to_b2 = routed(
-        set_dst(query.clone(), BACKEND_2, 5353),
-        BACKEND_SIDE_MAC,
-        backend_mac(12),
-    );
+    let to_b2 = query
+        .clone()
+        .with_dst(BACKEND_2, 5353)
+        .routed(BACKEND_SIDE_MAC, backend_mac(12));
     rows.push(
         fixture(
             "udp to a port-mapped backend rewrites address and port",
@@ -218,11 +189,10 @@ fn table() -> Vec<Fixture> {
         .counts(&["fwd_new_flow"]),
     );
     let answer = from_backend(Frame::udp((BACKEND_2, 5353), client(5001)), 12);
-    let answer_out = routed(
-        set_src(answer.clone(), VIP, DNS),
-        CLIENT_SIDE_MAC,
-        CLIENT_MAC,
-    );
+    let answer_out = answer
+        .clone()
+        .with_src(VIP, DNS)
+        .routed(CLIENT_SIDE_MAC, CLIENT_MAC);
     rows.push(
         fixture(
             "udp reply from a port-mapped backend restores vip and port",
@@ -239,11 +209,10 @@ fn table() -> Vec<Fixture> {
         dst_port: DNS,
         checksum: false,
     };
-    let no_csum_out = routed(
-        set_dst(no_csum.clone(), BACKEND_2, 5353),
-        BACKEND_SIDE_MAC,
-        backend_mac(12),
-    );
+    let no_csum_out = no_csum
+        .clone()
+        .with_dst(BACKEND_2, 5353)
+        .routed(BACKEND_SIDE_MAC, backend_mac(12));
     rows.push(
         fixture(
             "udp zero checksum stays zero",
@@ -257,11 +226,10 @@ fn table() -> Vec<Fixture> {
 
     // Egress equals ingress: XDP_TX.
     let local = syn(40006, LOCAL);
-    let local_out = routed(
-        set_dst(local.clone(), LOCAL_BACKEND, LOCAL),
-        CLIENT_SIDE_MAC,
-        LOCAL_BACKEND_MAC,
-    );
+    let local_out = local
+        .clone()
+        .with_dst(LOCAL_BACKEND, LOCAL)
+        .routed(CLIENT_SIDE_MAC, LOCAL_BACKEND_MAC);
     rows.push(
         fixture(
             "backend on the ingress segment is sent with XDP_TX",
@@ -470,7 +438,7 @@ fn table() -> Vec<Fixture> {
             unresolved.clone().build(),
             Clients,
             XDP_PASS,
-            Bytes(set_dst(unresolved, UNRESOLVED_BACKEND, UNRESOLVED).build()),
+            Bytes(unresolved.with_dst(UNRESOLVED_BACKEND, UNRESOLVED).build()),
         )
         .counts(&["pass_no_neighbour"]),
     );

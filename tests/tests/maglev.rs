@@ -18,6 +18,13 @@ fn key(port: u16) -> FlowKey {
     client_flow_key(port, 80)
 }
 
+/// The backend id in every slot of the service's current table.
+fn table_of(lab: &TestRunLab, service: u32) -> Vec<u32> {
+    (0..SIZE)
+        .map(|slot| lab.dataplane.table_slot(service, slot).expect("slot"))
+        .collect()
+}
+
 fn syn(port: u16) -> Vec<u8> {
     client_syn(port, 80).build()
 }
@@ -49,11 +56,7 @@ fn new_flows_follow_the_table_and_a_failure_moves_only_its_slots() {
             .unwrap()
             .0
     };
-    let table = |lab: &TestRunLab| -> Vec<u32> {
-        (0..SIZE)
-            .map(|slot| lab.dataplane.table_slot(service, slot).expect("slot"))
-            .collect()
-    };
+    let table = |lab: &TestRunLab| table_of(lab, service);
 
     let check_flows = |lab: &TestRunLab, ports: std::ops::Range<u16>| -> BTreeMap<u32, usize> {
         let mut spread = BTreeMap::new();
@@ -140,11 +143,7 @@ fn n_plus_one_spare_takes_exactly_the_failed_members_slots() {
     lab.dataplane
         .set_mode(service, failover::table::Mode::NPlusOne)
         .unwrap();
-    let table = |lab: &TestRunLab| -> Vec<u32> {
-        (0..SIZE)
-            .map(|slot| lab.dataplane.table_slot(service, slot).expect("slot"))
-            .collect()
-    };
+    let table = |lab: &TestRunLab| table_of(lab, service);
     let (first, second, spare) = (id_of(BACKEND_1), id_of(BACKEND_2), id_of(BACKEND_3));
     let healthy = table(&lab);
     assert!(
