@@ -5,6 +5,7 @@
 pub use failover::lab::{netns, servers};
 
 pub mod agent_lab;
+pub mod bench;
 pub mod lab;
 pub mod packet;
 pub mod pins;

@@ -35,11 +35,15 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Measure the data path (ns/packet against floors in the same run).
+    /// Measure data path, packet and request rates, failover and control
+    /// plane against baselines and peers in the same run; writes BENCHMARKS.md.
     Bench {
-        /// A short sanity run.
+        /// A short sanity run (report under target/).
         #[arg(long)]
         quick: bool,
+        /// Only these sections, comma-separated (report under target/).
+        #[arg(long)]
+        only: Option<String>,
     },
 }
 
@@ -51,7 +55,9 @@ fn main() -> ExitCode {
             setup::run().and_then(|env| run::build_and_run(&env, &args))
         }
         Command::Test { args } => setup::run().and_then(|env| test::run(&env, &args)),
-        Command::Bench { quick } => setup::run().and_then(|env| bench::run(&env, quick)),
+        Command::Bench { quick, only } => {
+            setup::run().and_then(|env| bench::run(&env, quick, only.as_deref()))
+        }
     };
     match result {
         Ok(code) => code,

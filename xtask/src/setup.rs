@@ -21,13 +21,15 @@ use crate::cmd::{self, Env};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages and the command that shows each is installed.
 const PACKAGES: &[(&str, &str)] = &[("iproute2", "ip")];
+/// What only `cargo xtask bench` needs: the peers it compares against.
+pub const BENCH_PACKAGES: &[(&str, &str)] = &[("haproxy", "haproxy"), ("nftables", "nft")];
 
 pub fn run() -> anyhow::Result<Env> {
     let root = cmd::workspace_root();
     let tools = root.join(".tools");
     ensure_nightly()?;
     let linker_bin = ensure_bpf_linker(&tools)?;
-    ensure_packages()?;
+    ensure_packages(PACKAGES)?;
     let path = format!(
         "{}:{}",
         linker_bin.display(),
@@ -186,8 +188,9 @@ fn is_elf(path: &Path) -> bool {
         && magic == *b"\x7fELF"
 }
 
-fn ensure_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES
+/// Installs the missing ones of `packages` with apt-get (as root).
+pub fn ensure_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .filter(|(_, probe)| {
             Command::new("sh")
