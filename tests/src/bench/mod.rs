@@ -7,9 +7,13 @@
 //! A full run rewrites BENCHMARKS.md and BENCHMARKS.json at the workspace
 //! root; `--quick` writes them under target/.
 
+pub mod control_plane;
 pub mod datapath;
+pub mod failover;
 pub mod maglev;
+pub mod packet_rate;
 pub mod peers;
+pub mod requests;
 
 use std::{panic::AssertUnwindSafe, process::ExitCode, time::Instant};
 
@@ -62,7 +66,14 @@ impl Spread {
 type SectionFn = fn(bool) -> Section;
 
 /// The sections in report order, with the name `--only` selects them by.
-const SECTIONS: &[(&str, SectionFn)] = &[("datapath", datapath::run), ("maglev", maglev::run)];
+const SECTIONS: &[(&str, SectionFn)] = &[
+    ("datapath", datapath::run),
+    ("packet_rate", packet_rate::run),
+    ("requests", requests::run),
+    ("failover", failover::run),
+    ("control_plane", control_plane::run),
+    ("maglev", maglev::run),
+];
 
 /// Runs the sections (all, or those named with `--only a,b`), writes the
 /// report and fails if any correctness check failed.
