@@ -9,7 +9,7 @@
 
 pub mod control_plane;
 pub mod datapath;
-pub mod failover;
+pub mod failover_trials;
 pub mod maglev;
 pub mod packet_rate;
 pub mod peers;
@@ -70,7 +70,7 @@ const SECTIONS: &[(&str, SectionFn)] = &[
     ("datapath", datapath::run),
     ("packet_rate", packet_rate::run),
     ("requests", requests::run),
-    ("failover", failover::run),
+    ("failover", failover_trials::run),
     ("control_plane", control_plane::run),
     ("maglev", maglev::run),
 ];
