@@ -119,6 +119,8 @@ pub struct Layout {
     /// Lines added to the web service's table before `[services.probe]`
     /// (`mode`, `min_healthy`, `quorum_policy`, `dead_flows`, `table_size`).
     pub service_keys: String,
+    /// Probe interval and timeout (default 100 ms and 50 ms).
+    pub probe_timing: (Duration, Duration),
 }
 
 impl Layout {
@@ -137,6 +139,7 @@ impl Layout {
                 })
                 .collect(),
             service_keys: String::new(),
+            probe_timing: DEFAULT_PROBE_TIMING,
         }
     }
 
@@ -160,6 +163,7 @@ impl Layout {
                 })
                 .collect(),
             service_keys: String::new(),
+            probe_timing: DEFAULT_PROBE_TIMING,
         }
     }
 
@@ -167,6 +171,12 @@ impl Layout {
     pub fn key(mut self, line: &str) -> Self {
         self.service_keys += line;
         self.service_keys.push('\n');
+        self
+    }
+
+    /// Probes every `interval` with `timeout` (fall 3, rise 2 stay).
+    pub fn probe_timing(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.probe_timing = (interval, timeout);
         self
     }
 
@@ -205,8 +215,12 @@ pub enum Failback {
     Manual,
 }
 
-/// What a lab's agent is configured with. Probes always run every 100 ms
-/// with a 50 ms timeout, fall 3, rise 2.
+/// Probe interval and timeout unless a [`Layout`] says otherwise.
+const DEFAULT_PROBE_TIMING: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_millis(50));
+
+/// What a lab's agent is configured with. Probes run every 100 ms with a
+/// 50 ms timeout ([`Layout::probe_timing`] changes that), fall 3, rise 2.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
     pub probe: Probe,
@@ -652,7 +666,12 @@ fn config_text(pin_dir: &Path, socket: &Path, options: Options, layout: &Layout)
             text += &format!("type = \"http\"\nport = {port}\npath = \"/healthz\"\n")
         }
     }
-    text += "interval = \"100ms\"\ntimeout = \"50ms\"\nrise = 2\nfall = 3\n";
+    let (interval, timeout) = layout.probe_timing;
+    text += &format!(
+        "interval = \"{}us\"\ntimeout = \"{}us\"\nrise = 2\nfall = 3\n",
+        interval.as_micros(),
+        timeout.as_micros()
+    );
     for backend in &layout.backends {
         text += &format!(
             "\n[[services.backends]]\nname = \"{}\"\naddress = \"{}\"\nport = {BACKEND_PORT}\ntier = {}\n",

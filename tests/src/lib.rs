@@ -22,17 +22,20 @@ pub fn require_root() {
 }
 
 /// The `failover` binary the agent tests start: `$FAILOVER_BIN` (set by
-/// `cargo xtask test`), else `target/debug/failover` next to this test binary.
+/// `cargo xtask test`), else the `failover` binary of the same target profile.
 pub fn failover_bin() -> std::path::PathBuf {
     if let Some(path) = std::env::var_os("FAILOVER_BIN") {
         return path.into();
     }
     let exe = std::env::current_exe().expect("current exe");
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("failover"))
-        .expect("target directory");
+    // Test binaries live in target/<profile>/deps, other binaries (the
+    // bench) in target/<profile> itself.
+    let dir = exe.parent().expect("target directory");
+    let path = if dir.ends_with("deps") {
+        dir.parent().expect("target directory").join("failover")
+    } else {
+        dir.join("failover")
+    };
     assert!(
         path.is_file(),
         "{} is missing: run `cargo xtask test` (it builds the binary first) or `cargo build -p failover-user`",

@@ -10,7 +10,17 @@ use crate::{
 pub fn run(env: &Env, quick: bool, only: Option<&str>) -> anyhow::Result<ExitCode> {
     // HAProxy and nftables are the peers measured beside us.
     setup::ensure_packages(setup::BENCH_PACKAGES)?;
+    // The agent under test is the release build, like the bench itself.
+    cmd::status(env.cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "failover-user",
+        "--bin",
+        "failover",
+    ]))?;
     let mut cargo = env.cargo();
+    cargo.env("FAILOVER_BIN", env.root.join("target/release/failover"));
     cargo.args([
         "run",
         "--release",

@@ -285,6 +285,7 @@ impl Agent {
         } else {
             Cause::Failed {
                 first_failure: flip.first_failure_at,
+                decided: flip.evidence.last().map(|o| o.at + o.latency),
             }
         };
         self.apply(event.service, before, changes, cause);
@@ -332,6 +333,13 @@ impl Agent {
                 warn!(service = %service.name, backend = %backend.name, cause = %err, "map update failed");
             }
         }
+        // Measured once the maps are written: what a decision costs us.
+        let decided_to_map = match cause {
+            Cause::Failed {
+                decided: Some(at), ..
+            } => Some(at.elapsed()),
+            _ => None,
+        };
         let after = service.active_names();
         if before == after {
             return;
@@ -339,6 +347,7 @@ impl Agent {
         let gap = match cause {
             Cause::Failed {
                 first_failure: Some(at),
+                ..
             } => Some(at.elapsed()),
             _ => None,
         };
@@ -353,6 +362,7 @@ impl Agent {
             to = %to,
             cause = cause.describe(),
             first_failure_to_map_update = ?gap,
+            decisive_result_to_map_update = ?decided_to_map,
             "new flows switched"
         );
         let kind = match cause {
@@ -375,6 +385,7 @@ impl Agent {
             "to": after,
             "cause": cause.describe(),
             "first_failure_to_map_update_ms": gap.map(|g| g.as_secs_f64() * 1000.0),
+            "decisive_result_to_map_update_us": decided_to_map.map(|d| d.as_secs_f64() * 1e6),
         });
         let message = format!("{}: new flows {} -> {}", service.name, before.join(","), to);
         self.events.publish(

@@ -48,7 +48,11 @@ pub(crate) struct ServiceRuntime {
 /// Why new flows moved, for logs and events.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Cause {
-    Failed { first_failure: Option<Instant> },
+    Failed {
+        first_failure: Option<Instant>,
+        /// When the probe result that decided the flip completed.
+        decided: Option<Instant>,
+    },
     Recovered,
     Timer,
     Operator(&'static str),

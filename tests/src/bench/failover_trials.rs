@@ -1,13 +1,845 @@
-//! (being written)
+//! Unplanned failover under load, ours against HAProxy, and planned
+//! switchover.
+//!
+//! Each lab has a client, an edge host and two backends (primary, standby)
+//! in namespaces. The client keeps opening a new TCP connection to the VIP
+//! every few milliseconds, sends a UDP datagram every few milliseconds (ours
+//! only: HAProxy 2.6 does not proxy UDP), and asks on long-lived connections
+//! to a second service whose only backend is the standby (flows on a healthy
+//! backend, which a failover elsewhere must not disturb). A trial kills the
+//! primary at an exact instant ([`KillableServer::kill`]: connections
+//! refused from then on, as after a crash) and measures the gap to the first
+//! answer from the standby, the requests that failed, and errors on the
+//! long connections; then it restores the primary and waits for failback.
+//!
+//! Both peers probe with TCP connects at the same interval with fall 3 and
+//! rise 2. Ours fails back after a 200 ms hold-down; HAProxy has none.
+//! HAProxy runs with `retries 2` and `option redispatch`, a usual setting.
 
-use super::Section;
+use std::{
+    net::{SocketAddr, TcpStream, UdpSocket},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
 
-pub fn run(_quick: bool) -> Section {
+use failover::lab::topology::{self, BackendLink, Topology};
+
+use super::{Row, Section, Spread, killable::KillableServer, peers::NsProcess};
+use crate::{
+    agent_lab::{
+        AgentLab, BACKEND_PORT, BACKEND_UDP_PORT, Failback, Layout, Options, PRIMARY, Probe,
+        STANDBY, VIP, request,
+    },
+    netns::NetNs,
+};
+
+/// The second service: its only backend is the standby.
+const STABLE_PORT: u16 = 81;
+const UDP_PORT: u16 = 53;
+/// Pace of new connections and datagrams.
+const PACE: Duration = Duration::from_millis(5);
+/// Each new connection's connect + request + answer deadline.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(100);
+const LONG_CONNECTIONS: usize = 4;
+/// Bounds of the waits inside a trial.
+const FAILOVER_BOUND: Duration = Duration::from_secs(5);
+const FAILBACK_BOUND: Duration = Duration::from_secs(15);
+/// Every traffic thread stops after this, whatever happens.
+const TRAFFIC_LIFETIME: Duration = Duration::from_secs(400);
+
+/// What one trial measured.
+#[derive(Clone, Debug, Default)]
+struct Trial {
+    tcp_gap: Option<Duration>,
+    udp_gap: Option<Duration>,
+    failed: usize,
+    long_errors: usize,
+    long_asks: usize,
+    failback_failed: usize,
+}
+
+/// The trials of one peer at one probe interval.
+struct TrialSet {
+    peer: &'static str,
+    interval: Duration,
+    trials: Vec<Trial>,
+    /// Ours: the agent's own decisive probe result → map flip, µs.
+    decision_to_flip_us: Vec<f64>,
+    /// Ours: first failed probe → map flip, ms.
+    detection_ms: Vec<f64>,
+    /// Ours: failovers of the service in the agent's journal (one per trial
+    /// unless a probe falsely failed).
+    journal_failovers: Option<usize>,
+    failures: Vec<String>,
+}
+
+struct Switchover {
+    direction: &'static str,
+    failed: usize,
+    requests: usize,
+    took: Duration,
+}
+
+pub fn run(quick: bool) -> Section {
+    let count = if quick { 3 } else { 20 };
+    let intervals = [Duration::from_millis(10), Duration::from_millis(100)];
+    let mut sets = Vec::new();
+    let mut switchovers = Vec::new();
+    for interval in intervals {
+        let (set, planned) = ours(interval, count, interval == intervals[1]);
+        sets.push(set);
+        switchovers.extend(planned);
+    }
+    for interval in intervals {
+        sets.push(haproxy(interval, count));
+    }
+    render(&sets, &switchovers, count)
+}
+
+// ---- Traffic -----------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+struct Sample {
+    started: Instant,
+    finished: Instant,
+    answer: Result<String, String>,
+}
+
+/// The client's load, recorded with timestamps by background threads.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    tcp: Arc<Mutex<Vec<Sample>>>,
+    udp: Arc<Mutex<Vec<Sample>>>,
+    long: Arc<Mutex<Vec<Sample>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(client: &NetNs, udp: bool) -> Self {
+        let mut traffic = Self {
+            stop: Arc::new(AtomicBool::new(false)),
+            tcp: Arc::default(),
+            udp: Arc::default(),
+            long: Arc::default(),
+            threads: Vec::new(),
+        };
+        traffic.spawn(client, "new-flows", new_flows);
+        traffic.spawn(client, "long-flows", long_flows);
+        if udp {
+            traffic.spawn(client, "udp-stream", udp_stream);
+        }
+        traffic
+    }
+
+    fn spawn(&mut self, client: &NetNs, name: &str, body: fn(&AtomicBool, &Recordings)) {
+        let ns = client.open().expect("open the client netns");
+        let shared = Recordings {
+            tcp: self.tcp.clone(),
+            udp: self.udp.clone(),
+            long: self.long.clone(),
+        };
+        let stop = self.stop.clone();
+        self.threads.push(
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || {
+                    ns.enter().expect("enter the client netns");
+                    body(&stop, &shared);
+                })
+                .expect("spawn a traffic thread"),
+        );
+    }
+
+    fn tcp(&self) -> Vec<Sample> {
+        self.tcp.lock().unwrap().clone()
+    }
+    fn udp(&self) -> Vec<Sample> {
+        self.udp.lock().unwrap().clone()
+    }
+    fn long(&self) -> Vec<Sample> {
+        self.long.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What the traffic threads record, shared with the trial loop.
+struct Recordings {
+    tcp: Arc<Mutex<Vec<Sample>>>,
+    udp: Arc<Mutex<Vec<Sample>>>,
+    long: Arc<Mutex<Vec<Sample>>>,
+}
+
+fn running(stop: &AtomicBool, started: Instant) -> bool {
+    !stop.load(Ordering::Relaxed) && started.elapsed() < TRAFFIC_LIFETIME
+}
+
+/// Opens a new connection every [`PACE`] whatever became of the previous
+/// ones (an open loop: a slow failure does not hold back the next request),
+/// each on its own thread, at most `REQUEST_TIMEOUT / PACE` (plus slack) at
+/// a time.
+fn new_flows(stop: &AtomicBool, shared: &Recordings) {
+    let begun = Instant::now();
+    let mut in_flight: Vec<JoinHandle<()>> = Vec::new();
+    let mut next = Instant::now();
+    while running(stop, begun) {
+        in_flight.retain(|t| !t.is_finished());
+        if in_flight.len() < 64 {
+            let tcp = shared.tcp.clone();
+            // Threads inherit this thread's network namespace.
+            if let Ok(thread) =
+                std::thread::Builder::new()
+                    .name("request".into())
+                    .spawn(move || {
+                        let started = Instant::now();
+                        let answer = request(REQUEST_TIMEOUT);
+                        let finished = Instant::now();
+                        tcp.lock().unwrap().push(Sample {
+                            started,
+                            finished,
+                            answer,
+                        });
+                    })
+            {
+                in_flight.push(thread);
+            }
+        }
+        next += PACE;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    for thread in in_flight {
+        let _ = thread.join();
+    }
+}
+
+fn connect_stable() -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(
+        &SocketAddr::from((VIP, STABLE_PORT)),
+        Duration::from_secs(1),
+    )?;
+    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Asks on each long connection every 10 ms; a broken one is recorded and
+/// replaced.
+fn long_flows(stop: &AtomicBool, shared: &Recordings) {
+    let begun = Instant::now();
+    let mut streams: Vec<Option<TcpStream>> = (0..LONG_CONNECTIONS).map(|_| None).collect();
+    while running(stop, begun) {
+        for slot in &mut streams {
+            let started = Instant::now();
+            let answer = match slot.take().map_or_else(connect_stable, Ok) {
+                Ok(mut stream) => match crate::servers::ask(&mut stream) {
+                    Ok(name) => {
+                        *slot = Some(stream);
+                        Ok(name)
+                    }
+                    Err(e) => Err(format!("ask: {e}")),
+                },
+                Err(e) => Err(format!("connect: {e}")),
+            };
+            shared.long.lock().unwrap().push(Sample {
+                started,
+                finished: Instant::now(),
+                answer,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends a datagram every [`PACE`], each from a new socket (a new flow, like
+/// DNS queries from random ports: one long-lived UDP flow would rightly stay
+/// on the standby after failback), and records every answer.
+fn udp_stream(stop: &AtomicBool, shared: &Recordings) {
+    let begun = Instant::now();
+    let mut open: std::collections::VecDeque<(Instant, UdpSocket)> = Default::default();
+    let mut next_send = Instant::now();
+    let mut buf = [0u8; 64];
+    while running(stop, begun) {
+        if Instant::now() >= next_send {
+            next_send += PACE;
+            if let Ok(socket) = UdpSocket::bind(("0.0.0.0", 0))
+                && socket.connect((VIP, UDP_PORT)).is_ok()
+                && socket.set_nonblocking(true).is_ok()
+            {
+                // Refused (ICMP) or dropped sends are just unanswered.
+                let _ = socket.send(b"x\n");
+                open.push_back((Instant::now(), socket));
+            }
+        }
+        while open
+            .front()
+            .is_some_and(|(sent, _)| sent.elapsed() > REQUEST_TIMEOUT)
+        {
+            open.pop_front();
+        }
+        for (sent, socket) in &open {
+            if let Ok(n) = socket.recv(&mut buf) {
+                shared.udp.lock().unwrap().push(Sample {
+                    started: *sent,
+                    finished: Instant::now(),
+                    answer: Ok(String::from_utf8_lossy(&buf[..n]).trim_end().to_owned()),
+                });
+            }
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+/// The first sample answered by `name` that finished after `since`.
+fn first_answer(samples: &[Sample], name: &str, since: Instant) -> Option<Instant> {
+    samples
+        .iter()
+        .find(|s| s.finished > since && s.answer.as_deref() == Ok(name))
+        .map(|s| s.finished)
+}
+
+/// Waits (bounded) until `name` answers a new connection after `since`.
+fn wait_answer(traffic: &Traffic, name: &str, since: Instant, bound: Duration) -> Option<Instant> {
+    let deadline = Instant::now() + bound;
+    while Instant::now() < deadline {
+        if let Some(at) = first_answer(&traffic.tcp(), name, since) {
+            return Some(at);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    None
+}
+
+fn wait_udp(traffic: &Traffic, name: &str, since: Instant, bound: Duration) -> bool {
+    let deadline = Instant::now() + bound;
+    while Instant::now() < deadline {
+        if first_answer(&traffic.udp(), name, since).is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+fn failed_between(samples: &[Sample], from: Instant, to: Instant) -> usize {
+    samples
+        .iter()
+        .filter(|s| s.finished >= from && s.started <= to && s.answer.is_err())
+        .count()
+}
+
+// ---- The trial loop ------------------------------------------------------------
+
+/// What the trial loop needs from a lab.
+trait FailoverLab {
+    fn kill_primary(&mut self);
+    fn restore_primary(&mut self);
+}
+
+fn trials(
+    lab: &mut impl FailoverLab,
+    traffic: &Traffic,
+    count: usize,
+    udp: bool,
+) -> (Vec<Trial>, Vec<String>) {
+    let mut trials = Vec::new();
+    let mut failures = Vec::new();
+    let mut restored = Instant::now();
+    for i in 0..count {
+        let Some(back) = wait_answer(traffic, "primary", restored, FAILBACK_BOUND) else {
+            failures.push(format!("trial {i}: the primary never took new flows again"));
+            break;
+        };
+        if udp && !wait_udp(traffic, "primary", restored, FAILBACK_BOUND) {
+            failures.push(format!("trial {i}: the primary never answered UDP again"));
+            break;
+        }
+        let failback_failed = failed_between(&traffic.tcp(), restored, back);
+        if let Some(previous) = trials.last_mut() {
+            let previous: &mut Trial = previous;
+            previous.failback_failed = failback_failed;
+        }
+        std::thread::sleep(Duration::from_millis(150));
+        let killed = Instant::now();
+        lab.kill_primary();
+        let tcp_gap = wait_answer(traffic, "standby", killed, FAILOVER_BOUND);
+        let deadline = Instant::now() + FAILOVER_BOUND;
+        let mut udp_gap = None;
+        while udp && udp_gap.is_none() && Instant::now() < deadline {
+            udp_gap = first_answer(&traffic.udp(), "standby", killed);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Let stragglers finish so they are counted in this trial.
+        std::thread::sleep(REQUEST_TIMEOUT + Duration::from_millis(20));
+        let settled = Instant::now();
+        let tcp = traffic.tcp();
+        let long = traffic.long();
+        let in_window: Vec<&Sample> = long
+            .iter()
+            .filter(|s| s.finished >= killed && s.started <= settled)
+            .collect();
+        let trial = Trial {
+            tcp_gap: tcp_gap.map(|at| at - killed),
+            udp_gap: udp_gap.map(|at| at - killed),
+            failed: failed_between(&tcp, killed, tcp_gap.unwrap_or(settled)),
+            long_errors: in_window.iter().filter(|s| s.answer.is_err()).count(),
+            long_asks: in_window.len(),
+            failback_failed: 0,
+        };
+        if trial.tcp_gap.is_none() {
+            failures.push(format!("trial {i}: the standby never answered"));
+        }
+        trials.push(trial);
+        lab.restore_primary();
+        restored = Instant::now();
+    }
+    if let Some(back) = wait_answer(traffic, "primary", restored, FAILBACK_BOUND)
+        && let Some(last) = trials.last_mut()
+    {
+        last.failback_failed = failed_between(&traffic.tcp(), restored, back);
+    }
+    (trials, failures)
+}
+
+// ---- Ours --------------------------------------------------------------------
+
+struct Ours {
+    lab: AgentLab,
+    primary: Option<KillableServer>,
+    _standby: KillableServer,
+}
+
+impl FailoverLab for Ours {
+    fn kill_primary(&mut self) {
+        if let Some(primary) = &self.primary {
+            primary.kill();
+        }
+        self.primary = None;
+    }
+    fn restore_primary(&mut self) {
+        self.primary = Some(serve(&self.lab.backends[PRIMARY], "primary"));
+    }
+}
+
+fn serve(ns: &NetNs, name: &str) -> KillableServer {
+    KillableServer::start(
+        ns,
+        name,
+        BACKEND_PORT,
+        Some(BACKEND_UDP_PORT),
+        8 + LONG_CONNECTIONS,
+    )
+}
+
+fn extra_services(dir: &std::path::Path, interval: Duration) -> String {
+    let timing = format!(
+        "interval = \"{}us\"\ntimeout = \"{}us\"\nrise = 2\nfall = 3\n",
+        interval.as_micros(),
+        interval.as_micros() / 2
+    );
+    let backend = |name: &str, i: usize, port: u16, tier: u8| {
+        format!(
+            "\n[[services.backends]]\nname = \"{name}\"\naddress = \"{}\"\nport = {port}\ntier = {tier}\n",
+            topology::backend_addr(i)
+        )
+    };
+    format!(
+        "[journal]\npath = {:?}\n\n\
+         [[services]]\nname = \"dns\"\nvip = \"{VIP}\"\nport = {UDP_PORT}\nprotocol = \"udp\"\n\
+         failback = \"auto\"\nfailback_delay = \"200ms\"\n\n[services.probe]\ntype = \"tcp\"\nport = {BACKEND_PORT}\n{timing}{}{}\n\
+         [[services]]\nname = \"stable\"\nvip = \"{VIP}\"\nport = {STABLE_PORT}\nprotocol = \"tcp\"\n\n\
+         [services.probe]\ntype = \"tcp\"\nport = {BACKEND_PORT}\n{timing}{}",
+        dir.join("events.jsonl").display().to_string(),
+        backend("primary", PRIMARY, BACKEND_UDP_PORT, 0),
+        backend("standby", STANDBY, BACKEND_UDP_PORT, 1),
+        backend("standby", STANDBY, BACKEND_PORT, 0),
+    )
+}
+
+fn ours(interval: Duration, count: usize, with_switchover: bool) -> (TrialSet, Vec<Switchover>) {
+    let layout = Layout::primary_standby().probe_timing(interval, interval / 2);
+    let options = Options {
+        probe: Probe::Tcp { port: BACKEND_PORT },
+        failback: Failback::Auto(Duration::from_millis(200)),
+    };
+    let mut lab = AgentLab::start_layout(options, layout, |dir| extra_services(dir, interval));
+    // Our own servers replace the lab's: they can be killed at an instant.
+    for server in &mut lab.servers {
+        drop(server.take());
+    }
+    let primary = serve(&lab.backends[PRIMARY], "primary");
+    let standby = serve(&lab.backends[STANDBY], "standby");
+    let mut ours = Ours {
+        lab,
+        primary: Some(primary),
+        _standby: standby,
+    };
+    let traffic = Traffic::start(&ours.lab.client, true);
+    // Replacing the servers made the agent fail over once already; the
+    // journal is read from when the primary serves again.
+    let journal = ours.lab.dir().join("events.jsonl");
+    let since = Instant::now();
+    wait_answer(&traffic, "primary", since, FAILBACK_BOUND);
+    wait_udp(&traffic, "primary", since, FAILBACK_BOUND);
+    let journal_offset = std::fs::metadata(&journal).map_or(0, |m| m.len() as usize);
+    let (trials, mut failures) = trials(&mut ours, &traffic, count, true);
+    let switchovers = if with_switchover && failures.is_empty() {
+        planned_switchovers(&ours.lab, &traffic, &mut failures)
+    } else {
+        Vec::new()
+    };
+    drop(traffic);
+    let (decision_to_flip_us, detection_ms, web_failovers) =
+        journal_timings(&journal, journal_offset);
+    (
+        TrialSet {
+            peer: "failover (XDP)",
+            interval,
+            trials,
+            decision_to_flip_us,
+            detection_ms,
+            journal_failovers: Some(web_failovers),
+            failures,
+        },
+        switchovers,
+    )
+}
+
+/// The agent's own timings of the web service's failovers, from its journal.
+fn journal_timings(path: &std::path::Path, offset: usize) -> (Vec<f64>, Vec<f64>, usize) {
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(text.get(offset..).unwrap_or_default());
+    let mut failovers = 0;
+    let mut decision = Vec::new();
+    let mut detection = Vec::new();
+    for line in text.lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if event["kind"] != "failover" || event["service"] != "web" {
+            continue;
+        }
+        failovers += 1;
+        let details = &event["details"];
+        if let Some(us) = details["decisive_result_to_map_update_us"].as_f64() {
+            decision.push(us);
+        }
+        if let Some(ms) = details["first_failure_to_map_update_ms"].as_f64() {
+            detection.push(ms);
+        }
+    }
+    (decision, detection, failovers)
+}
+
+/// `failover switchover` to the standby and back under the same load.
+fn planned_switchovers(
+    lab: &AgentLab,
+    traffic: &Traffic,
+    failures: &mut Vec<String>,
+) -> Vec<Switchover> {
+    let socket = lab.socket();
+    let socket = socket.to_str().expect("utf-8 socket path");
+    let mut done = Vec::new();
+    for (direction, to) in [
+        ("primary → standby", "standby"),
+        ("standby → primary", "primary"),
+    ] {
+        std::thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        lab.failover(&["--socket", socket, "switchover", "web", "--to", to]);
+        let Some(reached) = wait_answer(traffic, to, started, FAILOVER_BOUND) else {
+            failures.push(format!("switchover {direction}: {to} never took new flows"));
+            break;
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        let tcp = traffic.tcp();
+        let window: Vec<&Sample> = tcp.iter().filter(|s| s.finished >= started).collect();
+        done.push(Switchover {
+            direction,
+            failed: window.iter().filter(|s| s.answer.is_err()).count(),
+            requests: window.len(),
+            took: reached - started,
+        });
+    }
+    done
+}
+
+// ---- HAProxy -------------------------------------------------------------------
+
+struct Haproxy {
+    lab: Topology,
+    primary: Option<KillableServer>,
+}
+
+impl FailoverLab for Haproxy {
+    fn kill_primary(&mut self) {
+        if let Some(primary) = &self.primary {
+            primary.kill();
+        }
+        self.primary = None;
+    }
+    fn restore_primary(&mut self) {
+        self.primary = Some(serve(&self.lab.backends[PRIMARY], "primary"));
+    }
+}
+
+fn haproxy_config(interval: Duration) -> String {
+    let inter = format!("{}ms", interval.as_millis().max(1));
+    let (primary, standby) = (
+        topology::backend_addr(PRIMARY),
+        topology::backend_addr(STANDBY),
+    );
+    format!(
+        "global\n  maxconn 4096\n\ndefaults\n  mode tcp\n  timeout connect 1s\n  timeout client 10s\n  \
+         timeout server 10s\n  retries 2\n  option redispatch\n\n\
+         frontend web\n  bind {VIP}:80\n  default_backend web\n\n\
+         backend web\n  server primary {primary}:{BACKEND_PORT} check inter {inter} fall 3 rise 2\n  \
+         server standby {standby}:{BACKEND_PORT} check inter {inter} fall 3 rise 2 backup\n\n\
+         frontend stable\n  bind {VIP}:{STABLE_PORT}\n  default_backend stable\n\n\
+         backend stable\n  server standby {standby}:{BACKEND_PORT}\n"
+    )
+}
+
+fn haproxy(interval: Duration, count: usize) -> TrialSet {
+    let links = [
+        BackendLink {
+            role: "hpprimary",
+            lb_if: "lbp",
+        },
+        BackendLink {
+            role: "hpstandby",
+            lb_if: "lbs",
+        },
+    ];
+    let lab = Topology::build("hpclient", "hplb", &links);
+    // HAProxy listens on the VIP itself.
+    lab.lb
+        .ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
+    let standby = serve(&lab.backends[STANDBY], "standby");
+    let primary = serve(&lab.backends[PRIMARY], "primary");
+    let dir = std::env::temp_dir().join(format!("fo-bench-haproxy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("haproxy dir");
+    let config = dir.join("haproxy.cfg");
+    std::fs::write(&config, haproxy_config(interval)).expect("haproxy config");
+    let mut process = NsProcess::start(
+        &lab.lb,
+        "haproxy",
+        &["-db", "-f", config.to_str().expect("utf-8 path")],
+        &dir.join("haproxy.log"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    process.assert_running();
+    let mut haproxy = Haproxy {
+        lab,
+        primary: Some(primary),
+    };
+    let traffic = Traffic::start(&haproxy.lab.client, false);
+    let (trials, failures) = trials(&mut haproxy, &traffic, count, false);
+    drop(traffic);
+    drop(process);
+    drop(standby);
+    let _ = std::fs::remove_dir_all(&dir);
+    TrialSet {
+        peer: "HAProxy 2.6 (tcp, backup)",
+        interval,
+        trials,
+        decision_to_flip_us: Vec::new(),
+        detection_ms: Vec::new(),
+        journal_failovers: None,
+        failures,
+    }
+}
+
+// ---- Report --------------------------------------------------------------------
+
+fn ms(samples: impl Iterator<Item = Duration>) -> Spread {
+    let values: Vec<f64> = samples.map(|d| d.as_secs_f64() * 1000.0).collect();
+    Spread::of(&values)
+}
+
+fn render(sets: &[TrialSet], switchovers: &[Switchover], count: usize) -> Section {
+    let mut md = format!(
+        "{count} trials per row. A trial kills the primary under load (a new TCP connection every \
+         {} ms, each given {} ms; a UDP datagram every {} ms; {LONG_CONNECTIONS} long connections \
+         to a second service on the standby, asked every 10 ms). Gap: kill → first answer from the \
+         standby. Failed: new connections that failed in that window. Long errors: errors on the \
+         long connections (flows on a healthy backend) during the trial. Failback failed: new \
+         connections that failed while the primary came back. Both peers: TCP-connect checks, \
+         fall 3, rise 2; HAProxy does not proxy UDP.\n\n\
+         | peer | probe interval | TCP gap p50 / p99 ms | UDP gap p50 / p99 ms | failed per trial p50 / p99 (total) | long-connection errors | failback failed (total) |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+        PACE.as_millis(),
+        REQUEST_TIMEOUT.as_millis(),
+        PACE.as_millis()
+    );
+    let mut json = Vec::new();
+    let mut summary = Vec::new();
+    let mut failures = Vec::new();
+    for set in sets {
+        let tcp = ms(set.trials.iter().filter_map(|t| t.tcp_gap));
+        let udp = ms(set.trials.iter().filter_map(|t| t.udp_gap));
+        let failed: Vec<f64> = set.trials.iter().map(|t| t.failed as f64).collect();
+        let failed_spread = Spread::of(&failed);
+        let failed_total: usize = set.trials.iter().map(|t| t.failed).sum();
+        let long_errors: usize = set.trials.iter().map(|t| t.long_errors).sum();
+        let long_asks: usize = set.trials.iter().map(|t| t.long_asks).sum();
+        let failback: usize = set.trials.iter().map(|t| t.failback_failed).sum();
+        let udp_text = if udp.count == 0 {
+            "–".to_owned()
+        } else {
+            format!("{:.1} / {:.1}", udp.median, udp.p99)
+        };
+        md += &format!(
+            "| {} | {} ms | {:.1} / {:.1} | {udp_text} | {:.0} / {:.0} ({failed_total}) | {long_errors} of {long_asks} | {failback} |\n",
+            set.peer,
+            set.interval.as_millis(),
+            tcp.median,
+            tcp.p99,
+            failed_spread.median,
+            failed_spread.p99,
+        );
+        json.push(serde_json::json!({
+            "peer": set.peer,
+            "probe_interval_ms": set.interval.as_millis() as u64,
+            "trials": set.trials.len(),
+            "tcp_gap_ms": {"p50": tcp.median, "p99": tcp.p99, "min": tcp.min, "max": tcp.max},
+            "udp_gap_ms": {"p50": udp.median, "p99": udp.p99},
+            "failed_per_trial": {"p50": failed_spread.median, "p99": failed_spread.p99, "total": failed_total},
+            "long_connection_errors": long_errors,
+            "long_connection_asks": long_asks,
+            "failback_failed": failback,
+            "decisive_result_to_map_update_us": set.decision_to_flip_us,
+            "first_failure_to_map_update_ms": set.detection_ms,
+            "samples_tcp_gap_ms": set.trials.iter().map(|t| t.tcp_gap.map(|d| d.as_secs_f64() * 1000.0)).collect::<Vec<_>>(),
+        }));
+        failures.extend(
+            set.failures
+                .iter()
+                .map(|f| format!("{} {} ms: {f}", set.peer, set.interval.as_millis())),
+        );
+        if set.peer.starts_with("failover") {
+            let peer = sets
+                .iter()
+                .find(|s| !s.peer.starts_with("failover") && s.interval == set.interval);
+            let peer_gap = peer.map(|p| ms(p.trials.iter().filter_map(|t| t.tcp_gap)));
+            summary.push(Row {
+                measure: format!(
+                    "Unplanned failover gap, {} ms checks (fall 3), p50 / p99",
+                    set.interval.as_millis()
+                ),
+                ours: format!("{:.1} / {:.1} ms", tcp.median, tcp.p99),
+                reference: peer_gap.map_or("–".into(), |g| {
+                    format!("HAProxy backup: {:.1} / {:.1} ms", g.median, g.p99)
+                }),
+                ratio: peer_gap.map_or("–".into(), |g| format!("{:.2}x", tcp.median / g.median)),
+            });
+            let peer_failed: Option<usize> = peer.map(|p| p.trials.iter().map(|t| t.failed).sum());
+            summary.push(Row {
+                measure: format!(
+                    "Failed new connections per failover, {} ms checks, p50 (total of {count})",
+                    set.interval.as_millis()
+                ),
+                ours: format!("{:.0} ({failed_total})", failed_spread.median),
+                reference: peer.map_or("–".into(), |p| {
+                    let f: Vec<f64> = p.trials.iter().map(|t| t.failed as f64).collect();
+                    format!(
+                        "HAProxy: {:.0} ({})",
+                        Spread::of(&f).median,
+                        peer_failed.unwrap_or(0)
+                    )
+                }),
+                ratio: "–".into(),
+            });
+            summary.push(Row {
+                measure: format!(
+                    "Healthy-backend flows disturbed by failover, {} ms checks",
+                    set.interval.as_millis()
+                ),
+                ours: format!("{long_errors} errors of {long_asks}"),
+                reference: peer.map_or("–".into(), |p| {
+                    format!(
+                        "HAProxy: {} errors of {}",
+                        p.trials.iter().map(|t| t.long_errors).sum::<usize>(),
+                        p.trials.iter().map(|t| t.long_asks).sum::<usize>()
+                    )
+                }),
+                ratio: "–".into(),
+            });
+        }
+    }
+    let mut agent_md = String::new();
+    for set in sets.iter().filter(|s| !s.decision_to_flip_us.is_empty()) {
+        let decision = Spread::of(&set.decision_to_flip_us);
+        let detection = Spread::of(&set.detection_ms);
+        agent_md += &format!(
+            "| {} ms | {} | {} | {:.0} / {:.0} | {:.1} / {:.1} |\n",
+            set.interval.as_millis(),
+            set.trials.len(),
+            set.journal_failovers.unwrap_or(0),
+            decision.median,
+            decision.p99,
+            detection.median,
+            detection.p99
+        );
+        summary.push(Row {
+            measure: format!(
+                "Agent: decisive probe result → map flip, {} ms checks, p50 / p99",
+                set.interval.as_millis()
+            ),
+            ours: format!("{:.0} / {:.0} µs", decision.median, decision.p99),
+            reference: "–".into(),
+            ratio: "–".into(),
+        });
+    }
+    if !agent_md.is_empty() {
+        md += "\nThe agent's own timing of the same failovers (from its journal): \
+               decisive probe result → maps written, and first failed probe → maps written.\n\n\
+               | probe interval | trials | failovers in the journal | decisive result → flip p50 / p99 µs | first failure → flip p50 / p99 ms |\n|---:|---:|---:|---:|---:|\n";
+        md += &agent_md;
+    }
+    if !switchovers.is_empty() {
+        md += "\nPlanned switchover (`failover switchover web --to ...`) under the same load, 100 ms \
+               checks: new connections from the command until 300 ms after the target answered.\n\n\
+               | direction | new connections | failed | command → target answers ms |\n|---|---:|---:|---:|\n";
+        for s in switchovers {
+            md += &format!(
+                "| {} | {} | {} | {:.1} |\n",
+                s.direction,
+                s.requests,
+                s.failed,
+                s.took.as_secs_f64() * 1000.0
+            );
+        }
+        let failed: usize = switchovers.iter().map(|s| s.failed).sum();
+        let requests: usize = switchovers.iter().map(|s| s.requests).sum();
+        summary.push(Row {
+            measure: "Planned switchover and back: failed new connections".into(),
+            ours: format!("{failed} of {requests}"),
+            reference: "target 0".into(),
+            ratio: "–".into(),
+        });
+    }
     Section {
-        title: "failover",
-        markdown: "not measured yet\n".into(),
-        json: serde_json::Value::Null,
-        summary: Vec::new(),
-        failures: vec!["failover: not implemented".into()],
+        title: "Failover under load",
+        markdown: md,
+        json: serde_json::json!({
+            "sets": json,
+            "switchovers": switchovers.iter().map(|s| serde_json::json!({
+                "direction": s.direction, "requests": s.requests, "failed": s.failed,
+                "took_ms": s.took.as_secs_f64() * 1000.0,
+            })).collect::<Vec<_>>(),
+        }),
+        summary,
+        failures,
     }
 }

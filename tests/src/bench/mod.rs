@@ -10,6 +10,7 @@
 pub mod control_plane;
 pub mod datapath;
 pub mod failover_trials;
+pub mod killable;
 pub mod maglev;
 pub mod packet_rate;
 pub mod peers;
