@@ -33,13 +33,19 @@ impl Agent {
         policy.chain(cold).min()
     }
 
+    /// Whether any service has cold standbys (whose start and retry
+    /// deadlines the decision loop must follow).
+    pub(super) fn has_cold_standbys(&self) -> bool {
+        self.services.iter().any(|s| s.has_cold)
+    }
+
     /// Promotes cold standbys of services with nothing for new flows, marks
     /// the ones that came up, and gives up on the ones past their deadline.
     /// Returns whether the set of probed backends changed.
     pub(super) fn update_cold_standbys(&mut self) -> bool {
         // Runs after every event of the decision loop: cheap when there is
         // nothing cold to look after.
-        if !self.services.iter().any(|s| s.has_cold) {
+        if !self.has_cold_standbys() {
             return false;
         }
         let now = Instant::now();

@@ -30,6 +30,10 @@ use crate::{
     telemetry::{Telemetry, Totals},
 };
 
+/// Probe results handled per pass of the decision loop at most, so that
+/// signals, control requests and timers still get their turn under load.
+const PROBE_BATCH: usize = 1024;
+
 /// Requests from signals (SIGUSR1, SIGHUP).
 #[derive(Debug, Clone, Copy)]
 pub enum Command {
@@ -133,13 +137,28 @@ pub async fn run(
     );
 
     tokio::pin!(shutdown);
+    // Finding the next deadline looks at every backend: it is recomputed only
+    // after something that can move one (a flip, a timer, an operator call),
+    // not after every probe result.
+    let mut deadline = agent.next_deadline();
     loop {
-        let deadline = agent.next_deadline();
+        let mut moved = true;
         tokio::select! {
             _ = &mut shutdown => break,
             Some(event) = probe_events.recv() => {
-                if event.generation == agent.probes.generation() {
-                    agent.on_probe(event);
+                // Take every result already queued: the bookkeeping after
+                // each pass of this loop (deadlines, cold standbys) looks at
+                // every service, and at thousands of probes a second doing it
+                // per result would saturate the loop.
+                let mut next = Some(event);
+                let mut taken = 0;
+                moved = false;
+                while let Some(event) = next {
+                    if event.generation == agent.probes.generation() {
+                        moved |= agent.on_probe(event);
+                    }
+                    taken += 1;
+                    next = if taken < PROBE_BATCH { probe_events.try_recv().ok() } else { None };
                 }
             }
             Some(command) = commands.recv() => match command {
@@ -163,6 +182,10 @@ pub async fn run(
         }
         if agent.update_cold_standbys() {
             agent.restart_probes().await;
+            moved = true;
+        }
+        if moved || agent.has_cold_standbys() {
+            deadline = agent.next_deadline();
         }
     }
     agent.probes.stop().await;
@@ -227,9 +250,10 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 impl Agent {
-    fn on_probe(&mut self, event: ProbeEvent) {
+    /// Records a probe result; returns whether it flipped a backend's health.
+    fn on_probe(&mut self, event: ProbeEvent) -> bool {
         let Some(service) = self.services.get_mut(event.service) else {
-            return;
+            return false;
         };
         let Some(flip) = service.record_probe(event.backend, event.outcome) else {
             // Most results change nothing but the statistics: update only those
@@ -244,7 +268,7 @@ impl Agent {
                     view.probe = stats;
                 }
             });
-            return;
+            return false;
         };
         self.totals.transitions_total += 1;
         let service = &mut self.services[event.service];
@@ -301,17 +325,26 @@ impl Agent {
                 None => {}
             }
         }
-        self.refresh_telemetry();
+        self.refresh_service_telemetry(event.service);
+        true
     }
 
     fn on_tick(&mut self) {
         let now = Instant::now();
         for s in 0..self.services.len() {
+            // Only a due hold or drain deadline gives a service work here.
+            if self.services[s]
+                .policy
+                .next_deadline()
+                .is_none_or(|at| at > now)
+            {
+                continue;
+            }
             let before = self.services[s].active_names();
             let changes = self.services[s].policy.on_tick(now);
             self.apply(s, before, changes, Cause::Timer);
+            self.refresh_service_telemetry(s);
         }
-        self.refresh_telemetry();
     }
 
     /// Writes policy changes to the data path, then logs and publishes what
@@ -417,6 +450,25 @@ impl Agent {
             snapshot.services = views;
             snapshot.totals = totals;
         });
+    }
+
+    /// Rebuilds one service's part of the shared view (and the totals): a
+    /// full refresh reads every service's maps, too much per health flip
+    /// with a thousand services.
+    fn refresh_service_telemetry(&self, s: usize) {
+        let view = self.services[s].view(&self.dataplane);
+        let totals = self.totals.clone();
+        let mut in_place = false;
+        self.telemetry.update(|snapshot| {
+            if let Some(slot) = snapshot.services.get_mut(s) {
+                *slot = view;
+                in_place = true;
+            }
+            snapshot.totals = totals;
+        });
+        if !in_place {
+            self.refresh_telemetry();
+        }
     }
 
     /// Restarts the probes: every backend except dormant cold standbys.
