@@ -5,20 +5,26 @@
 //! miss path. `bench_restore` copies the template frame back before every
 //! repetition and tail-calls the program under test; measuring it with the
 //! pass program as target gives the floor to subtract or compare against.
+//!
+//! The packet-rate bench adds a traffic generator and a sink:
+//! `bench_generate` runs under BPF_PROG_TEST_RUN in live-frames mode, where
+//! XDP_TX sends the frame out of the ctx's ingress veth; `bench_sink` sits on
+//! the far veth, counts what arrives and drops it.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
-    bindings::xdp_action::{XDP_ABORTED, XDP_TX},
+    bindings::xdp_action::{XDP_ABORTED, XDP_DROP, XDP_TX},
     macros::{map, xdp},
-    maps::{Array, ProgramArray},
+    maps::{Array, PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
 
 /// Every benchmark frame has exactly this many bytes.
 const FRAME_LEN: usize = 64;
 
-/// Index 0: the frame to restore before each run. Written by the benchmark.
+/// Index 0: the frame to restore before each run (`bench_restore`) or to
+/// send (`bench_generate`). Written by the benchmark.
 #[map(name = "BENCH_TEMPLATE")]
 static TEMPLATE: Array<[u64; FRAME_LEN / 8]> = Array::with_max_entries(1, 0);
 
@@ -63,6 +69,130 @@ pub fn bench_macswap(ctx: XdpContext) -> u32 {
         core::ptr::write_unaligned(macs, [src, dst]);
     }
     XDP_TX
+}
+
+/// Generated frames cycle through this many UDP source ports (a power of two).
+const GENERATED_FLOWS: u16 = 1024;
+/// The first source port of the generated flows.
+const FIRST_SOURCE_PORT: u16 = 10_000;
+/// Offset of the UDP source port in an untagged IPv4 frame without options.
+const UDP_SOURCE_PORT_AT: usize = 34;
+/// Offsets of the IPv4 destination address and the L4 destination port.
+const IPV4_DST_AT: usize = 30;
+const L4_DST_PORT_AT: usize = 36;
+
+/// Index 0: frames this CPU generated so far (picks the source port).
+#[map(name = "BENCH_GEN_SEQ")]
+static GEN_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// Sink counters, per CPU: every frame, and frames addressed as expected.
+#[map(name = "BENCH_SINK_COUNTS")]
+static SINK_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+const SINK_ALL: u32 = 0;
+const SINK_EXPECTED: u32 = 1;
+
+/// Index 0: the destination the sink expects, `[address, port]` as the raw
+/// network-order bytes of the frame loaded into native integers.
+#[map(name = "BENCH_SINK_EXPECT")]
+static SINK_EXPECT: Array<[u32; 2]> = Array::with_max_entries(1, 0);
+
+/// Index 0: the first 64 bytes of a frame the sink saw (one in
+/// `SAMPLE_EVERY` per CPU), for the benchmark to check the rewrite.
+#[map(name = "BENCH_SINK_SAMPLE")]
+static SINK_SAMPLE: Array<[u64; FRAME_LEN / 8]> = Array::with_max_entries(1, 0);
+const SAMPLE_EVERY: u64 = 1 << 16;
+
+/// Traffic generator for live-frames test runs: live mode recycles pages
+/// without re-initialising them (the forwarder rewrote them on the way), so
+/// every frame gets the template written again, then its own source port.
+#[xdp]
+pub fn bench_generate(ctx: XdpContext) -> u32 {
+    let start = ctx.data();
+    if start + FRAME_LEN > ctx.data_end() {
+        return XDP_ABORTED;
+    }
+    let (Some(template), Some(seq)) = (TEMPLATE.get(0), GEN_SEQ.get_ptr_mut(0)) else {
+        return XDP_ABORTED;
+    };
+    let frame = start as *mut u64;
+    // SAFETY: bounds checked above; the per-CPU slot is only written by this
+    // CPU. Live-frames pages put the frame 256 bytes after the page's
+    // bookkeeping header (a multiple of 8 bytes), so the word stores are
+    // aligned as in `bench_restore`.
+    unsafe {
+        for (i, word) in template.iter().enumerate() {
+            frame.add(i).write(*word);
+        }
+        let n = *seq;
+        *seq = n.wrapping_add(1);
+        // UDP checksum 0 (none) in the template: changing the port keeps
+        // every checksum valid.
+        let port = FIRST_SOURCE_PORT + (n as u16 & (GENERATED_FLOWS - 1));
+        ((start + UDP_SOURCE_PORT_AT) as *mut [u8; 2]).write_unaligned(port.to_be_bytes());
+    }
+    XDP_TX
+}
+
+/// Counts arriving frames (and those addressed as expected), samples one
+/// now and then, and drops them all.
+#[xdp]
+pub fn bench_sink(ctx: XdpContext) -> u32 {
+    let Some(all) = SINK_COUNTS.get_ptr_mut(SINK_ALL) else {
+        return XDP_DROP;
+    };
+    // SAFETY: a per-CPU slot only this CPU writes.
+    let seen = unsafe {
+        let seen = *all;
+        *all = seen + 1;
+        seen
+    };
+    let start = ctx.data();
+    if start + FRAME_LEN > ctx.data_end() {
+        return XDP_DROP;
+    }
+    if seen % SAMPLE_EVERY == 0 {
+        keep_sample(start);
+    }
+    if addressed_as_expected(start)
+        && let Some(expected) = SINK_COUNTS.get_ptr_mut(SINK_EXPECTED)
+    {
+        // SAFETY: as above.
+        unsafe { *expected += 1 };
+    }
+    XDP_DROP
+}
+
+/// Copies the frame's first `FRAME_LEN` bytes (bounds checked by the caller).
+#[inline(always)]
+fn keep_sample(start: usize) {
+    let Some(sample) = SINK_SAMPLE.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: `start + FRAME_LEN` is inside the packet; the map value has
+    // FRAME_LEN bytes. Concurrent writers from two CPUs could mix two
+    // frames, which the rarity of samples makes harmless for a check.
+    unsafe {
+        for i in 0..FRAME_LEN / 8 {
+            (*sample)[i] = ((start + 8 * i) as *const u64).read_unaligned();
+        }
+    }
+}
+
+/// The frame's IPv4 destination and L4 destination port are the expected
+/// ones (bounds checked by the caller).
+#[inline(always)]
+fn addressed_as_expected(start: usize) -> bool {
+    let Some(expected) = SINK_EXPECT.get(0) else {
+        return false;
+    };
+    // SAFETY: both fields lie inside the first FRAME_LEN bytes.
+    let (addr, port) = unsafe {
+        (
+            ((start + IPV4_DST_AT) as *const u32).read_unaligned(),
+            ((start + L4_DST_PORT_AT) as *const u16).read_unaligned(),
+        )
+    };
+    addr == expected[0] && u32::from(port) == expected[1]
 }
 
 #[cfg(not(test))]
