@@ -55,6 +55,42 @@ pub fn bench_restore(ctx: XdpContext) -> u32 {
     XDP_ABORTED
 }
 
+/// Index 0: repetitions of `bench_restore_new_flow` on this CPU so far.
+#[map(name = "BENCH_FLOW_SEQ")]
+static FLOW_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+/// Offset of the last byte of the IPv4 source address (untagged frame).
+const IPV4_SRC_LAST_AT: usize = 29;
+
+/// Like `bench_restore`, then gives the frame a 5-tuple no repetition had
+/// before (source port and the source address's last byte from a per-CPU
+/// count; 16 M flows), so every repetition takes the new-flow path: table
+/// lookup and conntrack insert. Checksums are left stale: the program under
+/// test updates them incrementally and never validates them.
+#[xdp]
+pub fn bench_restore_new_flow(ctx: XdpContext) -> u32 {
+    let start = ctx.data();
+    if start + FRAME_LEN > ctx.data_end() {
+        return XDP_ABORTED;
+    }
+    let (Some(template), Some(seq)) = (TEMPLATE.get(0), FLOW_SEQ.get_ptr_mut(0)) else {
+        return XDP_ABORTED;
+    };
+    let frame = start as *mut u64;
+    // SAFETY: bounds checked above, alignment as in `bench_restore`; the
+    // per-CPU slot is only written by this CPU.
+    unsafe {
+        for (i, word) in template.iter().enumerate() {
+            frame.add(i).write(*word);
+        }
+        let n = *seq;
+        *seq = n.wrapping_add(1);
+        ((start + UDP_SOURCE_PORT_AT) as *mut [u8; 2]).write_unaligned((n as u16).to_be_bytes());
+        ((start + IPV4_SRC_LAST_AT) as *mut u8).write((n >> 16) as u8);
+        TARGET.tail_call(&ctx, 0);
+    }
+    XDP_ABORTED
+}
+
 /// The "do something useful" floor: swap MACs and bounce the frame.
 #[xdp]
 pub fn bench_macswap(ctx: XdpContext) -> u32 {
@@ -75,7 +111,8 @@ pub fn bench_macswap(ctx: XdpContext) -> u32 {
 const GENERATED_FLOWS: u16 = 1024;
 /// The first source port of the generated flows.
 const FIRST_SOURCE_PORT: u16 = 10_000;
-/// Offset of the UDP source port in an untagged IPv4 frame without options.
+/// Offset of the UDP (or TCP) source port in an untagged IPv4 frame without
+/// options.
 const UDP_SOURCE_PORT_AT: usize = 34;
 /// Offsets of the IPv4 destination address and the L4 destination port.
 const IPV4_DST_AT: usize = 30;

@@ -28,22 +28,57 @@ const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
 const XDP_REDIRECT: u32 = 4;
 
+#[derive(Clone, Copy)]
 struct Settings {
     rounds: usize,
     repeat: u32,
 }
 
+#[derive(Clone)]
 struct Case {
     name: &'static str,
     frame: Vec<u8>,
     from_backends: bool,
     verdict: u32,
-    expected: Vec<u8>,
+    /// The output must be one of these (several: a table picks the backend).
+    expected: Vec<Vec<u8>>,
+    /// Every repetition gets a 5-tuple never seen before (new-flow path),
+    /// with the conntrack table in this state.
+    new_flow: Option<Conntrack>,
+}
+
+#[derive(Clone, Copy)]
+enum Conntrack {
+    /// Below capacity: an insert takes a free entry.
+    Filling,
+    /// At capacity: every insert evicts the least recently used entry.
+    Full,
+}
+
+/// New flows per round while the table fills: rounds x this x 2 entries
+/// (forward and reply) stays well below its capacity.
+const FILLING_REPEAT: u32 = 4_000;
+
+/// Runs enough new flows through `wrapper` to fill the conntrack table.
+fn fill_conntrack(lab: &TestRunLab, wrapper: &Xdp, frame: &[u8], ingress: u32) {
+    let ctx = lab::xdp_md(frame.len() as u32, ingress);
+    lab.ns.run(|| {
+        wrapper
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                ctx_in: Some(&ctx),
+                repeat: failover_common::CONNTRACK_ENTRIES,
+                ..TestRunOptions::new()
+            })
+            .expect("fill the conntrack table")
+    });
 }
 
 struct Measured {
     name: String,
     samples: Vec<f64>,
+    /// Measured through the new-flow wrapper (compare with its floor).
+    new_flow: bool,
 }
 
 impl Measured {
@@ -76,49 +111,142 @@ fn cases() -> (Vec<(Vec<u8>, bool)>, Vec<Case>) {
     );
     // Flows exist before measuring: the established paths are conntrack hits.
     let warmup = vec![(syn.build(), false), (udp.clone().build(), false)];
-    let cases = vec![
+    let mut cases = vec![
         Case {
             name: "tcp established (conntrack hit)",
-            expected: ack
-                .clone()
-                .with_dst(BACKEND_1, 80)
-                .routed(BACKEND_SIDE_MAC, backend_mac(11))
-                .build(),
+            expected: vec![
+                ack.clone()
+                    .with_dst(BACKEND_1, 80)
+                    .routed(BACKEND_SIDE_MAC, backend_mac(11))
+                    .build(),
+            ],
             frame: ack.build(),
             from_backends: false,
             verdict: XDP_REDIRECT,
+            new_flow: None,
         },
         Case {
             name: "tcp backend reply (reverse nat)",
-            expected: reply
-                .clone()
-                .with_src(VIP, 80)
-                .routed(CLIENT_SIDE_MAC, CLIENT_MAC)
-                .build(),
+            expected: vec![
+                reply
+                    .clone()
+                    .with_src(VIP, 80)
+                    .routed(CLIENT_SIDE_MAC, CLIENT_MAC)
+                    .build(),
+            ],
             frame: reply.build(),
             from_backends: true,
             verdict: XDP_REDIRECT,
+            new_flow: None,
         },
         Case {
             name: "udp established, port-mapped",
-            expected: udp
-                .clone()
-                .with_dst(BACKEND_2, 5353)
-                .routed(BACKEND_SIDE_MAC, backend_mac(12))
-                .build(),
+            expected: vec![
+                udp.clone()
+                    .with_dst(BACKEND_2, 5353)
+                    .routed(BACKEND_SIDE_MAC, backend_mac(12))
+                    .build(),
+            ],
             frame: udp.build(),
             from_backends: false,
             verdict: XDP_REDIRECT,
+            new_flow: None,
         },
         Case {
             name: "non-vip tcp (pass)",
-            expected: other.clone().build(),
+            expected: vec![other.clone().build()],
             frame: other.build(),
             from_backends: false,
             verdict: XDP_PASS,
+            new_flow: None,
         },
     ];
+    cases.extend(new_flow_cases());
     (warmup, cases)
+}
+
+/// SYNs of new flows into the three services that differ only in how the
+/// backend is chosen (see `add_services`).
+fn new_flow_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for (name, port, backends) in [
+        (
+            "tcp syn, new flow: conntrack insert (table filling), no Maglev table",
+            SELECTION_PORT,
+            &[BACKEND_1][..],
+        ),
+        (
+            "tcp syn, new flow: Maglev table, 1 backend (table filling)",
+            80,
+            &[BACKEND_1][..],
+        ),
+        (
+            "tcp syn, new flow: Maglev table, 3 backends, active-active (table filling)",
+            MAGLEV_PORT,
+            &[BACKEND_1, BACKEND_2, BACKEND_3][..],
+        ),
+    ] {
+        let syn = padded(
+            Frame::tcp((CLIENT, 42000), (VIP, port), TCP_SYN).macs(CLIENT_MAC, CLIENT_SIDE_MAC),
+        );
+        let expected = backends
+            .iter()
+            .map(|&backend| {
+                let last = backend.octets()[3];
+                syn.clone()
+                    .with_dst(backend, port)
+                    .routed(BACKEND_SIDE_MAC, backend_mac(last))
+                    .build()
+            })
+            .collect();
+        cases.push(Case {
+            name,
+            frame: syn.build(),
+            from_backends: false,
+            verdict: XDP_REDIRECT,
+            expected,
+            new_flow: Some(Conntrack::Filling),
+        });
+    }
+    let mut full = cases[0].clone();
+    full.name = "tcp syn, new flow: conntrack full (each insert evicts), no Maglev table";
+    full.new_flow = Some(Conntrack::Full);
+    cases.push(full);
+    cases
+}
+
+/// The new-flow services: selection only (no table), and Maglev over three
+/// backends; port 80 (Maglev over one backend) serves the other cases too.
+const SELECTION_PORT: u16 = 81;
+const MAGLEV_PORT: u16 = 82;
+
+fn add_services(lab: &mut TestRunLab) {
+    let tcp = |port| ServiceSpec {
+        vip: VIP,
+        port,
+        proto: Proto::Tcp,
+    };
+    let dp = &mut lab.dataplane;
+    dp.add_service(tcp(80), &[BackendSpec::new(BACKEND_1)])
+        .expect("tcp service");
+    dp.add_service(
+        ServiceSpec {
+            vip: VIP,
+            port: 53,
+            proto: Proto::Udp,
+        },
+        &[BackendSpec::new(BACKEND_2).port(5353)],
+    )
+    .expect("udp service");
+    let selection = dp
+        .add_service(tcp(SELECTION_PORT), &[BackendSpec::new(BACKEND_1)])
+        .expect("selection service");
+    dp.set_table_size(selection.id, 0).expect("no table");
+    dp.add_service(
+        tcp(MAGLEV_PORT),
+        &[BACKEND_1, BACKEND_2, BACKEND_3].map(BackendSpec::new),
+    )
+    .expect("maglev service");
 }
 
 fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut Xdp {
@@ -170,29 +298,10 @@ pub fn run(quick: bool) -> Section {
     };
 
     let mut lab = TestRunLab::new();
-    lab.dataplane
-        .add_service(
-            ServiceSpec {
-                vip: VIP,
-                port: 80,
-                proto: Proto::Tcp,
-            },
-            &[BackendSpec::new(BACKEND_1)],
-        )
-        .expect("tcp service");
-    lab.dataplane
-        .add_service(
-            ServiceSpec {
-                vip: VIP,
-                port: 53,
-                proto: Proto::Udp,
-            },
-            &[BackendSpec::new(BACKEND_2).port(5353)],
-        )
-        .expect("udp service");
+    add_services(&mut lab);
 
     let mut harness = Ebpf::load(failover::bench_object()).expect("load bench harness");
-    for name in ["bench_restore", "bench_macswap"] {
+    for name in ["bench_restore", "bench_restore_new_flow", "bench_macswap"] {
         xdp_mut(&mut harness, name).load().expect(name);
     }
     let mut template: Array<_, [u64; FRAME_LEN / 8]> =
@@ -201,7 +310,7 @@ pub fn run(quick: bool) -> Section {
     let mut target = ProgramArray::try_from(harness.take_map("BENCH_TARGET").expect("target map"))
         .expect("target");
     let restore = xdp(&harness, "bench_restore");
-    let forwarder = lab.dataplane.program().expect("forwarder");
+    let restore_new_flow = xdp(&harness, "bench_restore_new_flow");
     let pass = lab.dataplane.pass_program().expect("pass");
 
     let (warmup, cases) = cases();
@@ -234,10 +343,23 @@ pub fn run(quick: bool) -> Section {
     results.push(Measured {
         name: "floor: restore + empty program".into(),
         samples: measure(&lab, restore, &floor_frame, lab.client_ifindex, &settings),
+        new_flow: false,
     });
     results.push(Measured {
         name: "floor: empty program (repeat loop)".into(),
         samples: measure(&lab, pass, &floor_frame, lab.client_ifindex, &settings),
+        new_flow: false,
+    });
+    results.push(Measured {
+        name: "floor: restore with a new 5-tuple + empty program".into(),
+        samples: measure(
+            &lab,
+            restore_new_flow,
+            &floor_frame,
+            lab.client_ifindex,
+            &settings,
+        ),
+        new_flow: true,
     });
     let macswap = xdp(&harness, "bench_macswap");
     let macswap_check = lab
@@ -247,14 +369,24 @@ pub fn run(quick: bool) -> Section {
     results.push(Measured {
         name: "floor: mac swap + XDP_TX (repeat loop)".into(),
         samples: measure(&lab, macswap, &floor_frame, lab.client_ifindex, &settings),
+        new_flow: false,
     });
 
-    // The data path.
-    target
-        .set(0, forwarder.fd().expect("forwarder fd"), 0)
-        .expect("target = forwarder");
+    // The data path. New-flow cases each get a fresh lab, so the state of
+    // the conntrack table (filling up, or full and evicting on every insert)
+    // is the one the case names, not what earlier cases left.
     let mut failures = Vec::new();
     for case in &cases {
+        let fresh = case.new_flow.map(|_| {
+            let mut fresh = TestRunLab::new();
+            add_services(&mut fresh);
+            fresh
+        });
+        let lab = fresh.as_ref().unwrap_or(&lab);
+        let forwarder = lab.dataplane.program().expect("forwarder");
+        target
+            .set(0, forwarder.fd().expect("forwarder fd"), 0)
+            .expect("target = forwarder");
         let ingress = if case.from_backends {
             lab.backend_ifindex
         } else {
@@ -262,58 +394,90 @@ pub fn run(quick: bool) -> Section {
         };
         set_template(&mut template, &case.frame);
         let check = lab.ns.run(|| lab::run_xdp(restore, &case.frame, ingress));
-        if check.action != case.verdict || check.output != case.expected {
+        let output_ok = case.expected.contains(&check.output);
+        if check.action != case.verdict || !output_ok {
             failures.push(format!(
                 "{}: wrong result (verdict {}, expected {}; output {} expected bytes)",
                 case.name,
                 check.action,
                 case.verdict,
-                if check.output == case.expected {
-                    "matches"
-                } else {
-                    "differs from"
-                }
+                if output_ok { "matches" } else { "differs from" }
             ));
             continue;
         }
+        let (wrapper, case_settings) = match case.new_flow {
+            None => (restore, settings),
+            Some(Conntrack::Filling) => (
+                restore_new_flow,
+                // Few enough new flows that the table never fills.
+                Settings {
+                    rounds: settings.rounds,
+                    repeat: FILLING_REPEAT,
+                },
+            ),
+            Some(Conntrack::Full) => {
+                fill_conntrack(lab, restore_new_flow, &case.frame, ingress);
+                (restore_new_flow, settings)
+            }
+        };
         results.push(Measured {
             name: case.name.into(),
-            samples: measure(&lab, restore, &case.frame, ingress, &settings),
+            samples: measure(lab, wrapper, &case.frame, ingress, &case_settings),
+            new_flow: case.new_flow.is_some(),
         });
     }
 
-    let floor = results[0].spread().median;
-    let empty = results[1].spread().median;
+    let median_of = |name: &str| {
+        results
+            .iter()
+            .find(|m| m.name.starts_with(name))
+            .map_or(f64::NAN, |m| m.spread().median)
+    };
+    let restore_floor = median_of("floor: restore + empty");
+    let new_flow_floor = median_of("floor: restore with a new 5-tuple");
+    let empty = median_of("floor: empty program");
+    let macswap = median_of("floor: mac swap");
     let mut md = format!(
         "Each case restores its frame before every repetition and tail-calls the program; \
-         its verdict and output bytes are checked first. {} rounds x {} repetitions, \
+         its verdict and output bytes are checked first. New-flow cases also give every \
+         repetition a 5-tuple never seen before, so each one inserts a conntrack entry; \
+         they are compared with the floor of that wrapper. {} rounds x {} repetitions, \
          kernel-reported ns/packet.\n\n",
         settings.rounds, settings.repeat
     );
-    md +=
-        "| case | median | min–max | × restore floor | net of floor |\n|---|---:|---:|---:|---:|\n";
+    md += "| case | median | min–max | × its wrapper floor | net of that floor | × empty program | × MAC swap + XDP_TX |\n\
+           |---|---:|---:|---:|---:|---:|---:|\n";
     let mut cases_json = Vec::new();
     let mut summary = Vec::new();
     for m in &results {
         let s = m.spread();
+        let floor = if m.new_flow {
+            new_flow_floor
+        } else {
+            restore_floor
+        };
         md += &format!(
-            "| {} | {:.1} | {:.1}–{:.1} | {:.2} | {:.1} |\n",
+            "| {} | {:.1} | {:.1}–{:.1} | {:.2} | {:.1} | {:.2} | {:.2} |\n",
             m.name,
             s.median,
             s.min,
             s.max,
             s.median / floor,
-            s.median - floor
+            s.median - floor,
+            s.median / empty,
+            s.median / macswap,
         );
         cases_json.push(serde_json::json!({
             "case": m.name, "median_ns": s.median, "min_ns": s.min, "max_ns": s.max,
-            "ratio_to_restore_floor": s.median / floor, "samples_ns": m.samples,
+            "wrapper_floor_ns": floor, "ratio_to_wrapper_floor": s.median / floor,
+            "ratio_to_empty": s.median / empty, "ratio_to_macswap": s.median / macswap,
+            "samples_ns": m.samples,
         }));
         if !m.name.starts_with("floor") {
             summary.push(Row {
                 measure: format!("XDP {}, ns/packet", m.name),
                 ours: format!("{:.0}", s.median),
-                reference: format!("{floor:.0} (restore + empty program)"),
+                reference: format!("{floor:.0} (wrapper + empty program)"),
                 ratio: format!("{:.2}x", s.median / floor),
             });
         }
