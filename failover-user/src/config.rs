@@ -428,6 +428,35 @@ pub const DEFAULT_FAILBACK_DELAY: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 impl AgentConfig {
+    /// Backends (address, port, protocol) that more than one service sends
+    /// to, with those services. Valid, but the data path tells a reply's
+    /// flow by backend and client address and port: when one client uses
+    /// the same source port toward two of these services at once, both
+    /// flows meet at the backend as one connection and the later one takes
+    /// over the reply mapping. Distinct backend ports per service avoid it.
+    pub fn shared_backends(&self) -> Vec<(String, Vec<String>)> {
+        let mut users: std::collections::HashMap<(Ipv4Addr, u16, Proto), Vec<String>> =
+            Default::default();
+        for service in &self.services {
+            for backend in &service.backends {
+                let port = backend.spec.port.unwrap_or(service.spec.port);
+                let names = users
+                    .entry((backend.spec.addr, port, service.spec.proto))
+                    .or_default();
+                if !names.contains(&service.name) {
+                    names.push(service.name.clone());
+                }
+            }
+        }
+        let mut shared: Vec<(String, Vec<String>)> = users
+            .into_iter()
+            .filter(|(_, names)| names.len() > 1)
+            .map(|((addr, port, proto), names)| (format!("{addr}:{port}/{proto}"), names))
+            .collect();
+        shared.sort();
+        shared
+    }
+
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -1172,6 +1201,34 @@ probe = { type = "tcp", interval = "1s", timeout = "200ms" }
             &EXAMPLE[EXAMPLE.find("[[services]]").unwrap()..]
         );
         assert!(error_of(&doubled).contains("used twice"));
+    }
+
+    #[test]
+    fn backends_shared_between_services_are_reported() {
+        let service = |name: &str, port: u16, backend_port: u16| {
+            format!(
+                "[[services]]\nname = \"{name}\"\nvip = \"203.0.113.10\"\nport = {port}\nprotocol = \"tcp\"\n\
+                 [[services.backends]]\nname = \"a\"\naddress = \"198.51.100.2\"\nport = {backend_port}\n\
+                 [[services.backends]]\nname = \"b\"\naddress = \"198.51.100.3\"\nport = {backend_port}\n"
+            )
+        };
+        let shared = format!("{}{}", service("web", 80, 8080), service("alt", 81, 8080));
+        let config = AgentConfig::parse(&shared).unwrap();
+        let names = vec!["web".to_owned(), "alt".to_owned()];
+        assert_eq!(
+            config.shared_backends(),
+            vec![
+                ("198.51.100.2:8080/tcp".to_owned(), names.clone()),
+                ("198.51.100.3:8080/tcp".to_owned(), names)
+            ]
+        );
+        let apart = format!("{}{}", service("web", 80, 8080), service("alt", 81, 8090));
+        assert!(
+            AgentConfig::parse(&apart)
+                .unwrap()
+                .shared_backends()
+                .is_empty()
+        );
     }
 
     #[test]

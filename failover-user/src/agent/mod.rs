@@ -107,6 +107,9 @@ pub async fn run(
         events,
         totals: Totals::default(),
     };
+    for (backend, services) in config.shared_backends() {
+        warn!(%backend, services = %services.join(","), "backend shared by services: a client using one source port toward both at once is mixed up at the backend; give each service its own backend port");
+    }
     agent.services = agent.apply_services(&config, &[])?;
     for (interface, mode) in &config.interfaces {
         match agent.dataplane.attach_pinned(interface, *mode)? {

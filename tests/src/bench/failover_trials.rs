@@ -37,8 +37,12 @@ use crate::{
     netns::NetNs,
 };
 
-/// The second service: its only backend is the standby.
+/// The second service: its only backend is the standby, on a port of its
+/// own (two services sending to one backend address and port would be
+/// mixed up at the backend whenever a client used one source port for both;
+/// `failover check` warns of that).
 const STABLE_PORT: u16 = 81;
+const STABLE_BACKEND_PORT: u16 = 8090;
 const UDP_PORT: u16 = 53;
 /// Pace of new connections and datagrams.
 const PACE: Duration = Duration::from_millis(5);
@@ -59,6 +63,8 @@ struct Trial {
     failed: usize,
     long_errors: usize,
     long_asks: usize,
+    /// What the first long-connection error was, with its time from the kill.
+    long_error: Option<String>,
     failback_failed: usize,
 }
 
@@ -74,6 +80,10 @@ struct TrialSet {
     /// Ours: failovers of the service in the agent's journal (one per trial
     /// unless a probe falsely failed).
     journal_failovers: Option<usize>,
+    /// Long-connection errors between the trials' windows.
+    long_errors_between: Vec<String>,
+    /// Ours: times the (healthy) standby was reported down.
+    standby_false_downs: Option<usize>,
     failures: Vec<String>,
 }
 
@@ -331,6 +341,24 @@ fn wait_udp(traffic: &Traffic, name: &str, since: Instant, bound: Duration) -> b
     false
 }
 
+/// Waits (bounded) until a full round of asks on the long connections was
+/// answered.
+fn wait_long_connections(traffic: &Traffic, bound: Duration) -> bool {
+    let deadline = Instant::now() + bound;
+    while Instant::now() < deadline {
+        let long = traffic.long();
+        if long.len() >= LONG_CONNECTIONS
+            && long[long.len() - LONG_CONNECTIONS..]
+                .iter()
+                .all(|s| s.answer.is_ok())
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
 fn failed_between(samples: &[Sample], from: Instant, to: Instant) -> usize {
     samples
         .iter()
@@ -346,14 +374,25 @@ trait FailoverLab {
     fn restore_primary(&mut self);
 }
 
-fn trials(
-    lab: &mut impl FailoverLab,
-    traffic: &Traffic,
-    count: usize,
-    udp: bool,
-) -> (Vec<Trial>, Vec<String>) {
+/// What the trial loop measured: the trials, the long-connection errors
+/// outside their windows (with when), and problems that fail the bench.
+struct Outcome {
+    trials: Vec<Trial>,
+    long_errors_between: Vec<String>,
+    failures: Vec<String>,
+}
+
+fn trials(lab: &mut impl FailoverLab, traffic: &Traffic, count: usize, udp: bool) -> Outcome {
     let mut trials = Vec::new();
     let mut failures = Vec::new();
+    // The long connections first have to be up (their service's backend may
+    // still be coming up when the traffic starts).
+    if !wait_long_connections(traffic, FAILBACK_BOUND) {
+        failures.push("the long connections never got answers".into());
+    }
+    let begun = Instant::now();
+    // (kill, end of its window, primary restored) of every trial.
+    let mut windows: Vec<(Instant, Instant, Instant)> = Vec::new();
     let mut restored = Instant::now();
     for i in 0..count {
         let Some(back) = wait_answer(traffic, "primary", restored, FAILBACK_BOUND) else {
@@ -394,6 +433,14 @@ fn trials(
             failed: failed_between(&tcp, killed, tcp_gap.unwrap_or(settled)),
             long_errors: in_window.iter().filter(|s| s.answer.is_err()).count(),
             long_asks: in_window.len(),
+            long_error: in_window.iter().find_map(|s| {
+                s.answer.as_ref().err().map(|e| {
+                    format!(
+                        "{e} ({} ms after the kill)",
+                        s.finished.saturating_duration_since(killed).as_millis()
+                    )
+                })
+            }),
             failback_failed: 0,
         };
         if trial.tcp_gap.is_none() {
@@ -402,13 +449,41 @@ fn trials(
         trials.push(trial);
         lab.restore_primary();
         restored = Instant::now();
+        windows.push((killed, settled, restored));
     }
     if let Some(back) = wait_answer(traffic, "primary", restored, FAILBACK_BOUND)
         && let Some(last) = trials.last_mut()
     {
         last.failback_failed = failed_between(&traffic.tcp(), restored, back);
     }
-    (trials, failures)
+    let long_errors_between = traffic
+        .long()
+        .iter()
+        .filter(|s| s.finished >= begun && s.answer.is_err())
+        .filter(|s| {
+            !windows
+                .iter()
+                .any(|(killed, settled, _)| s.finished >= *killed && s.started <= *settled)
+        })
+        .map(|s| {
+            let error = s.answer.as_ref().err().cloned().unwrap_or_default();
+            match windows
+                .iter()
+                .rposition(|(_, _, restored)| *restored <= s.finished)
+            {
+                Some(i) => format!(
+                    "{error} ({} ms after trial {i}'s primary was restored)",
+                    (s.finished - windows[i].2).as_millis()
+                ),
+                None => format!("{error} (before the first trial)"),
+            }
+        })
+        .collect();
+    Outcome {
+        trials,
+        long_errors_between,
+        failures,
+    }
 }
 
 // ---- Ours --------------------------------------------------------------------
@@ -416,7 +491,7 @@ fn trials(
 struct Ours {
     lab: AgentLab,
     primary: Option<KillableServer>,
-    _standby: KillableServer,
+    _standby: [KillableServer; 2],
 }
 
 impl FailoverLab for Ours {
@@ -429,6 +504,17 @@ impl FailoverLab for Ours {
     fn restore_primary(&mut self) {
         self.primary = Some(serve(&self.lab.backends[PRIMARY], "primary"));
     }
+}
+
+/// The standby's server for the second service.
+fn serve_stable(ns: &NetNs) -> KillableServer {
+    KillableServer::start(
+        ns,
+        "standby",
+        STABLE_BACKEND_PORT,
+        None,
+        2 + LONG_CONNECTIONS,
+    )
 }
 
 fn serve(ns: &NetNs, name: &str) -> KillableServer {
@@ -458,11 +544,11 @@ fn extra_services(dir: &std::path::Path, interval: Duration) -> String {
          [[services]]\nname = \"dns\"\nvip = \"{VIP}\"\nport = {UDP_PORT}\nprotocol = \"udp\"\n\
          failback = \"auto\"\nfailback_delay = \"200ms\"\n\n[services.probe]\ntype = \"tcp\"\nport = {BACKEND_PORT}\n{timing}{}{}\n\
          [[services]]\nname = \"stable\"\nvip = \"{VIP}\"\nport = {STABLE_PORT}\nprotocol = \"tcp\"\n\n\
-         [services.probe]\ntype = \"tcp\"\nport = {BACKEND_PORT}\n{timing}{}",
+         [services.probe]\ntype = \"tcp\"\n{timing}{}",
         dir.join("events.jsonl").display().to_string(),
         backend("primary", PRIMARY, BACKEND_UDP_PORT, 0),
         backend("standby", STANDBY, BACKEND_UDP_PORT, 1),
-        backend("standby", STANDBY, BACKEND_PORT, 0),
+        backend("standby", STANDBY, STABLE_BACKEND_PORT, 0),
     )
 }
 
@@ -478,7 +564,10 @@ fn ours(interval: Duration, count: usize, with_switchover: bool) -> (TrialSet, V
         drop(server.take());
     }
     let primary = serve(&lab.backends[PRIMARY], "primary");
-    let standby = serve(&lab.backends[STANDBY], "standby");
+    let standby = [
+        serve(&lab.backends[STANDBY], "standby"),
+        serve_stable(&lab.backends[STANDBY]),
+    ];
     let mut ours = Ours {
         lab,
         primary: Some(primary),
@@ -492,23 +581,28 @@ fn ours(interval: Duration, count: usize, with_switchover: bool) -> (TrialSet, V
     wait_answer(&traffic, "primary", since, FAILBACK_BOUND);
     wait_udp(&traffic, "primary", since, FAILBACK_BOUND);
     let journal_offset = std::fs::metadata(&journal).map_or(0, |m| m.len() as usize);
-    let (trials, mut failures) = trials(&mut ours, &traffic, count, true);
+    let Outcome {
+        trials,
+        long_errors_between,
+        mut failures,
+    } = trials(&mut ours, &traffic, count, true);
     let switchovers = if with_switchover && failures.is_empty() {
         planned_switchovers(&ours.lab, &traffic, &mut failures)
     } else {
         Vec::new()
     };
     drop(traffic);
-    let (decision_to_flip_us, detection_ms, web_failovers) =
-        journal_timings(&journal, journal_offset);
+    let journal = read_journal(&journal, journal_offset);
     (
         TrialSet {
             peer: "failover (XDP)",
             interval,
             trials,
-            decision_to_flip_us,
-            detection_ms,
-            journal_failovers: Some(web_failovers),
+            decision_to_flip_us: journal.decision_to_flip_us,
+            detection_ms: journal.detection_ms,
+            journal_failovers: Some(journal.failovers),
+            long_errors_between,
+            standby_false_downs: Some(journal.standby_down),
             failures,
         },
         switchovers,
@@ -516,16 +610,30 @@ fn ours(interval: Duration, count: usize, with_switchover: bool) -> (TrialSet, V
 }
 
 /// The agent's own timings of the web service's failovers, from its journal.
-fn journal_timings(path: &std::path::Path, offset: usize) -> (Vec<f64>, Vec<f64>, usize) {
+/// What the agent's journal says about the trials.
+struct Journal {
+    decision_to_flip_us: Vec<f64>,
+    detection_ms: Vec<f64>,
+    /// Failovers of the web service.
+    failovers: usize,
+    /// The standby reported down: it never failed, so a false failure.
+    standby_down: usize,
+}
+
+fn read_journal(path: &std::path::Path, offset: usize) -> Journal {
     let text = std::fs::read(path).unwrap_or_default();
     let text = String::from_utf8_lossy(text.get(offset..).unwrap_or_default());
     let mut failovers = 0;
+    let mut standby_down = 0;
     let mut decision = Vec::new();
     let mut detection = Vec::new();
     for line in text.lines() {
         let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
+        if event["kind"] == "backend_down" && event["backend"] == "standby" {
+            standby_down += 1;
+        }
         if event["kind"] != "failover" || event["service"] != "web" {
             continue;
         }
@@ -538,7 +646,12 @@ fn journal_timings(path: &std::path::Path, offset: usize) -> (Vec<f64>, Vec<f64>
             detection.push(ms);
         }
     }
-    (decision, detection, failovers)
+    Journal {
+        decision_to_flip_us: decision,
+        detection_ms: detection,
+        failovers,
+        standby_down,
+    }
 }
 
 /// `failover switchover` to the standby and back under the same load.
@@ -606,7 +719,7 @@ fn haproxy_config(interval: Duration) -> String {
          backend web\n  server primary {primary}:{BACKEND_PORT} check inter {inter} fall 3 rise 2\n  \
          server standby {standby}:{BACKEND_PORT} check inter {inter} fall 3 rise 2 backup\n\n\
          frontend stable\n  bind {VIP}:{STABLE_PORT}\n  default_backend stable\n\n\
-         backend stable\n  server standby {standby}:{BACKEND_PORT}\n"
+         backend stable\n  server standby {standby}:{STABLE_BACKEND_PORT}\n"
     )
 }
 
@@ -625,7 +738,10 @@ fn haproxy(interval: Duration, count: usize) -> TrialSet {
     // HAProxy listens on the VIP itself.
     lab.lb
         .ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
-    let standby = serve(&lab.backends[STANDBY], "standby");
+    let standby = [
+        serve(&lab.backends[STANDBY], "standby"),
+        serve_stable(&lab.backends[STANDBY]),
+    ];
     let primary = serve(&lab.backends[PRIMARY], "primary");
     let dir = std::env::temp_dir().join(format!("fo-bench-haproxy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("haproxy dir");
@@ -644,7 +760,11 @@ fn haproxy(interval: Duration, count: usize) -> TrialSet {
         primary: Some(primary),
     };
     let traffic = Traffic::start(&haproxy.lab.client, false);
-    let (trials, failures) = trials(&mut haproxy, &traffic, count, false);
+    let Outcome {
+        trials,
+        long_errors_between,
+        failures,
+    } = trials(&mut haproxy, &traffic, count, false);
     drop(traffic);
     drop(process);
     drop(standby);
@@ -656,6 +776,8 @@ fn haproxy(interval: Duration, count: usize) -> TrialSet {
         decision_to_flip_us: Vec::new(),
         detection_ms: Vec::new(),
         journal_failovers: None,
+        long_errors_between,
+        standby_false_downs: None,
         failures,
     }
 }
@@ -717,6 +839,9 @@ fn render(sets: &[TrialSet], switchovers: &[Switchover], count: usize) -> Sectio
             "failed_per_trial": {"p50": failed_spread.median, "p99": failed_spread.p99, "total": failed_total},
             "long_connection_errors": long_errors,
             "long_connection_asks": long_asks,
+            "long_connection_errors_first": set.trials.iter().filter_map(|t| t.long_error.clone()).collect::<Vec<_>>(),
+            "standby_false_downs": set.standby_false_downs,
+            "long_connection_errors_between_trials": set.long_errors_between,
             "failback_failed": failback,
             "decisive_result_to_map_update_us": set.decision_to_flip_us,
             "first_failure_to_map_update_ms": set.detection_ms,
@@ -777,15 +902,40 @@ fn render(sets: &[TrialSet], switchovers: &[Switchover], count: usize) -> Sectio
             });
         }
     }
+    for set in sets {
+        let errors: Vec<String> = set
+            .trials
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.long_error.as_ref().map(|e| format!("trial {i}: {e}")))
+            .collect();
+        if !errors.is_empty() {
+            md += &format!(
+                "\nLong-connection errors, {} at {} ms: {}.\n",
+                set.peer,
+                set.interval.as_millis(),
+                errors.join("; ")
+            );
+        }
+        if !set.long_errors_between.is_empty() {
+            md += &format!(
+                "\nLong-connection errors between trials, {} at {} ms: {}.\n",
+                set.peer,
+                set.interval.as_millis(),
+                set.long_errors_between.join("; ")
+            );
+        }
+    }
     let mut agent_md = String::new();
     for set in sets.iter().filter(|s| !s.decision_to_flip_us.is_empty()) {
         let decision = Spread::of(&set.decision_to_flip_us);
         let detection = Spread::of(&set.detection_ms);
         agent_md += &format!(
-            "| {} ms | {} | {} | {:.0} / {:.0} | {:.1} / {:.1} |\n",
+            "| {} ms | {} | {} | {} | {:.0} / {:.0} | {:.1} / {:.1} |\n",
             set.interval.as_millis(),
             set.trials.len(),
             set.journal_failovers.unwrap_or(0),
+            set.standby_false_downs.unwrap_or(0),
             decision.median,
             decision.p99,
             detection.median,
@@ -804,7 +954,7 @@ fn render(sets: &[TrialSet], switchovers: &[Switchover], count: usize) -> Sectio
     if !agent_md.is_empty() {
         md += "\nThe agent's own timing of the same failovers (from its journal): \
                decisive probe result → maps written, and first failed probe → maps written.\n\n\
-               | probe interval | trials | failovers in the journal | decisive result → flip p50 / p99 µs | first failure → flip p50 / p99 ms |\n|---:|---:|---:|---:|---:|\n";
+               | probe interval | trials | failovers in the journal | healthy standby reported down | decisive result → flip p50 / p99 µs | first failure → flip p50 / p99 ms |\n|---:|---:|---:|---:|---:|---:|\n";
         md += &agent_md;
     }
     if !switchovers.is_empty() {
