@@ -387,7 +387,7 @@ pub struct ColdStart {
 
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ProbeSpec {
     pub kind: ProbeKind,
     pub interval: Duration,
@@ -398,7 +398,7 @@ pub struct ProbeSpec {
     pub max_response_bytes: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ProbeKind {
     Tcp {
         port: u16,

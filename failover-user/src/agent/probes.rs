@@ -1,7 +1,14 @@
-//! The probe tasks: one per backend, restarted as a set on reload. Results
-//! carry the set's generation so results of a replaced set are ignored.
+//! The probe tasks, restarted as a set on reload. Results carry the set's
+//! generation so results of a replaced set are ignored.
+//!
+//! Backends that several services share are probed once: targets with the
+//! same address and the same probe (kind, port, timing; thresholds aside,
+//! which each service applies itself) form one task whose every result is
+//! delivered to each of them. A thousand services in front of one pool of
+//! four backends cost four probes per interval, not four thousand.
 
 use std::{
+    collections::{HashMap, hash_map::Entry},
     net::Ipv4Addr,
     time::{Duration, Instant},
 };
@@ -51,16 +58,17 @@ impl ProbeSet {
         self.generation
     }
 
-    /// Stops the running probes and starts one per target.
+    /// Stops the running probes and starts one per distinct probe of
+    /// `targets` (see the module doc).
     pub async fn restart(&mut self, targets: Vec<Target>) {
         self.stop().await;
         self.generation += 1;
         let (stop, stop_rx) = watch::channel(false);
         self.stop = stop;
-        for target in targets {
+        for probe in shared(targets) {
             self.tasks.push(tokio::spawn(probe_loop(
                 self.generation,
-                target,
+                probe,
                 self.events.clone(),
                 stop_rx.clone(),
             )));
@@ -74,25 +82,64 @@ impl ProbeSet {
         }
     }
 
+    /// Probe tasks running: one per distinct probe.
     pub fn len(&self) -> usize {
         self.tasks.len()
     }
 }
 
-/// Probes one backend until stopped: first after a random offset within the
-/// interval (so probes never fire in lockstep), then every interval ± jitter.
+/// One probe task: an address, a probe, and the (service, backend) pairs
+/// that get its results.
+struct SharedProbe {
+    address: Ipv4Addr,
+    spec: ProbeSpec,
+    members: Vec<(usize, usize)>,
+}
+
+/// Groups targets that probe the same address the same way, in first-seen
+/// order.
+fn shared(targets: Vec<Target>) -> Vec<SharedProbe> {
+    let mut probes: Vec<SharedProbe> = Vec::new();
+    let mut index: HashMap<(Ipv4Addr, ProbeSpec), usize> = HashMap::new();
+    for target in targets {
+        // Thresholds are applied per service: they do not split a probe.
+        let key = ProbeSpec {
+            rise: 0,
+            fall: 0,
+            ..target.spec.clone()
+        };
+        match index.entry((target.address, key)) {
+            Entry::Occupied(at) => probes[*at.get()]
+                .members
+                .push((target.service, target.backend)),
+            Entry::Vacant(slot) => {
+                slot.insert(probes.len());
+                probes.push(SharedProbe {
+                    address: target.address,
+                    spec: target.spec,
+                    members: vec![(target.service, target.backend)],
+                });
+            }
+        }
+    }
+    probes
+}
+
+/// Probes one address until stopped: first after a random offset within the
+/// interval (so probes never fire in lockstep), then every interval ± jitter;
+/// every result goes to each member.
 async fn probe_loop(
     generation: u64,
-    target: Target,
+    probe: SharedProbe,
     events: mpsc::Sender<ProbeEvent>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Target {
-        service,
-        backend,
-        spec,
+    let SharedProbe {
         address,
-    } = target;
+        spec,
+        members,
+    } = probe;
+    let (service, backend) = members[0];
     let mut rng = seed(service, backend);
     let mut wait = Duration::from_nanos(next(&mut rng) % spec.interval.as_nanos().max(1) as u64);
     loop {
@@ -105,14 +152,16 @@ async fn probe_loop(
             _ = stop.changed() => return,
             outcome = probe::probe(&spec, address) => outcome,
         };
-        let event = ProbeEvent {
-            generation,
-            service,
-            backend,
-            outcome,
-        };
-        if events.send(event).await.is_err() {
-            return;
+        for &(service, backend) in &members {
+            let event = ProbeEvent {
+                generation,
+                service,
+                backend,
+                outcome: outcome.clone(),
+            };
+            if events.send(event).await.is_err() {
+                return;
+            }
         }
         let jitter = spec.jitter.as_nanos() as u64;
         let offset = if jitter == 0 {
@@ -137,4 +186,45 @@ fn next(state: &mut u64) -> u64 {
     *state ^= *state >> 7;
     *state ^= *state << 17;
     *state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProbeKind;
+
+    fn target(service: usize, backend: usize, last: u8, port: u16, fall: u32) -> Target {
+        Target {
+            service,
+            backend,
+            address: Ipv4Addr::new(198, 51, 100, last),
+            spec: ProbeSpec {
+                kind: ProbeKind::Tcp { port },
+                interval: Duration::from_millis(100),
+                timeout: Duration::from_millis(50),
+                rise: 2,
+                fall,
+                jitter: Duration::ZERO,
+                max_response_bytes: 1024,
+            },
+        }
+    }
+
+    #[test]
+    fn one_probe_per_address_and_probe_whatever_the_thresholds() {
+        let probes = shared(vec![
+            target(0, 0, 2, 8080, 3),
+            target(0, 1, 3, 8080, 3),
+            target(1, 0, 2, 8080, 5),
+            target(1, 1, 3, 8081, 3),
+            target(2, 0, 2, 8080, 3),
+        ]);
+        let members: Vec<Vec<(usize, usize)>> = probes.iter().map(|p| p.members.clone()).collect();
+        assert_eq!(
+            members,
+            vec![vec![(0, 0), (1, 0), (2, 0)], vec![(0, 1)], vec![(1, 1)]]
+        );
+        assert_eq!(probes[0].address, Ipv4Addr::new(198, 51, 100, 2));
+        assert_eq!(probes[2].spec.kind, ProbeKind::Tcp { port: 8081 });
+    }
 }

@@ -1,14 +1,22 @@
-//! The agent at scale: 1,000 services × 4 backends, every backend probed
-//! with a TCP connect every 100 ms (40,000 probes a second), on the edge
-//! host of a namespace lab whose four backends accept and close.
+//! The agent at scale: 1,000 services × 4 backends on the edge host of a
+//! namespace lab whose four backend hosts accept and close.
 //!
-//! Measured: the time from start to "agent running" (maps, Maglev tables
-//! and programs for every service), then over a fixed window the agent's
-//! CPU (user + system, from /proc/<pid>/stat), its resident memory, and the
-//! probes it reported failing (a healthy lab should show none; false
-//! failures under load would be a finding). The machine's total busy CPU in
-//! the window is reported too: the backends' accepts and the kernel's TCP
-//! work are part of what 40,000 probes a second cost.
+//! Two layouts, both the way NAT mode wants them (each service sends to its
+//! own backend port, so replies are never ambiguous):
+//!
+//! - own ports: every service probes its backends' traffic ports: 4,000
+//!   distinct probes (40,000 a second at 100 ms);
+//! - shared health port: the traffic ports differ but every service probes
+//!   the hosts' one health port, so the agent runs one probe per host and
+//!   hands each result to every service (4 probes per interval).
+//!
+//! Measured per run (its own agent): the time from start to "agent running"
+//! (maps, Maglev tables and programs for every service), then over a fixed
+//! window the agent's CPU (user and system, from /proc/<pid>/stat), its
+//! resident memory, and the backends it reported unhealthy (all are
+//! healthy: every report is a false failure). The machine's busy CPU in the
+//! window is reported too: the kernel's TCP work for the probes, on both
+//! ends, is part of what they cost.
 //!
 //! Services use `table_size = 1021`: 2,000 tables of the default 16,411
 //! slots would not fit the Maglev map, and four backends need no more.
@@ -23,13 +31,17 @@ use failover::lab::{
     topology::{self, BackendLink, Topology},
 };
 
-use super::{Row, Section, Spread, killable::KillableServer};
+use super::{Row, Section, Spread, acceptor::PortRangeAcceptor};
 use crate::pins::PinDir;
 
 const SERVICES: usize = 1_000;
 const BACKENDS: usize = 4;
-const BACKEND_PORT: u16 = 8080;
+/// The hosts' health port (shared-health-port layout).
+const HEALTH_PORT: u16 = 8080;
+/// Service `s` listens on VIP port FIRST_PORT + s, its backends on
+/// FIRST_BACKEND_PORT + s.
 const FIRST_PORT: u16 = 10_000;
+const FIRST_BACKEND_PORT: u16 = 20_000;
 const PROBE_INTERVAL: Duration = Duration::from_millis(100);
 const START_BOUND: Duration = Duration::from_secs(120);
 
@@ -56,17 +68,28 @@ pub fn run(quick: bool) -> Section {
         ns.sysctl("net/ipv4/tcp_tw_reuse", "1");
         ns.sysctl("net/ipv4/ip_local_port_range", "1024 65000");
     }
-    let _servers: Vec<KillableServer> = lab
+    let _backends: Vec<[PortRangeAcceptor; 2]> = lab
         .backends
         .iter()
-        .enumerate()
-        .map(|(i, ns)| KillableServer::start(ns, &format!("backend{i}"), BACKEND_PORT, None, 4))
+        .map(|ns| {
+            [
+                PortRangeAcceptor::start(ns, HEALTH_PORT..HEALTH_PORT + 1),
+                PortRangeAcceptor::start(
+                    ns,
+                    FIRST_BACKEND_PORT..FIRST_BACKEND_PORT + SERVICES as u16,
+                ),
+            ]
+        })
         .collect();
 
     let mut runs = Vec::new();
     let mut failures = Vec::new();
-    for interval in [PROBE_INTERVAL, Duration::from_secs(1)] {
-        match measure(&lab, interval, warmup, window, samples) {
+    for (layout, interval) in [
+        (Probes::OwnPorts, PROBE_INTERVAL),
+        (Probes::OwnPorts, Duration::from_secs(1)),
+        (Probes::SharedHealthPort, PROBE_INTERVAL),
+    ] {
+        match measure(&lab, layout, interval, warmup, window, samples) {
             Ok(run) => runs.push(run),
             Err(problem) => failures.push(problem),
         }
@@ -74,8 +97,27 @@ pub fn run(quick: bool) -> Section {
     render(&runs, warmup, failures)
 }
 
+/// What the services probe.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Probes {
+    OwnPorts,
+    SharedHealthPort,
+}
+
+impl Probes {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::OwnPorts => "own ports",
+            Self::SharedHealthPort => "shared health port",
+        }
+    }
+}
+
 /// One agent run at one probe interval.
 struct Run {
+    layout: Probes,
+    /// Probe tasks the agent runs (from its "agent running" line).
+    probe_tasks: usize,
     interval: Duration,
     startup: Duration,
     seconds: f64,
@@ -95,6 +137,7 @@ impl Run {
 
 fn measure(
     lab: &Topology,
+    layout: Probes,
     interval: Duration,
     warmup: Duration,
     window: Duration,
@@ -108,7 +151,7 @@ fn measure(
     ));
     std::fs::create_dir_all(&dir).expect("agent dir");
     let config = dir.join("failover.toml");
-    std::fs::write(&config, config_text(&pins, &dir, interval)).expect("write the config");
+    std::fs::write(&config, config_text(&pins, &dir, layout, interval)).expect("write the config");
     let log = dir.join("agent.log");
     let started = Instant::now();
     let mut agent = AgentProcess::start(
@@ -136,6 +179,7 @@ fn measure(
         std::thread::sleep(Duration::from_millis(20));
     }
     let startup = started.elapsed();
+    let probe_tasks = probe_tasks(&read_log());
     std::thread::sleep(warmup);
 
     let pid = agent.pid();
@@ -166,6 +210,8 @@ fn measure(
         return Err(format!("the agent exited during the window: {status}"));
     }
     Ok(Run {
+        layout,
+        probe_tasks,
         interval,
         startup,
         seconds,
@@ -182,13 +228,17 @@ fn render(runs: &[Run], warmup: Duration, failures: Vec<String>) -> Section {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut md = format!(
         "{SERVICES} services × {BACKENDS} backends (active-active, Maglev 1021 slots each), \
-         TCP-connect probes (closed with a reset). Each row is its own agent, measured over a \
+         TCP-connect probes (closed with a reset), timeout 50 ms, fall 3. Own ports: each service \
+         probes its backends' traffic ports (one probe task per service and backend). Shared \
+         health port: every service probes the hosts' port {HEALTH_PORT}, so the agent runs one \
+         probe task per host and delivers each result to every service (results/s counts those \
+         deliveries). Each row is its own agent, measured over a \
          window after a {} s warm-up. Agent CPU is split into user time (the agent's own work) \
          and system time, which includes the kernel's TCP work for the probes on both ends \
          (veth delivers to the backend in the sender's context). The backends are on the same \
          {cores}-core machine.\n\n\
-         | probe interval | probes/s | start → running s | agent user cores (µs/probe) | agent system cores (µs/probe) | machine busy cores | RSS MiB median (min–max) | unhealthy reports (all backends healthy) |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | probes | probe tasks | interval | probe results/s | start → running s | agent user cores (µs per result) | agent system cores (µs per result) | machine busy cores | RSS MiB median (min–max) | unhealthy reports (all backends healthy) |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         warmup.as_secs()
     );
     let mut summary = Vec::new();
@@ -197,7 +247,9 @@ fn render(runs: &[Run], warmup: Duration, failures: Vec<String>) -> Section {
         let rss = Spread::of(&run.rss_mib);
         let per_probe = |cores: f64| cores * 1e6 / run.probes_per_s();
         md += &format!(
-            "| {} ms | {:.0} | {:.2} | {:.2} ({:.1}) | {:.2} ({:.1}) | {:.2} of {cores} | {:.1} ({:.1}–{:.1}) | {} |\n",
+            "| {} | {} | {} ms | {:.0} | {:.2} | {:.2} ({:.1}) | {:.2} ({:.1}) | {:.2} of {cores} | {:.1} ({:.1}–{:.1}) | {} |\n",
+            run.layout.describe(),
+            run.probe_tasks,
             run.interval.as_millis(),
             run.probes_per_s(),
             run.startup.as_secs_f64(),
@@ -213,18 +265,25 @@ fn render(runs: &[Run], warmup: Duration, failures: Vec<String>) -> Section {
         );
         summary.push(Row {
             measure: format!(
-                "Agent, {SERVICES} services × {BACKENDS} backends at {} ms probes: CPU (user + system), RSS, false unhealthy reports",
+                "Agent, {SERVICES} services × {BACKENDS} backends, {}, {} ms: CPU (user + system), RSS, false unhealthy reports",
+                run.layout.describe(),
                 run.interval.as_millis()
             ),
             ours: format!(
                 "{:.2} + {:.2} cores, {:.0} MiB, {}",
                 run.user_cores, run.system_cores, rss.median, run.unhealthy
             ),
-            reference: format!("{:.0} probes/s; machine {:.2} of {cores} cores busy", run.probes_per_s(), run.machine_cores),
+            reference: format!(
+                "{} probe tasks, {:.0} results/s; machine {:.2} of {cores} cores busy",
+                run.probe_tasks,
+                run.probes_per_s(),
+                run.machine_cores
+            ),
             ratio: "–".into(),
         });
         json.push(serde_json::json!({
-            "probe_interval_ms": run.interval.as_millis() as u64, "probes_per_s": run.probes_per_s(),
+            "layout": run.layout.describe(), "probe_tasks": run.probe_tasks,
+            "probe_interval_ms": run.interval.as_millis() as u64, "results_per_s": run.probes_per_s(),
             "startup_s": run.startup.as_secs_f64(), "window_s": run.seconds,
             "agent_user_cores": run.user_cores, "agent_system_cores": run.system_cores,
             "machine_busy_cores": run.machine_cores, "rss_mib": run.rss_mib,
@@ -234,7 +293,8 @@ fn render(runs: &[Run], warmup: Duration, failures: Vec<String>) -> Section {
     for run in runs {
         if let Some(line) = &run.example {
             md += &format!(
-                "\nFirst unhealthy report in the {} ms window:\n\n```text\n{line}\n```\n",
+                "\nFirst unhealthy report, {} at {} ms:\n\n```text\n{line}\n```\n",
+                run.layout.describe(),
                 run.interval.as_millis()
             );
         }
@@ -256,7 +316,7 @@ fn render(runs: &[Run], warmup: Duration, failures: Vec<String>) -> Section {
     }
 }
 
-fn config_text(pins: &PinDir, dir: &std::path::Path, interval: Duration) -> String {
+fn config_text(pins: &PinDir, dir: &std::path::Path, layout: Probes, interval: Duration) -> String {
     let mut text = format!(
         "pin_dir = {:?}\n\n[control]\nsocket = {:?}\n\n\
          [[interfaces]]\nname = \"lbc\"\nmode = \"native\"\n\n",
@@ -268,20 +328,35 @@ fn config_text(pins: &PinDir, dir: &std::path::Path, interval: Duration) -> Stri
             text,
             "[[services]]\nname = \"svc{s}\"\nvip = \"203.0.113.10\"\nport = {}\nprotocol = \"tcp\"\n\
              table_size = 1021\n\n[services.probe]\ntype = \"tcp\"\ninterval = \"{}ms\"\ntimeout = \"50ms\"\n\
-             rise = 2\nfall = 3\n",
+             rise = 2\nfall = 3\n{}",
             FIRST_PORT + s as u16,
-            interval.as_millis()
+            interval.as_millis(),
+            match layout {
+                Probes::OwnPorts => String::new(),
+                Probes::SharedHealthPort => format!("port = {HEALTH_PORT}\n"),
+            }
         );
         for b in 0..BACKENDS {
             let _ = write!(
                 text,
-                "\n[[services.backends]]\nname = \"b{b}\"\naddress = \"{}\"\nport = {BACKEND_PORT}\n",
-                topology::backend_addr(b)
+                "\n[[services.backends]]\nname = \"b{b}\"\naddress = \"{}\"\nport = {}\n",
+                topology::backend_addr(b),
+                FIRST_BACKEND_PORT + s as u16
             );
         }
         text.push('\n');
     }
     text
+}
+
+/// `probes=N` from the agent's "agent running" line.
+fn probe_tasks(log: &str) -> usize {
+    log.lines()
+        .find(|l| l.contains("agent running"))
+        .and_then(|l| l.split("probes=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 fn tail(log: &str) -> String {

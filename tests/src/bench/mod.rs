@@ -7,6 +7,7 @@
 //! A full run rewrites BENCHMARKS.md and BENCHMARKS.json at the workspace
 //! root; `--quick` writes them under target/.
 
+pub mod acceptor;
 pub mod control_plane;
 pub mod datapath;
 pub mod failover_trials;
