@@ -2,14 +2,9 @@
 
 use std::process::ExitCode;
 
-use crate::{
-    cmd::{self, Env},
-    setup,
-};
+use crate::cmd::{self, Env};
 
 pub fn run(env: &Env, quick: bool, only: Option<&str>) -> anyhow::Result<ExitCode> {
-    // HAProxy and nftables are the peers measured beside us.
-    setup::ensure_packages(setup::BENCH_PACKAGES)?;
     // The agent under test is the release build, like the bench itself.
     cmd::status(env.cargo().args([
         "build",

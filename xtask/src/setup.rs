@@ -5,7 +5,8 @@
 //! - nightly toolchain with `rust-src` (the eBPF crate builds core itself);
 //! - bpf-linker built against nightly rustc's own libLLVM, because the
 //!   linker's LLVM must match rustc's and Debian has no LLVM of that version;
-//! - the system tools the tests call (iproute2).
+//! - the system tools the tests and the benchmark call (iproute2, HAProxy,
+//!   nftables).
 
 use std::{
     fs,
@@ -20,9 +21,13 @@ use crate::cmd::{self, Env};
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages and the command that shows each is installed.
-const PACKAGES: &[(&str, &str)] = &[("iproute2", "ip")];
-/// What only `cargo xtask bench` needs: the peers it compares against.
-pub const BENCH_PACKAGES: &[(&str, &str)] = &[("haproxy", "haproxy"), ("nftables", "nft")];
+/// (HAProxy and nftables are the peers the benchmark measures us against;
+/// the test run includes its quick pass.)
+const PACKAGES: &[(&str, &str)] = &[
+    ("iproute2", "ip"),
+    ("haproxy", "haproxy"),
+    ("nftables", "nft"),
+];
 
 pub fn run() -> anyhow::Result<Env> {
     let root = cmd::workspace_root();
@@ -189,7 +194,7 @@ fn is_elf(path: &Path) -> bool {
 }
 
 /// Installs the missing ones of `packages` with apt-get (as root).
-pub fn ensure_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
+fn ensure_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .filter(|(_, probe)| {

@@ -143,14 +143,21 @@ pub fn main() -> ExitCode {
         (true, _) => ("target/bench-quick.md", "target/bench-quick.json"),
         (false, true) => ("target/bench-partial.md", "target/bench-partial.json"),
     };
-    let written = std::fs::write(md_path, &report).and_then(|()| {
+    // Relative to the workspace root, wherever the bench was started from.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (md_path, json_path) = (root.join(md_path), root.join(json_path));
+    let written = std::fs::write(&md_path, &report).and_then(|()| {
         std::fs::write(
-            json_path,
+            &json_path,
             serde_json::to_string_pretty(&json).unwrap_or_default(),
         )
     });
     match written {
-        Ok(()) => eprintln!("bench: wrote {md_path} and {json_path}"),
+        Ok(()) => eprintln!(
+            "bench: wrote {} and {}",
+            md_path.display(),
+            json_path.display()
+        ),
         Err(err) => eprintln!("bench: could not write the report: {err}"),
     }
     let failures: Vec<&String> = sections.iter().flat_map(|(_, s)| &s.failures).collect();
@@ -173,6 +180,13 @@ fn render(quick: bool, sections: &[(&str, Section)], seconds: f64) -> (String, s
         if quick { " --quick" } else { "" },
         machine()
     );
+    if cfg!(debug_assertions) {
+        md.insert_str(
+            md.find("\n\n## Summary").unwrap_or(md.len()),
+            " This was a debug build (the test suite's run): userspace figures \
+             (agent, Maglev, clients) are not representative.",
+        );
+    }
     for (_, section) in sections {
         for row in &section.summary {
             md += &format!(
