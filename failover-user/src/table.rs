@@ -58,8 +58,11 @@ pub fn plan(backends: &BTreeMap<u32, BackendSpec>, mode: Mode, table_size: u32) 
     match mode {
         Mode::Tiers => {
             let (active_tier, ids) = selection(backends.iter().map(|(id, spec)| (*id, spec)));
-            let table = (table_size != 0 && !ids.is_empty())
-                .then(|| maglev_over(backends, &ids, table_size));
+            // One backend needs no table: the selection picks it alike, and a
+            // failover to a single standby then writes one service value
+            // instead of a whole table.
+            let table =
+                (table_size != 0 && ids.len() > 1).then(|| maglev_over(backends, &ids, table_size));
             Plan {
                 active_tier,
                 selection: ids,
@@ -201,10 +204,35 @@ mod tests {
 
     #[test]
     fn tiers_mode_moves_a_failed_backends_slots_to_the_survivors_of_its_tier() {
-        let all = backends(&[0, 0, 1]);
+        let all = backends(&[0, 0, 0, 1]);
+        let before = plan(&all, Mode::Tiers, SIZE).table.unwrap();
         let failed = plan(&down(all, 0), Mode::Tiers, SIZE);
+        assert_eq!(failed.selection, vec![1, 2]);
+        let after = failed.table.unwrap();
+        assert!(after.iter().all(|id| [1, 2].contains(id)));
+        // Maglev: the failed backend's slots move, and hardly any other.
+        let kept: Vec<(&u32, &u32)> = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, _)| **b != 0)
+            .collect();
+        let moved = kept.iter().filter(|(b, a)| b != a).count();
+        assert!(
+            moved * 100 <= kept.len() * 2,
+            "{moved} of {} other slots moved",
+            kept.len()
+        );
+    }
+
+    #[test]
+    fn a_single_backend_needs_no_table() {
+        // Active-passive: the standby alone takes new flows through the
+        // selection, and a failover writes no table.
+        let all = backends(&[0, 1]);
+        let failed = plan(&down(all.clone(), 0), Mode::Tiers, SIZE);
         assert_eq!(failed.selection, vec![1]);
-        assert!(failed.table.unwrap().iter().all(|id| *id == 1));
+        assert!(failed.table.is_none());
+        assert!(plan(&all, Mode::Tiers, SIZE).table.is_none());
     }
 
     #[test]

@@ -165,7 +165,7 @@ fn cases() -> (Vec<(Vec<u8>, bool)>, Vec<Case>) {
     (warmup, cases)
 }
 
-/// SYNs of new flows into the three services that differ only in how the
+/// SYNs of new flows into the two services that differ only in how the
 /// backend is chosen (see `add_services`).
 fn new_flow_cases() -> Vec<Case> {
     let mut cases = Vec::new();
@@ -173,11 +173,6 @@ fn new_flow_cases() -> Vec<Case> {
         (
             "tcp syn, new flow: conntrack insert (table filling), no Maglev table",
             SELECTION_PORT,
-            &[BACKEND_1][..],
-        ),
-        (
-            "tcp syn, new flow: Maglev table, 1 backend (table filling)",
-            80,
             &[BACKEND_1][..],
         ),
         (
@@ -216,7 +211,7 @@ fn new_flow_cases() -> Vec<Case> {
 }
 
 /// The new-flow services: selection only (no table), and Maglev over three
-/// backends; port 80 (Maglev over one backend) serves the other cases too.
+/// backends; port 80 (one backend: no table needed) serves the other cases.
 const SELECTION_PORT: u16 = 81;
 const MAGLEV_PORT: u16 = 82;
 
