@@ -274,7 +274,22 @@ impl Agent {
             return false;
         };
         self.totals.transitions_total += 1;
+        // The data path first: the decision reaches the maps before anything
+        // is logged or published.
+        let now = Instant::now();
         let service = &mut self.services[event.service];
+        let before = service.active_names();
+        let changes = service.policy.on_health(event.backend, flip.healthy, now);
+        let cause = if flip.healthy {
+            Cause::Recovered
+        } else {
+            Cause::Failed {
+                first_failure: flip.first_failure_at,
+                decided: flip.evidence.last().map(|o| o.at + o.latency),
+            }
+        };
+        let decided_to_map = self.write_changes(event.service, &changes, cause);
+        let service = &self.services[event.service];
         let backend_name = service.backends[event.backend].name.clone();
         let in_maintenance =
             service.policy.admin(event.backend) == crate::policy::Admin::Maintenance;
@@ -304,18 +319,7 @@ impl Agent {
                 .details(serde_json::json!({"evidence": evidence})),
             );
         }
-        let now = Instant::now();
-        let before = service.active_names();
-        let changes = service.policy.on_health(event.backend, flip.healthy, now);
-        let cause = if flip.healthy {
-            Cause::Recovered
-        } else {
-            Cause::Failed {
-                first_failure: flip.first_failure_at,
-                decided: flip.evidence.last().map(|o| o.at + o.latency),
-            }
-        };
-        self.apply(event.service, before, changes, cause);
+        self.report_changes(event.service, before, &changes, cause, decided_to_map);
         let service = &self.services[event.service];
         if flip.healthy && !service.policy.serving(event.backend) {
             match service.policy.hold_remaining(event.backend, now) {
@@ -359,23 +363,48 @@ impl Agent {
         changes: Vec<crate::policy::Change>,
         cause: Cause,
     ) {
-        if changes.is_empty() {
-            return;
-        }
+        let decided_to_map = self.write_changes(s, &changes, cause);
+        self.report_changes(s, before, &changes, cause, decided_to_map);
+    }
+
+    /// Writes policy changes to the data path. Returns, for a failure, the
+    /// time from the decisive probe result to the maps written: what a
+    /// decision costs us.
+    fn write_changes(
+        &mut self,
+        s: usize,
+        changes: &[crate::policy::Change],
+        cause: Cause,
+    ) -> Option<std::time::Duration> {
         let service = &self.services[s];
-        for change in &changes {
+        for change in changes {
             let backend = &service.backends[change.backend];
             if let Err(err) = self.dataplane.set_backend_state(backend.id, change.state) {
                 warn!(service = %service.name, backend = %backend.name, cause = %err, "map update failed");
             }
         }
-        // Measured once the maps are written: what a decision costs us.
-        let decided_to_map = match cause {
+        match cause {
             Cause::Failed {
                 decided: Some(at), ..
-            } => Some(at.elapsed()),
+            } if !changes.is_empty() => Some(at.elapsed()),
             _ => None,
-        };
+        }
+    }
+
+    /// Logs and publishes what changed for new flows (`before`: who took
+    /// them before the decision), once the maps are written.
+    fn report_changes(
+        &mut self,
+        s: usize,
+        before: Vec<String>,
+        changes: &[crate::policy::Change],
+        cause: Cause,
+        decided_to_map: Option<std::time::Duration>,
+    ) {
+        if changes.is_empty() {
+            return;
+        }
+        let service = &self.services[s];
         let after = service.active_names();
         if before == after {
             return;
