@@ -32,25 +32,48 @@ static TEMPLATE: Array<[u64; FRAME_LEN / 8]> = Array::with_max_entries(1, 0);
 #[map(name = "BENCH_TARGET")]
 static TARGET: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
-#[xdp]
-pub fn bench_restore(ctx: XdpContext) -> u32 {
+/// Writes the template over the frame's first `FRAME_LEN` bytes and returns
+/// where the frame starts; `None` for a shorter frame or a missing template.
+#[inline(always)]
+fn write_template(ctx: &XdpContext) -> Option<usize> {
     let start = ctx.data();
     if start + FRAME_LEN > ctx.data_end() {
-        return XDP_ABORTED;
+        return None;
     }
-    let Some(template) = TEMPLATE.get(0) else {
-        return XDP_ABORTED;
-    };
+    let template = TEMPLATE.get(0)?;
     let frame = start as *mut u64;
     // SAFETY: bounds checked above. BPF_PROG_TEST_RUN places the frame after
-    // a 256-byte headroom, so it is 8-byte aligned: eight word stores instead
-    // of the 64 byte stores an unaligned copy compiles to on BPF.
+    // a 256-byte headroom, and live-frames pages 256 bytes after their
+    // bookkeeping header (a multiple of 8 bytes), so it is 8-byte aligned:
+    // eight word stores instead of the 64 byte stores an unaligned copy
+    // compiles to on BPF.
     unsafe {
         for (i, word) in template.iter().enumerate() {
             frame.add(i).write(*word);
         }
-        TARGET.tail_call(&ctx, 0);
     }
+    Some(start)
+}
+
+/// The next number of a per-CPU sequence (only this CPU writes its slot).
+#[inline(always)]
+fn next_in(sequence: &PerCpuArray<u32>) -> Option<u32> {
+    let slot = sequence.get_ptr_mut(0)?;
+    // SAFETY: a per-CPU slot only this CPU writes.
+    unsafe {
+        let n = *slot;
+        *slot = n.wrapping_add(1);
+        Some(n)
+    }
+}
+
+#[xdp]
+pub fn bench_restore(ctx: XdpContext) -> u32 {
+    if write_template(&ctx).is_none() {
+        return XDP_ABORTED;
+    }
+    // SAFETY: tail call into the program under test.
+    unsafe { TARGET.tail_call(&ctx, 0) };
     // Only reached when the tail call failed.
     XDP_ABORTED
 }
@@ -68,22 +91,12 @@ const IPV4_SRC_LAST_AT: usize = 29;
 /// test updates them incrementally and never validates them.
 #[xdp]
 pub fn bench_restore_new_flow(ctx: XdpContext) -> u32 {
-    let start = ctx.data();
-    if start + FRAME_LEN > ctx.data_end() {
-        return XDP_ABORTED;
-    }
-    let (Some(template), Some(seq)) = (TEMPLATE.get(0), FLOW_SEQ.get_ptr_mut(0)) else {
+    let (Some(start), Some(n)) = (write_template(&ctx), next_in(&FLOW_SEQ)) else {
         return XDP_ABORTED;
     };
-    let frame = start as *mut u64;
-    // SAFETY: bounds checked above, alignment as in `bench_restore`; the
-    // per-CPU slot is only written by this CPU.
+    // SAFETY: both fields lie inside the FRAME_LEN bytes write_template
+    // checked; then the tail call into the program under test.
     unsafe {
-        for (i, word) in template.iter().enumerate() {
-            frame.add(i).write(*word);
-        }
-        let n = *seq;
-        *seq = n.wrapping_add(1);
         ((start + UDP_SOURCE_PORT_AT) as *mut [u8; 2]).write_unaligned((n as u16).to_be_bytes());
         ((start + IPV4_SRC_LAST_AT) as *mut u8).write((n >> 16) as u8);
         TARGET.tail_call(&ctx, 0);
@@ -144,24 +157,11 @@ const SAMPLE_EVERY: u64 = 1 << 16;
 /// every frame gets the template written again, then its own source port.
 #[xdp]
 pub fn bench_generate(ctx: XdpContext) -> u32 {
-    let start = ctx.data();
-    if start + FRAME_LEN > ctx.data_end() {
-        return XDP_ABORTED;
-    }
-    let (Some(template), Some(seq)) = (TEMPLATE.get(0), GEN_SEQ.get_ptr_mut(0)) else {
+    let (Some(start), Some(n)) = (write_template(&ctx), next_in(&GEN_SEQ)) else {
         return XDP_ABORTED;
     };
-    let frame = start as *mut u64;
-    // SAFETY: bounds checked above; the per-CPU slot is only written by this
-    // CPU. Live-frames pages put the frame 256 bytes after the page's
-    // bookkeeping header (a multiple of 8 bytes), so the word stores are
-    // aligned as in `bench_restore`.
+    // SAFETY: the port lies inside the FRAME_LEN bytes write_template checked.
     unsafe {
-        for (i, word) in template.iter().enumerate() {
-            frame.add(i).write(*word);
-        }
-        let n = *seq;
-        *seq = n.wrapping_add(1);
         // UDP checksum 0 (none) in the template: changing the port keeps
         // every checksum valid.
         let port = FIRST_SOURCE_PORT + (n as u16 & (GENERATED_FLOWS - 1));

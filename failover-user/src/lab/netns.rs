@@ -86,8 +86,16 @@ impl NetNs {
     /// packets are CHECKSUM_PARTIAL, and once XDP rewrites them in native
     /// mode the receiver drops them as bad checksums (veth pitfall 3).
     pub fn disable_tx_checksum(&self, interface: &str) {
-        self.run(|| set_tx_checksum(interface, false))
+        self.run(|| ethtool_set(interface, ETHTOOL_STXCSUM, false))
             .unwrap_or_else(|e| panic!("tx checksum off on {interface} in {}: {e}", self.name));
+    }
+
+    /// Turns GRO on for `interface`: on a veth it gives the receive queue
+    /// NAPI, which frames sent with `ndo_xdp_xmit` (XDP redirect or
+    /// live-frames test runs) need when no native XDP program is attached.
+    pub fn enable_gro(&self, interface: &str) {
+        self.run(|| ethtool_set(interface, ETHTOOL_SGRO, true))
+            .unwrap_or_else(|e| panic!("gro on for {interface} in {}: {e}", self.name));
     }
 
     /// The index of `interface` inside this namespace.
@@ -159,6 +167,7 @@ fn run_checked(command: &mut Command) {
 
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
 const ETHTOOL_STXCSUM: u32 = 0x17;
+const ETHTOOL_SGRO: u32 = 0x2c;
 
 #[repr(C)]
 struct EthtoolValue {
@@ -173,10 +182,11 @@ struct IfReq {
     _pad: [u8; 16],
 }
 
-/// SIOCETHTOOL ETHTOOL_STXCSUM on `interface` in the calling thread's netns.
-fn set_tx_checksum(interface: &str, on: bool) -> std::io::Result<()> {
+/// A SIOCETHTOOL set command (`ETHTOOL_S*`) with an on/off value on
+/// `interface` in the calling thread's netns (no ethtool binary needed).
+fn ethtool_set(interface: &str, cmd: u32, on: bool) -> std::io::Result<()> {
     let mut value = EthtoolValue {
-        cmd: ETHTOOL_STXCSUM,
+        cmd,
         data: u32::from(on),
     };
     let mut req = IfReq {

@@ -368,10 +368,21 @@ fn failed_between(samples: &[Sample], from: Instant, to: Instant) -> usize {
 
 // ---- The trial loop ------------------------------------------------------------
 
-/// What the trial loop needs from a lab.
+/// What the trial loop needs from a lab: the primary's namespace and its
+/// server, which it kills and brings back.
 trait FailoverLab {
-    fn kill_primary(&mut self);
-    fn restore_primary(&mut self);
+    fn primary(&mut self) -> (&NetNs, &mut Option<KillableServer>);
+
+    fn kill_primary(&mut self) {
+        if let Some(server) = self.primary().1.take() {
+            server.kill();
+        }
+    }
+
+    fn restore_primary(&mut self) {
+        let (ns, server) = self.primary();
+        *server = Some(serve(ns, "primary"));
+    }
 }
 
 /// What the trial loop measured: the trials, the long-connection errors
@@ -495,14 +506,8 @@ struct Ours {
 }
 
 impl FailoverLab for Ours {
-    fn kill_primary(&mut self) {
-        if let Some(primary) = &self.primary {
-            primary.kill();
-        }
-        self.primary = None;
-    }
-    fn restore_primary(&mut self) {
-        self.primary = Some(serve(&self.lab.backends[PRIMARY], "primary"));
+    fn primary(&mut self) -> (&NetNs, &mut Option<KillableServer>) {
+        (&self.lab.backends[PRIMARY], &mut self.primary)
     }
 }
 
@@ -695,14 +700,8 @@ struct Haproxy {
 }
 
 impl FailoverLab for Haproxy {
-    fn kill_primary(&mut self) {
-        if let Some(primary) = &self.primary {
-            primary.kill();
-        }
-        self.primary = None;
-    }
-    fn restore_primary(&mut self) {
-        self.primary = Some(serve(&self.lab.backends[PRIMARY], "primary"));
+    fn primary(&mut self) -> (&NetNs, &mut Option<KillableServer>) {
+        (&self.lab.backends[PRIMARY], &mut self.primary)
     }
 }
 

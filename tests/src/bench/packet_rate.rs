@@ -291,58 +291,6 @@ fn load_harness(sink: &NetNs, frame: &[u8], expected: (Ipv4Addr, u16)) -> Ebpf {
     harness
 }
 
-const SIOCETHTOOL: libc::c_ulong = 0x8946;
-const ETHTOOL_SGRO: u32 = 0x2c;
-
-#[repr(C)]
-struct EthtoolValue {
-    cmd: u32,
-    data: u32,
-}
-
-#[repr(C)]
-struct IfReq {
-    name: [libc::c_char; libc::IFNAMSIZ],
-    data: *mut EthtoolValue,
-    _pad: [u8; 16],
-}
-
-/// Turns GRO on for `interface` in `ns` (SIOCETHTOOL, no ethtool binary):
-/// on a veth it gives the receive queue NAPI, which frames sent with
-/// `ndo_xdp_xmit` need when no native XDP program is attached.
-fn enable_gro(ns: &NetNs, interface: &str) {
-    ns.run(|| set_gro(interface))
-        .unwrap_or_else(|e| panic!("gro on for {interface} in {}: {e}", ns.name()));
-}
-
-/// ETHTOOL_SGRO on `interface` in the calling thread's namespace.
-fn set_gro(interface: &str) -> std::io::Result<()> {
-    let mut value = EthtoolValue {
-        cmd: ETHTOOL_SGRO,
-        data: 1,
-    };
-    let mut req = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        data: &mut value,
-        _pad: [0; 16],
-    };
-    for (dst, src) in req.name.iter_mut().zip(interface.bytes()) {
-        *dst = src as libc::c_char;
-    }
-    // SAFETY: a plain socket and a correctly laid out ifreq for the
-    // ETHTOOL_SGRO ioctl; the socket is closed before returning.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let rc = libc::ioctl(fd, SIOCETHTOOL, &mut req);
-        let err = std::io::Error::last_os_error();
-        libc::close(fd);
-        if rc != 0 { Err(err) } else { Ok(()) }
-    }
-}
-
 /// Our data path on `lbc`, with the UDP service to the backend.
 fn start_ours(lb: &NetNs, mode: AttachMode) -> (Dataplane, PinDir) {
     let pins = PinDir::new();
@@ -352,7 +300,7 @@ fn start_ours(lb: &NetNs, mode: AttachMode) -> (Dataplane, PinDir) {
         .expect("attach the forwarder");
     assert_eq!(used, mode, "attach mode");
     if mode == AttachMode::Skb {
-        enable_gro(lb, LB_IN_IF);
+        lb.enable_gro(LB_IN_IF);
     }
     dataplane
         .add_service(
@@ -396,7 +344,7 @@ fn build_lab(forwarder: Forwarder) -> Lab {
             (Some(dataplane), Some(pins))
         }
         (Forwarder::NftDnat, Some(lb)) => {
-            enable_gro(lb, LB_IN_IF);
+            lb.enable_gro(LB_IN_IF);
             peers::apply_nft(
                 lb,
                 &peers::dnat_ruleset(
