@@ -44,6 +44,9 @@ use crate::{
 const STABLE_PORT: u16 = 81;
 const STABLE_BACKEND_PORT: u16 = 8090;
 const UDP_PORT: u16 = 53;
+/// The peers' names in the report.
+const OURS: &str = "failover (XDP)";
+const HAPROXY: &str = "HAProxy 2.6 (tcp, backup)";
 /// Pace of new connections and datagrams.
 const PACE: Duration = Duration::from_millis(5);
 /// Each new connection's connect + request + answer deadline.
@@ -88,6 +91,7 @@ struct TrialSet {
 }
 
 struct Switchover {
+    peer: &'static str,
     direction: &'static str,
     failed: usize,
     requests: usize,
@@ -105,7 +109,9 @@ pub fn run(quick: bool) -> Section {
         switchovers.extend(planned);
     }
     for interval in intervals {
-        sets.push(haproxy(interval, count));
+        let (set, planned) = haproxy(interval, count, interval == intervals[1]);
+        sets.push(set);
+        switchovers.extend(planned);
     }
     render(&sets, &switchovers, count)
 }
@@ -592,7 +598,18 @@ fn ours(interval: Duration, count: usize, with_switchover: bool) -> (TrialSet, V
         mut failures,
     } = trials(&mut ours, &traffic, count, true);
     let switchovers = if with_switchover && failures.is_empty() {
-        planned_switchovers(&ours.lab, &traffic, &mut failures)
+        let socket = ours.lab.socket();
+        let socket = socket.to_str().expect("utf-8 socket path").to_owned();
+        planned_switchovers(OURS, &traffic, &mut failures, |to| {
+            let output =
+                ours.lab
+                    .failover_output(&["--socket", &socket, "switchover", "web", "--to", to]);
+            if output.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&output.stderr).into_owned())
+            }
+        })
     } else {
         Vec::new()
     };
@@ -600,7 +617,7 @@ fn ours(interval: Duration, count: usize, with_switchover: bool) -> (TrialSet, V
     let journal = read_journal(&journal, journal_offset);
     (
         TrialSet {
-            peer: "failover (XDP)",
+            peer: OURS,
             interval,
             trials,
             decision_to_flip_us: journal.decision_to_flip_us,
@@ -659,14 +676,14 @@ fn read_journal(path: &std::path::Path, offset: usize) -> Journal {
     }
 }
 
-/// `failover switchover` to the standby and back under the same load.
+/// A planned switchover to the standby and back under the same load:
+/// `switch(to)` asks the peer to send new flows to `to`.
 fn planned_switchovers(
-    lab: &AgentLab,
+    peer: &'static str,
     traffic: &Traffic,
     failures: &mut Vec<String>,
+    mut switch: impl FnMut(&str) -> Result<(), String>,
 ) -> Vec<Switchover> {
-    let socket = lab.socket();
-    let socket = socket.to_str().expect("utf-8 socket path");
     let mut done = Vec::new();
     for (direction, to) in [
         ("primary → standby", "standby"),
@@ -674,15 +691,21 @@ fn planned_switchovers(
     ] {
         std::thread::sleep(Duration::from_millis(300));
         let started = Instant::now();
-        lab.failover(&["--socket", socket, "switchover", "web", "--to", to]);
+        if let Err(err) = switch(to) {
+            failures.push(format!("{peer}: switchover {direction}: {err}"));
+            break;
+        }
         let Some(reached) = wait_answer(traffic, to, started, FAILOVER_BOUND) else {
-            failures.push(format!("switchover {direction}: {to} never took new flows"));
+            failures.push(format!(
+                "{peer}: switchover {direction}: {to} never took new flows"
+            ));
             break;
         };
         std::thread::sleep(Duration::from_millis(300));
         let tcp = traffic.tcp();
         let window: Vec<&Sample> = tcp.iter().filter(|s| s.finished >= started).collect();
         done.push(Switchover {
+            peer,
             direction,
             failed: window.iter().filter(|s| s.answer.is_err()).count(),
             requests: window.len(),
@@ -705,24 +728,25 @@ impl FailoverLab for Haproxy {
     }
 }
 
-fn haproxy_config(interval: Duration) -> String {
+fn haproxy_config(interval: Duration, admin: &std::path::Path) -> String {
     let inter = format!("{}ms", interval.as_millis().max(1));
     let (primary, standby) = (
         topology::backend_addr(PRIMARY),
         topology::backend_addr(STANDBY),
     );
     format!(
-        "global\n  maxconn 4096\n\ndefaults\n  mode tcp\n  timeout connect 1s\n  timeout client 10s\n  \
+        "global\n  maxconn 4096\n  stats socket {} mode 600 level admin\n\ndefaults\n  mode tcp\n  timeout connect 1s\n  timeout client 10s\n  \
          timeout server 10s\n  retries 2\n  option redispatch\n\n\
          frontend web\n  bind {VIP}:80\n  default_backend web\n\n\
          backend web\n  server primary {primary}:{BACKEND_PORT} check inter {inter} fall 3 rise 2\n  \
          server standby {standby}:{BACKEND_PORT} check inter {inter} fall 3 rise 2 backup\n\n\
          frontend stable\n  bind {VIP}:{STABLE_PORT}\n  default_backend stable\n\n\
-         backend stable\n  server standby {standby}:{STABLE_BACKEND_PORT}\n"
+         backend stable\n  server standby {standby}:{STABLE_BACKEND_PORT}\n",
+        admin.display()
     )
 }
 
-fn haproxy(interval: Duration, count: usize) -> TrialSet {
+fn haproxy(interval: Duration, count: usize, with_switchover: bool) -> (TrialSet, Vec<Switchover>) {
     let links = [
         BackendLink {
             role: "hpprimary",
@@ -745,7 +769,8 @@ fn haproxy(interval: Duration, count: usize) -> TrialSet {
     let dir = std::env::temp_dir().join(format!("fo-bench-haproxy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("haproxy dir");
     let config = dir.join("haproxy.cfg");
-    std::fs::write(&config, haproxy_config(interval)).expect("haproxy config");
+    let admin = dir.join("admin.sock");
+    std::fs::write(&config, haproxy_config(interval, &admin)).expect("haproxy config");
     let mut process = NsProcess::start(
         &lab.lb,
         "haproxy",
@@ -762,14 +787,24 @@ fn haproxy(interval: Duration, count: usize) -> TrialSet {
     let Outcome {
         trials,
         long_errors_between,
-        failures,
+        mut failures,
     } = trials(&mut haproxy, &traffic, count, false);
+    // Planned: drain the primary (the backup takes new flows once no
+    // active server may), then make it ready again.
+    let switchovers = if with_switchover && failures.is_empty() {
+        planned_switchovers(HAPROXY, &traffic, &mut failures, |to| {
+            let state = if to == "standby" { "drain" } else { "ready" };
+            haproxy_command(&admin, &format!("set server web/primary state {state}"))
+        })
+    } else {
+        Vec::new()
+    };
     drop(traffic);
     drop(process);
     drop(standby);
     let _ = std::fs::remove_dir_all(&dir);
-    TrialSet {
-        peer: "HAProxy 2.6 (tcp, backup)",
+    let set = TrialSet {
+        peer: HAPROXY,
         interval,
         trials,
         decision_to_flip_us: Vec::new(),
@@ -778,6 +813,29 @@ fn haproxy(interval: Duration, count: usize) -> TrialSet {
         long_errors_between,
         standby_false_downs: None,
         failures,
+    };
+    (set, switchovers)
+}
+
+/// One command on HAProxy's admin socket; its answer must be empty (success).
+fn haproxy_command(socket: &std::path::Path, command: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| format!("connect {}: {e}", socket.display()))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(format!("{command}\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|e| e.to_string())?;
+    if answer.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{command}: {}", answer.trim()))
     }
 }
 
@@ -957,24 +1015,31 @@ fn render(sets: &[TrialSet], switchovers: &[Switchover], count: usize) -> Sectio
         md += &agent_md;
     }
     if !switchovers.is_empty() {
-        md += "\nPlanned switchover (`failover switchover web --to ...`) under the same load, 100 ms \
-               checks: new connections from the command until 300 ms after the target answered.\n\n\
-               | direction | new connections | failed | command → target answers ms |\n|---|---:|---:|---:|\n";
+        md += "\nPlanned switchover under the same load, 100 ms checks: ours with `failover \
+               switchover web --to ...`, HAProxy by setting the primary's state to `drain` and back \
+               to `ready` on its admin socket. New connections from the command until 300 ms after \
+               the target answered.\n\n\
+               | peer | direction | new connections | failed | command → target answers ms |\n|---|---|---:|---:|---:|\n";
         for s in switchovers {
             md += &format!(
-                "| {} | {} | {} | {:.1} |\n",
+                "| {} | {} | {} | {} | {:.1} |\n",
+                s.peer,
                 s.direction,
                 s.requests,
                 s.failed,
                 s.took.as_secs_f64() * 1000.0
             );
         }
-        let failed: usize = switchovers.iter().map(|s| s.failed).sum();
-        let requests: usize = switchovers.iter().map(|s| s.requests).sum();
+        let total = |peer: &str| {
+            let of_peer = switchovers.iter().filter(|s| s.peer == peer);
+            let failed: usize = of_peer.clone().map(|s| s.failed).sum();
+            let requests: usize = of_peer.map(|s| s.requests).sum();
+            format!("{failed} of {requests}")
+        };
         summary.push(Row {
-            measure: "Planned switchover and back: failed new connections".into(),
-            ours: format!("{failed} of {requests}"),
-            reference: "target 0".into(),
+            measure: "Planned switchover and back: failed new connections (target 0)".into(),
+            ours: total(OURS),
+            reference: format!("HAProxy drain/ready: {}", total(HAPROXY)),
             ratio: "–".into(),
         });
     }
@@ -984,7 +1049,7 @@ fn render(sets: &[TrialSet], switchovers: &[Switchover], count: usize) -> Sectio
         json: serde_json::json!({
             "sets": json,
             "switchovers": switchovers.iter().map(|s| serde_json::json!({
-                "direction": s.direction, "requests": s.requests, "failed": s.failed,
+                "peer": s.peer, "direction": s.direction, "requests": s.requests, "failed": s.failed,
                 "took_ms": s.took.as_secs_f64() * 1000.0,
             })).collect::<Vec<_>>(),
         }),
