@@ -277,10 +277,14 @@ fn long_flows(stop: &AtomicBool, shared: &Recordings) {
     }
 }
 
-/// Sends a datagram every [`PACE`], each from a new socket (a new flow, like
-/// DNS queries from random ports: one long-lived UDP flow would rightly stay
-/// on the standby after failback), and records every answer.
+/// Sends a datagram every [`PACE`], each from a new socket on the next source
+/// port of a range (a new flow, like DNS queries: one long-lived UDP flow
+/// would rightly stay on the standby after failback; and a port the kernel
+/// picked at random could repeat a recent flow, which the data path rightly
+/// keeps on the backend it had), and records every answer.
 fn udp_stream(stop: &AtomicBool, shared: &Recordings) {
+    const PORTS: std::ops::Range<u16> = 20_000..60_000;
+    let mut port = PORTS.start;
     let begun = Instant::now();
     let mut open: std::collections::VecDeque<(Instant, UdpSocket)> = Default::default();
     let mut next_send = Instant::now();
@@ -288,7 +292,12 @@ fn udp_stream(stop: &AtomicBool, shared: &Recordings) {
     while running(stop, begun) {
         if Instant::now() >= next_send {
             next_send += PACE;
-            if let Ok(socket) = UdpSocket::bind(("0.0.0.0", 0))
+            port = if port + 1 >= PORTS.end {
+                PORTS.start
+            } else {
+                port + 1
+            };
+            if let Ok(socket) = UdpSocket::bind(("0.0.0.0", port))
                 && socket.connect((VIP, UDP_PORT)).is_ok()
                 && socket.set_nonblocking(true).is_ok()
             {
