@@ -49,6 +49,10 @@ pub struct ServiceSpec {
 }
 
 impl ServiceSpec {
+    pub const fn new(vip: Ipv4Addr, port: u16, proto: Proto) -> Self {
+        Self { vip, port, proto }
+    }
+
     pub fn key(&self) -> ServiceKey {
         ServiceKey {
             addr: ipv4_addr(self.vip.octets()),

@@ -526,11 +526,7 @@ fn setup(lab: &mut TestRunLab) {
     dp.add_service(tcp(WEB), &[BackendSpec::new(BACKEND_1)])
         .unwrap();
     dp.add_service(
-        ServiceSpec {
-            vip: VIP,
-            port: DNS,
-            proto: Proto::Udp,
-        },
+        ServiceSpec::new(VIP, DNS, Proto::Udp),
         &[BackendSpec::new(BACKEND_2).port(5353)],
     )
     .unwrap();
@@ -643,11 +639,7 @@ fn cached_next_hop_follows_a_neighbour_change_within_the_refresh_bound() {
     let mut lab = TestRunLab::new();
     lab.dataplane
         .add_service(
-            ServiceSpec {
-                vip: VIP,
-                port: WEB,
-                proto: Proto::Tcp,
-            },
+            ServiceSpec::new(VIP, WEB, Proto::Tcp),
             &[BackendSpec::new(BACKEND_1)],
         )
         .unwrap();
@@ -699,11 +691,7 @@ fn dead_flow_policy_reset_answers_with_a_rst_from_the_vip() {
     let entry = lab
         .dataplane
         .add_service(
-            ServiceSpec {
-                vip: VIP,
-                port: WEB,
-                proto: Proto::Tcp,
-            },
+            ServiceSpec::new(VIP, WEB, Proto::Tcp),
             &[BackendSpec::new(BACKEND_1), BackendSpec::new(BACKEND_2)],
         )
         .unwrap();

@@ -135,21 +135,13 @@ impl Lab {
             .expect("attach the pass program");
         let tcp = dp
             .add_service(
-                ServiceSpec {
-                    vip: VIP,
-                    port: TCP_PORT,
-                    proto: Proto::Tcp,
-                },
+                ServiceSpec::new(VIP, TCP_PORT, Proto::Tcp),
                 &BACKENDS.map(|b| BackendSpec::new(b.addr).port(BACKEND_TCP_PORT)),
             )
             .expect("add the tcp service");
         let udp = dp
             .add_service(
-                ServiceSpec {
-                    vip: VIP,
-                    port: UDP_PORT,
-                    proto: Proto::Udp,
-                },
+                ServiceSpec::new(VIP, UDP_PORT, Proto::Udp),
                 &BACKENDS.map(|b| BackendSpec::new(b.addr).port(BACKEND_UDP_PORT)),
             )
             .expect("add the udp service");

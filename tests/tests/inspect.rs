@@ -34,11 +34,7 @@ fn explain_predicts_the_data_path_and_tables_follow_it() {
     let entry = lab
         .dataplane
         .add_service(
-            ServiceSpec {
-                vip: VIP,
-                port: 80,
-                proto: Proto::Tcp,
-            },
+            ServiceSpec::new(VIP, 80, Proto::Tcp),
             &backends.map(BackendSpec::new),
         )
         .unwrap();

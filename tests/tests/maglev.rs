@@ -35,11 +35,7 @@ fn new_flows_follow_the_table_and_a_failure_moves_only_its_slots() {
     let entry = lab
         .dataplane
         .add_service(
-            ServiceSpec {
-                vip: VIP,
-                port: 80,
-                proto: Proto::Tcp,
-            },
+            ServiceSpec::new(VIP, 80, Proto::Tcp),
             &[
                 BackendSpec::new(BACKEND_1),
                 BackendSpec::new(BACKEND_2),
@@ -119,11 +115,7 @@ fn n_plus_one_spare_takes_exactly_the_failed_members_slots() {
     let entry = lab
         .dataplane
         .add_service(
-            ServiceSpec {
-                vip: VIP,
-                port: 80,
-                proto: Proto::Tcp,
-            },
+            ServiceSpec::new(VIP, 80, Proto::Tcp),
             &[
                 BackendSpec::new(BACKEND_1),
                 BackendSpec::new(BACKEND_2),

@@ -232,11 +232,7 @@ fn random_and_mutated_frames_keep_the_invariants() {
     let mut lab = TestRunLab::new();
     lab.dataplane
         .add_service(
-            ServiceSpec {
-                vip: VIP,
-                port: TCP_PORT,
-                proto: Proto::Tcp,
-            },
+            ServiceSpec::new(VIP, TCP_PORT, Proto::Tcp),
             &[
                 BackendSpec::new(BACKEND_1),
                 BackendSpec::new(BACKEND_2).port(8080),
@@ -245,11 +241,7 @@ fn random_and_mutated_frames_keep_the_invariants() {
         .unwrap();
     lab.dataplane
         .add_service(
-            ServiceSpec {
-                vip: VIP,
-                port: UDP_PORT,
-                proto: Proto::Udp,
-            },
+            ServiceSpec::new(VIP, UDP_PORT, Proto::Udp),
             &[BackendSpec::new(BACKEND_2).port(5353)],
         )
         .unwrap();

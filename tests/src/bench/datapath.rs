@@ -225,11 +225,7 @@ fn add_services(lab: &mut TestRunLab) {
     dp.add_service(tcp(80), &[BackendSpec::new(BACKEND_1)])
         .expect("tcp service");
     dp.add_service(
-        ServiceSpec {
-            vip: VIP,
-            port: 53,
-            proto: Proto::Udp,
-        },
+        ServiceSpec::new(VIP, 53, Proto::Udp),
         &[BackendSpec::new(BACKEND_2).port(5353)],
     )
     .expect("udp service");

@@ -304,11 +304,7 @@ fn start_ours(lb: &NetNs, mode: AttachMode) -> (Dataplane, PinDir) {
     }
     dataplane
         .add_service(
-            ServiceSpec {
-                vip: VIP,
-                port: VIP_PORT,
-                proto: Proto::Udp,
-            },
+            ServiceSpec::new(VIP, VIP_PORT, Proto::Udp),
             &[BackendSpec::new(BACKEND).port(BACKEND_PORT)],
         )
         .expect("add the udp service");

@@ -246,11 +246,7 @@ fn attach_ours(lab: &Topology, backend: Ipv4Addr) -> (Dataplane, PinDir) {
             .expect("attach the data path");
     }
     ours.add_service(
-        ServiceSpec {
-            vip: VIP,
-            port: PORT,
-            proto: Proto::Tcp,
-        },
+        ServiceSpec::new(VIP, PORT, Proto::Tcp),
         &[BackendSpec::new(backend).port(BACKEND_PORT)],
     )
     .expect("add the service");
