@@ -31,7 +31,11 @@ use failover::lab::{
     topology::{self, BackendLink, Topology},
 };
 
-use super::{Row, Section, Spread, acceptor::PortRangeAcceptor};
+use super::{
+    Row, Section, Spread,
+    acceptor::PortRangeAcceptor,
+    cpu::{machine_busy_seconds, process_cpu_seconds, rss_kib},
+};
 use crate::pins::PinDir;
 
 const SERVICES: usize = 1_000;
@@ -362,60 +366,4 @@ fn probe_tasks(log: &str) -> usize {
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
-/// (utime, stime) of `pid`, seconds.
-fn process_cpu_seconds(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start at ")".
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / clock_ticks()
-    };
-    (field(11), field(12))
-}
-
-/// Busy time of all CPUs (everything but idle and iowait), seconds.
-fn machine_busy_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
-        return 0.0;
-    };
-    let values: Vec<f64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal ...
-    let busy: f64 = values
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| ![3, 4].contains(i) && *i < 8)
-        .map(|(_, v)| v)
-        .sum();
-    busy / clock_ticks()
-}
-
-fn clock_ticks() -> f64 {
-    // SAFETY: trivial libc call.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }

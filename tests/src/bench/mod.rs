@@ -9,6 +9,7 @@
 
 pub mod acceptor;
 pub mod control_plane;
+pub mod cpu;
 pub mod datapath;
 pub mod failover_trials;
 pub mod killable;

@@ -73,7 +73,7 @@ use aya::{
 use failover::{AttachMode, BackendSpec, Dataplane, Proto, ServiceSpec};
 use failover_common::{Counter, stats::reason};
 
-use super::{Row, Section, Spread, peers};
+use super::{Row, Section, Spread, cpu::machine_busy_seconds, peers};
 use crate::{
     netns::{self, NetNs},
     packet::{self, Frame, L4},
@@ -369,22 +369,6 @@ fn build_lab(forwarder: Forwarder) -> Lab {
     }
 }
 
-/// Busy CPU time of the whole machine so far, in seconds (/proc/stat).
-fn busy_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").expect("read /proc/stat");
-    let total = stat.lines().next().expect("/proc/stat cpu line");
-    let fields: Vec<u64> = total
-        .split_whitespace()
-        .skip(1)
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // user nice system idle iowait irq softirq
-    let busy: u64 = [0, 1, 2, 5, 6].iter().map(|&i| fields[i]).sum();
-    // SAFETY: trivial libc call.
-    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
-    busy as f64 / ticks_per_second as f64
-}
-
 /// Sink counters and machine CPU time at one instant.
 #[derive(Clone, Copy)]
 struct Sample {
@@ -438,7 +422,7 @@ impl Lab {
             at: Instant::now(),
             received,
             expected,
-            cpu_seconds: busy_cpu_seconds(),
+            cpu_seconds: machine_busy_seconds(),
         }
     }
 
@@ -662,9 +646,9 @@ const CASES: [Forwarder; 4] = [
 
 /// Busy cores of the whole machine over `duration`, before any traffic.
 fn background_cores(duration: Duration) -> f64 {
-    let before = busy_cpu_seconds();
+    let before = machine_busy_seconds();
     std::thread::sleep(duration);
-    (busy_cpu_seconds() - before) / duration.as_secs_f64()
+    (machine_busy_seconds() - before) / duration.as_secs_f64()
 }
 
 /// Measures every case, rounds interleaved.
