@@ -128,9 +128,7 @@ struct Sample {
 /// The client's load, recorded with timestamps by background threads.
 struct Traffic {
     stop: Arc<AtomicBool>,
-    tcp: Arc<Mutex<Vec<Sample>>>,
-    udp: Arc<Mutex<Vec<Sample>>>,
-    long: Arc<Mutex<Vec<Sample>>>,
+    recorded: Arc<Recordings>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -138,9 +136,7 @@ impl Traffic {
     fn start(client: &NetNs, udp: bool) -> Self {
         let mut traffic = Self {
             stop: Arc::new(AtomicBool::new(false)),
-            tcp: Arc::default(),
-            udp: Arc::default(),
-            long: Arc::default(),
+            recorded: Arc::default(),
             threads: Vec::new(),
         };
         traffic.spawn(client, "new-flows", new_flows);
@@ -151,13 +147,9 @@ impl Traffic {
         traffic
     }
 
-    fn spawn(&mut self, client: &NetNs, name: &str, body: fn(&AtomicBool, &Recordings)) {
+    fn spawn(&mut self, client: &NetNs, name: &str, body: fn(&AtomicBool, &Arc<Recordings>)) {
         let ns = client.open().expect("open the client netns");
-        let shared = Recordings {
-            tcp: self.tcp.clone(),
-            udp: self.udp.clone(),
-            long: self.long.clone(),
-        };
+        let shared = self.recorded.clone();
         let stop = self.stop.clone();
         self.threads.push(
             std::thread::Builder::new()
@@ -171,13 +163,13 @@ impl Traffic {
     }
 
     fn tcp(&self) -> Vec<Sample> {
-        self.tcp.lock().unwrap().clone()
+        self.recorded.tcp.lock().unwrap().clone()
     }
     fn udp(&self) -> Vec<Sample> {
-        self.udp.lock().unwrap().clone()
+        self.recorded.udp.lock().unwrap().clone()
     }
     fn long(&self) -> Vec<Sample> {
-        self.long.lock().unwrap().clone()
+        self.recorded.long.lock().unwrap().clone()
     }
 }
 
@@ -191,10 +183,11 @@ impl Drop for Traffic {
 }
 
 /// What the traffic threads record, shared with the trial loop.
+#[derive(Default)]
 struct Recordings {
-    tcp: Arc<Mutex<Vec<Sample>>>,
-    udp: Arc<Mutex<Vec<Sample>>>,
-    long: Arc<Mutex<Vec<Sample>>>,
+    tcp: Mutex<Vec<Sample>>,
+    udp: Mutex<Vec<Sample>>,
+    long: Mutex<Vec<Sample>>,
 }
 
 fn running(stop: &AtomicBool, started: Instant) -> bool {
@@ -205,14 +198,14 @@ fn running(stop: &AtomicBool, started: Instant) -> bool {
 /// ones (an open loop: a slow failure does not hold back the next request),
 /// each on its own thread, at most `REQUEST_TIMEOUT / PACE` (plus slack) at
 /// a time.
-fn new_flows(stop: &AtomicBool, shared: &Recordings) {
+fn new_flows(stop: &AtomicBool, shared: &Arc<Recordings>) {
     let begun = Instant::now();
     let mut in_flight: Vec<JoinHandle<()>> = Vec::new();
     let mut next = Instant::now();
     while running(stop, begun) {
         in_flight.retain(|t| !t.is_finished());
         if in_flight.len() < 64 {
-            let tcp = shared.tcp.clone();
+            let shared = shared.clone();
             // Threads inherit this thread's network namespace.
             if let Ok(thread) =
                 std::thread::Builder::new()
@@ -221,7 +214,7 @@ fn new_flows(stop: &AtomicBool, shared: &Recordings) {
                         let started = Instant::now();
                         let answer = request(REQUEST_TIMEOUT);
                         let finished = Instant::now();
-                        tcp.lock().unwrap().push(Sample {
+                        shared.tcp.lock().unwrap().push(Sample {
                             started,
                             finished,
                             answer,
@@ -251,7 +244,7 @@ fn connect_stable() -> std::io::Result<TcpStream> {
 
 /// Asks on each long connection every 10 ms; a broken one is recorded and
 /// replaced.
-fn long_flows(stop: &AtomicBool, shared: &Recordings) {
+fn long_flows(stop: &AtomicBool, shared: &Arc<Recordings>) {
     let begun = Instant::now();
     let mut streams: Vec<Option<TcpStream>> = (0..LONG_CONNECTIONS).map(|_| None).collect();
     while running(stop, begun) {
@@ -282,7 +275,7 @@ fn long_flows(stop: &AtomicBool, shared: &Recordings) {
 /// would rightly stay on the standby after failback; and a port the kernel
 /// picked at random could repeat a recent flow, which the data path rightly
 /// keeps on the backend it had), and records every answer.
-fn udp_stream(stop: &AtomicBool, shared: &Recordings) {
+fn udp_stream(stop: &AtomicBool, shared: &Arc<Recordings>) {
     const PORTS: std::ops::Range<u16> = 20_000..60_000;
     let mut port = PORTS.start;
     let begun = Instant::now();
