@@ -117,7 +117,8 @@ impl Service {
 /// Backend ids per `FO_MAGLEV` value.
 pub const MAGLEV_CHUNK_SLOTS: usize = 256;
 /// Most `FO_MAGLEV` values (allocated on use, not up front): 1 KiB each.
-pub const MAGLEV_CHUNKS: u32 = 65_536;
+/// Enough for two generations of the default table in every service slot.
+pub const MAGLEV_CHUNKS: u32 = 262_144;
 /// Largest table a service may have.
 pub const MAX_TABLE_SIZE: u32 = 1_000_003;
 
@@ -169,12 +170,16 @@ pub struct Backend {
     pub tier: u8,
     /// One of [`backend_state`].
     pub state: u32,
-    /// Service this backend belongs to; a flow whose service differs (the slot
-    /// was reused) is re-picked.
+    /// Service this backend belongs to (index of its statistics).
     pub service_id: u32,
     pub weight: u32,
+    /// Bumped by the agent every time the slot gets a new owner, and kept
+    /// when the slot is emptied: a flow recorded with another generation
+    /// belongs to an earlier owner of the id and is never sent here.
+    pub generation: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<Backend>() == 32);
+const _: () = assert!(size_of::<Backend>() == 40);
 
 /// Key of `FO_CONNTRACK`: a flow as it appears on the wire in one direction.
 #[repr(C)]
@@ -237,10 +242,14 @@ pub struct Flow {
     /// the same moments, so it is never older than that.
     pub last_seen_ns: u64,
     pub nh_ingress_ifindex: u32,
+    /// [`Backend::generation`] of `backend_id` when the flow was recorded:
+    /// the entry is stale once the slot has another owner.
+    pub backend_generation: u32,
     pub nh_src_mac: [u8; 6],
     pub nh_dst_mac: [u8; 6],
+    pub _pad2: u32,
 }
-const _: () = assert!(size_of::<Flow>() == 56);
+const _: () = assert!(size_of::<Flow>() == 64);
 
 /// How stale `Flow::last_seen_ns` may get before a packet refreshes it.
 pub const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;

@@ -11,7 +11,7 @@
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use failover_common::{
     Backend, Flow, FlowKey, LAST_SEEN_GRANULARITY_NS, MAGLEV_CHUNK_SLOTS, MAX_SELECTION, MaglevKey,
-    Service, flow_direction,
+    Service, backend_state, flow_direction,
     hash::{FLOW_HASH_SEED, flow_hash},
     stats::reason,
     usable_for_established, usable_for_new,
@@ -34,14 +34,23 @@ fn backend(id: u32) -> Option<Backend> {
     BACKENDS.get(id).copied()
 }
 
+/// The backend an entry was recorded with, if its slot still has that owner
+/// (same generation): an id freed by a reload and given to another backend
+/// or service never inherits the old owner's flows.
+#[inline(always)]
+pub fn recorded_backend(entry: *mut Flow) -> Option<(u32, Backend)> {
+    // SAFETY: a live LRU value.
+    let (backend_id, generation) = unsafe { ((*entry).backend_id, (*entry).backend_generation) };
+    let backend = backend(backend_id)?;
+    (backend.generation == generation && backend.state != backend_state::EMPTY)
+        .then_some((backend_id, backend))
+}
+
 /// The backend of a tracked forward flow, if it may keep the flow.
 #[inline(always)]
 pub fn established(entry: *mut Flow) -> Option<(u32, Backend)> {
-    // SAFETY: a live LRU value.
-    let (backend_id, service_id) = unsafe { ((*entry).backend_id, (*entry).service_id) };
-    let backend = backend(backend_id)?;
-    (backend.service_id == service_id && usable_for_established(backend.state))
-        .then_some((backend_id, backend))
+    let (backend_id, backend) = recorded_backend(entry)?;
+    usable_for_established(backend.state).then_some((backend_id, backend))
 }
 
 /// The entry's cached next hop, if it is fresh and for this ingress
@@ -151,6 +160,7 @@ pub struct NewFlow<'a> {
     pub reply: &'a FlowKey,
     pub service_id: u32,
     pub backend_id: u32,
+    pub backend_generation: u32,
     pub vip: u32,
     pub vip_port: u16,
     pub hop: &'a NextHop,
@@ -172,8 +182,10 @@ pub fn record(flow: &NewFlow, bytes: u64) {
         nh_ifindex: 0,
         last_seen_ns: now(),
         nh_ingress_ifindex: 0,
+        backend_generation: flow.backend_generation,
         nh_src_mac: [0; 6],
         nh_dst_mac: [0; 6],
+        _pad2: 0,
     };
     let reply_entry = Flow {
         nat_addr: [flow.vip, 0, 0, 0],

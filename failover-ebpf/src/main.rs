@@ -94,9 +94,13 @@ fn process(ctx: &XdpContext, bytes: u64) -> Outcome {
     if let Some(entry) = CONNTRACK.get_ptr_mut(key) {
         // SAFETY: a live LRU value.
         if unsafe { (*entry).direction } == flow_direction::REPLY {
-            return to_client(ctx, &parsed, &key, entry, bytes);
-        }
-        if let Some((backend_id, backend)) = conntrack::established(entry) {
+            if conntrack::recorded_backend(entry).is_some() {
+                return to_client(ctx, &parsed, &key, entry, bytes);
+            }
+            // The backend's slot has another owner now: not a reply of any
+            // live flow.
+            let _ = CONNTRACK.remove(key);
+        } else if let Some((backend_id, backend)) = conntrack::established(entry) {
             return to_backend(
                 ctx,
                 &parsed,
@@ -108,8 +112,9 @@ fn process(ctx: &XdpContext, bytes: u64) -> Outcome {
                 },
                 bytes,
             );
+        } else {
+            repick = true;
         }
-        repick = true;
     }
     let service_key = ServiceKey {
         addr: [dst, 0, 0, 0],
@@ -144,6 +149,10 @@ fn process(ctx: &XdpContext, bytes: u64) -> Outcome {
             },
             bytes,
         );
+    }
+    if repick {
+        // A flow of a removed service: forget it.
+        let _ = CONNTRACK.remove(key);
     }
     pass(reason::PASS_NO_SERVICE)
 }
@@ -255,6 +264,7 @@ fn to_backend(
                 reply: &reply,
                 service_id,
                 backend_id,
+                backend_generation: backend.generation,
                 vip: key.dst[0],
                 vip_port: l4.dst_port,
                 hop: &hop,

@@ -427,7 +427,58 @@ pub const DEFAULT_FALL: u32 = 3;
 pub const DEFAULT_FAILBACK_DELAY: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
+impl ServicePlan {
+    /// What the data path carries for this service.
+    pub fn wanted(&self) -> crate::dataplane::WantedService {
+        let flags = if self.dead_flows == crate::policy::DeadFlows::Reset {
+            failover_common::SERVICE_F_RESET_DEAD_FLOWS
+        } else {
+            0
+        };
+        crate::dataplane::WantedService {
+            spec: self.spec,
+            backends: self.backends.iter().map(|b| b.spec).collect(),
+            settings: crate::dataplane::ServiceSettings {
+                table_size: self.table_size,
+                mode: self.mode,
+                flags,
+            },
+        }
+    }
+
+    pub fn needs(&self) -> crate::dataplane::ServiceNeeds {
+        crate::dataplane::ServiceNeeds {
+            name: self.name.clone(),
+            backends: self.backends.len(),
+            table_size: self.table_size,
+        }
+    }
+}
+
 impl AgentConfig {
+    /// Whether the configuration fits the data path's maps; `previous`
+    /// (on a reload) counts the larger table of a service whose size
+    /// changes, since both are live while it flips.
+    pub fn capacity(
+        &self,
+        previous: Option<&AgentConfig>,
+    ) -> Result<crate::dataplane::Capacity, crate::dataplane::CapacityError> {
+        let needs: Vec<_> = self
+            .services
+            .iter()
+            .map(|plan| {
+                let mut needs = plan.needs();
+                if let Some(old) = previous
+                    .and_then(|p| p.services.iter().find(|o| o.spec.key() == plan.spec.key()))
+                {
+                    needs.table_size = needs.table_size.max(old.table_size);
+                }
+                needs
+            })
+            .collect();
+        crate::dataplane::Capacity::check(&needs)
+    }
+
     /// Backends (address, port, protocol) that more than one service sends
     /// to, with those services. Valid, but the data path tells a reply's
     /// flow by backend and client address and port: when one client uses

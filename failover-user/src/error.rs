@@ -40,6 +40,30 @@ pub enum DataplaneError {
     },
     #[error(transparent)]
     Spec(#[from] SpecError),
+    #[error(
+        "pinned map {path} has another layout ({found}) than this build needs ({wanted}): \
+         it was pinned by another version of failover. Its flows and state cannot be adopted: \
+         run `failover detach --pin-dir {pin_dir}` (forwarding stops until the agent starts) \
+         or give this agent another pin_dir"
+    )]
+    IncompatiblePin {
+        path: PathBuf,
+        found: String,
+        wanted: String,
+        pin_dir: PathBuf,
+    },
+    #[error("{what}")]
+    System {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("interface {interface}")]
+    Interface {
+        interface: String,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// A service or backend description the data path cannot take. Nothing is

@@ -165,9 +165,17 @@ impl Backends {
         self.0.set(id, value, 0).map_err(map_err(names::BACKENDS))
     }
 
-    /// Marks a slot unused.
+    /// Marks a slot unused, keeping its generation (the next owner gets a
+    /// higher one).
     pub fn clear(&mut self, id: u32) -> Result<(), DataplaneError> {
-        self.set(id, &Backend::default())
+        let generation = self.get(id)?.generation;
+        self.set(
+            id,
+            &Backend {
+                generation,
+                ..Backend::default()
+            },
+        )
     }
 
     pub fn get(&self, id: u32) -> Result<Backend, DataplaneError> {
@@ -283,6 +291,31 @@ impl Counters {
             to_backend: sum(&to),
             from_backend: sum(&from),
         })
+    }
+
+    fn zero(
+        map: &mut PerCpuArray<MapData, TrafficStats>,
+        name: &'static str,
+        id: u32,
+    ) -> Result<(), DataplaneError> {
+        let system = |source| DataplaneError::System {
+            what: "counting possible CPUs",
+            source,
+        };
+        let cpus = aya::util::nr_cpus().map_err(|(_, source)| system(source))?;
+        let zeros = aya::maps::PerCpuValues::try_from(vec![TrafficStats::default(); cpus])
+            .map_err(system)?;
+        map.set(id, zeros, 0).map_err(map_err(name))
+    }
+
+    /// Zeroes a backend id's traffic (for its next owner).
+    pub fn reset_backend(&mut self, id: u32) -> Result<(), DataplaneError> {
+        Self::zero(&mut self.backends, names::BACKEND_STATS, id)
+    }
+
+    /// Zeroes a service id's traffic (for its next owner).
+    pub fn reset_service(&mut self, id: u32) -> Result<(), DataplaneError> {
+        Self::zero(&mut self.services, names::SERVICE_STATS, id)
     }
 
     pub fn backend(&self, id: u32) -> Result<TrafficStats, DataplaneError> {

@@ -149,6 +149,8 @@ impl BackendSpec {
         self
     }
 
+    /// The `FO_BACKENDS` value; the slot's generation is the data path's to
+    /// set ([`crate::Dataplane`]).
     pub fn to_map_value(&self, service_id: u32) -> Backend {
         Backend {
             addr: ipv4_addr(self.addr.octets()),
@@ -158,6 +160,8 @@ impl BackendSpec {
             state: self.state.raw(),
             service_id,
             weight: self.weight,
+            generation: 0,
+            _pad: 0,
         }
     }
 }

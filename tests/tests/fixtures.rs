@@ -696,7 +696,13 @@ fn dead_flow_policy_reset_answers_with_a_rst_from_the_vip() {
         )
         .unwrap();
     lab.dataplane
-        .set_flags(entry.id, failover_common::SERVICE_F_RESET_DEAD_FLOWS)
+        .set_settings(
+            entry.id,
+            failover::dataplane::ServiceSettings {
+                flags: failover_common::SERVICE_F_RESET_DEAD_FLOWS,
+                ..Default::default()
+            },
+        )
         .unwrap();
 
     for (port, flags) in [(43000u16, TCP_ACK | TCP_PSH), (43001, TCP_SYN)] {

@@ -133,7 +133,13 @@ fn n_plus_one_spare_takes_exactly_the_failed_members_slots() {
             .0
     };
     lab.dataplane
-        .set_mode(service, failover::table::Mode::NPlusOne)
+        .set_settings(
+            service,
+            failover::dataplane::ServiceSettings {
+                mode: failover::table::Mode::NPlusOne,
+                ..Default::default()
+            },
+        )
         .unwrap();
     let table = |lab: &TestRunLab| table_of(lab, service);
     let (first, second, spare) = (id_of(BACKEND_1), id_of(BACKEND_2), id_of(BACKEND_3));

@@ -25,6 +25,7 @@ use crate::{
     Dataplane,
     config::AgentConfig,
     control,
+    dataplane::Attached,
     error::DataplaneError,
     events::{Event, EventBus, EventKind},
     telemetry::{Telemetry, Totals},
@@ -113,8 +114,14 @@ pub async fn run(
     agent.services = agent.apply_services(&config, &[])?;
     for (interface, mode) in &config.interfaces {
         match agent.dataplane.attach_pinned(interface, *mode)? {
-            Some(mode) => info!(interface, ?mode, "XDP attached (pinned link)"),
-            None => info!(interface, "XDP link adopted"),
+            Attached::New(mode) => info!(interface, ?mode, "XDP attached (pinned link)"),
+            Attached::Adopted => info!(interface, "XDP link adopted"),
+            Attached::Reattached { mode, was_ifindex } => warn!(
+                interface,
+                ?mode,
+                was_ifindex,
+                "XDP attached again: the interface was recreated since the link was pinned"
+            ),
         }
     }
     agent.restart_probes().await;

@@ -218,22 +218,8 @@ impl super::Agent {
         config: &AgentConfig,
         previous: &[ServiceRuntime],
     ) -> Result<Vec<ServiceRuntime>, DataplaneError> {
-        let wanted: Vec<_> = config
-            .services
-            .iter()
-            .map(|s| (s.spec, s.backends.iter().map(|b| b.spec).collect()))
-            .collect();
+        let wanted: Vec<_> = config.services.iter().map(ServicePlan::wanted).collect();
         let ids = self.dataplane.reconcile(&wanted)?;
-        for (plan, (id, _)) in config.services.iter().zip(&ids) {
-            self.dataplane.set_table_size(*id, plan.table_size)?;
-            self.dataplane.set_mode(*id, plan.mode)?;
-            let flags = if plan.dead_flows == crate::policy::DeadFlows::Reset {
-                failover_common::SERVICE_F_RESET_DEAD_FLOWS
-            } else {
-                0
-            };
-            self.dataplane.set_flags(*id, flags)?;
-        }
         let mut runtimes = Vec::new();
         for (plan, (id, backend_ids)) in config.services.iter().zip(&ids) {
             match previous.iter().position(|old| &old.plan == plan) {

@@ -232,7 +232,11 @@ fn add_services(lab: &mut TestRunLab) {
     let selection = dp
         .add_service(tcp(SELECTION_PORT), &[BackendSpec::new(BACKEND_1)])
         .expect("selection service");
-    dp.set_table_size(selection.id, 0).expect("no table");
+    let no_table = failover::dataplane::ServiceSettings {
+        table_size: 0,
+        ..Default::default()
+    };
+    dp.set_settings(selection.id, no_table).expect("no table");
     dp.add_service(
         tcp(MAGLEV_PORT),
         &[BACKEND_1, BACKEND_2, BACKEND_3].map(BackendSpec::new),

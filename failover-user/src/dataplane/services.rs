@@ -1,0 +1,610 @@
+//! Services and backends in the maps: ids, generations, ordered writes.
+//!
+//! Every backend slot carries a generation that changes whenever the slot
+//! gets a new owner (and is kept when it is emptied), and every flow records
+//! the generation it was created with: an id freed by a reload and reused by
+//! another service or backend never inherits the old owner's flows.
+//!
+//! Map writes are ordered so the data path never sees a selection naming a
+//! backend that is not yet usable. A change that fails half-way is undone
+//! with [`Dataplane::restore`] from a [`Snapshot`] taken before it.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use failover_common::{
+    FAMILY_IPV4, MAX_BACKENDS, MAX_SELECTION, MAX_SERVICES, Service, ServiceKey,
+};
+use tracing::info;
+
+use super::Dataplane;
+use crate::{
+    error::{DataplaneError, SpecError},
+    maglev,
+    model::{BackendSpec, BackendState, ServiceSpec},
+    table,
+};
+
+/// What the data path carries for a service besides its backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceSettings {
+    /// Maglev table slots (a prime); 0: new flows hash over the selection.
+    pub table_size: u32,
+    pub mode: table::Mode,
+    /// `SERVICE_F_*` bits.
+    pub flags: u32,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        Self {
+            table_size: maglev::DEFAULT_TABLE_SIZE,
+            mode: table::Mode::Tiers,
+            flags: 0,
+        }
+    }
+}
+
+/// A service as a configuration wants it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WantedService {
+    pub spec: ServiceSpec,
+    /// In configuration order; states are used for new backends only.
+    pub backends: Vec<BackendSpec>,
+    pub settings: ServiceSettings,
+}
+
+/// A service the agent manages, with its backends by id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceEntry {
+    pub id: u32,
+    pub spec: ServiceSpec,
+    pub backends: BTreeMap<u32, BackendSpec>,
+    pub settings: ServiceSettings,
+    /// Generation of the table in use.
+    pub table_generation: u32,
+}
+
+/// Who holds a backend slot, and since which generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Slot {
+    pub service: u32,
+    pub generation: u32,
+}
+
+/// The agent's record of the maps at one moment, to undo a change with.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    services: BTreeMap<u32, ServiceEntry>,
+    slots: BTreeMap<u32, Slot>,
+}
+
+impl Dataplane {
+    pub fn service(&self, id: u32) -> Option<&ServiceEntry> {
+        self.services.get(&id)
+    }
+
+    /// The generation of a backend slot in use.
+    pub fn backend_generation(&self, id: u32) -> Option<u32> {
+        self.slots.get(&id).map(|slot| slot.generation)
+    }
+
+    /// Rebuilds the agent's record from maps pinned by an earlier agent, so a
+    /// restart keeps every id (and so every tracked flow's backend).
+    pub fn adopt(&mut self) -> Result<usize, DataplaneError> {
+        let backends = self.backends_map.in_use()?;
+        let mut adopted = 0;
+        for (key, value) in self.services_map.all()? {
+            let Some(spec) = service_spec_of(&key) else {
+                continue;
+            };
+            let members: BTreeMap<u32, BackendSpec> = backends
+                .iter()
+                .filter(|(_, b)| b.service_id == value.id)
+                .filter_map(|(id, b)| backend_spec_of(b).map(|spec| (*id, spec)))
+                .collect();
+            for (id, backend) in &backends {
+                if backend.service_id == value.id {
+                    self.slots.insert(
+                        *id,
+                        Slot {
+                            service: value.id,
+                            generation: backend.generation,
+                        },
+                    );
+                }
+            }
+            self.services.insert(
+                value.id,
+                ServiceEntry {
+                    id: value.id,
+                    spec,
+                    backends: members,
+                    settings: ServiceSettings {
+                        table_size: value.table_size,
+                        mode: table::Mode::Tiers,
+                        flags: value.flags,
+                    },
+                    table_generation: value.table_generation,
+                },
+            );
+            adopted += 1;
+        }
+        Ok(adopted)
+    }
+
+    /// The agent's record now, to [`Self::restore`] after a failed change.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            services: self.services.clone(),
+            slots: self.slots.clone(),
+        }
+    }
+
+    /// Makes the maps carry exactly `wanted`: existing services and backends
+    /// keep their ids, generations and current state; new ones are added
+    /// with the state given; services no longer wanted are removed first
+    /// (freeing their ids). Returns, per wanted service, its id and backend
+    /// ids in order. On an error the maps may be half-changed: restore a
+    /// snapshot taken before.
+    pub fn reconcile(
+        &mut self,
+        wanted: &[WantedService],
+    ) -> Result<Vec<(u32, Vec<u32>)>, DataplaneError> {
+        let wanted_keys: HashSet<ServiceKey> = wanted.iter().map(|w| w.spec.key()).collect();
+        let stale: Vec<u32> = self
+            .services
+            .values()
+            .filter(|entry| !wanted_keys.contains(&entry.spec.key()))
+            .map(|entry| entry.id)
+            .collect();
+        for id in stale {
+            self.remove_service(id)?;
+        }
+        let mut result = Vec::new();
+        for want in wanted {
+            let existing = self
+                .services
+                .values()
+                .find(|e| e.spec.key() == want.spec.key())
+                .map(|e| e.id);
+            match existing {
+                None => {
+                    let entry = self.add_service_with(want.spec, &want.backends, want.settings)?;
+                    result.push((entry.id, entry.backends.keys().copied().collect()));
+                }
+                Some(id) => result.push((id, self.update_service(id, want)?)),
+            }
+        }
+        Ok(result)
+    }
+
+    /// Brings an existing service to `want`: backends matched by address
+    /// and port keep id, generation and state; others get new slots.
+    fn update_service(
+        &mut self,
+        id: u32,
+        want: &WantedService,
+    ) -> Result<Vec<u32>, DataplaneError> {
+        let mut entry = self.services[&id].clone();
+        let mut ids = Vec::with_capacity(want.backends.len());
+        let mut next = BTreeMap::new();
+        let mut claimed = Vec::new();
+        for backend in &want.backends {
+            let kept = entry
+                .backends
+                .iter()
+                .find(|(bid, b)| {
+                    b.addr == backend.addr && b.port == backend.port && !next.contains_key(*bid)
+                })
+                .map(|(bid, b)| (*bid, b.state));
+            let bid = match kept {
+                Some((bid, state)) => {
+                    next.insert(bid, BackendSpec { state, ..*backend });
+                    bid
+                }
+                None => {
+                    let bid = (0..MAX_BACKENDS)
+                        .find(|bid| !self.slots.contains_key(bid) && !next.contains_key(bid))
+                        .ok_or(SpecError::NoBackendSlot {
+                            needed: 1,
+                            free: 0,
+                            max: MAX_BACKENDS,
+                        })?;
+                    next.insert(bid, *backend);
+                    claimed.push(bid);
+                    bid
+                }
+            };
+            ids.push(bid);
+        }
+        for bid in &claimed {
+            self.claim_slot(*bid, id)?;
+        }
+        let removed: Vec<u32> = entry
+            .backends
+            .keys()
+            .filter(|bid| !next.contains_key(bid))
+            .copied()
+            .collect();
+        let old_size = entry.settings.table_size;
+        entry.backends = next;
+        entry.settings = want.settings;
+        self.write_backends(&entry)?;
+        self.publish(&mut entry)?;
+        if entry.settings.table_size < old_size {
+            // Chunks past the new size are never read again: free them.
+            self.tables
+                .remove_beyond(id, entry.settings.table_size, old_size);
+        }
+        for bid in &removed {
+            self.release_slot(*bid)?;
+        }
+        self.services.insert(id, entry);
+        Ok(ids)
+    }
+
+    /// Adds a service with its backends and the default settings.
+    pub fn add_service(
+        &mut self,
+        spec: ServiceSpec,
+        backends: &[BackendSpec],
+    ) -> Result<ServiceEntry, DataplaneError> {
+        self.add_service_with(spec, backends, ServiceSettings::default())
+    }
+
+    /// Adds a service with its backends, published once with `settings`.
+    /// Validates everything first; on a map error, undoes what it wrote.
+    pub fn add_service_with(
+        &mut self,
+        spec: ServiceSpec,
+        backends: &[BackendSpec],
+        settings: ServiceSettings,
+    ) -> Result<ServiceEntry, DataplaneError> {
+        let name = spec.to_string();
+        if self
+            .services
+            .values()
+            .any(|entry| entry.spec.key() == spec.key())
+        {
+            return Err(SpecError::DuplicateService { service: name }.into());
+        }
+        if backends.is_empty() {
+            return Err(SpecError::NoBackends { service: name }.into());
+        }
+        if backends.len() > MAX_SELECTION {
+            return Err(SpecError::TooManyBackends {
+                service: name,
+                count: backends.len(),
+                max: MAX_SELECTION,
+            }
+            .into());
+        }
+        let mut seen = BTreeSet::new();
+        for backend in backends {
+            if !seen.insert((backend.addr, backend.port)) {
+                return Err(SpecError::DuplicateBackend {
+                    service: name,
+                    backend: backend.to_string(),
+                }
+                .into());
+            }
+        }
+        let service_id = (0..MAX_SERVICES)
+            .find(|id| !self.services.contains_key(id))
+            .ok_or(SpecError::NoServiceSlot {
+                service: name.clone(),
+                max: MAX_SERVICES,
+            })?;
+        let free_ids: Vec<u32> = (0..MAX_BACKENDS)
+            .filter(|id| !self.slots.contains_key(id))
+            .take(backends.len())
+            .collect();
+        if free_ids.len() < backends.len() {
+            return Err(SpecError::NoBackendSlot {
+                needed: backends.len(),
+                free: free_ids.len(),
+                max: MAX_BACKENDS,
+            }
+            .into());
+        }
+
+        let mut entry = ServiceEntry {
+            id: service_id,
+            spec,
+            backends: free_ids
+                .iter()
+                .copied()
+                .zip(backends.iter().copied())
+                .collect(),
+            settings,
+            table_generation: 0,
+        };
+        let written = self.write_new_service(&mut entry);
+        if let Err(err) = written {
+            for id in entry.backends.keys() {
+                if self.slots.get(id).is_some_and(|s| s.service == service_id) {
+                    let _ = self.release_slot(*id);
+                }
+            }
+            let _ = self.tables.remove(service_id, settings.table_size);
+            return Err(err);
+        }
+        info!(service = %name, id = service_id, backends = backends.len(), "service added");
+        self.services.insert(service_id, entry.clone());
+        Ok(entry)
+    }
+
+    /// Counters from zero, slots claimed, backends, then the service value
+    /// (so the selection only ever names written backends).
+    fn write_new_service(&mut self, entry: &mut ServiceEntry) -> Result<(), DataplaneError> {
+        self.counters.reset_service(entry.id)?;
+        for id in entry.backends.keys().copied().collect::<Vec<_>>() {
+            self.claim_slot(id, entry.id)?;
+        }
+        self.write_backends(entry)?;
+        self.publish(entry)
+    }
+
+    /// Gives a free backend slot to `service` with the next generation, its
+    /// counters from zero.
+    fn claim_slot(&mut self, id: u32, service: u32) -> Result<(), DataplaneError> {
+        let previous = self.backends_map.get(id)?.generation;
+        let generation = previous.checked_add(1).unwrap_or(1);
+        self.counters.reset_backend(id)?;
+        self.slots.insert(
+            id,
+            Slot {
+                service,
+                generation,
+            },
+        );
+        Ok(())
+    }
+
+    /// Empties a backend slot, keeping its generation.
+    fn release_slot(&mut self, id: u32) -> Result<(), DataplaneError> {
+        self.slots.remove(&id);
+        self.backends_map.clear(id)
+    }
+
+    fn write_backends(&mut self, entry: &ServiceEntry) -> Result<(), DataplaneError> {
+        for (id, backend) in &entry.backends {
+            let value = self.backend_value(*id, backend, entry.id)?;
+            self.backends_map.set(*id, &value)?;
+        }
+        Ok(())
+    }
+
+    fn backend_value(
+        &self,
+        id: u32,
+        backend: &BackendSpec,
+        service_id: u32,
+    ) -> Result<failover_common::Backend, DataplaneError> {
+        let slot = self
+            .slots
+            .get(&id)
+            .ok_or(SpecError::UnknownBackend { id })?;
+        let mut value = backend.to_map_value(service_id);
+        value.generation = slot.generation;
+        Ok(value)
+    }
+
+    /// Writes the service value with a fresh selection, in one atomic update.
+    /// Builds the selection and (with a table size) the Maglev table for the
+    /// service's mode, writes the table into the generation not in use and
+    /// flips to it in the same update as the selection.
+    fn publish(&mut self, entry: &mut ServiceEntry) -> Result<(), DataplaneError> {
+        let settings = entry.settings;
+        let plan = table::plan(&entry.backends, settings.mode, settings.table_size);
+        let mut value = Service::new(entry.id);
+        value.flags = settings.flags;
+        value.active_tier = u32::from(plan.active_tier);
+        value.selection_len = plan.selection.len() as u32;
+        value.selection[..plan.selection.len()].copy_from_slice(&plan.selection);
+        value.table_generation = entry.table_generation;
+        if let Some(slots) = &plan.table {
+            let generation = entry.table_generation ^ 1;
+            self.tables.write(entry.id, generation, slots)?;
+            value.table_size = settings.table_size;
+            value.table_generation = generation;
+        }
+        self.services_map.put(&entry.spec.key(), &value)?;
+        entry.table_generation = value.table_generation;
+        Ok(())
+    }
+
+    /// Changes a service's settings and republishes it.
+    pub fn set_settings(
+        &mut self,
+        service_id: u32,
+        settings: ServiceSettings,
+    ) -> Result<(), DataplaneError> {
+        let mut entry = self
+            .services
+            .get(&service_id)
+            .ok_or(SpecError::UnknownService { id: service_id })?
+            .clone();
+        let old_size = entry.settings.table_size;
+        entry.settings = settings;
+        self.publish(&mut entry)?;
+        if settings.table_size < old_size {
+            self.tables
+                .remove_beyond(service_id, settings.table_size, old_size);
+        }
+        self.services.insert(service_id, entry);
+        Ok(())
+    }
+
+    /// The backend id in a slot of a service's current table.
+    pub fn table_slot(&self, service_id: u32, slot: u32) -> Option<u32> {
+        let entry = self.services.get(&service_id)?;
+        self.tables.slot(service_id, entry.table_generation, slot)
+    }
+
+    /// Changes a backend's state, ordering the backend slot and the service's
+    /// selection/table so new flows are never dropped in between.
+    pub fn set_backend_state(
+        &mut self,
+        backend_id: u32,
+        state: BackendState,
+    ) -> Result<(), DataplaneError> {
+        let service_id = self
+            .slots
+            .get(&backend_id)
+            .ok_or(SpecError::UnknownBackend { id: backend_id })?
+            .service;
+        let mut entry = self.services[&service_id].clone();
+        let backend = entry
+            .backends
+            .get_mut(&backend_id)
+            .expect("slots and services agree");
+        let previous = backend.state;
+        backend.state = state;
+        let value = self.backend_value(backend_id, &entry.backends[&backend_id], service_id)?;
+        // Order matters for new flows: a backend that starts taking them is
+        // written before the table that names it; one that stops is left out
+        // of the table before its slot says so. Either way a new flow never
+        // meets a table whose backend refuses it (and is dropped).
+        if state == BackendState::Up {
+            self.backends_map.set(backend_id, &value)?;
+            self.publish(&mut entry)?;
+        } else {
+            self.publish(&mut entry)?;
+            self.backends_map.set(backend_id, &value)?;
+        }
+        info!(
+            service = %entry.spec,
+            backend = %entry.backends[&backend_id],
+            from = %previous,
+            to = %state,
+            "backend state changed"
+        );
+        self.services.insert(service_id, entry);
+        Ok(())
+    }
+
+    /// Writes a service's backends with `states` (by backend id) and
+    /// republishes it: brings the maps back in line with the agent's
+    /// decisions after a failed write.
+    pub fn resync_service(
+        &mut self,
+        service_id: u32,
+        states: &BTreeMap<u32, BackendState>,
+    ) -> Result<(), DataplaneError> {
+        let mut entry = self
+            .services
+            .get(&service_id)
+            .ok_or(SpecError::UnknownService { id: service_id })?
+            .clone();
+        for (id, state) in states {
+            if let Some(backend) = entry.backends.get_mut(id) {
+                backend.state = *state;
+            }
+        }
+        // Up backends first, the service value, then the others (as in
+        // set_backend_state).
+        let (up, rest): (Vec<_>, Vec<_>) = entry
+            .backends
+            .iter()
+            .map(|(id, b)| (*id, *b))
+            .partition(|(_, b)| b.state == BackendState::Up);
+        for (id, backend) in up {
+            let value = self.backend_value(id, &backend, service_id)?;
+            self.backends_map.set(id, &value)?;
+        }
+        self.publish(&mut entry)?;
+        for (id, backend) in rest {
+            let value = self.backend_value(id, &backend, service_id)?;
+            self.backends_map.set(id, &value)?;
+        }
+        self.services.insert(service_id, entry);
+        Ok(())
+    }
+
+    /// Removes a service: its entry first (no new packets match), then its
+    /// table and backend slots.
+    pub fn remove_service(&mut self, service_id: u32) -> Result<(), DataplaneError> {
+        let entry = self
+            .services
+            .get(&service_id)
+            .ok_or(SpecError::UnknownService { id: service_id })?
+            .clone();
+        self.services_map.remove(&entry.spec.key())?;
+        self.tables.remove(service_id, entry.settings.table_size);
+        for id in entry.backends.keys() {
+            self.release_slot(*id)?;
+        }
+        self.services.remove(&service_id);
+        info!(service = %entry.spec, "service removed");
+        Ok(())
+    }
+
+    /// Puts the maps back to `snapshot` after a change failed half-way:
+    /// services and slots the change added are removed, and every service
+    /// of the snapshot is written again with its exact backends, states,
+    /// generations and settings.
+    pub fn restore(&mut self, snapshot: Snapshot) -> Result<(), DataplaneError> {
+        let foreign: Vec<u32> = self
+            .services
+            .values()
+            .filter(|now| {
+                snapshot
+                    .services
+                    .get(&now.id)
+                    .is_none_or(|then| then.spec.key() != now.spec.key())
+            })
+            .map(|entry| entry.id)
+            .collect();
+        for id in foreign {
+            self.remove_service(id)?;
+        }
+        let stray: Vec<u32> = self
+            .slots
+            .iter()
+            .filter(|(id, slot)| snapshot.slots.get(id) != Some(slot))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stray {
+            self.release_slot(id)?;
+        }
+        for (id, slot) in &snapshot.slots {
+            self.slots.insert(*id, *slot);
+        }
+        for (id, then) in snapshot.services {
+            let mut entry = then;
+            // Write into the table generation not in use now.
+            if let Some(now) = self.services.get(&id) {
+                entry.table_generation = now.table_generation;
+            }
+            self.write_backends(&entry)?;
+            self.publish(&mut entry)?;
+            self.services.insert(id, entry);
+        }
+        Ok(())
+    }
+}
+
+fn service_spec_of(key: &ServiceKey) -> Option<ServiceSpec> {
+    if key.family != FAMILY_IPV4 {
+        return None;
+    }
+    Some(ServiceSpec {
+        vip: std::net::Ipv4Addr::from(key.addr[0].to_ne_bytes()),
+        port: u16::from_be(key.port_be),
+        proto: crate::model::Proto::from_number(key.proto)?,
+    })
+}
+
+fn backend_spec_of(backend: &failover_common::Backend) -> Option<BackendSpec> {
+    if backend.family != FAMILY_IPV4 {
+        return None;
+    }
+    Some(BackendSpec {
+        addr: std::net::Ipv4Addr::from(backend.addr[0].to_ne_bytes()),
+        port: (backend.port_be != 0).then(|| u16::from_be(backend.port_be)),
+        tier: backend.tier,
+        weight: backend.weight,
+        state: BackendState::from_raw(backend.state)?,
+    })
+}
