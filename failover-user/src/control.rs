@@ -46,9 +46,12 @@ pub enum Request {
         #[serde(default)]
         dry_run: bool,
     },
+    /// `to`: the backend that alone takes new flows from now on; `None`
+    /// ends the switchover in force (tiers and health decide again).
     Switchover {
         service: String,
-        to: String,
+        #[serde(default)]
+        to: Option<String>,
         #[serde(default)]
         dry_run: bool,
     },

@@ -53,6 +53,7 @@ fn main() -> ExitCode {
         Some(Command::Switchover {
             service,
             to,
+            release: _,
             dry_run,
         }) => cli::ops::simple(
             &cli.socket,

@@ -738,6 +738,7 @@ mod tests {
                 port: 80,
                 protocol: "tcp".to_owned(),
                 active: vec!["primary".to_owned()],
+                switched_to: None,
                 backends: vec![primary, standby],
             }],
             totals: Totals {

@@ -13,8 +13,10 @@
 //!
 //! Operators override health with an administrative state: drained (no new
 //! flows, established ones stay; at an optional deadline they are re-picked)
-//! or maintenance (no traffic at all). A switchover drains whoever takes new
-//! flows and makes the target take them, so no flow fails.
+//! or maintenance (no traffic at all). A switchover makes its target the
+//! only backend for new flows while the target serves: the others keep
+//! their established flows and stand by, able to take over the moment the
+//! target fails (which ends the switchover), and are never left drained.
 
 use std::time::{Duration, Instant};
 
@@ -68,6 +70,10 @@ pub struct ServicePolicy {
     dead_flows: DeadFlows,
     /// Fewest healthy members the active tier needs, and what to do below.
     quorum: Option<(Quorum, QuorumPolicy)>,
+    /// The target of a switchover: while it serves, it alone takes new
+    /// flows. Ends when the target fails, is drained or put in maintenance,
+    /// or the operator releases it.
+    switched_to: Option<usize>,
 }
 
 /// What happens to the established flows of a backend that failed its checks.
@@ -144,6 +150,7 @@ impl ServicePolicy {
             n_plus_one: false,
             dead_flows: DeadFlows::Rehash,
             quorum: None,
+            switched_to: None,
         }
     }
 
@@ -269,7 +276,44 @@ impl ServicePolicy {
         if let Some((quorum, policy)) = self.quorum {
             self.apply_quorum(&mut states, quorum, policy);
         }
+        if let Some(target) = self.switched_to
+            && states[target] == BackendState::Up
+        {
+            for i in self.competing_with(target, &states) {
+                states[i] = BackendState::Draining;
+            }
+        }
         states
+    }
+
+    /// Up backends that would share new flows with `target` (or take them
+    /// from it): in tiers mode those of its tier or better, in N+1 all.
+    fn competing_with(&self, target: usize, states: &[BackendState]) -> Vec<usize> {
+        let tier = self.members[target].tier;
+        (0..self.members.len())
+            .filter(|&i| i != target && states[i] == BackendState::Up)
+            .filter(|&i| self.n_plus_one || self.members[i].tier <= tier)
+            .collect()
+    }
+
+    /// The switchover target, while there is one.
+    pub fn switched_to(&self) -> Option<usize> {
+        self.switched_to
+    }
+
+    /// Whether `backend` takes no new flows only because a switchover to
+    /// another backend is in force.
+    pub fn standing_by(&self, backend: usize, now: Instant) -> bool {
+        let Some(target) = self.switched_to else {
+            return false;
+        };
+        if target == backend {
+            return false;
+        }
+        let mut unpinned = self.clone();
+        unpinned.switched_to = None;
+        unpinned.states(now)[backend] == BackendState::Up
+            && self.states(now)[backend] == BackendState::Draining
     }
 
     /// A tier needs `min_healthy` of its members up (at most all of them).
@@ -348,6 +392,9 @@ impl ServicePolicy {
     pub fn on_health(&mut self, backend: usize, healthy: bool, now: Instant) -> Vec<Change> {
         self.members[backend].healthy = healthy;
         if !healthy {
+            if self.switched_to == Some(backend) {
+                self.switched_to = None;
+            }
             let member = &mut self.members[backend];
             member.hold = None;
             member.serving = false;
@@ -445,12 +492,13 @@ impl ServicePolicy {
         deadline: Option<Duration>,
         now: Instant,
     ) -> Result<Vec<Change>, Refused> {
-        let previous = self.members[backend].admin;
+        let before = self.clone();
         self.members[backend].admin = Admin::Drained {
             until: deadline.map(|d| now + d),
         };
+        self.end_switchover_to(backend);
         if self.active_tier().is_none() {
-            self.members[backend].admin = previous;
+            *self = before;
             return Err(Refused(
                 "draining it would leave no backend for new flows".into(),
             ));
@@ -471,10 +519,11 @@ impl ServicePolicy {
     /// Takes a backend out of service entirely (its flows are re-picked).
     /// Refused when nothing would take new flows any more.
     pub fn maintenance(&mut self, backend: usize, now: Instant) -> Result<Vec<Change>, Refused> {
-        let previous = self.members[backend].admin;
+        let before = self.clone();
         self.members[backend].admin = Admin::Maintenance;
+        self.end_switchover_to(backend);
         if self.active_tier().is_none() {
-            self.members[backend].admin = previous;
+            *self = before;
             return Err(Refused(
                 "maintenance on it would leave no backend for new flows".into(),
             ));
@@ -482,8 +531,16 @@ impl ServicePolicy {
         Ok(self.changes(now))
     }
 
-    /// Planned failover: `target` takes new flows at once; whoever took them
-    /// is drained, so their established flows finish where they are.
+    fn end_switchover_to(&mut self, backend: usize) {
+        if self.switched_to == Some(backend) {
+            self.switched_to = None;
+        }
+    }
+
+    /// Planned failover: `target` alone takes new flows from now on, while
+    /// it serves. Every other backend keeps its admin state and its
+    /// established flows; those that would share or take new flows stand by
+    /// (draining in the data path) and take over if the target fails.
     pub fn switchover(&mut self, target: usize, now: Instant) -> Result<Vec<Change>, Refused> {
         if !self.members[target].healthy {
             return Err(Refused("the target is not healthy".into()));
@@ -491,25 +548,19 @@ impl ServicePolicy {
         if self.members[target].admin == Admin::Maintenance {
             return Err(Refused("the target is in maintenance".into()));
         }
-        for i in self.active() {
-            if i != target {
-                self.members[i].admin = Admin::Drained { until: None };
-            }
-        }
         let member = &mut self.members[target];
+        // Choosing a drained backend as the target undrains it.
         member.admin = Admin::Normal;
         member.hold = None;
         member.serving = true;
-        // Other backends of the target's tier or better, left normal, would
-        // share or take the new flows: drain them too so the target alone does.
-        let tier = self.members[target].tier;
-        for (i, member) in self.members.iter_mut().enumerate() {
-            if i != target && member.admin == Admin::Normal && member.serving && member.tier <= tier
-            {
-                member.admin = Admin::Drained { until: None };
-            }
-        }
+        self.switched_to = Some(target);
         Ok(self.changes(now))
+    }
+
+    /// Ends a switchover: tiers and health decide again.
+    pub fn release_switchover(&mut self, now: Instant) -> Vec<Change> {
+        self.switched_to = None;
+        self.changes(now)
     }
 }
 
@@ -619,30 +670,77 @@ mod tests {
     }
 
     #[test]
-    fn switchover_drains_the_active_backend_and_serves_the_target() {
+    fn switchover_serves_the_target_alone_and_leaves_no_one_drained() {
         let t0 = Instant::now();
         let mut policy = active_passive(Failback::Manual);
         let changes = policy.switchover(STANDBY, t0).unwrap();
         assert_eq!(changes, vec![to(PRIMARY, BackendState::Draining)]);
         assert_eq!(policy.active(), vec![STANDBY]);
-        // And back: the primary is undrained, the standby drained.
+        assert!(policy.standing_by(PRIMARY, t0));
+        assert_eq!(policy.admin(PRIMARY), Admin::Normal);
+        // And back: the primary takes new flows, the standby is a plain
+        // standby again (up, its established flows stay).
         let changes = policy.switchover(PRIMARY, t0).unwrap();
-        assert_eq!(
-            changes,
-            vec![
-                to(PRIMARY, BackendState::Up),
-                to(STANDBY, BackendState::Draining)
-            ]
-        );
-        assert_eq!(
-            policy.restore(STANDBY, t0),
-            vec![to(STANDBY, BackendState::Up)]
-        );
+        assert_eq!(changes, vec![to(PRIMARY, BackendState::Up)]);
+        assert_eq!(policy.desired(STANDBY, t0), BackendState::Up);
+        assert_eq!(policy.admin(STANDBY), Admin::Normal);
+        // So the next failure of the primary is an ordinary failover.
+        policy.on_health(PRIMARY, false, t0);
+        assert_eq!(policy.active(), vec![STANDBY]);
         policy.on_health(STANDBY, false, t0);
         assert_eq!(
             policy.switchover(STANDBY, t0),
             Err(Refused("the target is not healthy".into()))
         );
+    }
+
+    #[test]
+    fn the_target_failing_ends_the_switchover() {
+        let t0 = Instant::now();
+        let mut policy = active_passive(Failback::Manual);
+        policy.switchover(STANDBY, t0).unwrap();
+        let changes = policy.on_health(STANDBY, false, t0);
+        assert_eq!(
+            changes,
+            vec![
+                to(PRIMARY, BackendState::Up),
+                to(STANDBY, BackendState::Down)
+            ]
+        );
+        assert_eq!(policy.switched_to(), None);
+        // Its recovery is a plain recovery in a worse tier: no new flows.
+        policy.on_health(STANDBY, true, t0);
+        assert_eq!(policy.active(), vec![PRIMARY]);
+    }
+
+    #[test]
+    fn switchover_within_an_active_active_tier_and_release() {
+        let t0 = Instant::now();
+        let members = [
+            (0, BackendState::Up),
+            (0, BackendState::Up),
+            (0, BackendState::Up),
+            (1, BackendState::Up),
+        ];
+        let mut policy = ServicePolicy::new(Failback::Manual, members);
+        policy.switchover(1, t0).unwrap();
+        assert_eq!(policy.active(), vec![1]);
+        assert_eq!(
+            policy.desired(3, t0),
+            BackendState::Up,
+            "a worse tier is not drained"
+        );
+        assert_eq!(
+            policy.release_switchover(t0),
+            vec![to(0, BackendState::Up), to(2, BackendState::Up)]
+        );
+        assert_eq!(policy.active(), vec![0, 1, 2]);
+        // Draining the target ends the switchover too.
+        policy.switchover(3, t0).unwrap();
+        assert_eq!(policy.active(), vec![3]);
+        policy.drain(3, None, t0).unwrap();
+        assert_eq!(policy.active(), vec![0, 1, 2]);
+        assert_eq!(policy.switched_to(), None);
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub struct ServiceView {
     pub protocol: String,
     /// Backends that take new flows now.
     pub active: Vec<String>,
+    /// The target of the switchover in force, if any.
+    pub switched_to: Option<String>,
     pub backends: Vec<BackendView>,
 }
 

@@ -503,6 +503,39 @@ impl AgentLab {
             .expect("run failover")
     }
 
+    /// `failover --socket <lab socket> <args>`: a control verb; returns
+    /// stdout, panics (with diagnostics) on failure.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let socket = self.socket();
+        let mut all = vec!["--socket", socket.to_str().expect("utf-8 socket path")];
+        all.extend_from_slice(args);
+        self.failover(&all)
+    }
+
+    /// [`Self::ctl`] with `--json`, parsed.
+    pub fn ctl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let text = self.ctl(&all);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("failover {args:?}: {e}: {text}"))
+    }
+
+    /// [`Self::ctl`] for a verb that may fail: (exit success, stdout + stderr).
+    pub fn ctl_output(&self, args: &[&str]) -> (bool, String) {
+        let socket = self.socket();
+        let mut all = vec!["--socket", socket.to_str().expect("utf-8 socket path")];
+        all.extend_from_slice(args);
+        let output = self.failover_output(&all);
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    }
+
     /// `failover inspect --pin-dir <pins> <what> --json`, parsed.
     /// (`what` may carry the subcommand's own arguments.)
     pub fn inspect(&self, what: &[&str]) -> serde_json::Value {
@@ -570,7 +603,7 @@ impl AgentLab {
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Samples(samples)
+            Samples(samples, Some(want.to_owned()))
         })
     }
 
@@ -584,7 +617,7 @@ impl AgentLab {
                 samples.push((started.elapsed(), result));
                 std::thread::sleep(pause);
             }
-            Samples(samples)
+            Samples(samples, None)
         })
     }
 
@@ -702,17 +735,22 @@ pub fn request(timeout: Duration) -> Result<String, String> {
     ask(&mut stream).map_err(|e| format!("ask: {e}"))
 }
 
-/// Timestamped results of new connections.
-pub struct Samples(pub Vec<(Duration, Result<String, String>)>);
+/// Timestamped results of new connections, and the backend they were
+/// waiting for ([`AgentLab::sample_until`]), if any.
+pub struct Samples(
+    pub Vec<(Duration, Result<String, String>)>,
+    pub Option<String>,
+);
 
 impl Samples {
-    /// When the last sample was answered, if it was (by the wanted backend
-    /// for [`AgentLab::sample_until`]).
+    /// When the wanted backend first answered, if it did. Samples taken
+    /// without a wanted backend never reach anything.
     pub fn reached(&self) -> Option<Duration> {
-        match self.0.last() {
-            Some((at, Ok(_))) => Some(*at),
-            _ => None,
-        }
+        let want = self.1.as_deref()?;
+        self.0
+            .iter()
+            .find(|(_, result)| result.as_deref() == Ok(want))
+            .map(|(at, _)| *at)
     }
 
     pub fn failures(&self) -> usize {

@@ -188,6 +188,12 @@ fn flapping_primary_does_not_flap_traffic() {
         switched.len(),
         back.reached(),
     );
+    assert_eq!(
+        phase_a_flips,
+        0,
+        "down periods shorter than fall × interval declared the primary unhealthy\n{}",
+        lab.diag()
+    );
     assert!(
         failures.is_empty(),
         "the service itself never failed, yet: {failures:?}\n{}",

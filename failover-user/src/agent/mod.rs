@@ -286,7 +286,13 @@ impl Agent {
         let now = Instant::now();
         let service = &mut self.services[event.service];
         let before = service.active_names();
+        let pinned = service.policy.switched_to();
         let changes = service.policy.on_health(event.backend, flip.healthy, now);
+        if let Some(target) = pinned
+            && service.policy.switched_to().is_none()
+        {
+            warn!(service = %service.name, target = %service.backends[target].name, "switchover ended: its target failed; tiers and health decide again");
+        }
         let cause = if flip.healthy {
             Cause::Recovered
         } else {

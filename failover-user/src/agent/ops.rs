@@ -58,7 +58,7 @@ impl Agent {
             }
             Request::Switchover {
                 service,
-                to,
+                to: Some(to),
                 dry_run,
             } => {
                 let name = format!("{service}/{to}");
@@ -66,6 +66,11 @@ impl Agent {
                     policy.switchover(b, now)
                 })
             }
+            Request::Switchover {
+                service,
+                to: None,
+                dry_run,
+            } => self.release_switchover(&service, dry_run),
             Request::Failback { service, dry_run } => self.failback(service.as_deref(), dry_run),
             Request::Reload { dry_run } => self.reload(dry_run).await.map(|diff| diff.to_json()),
         };
@@ -149,6 +154,45 @@ impl Agent {
                 .service(&self.services[s].name)
                 .backend(&self.services[s].backends[b].name)
                 .details(report.clone()),
+        );
+        self.refresh_telemetry();
+        Ok(report)
+    }
+
+    /// Ends a service's switchover: tiers and health decide again.
+    fn release_switchover(&mut self, service: &str, dry_run: bool) -> Result<Value, String> {
+        let s = self
+            .services
+            .iter()
+            .position(|s| s.name == service)
+            .ok_or_else(|| format!("no service {service:?}"))?;
+        let now = Instant::now();
+        let before = self.services[s].active_names();
+        let mut policy = self.services[s].policy.clone();
+        let target = policy.switched_to();
+        let changes = policy.release_switchover(now);
+        let runtime = &self.services[s];
+        let report = json!({
+            "operation": "switchover release",
+            "service": runtime.name,
+            "released": target.map(|b| runtime.backends[b].name.clone()),
+            "dry_run": dry_run,
+            "changes": describe_changes(runtime, &changes),
+            "new_flows_before": before,
+            "new_flows_after": policy.active().into_iter().map(|i| runtime.backends[i].name.clone()).collect::<Vec<_>>(),
+        });
+        if dry_run {
+            return Ok(report);
+        }
+        self.services[s].policy = policy;
+        self.apply(s, before, changes, Cause::Operator("switchover released"));
+        self.events.publish(
+            Event::new(
+                EventKind::Operation,
+                format!("switchover of {service} released"),
+            )
+            .service(service)
+            .details(report.clone()),
         );
         self.refresh_telemetry();
         Ok(report)
@@ -288,6 +332,7 @@ impl Agent {
                     "port": service.port,
                     "protocol": service.protocol,
                     "new_flows_to": service.active,
+                    "switchover": service.switched_to,
                     "backends": backends,
                 })
             })

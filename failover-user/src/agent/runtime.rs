@@ -159,6 +159,12 @@ impl ServiceRuntime {
                 let admin = match self.policy.admin(i) {
                     Admin::Maintenance => Some("maintenance".to_owned()),
                     Admin::Drained { .. } => Some("drained".to_owned()),
+                    Admin::Normal if self.policy.standing_by(i, now) => Some(format!(
+                        "standing by: switchover to {}",
+                        self.policy
+                            .switched_to()
+                            .map_or("?", |t| self.backends[t].name.as_str())
+                    )),
                     Admin::Normal if b.cold == Some(ColdState::Dormant) => {
                         Some("cold standby".to_owned())
                     }
@@ -204,6 +210,10 @@ impl ServiceRuntime {
             port: self.plan.spec.port,
             protocol: self.plan.spec.proto.to_string(),
             active: self.active_names(),
+            switched_to: self
+                .policy
+                .switched_to()
+                .map(|t| self.backends[t].name.clone()),
             backends,
         }
     }

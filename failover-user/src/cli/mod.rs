@@ -87,14 +87,17 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Planned failover: new flows go to BACKEND at once, the backends that
-    /// had them are drained (no failed request).
+    /// Planned failover: new flows go to BACKEND alone from now on (no
+    /// failed request); the others keep their flows and stand by, and take
+    /// over if it fails. `--release` ends it: tiers and health decide again.
     ///
     /// Example: failover switchover web --to standby
     Switchover {
         service: String,
+        #[arg(long, required_unless_present = "release", conflicts_with = "release")]
+        to: Option<String>,
         #[arg(long)]
-        to: String,
+        release: bool,
         #[arg(long)]
         dry_run: bool,
     },
