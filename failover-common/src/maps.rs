@@ -19,7 +19,8 @@ pub mod names {
     pub const BACKEND_STATS: &str = "FO_BACKEND_STATS";
     pub const SERVICE_STATS: &str = "FO_SERVICE_STATS";
     pub const MAGLEV: &str = "FO_MAGLEV";
-    pub const ALL: [&str; 8] = [
+    pub const ADMIN: &str = "FO_ADMIN";
+    pub const ALL: [&str; 9] = [
         SERVICES,
         BACKENDS,
         CONNTRACK,
@@ -28,6 +29,7 @@ pub mod names {
         BACKEND_STATS,
         SERVICE_STATS,
         MAGLEV,
+        ADMIN,
     ];
 }
 
@@ -254,6 +256,49 @@ const _: () = assert!(size_of::<Flow>() == 64);
 /// How stale `Flow::last_seen_ns` may get before a packet refreshes it.
 pub const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;
 
+/// Value of `FO_ADMIN` (an array indexed by backend id): the agent's own
+/// state of a backend, kept with the maps so a restarted agent resumes
+/// exactly where the last one stopped. The XDP program never reads it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct AdminRecord {
+    /// [`Backend::generation`] of the slot the record was written for: a
+    /// record of an earlier owner of the id is ignored.
+    pub generation: u32,
+    /// One of [`admin_kind`].
+    pub admin: u8,
+    /// `ADMIN_F_*` bits.
+    pub flags: u8,
+    pub _pad: [u8; 2],
+    /// End of a drain (CLOCK_MONOTONIC ns; 0: none).
+    pub drain_until_ns: u64,
+    /// End of a timed failback hold (CLOCK_MONOTONIC ns).
+    pub hold_until_ns: u64,
+}
+const _: () = assert!(size_of::<AdminRecord>() == 24);
+
+/// [`AdminRecord::admin`]: who overrides health.
+pub mod admin_kind {
+    /// Nothing: health and policy decide.
+    pub const NORMAL: u8 = 0;
+    /// An operator drain (deadline in `drain_until_ns`).
+    pub const DRAINED: u8 = 1;
+    pub const MAINTENANCE: u8 = 2;
+}
+
+/// [`AdminRecord::flags`]: the record was written by an agent.
+pub const ADMIN_F_VALID: u8 = 1;
+/// Passed its health checks last.
+pub const ADMIN_F_HEALTHY: u8 = 2;
+/// Eligible for new flows as far as health and failback holds go.
+pub const ADMIN_F_SERVING: u8 = 4;
+/// Held until an operator failback.
+pub const ADMIN_F_HOLD_OPERATOR: u8 = 8;
+/// Held until `hold_until_ns`.
+pub const ADMIN_F_HOLD_TIMED: u8 = 16;
+/// The target of its service's switchover.
+pub const ADMIN_F_SWITCHOVER_TARGET: u8 = 32;
+
 /// Packets and bytes; the value of every per-CPU counter array.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -287,6 +332,7 @@ mod pod {
     unsafe impl aya::Pod for Flow {}
     unsafe impl aya::Pod for Counter {}
     unsafe impl aya::Pod for TrafficStats {}
+    unsafe impl aya::Pod for AdminRecord {}
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use failover_common::{
-    Backend, CONNTRACK_ENTRIES, Counter, Flow, FlowKey, MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES,
-    MaglevChunk, MaglevKey, Service, ServiceKey, TrafficStats,
+    AdminRecord, Backend, CONNTRACK_ENTRIES, Counter, Flow, FlowKey, MAGLEV_CHUNKS, MAX_BACKENDS,
+    MAX_SERVICES, MaglevChunk, MaglevKey, Service, ServiceKey, TrafficStats,
     stats::{VERDICT_COUNT, reason},
 };
 
@@ -52,3 +52,9 @@ pub static BACKEND_STATS: PerCpuArray<TrafficStats> = PerCpuArray::pinned(MAX_BA
 /// Service id → traffic to and from its backends. Written by this program.
 #[map(name = "FO_SERVICE_STATS")]
 pub static SERVICE_STATS: PerCpuArray<TrafficStats> = PerCpuArray::pinned(MAX_SERVICES, 0);
+
+/// Backend id → the agent's own state of it (admin state, health, holds),
+/// so a restarted agent resumes exactly. Never read here; declared in this
+/// object so it is created and pinned with the other maps.
+#[map(name = "FO_ADMIN")]
+pub static ADMIN: Array<AdminRecord> = Array::pinned(MAX_BACKENDS, 0);

@@ -12,8 +12,7 @@
 //! drops the future, which stops the workers and kills running commands.
 
 use std::{
-    error::Error as StdError,
-    fmt, io,
+    io,
     net::SocketAddr,
     process::{ExitStatus, Stdio},
     sync::Arc,
@@ -222,7 +221,7 @@ async fn deliver(
                     backend = delivery.backend.as_deref(),
                     attempt = attempt + 1,
                     attempts,
-                    cause = %Chain(&err),
+                    cause = %crate::error::chain(&err),
                     "alert delivery failed"
                 );
                 if attempt + 1 < attempts {
@@ -423,21 +422,6 @@ pub enum DeliveryError {
     },
     #[error("{program} failed: {status}")]
     Exit { program: String, status: ExitStatus },
-}
-
-/// An error with its causes, `a: b: c`.
-struct Chain<'a>(&'a dyn StdError);
-
-impl fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
-    }
 }
 
 /// POSTs `json`; success is a 2xx status line.

@@ -33,7 +33,7 @@ pub enum ConfigError {
     },
     /// Syntax errors, unknown fields, wrong types: toml's message names the
     /// line, column and field.
-    #[error("{0}")]
+    #[error(transparent)]
     Parse(#[from] toml::de::Error),
     #[error("{field} (line {line}): {message}")]
     Invalid {
@@ -41,6 +41,9 @@ pub enum ConfigError {
         line: usize,
         message: String,
     },
+    /// The configuration does not fit the data path's maps.
+    #[error("the configuration does not fit the data path: {0}")]
+    Capacity(#[from] crate::dataplane::CapacityError),
 }
 
 // ---- The file as written -------------------------------------------------
@@ -622,7 +625,7 @@ impl Resolver<'_> {
         for (i, alert) in raw.alerts.iter().enumerate() {
             alerts.push(self.alert(i, alert)?);
         }
-        Ok(AgentConfig {
+        let config = AgentConfig {
             pin_dir: raw
                 .pin_dir
                 .unwrap_or_else(|| PathBuf::from(crate::DEFAULT_PIN_DIR)),
@@ -635,7 +638,9 @@ impl Resolver<'_> {
             metrics_listen,
             journal,
             alerts,
-        })
+        };
+        config.capacity(None)?;
+        Ok(config)
     }
 
     fn alert(&self, index: usize, raw: &RawAlert) -> Result<AlertConfig, ConfigError> {

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use failover_common::{
-    Backend, Counter, Flow, FlowKey, MAGLEV_CHUNK_SLOTS, MaglevChunk, MaglevKey, Service,
-    ServiceKey, TrafficStats, names,
+    AdminRecord, Backend, Counter, Flow, FlowKey, MAGLEV_CHUNK_SLOTS, MaglevChunk, MaglevKey,
+    Service, ServiceKey, TrafficStats, names,
     stats::{VERDICT_COUNT, reason},
 };
 
@@ -37,7 +37,7 @@ impl MapSource for PinDir<'_> {
         // The map type decides which typed wrapper accepts it.
         Ok(match name {
             names::SERVICES | names::MAGLEV => Map::HashMap(data),
-            names::BACKENDS => Map::Array(data),
+            names::BACKENDS | names::ADMIN => Map::Array(data),
             names::CONNTRACK => Map::LruHashMap(data),
             _ => Map::PerCpuArray(data),
         })
@@ -192,6 +192,24 @@ impl Backends {
             }
         }
         Ok(used)
+    }
+}
+
+/// `FO_ADMIN`: backend id → the agent's own state of it.
+pub struct AdminRecords(Array<MapData, AdminRecord>);
+
+impl AdminRecords {
+    pub fn open(source: &mut impl MapSource) -> Result<Self, DataplaneError> {
+        let map = source.take(names::ADMIN)?;
+        Ok(Self(Array::try_from(map).map_err(map_err(names::ADMIN))?))
+    }
+
+    pub fn set(&mut self, id: u32, value: &AdminRecord) -> Result<(), DataplaneError> {
+        self.0.set(id, value, 0).map_err(map_err(names::ADMIN))
+    }
+
+    pub fn get(&self, id: u32) -> Result<AdminRecord, DataplaneError> {
+        self.0.get(&id, 0).map_err(map_err(names::ADMIN))
     }
 }
 

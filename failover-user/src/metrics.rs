@@ -489,6 +489,26 @@ fn render_agent(out: &mut Exposition, snapshot: &Snapshot) {
     );
     out.sample("failover_failbacks_total", &[], totals.failbacks_total);
     out.family(
+        "failover_map_write_failures_total",
+        "counter",
+        "Data-path map writes that failed; the service is written again until the maps agree.",
+    );
+    out.sample(
+        "failover_map_write_failures_total",
+        &[],
+        totals.map_write_failures_total,
+    );
+    out.family(
+        "failover_services_out_of_sync",
+        "gauge",
+        "Services whose maps do not carry the agent's decisions yet (being resynced).",
+    );
+    out.sample(
+        "failover_services_out_of_sync",
+        &[],
+        totals.services_out_of_sync,
+    );
+    out.family(
         "failover_last_failover_gap_seconds",
         "gauge",
         "First failed probe to map update, of the last failover (absent before the first).",
@@ -745,6 +765,8 @@ mod tests {
                 transitions_total: 3,
                 failovers_total: 1,
                 failbacks_total: 0,
+                map_write_failures_total: 0,
+                services_out_of_sync: 0,
                 last_failover_gap_seconds: Some(0.21),
             },
             started_seconds_ago: 12.5,

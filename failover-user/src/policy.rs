@@ -47,6 +47,17 @@ pub enum Admin {
     Maintenance,
 }
 
+/// One backend's state as the policy holds it: what an agent persists so
+/// that its successor resumes exactly ([`ServicePolicy::resume`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberState {
+    pub healthy: bool,
+    /// Eligible for new flows as far as health and failback holds go.
+    pub serving: bool,
+    pub hold: Option<Hold>,
+    pub admin: Admin,
+}
+
 #[derive(Clone, Debug)]
 struct Member {
     tier: u8,
@@ -151,6 +162,35 @@ impl ServicePolicy {
             dead_flows: DeadFlows::Rehash,
             quorum: None,
             switched_to: None,
+        }
+    }
+
+    /// Takes over the states an earlier agent saved (`None`: keep what
+    /// [`Self::new`] derived from the data path) and its switchover. What
+    /// the data path has stays the baseline: [`Self::on_tick`] then yields
+    /// whatever the saved state changes (e.g. a deadline that passed while
+    /// no agent ran).
+    pub fn resume(mut self, saved: &[Option<MemberState>], switched_to: Option<usize>) -> Self {
+        for (member, state) in self.members.iter_mut().zip(saved) {
+            if let Some(state) = state {
+                member.healthy = state.healthy;
+                member.serving = state.serving;
+                member.hold = state.hold;
+                member.admin = state.admin;
+            }
+        }
+        self.switched_to = switched_to.filter(|&t| t < self.members.len());
+        self
+    }
+
+    /// A backend's state, to persist.
+    pub fn member_state(&self, backend: usize) -> MemberState {
+        let member = &self.members[backend];
+        MemberState {
+            healthy: member.healthy,
+            serving: member.serving,
+            hold: member.hold,
+            admin: member.admin,
         }
     }
 

@@ -84,6 +84,10 @@ pub struct Totals {
     /// Unplanned switches of new flows away from failed backends.
     pub failovers_total: u64,
     pub failbacks_total: u64,
+    /// Map writes that failed (each is retried until the maps agree).
+    pub map_write_failures_total: u64,
+    /// Services whose maps do not carry the agent's decisions yet.
+    pub services_out_of_sync: u64,
     /// First failed probe to map update, of the last failover.
     pub last_failover_gap_seconds: Option<f64>,
 }

@@ -107,3 +107,337 @@ fn a_drill_on_an_active_active_tier_restores_every_member() {
         .count();
     assert_eq!(failed, 0, "no request fails during a drill\n{}", lab.diag());
 }
+
+// ---- Operator and policy state across restarts ---------------------------------
+
+/// SIGKILLs the agent and starts it again on the same pins (a crash and
+/// a supervisor's restart).
+fn crash_and_restart(lab: &mut AgentLab) {
+    lab.kill_agent();
+    lab.start_agent();
+}
+
+fn state_and_admin(lab: &AgentLab, name: &str) -> (String, Option<String>) {
+    let status = lab.status();
+    let b = backend(&status, "web", name);
+    (
+        b["state"].as_str().unwrap_or_default().to_owned(),
+        b["admin"].as_str().map(str::to_owned),
+    )
+}
+
+/// Samples `n` new flows and checks that all went to `name`.
+fn all_new_flows_on(lab: &AgentLab, name: &str, n: usize, what: &str) {
+    let samples = lab.sample(n, Duration::from_millis(20));
+    assert_eq!(
+        samples.answered_by(name),
+        n,
+        "{what}: {}\n{}",
+        samples.summary(),
+        lab.diag()
+    );
+}
+
+/// Long enough for the restarted agent's probes to pass `rise` and act on it.
+const SETTLE: Duration = Duration::from_millis(800);
+
+#[test]
+fn maintenance_survives_a_crash_and_restart() {
+    let mut lab = AgentLab::start(tcp_probe());
+    lab.ctl(&["maintenance", "web/primary", "on"]);
+    expect_new_flows_on(&lab, "standby", Instant::now(), Duration::from_secs(2));
+    crash_and_restart(&mut lab);
+    // The primary answers its probes, but it is in maintenance.
+    std::thread::sleep(SETTLE);
+    assert_eq!(
+        state_and_admin(&lab, "primary"),
+        ("down".into(), Some("maintenance".into())),
+        "{}",
+        lab.diag()
+    );
+    all_new_flows_on(&lab, "standby", 20, "maintenance after a restart");
+    lab.ctl(&["maintenance", "web/primary", "off"]);
+    expect_new_flows_on(&lab, "primary", Instant::now(), Duration::from_secs(2));
+}
+
+#[test]
+fn a_policy_drain_survives_a_restart_as_a_policy_drain() {
+    // dead_flows = "keep": a failed backend is draining (its flows stay),
+    // not drained by an operator; once healthy it fails back on its own.
+    let layout = Layout::primary_standby().key("dead_flows = \"keep\"");
+    let options = Options {
+        probe: Probe::Tcp {
+            port: failover_tests::agent_lab::HEALTH_PORT,
+        },
+        failback: Failback::Auto(Duration::from_millis(500)),
+    };
+    let mut lab = AgentLab::start_layout(options, layout, |_| String::new());
+    lab.health[PRIMARY].set(failover_tests::agent_lab::Health::Down);
+    expect_new_flows_on(&lab, "standby", Instant::now(), Duration::from_secs(3));
+    assert_eq!(state_and_admin(&lab, "primary"), ("draining".into(), None));
+    crash_and_restart(&mut lab);
+    std::thread::sleep(SETTLE);
+    assert_eq!(
+        state_and_admin(&lab, "primary"),
+        ("draining".into(), None),
+        "a policy drain came back as something else\n{}",
+        lab.diag()
+    );
+    let recovered = Instant::now();
+    lab.health[PRIMARY].set(failover_tests::agent_lab::Health::Up);
+    expect_new_flows_on(&lab, "primary", recovered, Duration::from_secs(5));
+}
+
+#[test]
+fn a_drain_deadline_survives_a_crash_and_restart() {
+    let mut lab = AgentLab::start(tcp_probe());
+    lab.ctl(&["drain", "web/primary", "--deadline", "3s", "--no-wait"]);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    crash_and_restart(&mut lab);
+    assert_eq!(
+        state_and_admin(&lab, "primary"),
+        ("draining".into(), Some("drained".into()))
+    );
+    // At the deadline the drain ends in down (remaining flows re-picked).
+    let started = Instant::now();
+    while state_and_admin(&lab, "primary").0 != "down" {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(2),
+            "the drain deadline was lost in the restart: {:?} {:.1} s after the deadline\n{}",
+            state_and_admin(&lab, "primary"),
+            (Instant::now() - deadline).as_secs_f64(),
+            lab.diag()
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        Instant::now() + Duration::from_millis(200) >= deadline,
+        "the drain ended before its deadline"
+    );
+}
+
+#[test]
+fn a_switchover_survives_a_crash_and_restart() {
+    let mut lab = AgentLab::start(tcp_probe());
+    lab.ctl(&["switchover", "web", "--to", "standby"]);
+    expect_new_flows_on(&lab, "standby", Instant::now(), Duration::from_secs(2));
+    crash_and_restart(&mut lab);
+    std::thread::sleep(SETTLE);
+    let status = lab.status();
+    assert_eq!(
+        failover_tests::status::service(&status, "web")["switchover"],
+        "standby",
+        "{status:#}"
+    );
+    assert_eq!(
+        state_and_admin(&lab, "primary"),
+        (
+            "draining".into(),
+            Some("standing by: switchover to standby".into())
+        )
+    );
+    all_new_flows_on(&lab, "standby", 20, "switched over, after a restart");
+    // And it still ends the way a switchover ends.
+    lab.ctl(&["switchover", "web", "--release"]);
+    expect_new_flows_on(&lab, "primary", Instant::now(), Duration::from_secs(2));
+}
+
+#[test]
+fn a_failback_hold_keeps_its_deadline_across_a_restart() {
+    let delay = Duration::from_secs(4);
+    let mut lab = AgentLab::start(Options {
+        probe: Probe::Tcp {
+            port: failover_tests::agent_lab::HEALTH_PORT,
+        },
+        failback: Failback::Auto(delay),
+    });
+    lab.health[PRIMARY].set(failover_tests::agent_lab::Health::Down);
+    expect_new_flows_on(&lab, "standby", Instant::now(), Duration::from_secs(3));
+    let recovered = Instant::now();
+    lab.health[PRIMARY].set(failover_tests::agent_lab::Health::Up);
+    lab.wait_log("failback held", Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(2));
+    crash_and_restart(&mut lab);
+    // Rise (2 × 100 ms) was passed before the restart: the hold ends
+    // `delay` after that, not `delay` after the restart.
+    let back = expect_new_flows_on(&lab, "primary", recovered, Duration::from_secs(8));
+    assert!(
+        back >= delay && back < delay + Duration::from_millis(1200),
+        "failback {back:?} after the recovery; the hold is {delay:?}\n{}",
+        lab.diag()
+    );
+}
+
+// ---- Refused reloads ---------------------------------------------------------------
+
+/// Fills `FO_SERVICES` with entries no packet can match (family 99) until
+/// the kernel refuses more: the next new service the agent writes fails
+/// for real (E2BIG), half-way through a reload. Returns the junk keys.
+fn fill_services_map(lab: &AgentLab) -> Vec<failover_common::ServiceKey> {
+    use aya::maps::{HashMap, MapData};
+    use failover_common::{Service, ServiceKey};
+    let data = MapData::from_pin(lab.pin_dir().join("FO_SERVICES")).expect("open FO_SERVICES");
+    let mut map: HashMap<MapData, ServiceKey, Service> =
+        HashMap::try_from(aya::maps::Map::HashMap(data)).expect("hash map");
+    let mut junk = Vec::new();
+    for i in 0..failover_common::MAX_SERVICES + 1 {
+        let key = ServiceKey {
+            addr: [i, 0, 0, 0],
+            port_be: 0,
+            proto: 255,
+            family: 99,
+        };
+        if map.insert(key, Service::new(9999), 0).is_err() {
+            return junk;
+        }
+        junk.push(key);
+    }
+    panic!("FO_SERVICES took more entries than it has");
+}
+
+fn remove_junk(lab: &AgentLab, junk: &[failover_common::ServiceKey]) {
+    use aya::maps::{HashMap, MapData};
+    use failover_common::{Service, ServiceKey};
+    let data = MapData::from_pin(lab.pin_dir().join("FO_SERVICES")).expect("open FO_SERVICES");
+    let mut map: HashMap<MapData, ServiceKey, Service> =
+        HashMap::try_from(aya::maps::Map::HashMap(data)).expect("hash map");
+    for key in junk {
+        map.remove(key).expect("remove junk");
+    }
+}
+
+#[test]
+fn a_reload_that_fails_half_way_restores_the_exact_state() {
+    let options = Options {
+        probe: Probe::Tcp {
+            port: failover_tests::agent_lab::HEALTH_PORT,
+        },
+        failback: Failback::Auto(Duration::from_secs(5)),
+    };
+    let lab = AgentLab::start(options);
+    // The primary fails: new flows on the standby.
+    lab.health[PRIMARY].set(failover_tests::agent_lab::Health::Down);
+    expect_new_flows_on(&lab, "standby", Instant::now(), Duration::from_secs(3));
+    let before = lab.inspect(&["backends"]);
+
+    // A reload that moves web to another port (its service is removed and
+    // added again) and adds a service, which the full map refuses.
+    let config = std::fs::read_to_string(lab.config_path()).unwrap();
+    let moved = config.replacen("port = 80\nprotocol", "port = 8000\nprotocol", 1);
+    assert_ne!(moved, config, "the lab's web service is on port 80");
+    let extra = format!(
+        "\n[[services]]\nname = \"extra\"\nvip = \"203.0.113.30\"\nport = 80\nprotocol = \"tcp\"\n\
+         [services.probe]\ntype = \"tcp\"\nport = {BACKEND_PORT}\n\n\
+         [[services.backends]]\nname = \"x\"\naddress = \"198.51.100.2\"\nport = {BACKEND_PORT}\n"
+    );
+    std::fs::write(lab.config_path(), format!("{moved}{extra}")).unwrap();
+    let junk = fill_services_map(&lab);
+    let (ok, out) = lab.ctl_output(&["reload"]);
+    assert!(!ok, "the reload should have failed: {out}");
+    remove_junk(&lab, &junk);
+
+    // Exactly as before: the failed primary is down, in the maps, in
+    // status and for traffic.
+    assert_eq!(
+        lab.inspect(&["backends"]),
+        before,
+        "the maps changed: {out}\n{}",
+        lab.diag()
+    );
+    let status = lab.status();
+    let primary = backend(&status, "web", "primary");
+    assert_eq!(
+        (primary["state"].as_str(), primary["healthy"].as_bool()),
+        (Some("down"), Some(false)),
+        "{status:#}"
+    );
+    assert_eq!(new_flows_to(&status, "web"), ["standby"]);
+    all_new_flows_on(&lab, "standby", 20, "after the refused reload");
+}
+
+// ---- Failed map writes ---------------------------------------------------------------
+
+/// Fills `FO_MAGLEV` with chunks of a service id no service has, until the
+/// kernel refuses more. Returns their keys.
+fn fill_maglev_map(lab: &AgentLab) -> Vec<failover_common::MaglevKey> {
+    use aya::maps::{HashMap, MapData};
+    use failover_common::{MaglevChunk, MaglevKey};
+    let data = MapData::from_pin(lab.pin_dir().join("FO_MAGLEV")).expect("open FO_MAGLEV");
+    let mut map: HashMap<MapData, MaglevKey, MaglevChunk> =
+        HashMap::try_from(aya::maps::Map::HashMap(data)).expect("hash map");
+    let mut junk = Vec::new();
+    for chunk in 0..failover_common::MAGLEV_CHUNKS + 1 {
+        let key = MaglevKey {
+            service_id: 0xdead,
+            generation: 0,
+            chunk,
+        };
+        if map
+            .insert(key, [0; failover_common::MAGLEV_CHUNK_SLOTS], 0)
+            .is_err()
+        {
+            return junk;
+        }
+        junk.push(key);
+    }
+    panic!("FO_MAGLEV took more entries than it has");
+}
+
+fn empty_maglev_map(lab: &AgentLab, junk: &[failover_common::MaglevKey]) {
+    use aya::maps::{HashMap, MapData};
+    use failover_common::{MaglevChunk, MaglevKey};
+    let data = MapData::from_pin(lab.pin_dir().join("FO_MAGLEV")).expect("open FO_MAGLEV");
+    let mut map: HashMap<MapData, MaglevKey, MaglevChunk> =
+        HashMap::try_from(aya::maps::Map::HashMap(data)).expect("hash map");
+    for key in junk {
+        map.remove(key).expect("remove junk");
+    }
+}
+
+#[test]
+fn a_failed_map_write_is_retried_until_the_maps_agree() {
+    let layout = Layout::tiers(&[("a", 0), ("b", 0), ("c", 0)]);
+    let options = Options {
+        probe: Probe::Tcp {
+            port: failover_tests::agent_lab::HEALTH_PORT,
+        },
+        failback: Failback::Auto(Duration::from_secs(5)),
+    };
+    let lab = AgentLab::start_layout(options, layout, |_| String::new());
+    let junk = fill_maglev_map(&lab);
+    // a fails: the new table cannot be written.
+    lab.health[0].set(failover_tests::agent_lab::Health::Down);
+    lab.wait_log("map update failed", Duration::from_secs(3));
+    let status = lab.status();
+    assert!(
+        status["totals"]["map_write_failures_total"].as_u64() >= Some(1),
+        "{status:#}"
+    );
+    // The agent keeps trying; once the kernel takes the write, the maps
+    // carry its decision: a is down, new flows avoid it.
+    empty_maglev_map(&lab, &junk);
+    let started = Instant::now();
+    loop {
+        let backends = lab.inspect(&["backends"]);
+        let a = backends
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["address"] == failover_tests::agent_lab::HOSTS[0].addr.to_string())
+            .cloned();
+        if a.as_ref().is_some_and(|a| a["state"] == "down") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "the maps never caught up with the agent: {a:?}\n{}",
+            lab.diag()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let samples = lab.sample(30, Duration::from_millis(10));
+    assert_eq!(samples.answered_by("a"), 0, "{}", samples.summary());
+    assert_eq!(samples.failures(), 0, "{}", samples.summary());
+    assert_eq!(lab.status()["totals"]["services_out_of_sync"], 0);
+}

@@ -45,6 +45,9 @@ fn a_removed_services_flows_never_reach_the_service_that_reuses_its_ids() {
     );
 
     lab.dataplane.remove_service(a.id).expect("remove A");
+    // A later change (a reload takes a snapshot first): freed ids are
+    // handed out again.
+    let _ = lab.dataplane.snapshot();
     let b = lab
         .dataplane
         .add_service(
@@ -101,6 +104,7 @@ fn a_reply_entry_of_a_removed_backend_does_not_translate_its_successor() {
     let sent = lab.run(&datagram_to_a(), lab.client_ifindex);
     assert_eq!(sent.action, XDP_REDIRECT);
     lab.dataplane.remove_service(a.id).expect("remove A");
+    let _ = lab.dataplane.snapshot();
     // B uses the same backend endpoint behind another VIP.
     lab.dataplane
         .add_service(

@@ -30,7 +30,7 @@ impl Agent {
                 Some(ColdState::Failed { retry_at }) => Some(retry_at),
                 _ => None,
             });
-        policy.chain(cold).min()
+        policy.chain(cold).chain(self.resync.due()).min()
     }
 
     /// Whether any service has cold standbys (whose start and retry

@@ -9,7 +9,9 @@
 
 mod cold;
 mod ops;
+mod persist;
 mod probes;
+mod resync;
 mod runtime;
 
 use std::{future::Future, path::PathBuf, time::Instant};
@@ -73,6 +75,7 @@ pub(crate) struct Agent {
     telemetry: Telemetry,
     events: EventBus,
     totals: Totals,
+    resync: resync::Resync,
 }
 
 /// Sets up the data path from `config` and runs until `shutdown` resolves.
@@ -107,11 +110,13 @@ pub async fn run(
         telemetry,
         events,
         totals: Totals::default(),
+        resync: resync::Resync::default(),
     };
     for (backend, services) in config.shared_backends() {
         warn!(%backend, services = %services.join(","), "backend shared by services: a client using one source port toward both at once is mixed up at the backend; give each service its own backend port");
     }
     agent.services = agent.apply_services(&config, &[])?;
+    agent.settle();
     for (interface, mode) in &config.interfaces {
         match agent.dataplane.attach_pinned(interface, *mode)? {
             Attached::New(mode) => info!(interface, ?mode, "XDP attached (pinned link)"),
@@ -349,7 +354,20 @@ impl Agent {
         true
     }
 
+    /// Brings the maps in line with the policies just built or resumed (a
+    /// deadline that passed while no agent ran, a saved state the maps do
+    /// not show yet) and saves every service's state.
+    fn settle(&mut self) {
+        let now = Instant::now();
+        for s in 0..self.services.len() {
+            let before = self.services[s].active_names();
+            let changes = self.services[s].policy.on_tick(now);
+            self.apply(s, before, changes, Cause::Timer);
+        }
+    }
+
     fn on_tick(&mut self) {
+        self.resync();
         let now = Instant::now();
         for s in 0..self.services.len() {
             // Only a due hold or drain deadline gives a service work here.
@@ -390,12 +408,18 @@ impl Agent {
         cause: Cause,
     ) -> Option<std::time::Duration> {
         let service = &self.services[s];
+        let mut failed = false;
         for change in changes {
             let backend = &service.backends[change.backend];
             if let Err(err) = self.dataplane.set_backend_state(backend.id, change.state) {
-                warn!(service = %service.name, backend = %backend.name, cause = %err, "map update failed");
+                warn!(service = %service.name, backend = %backend.name, cause = %crate::error::chain(&err), "map update failed; the service will be written again until the maps agree");
+                failed = true;
             }
         }
+        if failed {
+            self.mark_dirty(s);
+        }
+        self.persist(s);
         match cause {
             Cause::Failed {
                 decided: Some(at), ..

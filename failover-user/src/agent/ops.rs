@@ -253,18 +253,36 @@ impl Agent {
             );
         }
         let diff = ReloadDiff::between(&self.config, &config);
+        // Everything that can be checked is checked before the first write.
+        config
+            .capacity(Some(&self.config))
+            .map_err(|e| format!("refused, nothing changed: {e}"))?;
+        for interface in &diff.interfaces_added {
+            crate::dataplane::interface_index(interface)
+                .map_err(|e| format!("refused, nothing changed: interface {interface}: {e}"))?;
+        }
         if dry_run || diff.is_empty() {
             return Ok(diff);
         }
+        let snapshot = self.dataplane.snapshot();
         let previous = std::mem::take(&mut self.services);
         match self.apply_services(&config, &previous) {
-            Ok(services) => self.services = services,
+            Ok(services) => {
+                self.services = services;
+                self.settle();
+            }
             Err(err) => {
-                // The maps may be partly updated: put the old plan back.
-                let restored = self.apply_services(&self.config.clone(), &previous);
-                self.services = restored.unwrap_or(previous);
+                // The maps may be half-changed: put back exactly what they
+                // had (states included), and the runtimes that go with it.
+                let restored = self.dataplane.restore(snapshot);
+                self.services = previous;
+                if let Err(restore) = restored {
+                    tracing::error!(cause = %crate::error::chain(&restore), "restoring the maps after a failed reload failed; resyncing every service");
+                    self.mark_all_dirty();
+                }
                 return Err(format!(
-                    "applying the new configuration failed, previous one restored: {err}"
+                    "applying the new configuration failed; the previous state is restored, nothing changed: {}",
+                    crate::error::chain(&err)
                 ));
             }
         }

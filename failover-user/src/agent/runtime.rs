@@ -43,6 +43,8 @@ pub(crate) struct ServiceRuntime {
     pub plan: ServicePlan,
     pub backends: Vec<BackendRuntime>,
     pub policy: ServicePolicy,
+    /// The `FO_ADMIN` records last written, by backend id.
+    pub saved: std::collections::BTreeMap<u32, failover_common::AdminRecord>,
 }
 
 /// Why new flows moved, for logs and events.
@@ -82,8 +84,9 @@ pub(crate) fn evidence(flip: &Flip) -> String {
 }
 
 impl ServiceRuntime {
-    /// Builds the runtime of `plan` whose backends have these ids; health
-    /// starts from the data path's current state (adopted or fresh).
+    /// Builds the runtime of `plan` whose backends have these ids: from the
+    /// state an earlier agent saved where there is one, else from the data
+    /// path's current state (adopted or fresh).
     pub fn new(
         plan: &ServicePlan,
         id: u32,
@@ -92,11 +95,12 @@ impl ServiceRuntime {
     ) -> Result<Self, DataplaneError> {
         let mut backends = Vec::new();
         let mut members = Vec::new();
-        for (backend, id) in plan.backends.iter().zip(ids) {
+        let (saved, switched_to) = super::persist::saved_states(dataplane, ids);
+        for ((backend, id), saved) in plan.backends.iter().zip(ids).zip(&saved) {
             let raw = dataplane.backends_map().get(*id)?.state;
             let state = BackendState::from_raw(raw).unwrap_or(BackendState::Down);
             members.push((backend.spec.tier, state));
-            let healthy = state != BackendState::Down;
+            let healthy = saved.map_or(state != BackendState::Down, |s| s.healthy);
             backends.push(BackendRuntime {
                 name: backend.name.clone(),
                 id: *id,
@@ -121,7 +125,9 @@ impl ServiceRuntime {
             policy: ServicePolicy::new(plan.failback, members)
                 .n_plus_one(plan.mode == crate::table::Mode::NPlusOne)
                 .dead_flows(plan.dead_flows)
-                .quorum(plan.quorum),
+                .quorum(plan.quorum)
+                .resume(&saved, switched_to),
+            saved: Default::default(),
         })
     }
 
@@ -282,6 +288,7 @@ impl ServiceRuntime {
                 })
                 .collect(),
             policy: self.policy.clone(),
+            saved: self.saved.clone(),
         }
     }
 }

@@ -14,6 +14,17 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
             services.join(", ")
         );
     }
+    let used = config.capacity(None)?;
+    let limits = crate::dataplane::Capacity::LIMITS;
+    println!(
+        "capacity: {} of {} services, {} of {} backends, {} of {} Maglev table chunks",
+        used.services,
+        limits.services,
+        used.backends,
+        limits.backends,
+        used.table_chunks,
+        limits.table_chunks
+    );
     println!("pin directory: {}", config.pin_dir.display());
     if config.interfaces.is_empty() {
         println!("interfaces: none (the data path is programmed but attached nowhere)");

@@ -10,15 +10,15 @@ use std::path::Path;
 
 use aya::maps::MapInfo;
 use failover_common::{
-    Backend, CONNTRACK_ENTRIES, Counter, Flow, FlowKey, MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES,
-    MaglevChunk, MaglevKey, Service, ServiceKey, TrafficStats, names,
+    AdminRecord, Backend, CONNTRACK_ENTRIES, Counter, Flow, FlowKey, MAGLEV_CHUNKS, MAX_BACKENDS,
+    MAX_SERVICES, MaglevChunk, MaglevKey, Service, ServiceKey, TrafficStats, names,
     stats::{VERDICT_COUNT, reason},
 };
 
 use crate::error::DataplaneError;
 
 /// Key size, value size and entries of every map, as this build defines them.
-fn layouts() -> [(&'static str, usize, usize, u32); 8] {
+fn layouts() -> [(&'static str, usize, usize, u32); 9] {
     [
         (
             names::SERVICES,
@@ -53,6 +53,7 @@ fn layouts() -> [(&'static str, usize, usize, u32); 8] {
             size_of::<TrafficStats>(),
             MAX_SERVICES,
         ),
+        (names::ADMIN, 4, size_of::<AdminRecord>(), MAX_BACKENDS),
     ]
 }
 

@@ -22,7 +22,7 @@ use aya::{
 use failover_common::names;
 use tracing::info;
 
-use self::services::Slot;
+use self::services::{Released, Slot};
 pub use self::{
     capacity::{Capacity, CapacityError, ServiceNeeds},
     links::{Attached, interface_index, link_pin_name},
@@ -31,7 +31,7 @@ pub use self::{
 use crate::{
     PASS_PROGRAM_NAME, PROGRAM_NAME, bpffs,
     error::DataplaneError,
-    maps::{Backends, Conntrack, Counters, MaglevTables, Services},
+    maps::{AdminRecords, Backends, Conntrack, Counters, MaglevTables, Services},
 };
 
 /// How to attach XDP to an interface.
@@ -54,8 +54,11 @@ pub struct Dataplane {
     tables: MaglevTables,
     conntrack: Conntrack,
     counters: Counters,
+    admin: AdminRecords,
     services: BTreeMap<u32, ServiceEntry>,
     slots: BTreeMap<u32, Slot>,
+    /// Ids freed since the last snapshot (handed out last).
+    released: std::collections::BTreeSet<Released>,
     links: Vec<(String, XdpLinkId)>,
 }
 
@@ -80,10 +83,12 @@ impl Dataplane {
             tables: MaglevTables::open(&mut ebpf)?,
             conntrack: Conntrack::open(&mut ebpf)?,
             counters: Counters::open(&mut ebpf)?,
+            admin: AdminRecords::open(&mut ebpf)?,
             ebpf,
             pin_dir: pin_dir.to_owned(),
             services: BTreeMap::new(),
             slots: BTreeMap::new(),
+            released: Default::default(),
             links: Vec::new(),
         })
     }
@@ -175,6 +180,15 @@ impl Dataplane {
 
     pub fn services_map(&self) -> &Services {
         &self.services_map
+    }
+
+    /// The agent's own state of each backend (`FO_ADMIN`).
+    pub fn admin_records(&self) -> &AdminRecords {
+        &self.admin
+    }
+
+    pub fn admin_records_mut(&mut self) -> &mut AdminRecords {
+        &mut self.admin
     }
 
     /// Removes the pins of every map this data path created. Attached

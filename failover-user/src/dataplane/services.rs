@@ -71,6 +71,13 @@ pub(super) struct Slot {
     pub generation: u32,
 }
 
+/// An id freed since the last snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Released {
+    Service(u32),
+    Backend(u32),
+}
+
 /// The agent's record of the maps at one moment, to undo a change with.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
@@ -133,7 +140,11 @@ impl Dataplane {
     }
 
     /// The agent's record now, to [`Self::restore`] after a failed change.
-    pub fn snapshot(&self) -> Snapshot {
+    /// Until the next snapshot, ids freed by the change are given out only
+    /// when no other id is free: a change that fails then leaves the ids of
+    /// the snapshot untouched, counters included.
+    pub fn snapshot(&mut self) -> Snapshot {
+        self.released.clear();
         Snapshot {
             services: self.services.clone(),
             slots: self.slots.clone(),
@@ -203,13 +214,13 @@ impl Dataplane {
                     bid
                 }
                 None => {
-                    let bid = (0..MAX_BACKENDS)
-                        .find(|bid| !self.slots.contains_key(bid) && !next.contains_key(bid))
-                        .ok_or(SpecError::NoBackendSlot {
+                    let bid = self.free_backend_ids(1, &next).first().copied().ok_or(
+                        SpecError::NoBackendSlot {
                             needed: 1,
                             free: 0,
                             max: MAX_BACKENDS,
-                        })?;
+                        },
+                    )?;
                     next.insert(bid, *backend);
                     claimed.push(bid);
                     bid
@@ -290,15 +301,13 @@ impl Dataplane {
             }
         }
         let service_id = (0..MAX_SERVICES)
-            .find(|id| !self.services.contains_key(id))
+            .filter(|id| !self.services.contains_key(id))
+            .min_by_key(|id| self.released.contains(&Released::Service(*id)))
             .ok_or(SpecError::NoServiceSlot {
                 service: name.clone(),
                 max: MAX_SERVICES,
             })?;
-        let free_ids: Vec<u32> = (0..MAX_BACKENDS)
-            .filter(|id| !self.slots.contains_key(id))
-            .take(backends.len())
-            .collect();
+        let free_ids = self.free_backend_ids(backends.len(), &BTreeMap::new());
         if free_ids.len() < backends.len() {
             return Err(SpecError::NoBackendSlot {
                 needed: backends.len(),
@@ -364,7 +373,18 @@ impl Dataplane {
     /// Empties a backend slot, keeping its generation.
     fn release_slot(&mut self, id: u32) -> Result<(), DataplaneError> {
         self.slots.remove(&id);
+        self.released.insert(Released::Backend(id));
         self.backends_map.clear(id)
+    }
+
+    /// Up to `n` free backend ids (not in use, not in `taken`), ids freed
+    /// since the last snapshot last.
+    fn free_backend_ids(&self, n: usize, taken: &BTreeMap<u32, BackendSpec>) -> Vec<u32> {
+        let free =
+            (0..MAX_BACKENDS).filter(|id| !self.slots.contains_key(id) && !taken.contains_key(id));
+        let (fresh, recent): (Vec<u32>, Vec<u32>) =
+            free.partition(|id| !self.released.contains(&Released::Backend(*id)));
+        fresh.into_iter().chain(recent).take(n).collect()
     }
 
     fn write_backends(&mut self, entry: &ServiceEntry) -> Result<(), DataplaneError> {
@@ -531,6 +551,7 @@ impl Dataplane {
             .ok_or(SpecError::UnknownService { id: service_id })?
             .clone();
         self.services_map.remove(&entry.spec.key())?;
+        self.released.insert(Released::Service(service_id));
         self.tables.remove(service_id, entry.settings.table_size);
         for id in entry.backends.keys() {
             self.release_slot(*id)?;

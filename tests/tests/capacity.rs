@@ -1,0 +1,118 @@
+//! A configuration that does not fit the data path's maps is refused by
+//! `failover check`, `failover run` and `failover reload`, naming the
+//! limit, before anything is written.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use failover_tests::pins::PinDir;
+
+/// `services` services of `backends` backends each (VIPs from
+/// 203.0.113.0/24 and 198.18.0.0/15, ports from 1000), Maglev tables of
+/// `table_size` slots. No interfaces: nothing is attached anywhere.
+fn config(pin_dir: &Path, socket: &Path, services: u32, backends: u32, table_size: u32) -> String {
+    let mut text = format!(
+        "pin_dir = {:?}\n[control]\nsocket = {:?}\n[metrics]\nlisten = \"\"\n",
+        pin_dir.display().to_string(),
+        socket.display().to_string()
+    );
+    for s in 0..services {
+        text += &format!(
+            "\n[[services]]\nname = \"s{s}\"\nvip = \"198.18.{}.{}\"\nport = {}\nprotocol = \"tcp\"\n\
+             table_size = {table_size}\n[services.probe]\ntype = \"tcp\"\ninterval = \"10s\"\n",
+            s / 250,
+            s % 250 + 1,
+            1000 + s % 1000
+        );
+        for b in 0..backends {
+            text += &format!(
+                "[[services.backends]]\nname = \"b{b}\"\naddress = \"198.51.100.{}\"\nport = {}\n",
+                b % 250 + 1,
+                2000 + (s * 64 + b) % 60_000
+            );
+        }
+    }
+    text
+}
+
+fn failover(args: &[&str]) -> std::process::Output {
+    Command::new(failover_tests::failover_bin())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run failover")
+}
+
+#[test]
+fn configurations_beyond_a_limit_are_refused_before_anything_is_written() {
+    failover_tests::require_root();
+    let dir = std::env::temp_dir().join(format!("fo-capacity-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        (
+            "1025 services",
+            1025,
+            1,
+            0,
+            "1025 services; the data path holds at most 1024",
+        ),
+        (
+            "40 large Maglev tables",
+            40,
+            2,
+            1_000_003,
+            "lower table_size",
+        ),
+        (
+            "65 backends in one service",
+            1,
+            65,
+            0,
+            "65 backends; at most 64 per service",
+        ),
+        (
+            "4,160 backends in all",
+            65,
+            64,
+            0,
+            "4160 backends in all services; the data path holds at most 4096",
+        ),
+    ];
+    for (what, services, backends, table_size, limit) in cases {
+        let pins = PinDir::new();
+        let path = dir.join("failover.toml");
+        let socket = dir.join("control.sock");
+        std::fs::write(
+            &path,
+            config(pins.path(), &socket, services, backends, table_size),
+        )
+        .unwrap();
+        let path = path.to_str().unwrap();
+
+        let check = failover(&["check", "--config", path]);
+        let said = String::from_utf8_lossy(&check.stderr).into_owned()
+            + &String::from_utf8_lossy(&check.stdout);
+        assert!(
+            !check.status.success() && said.contains(limit),
+            "{what}: `failover check` must refuse, naming the limit ({limit:?}); it said:\n{said}"
+        );
+
+        let started = Instant::now();
+        let run = failover(&["run", "--config", path]);
+        let said = String::from_utf8_lossy(&run.stderr).into_owned();
+        assert!(
+            !run.status.success() && said.contains(limit),
+            "{what}: `failover run` must refuse, naming the limit; it said:\n{said}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert!(
+            !pins.path().join("FO_SERVICES").exists(),
+            "{what}: the refused start left pins behind"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
