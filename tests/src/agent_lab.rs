@@ -403,6 +403,26 @@ impl AgentLab {
         }
     }
 
+    /// Deletes the link between the lb and backend `i` and creates it again
+    /// with the same names and addresses (an interface an operator or a
+    /// container runtime recreated): the new lb side has a new ifindex.
+    pub fn recreate_backend_link(&self, i: usize) {
+        let lb_if = self.layout.backends[i].lb_side.clone();
+        let backend = &self.backends[i];
+        self.lb.ip(&["link", "del", &lb_if]);
+        failover::lab::netns::veth((&self.lb, &lb_if), (backend, topology::PEER_IF));
+        let lb_cidr = format!("{}/28", topology::lb_backend_addr(i));
+        self.lb.ip(&["addr", "add", &lb_cidr, "dev", &lb_if]);
+        let cidr = format!("{}/28", topology::backend_addr(i));
+        backend.ip(&["addr", "add", &cidr, "dev", topology::PEER_IF]);
+        let via = topology::lb_backend_addr(i).to_string();
+        backend.ip(&["route", "add", "192.0.2.0/24", "via", &via]);
+        backend.disable_tx_checksum(topology::PEER_IF);
+        self.lb.disable_tx_checksum(&lb_if);
+        // Redirected frames need NAPI on the receiving veth.
+        backend.enable_gro(topology::PEER_IF);
+    }
+
     /// SIGKILLs the agent and reaps it.
     pub fn kill_agent(&mut self) {
         let mut agent = self.agent.take().expect("no agent running");

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod lab;
 pub mod packet;
 pub mod pins;
+pub mod rng;
 pub mod status;
 
 /// Privileged tests call this first. As root it returns; otherwise it fails

@@ -441,3 +441,232 @@ fn a_failed_map_write_is_retried_until_the_maps_agree() {
     assert_eq!(samples.failures(), 0, "{}", samples.summary());
     assert_eq!(lab.status()["totals"]["services_out_of_sync"], 0);
 }
+
+// ---- Interfaces, locks and failed starts ----------------------------------------------
+
+#[test]
+fn the_agent_reattaches_to_an_interface_recreated_while_it_was_down() {
+    let mut lab = AgentLab::start(tcp_probe());
+    lab.kill_agent();
+    // The standby's link is deleted and created again: the pinned link of
+    // the old interface is severed.
+    lab.recreate_backend_link(1);
+    lab.start_agent();
+    lab.wait_log("XDP attached again", Duration::from_secs(2));
+    // Traffic to and from the standby crosses the new interface: replies
+    // are only put back to the VIP if XDP is attached there.
+    drop(lab.servers[PRIMARY].take());
+    let gap = expect_new_flows_on(&lab, "standby", Instant::now(), Duration::from_secs(6));
+    assert!(gap < TAKEOVER_BOUND, "took {gap:?}\n{}", lab.diag());
+}
+
+/// `failover run` in the lab's lb namespace (entered with nsenter, as an
+/// operator would, without hiding bpffs), to completion within `bound`.
+fn run_agent_in_lb(
+    lab: &AgentLab,
+    config: &std::path::Path,
+    pid_file: &std::path::Path,
+    bound: Duration,
+) -> (Option<i32>, String) {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.lb.name()))
+        .arg(failover_tests::failover_bin())
+        .args(["run", "--config"])
+        .arg(config)
+        .arg("--pid-file")
+        .arg(pid_file)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a second agent");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (status.code(), err);
+        }
+        if started.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (None, "still running".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_second_agent_on_the_same_pin_directory_is_refused_and_names_the_first() {
+    let lab = AgentLab::start(tcp_probe());
+    let first = lab.agent_pid();
+    let (code, said) = run_agent_in_lb(
+        &lab,
+        lab.config_path(),
+        lab.pid_file(),
+        Duration::from_secs(10),
+    );
+    assert!(
+        code.is_some_and(|c| c != 0) && said.contains(&format!("pid {first}")),
+        "the second agent must refuse and name the first ({first}): exit {code:?}\n{said}"
+    );
+    // The first one's pid file, control socket and forwarding are intact.
+    let pid_file = std::fs::read_to_string(lab.pid_file()).unwrap();
+    assert_eq!(pid_file.trim(), first.to_string());
+    assert_eq!(new_flows_to(&lab.status(), "web"), ["primary"]);
+    all_new_flows_on(&lab, "primary", 10, "with a refused second agent");
+}
+
+#[test]
+fn failback_never_signals_a_process_that_is_not_the_agent() {
+    let lab = AgentLab::start(tcp_probe());
+    // A stale pid file naming a process that is not an agent (this test).
+    let stale = lab.dir().join("stale.pid");
+    std::fs::write(&stale, format!("{}\n", std::process::id())).unwrap();
+    let output = lab.failover_output(&["failback", "--pid-file", stale.to_str().unwrap()]);
+    assert!(
+        !output.status.success()
+            && String::from_utf8_lossy(&output.stderr).contains("not a running `failover run`"),
+        "{output:?}"
+    );
+}
+
+#[test]
+fn a_start_with_an_unknown_interface_attaches_nothing_and_leaves_nothing() {
+    let mut lab = AgentLab::start(tcp_probe());
+    lab.kill_agent();
+    let pins = lab.pin_dir().to_str().unwrap().to_owned();
+    lab.failover(&["detach", "--pin-dir", &pins]);
+    // An interface that does not exist, after one that does.
+    let config = std::fs::read_to_string(lab.config_path()).unwrap();
+    let broken = config.replacen(
+        "[[interfaces]]\nname = \"lbc\"\nmode = \"native\"\n",
+        "[[interfaces]]\nname = \"lbc\"\nmode = \"native\"\n\n[[interfaces]]\nname = \"nosuch0\"\n",
+        1,
+    );
+    assert_ne!(broken, config);
+    let path = lab.dir().join("broken.toml");
+    std::fs::write(&path, broken).unwrap();
+    let (code, said) = run_agent_in_lb(
+        &lab,
+        &path,
+        &lab.dir().join("broken.pid"),
+        Duration::from_secs(10),
+    );
+    assert!(
+        code.is_some_and(|c| c != 0) && said.contains("nosuch0"),
+        "exit {code:?}\n{said}"
+    );
+    let links = std::process::Command::new("ip")
+        .args(["-n", lab.lb.name(), "-d", "link", "show", "lbc"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(
+        !links.contains("xdp"),
+        "lbc was left with XDP attached:\n{links}"
+    );
+    assert!(
+        !lab.pin_dir().join("FO_SERVICES").exists(),
+        "the failed start left pins:\n{said}"
+    );
+}
+
+// ---- Status never delays a decision --------------------------------------------------
+
+/// Fills `FO_CONNTRACK` with entries no packet matches (family 99).
+fn fill_conntrack(lab: &AgentLab) {
+    use aya::maps::{HashMap, MapData};
+    use failover_common::{Flow, FlowKey};
+    let data = MapData::from_pin(lab.pin_dir().join("FO_CONNTRACK")).expect("open FO_CONNTRACK");
+    let mut map: HashMap<MapData, FlowKey, Flow> =
+        HashMap::try_from(aya::maps::Map::LruHashMap(data)).expect("lru hash map");
+    for i in 0..failover_common::CONNTRACK_ENTRIES {
+        let key = FlowKey {
+            src: [i, 0, 0, 0],
+            family: 99,
+            ..FlowKey::default()
+        };
+        let flow = Flow {
+            direction: failover_common::flow_direction::FORWARD,
+            last_seen_ns: u64::MAX / 2,
+            ..Flow::default()
+        };
+        map.insert(key, flow, 0).expect("insert a junk flow");
+    }
+}
+
+/// `decisive_result_to_map_update=Some(…)` of a "new flows switched" line.
+fn decisive_to_map(line: &str) -> Option<Duration> {
+    let text = line.split("decisive_result_to_map_update=Some(").nth(1)?;
+    let text = &text[..text.find(')')?];
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "ns" => number / 1e9,
+        "µs" => number / 1e6,
+        "ms" => number / 1e3,
+        "s" => number,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(seconds))
+}
+
+#[test]
+fn status_on_a_full_conntrack_table_does_not_delay_a_failover() {
+    let mut lab = AgentLab::start(tcp_probe());
+    fill_conntrack(&lab);
+    // Operators (and `failover drain`) asking for status all the time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asker = {
+        let (stop, socket) = (stop.clone(), lab.socket());
+        std::thread::spawn(move || {
+            let mut answers = 0;
+            let started = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && started.elapsed() < Duration::from_secs(30)
+            {
+                let ok = std::process::Command::new(failover_tests::failover_bin())
+                    .arg("--socket")
+                    .arg(&socket)
+                    .args(["status", "--json"])
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                answers += usize::from(ok);
+            }
+            answers
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    drop(lab.servers[PRIMARY].take());
+    expect_new_flows_on(&lab, "standby", Instant::now(), Duration::from_secs(6));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers = asker.join().unwrap();
+    assert!(answers >= 3, "status was hardly answered ({answers})");
+    let switched = lab.log_lines("new flows switched");
+    let took = switched
+        .iter()
+        .find_map(|line| decisive_to_map(line))
+        .unwrap_or_else(|| panic!("no decision logged: {switched:#?}"));
+    // A walk of the full table takes hundreds of milliseconds; the decision
+    // must not wait for one (it takes well under a millisecond alone).
+    assert!(
+        took < Duration::from_millis(100),
+        "decisive probe result to map update took {took:?} with status running\n{switched:#?}"
+    );
+    let status = lab.status();
+    assert!(
+        status["active_flows_counted_s_ago"].as_f64().is_some(),
+        "{status:#}"
+    );
+}

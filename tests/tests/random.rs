@@ -9,35 +9,12 @@ use failover_common::stats::reason;
 use failover_tests::{
     lab::{self, *},
     packet::{self, Frame, L4},
+    rng::Rng,
 };
 
 const PACKETS: usize = 12_000;
 const XDP_ABORTED: u32 = 0;
 const XDP_PASS: u32 = 2;
-
-/// xorshift64*: small, deterministic, good enough to drive a fuzzer.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
 
 const TCP_PORT: u16 = 80;
 const UDP_PORT: u16 = 53;
@@ -218,17 +195,7 @@ fn check(input: &[u8], result: &RunResult) -> Result<(), String> {
 
 #[test]
 fn random_and_mutated_frames_keep_the_invariants() {
-    let seed = std::env::var("FAILOVER_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    let mut rng = Rng(seed);
+    let (mut rng, seed) = Rng::from_env();
     let mut lab = TestRunLab::new();
     lab.dataplane
         .add_service(

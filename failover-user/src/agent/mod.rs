@@ -8,11 +8,16 @@
 //! established flows.
 
 mod cold;
+mod flows;
+mod lock;
 mod ops;
 mod persist;
 mod probes;
 mod resync;
 mod runtime;
+mod start;
+
+pub use self::lock::{LockError, PinDirLock, is_agent, remove_pid_file, write_pid_file};
 
 use std::{future::Future, path::PathBuf, time::Instant};
 
@@ -27,7 +32,6 @@ use crate::{
     Dataplane,
     config::AgentConfig,
     control,
-    dataplane::Attached,
     error::DataplaneError,
     events::{Event, EventBus, EventKind},
     telemetry::{Telemetry, Totals},
@@ -63,6 +67,12 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    #[error("interface {interface} (nothing was attached anywhere)")]
+    Interface {
+        interface: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The agent's state, owned by the decision loop.
@@ -76,6 +86,8 @@ pub(crate) struct Agent {
     events: EventBus,
     totals: Totals,
     resync: resync::Resync,
+    /// Active flows per backend, counted off the decision loop.
+    flows: flows::FlowCounter,
 }
 
 /// Sets up the data path from `config` and runs until `shutdown` resolves.
@@ -85,6 +97,7 @@ pub async fn run(
     mut commands: mpsc::Receiver<Command>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    start::preflight(&config)?;
     let events = EventBus::new(1024);
     let telemetry = Telemetry::new();
     let background = spawn_outputs(&config, &events, &telemetry).await?;
@@ -95,11 +108,28 @@ pub async fn run(
             source,
         })?;
 
-    let mut dataplane = Dataplane::load(&config.pin_dir)?;
-    let adopted = dataplane.adopt()?;
+    let mut undo = start::Undo::new(&config);
+    let loaded = Dataplane::load(&config.pin_dir).and_then(|mut dataplane| {
+        let adopted = dataplane.adopt()?;
+        Ok((dataplane, adopted))
+    });
+    let (dataplane, adopted) = match loaded {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            undo.abandon(&config);
+            return Err(err.into());
+        }
+    };
     if adopted > 0 {
         info!(services = adopted, pin_dir = %config.pin_dir.display(), "adopted pinned maps from an earlier agent");
     }
+    let flow_counter = match flows::FlowCounter::start(&config.pin_dir) {
+        Ok(counter) => counter,
+        Err(err) => {
+            undo.abandon(&config);
+            return Err(err.into());
+        }
+    };
     let (probe_tx, mut probe_events) = mpsc::channel::<ProbeEvent>(1024);
     let mut agent = Agent {
         config_path,
@@ -111,23 +141,14 @@ pub async fn run(
         events,
         totals: Totals::default(),
         resync: resync::Resync::default(),
+        flows: flow_counter,
     };
     for (backend, services) in config.shared_backends() {
         warn!(%backend, services = %services.join(","), "backend shared by services: a client using one source port toward both at once is mixed up at the backend; give each service its own backend port");
     }
-    agent.services = agent.apply_services(&config, &[])?;
-    agent.settle();
-    for (interface, mode) in &config.interfaces {
-        match agent.dataplane.attach_pinned(interface, *mode)? {
-            Attached::New(mode) => info!(interface, ?mode, "XDP attached (pinned link)"),
-            Attached::Adopted => info!(interface, "XDP link adopted"),
-            Attached::Reattached { mode, was_ifindex } => warn!(
-                interface,
-                ?mode,
-                was_ifindex,
-                "XDP attached again: the interface was recreated since the link was pinned"
-            ),
-        }
+    if let Err(err) = agent.set_up(&mut undo) {
+        undo.abandon(&config);
+        return Err(err);
     }
     agent.restart_probes().await;
     agent.refresh_telemetry();

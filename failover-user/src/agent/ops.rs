@@ -2,10 +2,7 @@
 //! undrain, switchover, failback, maintenance, reload. Every mutating
 //! request supports a dry run that reports what would change.
 
-use std::{
-    collections::BTreeMap,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tracing::info;
@@ -17,10 +14,6 @@ use crate::{
     events::{Event, EventKind},
     policy::{Change, ServicePolicy},
 };
-
-/// A flow counts as active while it was seen this recently (conntrack
-/// entries stay until evicted, so drains are followed by idle time).
-pub const ACTIVE_FLOW_IDLE: Duration = Duration::from_secs(5);
 
 impl Agent {
     pub(super) async fn handle(&mut self, request: Request) -> Response {
@@ -312,7 +305,8 @@ impl Agent {
     }
 
     fn status(&self) -> Value {
-        let flows = self.active_flows();
+        let counted = self.flows.latest();
+        let flows = counted.by_backend;
         let snapshot = self.telemetry.snapshot();
         let services: Vec<Value> = snapshot
             .services
@@ -359,34 +353,10 @@ impl Agent {
             "services": services,
             "totals": snapshot.totals,
             "uptime_s": snapshot.started_seconds_ago,
-            "active_flow_idle_s": ACTIVE_FLOW_IDLE.as_secs(),
+            "active_flow_idle_s": super::flows::ACTIVE_FLOW_IDLE.as_secs(),
+            "active_flows_counted_s_ago": counted.counted_at.map(|at| at.elapsed().as_secs_f64()),
         })
     }
-
-    /// Forward conntrack entries seen within [`ACTIVE_FLOW_IDLE`], by backend id.
-    fn active_flows(&self) -> BTreeMap<u32, u64> {
-        let now = coarse_now_ns();
-        let mut counts = BTreeMap::new();
-        for (_, flow) in self.dataplane.conntrack().entries() {
-            if flow.direction == failover_common::flow_direction::FORWARD
-                && now.saturating_sub(flow.last_seen_ns) <= ACTIVE_FLOW_IDLE.as_nanos() as u64
-            {
-                *counts.entry(flow.backend_id).or_insert(0) += 1;
-            }
-        }
-        counts
-    }
-}
-
-/// The data path's clock (`bpf_ktime_get_coarse_ns` is CLOCK_MONOTONIC_COARSE).
-pub fn coarse_now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn describe_changes(service: &super::runtime::ServiceRuntime, changes: &[Change]) -> Vec<Value> {

@@ -165,17 +165,6 @@ fn counters(p: &Pinned) -> anyhow::Result<Value> {
     Ok(Value::Array(rows))
 }
 
-fn now_coarse_ns() -> u64 {
-    // bpf_ktime_get_coarse_ns is CLOCK_MONOTONIC_COARSE.
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 fn flow_row(key: &FlowKey, flow: &Flow, now: u64) -> Value {
     let idle = Duration::from_nanos(now.saturating_sub(flow.last_seen_ns));
     let direction = if flow.direction == flow_direction::FORWARD {
@@ -195,7 +184,7 @@ fn flow_row(key: &FlowKey, flow: &Flow, now: u64) -> Value {
 }
 
 fn flows(p: &Pinned, filter: Option<&str>, limit: usize) -> Value {
-    let now = now_coarse_ns();
+    let now = crate::dataplane::now_ns();
     let rows: Vec<Value> = p
         .conntrack
         .entries()
@@ -239,31 +228,28 @@ fn explain(
         proto,
     }
     .key();
+    // The program's order: the tracked flow first, then the service.
     let mut steps = Vec::new();
-    let Some(service) = p.services.get(&service_key)? else {
-        if let Some(flow) = p.conntrack.get(&key)?
-            && flow.direction == flow_direction::REPLY
-        {
-            steps.push(format!(
-                "reply of a tracked flow from backend {}: source rewritten to {}:{}",
-                flow.backend_id,
-                addr(flow.nat_addr),
-                u16::from_be(flow.nat_port_be)
-            ));
-            return Ok(json!({"path": "reply", "steps": steps}));
-        }
-        steps.push(format!("{dst}/{proto} is not a service and no tracked flow matches: passed to the kernel stack untouched"));
-        return Ok(json!({"path": "pass_no_service", "steps": steps}));
-    };
-    steps.push(format!(
-        "service id {} ({dst}/{proto}), active tier {}",
-        service.id, service.active_tier
-    ));
-    if let Some(flow) = p.conntrack.get(&key)?
-        && flow.direction == flow_direction::FORWARD
-    {
+    let mut repick = false;
+    if let Some(flow) = p.conntrack.get(&key)? {
         let backend = p.backends.get(flow.backend_id)?;
-        if backend.service_id == service.id && usable_for_established(backend.state) {
+        let recorded = backend.generation == flow.backend_generation
+            && backend.state != failover_common::backend_state::EMPTY;
+        if flow.direction == flow_direction::REPLY {
+            if recorded {
+                steps.push(format!(
+                    "reply of a tracked flow from backend {}: source rewritten to {}:{}",
+                    flow.backend_id,
+                    addr(flow.nat_addr),
+                    u16::from_be(flow.nat_port_be)
+                ));
+                return Ok(json!({"path": "reply", "backend": flow.backend_id, "steps": steps}));
+            }
+            steps.push(format!(
+                "a reply entry of an earlier owner of backend id {}: forgotten (removed), the packet goes on untracked",
+                flow.backend_id
+            ));
+        } else if recorded && usable_for_established(backend.state) {
             steps.push(format!(
                 "tracked flow on backend {} ({}, {}): stays there",
                 flow.backend_id,
@@ -271,12 +257,44 @@ fn explain(
                 state_name(backend.state)
             ));
             return Ok(json!({"path": "established", "backend": flow.backend_id, "steps": steps}));
+        } else {
+            let why = if recorded {
+                state_name(backend.state).to_owned()
+            } else {
+                "gone (its id has another owner or none)".to_owned()
+            };
+            steps.push(format!(
+                "tracked flow's backend {} is {why}: re-picked",
+                flow.backend_id
+            ));
+            repick = true;
+        }
+    }
+    let Some(service) = p.services.get(&service_key)? else {
+        if repick {
+            steps.push("no service at its destination any more: the entry is forgotten".into());
         }
         steps.push(format!(
-            "tracked flow's backend {} is {}: re-picked",
-            flow.backend_id,
-            state_name(backend.state)
+            "{dst}/{proto} is not a service and no live tracked flow matches: passed to the kernel stack untouched"
         ));
+        return Ok(json!({"path": "pass_no_service", "steps": steps}));
+    };
+    steps.insert(
+        0,
+        format!(
+            "service id {} ({dst}/{proto}), active tier {}",
+            service.id, service.active_tier
+        ),
+    );
+    if repick
+        && proto == Proto::Tcp
+        && service.flags & failover_common::SERVICE_F_RESET_DEAD_FLOWS != 0
+    {
+        steps.push(
+            "dead-flow policy reset: a TCP packet (other than a RST) is answered with a RST from the VIP (tx_reset)"
+                .into(),
+        );
+        return Ok(json!({"path": "tx_reset", "steps": steps}));
     }
     let picked = pick(p, &service, &key)?;
     match picked {

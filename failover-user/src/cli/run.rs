@@ -10,6 +10,8 @@ use crate::{agent, config::AgentConfig};
 
 pub fn run(config_path: &Path, pid_file: &Path) -> anyhow::Result<()> {
     let config = AgentConfig::from_file(config_path)?;
+    // Held until the process ends: one agent per pin directory.
+    let _lock = agent::PinDirLock::acquire(&config.pin_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -33,7 +35,7 @@ pub fn run(config_path: &Path, pid_file: &Path) -> anyhow::Result<()> {
                 }
             }
         });
-        if let Err(err) = std::fs::write(pid_file, format!("{}\n", std::process::id())) {
+        if let Err(err) = agent::write_pid_file(pid_file) {
             tracing::warn!(pid_file = %pid_file.display(), cause = %err, "cannot write pid file; `failover failback` will not find the agent");
         }
         let shutdown = async move {
@@ -43,7 +45,7 @@ pub fn run(config_path: &Path, pid_file: &Path) -> anyhow::Result<()> {
             }
         };
         let result = agent::run(config_path.to_owned(), config, commands, shutdown).await;
-        let _ = std::fs::remove_file(pid_file);
+        agent::remove_pid_file(pid_file);
         result.map_err(anyhow::Error::from)
     })
 }

@@ -239,3 +239,15 @@ fn program<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a Xdp, DataplaneE
         .try_into()
         .map_err(|source| DataplaneError::Program { name, source })
 }
+
+/// The data path's clock, as `last_seen_ns` in conntrack entries reads it
+/// (`bpf_ktime_get_coarse_ns` is CLOCK_MONOTONIC_COARSE).
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
