@@ -2,6 +2,7 @@
 
 mod bench;
 mod cmd;
+mod fuzz;
 mod run;
 mod setup;
 mod test;
@@ -45,6 +46,16 @@ enum Command {
         #[arg(long)]
         only: Option<String>,
     },
+    /// Random and mutated frames through the real XDP program, checked
+    /// against invariants (a million by default); prints seed and rate.
+    Fuzz {
+        /// How many frames (1 to 1e9).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+        packets: Option<u64>,
+        /// Replay a run.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +68,9 @@ fn main() -> ExitCode {
         Command::Test { args } => setup::run().and_then(|env| test::run(&env, &args)),
         Command::Bench { quick, only } => {
             setup::run().and_then(|env| bench::run(&env, quick, only.as_deref()))
+        }
+        Command::Fuzz { packets, seed } => {
+            setup::run().and_then(|env| fuzz::run(&env, packets, seed))
         }
     };
     match result {

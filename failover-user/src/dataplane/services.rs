@@ -335,7 +335,7 @@ impl Dataplane {
                     let _ = self.release_slot(*id);
                 }
             }
-            let _ = self.tables.remove(service_id, settings.table_size);
+            self.tables.remove(service_id, settings.table_size);
             return Err(err);
         }
         info!(service = %name, id = service_id, backends = backends.len(), "service added");

@@ -1,0 +1,453 @@
+//! Packet fuzzing of the real program (BPF_PROG_TEST_RUN in the fixture lab):
+//! well-formed frames of every shape the program parses — Ethernet, 802.1Q
+//! and 802.1ad tags, IPv4 with options and fragments, TCP with any flags,
+//! UDP with and without checksums, other protocols and ether types — and
+//! mutations of them (bit flips, truncations, garbage, wrong lengths), each
+//! checked against invariants that hold for any input:
+//!
+//! - never aborted, never an unknown action;
+//! - a frame that is neither to a service nor from one of its backends
+//!   leaves untouched and goes to the stack (never dropped or reflected);
+//! - a frame to a service, left untouched, is passed or dropped;
+//! - a rewritten frame keeps its length and changes only MACs, TTL (one
+//!   less), addresses, ports and checksums; a frame to a service goes to a
+//!   backend *of that service* on that backend's port, a reply comes from
+//!   the VIP and port of a service that owns that backend endpoint;
+//! - checksums keep exactly their error (valid ones stay valid);
+//! - outcomes add up to verdicts.
+//!
+//! `tests/tests/random.rs` runs 100,000 frames in the test suite;
+//! `cargo xtask fuzz [--packets N]` runs a million or more.
+
+use std::{
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
+
+use failover::{BackendSpec, Proto, ServiceSpec};
+use failover_common::stats::reason;
+
+use crate::{
+    lab::{self, *},
+    packet::{self, Frame, L4},
+    rng::Rng,
+};
+
+const XDP_ABORTED: u32 = 0;
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+const XDP_REDIRECT: u32 = 4;
+
+/// A second VIP with services of its own.
+pub const VIP_2: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 11);
+
+/// A service of the fuzzing lab: where clients send, and its backends
+/// (address, port they are sent to; `None`: the service port).
+struct FuzzService {
+    vip: Ipv4Addr,
+    port: u16,
+    proto: u8,
+    backends: &'static [(Ipv4Addr, Option<u16>)],
+}
+
+impl FuzzService {
+    /// The port a backend of this service is sent to.
+    fn backend_port(&self, port: Option<u16>) -> u16 {
+        port.unwrap_or(self.port)
+    }
+}
+
+/// Services with overlapping backend hosts but distinct endpoints, so that
+/// sending a flow to another service's backend shows.
+const SERVICES: [FuzzService; 4] = [
+    FuzzService {
+        vip: VIP,
+        port: 80,
+        proto: 6,
+        backends: &[(BACKEND_1, None), (BACKEND_2, Some(8080))],
+    },
+    FuzzService {
+        vip: VIP,
+        port: 53,
+        proto: 17,
+        backends: &[(BACKEND_2, Some(5353))],
+    },
+    FuzzService {
+        vip: VIP_2,
+        port: 81,
+        proto: 6,
+        backends: &[(BACKEND_3, Some(8181)), (BACKEND_1, Some(8181))],
+    },
+    FuzzService {
+        vip: VIP_2,
+        port: 5353,
+        proto: 17,
+        backends: &[(BACKEND_1, Some(9999))],
+    },
+];
+
+const OTHER_ADDRS: [Ipv4Addr; 3] = [
+    Ipv4Addr::new(203, 0, 113, 99),
+    Ipv4Addr::new(192, 0, 2, 77),
+    Ipv4Addr::new(198, 51, 100, 200),
+];
+
+/// Adds the fuzzing services to a fresh lab.
+pub fn set_up(lab: &mut TestRunLab) {
+    for service in &SERVICES {
+        let proto = Proto::from_number(service.proto).expect("tcp or udp");
+        let backends: Vec<BackendSpec> = service
+            .backends
+            .iter()
+            .map(|(addr, port)| {
+                let spec = BackendSpec::new(*addr);
+                match port {
+                    Some(port) => spec.port(*port),
+                    None => spec,
+                }
+            })
+            .collect();
+        lab.dataplane
+            .add_service(
+                ServiceSpec::new(service.vip, service.port, proto),
+                &backends,
+            )
+            .expect("add a fuzzing service");
+    }
+}
+
+fn service_of(proto: u8, dst: Ipv4Addr, port: u16) -> Option<&'static FuzzService> {
+    SERVICES
+        .iter()
+        .find(|s| s.proto == proto && s.vip == dst && s.port == port)
+}
+
+/// Services that own the backend endpoint `(addr, port)` for `proto`.
+fn owners_of(proto: u8, addr: Ipv4Addr, port: u16) -> impl Iterator<Item = &'static FuzzService> {
+    SERVICES.iter().filter(move |s| {
+        s.proto == proto
+            && s.backends
+                .iter()
+                .any(|(a, p)| *a == addr && s.backend_port(*p) == port)
+    })
+}
+
+/// A well-formed frame of one of the shapes an edge host sees, and whether
+/// it arrives from the backends' side.
+fn well_formed(rng: &mut Rng) -> (Frame, bool) {
+    let client_port = 1024 + rng.below(2000) as u16;
+    let flags = rng.pick(&[0x02, 0x10, 0x18, 0x11, 0x04, 0x12, 0x00, 0xff]);
+    let service = &SERVICES[rng.below(SERVICES.len() as u64) as usize];
+    let l4 = |src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), proto: u8| {
+        if proto == 6 {
+            Frame::tcp(src, dst, flags)
+        } else {
+            Frame::udp(src, dst)
+        }
+    };
+    let (mut frame, from_backends) = match rng.below(8) {
+        0..=2 => (
+            l4(
+                (CLIENT, client_port),
+                (service.vip, service.port),
+                service.proto,
+            ),
+            false,
+        ),
+        3 | 4 => {
+            let (addr, port) = service.backends[rng.below(service.backends.len() as u64) as usize];
+            let port = if rng.chance(80) {
+                service.backend_port(port)
+            } else {
+                rng.pick(&[80, 53, 8080, 5353, 8181, 9999])
+            };
+            (l4((addr, port), (CLIENT, client_port), service.proto), true)
+        }
+        5 => {
+            // A service's port on the wrong protocol, or another VIP's port.
+            let proto = if service.proto == 6 { 17 } else { 6 };
+            let vip = rng.pick(&[VIP, VIP_2]);
+            (l4((CLIENT, client_port), (vip, service.port), proto), false)
+        }
+        6 => {
+            let dst = rng.pick(&OTHER_ADDRS);
+            (
+                l4(
+                    (CLIENT, client_port),
+                    (dst, rng.pick(&[80, 22, 53])),
+                    rng.pick(&[6, 17]),
+                ),
+                false,
+            )
+        }
+        _ => {
+            let proto = rng.pick(&[1, 47, 50, 58, 132]);
+            let mut frame = Frame::new(CLIENT, rng.pick(&[VIP, VIP_2]), L4::Other { proto });
+            frame.payload = vec![0; 8];
+            (frame, false)
+        }
+    };
+    frame.ttl = rng.pick(&[0, 1, 2, 64, 255]);
+    frame.tos = rng.byte();
+    if rng.chance(15) {
+        frame.vlan = Some(rng.below(4095) as u16);
+    }
+    if rng.chance(15) {
+        frame.options = (0..rng.below(40))
+            .map(|_| rng.pick(&[0u8, 1, 0x94]))
+            .collect();
+    }
+    if rng.chance(10) {
+        frame.frag_off = rng.pick(&[0x2000, 0x0001, 0x2010]);
+    }
+    if let L4::Udp { checksum, .. } = &mut frame.l4
+        && rng.chance(10)
+    {
+        *checksum = false;
+    }
+    let len = rng.below(200) as usize;
+    frame.payload = (0..len).map(|_| rng.byte()).collect();
+    frame = if from_backends {
+        frame.macs(backend_mac(11), BACKEND_SIDE_MAC)
+    } else {
+        frame.macs(CLIENT_MAC, CLIENT_SIDE_MAC)
+    };
+    (frame, from_backends)
+}
+
+/// Other ether types and the outer tag of 802.1ad.
+fn retag(rng: &mut Rng, bytes: &mut [u8]) {
+    match rng.below(20) {
+        0 => bytes[12..14].copy_from_slice(&0x0806u16.to_be_bytes()), // ARP
+        1 => bytes[12..14].copy_from_slice(&0x86ddu16.to_be_bytes()), // IPv6
+        2 if bytes[12..14] == [0x81, 0x00] => bytes[12..14].copy_from_slice(&[0x88, 0xa8]),
+        _ => {}
+    }
+}
+
+/// Damages a frame: bit flips, truncation, garbage, header field overwrites.
+fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
+    for _ in 0..1 + rng.below(4) {
+        match rng.below(6) {
+            0 => {
+                let i = rng.below(bytes.len() as u64) as usize;
+                bytes[i] ^= 1 << rng.below(8);
+            }
+            1 => {
+                let i = rng.below(bytes.len().min(60) as u64) as usize;
+                bytes[i] = rng.byte();
+            }
+            2 => {
+                let keep = 14 + rng.below(bytes.len() as u64 - 13) as usize;
+                bytes.truncate(keep.min(bytes.len()));
+            }
+            3 => bytes.extend((0..rng.below(64)).map(|_| rng.byte())),
+            4 if bytes.len() > 18 => bytes[14] = rng.byte(), // version/IHL (untagged)
+            _ if bytes.len() > 18 => {
+                let v = rng.next_u64() as u16; // total length (untagged)
+                bytes[16..18].copy_from_slice(&v.to_be_bytes());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether the program may act on this frame at all: it is to a service
+/// of the lab or from one of its backend endpoints.
+fn could_match(frame: &[u8]) -> bool {
+    let Some(p) = packet::parse(frame) else {
+        return false;
+    };
+    service_of(p.proto, p.dst, p.dst_port).is_some()
+        || owners_of(p.proto, p.src, p.src_port).next().is_some()
+}
+
+/// Offsets a rewrite may change: MACs, TTL, IP checksum, addresses, ports,
+/// L4 checksum.
+fn allowed_changes(p: &packet::Parsed) -> Vec<usize> {
+    let mut allowed: Vec<usize> = (0..12).collect();
+    let l3 = p.l3;
+    allowed.extend([l3 + 8, l3 + 10, l3 + 11]);
+    allowed.extend(l3 + 12..l3 + 20);
+    let l4 = l3 + p.ihl;
+    allowed.extend(l4..l4 + 4);
+    if p.proto == 6 {
+        allowed.extend([l4 + 16, l4 + 17]);
+    } else {
+        allowed.extend([l4 + 6, l4 + 7]);
+    }
+    allowed
+}
+
+fn same_residue(a: u16, b: u16) -> bool {
+    // One's complement has two zeros.
+    a == b || (a == 0 && b == 0xffff) || (a == 0xffff && b == 0)
+}
+
+/// Checks one run against the invariants.
+pub fn check(input: &[u8], result: &RunResult) -> Result<(), String> {
+    if result.action == XDP_ABORTED {
+        return Err("XDP_ABORTED".into());
+    }
+    if result.action > XDP_REDIRECT {
+        return Err(format!("unknown action {}", result.action));
+    }
+    let matches = could_match(input);
+    if result.output == input {
+        return match (matches, result.action) {
+            (false, XDP_PASS) | (true, XDP_PASS | XDP_DROP) => Ok(()),
+            (false, action) => Err(format!(
+                "a frame for no service and from no backend got action {action} (must pass to the stack)"
+            )),
+            (true, action) => Err(format!("an untouched frame got action {action}")),
+        };
+    }
+    if !matches {
+        return Err("a frame that matches no service or backend was modified".into());
+    }
+    if ![XDP_TX, XDP_REDIRECT, XDP_PASS].contains(&result.action) {
+        return Err(format!("a rewritten frame got action {}", result.action));
+    }
+    if result.output.len() != input.len() {
+        return Err("length changed".into());
+    }
+    let (Some(before), Some(after)) = (packet::parse(input), packet::parse(&result.output)) else {
+        return Err("rewritten frame no longer parses".into());
+    };
+    let allowed = allowed_changes(&before);
+    if let Some(i) =
+        (0..input.len()).find(|i| input[*i] != result.output[*i] && !allowed.contains(i))
+    {
+        return Err(format!("byte {i} changed outside the rewritten fields"));
+    }
+    if after.ttl.wrapping_add(1) != before.ttl && after.ttl != before.ttl {
+        return Err(format!("ttl {} became {}", before.ttl, after.ttl));
+    }
+    let forward = service_of(before.proto, before.dst, before.dst_port).filter(|service| {
+        after.src == before.src
+            && after.src_port == before.src_port
+            && service
+                .backends
+                .iter()
+                .any(|(a, p)| *a == after.dst && service.backend_port(*p) == after.dst_port)
+    });
+    let reply = owners_of(before.proto, before.src, before.src_port).find(|service| {
+        after.src == service.vip
+            && after.src_port == service.port
+            && after.dst == before.dst
+            && after.dst_port == before.dst_port
+    });
+    if forward.is_none() && reply.is_none() {
+        return Err(format!(
+            "rewritten {}:{}→{}:{} to {}:{}→{}:{}: neither to a backend of that service on its port \
+             nor a reply from the VIP and port of a service owning the backend",
+            before.src,
+            before.src_port,
+            before.dst,
+            before.dst_port,
+            after.src,
+            after.src_port,
+            after.dst,
+            after.dst_port
+        ));
+    }
+    let (ip_in, l4_in) = packet::checksum_residues(input).expect("parsed");
+    let (ip_out, l4_out) = packet::checksum_residues(&result.output).expect("parsed");
+    if !same_residue(ip_in, ip_out) || !same_residue(l4_in, l4_out) {
+        return Err(format!(
+            "checksum residues changed: ip {ip_in:#06x}→{ip_out:#06x}, l4 {l4_in:#06x}→{l4_out:#06x}"
+        ));
+    }
+    Ok(())
+}
+
+/// What a fuzzing run found.
+#[derive(Debug)]
+pub struct Report {
+    pub seed: u64,
+    pub packets: usize,
+    pub failures: Vec<String>,
+    pub rewritten: usize,
+    pub valid_rewritten: usize,
+    pub elapsed: Duration,
+}
+
+impl Report {
+    pub fn packets_per_second(&self) -> f64 {
+        self.packets as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Runs `packets` frames from `rng` through a lab set up with [`set_up`].
+pub fn run(lab: &TestRunLab, rng: &mut Rng, seed: u64, packets: usize) -> Report {
+    let program = lab.dataplane.program().expect("program");
+    let (client_if, backend_if) = (lab.client_ifindex, lab.backend_ifindex);
+    let started = Instant::now();
+    let (failures, rewritten, valid_rewritten) = lab.ns.run(|| {
+        let mut failures = Vec::new();
+        let (mut rewritten, mut valid_rewritten) = (0, 0);
+        for n in 0..packets {
+            let (frame, from_backends) = well_formed(rng);
+            let mut bytes = frame.build();
+            retag(rng, &mut bytes);
+            if rng.chance(60) {
+                mutate(rng, &mut bytes);
+            }
+            if bytes.len() < 14 {
+                continue;
+            }
+            let ingress = if from_backends { backend_if } else { client_if };
+            let result = lab::run_xdp(program, &bytes, ingress);
+            if result.output != bytes {
+                rewritten += 1;
+                if packet::checksums_valid(&bytes) {
+                    valid_rewritten += 1;
+                    if !packet::checksums_valid(&result.output) {
+                        failures.push(format!(
+                            "#{n}: valid frame rewritten with invalid checksums"
+                        ));
+                    }
+                }
+            }
+            if let Err(problem) = check(&bytes, &result)
+                && failures.len() < 100
+            {
+                failures.push(format!("#{n}: {problem}: {}", hex(&bytes)));
+            }
+        }
+        (failures, rewritten, valid_rewritten)
+    });
+    let elapsed = started.elapsed();
+    let mut report = Report {
+        seed,
+        packets,
+        failures,
+        rewritten,
+        valid_rewritten,
+        elapsed,
+    };
+    let verdicts = lab.verdicts();
+    let reasons = lab.reasons();
+    let total_verdicts: u64 = verdicts.iter().map(|c| c.packets).sum();
+    let total_outcomes: u64 = reasons[..reason::FIRST_EVENT as usize]
+        .iter()
+        .map(|c| c.packets)
+        .sum();
+    if total_outcomes != total_verdicts {
+        report.failures.push(format!(
+            "outcomes ({total_outcomes}) do not add up to verdicts ({total_verdicts})"
+        ));
+    }
+    // The generator must really exercise the rewrite paths.
+    if rewritten < packets / 10 || valid_rewritten < packets / 20 {
+        report.failures.push(format!(
+            "only {rewritten} frames were rewritten ({valid_rewritten} valid): the generator lost its aim"
+        ));
+    }
+    report
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
