@@ -26,6 +26,10 @@ use failover_tests::agent_lab::{
     AgentLab, BACKEND_PORT, Failback, HOSTS, Options, PRIMARY, Probe, SERVICE_PORT, STANDBY, VIP,
     ask,
 };
+use failover_tests::{
+    metrics::{metric, must},
+    status::{backend, names, service},
+};
 use serde_json::Value;
 
 /// Every load thread and receiver gives up after this, whatever the test does.
@@ -51,68 +55,6 @@ fn api() -> SocketAddr {
 }
 
 // ---- The CLI ----------------------------------------------------------------
-
-/// `failover --socket <lab socket> <args>`; panics on a non-zero exit.
-fn ctl(lab: &AgentLab, args: &[&str]) -> String {
-    let socket = lab.socket();
-    let mut all = vec!["--socket", socket.to_str().expect("utf-8 socket path")];
-    all.extend_from_slice(args);
-    lab.failover(&all)
-}
-
-/// [`ctl`] with `--json`, parsed.
-fn ctl_json(lab: &AgentLab, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let text = ctl(lab, &all);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("failover {args:?}: {e}: {text}"))
-}
-
-/// [`ctl`] for a command expected to fail: (exit success, stdout + stderr).
-fn ctl_status(lab: &AgentLab, args: &[&str]) -> (bool, String) {
-    let socket = lab.socket();
-    let mut all = vec!["--socket", socket.to_str().expect("utf-8 socket path")];
-    all.extend_from_slice(args);
-    let output = lab.failover_output(&all);
-    (
-        output.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
-}
-
-fn status(lab: &AgentLab) -> Value {
-    ctl_json(lab, &["status"])
-}
-
-fn service<'a>(status: &'a Value, name: &str) -> &'a Value {
-    status["services"]
-        .as_array()
-        .expect("services array")
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no service {name} in {status:#}"))
-}
-
-fn backend<'a>(status: &'a Value, service_name: &str, name: &str) -> &'a Value {
-    service(status, service_name)["backends"]
-        .as_array()
-        .expect("backends array")
-        .iter()
-        .find(|b| b["name"] == name)
-        .unwrap_or_else(|| panic!("no backend {service_name}/{name} in {status:#}"))
-}
-
-fn names(list: &Value) -> Vec<String> {
-    list.as_array()
-        .unwrap_or_else(|| panic!("not a list: {list}"))
-        .iter()
-        .map(|v| v.as_str().expect("a name").to_owned())
-        .collect()
-}
 
 /// What status says about decisions, without the counters that move on
 /// their own (probe counts and latencies, packets, flows, uptime).
@@ -391,7 +333,7 @@ fn switchover_under_continuous_load_fails_no_request() {
     std::thread::sleep(Duration::from_secs(1));
 
     let to_standby = Instant::now();
-    let report = ctl_json(&lab, &["switchover", "web", "--to", "standby"]);
+    let report = lab.ctl_json(&["switchover", "web", "--to", "standby"]);
     let on_standby = Instant::now();
     assert_eq!(names(&report["new_flows_after"]), ["standby"], "{report:#}");
     assert_eq!(
@@ -400,7 +342,7 @@ fn switchover_under_continuous_load_fails_no_request() {
         "{report:#}"
     );
     std::thread::sleep(Duration::from_millis(2000));
-    let during = status(&lab);
+    let during = lab.status();
     assert_eq!(names(&service(&during, "web")["new_flows_to"]), ["standby"]);
     let primary = backend(&during, "web", "primary");
     assert_eq!(primary["state"], "draining", "{during:#}");
@@ -415,14 +357,14 @@ fn switchover_under_continuous_load_fails_no_request() {
     );
 
     let to_primary = Instant::now();
-    let report = ctl_json(&lab, &["switchover", "web", "--to", "primary"]);
+    let report = lab.ctl_json(&["switchover", "web", "--to", "primary"]);
     let on_primary = Instant::now();
     assert_eq!(names(&report["new_flows_after"]), ["primary"], "{report:#}");
     std::thread::sleep(Duration::from_millis(2000));
     let recorded = load.finish();
 
     // Switching back leaves the standby a plain standby again.
-    let after = status(&lab);
+    let after = lab.status();
     assert_eq!(names(&service(&after, "web")["new_flows_to"]), ["primary"]);
     for name in ["primary", "standby"] {
         let b = backend(&after, "web", name);
@@ -536,20 +478,14 @@ fn drain_keeps_long_flows_until_the_deadline_then_repicks_them() {
     let long = open_long(&lab, web(), 3, "primary");
 
     // A dry run changes nothing.
-    let before = decisions(&status(&lab));
-    let dry = ctl_json(
-        &lab,
-        &["drain", "web/primary", "--deadline", "4s", "--dry-run"],
-    );
+    let before = decisions(&lab.status());
+    let dry = lab.ctl_json(&["drain", "web/primary", "--deadline", "4s", "--dry-run"]);
     assert_eq!(dry["dry_run"], true, "{dry:#}");
     assert_eq!(names(&dry["new_flows_after"]), ["standby"], "{dry:#}");
-    let dry_text = ctl(
-        &lab,
-        &["drain", "web/primary", "--deadline", "4s", "--dry-run"],
-    );
+    let dry_text = lab.ctl(&["drain", "web/primary", "--deadline", "4s", "--dry-run"]);
     assert!(dry_text.contains("dry run: would drain"), "{dry_text}");
     assert_eq!(
-        decisions(&status(&lab)),
+        decisions(&lab.status()),
         before,
         "a dry run changed the status"
     );
@@ -570,10 +506,7 @@ fn drain_keeps_long_flows_until_the_deadline_then_repicks_them() {
     );
     std::thread::sleep(Duration::from_millis(500));
     let asked = Instant::now();
-    let report = ctl_json(
-        &lab,
-        &["drain", "web/primary", "--deadline", "4s", "--no-wait"],
-    );
+    let report = lab.ctl_json(&["drain", "web/primary", "--deadline", "4s", "--no-wait"]);
     let drained = Instant::now();
     assert_eq!(
         report["changes"],
@@ -587,7 +520,7 @@ fn drain_keeps_long_flows_until_the_deadline_then_repicks_them() {
     // Follow it through status, as `failover drain` without --no-wait does.
     let mut polls: Vec<(Duration, String, u64)> = Vec::new();
     while drained.elapsed() < Duration::from_secs(6) {
-        let st = status(&lab);
+        let st = lab.status();
         let primary = backend(&st, "web", "primary");
         let state = primary["state"].as_str().unwrap_or("?").to_owned();
         let flows = primary["active_flows"].as_u64().expect("active_flows");
@@ -700,9 +633,9 @@ fn drain_keeps_long_flows_until_the_deadline_then_repicks_them() {
     );
 
     // Undrain: the primary takes new flows again.
-    let report = ctl_json(&lab, &["undrain", "web/primary"]);
+    let report = lab.ctl_json(&["undrain", "web/primary"]);
     assert_eq!(names(&report["new_flows_after"]), ["primary"], "{report:#}");
-    let st = status(&lab);
+    let st = lab.status();
     let primary = backend(&st, "web", "primary");
     assert_eq!(primary["state"], "up", "{st:#}");
     assert!(primary["admin"].is_null(), "{st:#}");
@@ -764,7 +697,7 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
         api_service(&[(PRIMARY, 0), (STANDBY, 1)], "\"100ms\"", "\"50ms\"")
     });
     let good = std::fs::read_to_string(lab.config_path()).unwrap();
-    let initial = status(&lab);
+    let initial = lab.status();
     assert_eq!(
         names(&service(&initial, "api")["new_flows_to"]),
         ["primary"]
@@ -794,18 +727,18 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
         &api_service(&[(PRIMARY, 1), (STANDBY, 0)], "\"200ms\"", "\"50ms\""),
     );
     std::fs::write(lab.config_path(), &swapped).unwrap();
-    let dry = ctl_json(&lab, &["reload", "--dry-run"]);
+    let dry = lab.ctl_json(&["reload", "--dry-run"]);
     assert_eq!(names(&dry["changed"]), ["api"], "{dry:#}");
     assert_eq!(
-        names(&service(&status(&lab), "api")["new_flows_to"]),
+        names(&service(&lab.status(), "api")["new_flows_to"]),
         ["primary"],
         "a dry-run reload changed api"
     );
-    let diff = ctl_json(&lab, &["reload"]);
+    let diff = lab.ctl_json(&["reload"]);
     assert_eq!(names(&diff["changed"]), ["api"], "{diff:#}");
     assert_eq!(names(&diff["unchanged"]), ["web"], "{diff:#}");
     assert!(names(&diff["added"]).is_empty() && names(&diff["removed"]).is_empty());
-    let st = status(&lab);
+    let st = lab.status();
     assert_eq!(
         names(&service(&st, "api")["new_flows_to"]),
         ["standby"],
@@ -837,7 +770,7 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
         hup_line.len() == 1 && hup_line[0].contains("changed [\"api\"]"),
         "{hup_line:#?}"
     );
-    let st = status(&lab);
+    let st = lab.status();
     let api_backends: Vec<String> = service(&st, "api")["backends"]
         .as_array()
         .unwrap()
@@ -854,11 +787,11 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
     );
 
     // 3. Bad configurations are refused with the field and line; nothing changes.
-    let settled = decisions(&status(&lab));
+    let settled = decisions(&lab.status());
     let syntax = with_api(&lab, &api_service(&[(STANDBY, 0)], "200ms", "\"50ms\""));
     let syntax_line = api_line_of(&syntax, "interval = 200ms");
     std::fs::write(lab.config_path(), &syntax).unwrap();
-    let (ok, message) = ctl_status(&lab, &["reload"]);
+    let (ok, message) = lab.ctl_output(&["reload"]);
     eprintln!(
         "reload with a syntax error (line {syntax_line}): {}",
         message.trim()
@@ -869,7 +802,7 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
         "the refusal does not name line {syntax_line} and the field: {message}"
     );
     assert_eq!(
-        decisions(&status(&lab)),
+        decisions(&lab.status()),
         settled,
         "a refused reload changed the status"
     );
@@ -880,7 +813,7 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
     );
     let invalid_line = api_line_of(&invalid, "timeout = \"500ms\"");
     std::fs::write(lab.config_path(), &invalid).unwrap();
-    let (ok, message) = ctl_status(&lab, &["reload"]);
+    let (ok, message) = lab.ctl_output(&["reload"]);
     eprintln!(
         "reload with timeout > interval (line {invalid_line}): {}",
         message.trim()
@@ -894,7 +827,7 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
         "the refusal does not name line {invalid_line} and the field: {message}"
     );
     assert_eq!(
-        decisions(&status(&lab)),
+        decisions(&lab.status()),
         settled,
         "a refused reload changed the status"
     );
@@ -906,7 +839,7 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
 
     // Back to the original configuration: api as at the start.
     std::fs::write(lab.config_path(), &good).unwrap();
-    let diff = ctl_json(&lab, &["reload"]);
+    let diff = lab.ctl_json(&["reload"]);
     assert_eq!(names(&diff["changed"]), ["api"], "{diff:#}");
     std::thread::sleep(Duration::from_millis(500));
     let recorded = load.finish();
@@ -944,7 +877,7 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
         "a flow was re-picked by a reload\n{}",
         lab.diag()
     );
-    let last = status(&lab);
+    let last = lab.status();
     assert_eq!(decisions_of(&last, "web"), web_before);
     assert_eq!(
         decisions_of(&last, "api"),
@@ -957,48 +890,8 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
 
 const METRICS_PORT: u16 = 9391;
 
-/// `GET /metrics` from inside the lb namespace: the exposition text.
 fn scrape(lab: &AgentLab) -> String {
-    let response = lab.lb.run(|| -> std::io::Result<String> {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, METRICS_PORT));
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text)?;
-        Ok(text)
-    });
-    let response = response.unwrap_or_else(|e| panic!("scrape /metrics: {e}\n{}", lab.diag()));
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_owned()
-}
-
-/// The value of the series `name` whose labels include `labels`.
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .find(|(series, _)| {
-            let rest = series.strip_prefix(name);
-            matches!(rest, Some(r) if r.is_empty() || r.starts_with('{'))
-                && labels
-                    .iter()
-                    .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
-        })
-        .map(|(_, value)| {
-            value
-                .parse()
-                .unwrap_or_else(|e| panic!("{name}: {value:?}: {e}"))
-        })
-}
-
-fn must(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metric(text, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
+    failover_tests::metrics::scrape(lab, METRICS_PORT)
 }
 
 /// `GET /metrics` (inside the lb namespace) against known traffic: packet
@@ -1423,7 +1316,7 @@ fn drill_switches_verifies_and_returns_with_no_failed_request() {
     );
     std::thread::sleep(Duration::from_millis(500));
     let drill_started = Instant::now();
-    let out = ctl(&lab, &["drill", "web", "--verify-for", "10s"]);
+    let out = lab.ctl(&["drill", "web", "--verify-for", "10s"]);
     let drill_done = Instant::now();
     eprintln!(
         "drill ({} ms):\n{out}",
@@ -1444,7 +1337,7 @@ fn drill_switches_verifies_and_returns_with_no_failed_request() {
     std::thread::sleep(Duration::from_millis(1000));
     let recorded = load.finish();
 
-    let st = status(&lab);
+    let st = lab.status();
     assert_eq!(names(&service(&st, "web")["new_flows_to"]), ["primary"]);
     for name in ["primary", "standby"] {
         let b = backend(&st, "web", name);

@@ -49,7 +49,9 @@ impl Agent {
             return false;
         }
         let now = Instant::now();
+        // `changed`: the probed set changed; `shown`: what status shows did.
         let mut changed = false;
+        let mut shown = false;
         for s in 0..self.services.len() {
             if !self.services[s].has_cold {
                 continue;
@@ -70,6 +72,7 @@ impl Agent {
                 match runtime.cold {
                     Some(ColdState::Failed { retry_at }) if retry_at <= now => {
                         runtime.cold = Some(ColdState::Dormant);
+                        shown = true;
                     }
                     Some(ColdState::Dormant)
                         if nothing_serves && Some(plan.spec.tier) == wake_tier =>
@@ -102,6 +105,7 @@ impl Agent {
                     }
                     Some(ColdState::Starting { since, .. }) if runtime.health.healthy() => {
                         runtime.cold = Some(ColdState::Started);
+                        shown = true;
                         info!(service = %service.name, backend = %runtime.name, after = ?since.elapsed(), "cold standby is up");
                     }
                     Some(ColdState::Starting { deadline, since }) if deadline <= now => {
@@ -133,7 +137,7 @@ impl Agent {
                 }
             }
         }
-        if changed {
+        if changed || shown {
             self.refresh_telemetry();
         }
         changed

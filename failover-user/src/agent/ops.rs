@@ -319,6 +319,7 @@ impl Agent {
                         let traffic = self.dataplane.counters().backend(b.id).ok();
                         json!({
                             "name": b.name,
+                            "id": b.id,
                             "address": b.address,
                             "port": b.port,
                             "tier": b.tier,
@@ -340,6 +341,7 @@ impl Agent {
                     .collect();
                 json!({
                     "name": service.name,
+                    "id": service.id,
                     "vip": service.vip,
                     "port": service.port,
                     "protocol": service.protocol,
