@@ -116,3 +116,73 @@ fn configurations_beyond_a_limit_are_refused_before_anything_is_written() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_configuration_at_the_limits_starts_whole() {
+    failover_tests::require_root();
+    let dir = std::env::temp_dir().join(format!("fo-capacity-full-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pins = PinDir::new();
+    let path = dir.join("failover.toml");
+    let socket = dir.join("control.sock");
+    // Every service slot and every backend slot, default Maglev tables.
+    std::fs::write(&path, config(pins.path(), &socket, 1024, 4, 16_411)).unwrap();
+    let log = std::fs::File::create(dir.join("agent.log")).unwrap();
+    let mut agent = Agent(
+        Command::new(failover_tests::failover_bin())
+            .args(["run", "--config"])
+            .arg(&path)
+            .arg("--pid-file")
+            .arg(dir.join("agent.pid"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start the agent"),
+    );
+    let started = Instant::now();
+    let read_log = || std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
+    while !read_log().contains("agent running") {
+        if let Ok(Some(status)) = agent.0.try_wait() {
+            panic!("the agent exited: {status}\n{}", read_log());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{}",
+            read_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let services = failover(&[
+        "inspect",
+        "--pin-dir",
+        pins.path().to_str().unwrap(),
+        "--json",
+        "services",
+    ]);
+    let services: serde_json::Value = serde_json::from_slice(&services.stdout).unwrap();
+    assert_eq!(services.as_array().map(Vec::len), Some(1024));
+    drop(agent);
+    drop(pins);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The agent child: SIGTERM and reaped when dropped, also on panic.
+struct Agent(std::process::Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // SAFETY: signalling the child we started, by its pid.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
