@@ -219,6 +219,14 @@ pub enum Failback {
 const DEFAULT_PROBE_TIMING: (Duration, Duration) =
     (Duration::from_millis(100), Duration::from_millis(50));
 
+/// The longest the lab's default probes take to declare a failure: fall (3)
+/// intervals, a timeout and the 10 % jitter.
+pub const DETECTION: Duration = Duration::from_millis(3 * 100 + 50 + 10);
+/// How long a failover may take in a test: a small multiple of detection
+/// (sampling, the agent's reaction and scheduling on a loaded 2-core
+/// machine), so that a failover twice as slow as designed fails the test.
+pub const FAILOVER_BOUND: Duration = Duration::from_millis(DETECTION.as_millis() as u64 * 5 / 2);
+
 /// What a lab's agent is configured with. Probes run every 100 ms with a
 /// 50 ms timeout ([`Layout::probe_timing`] changes that), fall 3, rise 2.
 #[derive(Clone, Copy, Debug)]

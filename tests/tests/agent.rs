@@ -11,13 +11,10 @@
 use std::time::{Duration, Instant};
 
 use failover_tests::agent_lab::{
-    AgentLab, BACKEND_PORT, Failback, HEALTH_PORT, HOSTS, Health, Options, PRIMARY, Probe,
-    SLOW_ANSWER, Sampler,
+    AgentLab, BACKEND_PORT, FAILOVER_BOUND, Failback, HEALTH_PORT, HOSTS, Health, Options, PRIMARY,
+    Probe, SLOW_ANSWER, Sampler,
 };
 
-/// New flows must reach the standby this soon after the primary fails
-/// (detection takes fall × interval + timeout ≈ 0.35 s).
-const FAILOVER_BOUND: Duration = Duration::from_secs(2);
 /// How long a sampling loop waiting for a switch runs at most.
 const SAMPLE_BOUND: Duration = Duration::from_secs(6);
 

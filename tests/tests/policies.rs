@@ -25,14 +25,11 @@ use std::{
 
 use failover::lab::topology::CLIENT_ADDR;
 use failover_tests::agent_lab::{
-    AgentLab, BACKEND_PORT, Failback, HEALTH_PORT, Health, Layout, Options, Probe, SERVICE_PORT,
-    VIP, ask, request,
+    AgentLab, BACKEND_PORT, FAILOVER_BOUND, Failback, HEALTH_PORT, Health, Layout, Options, Probe,
+    SERVICE_PORT, VIP, ask, request,
 };
 use serde_json::Value;
 
-/// How long a failure may take to reach the data path (detection is
-/// fall × interval + timeout ≈ 0.35 s; generous for a loaded machine).
-const FAILOVER_BOUND: Duration = Duration::from_secs(5);
 /// New flows sampled to measure a spread (each backend's share is within
 /// ±15 points of its expected 50 % with a margin of over 5 standard
 /// deviations).
