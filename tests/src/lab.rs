@@ -5,7 +5,10 @@
 //!
 //! ```text
 //!   clients 192.0.2.0/24 ── fxc [edge] fxb ── 198.51.100.0/24 backends
-//!   VIP 203.0.113.10, 198.18.0.0/15 unreachable
+//!   VIP 203.0.113.10, 198.18.0.0/15 unreachable but for
+//!   198.18.1.0/24 (MTU 600, locked: only a locked route MTU is checked by
+//!   the lookup) and 198.18.2.0/24 (an `encap ip` route), both
+//!   via 198.51.100.11
 //! ```
 
 use std::net::Ipv4Addr;
@@ -27,6 +30,13 @@ pub const BACKEND_3: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 13);
 pub const UNRESOLVED_BACKEND: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 99);
 /// Behind an `unreachable` route.
 pub const UNREACHABLE_BACKEND: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// Behind a route with a 600-byte MTU (via BACKEND_1).
+pub const SMALL_MTU_BACKEND: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+/// Behind a route with a lightweight-tunnel encapsulation, which the
+/// kernel's route lookup for XDP does not support.
+pub const ENCAP_BACKEND: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
+/// The edge host's own address on the backend side: not forwarded.
+pub const EDGE_BACKEND_SIDE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 
 pub const CLIENT_SIDE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x0c];
 pub const BACKEND_SIDE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x0b];
@@ -93,6 +103,34 @@ impl TestRunLab {
             ]);
         }
         ns.ip(&["route", "add", "unreachable", "198.18.0.0/15"]);
+        let via = BACKEND_1.to_string();
+        ns.ip(&[
+            "route",
+            "add",
+            "198.18.1.0/24",
+            "via",
+            &via,
+            "dev",
+            BACKEND_SIDE,
+            "mtu",
+            "lock",
+            "600",
+        ]);
+        ns.ip(&[
+            "route",
+            "add",
+            "198.18.2.0/24",
+            "encap",
+            "ip",
+            "id",
+            "5",
+            "dst",
+            &via,
+            "via",
+            &via,
+            "dev",
+            BACKEND_SIDE,
+        ]);
         ns.sysctl("net/ipv4/conf/all/forwarding", "1");
         let pins = PinDir::new();
         let dataplane = Dataplane::load(pins.path()).expect("load the data path");

@@ -75,6 +75,9 @@ const LOCAL: u16 = 8080; // → LOCAL_BACKEND (same segment as clients: XDP_TX)
 const UNRESOLVED: u16 = 81; // → backend without neighbour entry
 const UNREACHABLE: u16 = 82; // → backend behind an unreachable route
 const DEAD: u16 = 83; // only backend is down
+const SMALL_MTU: u16 = 84; // → backend behind a 600-byte MTU route
+const EDGE_ITSELF: u16 = 85; // → the edge host's own address
+const ENCAP: u16 = 86; // → backend behind an encap route
 
 fn client(port: u16) -> (Ipv4Addr, u16) {
     (CLIENT, port)
@@ -452,6 +455,52 @@ fn table() -> Vec<Fixture> {
         )
         .counts(&["drop_no_route"]),
     );
+    let big = syn(40026, SMALL_MTU).with_payload(&[0x42; 700]);
+    rows.push(
+        fixture(
+            "a packet over the egress route's MTU is dropped (fragmentation needed)",
+            big.build(),
+            Clients,
+            XDP_DROP,
+            Unchanged,
+        )
+        .counts(&["drop_frag_needed"]),
+    );
+    rows.push(
+        fixture(
+            "a small packet on that route is forwarded",
+            syn(40027, SMALL_MTU).build(),
+            Clients,
+            XDP_REDIRECT,
+            Bytes(
+                syn(40027, SMALL_MTU)
+                    .with_dst(SMALL_MTU_BACKEND, SMALL_MTU)
+                    .routed(BACKEND_SIDE_MAC, backend_mac(11))
+                    .build(),
+            ),
+        )
+        .counts(&["fwd_new_flow"]),
+    );
+    rows.push(
+        fixture(
+            "a backend at the edge host's own address is not forwarded: passed untouched",
+            syn(40028, EDGE_ITSELF).build(),
+            Clients,
+            XDP_PASS,
+            Unchanged,
+        )
+        .counts(&["pass_not_forwarded"]),
+    );
+    rows.push(
+        fixture(
+            "a route the lookup cannot use (tunnel encapsulation) drops",
+            syn(40029, ENCAP).build(),
+            Clients,
+            XDP_DROP,
+            Unchanged,
+        )
+        .counts(&["drop_fib_error"]),
+    );
     rows.push(
         fixture(
             "service without a usable backend drops",
@@ -541,6 +590,12 @@ fn setup(lab: &mut TestRunLab) {
         &[BackendSpec::new(BACKEND_3).state(BackendState::Down)],
     )
     .unwrap();
+    dp.add_service(tcp(SMALL_MTU), &[BackendSpec::new(SMALL_MTU_BACKEND)])
+        .unwrap();
+    dp.add_service(tcp(EDGE_ITSELF), &[BackendSpec::new(EDGE_BACKEND_SIDE)])
+        .unwrap();
+    dp.add_service(tcp(ENCAP), &[BackendSpec::new(ENCAP_BACKEND)])
+        .unwrap();
 }
 
 fn ingress(lab: &TestRunLab, from: Side) -> u32 {

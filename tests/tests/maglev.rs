@@ -176,3 +176,123 @@ fn n_plus_one_spare_takes_exactly_the_failed_members_slots() {
         .unwrap();
     assert_eq!(table(&lab), healthy, "recovery restores the original table");
 }
+
+/// A slot naming a backend that is not usable (what a writer that ignored
+/// the ordering would leave between two writes) is counted as
+/// `event_stale_selection`, and the pick falls back to a usable backend.
+#[test]
+fn a_stale_slot_is_counted_and_the_pick_falls_back() {
+    use aya::maps::{Array, MapData};
+    let mut lab = TestRunLab::new();
+    let entry = lab
+        .dataplane
+        .add_service(
+            ServiceSpec::new(VIP, 80, Proto::Tcp),
+            &[BACKEND_1, BACKEND_2, BACKEND_3].map(BackendSpec::new),
+        )
+        .unwrap();
+    let stale = *entry
+        .backends
+        .iter()
+        .find(|(_, s)| s.addr == BACKEND_2)
+        .unwrap()
+        .0;
+    // Mark it down behind the data path's back: the table still names it.
+    let data = MapData::from_pin(lab.pins.path().join("FO_BACKENDS")).unwrap();
+    let mut backends: Array<MapData, failover_common::Backend> =
+        Array::try_from(aya::maps::Map::Array(data)).unwrap();
+    let mut value = backends.get(&stale, 0).unwrap();
+    value.state = failover_common::backend_state::DOWN;
+    backends.set(stale, value, 0).unwrap();
+
+    let before = lab.reasons()[reason::EVENT_STALE_SELECTION as usize].packets;
+    let mut stale_slots = 0;
+    for port in 22_000..22_300 {
+        let slot = flow_hash(&key(port), FLOW_HASH_SEED) % SIZE;
+        let names_stale = lab.dataplane.table_slot(entry.id, slot) == Some(stale);
+        let result = lab.run(&syn(port), lab.client_ifindex);
+        let dst = packet::parse(&result.output).expect("forwarded").dst;
+        assert_ne!(dst, BACKEND_2, "port {port} went to the down backend");
+        stale_slots += usize::from(names_stale);
+    }
+    assert!(stale_slots > 50, "{stale_slots}");
+    assert_eq!(
+        lab.reasons()[reason::EVENT_STALE_SELECTION as usize].packets - before,
+        stale_slots as u64,
+        "every pick that met the stale slot is counted"
+    );
+}
+
+/// New flows while the agent flips a backend down and up 200 times (each
+/// flip a new table generation): every one finds a backend of the service
+/// that takes new flows, none is dropped and none meets a stale slot.
+/// (One lookup reads one whole
+/// chunk, replaced atomically, so a half-written table cannot be seen by
+/// a packet at all; what this guards is the order of the writes.)
+#[test]
+fn new_flows_during_table_flips_always_find_a_backend() {
+    let mut lab = TestRunLab::new();
+    let entry = lab
+        .dataplane
+        .add_service(
+            ServiceSpec::new(VIP, 80, Proto::Tcp),
+            &[BACKEND_1, BACKEND_2, BACKEND_3].map(BackendSpec::new),
+        )
+        .unwrap();
+    let flipping = *entry
+        .backends
+        .iter()
+        .find(|(_, s)| s.addr == BACKEND_3)
+        .unwrap()
+        .0;
+    // A second loaded program on the same pinned maps sends the traffic
+    // while the lab's data path writes.
+    let sender = failover::Dataplane::load(lab.pins.path()).expect("second handle");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (client_if, ns) = (lab.client_ifindex, &lab.ns);
+    let dataplane = &mut lab.dataplane;
+    let results = std::thread::scope(|scope| {
+        let traffic = scope.spawn(|| {
+            ns.run(|| {
+                let program = sender.program().unwrap();
+                let mut results = Vec::new();
+                let mut port = 10_000u16;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && port < 60_000 {
+                    let result = failover_tests::lab::run_xdp(program, &syn(port), client_if);
+                    results.push((port, result));
+                    port += 1;
+                }
+                results
+            })
+        });
+        for i in 0..200 {
+            let state = if i % 2 == 0 {
+                BackendState::Down
+            } else {
+                BackendState::Up
+            };
+            dataplane.set_backend_state(flipping, state).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        traffic.join().unwrap()
+    });
+    assert!(results.len() > 200, "too little traffic: {}", results.len());
+    for (port, result) in &results {
+        assert_eq!(result.action, 4, "port {port}: not redirected");
+        let dst = packet::parse(&result.output).expect("forwarded").dst;
+        assert!(
+            [BACKEND_1, BACKEND_2, BACKEND_3].contains(&dst),
+            "port {port}: {dst}"
+        );
+    }
+    assert_eq!(lab.reasons()[reason::DROP_NO_BACKEND as usize].packets, 0);
+    // Written in order (a backend before the table that names it; a table
+    // without it before it stops), no pick ever met a slot whose backend
+    // refuses new flows.
+    assert_eq!(
+        lab.reasons()[reason::EVENT_STALE_SELECTION as usize].packets,
+        0,
+        "a pick met a stale slot while {} flows were picked",
+        results.len()
+    );
+}
