@@ -11,18 +11,11 @@
 //! returns when every worker is done. A caller that cannot wait that long
 //! drops the future, which stops the workers and kills running commands.
 
-use std::{
-    io,
-    net::SocketAddr,
-    process::{ExitStatus, Stdio},
-    sync::Arc,
-    time::Duration,
-};
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpStream,
-    process::Command,
     sync::{
         broadcast::{self, error::RecvError},
         mpsc::{self, error::TrySendError},
@@ -408,20 +401,8 @@ pub enum DeliveryError {
     Status { status: u16 },
     #[error("timed out after {after:?}")]
     TimedOut { after: Duration },
-    #[error("starting {program}")]
-    Spawn {
-        program: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("waiting for {program}")]
-    Wait {
-        program: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{program} failed: {status}")]
-    Exit { program: String, status: ExitStatus },
+    #[error(transparent)]
+    Exec(#[from] crate::process::RunError),
 }
 
 /// POSTs `json`; success is a 2xx status line.
@@ -501,59 +482,22 @@ async fn exec(
     delivery: &Delivery,
     limit: Duration,
 ) -> Result<(), DeliveryError> {
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .env("FAILOVER_EVENT_KIND", delivery.kind.name())
-        .env(
+    let command: Vec<String> = std::iter::once(program.to_owned())
+        .chain(args.iter().cloned())
+        .collect();
+    let env = [
+        ("FAILOVER_EVENT_KIND", delivery.kind.name()),
+        (
             "FAILOVER_EVENT_SERVICE",
             delivery.service.as_deref().unwrap_or(""),
-        )
-        .env(
+        ),
+        (
             "FAILOVER_EVENT_BACKEND",
             delivery.backend.as_deref().unwrap_or(""),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = command.spawn().map_err(|source| DeliveryError::Spawn {
-        program: program.to_owned(),
-        source,
-    })?;
-    let pid = child.id();
-    let mut stdin = child.stdin.take();
-    let finished = timeout(limit, async {
-        if let Some(stdin) = stdin.as_mut() {
-            // A command that does not read its input is fine: its exit status decides.
-            let _ = stdin.write_all(delivery.json.as_bytes()).await;
-        }
-        drop(stdin);
-        child.wait().await
-    })
-    .await;
-    match finished {
-        Ok(Ok(status)) if status.success() => Ok(()),
-        Ok(Ok(status)) => Err(DeliveryError::Exit {
-            program: program.to_owned(),
-            status,
-        }),
-        Ok(Err(source)) => Err(DeliveryError::Wait {
-            program: program.to_owned(),
-            source,
-        }),
-        Err(_) => {
-            if let Some(pid) = pid.and_then(|pid| i32::try_from(pid).ok()) {
-                // SAFETY: kill(2) has no memory-safety preconditions; the
-                // group id is our child's own pid (process_group(0) above),
-                // and the child is not reaped yet, so the id is not reused.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
-            }
-            let _ = child.kill().await;
-            Err(DeliveryError::TimedOut { after: limit })
-        }
-    }
+        ),
+    ];
+    crate::process::run(&command, &env, Some(delivery.json.as_bytes()), limit).await?;
+    Ok(())
 }
 
 #[cfg(test)]

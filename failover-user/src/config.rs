@@ -19,6 +19,7 @@ use toml::Spanned;
 
 use crate::{
     dataplane::AttachMode,
+    limits,
     model::{BackendSpec, Proto, ServiceSpec},
 };
 
@@ -205,6 +206,8 @@ struct RawBackend {
     start_command: Option<Spanned<Vec<String>>>,
     /// cold: how long it may take to pass `rise` probes after the start.
     start_timeout: Option<Spanned<String>>,
+    /// cold: pause before one that did not come up is tried again.
+    start_retry: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -386,9 +389,12 @@ pub struct ColdStart {
     pub command: Option<Vec<String>>,
     /// Deadline for the command and then `rise` passing probes.
     pub timeout: Duration,
+    /// Pause before a start that failed is tried again (if still needed).
+    pub retry: Duration,
 }
 
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_START_RETRY: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ProbeSpec {
@@ -420,6 +426,9 @@ pub enum ProbeKind {
     Icmp,
     Exec {
         command: Vec<String>,
+        /// For `{port}`: the probe's port (the backend's traffic port unless
+        /// the probe names another).
+        port: u16,
     },
 }
 
@@ -616,11 +625,26 @@ impl Resolver<'_> {
                 }
             },
         };
-        let journal = raw.journal.as_ref().map(|j| JournalConfig {
-            path: j.path.clone(),
-            max_bytes: j.max_bytes.unwrap_or(DEFAULT_JOURNAL_MAX_BYTES).max(4096),
-            keep: j.keep.unwrap_or(DEFAULT_JOURNAL_KEEP),
-        });
+        let journal = match raw.journal.as_ref() {
+            None => None,
+            Some(j) => Some(JournalConfig {
+                path: j.path.clone(),
+                max_bytes: self.number(
+                    "journal.max_bytes",
+                    j.max_bytes,
+                    0,
+                    DEFAULT_JOURNAL_MAX_BYTES,
+                    limits::JOURNAL_MAX_BYTES,
+                )?,
+                keep: self.number(
+                    "journal.keep",
+                    j.keep,
+                    0,
+                    DEFAULT_JOURNAL_KEEP,
+                    limits::JOURNAL_KEEP,
+                )?,
+            }),
+        };
         let mut alerts = Vec::new();
         for (i, alert) in raw.alerts.iter().enumerate() {
             alerts.push(self.alert(i, alert)?);
@@ -692,14 +716,20 @@ impl Resolver<'_> {
             }
         };
         let timeout = match &raw.timeout {
-            Some(text) => self.duration(&field("timeout"), text)?,
+            Some(text) => self.duration(&field("timeout"), text, limits::ALERT_TIMEOUT)?,
             None => DEFAULT_ALERT_TIMEOUT,
         };
         Ok(AlertConfig {
             target,
             events,
             timeout,
-            retries: raw.retries.unwrap_or(DEFAULT_ALERT_RETRIES).min(10),
+            retries: self.number(
+                &field("retries"),
+                raw.retries,
+                0,
+                DEFAULT_ALERT_RETRIES,
+                limits::ALERT_RETRIES,
+            )?,
         })
     }
 
@@ -734,7 +764,9 @@ impl Resolver<'_> {
             }
             RawFailback::Auto => Failback::Auto {
                 delay: match &raw.failback_delay {
-                    Some(text) => self.duration(&field("failback_delay"), text)?,
+                    Some(text) => {
+                        self.duration(&field("failback_delay"), text, limits::FAILBACK_DELAY)?
+                    }
                     None => DEFAULT_FAILBACK_DELAY,
                 },
             },
@@ -783,8 +815,12 @@ impl Resolver<'_> {
             if raw_backend.port == Some(0) {
                 return self.invalid(bfield("port"), bat, "port 0 is not a backend port");
             }
-            if raw_backend.weight == 0 {
-                return self.invalid(bfield("weight"), bat, "weight must be at least 1");
+            if !limits::WEIGHT.contains(&raw_backend.weight) {
+                return self.invalid(
+                    bfield("weight"),
+                    bat,
+                    format!("must be {}", limits::describe(&limits::WEIGHT)),
+                );
             }
             let target_port = raw_backend.port.unwrap_or(raw.port);
             let merged = raw_backend.probe.over(&raw.probe);
@@ -813,12 +849,15 @@ impl Resolver<'_> {
                 _ => {}
             }
             let cold = temperature == Some(RawTemperature::Cold);
-            if !cold && (raw_backend.start_command.is_some() || raw_backend.start_timeout.is_some())
+            if !cold
+                && (raw_backend.start_command.is_some()
+                    || raw_backend.start_timeout.is_some()
+                    || raw_backend.start_retry.is_some())
             {
                 return self.invalid(
                     bfield("start_command"),
                     bat,
-                    "start_command and start_timeout are for temperature = \"cold\"",
+                    "start_command, start_timeout and start_retry are for temperature = \"cold\"",
                 );
             }
             let cold = if cold {
@@ -834,10 +873,18 @@ impl Resolver<'_> {
                     None => None,
                 };
                 let timeout = match &raw_backend.start_timeout {
-                    Some(t) => self.duration(&bfield("start_timeout"), t)?,
+                    Some(t) => self.duration(&bfield("start_timeout"), t, limits::START_TIMEOUT)?,
                     None => DEFAULT_START_TIMEOUT,
                 };
-                Some(ColdStart { command, timeout })
+                let retry = match &raw_backend.start_retry {
+                    Some(t) => self.duration(&bfield("start_retry"), t, limits::START_RETRY)?,
+                    None => DEFAULT_START_RETRY,
+                };
+                Some(ColdStart {
+                    command,
+                    timeout,
+                    retry,
+                })
             } else {
                 None
             };
@@ -941,9 +988,24 @@ impl Resolver<'_> {
         })
     }
 
-    fn duration(&self, field: &str, text: &Spanned<String>) -> Result<Duration, ConfigError> {
+    /// A duration within `bounds`.
+    fn duration(
+        &self,
+        field: &str,
+        text: &Spanned<String>,
+        bounds: RangeInclusive<Duration>,
+    ) -> Result<Duration, ConfigError> {
         match parse_duration(text.get_ref()) {
-            Some(d) => Ok(d),
+            Some(d) if bounds.contains(&d) => Ok(d),
+            Some(_) => self.invalid(
+                field,
+                text.span().start,
+                format!(
+                    "{:?} is out of bounds: must be {}",
+                    text.get_ref(),
+                    limits::describe(&bounds)
+                ),
+            ),
             None => self.invalid(
                 field,
                 text.span().start,
@@ -955,6 +1017,29 @@ impl Resolver<'_> {
         }
     }
 
+    /// A number within `bounds`, or `default` when absent.
+    fn number<T: Copy + PartialOrd + std::fmt::Debug>(
+        &self,
+        field: &str,
+        value: Option<T>,
+        at: usize,
+        default: T,
+        bounds: RangeInclusive<T>,
+    ) -> Result<T, ConfigError> {
+        let value = value.unwrap_or(default);
+        if bounds.contains(&value) {
+            return Ok(value);
+        }
+        self.invalid(
+            field,
+            at,
+            format!(
+                "{value:?} is out of bounds: must be {}",
+                limits::describe(&bounds)
+            ),
+        )
+    }
+
     fn probe(
         &self,
         field: &str,
@@ -964,15 +1049,15 @@ impl Resolver<'_> {
     ) -> Result<ProbeSpec, ConfigError> {
         let f = |name: &str| format!("{field}.{name}");
         let interval = match &raw.interval {
-            Some(t) => self.duration(&f("interval"), t)?,
+            Some(t) => self.duration(&f("interval"), t, limits::PROBE_INTERVAL)?,
             None => DEFAULT_INTERVAL,
         };
         let timeout = match &raw.timeout {
-            Some(t) => self.duration(&f("timeout"), t)?,
+            Some(t) => self.duration(&f("timeout"), t, limits::PROBE_TIMEOUT)?,
             None => DEFAULT_TIMEOUT.min(interval),
         };
         let jitter = match &raw.jitter {
-            Some(t) => self.duration(&f("jitter"), t)?,
+            Some(t) => self.duration(&f("jitter"), t, limits::PROBE_JITTER)?,
             None => interval / 10,
         };
         let span = |s: Option<std::ops::Range<usize>>| s.map_or(at, |r| r.start);
@@ -1000,13 +1085,13 @@ impl Resolver<'_> {
         let rise = raw.rise.as_ref().map_or(DEFAULT_RISE, |r| *r.get_ref());
         let fall = raw.fall.as_ref().map_or(DEFAULT_FALL, |r| *r.get_ref());
         for (name, value, spanned) in [("rise", rise, &raw.rise), ("fall", fall, &raw.fall)] {
-            if value == 0 || value > 1000 {
-                return self.invalid(
-                    f(name),
-                    span(spanned.as_ref().map(Spanned::span)),
-                    "must be between 1 and 1000",
-                );
-            }
+            self.number(
+                &f(name),
+                Some(value),
+                span(spanned.as_ref().map(Spanned::span)),
+                value,
+                limits::RISE_FALL,
+            )?;
         }
         let kind_name = raw
             .kind
@@ -1102,6 +1187,7 @@ impl Resolver<'_> {
                 };
                 ProbeKind::Exec {
                     command: command.get_ref().clone(),
+                    port,
                 }
             }
         };
@@ -1112,7 +1198,13 @@ impl Resolver<'_> {
             rise,
             fall,
             jitter,
-            max_response_bytes: raw.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+            max_response_bytes: self.number(
+                &f("max_response_bytes"),
+                raw.max_response_bytes,
+                at,
+                DEFAULT_MAX_RESPONSE_BYTES,
+                limits::MAX_RESPONSE_BYTES,
+            )?,
         })
     }
 }
@@ -1235,6 +1327,51 @@ probe = { type = "tcp", interval = "1s", timeout = "200ms" }
             err.contains("failback_delay") && err.contains("not a duration"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn every_duration_and_number_has_a_bound() {
+        let cases = [
+            (
+                "failback_delay = \"5s\"",
+                "failback_delay = \"3000000000000000h\"",
+                "failback_delay",
+            ),
+            ("interval = \"100ms\"", "interval = \"0.001ms\"", "interval"),
+            ("interval = \"100ms\"", "interval = \"2h\"", "interval"),
+            ("rise = 2", "rise = 0", "rise"),
+            ("fall = 3", "fall = 100000", "fall"),
+            ("tier = 1\n", "tier = 1\nweight = 1000000\n", "weight"),
+            (
+                "path = \"/healthz\"",
+                "path = \"/healthz\"\nmax_response_bytes = 1",
+                "max_response_bytes",
+            ),
+            (
+                "path = \"/healthz\"",
+                "path = \"/healthz\"\nmax_response_bytes = 100000000000",
+                "max_response_bytes",
+            ),
+        ];
+        for (from, to, field) in cases {
+            let text = EXAMPLE.replacen(from, to, 1);
+            assert_ne!(text, EXAMPLE, "{from}");
+            let err = error_of(&text);
+            assert!(
+                err.contains(field) && (err.contains("out of bounds") || err.contains("must be")),
+                "{to}: {err}"
+            );
+        }
+        let journal = format!("{EXAMPLE}\n[journal]\npath = \"/tmp/j\"\nmax_bytes = 10\n");
+        assert!(error_of(&journal).contains("journal.max_bytes"));
+        let alert =
+            format!("{EXAMPLE}\n[[alerts]]\nexec = [\"x\"]\nretries = 99\ntimeout = \"1h\"\n");
+        assert!(error_of(&alert).contains("alerts[0]."));
+        // The longest detection the bounds allow is still a valid duration.
+        let longest = limits::PROBE_INTERVAL
+            .end()
+            .checked_mul(*limits::RISE_FALL.end());
+        assert!(longest.is_some());
     }
 
     #[test]

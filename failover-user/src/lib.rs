@@ -13,12 +13,14 @@ pub mod events;
 pub mod health;
 pub mod journal;
 pub mod lab;
+pub mod limits;
 pub mod maglev;
 pub mod maps;
 pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod probe;
+pub mod process;
 pub mod table;
 pub mod telemetry;
 

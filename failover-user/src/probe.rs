@@ -4,7 +4,6 @@
 
 use std::{
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
-    process::Stdio,
     time::{Duration, Instant},
 };
 
@@ -64,7 +63,14 @@ async fn attempt(spec: &ProbeSpec, address: Ipv4Addr) -> Result<(), String> {
             .await
         }
         ProbeKind::Icmp => icmp(address, spec.timeout).await,
-        ProbeKind::Exec { command } => exec(command, address).await,
+        ProbeKind::Exec { command, port } => {
+            let args = crate::process::substitute(command, address, *port);
+            // The probe's timeout drops this future first; the limit here
+            // is a backstop. Either way the program's group is killed.
+            crate::process::run(&args, &[], None, spec.timeout)
+                .await
+                .map_err(|err| crate::error::chain(&err).to_string())
+        }
     }
 }
 
@@ -291,29 +297,6 @@ unsafe fn icmp_exchange(
     }
 }
 
-async fn exec(command: &[String], address: Ipv4Addr) -> Result<(), String> {
-    let substituted: Vec<String> = command
-        .iter()
-        .map(|arg| arg.replace("{address}", &address.to_string()))
-        .collect();
-    let (program, args) = substituted.split_first().ok_or("empty command")?;
-    // kill_on_drop: when the probe timeout drops this future, the child dies.
-    let status = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .status()
-        .await
-        .map_err(|e| format!("exec {program}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{program} exited with {status}"))
-    }
-}
-
 /// The socket address a TCP/HTTP/UDP probe of `kind` targets, for logs.
 pub fn target(kind: &ProbeKind, address: Ipv4Addr) -> String {
     match kind {
@@ -418,7 +401,8 @@ mod tests {
         assert!(
             probe(
                 &spec(ProbeKind::Exec {
-                    command: vec!["true".into()]
+                    command: vec!["true".into()],
+                    port: 1,
                 }),
                 Ipv4Addr::LOCALHOST
             )
@@ -428,7 +412,8 @@ mod tests {
         assert!(
             !probe(
                 &spec(ProbeKind::Exec {
-                    command: vec!["false".into()]
+                    command: vec!["false".into()],
+                    port: 1,
                 }),
                 Ipv4Addr::LOCALHOST
             )

@@ -12,6 +12,9 @@ use failover_tests::{
 };
 use serde_json::Value;
 
+/// The standby is cold: its start command writes `{address}:{port}` (as
+/// substituted) to the lab's `started` file; it gets `start_timeout` and a
+/// `start_retry` of 1 s.
 fn cold_lab(start_timeout: &str) -> AgentLab {
     let timeout = start_timeout.to_owned();
     let mut lab = AgentLab::start_with(
@@ -22,7 +25,8 @@ fn cold_lab(start_timeout: &str) -> AgentLab {
         move |dir| {
             // Appended to the last backend table: the standby's.
             format!(
-                "temperature = \"cold\"\nstart_command = [\"/bin/sh\", \"-c\", \"touch {}\"]\nstart_timeout = \"{timeout}\"\n",
+                "temperature = \"cold\"\nstart_command = [\"/bin/sh\", \"-c\", \"echo {{address}}:{{port}} >> {}\"]\n\
+                 start_timeout = \"{timeout}\"\nstart_retry = \"1s\"\n",
                 dir.join("started").display()
             )
         },
@@ -92,6 +96,39 @@ fn cold_standby_is_started_and_takes_over_when_the_primary_fails() {
     assert_eq!(lab.log_lines("starting cold standby").len(), 1);
     let standby = standby_status(&lab);
     assert_eq!(standby["state"], "up", "{standby}");
+    // `{address}` and `{port}` were substituted.
+    let written = std::fs::read_to_string(&flag).unwrap();
+    assert_eq!(written.trim(), "198.51.100.18:8080");
+    // It passed `rise` (2) probes before new flows were sent to it: the
+    // health flip that put it in service carried two passing results.
+    let log = lab.full_log();
+    let healthy = log
+        .lines()
+        .position(|l| l.contains("backend healthy") && l.contains("backend=standby"))
+        .expect("the standby's health flip is logged");
+    let flip = log.lines().nth(healthy).unwrap();
+    let passing = flip
+        .split("evidence=")
+        .nth(1)
+        .unwrap_or("")
+        .split(", ")
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .take_while(|result| result.starts_with("ok"))
+        .count();
+    assert!(
+        passing >= 2,
+        "put in service after {passing} passing probes: {flip}"
+    );
+    let switched = log
+        .lines()
+        .position(|l| l.contains("new flows switched") && l.contains("to=standby"))
+        .expect("new flows switched to the standby");
+    assert!(
+        switched > healthy,
+        "new flows went to the standby before it passed its probes"
+    );
 }
 
 #[test]
@@ -109,12 +146,21 @@ fn a_cold_standby_that_never_comes_up_is_reported_and_retried_later() {
     wait_for("reported as failed", Duration::from_secs(3), || {
         standby_status(&lab)["admin"] == "cold standby failed to start"
     });
-    // Not retried in a tight loop.
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(
-        lab.log_lines("starting cold standby").len(),
-        1,
-        "{}",
+    // Retried after start_retry (1 s), and not in a tight loop: each
+    // attempt takes its start_timeout (1 s) and the pause after it.
+    let failed_at = Instant::now();
+    wait_for("a second attempt", Duration::from_secs(4), || {
+        lab.log_lines("starting cold standby").len() >= 2
+    });
+    let retried_after = failed_at.elapsed();
+    std::thread::sleep(Duration::from_secs(3));
+    let attempts = lab.log_lines("starting cold standby").len();
+    eprintln!(
+        "cold standby retried {retried_after:?} after failing; {attempts} attempts in about 5 s"
+    );
+    assert!(
+        (2..=4).contains(&attempts),
+        "{attempts} attempts in about 5 s with 1 s timeouts and 1 s pauses:\n{}",
         lab.agent_log()
     );
 }

@@ -972,11 +972,9 @@ fn metrics_follow_the_traffic_and_the_failover() {
         "failover_backend_packets_total",
         &backend_labels("standby", "to_backend"),
     ) - to_standby_before;
-    let service_to = must(
-        &after,
-        "failover_service_packets_total",
-        &[("service", "web"), ("direction", "to_backend")],
-    );
+    let web_to = [("service", "web"), ("direction", "to_backend")];
+    let service_to = must(&after, "failover_service_packets_total", &web_to)
+        - must(&before, "failover_service_packets_total", &web_to);
     eprintln!(
         "metrics: {N} connections sent (the primary answered {connections} requests): to the primary +{to_primary} packets, \
          from it +{from_primary}, to the standby +{to_standby}; service web to_backend total {service_to}"
@@ -993,7 +991,40 @@ fn metrics_follow_the_traffic_and_the_failover() {
         "from_backend packets rose by {from_primary} for {N} connections"
     );
     assert_eq!(to_standby, 0.0, "packets went to the standby");
-    assert!(service_to >= to_primary);
+    // A service's packets are its backends' packets, and `inspect` reads
+    // the same counters as `/metrics` (nothing else moved them meanwhile:
+    // probes are sent by the edge host itself, not through XDP).
+    assert_eq!(
+        service_to,
+        to_primary + to_standby,
+        "the service's packet counter does not add up to its backends'"
+    );
+    let inspected = lab.inspect(&["backends"]);
+    for name in ["primary", "standby"] {
+        let address = HOSTS[if name == "primary" { PRIMARY } else { 1 }]
+            .addr
+            .to_string();
+        let row = inspected
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["address"] == address.as_str() && r["service"] == 0)
+            .unwrap_or_else(|| panic!("{name} not in {inspected:#}"));
+        for (column, direction) in [
+            ("packets_to", "to_backend"),
+            ("packets_from", "from_backend"),
+        ] {
+            assert_eq!(
+                row[column].as_f64(),
+                Some(must(
+                    &after,
+                    "failover_backend_packets_total",
+                    &backend_labels(name, direction)
+                )),
+                "{name} {direction}: inspect and /metrics disagree"
+            );
+        }
+    }
     for name in ["primary", "standby"] {
         let labels = [("service", "web"), ("backend", name)];
         let probes = must(&after, "failover_probe_latency_seconds_count", &labels);

@@ -2,17 +2,14 @@
 //! then the optional `start_command` runs and the standby is probed until it
 //! passes `rise` probes (it then serves, as any recovered backend would) or
 //! its `start_timeout` passes (logged with the reason; probing stops, and it
-//! is tried again after a pause if it is still needed).
+//! is tried again after `start_retry` if it is still needed).
 
-use std::{process::Stdio, time::Instant};
+use std::time::Instant;
 
 use tracing::{info, warn};
 
 use super::{Agent, runtime::ColdState};
 use crate::events::{Event, EventKind};
-
-/// Shortest pause before a cold standby that failed to come up is tried again.
-const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Agent {
     /// The next policy or cold-start deadline.
@@ -94,9 +91,9 @@ impl Agent {
                             .backend(&runtime.name),
                         );
                         if let Some(command) = &cold.command {
+                            let port = plan.spec.port.unwrap_or(service.plan.spec.port);
                             spawn_start(
-                                command,
-                                plan.spec.addr,
+                                crate::process::substitute(command, plan.spec.addr, port),
                                 cold.timeout,
                                 service.name.clone(),
                                 runtime.name.clone(),
@@ -108,10 +105,9 @@ impl Agent {
                         shown = true;
                         info!(service = %service.name, backend = %runtime.name, after = ?since.elapsed(), "cold standby is up");
                     }
-                    Some(ColdState::Starting { deadline, since }) if deadline <= now => {
-                        // Retry later, not in a tight loop: after as long again
-                        // as the start was allowed, at least RETRY_PAUSE.
-                        let retry_at = now + (deadline - since).max(RETRY_PAUSE);
+                    Some(ColdState::Starting { deadline, .. }) if deadline <= now => {
+                        let retry = plan.cold.as_ref().expect("cold backends have a plan").retry;
+                        let retry_at = now + retry;
                         runtime.cold = Some(ColdState::Failed { retry_at });
                         changed = true;
                         let last = runtime
@@ -144,40 +140,16 @@ impl Agent {
     }
 }
 
-/// Runs a cold standby's start command in the background, bounded by its
-/// timeout; the outcome is logged (the probes decide when it serves).
-fn spawn_start(
-    command: &[String],
-    address: std::net::Ipv4Addr,
-    timeout: std::time::Duration,
-    service: String,
-    backend: String,
-) {
-    let args: Vec<String> = command
-        .iter()
-        .map(|a| a.replace("{address}", &address.to_string()))
-        .collect();
+/// Runs a cold standby's start command in the background (its process
+/// group killed at the timeout); the outcome is logged (the probes decide
+/// when it serves).
+fn spawn_start(args: Vec<String>, timeout: std::time::Duration, service: String, backend: String) {
     tokio::spawn(async move {
-        let Some((program, rest)) = args.split_first() else {
-            return;
-        };
-        let child = tokio::process::Command::new(program)
-            .args(rest)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .status();
-        match tokio::time::timeout(timeout, child).await {
-            Ok(Ok(status)) if status.success() => info!(service, backend, "start command finished"),
-            Ok(Ok(status)) => warn!(service, backend, %status, "start command failed"),
-            Ok(Err(err)) => warn!(service, backend, cause = %err, "start command could not run"),
-            Err(_) => warn!(
-                service,
-                backend,
-                ?timeout,
-                "start command timed out and was killed"
-            ),
+        match crate::process::run(&args, &[], None, timeout).await {
+            Ok(()) => info!(service, backend, "start command finished"),
+            Err(err) => {
+                warn!(service, backend, cause = %crate::error::chain(&err), "start command failed")
+            }
         }
     });
 }

@@ -23,12 +23,12 @@ impl Agent {
                 backend,
                 deadline_s,
                 dry_run,
-            } => {
-                let deadline = deadline_s.map(|s| Duration::from_secs_f64(s.clamp(0.0, 86_400.0)));
-                self.operate(&backend, dry_run, "drain", |policy, b, now| {
+            } => match deadline_s.map(drain_deadline).transpose() {
+                Err(message) => Err(message),
+                Ok(deadline) => self.operate(&backend, dry_run, "drain", |policy, b, now| {
                     policy.drain(b, deadline, now)
-                })
-            }
+                }),
+            },
             Request::Undrain { backend, dry_run } => {
                 self.operate(&backend, dry_run, "undrain", |policy, b, now| {
                     Ok(policy.restore(b, now))
@@ -361,6 +361,19 @@ impl Agent {
     }
 }
 
+/// A drain deadline from a control request, within its bounds.
+fn drain_deadline(seconds: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| crate::limits::DRAIN_DEADLINE.contains(d))
+        .ok_or_else(|| {
+            format!(
+                "deadline_s {seconds} is out of bounds: must be {}",
+                crate::limits::describe(&crate::limits::DRAIN_DEADLINE)
+            )
+        })
+}
+
 fn describe_changes(service: &super::runtime::ServiceRuntime, changes: &[Change]) -> Vec<Value> {
     changes
         .iter()
@@ -444,5 +457,19 @@ impl std::fmt::Display for ReloadDiff {
             "added {:?}, removed {:?}, changed {:?}, unchanged {:?}",
             self.added, self.removed, self.changed, self.unchanged
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drain_deadlines_out_of_bounds_are_refused_not_clamped() {
+        assert_eq!(drain_deadline(5.0), Ok(Duration::from_secs(5)));
+        for bad in [-1.0, f64::NAN, f64::INFINITY, 1e12] {
+            let err = drain_deadline(bad).unwrap_err();
+            assert!(err.contains("out of bounds"), "{bad}: {err}");
+        }
     }
 }

@@ -66,7 +66,7 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
                     }
                     ProbeKind::Udp { port, .. } => format!("udp :{port}"),
                     ProbeKind::Icmp => "icmp echo".to_owned(),
-                    ProbeKind::Exec { command } => format!("exec {}", command.join(" ")),
+                    ProbeKind::Exec { command, .. } => format!("exec {}", command.join(" ")),
                 };
                 let worst = p.interval * p.fall + p.jitter;
                 println!(
