@@ -880,3 +880,90 @@ fn quorum_fail_closed_takes_no_new_flows_and_keeps_established_ones() {
         lab.diag()
     );
 }
+
+/// `dead_flows = "reset"` from the configuration: when a backend fails its
+/// checks (its server still running), the next packet of a client's
+/// established TCP connection to it is answered by the data path with a
+/// RST from the VIP — the client sees the reset at once, and the request
+/// never reaches any backend — while a UDP client's next datagram is
+/// re-picked onto the survivor.
+#[test]
+fn reset_answers_a_dead_backends_tcp_flows_and_repicks_udp() {
+    use std::{
+        io::{ErrorKind, Read, Write},
+        net::UdpSocket,
+    };
+    let layout = Layout::primary_standby().key("dead_flows = \"reset\"");
+    let lab = AgentLab::start_layout(health_probe(), layout, |_| {
+        format!(
+            "\n[[services]]\nname = \"dns\"\nvip = \"{VIP}\"\nport = 53\nprotocol = \"udp\"\n\
+             dead_flows = \"reset\"\n[services.probe]\ntype = \"tcp\"\nport = {HEALTH_PORT}\n\
+             interval = \"100ms\"\ntimeout = \"50ms\"\n\n\
+             [[services.backends]]\nname = \"primary\"\naddress = \"198.51.100.2\"\nport = 5353\n\n\
+             [[services.backends]]\nname = \"standby\"\naddress = \"198.51.100.18\"\nport = 5353\ntier = 1\n"
+        )
+    });
+    // The configuration reached the data path: both services carry the flag.
+    let services = lab.inspect(&["services"]);
+    assert_eq!(services.as_array().map(Vec::len), Some(2), "{services:#}");
+    for service in services.as_array().unwrap() {
+        assert_eq!(service["reset_dead_flows"], true, "{services:#}");
+    }
+
+    let mut tcp = lab.connect();
+    assert_eq!(ask(&mut tcp).unwrap(), "primary");
+    let udp = lab.client.run(|| {
+        let socket = UdpSocket::bind((CLIENT_ADDR, 0)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        socket.connect((VIP, 53)).unwrap();
+        socket
+    });
+    let mut answer = [0u8; 64];
+    udp.send(b"who\n").unwrap();
+    let n = udp.recv(&mut answer).expect("a udp answer");
+    assert_eq!(&answer[..n], b"primary");
+
+    let lines_before = lab.servers[0]
+        .as_ref()
+        .unwrap()
+        .stats()
+        .tcp_lines
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let resets = lab.counter("tx_reset");
+    let t0 = Instant::now();
+    lab.health[0].set(Health::Down);
+    wait_status(&lab, "primary unhealthy", t0, |st| !healthy(st, "primary"));
+
+    // TCP: the request is answered with a reset, by the data path.
+    let _ = tcp.write_all(b"which\n");
+    let mut buf = [0u8; 64];
+    let read = tcp.read(&mut buf);
+    assert!(
+        matches!(&read, Err(e) if e.kind() == ErrorKind::ConnectionReset),
+        "the client should see a reset at once: {read:?}\n{}",
+        lab.diag()
+    );
+    assert!(
+        lab.counter("tx_reset") > resets,
+        "the reset came from the data path"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        lab.servers[0]
+            .as_ref()
+            .unwrap()
+            .stats()
+            .tcp_lines
+            .load(std::sync::atomic::Ordering::Relaxed),
+        lines_before,
+        "the request of the dead flow reached the backend"
+    );
+    // UDP: re-picked onto the standby.
+    udp.send(b"who\n").unwrap();
+    let n = udp
+        .recv(&mut answer)
+        .expect("a udp answer after the failure");
+    assert_eq!(&answer[..n], b"standby");
+}
