@@ -489,6 +489,22 @@ fn render_agent(out: &mut Exposition, snapshot: &Snapshot) {
     );
     out.sample("failover_failbacks_total", &[], totals.failbacks_total);
     out.family(
+        "failover_switches_total",
+        "counter",
+        "Changes of who takes new flows, planned (operator requests: switchover, drain, maintenance, failback) or unplanned (a failure, a recovery, a timer), with the reason.",
+    );
+    for count in &totals.switches {
+        out.sample(
+            "failover_switches_total",
+            &[
+                ("service", count.service.as_str()),
+                ("kind", count.kind),
+                ("reason", count.reason),
+            ],
+            count.total,
+        );
+    }
+    out.family(
         "failover_map_write_failures_total",
         "counter",
         "Data-path map writes that failed; the service is written again until the maps agree.",
@@ -767,6 +783,7 @@ mod tests {
                 failbacks_total: 0,
                 map_write_failures_total: 0,
                 services_out_of_sync: 0,
+                switches: Vec::new(),
                 last_failover_gap_seconds: Some(0.21),
             },
             started_seconds_ago: 12.5,

@@ -90,6 +90,40 @@ pub struct Totals {
     pub services_out_of_sync: u64,
     /// First failed probe to map update, of the last failover.
     pub last_failover_gap_seconds: Option<f64>,
+    /// Every change of who takes new flows, by service, whether it was
+    /// planned (an operator's) or not, and its reason.
+    pub switches: Vec<SwitchCount>,
+}
+
+/// Changes of who takes new flows of one service for one reason.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SwitchCount {
+    pub service: String,
+    /// `planned` (an operator's request) or `unplanned` (health, timers).
+    pub kind: &'static str,
+    /// What caused it: `backend failed`, `backend recovered`, `switchover`, ...
+    pub reason: &'static str,
+    pub total: u64,
+}
+
+impl Totals {
+    /// Counts one change of who takes new flows.
+    pub fn count_switch(&mut self, service: &str, planned: bool, reason: &'static str) {
+        let kind = if planned { "planned" } else { "unplanned" };
+        match self
+            .switches
+            .iter_mut()
+            .find(|c| c.service == service && c.kind == kind && c.reason == reason)
+        {
+            Some(count) => count.total += 1,
+            None => self.switches.push(SwitchCount {
+                service: service.to_owned(),
+                kind,
+                reason,
+                total: 1,
+            }),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

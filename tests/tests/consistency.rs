@@ -20,7 +20,7 @@ use failover_tests::{
         SERVICE_PORT, Sampler, VIP, ask,
     },
     rng::Rng,
-    status::{backend, service},
+    status::service,
 };
 use serde_json::Value;
 

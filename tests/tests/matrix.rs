@@ -213,6 +213,9 @@ fn enter(lab: &mut AgentLab, state: State) {
     std::thread::sleep(SETTLE);
 }
 
+/// An event of the matrix: its name and what it does to the lab.
+type Event<'a> = (&'static str, &'a dyn Fn(&mut AgentLab));
+
 fn check_state(state: State) {
     let layout = if state == State::PolicyDrain {
         Layout::primary_standby().key("dead_flows = \"keep\"")
@@ -236,7 +239,7 @@ fn check_state(state: State) {
         (stream, answer)
     });
 
-    let events: [(&str, &dyn Fn(&mut AgentLab)); 4] = [
+    let events: [Event; 4] = [
         ("SIGKILL and restart", &|lab: &mut AgentLab| {
             lab.kill_agent();
             lab.start_agent();

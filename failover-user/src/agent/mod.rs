@@ -75,9 +75,29 @@ pub enum AgentError {
     },
 }
 
+/// Where the agent's configuration comes from: the file (re-read on
+/// reload) and the command line's overrides of it.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub path: PathBuf,
+    /// `--socket`: the control socket, whatever the file says.
+    pub socket: Option<PathBuf>,
+}
+
+impl Source {
+    /// Reads the file and applies the overrides.
+    pub fn load(&self) -> Result<AgentConfig, crate::config::ConfigError> {
+        let mut config = AgentConfig::from_file(&self.path)?;
+        if let Some(socket) = &self.socket {
+            config.control_socket = socket.clone();
+        }
+        Ok(config)
+    }
+}
+
 /// The agent's state, owned by the decision loop.
 pub(crate) struct Agent {
-    config_path: PathBuf,
+    source: Source,
     config: AgentConfig,
     dataplane: Dataplane,
     services: Vec<ServiceRuntime>,
@@ -92,7 +112,7 @@ pub(crate) struct Agent {
 
 /// Sets up the data path from `config` and runs until `shutdown` resolves.
 pub async fn run(
-    config_path: PathBuf,
+    source: Source,
     config: AgentConfig,
     mut commands: mpsc::Receiver<Command>,
     shutdown: impl Future<Output = ()>,
@@ -132,7 +152,7 @@ pub async fn run(
     };
     let (probe_tx, mut probe_events) = mpsc::channel::<ProbeEvent>(1024);
     let mut agent = Agent {
-        config_path,
+        source,
         config: config.clone(),
         dataplane,
         services: Vec::new(),
@@ -503,6 +523,9 @@ impl Agent {
             EventKind::Failback => self.totals.failbacks_total += 1,
             _ => {}
         }
+        let planned = matches!(cause, Cause::Operator(_));
+        self.totals
+            .count_switch(&service.name, planned, cause.describe());
         let details = serde_json::json!({
             "from": before,
             "to": after,

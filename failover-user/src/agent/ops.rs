@@ -231,8 +231,10 @@ impl Agent {
     /// Re-reads the configuration, validates it fully, and applies only the
     /// difference. Unchanged services keep their state and flows.
     pub(super) async fn reload(&mut self, dry_run: bool) -> Result<ReloadDiff, String> {
-        let config = AgentConfig::from_file(&self.config_path)
-            .map_err(|e| format!("{}: {e}", self.config_path.display()))?;
+        let config = self
+            .source
+            .load()
+            .map_err(|e| format!("{}: {e}", self.source.path.display()))?;
         if config.pin_dir != self.config.pin_dir {
             return Err("pin_dir cannot change on reload (restart the agent)".into());
         }

@@ -16,9 +16,15 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "failover", version, about)]
 pub struct Cli {
-    /// The agent's control socket.
-    #[arg(long, global = true, default_value = crate::config::DEFAULT_CONTROL_SOCKET)]
-    pub socket: PathBuf,
+    /// The agent's configuration: `run` and `check` read it; the other
+    /// commands take the control socket and pin directory from it.
+    #[arg(long, short, global = true)]
+    pub config: Option<PathBuf>,
+    /// The agent's control socket (default: the configuration's `[control]
+    /// socket` with --config, else /run/failover/control.sock). With `run`,
+    /// overrides the configuration's.
+    #[arg(long, global = true)]
+    pub socket: Option<PathBuf>,
     /// Machine-readable output.
     #[arg(long, global = true)]
     pub json: bool,
@@ -35,8 +41,6 @@ pub enum Command {
     ///
     /// Example: failover run --config /etc/failover/failover.toml
     Run {
-        #[arg(long, short)]
-        config: PathBuf,
         /// Where to write the agent's pid (for `failover failback`).
         #[arg(long, default_value = DEFAULT_PID_FILE)]
         pid_file: PathBuf,
@@ -44,10 +48,7 @@ pub enum Command {
     /// Validate a configuration and explain what it would do; touches nothing.
     ///
     /// Example: failover check --config failover.toml
-    Check {
-        #[arg(long, short)]
-        config: PathBuf,
-    },
+    Check,
     /// Fail back services held on a standby (all, or one).
     ///
     /// Example: failover failback web
@@ -132,15 +133,17 @@ pub enum Command {
     ///
     /// Example: failover detach --pin-dir /sys/fs/bpf/failover
     Detach {
-        #[arg(long, default_value = crate::DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
+        /// Default: the configuration's with --config, else /sys/fs/bpf/failover.
+        #[arg(long)]
+        pin_dir: Option<PathBuf>,
     },
     /// Read the pinned maps (works with the agent dead).
     ///
     /// Example: failover inspect backends --json
     Inspect {
-        #[arg(long, default_value = crate::DEFAULT_PIN_DIR, global = true)]
-        pin_dir: PathBuf,
+        /// Default: the configuration's with --config, else /sys/fs/bpf/failover.
+        #[arg(long, global = true)]
+        pin_dir: Option<PathBuf>,
         #[command(subcommand)]
         what: inspect::What,
     },
@@ -165,4 +168,141 @@ pub enum Command {
 fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
     crate::config::parse_duration(text)
         .ok_or_else(|| format!("{text:?} is not a duration (e.g. 100ms, 1s)"))
+}
+
+impl Cli {
+    /// The configuration named by --config, if any.
+    fn config_file(&self) -> anyhow::Result<Option<crate::config::AgentConfig>> {
+        self.config
+            .as_deref()
+            .map(crate::config::AgentConfig::from_file)
+            .transpose()
+            .map_err(anyhow::Error::from)
+    }
+
+    fn config_path(&self, command: &str) -> anyhow::Result<&std::path::Path> {
+        self.config
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("`failover {command}` needs --config FILE"))
+    }
+
+    /// The control socket: --socket, else the configuration's, else the
+    /// default.
+    fn control_socket(&self) -> anyhow::Result<PathBuf> {
+        if let Some(socket) = &self.socket {
+            return Ok(socket.clone());
+        }
+        Ok(self.config_file()?.map_or_else(
+            || PathBuf::from(crate::config::DEFAULT_CONTROL_SOCKET),
+            |config| config.control_socket,
+        ))
+    }
+
+    /// The pin directory: given, else the configuration's, else the default.
+    fn pin_dir(&self, given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = given {
+            return Ok(dir);
+        }
+        Ok(self.config_file()?.map_or_else(
+            || PathBuf::from(crate::DEFAULT_PIN_DIR),
+            |config| config.pin_dir,
+        ))
+    }
+
+    /// Runs the command (`None`: prints the help).
+    pub fn execute(mut self) -> anyhow::Result<()> {
+        use crate::control::Request;
+        let json = self.json;
+        let Some(command) = self.command.take() else {
+            use clap::CommandFactory;
+            Self::command().print_help()?;
+            return Ok(());
+        };
+        match command {
+            Command::Run { pid_file } => {
+                run::run(self.config_path("run")?, self.socket.as_deref(), &pid_file)
+            }
+            Command::Check => check::run(self.config_path("check")?),
+            Command::Failback {
+                service,
+                dry_run,
+                pid_file,
+            } => match pid_file {
+                Some(pid_file) => failback::run(&pid_file),
+                None => ops::simple(
+                    &self.control_socket()?,
+                    Request::Failback { service, dry_run },
+                    json,
+                ),
+            },
+            Command::Status => ops::status(&self.control_socket()?, json),
+            Command::Drain {
+                backend,
+                deadline,
+                dry_run,
+                no_wait,
+            } => ops::drain(
+                &self.control_socket()?,
+                &backend,
+                deadline,
+                dry_run,
+                !no_wait,
+                json,
+            ),
+            Command::Undrain { backend, dry_run } => ops::simple(
+                &self.control_socket()?,
+                Request::Undrain { backend, dry_run },
+                json,
+            ),
+            Command::Switchover {
+                service,
+                to,
+                release: _,
+                dry_run,
+            } => ops::simple(
+                &self.control_socket()?,
+                Request::Switchover {
+                    service,
+                    to,
+                    dry_run,
+                },
+                json,
+            ),
+            Command::Maintenance {
+                backend,
+                state,
+                dry_run,
+            } => ops::simple(
+                &self.control_socket()?,
+                Request::Maintenance {
+                    backend,
+                    on: state == "on",
+                    dry_run,
+                },
+                json,
+            ),
+            Command::Reload { dry_run } => {
+                ops::simple(&self.control_socket()?, Request::Reload { dry_run }, json)
+            }
+            Command::Drill {
+                service,
+                verify_for,
+            } => ops::drill(&self.control_socket()?, &service, verify_for),
+            Command::Demo { probe_interval } => demo::run(probe_interval),
+            Command::Detach { pin_dir } => detach::run(&self.pin_dir(pin_dir)?),
+            Command::Inspect { pin_dir, what } => inspect::run(&self.pin_dir(pin_dir)?, json, what),
+            Command::Counters => {
+                println!(
+                    "verdicts: {}",
+                    failover_common::stats::VERDICT_NAMES.join(", ")
+                );
+                println!(
+                    "reasons:  {}",
+                    failover_common::stats::reason::NAMES.join(", ")
+                );
+                println!("maps:     {}", failover_common::names::ALL.join(", "));
+                Ok(())
+            }
+        }
+    }
 }

@@ -6,10 +6,16 @@ use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
-use crate::{agent, config::AgentConfig};
+use crate::agent;
 
-pub fn run(config_path: &Path, pid_file: &Path) -> anyhow::Result<()> {
-    let config = AgentConfig::from_file(config_path)?;
+/// Runs the agent on `config_path`; `socket` (from `--socket`) overrides
+/// the configuration's control socket.
+pub fn run(config_path: &Path, socket: Option<&Path>, pid_file: &Path) -> anyhow::Result<()> {
+    let source = agent::Source {
+        path: config_path.to_owned(),
+        socket: socket.map(Path::to_owned),
+    };
+    let config = source.load()?;
     // Held until the process ends: one agent per pin directory.
     let _lock = agent::PinDirLock::acquire(&config.pin_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -44,7 +50,7 @@ pub fn run(config_path: &Path, pid_file: &Path) -> anyhow::Result<()> {
                 _ = interrupt.recv() => info!("SIGINT"),
             }
         };
-        let result = agent::run(config_path.to_owned(), config, commands, shutdown).await;
+        let result = agent::run(source, config, commands, shutdown).await;
         agent::remove_pid_file(pid_file);
         result.map_err(anyhow::Error::from)
     })

@@ -54,6 +54,18 @@ impl AgentProcess {
         pid_file: &Path,
         log: &Path,
     ) -> io::Result<Self> {
+        Self::start_with(ns, binary, config, pid_file, log, &[])
+    }
+
+    /// [`Self::start`] with more arguments for `failover run`.
+    pub fn start_with(
+        ns: &NetNs,
+        binary: &Path,
+        config: &Path,
+        pid_file: &Path,
+        log: &Path,
+        extra: &[&str],
+    ) -> io::Result<Self> {
         let netns = ns.open()?;
         let log_file = File::options()
             .create(true)
@@ -68,6 +80,7 @@ impl AgentProcess {
             .arg(config)
             .arg("--pid-file")
             .arg(pid_file)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)

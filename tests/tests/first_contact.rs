@@ -1,0 +1,161 @@
+//! What a new operator meets first: the CLI finds the agent the way the
+//! configuration says, honours the flags it lists, exits quietly in a pipe,
+//! and metrics tell planned switches from failures.
+
+use std::{
+    io::Read,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use failover::lab::agent::AgentProcess;
+use failover_tests::{
+    agent_lab::{AgentLab, BACKEND_PORT, Failback, Options, PRIMARY, Probe},
+    metrics::{metric, scrape},
+};
+
+fn tcp_probe() -> Options {
+    Options {
+        probe: Probe::Tcp { port: BACKEND_PORT },
+        failback: Failback::Auto(Duration::from_secs(5)),
+    }
+}
+
+#[test]
+fn run_honours_socket_and_the_verbs_find_the_agent_through_the_config() {
+    let mut lab = AgentLab::start(tcp_probe());
+    let config = lab.config_path().to_str().unwrap().to_owned();
+    // Verbs take the socket from the configuration (no --socket).
+    let status = lab.failover(&["--config", &config, "status", "--json"]);
+    assert!(status.contains("\"web\""), "{status}");
+    let pins = lab.failover(&["--config", &config, "inspect", "services", "--json"]);
+    assert!(
+        pins.contains("203.0.113.10"),
+        "inspect found the pins: {pins}"
+    );
+
+    // `run --socket` overrides the configuration's socket.
+    lab.kill_agent();
+    // SIGKILL leaves the configured socket behind; clear it to see whether
+    // the next agent binds it.
+    std::fs::remove_file(lab.socket()).unwrap();
+    let other = lab.dir().join("other.sock");
+    let log = lab.dir().join("other.log");
+    let mut agent = AgentProcess::start_with(
+        &lab.lb,
+        &failover_tests::failover_bin(),
+        lab.config_path(),
+        &lab.dir().join("other.pid"),
+        &log,
+        &["--socket", other.to_str().unwrap()],
+    )
+    .expect("start the agent with --socket");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("agent running")
+    {
+        assert!(
+            agent.try_wait().unwrap().is_none(),
+            "{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        assert!(started.elapsed() < Duration::from_secs(15));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(other.exists(), "the agent does not listen on --socket");
+    let status = lab.failover(&["--socket", other.to_str().unwrap(), "status", "--json"]);
+    assert!(status.contains("\"web\""), "{status}");
+    // And a reload keeps it (the file's socket did not change, the flag wins).
+    let reload = lab.failover(&["--socket", other.to_str().unwrap(), "reload"]);
+    assert!(!reload.contains("error"), "{reload}");
+    assert!(
+        !lab.socket().exists(),
+        "the configured socket was bound although --socket said otherwise"
+    );
+    drop(agent);
+}
+
+/// Runs `failover args`, reads one line of its output and closes the pipe:
+/// it must exit quietly (no panic, no error about the pipe).
+fn quiet_in_a_pipe(args: &[&str]) {
+    let mut child = Command::new(failover_tests::failover_bin())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run failover");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    let _ = stdout.read(&mut first);
+    drop(stdout);
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "failover {args:?} in a closed pipe: {status}\n{stderr}"
+    );
+}
+
+#[test]
+fn commands_exit_quietly_when_the_pipe_closes() {
+    let lab = AgentLab::start(tcp_probe());
+    let socket = lab.socket().to_str().unwrap().to_owned();
+    let config = lab.config_path().to_str().unwrap().to_owned();
+    let pins = lab.pin_dir().to_str().unwrap().to_owned();
+    // Enough output that the writer meets the closed pipe.
+    for _ in 0..3 {
+        quiet_in_a_pipe(&["--socket", &socket, "status"]);
+        quiet_in_a_pipe(&["check", "--config", &config]);
+        quiet_in_a_pipe(&["counters"]);
+        quiet_in_a_pipe(&["inspect", "--pin-dir", &pins, "counters"]);
+    }
+}
+
+const METRICS_PORT: u16 = 9393;
+
+#[test]
+fn metrics_count_planned_switches_apart_from_failures() {
+    let mut lab = AgentLab::start_with(tcp_probe(), |_| {
+        format!("[metrics]\nlisten = \"127.0.0.1:{METRICS_PORT}\"\n")
+    });
+    lab.wait_log("metrics endpoint ready", Duration::from_secs(5));
+    lab.ctl(&["switchover", "web", "--to", "standby"]);
+    lab.ctl(&["switchover", "web", "--release"]);
+    let planned = |text: &str, reason: &str| {
+        metric(
+            text,
+            "failover_switches_total",
+            &[("service", "web"), ("kind", "planned"), ("reason", reason)],
+        )
+    };
+    let text = scrape(&lab, METRICS_PORT);
+    assert_eq!(planned(&text, "switchover"), Some(1.0), "{text}");
+    assert_eq!(planned(&text, "switchover released"), Some(1.0), "{text}");
+    assert_eq!(metric(&text, "failover_failovers_total", &[]), Some(0.0));
+
+    drop(lab.servers[PRIMARY].take());
+    lab.wait_log("backend failed", Duration::from_secs(3));
+    let text = scrape(&lab, METRICS_PORT);
+    assert_eq!(
+        metric(
+            &text,
+            "failover_switches_total",
+            &[
+                ("service", "web"),
+                ("kind", "unplanned"),
+                ("reason", "backend failed")
+            ],
+        ),
+        Some(1.0),
+        "{text}"
+    );
+}
