@@ -46,6 +46,48 @@ pub fn ensure_mounted(mount_point: &Path) -> Result<(), DataplaneError> {
     Ok(())
 }
 
+/// Whether this process is alone in its mount namespace (as under `ip
+/// netns exec` or `unshare -m`, which make one for the command they run):
+/// whatever it mounts there disappears when it exits.
+pub fn alone_in_mount_namespace() -> bool {
+    let namespace = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    let Some(mine) = namespace("self") else {
+        return false;
+    };
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    !entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()) && *pid != me)
+        .any(|pid| namespace(&pid).as_ref() == Some(&mine))
+}
+
+/// Makes sure the BPF filesystem that holds `pin_dir` is mounted and the
+/// directory exists. Where bpffs is missing in a private mount namespace
+/// (the agent was started with `ip netns exec`, which remounts /sys), a
+/// bpffs mounted here would die with the agent, and the pins and the
+/// attachments with it: that is refused unless `allow_private` says the
+/// operator accepts losing fail-static.
+pub fn prepare_pin_dir_for_agent(
+    pin_dir: &Path,
+    allow_private: bool,
+) -> Result<(), DataplaneError> {
+    let mount_point = Path::new("/sys/fs/bpf");
+    if pin_dir.starts_with(mount_point)
+        && !is_bpffs(mount_point).unwrap_or(false)
+        && !allow_private
+        && alone_in_mount_namespace()
+    {
+        return Err(DataplaneError::PrivatePins {
+            pin_dir: pin_dir.to_owned(),
+        });
+    }
+    prepare_pin_dir(pin_dir)
+}
+
 /// Makes sure the BPF filesystem that holds `pin_dir` is mounted and the
 /// directory exists.
 pub fn prepare_pin_dir(pin_dir: &Path) -> Result<(), DataplaneError> {

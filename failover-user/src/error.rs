@@ -52,6 +52,15 @@ pub enum DataplaneError {
         wanted: String,
         pin_dir: PathBuf,
     },
+    #[error(
+        "no BPF filesystem at /sys/fs/bpf in this process's mount namespace, which is not the host's \
+         (started with `ip netns exec`? it remounts /sys): pins under {pin_dir} would live in a \
+         bpffs that dies with the agent, and with them the XDP attachments — forwarding would stop \
+         when the agent stops, silently. Enter only the network namespace instead \
+         (`nsenter --net=/run/netns/NAME failover run ...`, or systemd's NetworkNamespacePath=), \
+         or pass --private-pins to run without fail-static"
+    )]
+    PrivatePins { pin_dir: PathBuf },
     #[error("{what}")]
     System {
         what: &'static str,

@@ -159,3 +159,34 @@ fn metrics_count_planned_switches_apart_from_failures() {
         "{text}"
     );
 }
+
+#[test]
+fn an_agent_started_with_ip_netns_exec_refuses_pins_that_would_die_with_it() {
+    let mut lab = AgentLab::start(tcp_probe());
+    lab.kill_agent();
+    // What the README's users typed: the agent under `ip netns exec`, whose
+    // private mount namespace has no bpffs.
+    let output = Command::new("ip")
+        .args(["netns", "exec", lab.lb.name()])
+        .arg(failover_tests::failover_bin())
+        .args(["run", "--config"])
+        .arg(lab.config_path())
+        .arg("--pid-file")
+        .arg(lab.dir().join("netns-exec.pid"))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ip netns exec");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && said.contains("nsenter --net=") && said.contains("fail-static"),
+        "the agent must refuse and name the remedy: {}\n{said}",
+        output.status
+    );
+    // Nothing was attached by it: the lab's own pinned links still forward.
+    lab.start_agent();
+    assert_eq!(
+        failover_tests::status::new_flows_to(&lab.status(), "web"),
+        ["primary"]
+    );
+}

@@ -46,9 +46,10 @@ pub struct PinDirLock {
 
 impl PinDirLock {
     /// Creates the pin directory if needed (mounting bpffs under
-    /// /sys/fs/bpf if it is missing) and locks it.
-    pub fn acquire(pin_dir: &Path) -> Result<Self, LockError> {
-        bpffs::prepare_pin_dir(pin_dir)?;
+    /// /sys/fs/bpf if it is missing, refused in a private mount namespace
+    /// unless `allow_private`) and locks it.
+    pub fn acquire(pin_dir: &Path, allow_private: bool) -> Result<Self, LockError> {
+        bpffs::prepare_pin_dir_for_agent(pin_dir, allow_private)?;
         let io_err = |source| LockError::Io {
             pin_dir: pin_dir.to_owned(),
             source,

@@ -44,6 +44,10 @@ pub enum Command {
         /// Where to write the agent's pid (for `failover failback`).
         #[arg(long, default_value = DEFAULT_PID_FILE)]
         pid_file: PathBuf,
+        /// Accept pins in a bpffs private to this mount namespace (started
+        /// with `ip netns exec`): forwarding then stops with the agent.
+        #[arg(long)]
+        private_pins: bool,
     },
     /// Validate a configuration and explain what it would do; touches nothing.
     ///
@@ -219,9 +223,15 @@ impl Cli {
             return Ok(());
         };
         match command {
-            Command::Run { pid_file } => {
-                run::run(self.config_path("run")?, self.socket.as_deref(), &pid_file)
-            }
+            Command::Run {
+                pid_file,
+                private_pins,
+            } => run::run(
+                self.config_path("run")?,
+                self.socket.as_deref(),
+                &pid_file,
+                private_pins,
+            ),
             Command::Check => check::run(self.config_path("check")?),
             Command::Failback {
                 service,

@@ -10,14 +10,22 @@ use crate::agent;
 
 /// Runs the agent on `config_path`; `socket` (from `--socket`) overrides
 /// the configuration's control socket.
-pub fn run(config_path: &Path, socket: Option<&Path>, pid_file: &Path) -> anyhow::Result<()> {
+pub fn run(
+    config_path: &Path,
+    socket: Option<&Path>,
+    pid_file: &Path,
+    private_pins: bool,
+) -> anyhow::Result<()> {
     let source = agent::Source {
         path: config_path.to_owned(),
         socket: socket.map(Path::to_owned),
     };
     let config = source.load()?;
     // Held until the process ends: one agent per pin directory.
-    let _lock = agent::PinDirLock::acquire(&config.pin_dir)?;
+    let _lock = agent::PinDirLock::acquire(&config.pin_dir, private_pins)?;
+    if private_pins && crate::bpffs::alone_in_mount_namespace() {
+        tracing::warn!(pin_dir = %config.pin_dir.display(), "running in a private mount namespace (--private-pins): the pins die with the agent, and forwarding stops when it stops");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
