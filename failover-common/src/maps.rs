@@ -20,7 +20,9 @@ pub mod names {
     pub const SERVICE_STATS: &str = "FO_SERVICE_STATS";
     pub const MAGLEV: &str = "FO_MAGLEV";
     pub const ADMIN: &str = "FO_ADMIN";
-    pub const ALL: [&str; 9] = [
+    pub const EGRESS: &str = "FO_EGRESS";
+    pub const REDIRECT_DROPS: &str = "FO_REDIRECT_DROPS";
+    pub const ALL: [&str; 11] = [
         SERVICES,
         BACKENDS,
         CONNTRACK,
@@ -30,6 +32,8 @@ pub mod names {
         SERVICE_STATS,
         MAGLEV,
         ADMIN,
+        EGRESS,
+        REDIRECT_DROPS,
     ];
 }
 
@@ -299,6 +303,26 @@ pub const ADMIN_F_HOLD_TIMED: u8 = 16;
 /// The target of its service's switchover.
 pub const ADMIN_F_SWITCHOVER_TARGET: u8 = 32;
 
+/// Slots of `FO_EGRESS` (indexed by ifindex modulo this).
+pub const EGRESS_SLOTS: u32 = 1024;
+/// Interfaces `FO_REDIRECT_DROPS` tracks.
+pub const REDIRECT_DROP_ENTRIES: u32 = 1024;
+
+/// Value of `FO_EGRESS`: how to send to an egress interface, written by the
+/// agent. Valid for `ifindex` only (the slot is ifindex modulo the size).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Egress {
+    pub ifindex: u32,
+    /// `EGRESS_F_*` bits.
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<Egress>() == 8);
+
+/// [`Egress::flags`]: the kernel drops frames redirected to this interface;
+/// hand rewritten packets for it to the stack instead.
+pub const EGRESS_F_VIA_STACK: u32 = 1;
+
 /// Packets and bytes; the value of every per-CPU counter array.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -333,6 +357,7 @@ mod pod {
     unsafe impl aya::Pod for Counter {}
     unsafe impl aya::Pod for TrafficStats {}
     unsafe impl aya::Pod for AdminRecord {}
+    unsafe impl aya::Pod for Egress {}
 }
 
 #[cfg(test)]

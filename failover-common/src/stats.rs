@@ -62,19 +62,30 @@ pub mod reason {
     /// policy is `reset`: the client got a TCP RST from the VIP (XDP_TX).
     pub const TX_RESET: u32 = 19;
 
+    // Outcomes: rewritten and handed to the stack (continued).
+    /// The egress interface drops frames redirected to it (the kernel said
+    /// so; e.g. a veth whose peer has no NAPI): the rewritten packet goes
+    /// through the stack instead, until the agent starts again.
+    pub const PASS_VIA_STACK: u32 = 20;
+
     // Events (not outcomes).
     /// A tracked flow's backend was no longer usable; it was picked again.
-    pub const EVENT_REPICK: u32 = 20;
+    pub const EVENT_REPICK: u32 = 21;
     /// A TCP packet without SYN had no entry (agent restart, eviction, another
     /// edge host's flow): a backend was picked for it.
-    pub const EVENT_MIDFLOW_PICK: u32 = 21;
+    pub const EVENT_MIDFLOW_PICK: u32 = 22;
     /// Conntrack insert failed; the packet was still forwarded.
-    pub const EVENT_CONNTRACK_INSERT_FAILED: u32 = 22;
+    pub const EVENT_CONNTRACK_INSERT_FAILED: u32 = 23;
     /// A pick hit a selection slot whose backend was not usable (the agent was
     /// between two map updates) and probed the next slots.
-    pub const EVENT_STALE_SELECTION: u32 = 23;
+    pub const EVENT_STALE_SELECTION: u32 = 24;
+    /// A rewritten packet's L4 checksum was partial (the pseudo-header sum
+    /// only, as a local socket sends it over veth with transmit checksum
+    /// offload): the data path computed it in full, since a native redirect
+    /// loses the state that would have completed it.
+    pub const EVENT_PARTIAL_CHECKSUM: u32 = 25;
 
-    pub const COUNT: u32 = 24;
+    pub const COUNT: u32 = 26;
     /// First index that is an event rather than an outcome.
     pub const FIRST_EVENT: u32 = EVENT_REPICK;
 
@@ -100,10 +111,12 @@ pub mod reason {
         "drop_frag_needed",
         "drop_fib_error",
         "tx_reset",
+        "pass_via_stack",
         "event_repick",
         "event_midflow_pick",
         "event_conntrack_insert_failed",
         "event_stale_selection",
+        "event_partial_checksum",
     ];
 
     /// Index of a reason by name.

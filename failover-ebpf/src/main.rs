@@ -4,6 +4,7 @@
 #![no_std]
 #![no_main]
 
+mod complete;
 mod conntrack;
 mod counters;
 mod fib;
@@ -11,6 +12,7 @@ mod maps;
 mod nat;
 mod parse;
 mod reset;
+mod watch;
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
@@ -19,15 +21,15 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use failover_common::{
-    Backend, FAMILY_IPV4, Flow, FlowKey, PROTO_TCP, SERVICE_F_RESET_DEAD_FLOWS, Service,
-    ServiceKey, flow_direction, stats::reason,
+    Backend, EGRESS_F_VIA_STACK, EGRESS_SLOTS, FAMILY_IPV4, Flow, FlowKey, PROTO_TCP,
+    SERVICE_F_RESET_DEAD_FLOWS, Service, ServiceKey, flow_direction, stats::reason,
 };
 
 use crate::{
     conntrack::NewFlow,
     counters::Towards,
     fib::{Lookup, NextHop},
-    maps::{CONNTRACK, SERVICES},
+    maps::{CONNTRACK, EGRESS, SERVICES},
     nat::End,
     parse::{ParseError, Parsed, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN},
 };
@@ -273,7 +275,11 @@ fn to_backend(
             bytes,
         );
     }
+    let partial = partial_checksum(ctx, ip, l4, bytes);
     nat::rewrite(ip, l4, End::Destination, backend_addr, backend_port);
+    if partial {
+        complete::complete(ctx, ip, l4);
+    }
     counters::traffic(service_id, backend_id, Towards::Backend, bytes);
     if via_stack {
         return pass(reason::PASS_NO_NEIGHBOUR);
@@ -325,7 +331,11 @@ fn to_client(
         Ok(via_stack) => via_stack,
         Err(outcome) => return outcome,
     };
+    let partial = partial_checksum(ctx, ip, l4, bytes);
     nat::rewrite(ip, l4, End::Source, vip, vip_port);
+    if partial {
+        complete::complete(ctx, ip, l4);
+    }
     counters::traffic(service_id, backend_id, Towards::Client, bytes);
     if via_stack {
         return pass(reason::PASS_NO_NEIGHBOUR);
@@ -374,6 +384,11 @@ fn send(ctx: &XdpContext, parsed: &Parsed, hop: NextHop, reason: u32) -> Outcome
     else {
         return pass(reason);
     };
+    if ifindex != ingress_ifindex(ctx) && egress_via_stack(ifindex) {
+        // The kernel drops frames redirected there: let the stack forward
+        // the rewritten packet (it decrements the TTL and sets the MACs).
+        return pass(reason::PASS_VIA_STACK);
+    }
     nat::decrement_ttl(parsed.ip);
     nat::set_macs(parsed.eth, src_mac, dst_mac);
     if ifindex == ingress_ifindex(ctx) {
@@ -385,6 +400,24 @@ fn send(ctx: &XdpContext, parsed: &Parsed, hop: NextHop, reason: u32) -> Outcome
     // SAFETY: plain helper call; returns XDP_REDIRECT, or XDP_ABORTED for bad flags.
     let action = unsafe { bpf_redirect(ifindex, 0) } as u32;
     Outcome { action, reason }
+}
+
+/// Whether the packet's L4 checksum is partial (see `complete`); counted.
+#[inline(always)]
+fn partial_checksum(ctx: &XdpContext, ip: *mut parse::Ipv4Hdr, l4: &parse::L4, bytes: u64) -> bool {
+    let partial = nat::looks_partial(ip, l4) && complete::really_partial(ctx, ip, l4);
+    if partial {
+        counters::reason(reason::EVENT_PARTIAL_CHECKSUM, bytes);
+    }
+    partial
+}
+
+/// Whether the agent marked `ifindex` as dropping redirected frames.
+#[inline(always)]
+fn egress_via_stack(ifindex: u32) -> bool {
+    EGRESS
+        .get(ifindex % EGRESS_SLOTS)
+        .is_some_and(|e| e.ifindex == ifindex && e.flags & EGRESS_F_VIA_STACK != 0)
 }
 
 #[inline(always)]

@@ -4,11 +4,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
 };
 use failover_common::{
-    AdminRecord, Backend, CONNTRACK_ENTRIES, Counter, Flow, FlowKey, MAGLEV_CHUNKS, MAX_BACKENDS,
-    MAX_SERVICES, MaglevChunk, MaglevKey, Service, ServiceKey, TrafficStats,
+    AdminRecord, Backend, CONNTRACK_ENTRIES, Counter, EGRESS_SLOTS, Egress, Flow, FlowKey,
+    MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES, MaglevChunk, MaglevKey, REDIRECT_DROP_ENTRIES,
+    Service, ServiceKey, TrafficStats,
     stats::{VERDICT_COUNT, reason},
 };
 
@@ -58,3 +59,25 @@ pub static SERVICE_STATS: PerCpuArray<TrafficStats> = PerCpuArray::pinned(MAX_SE
 /// object so it is created and pinned with the other maps.
 #[map(name = "FO_ADMIN")]
 pub static ADMIN: Array<AdminRecord> = Array::pinned(MAX_BACKENDS, 0);
+
+/// ifindex modulo `EGRESS_SLOTS` → how to send there (the agent marks an
+/// interface that drops redirected frames; see `failover_redirect_watch`).
+#[map(name = "FO_EGRESS")]
+pub static EGRESS: Array<Egress> = Array::pinned(EGRESS_SLOTS, 0);
+
+/// Egress ifindex → frames the kernel dropped after a redirect to it
+/// (from the `xdp:xdp_devmap_xmit` tracepoint), per CPU.
+#[map(name = "FO_REDIRECT_DROPS")]
+pub static REDIRECT_DROPS: PerCpuHashMap<u32, u64> =
+    PerCpuHashMap::pinned(REDIRECT_DROP_ENTRIES, 0);
+
+/// Per-CPU scratch space for summing a segment (completing partial
+/// checksums): one helper call's worth. Not pinned: nothing outlives a
+/// packet here.
+#[map(name = "FO_SCRATCH")]
+pub static SCRATCH: PerCpuArray<[u32; 128]> = PerCpuArray::with_max_entries(1, 0);
+
+/// The id of this agent's forwarding program: the redirect watch counts only
+/// its failures (tracepoints are host-wide). Not pinned: each agent's own.
+#[map(name = "FO_WATCHED_PROGRAM")]
+pub static WATCHED_PROGRAM: Array<u32> = Array::with_max_entries(1, 0);

@@ -53,6 +53,31 @@ pub fn rewrite(ip: *mut Ipv4Hdr, l4: &L4, end: End, addr: u32, port: u16) {
     }
 }
 
+/// Whether the L4 checksum holds only the pseudo-header sum, as a local
+/// socket leaves it for the device to complete (CHECKSUM_PARTIAL over
+/// veth). XDP cannot see the kernel's checksum state: one full checksum in
+/// 65,536 looks like this too (`complete::really_partial` tells them apart).
+#[inline(always)]
+pub fn looks_partial(ip: *const Ipv4Hdr, l4: &L4) -> bool {
+    // SAFETY: `ip` and the L4 checksum pointer were bounds-checked by parse().
+    unsafe {
+        let check = read_unaligned(l4.check_ptr);
+        if check == 0 {
+            return false;
+        }
+        let header_len = u16::from((*ip).version_ihl & 0x0f) * 4;
+        let l4_len = u16::from_be((*ip).tot_len).saturating_sub(header_len);
+        let (src, dst) = ((*ip).src, (*ip).dst);
+        let sum = u64::from(src & 0xffff)
+            + u64::from(src >> 16)
+            + u64::from(dst & 0xffff)
+            + u64::from(dst >> 16)
+            + u64::from(u16::from_ne_bytes([0, l4.proto]))
+            + u64::from(u16::from_ne_bytes(l4_len.to_be_bytes()));
+        csum::fold(sum) == check
+    }
+}
+
 /// Decrements the TTL as a router does. The caller made sure it is above 1.
 #[inline(always)]
 pub fn decrement_ttl(ip: *mut Ipv4Hdr) {

@@ -61,6 +61,8 @@ pub enum DataplaneError {
          or pass --private-pins to run without fail-static"
     )]
     PrivatePins { pin_dir: PathBuf },
+    #[error("watching for dropped redirects: {what}")]
+    Watch { what: String },
     #[error("{what}")]
     System {
         what: &'static str,

@@ -18,6 +18,7 @@ pub mod maglev;
 pub mod maps;
 pub mod metrics;
 pub mod model;
+pub mod netdev;
 pub mod policy;
 pub mod probe;
 pub mod process;

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
 use failover_common::{
-    AdminRecord, Backend, Counter, Flow, FlowKey, MAGLEV_CHUNK_SLOTS, MaglevChunk, MaglevKey,
-    Service, ServiceKey, TrafficStats, names,
+    AdminRecord, Backend, Counter, EGRESS_F_VIA_STACK, EGRESS_SLOTS, Egress, Flow, FlowKey,
+    MAGLEV_CHUNK_SLOTS, MaglevChunk, MaglevKey, Service, ServiceKey, TrafficStats, names,
     stats::{VERDICT_COUNT, reason},
 };
 
@@ -37,7 +37,8 @@ impl MapSource for PinDir<'_> {
         // The map type decides which typed wrapper accepts it.
         Ok(match name {
             names::SERVICES | names::MAGLEV => Map::HashMap(data),
-            names::BACKENDS | names::ADMIN => Map::Array(data),
+            names::BACKENDS | names::ADMIN | names::EGRESS => Map::Array(data),
+            names::REDIRECT_DROPS => Map::PerCpuHashMap(data),
             names::CONNTRACK => Map::LruHashMap(data),
             _ => Map::PerCpuArray(data),
         })
@@ -210,6 +211,70 @@ impl AdminRecords {
 
     pub fn get(&self, id: u32) -> Result<AdminRecord, DataplaneError> {
         self.0.get(&id, 0).map_err(map_err(names::ADMIN))
+    }
+}
+
+/// `FO_EGRESS`: how to send to an egress interface.
+pub struct EgressMap(Array<MapData, Egress>);
+
+impl EgressMap {
+    pub fn open(source: &mut impl MapSource) -> Result<Self, DataplaneError> {
+        let map = source.take(names::EGRESS)?;
+        Ok(Self(Array::try_from(map).map_err(map_err(names::EGRESS))?))
+    }
+
+    /// Sends packets for `ifindex` through the stack (`true`) or by
+    /// redirect (`false`).
+    pub fn set_via_stack(&mut self, ifindex: u32, via_stack: bool) -> Result<(), DataplaneError> {
+        let value = Egress {
+            ifindex,
+            flags: if via_stack { EGRESS_F_VIA_STACK } else { 0 },
+        };
+        self.0
+            .set(ifindex % EGRESS_SLOTS, value, 0)
+            .map_err(map_err(names::EGRESS))
+    }
+
+    /// Every interface marked to go through the stack.
+    pub fn via_stack(&self) -> Vec<u32> {
+        self.0
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.flags & EGRESS_F_VIA_STACK != 0)
+            .map(|e| e.ifindex)
+            .collect()
+    }
+
+    /// Redirects again everywhere (a new agent detects afresh).
+    pub fn clear(&mut self) -> Result<(), DataplaneError> {
+        for slot in 0..EGRESS_SLOTS {
+            self.0
+                .set(slot, Egress::default(), 0)
+                .map_err(map_err(names::EGRESS))?;
+        }
+        Ok(())
+    }
+}
+
+/// `FO_REDIRECT_DROPS`: frames the kernel dropped after our redirects, by
+/// egress ifindex.
+pub struct RedirectDrops(PerCpuHashMap<MapData, u32, u64>);
+
+impl RedirectDrops {
+    pub fn open(source: &mut impl MapSource) -> Result<Self, DataplaneError> {
+        let map = source.take(names::REDIRECT_DROPS)?;
+        Ok(Self(
+            PerCpuHashMap::try_from(map).map_err(map_err(names::REDIRECT_DROPS))?,
+        ))
+    }
+
+    /// Drops so far, summed over CPUs, by ifindex.
+    pub fn all(&self) -> std::collections::BTreeMap<u32, u64> {
+        self.0
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(ifindex, per_cpu)| (ifindex, per_cpu.iter().sum()))
+            .collect()
     }
 }
 

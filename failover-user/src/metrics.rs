@@ -489,6 +489,42 @@ fn render_agent(out: &mut Exposition, snapshot: &Snapshot) {
     );
     out.sample("failover_failbacks_total", &[], totals.failbacks_total);
     out.family(
+        "failover_redirect_watch_up",
+        "gauge",
+        "1 if the agent counts the frames the kernel drops after the data path redirected them.",
+    );
+    out.sample(
+        "failover_redirect_watch_up",
+        &[],
+        u8::from(snapshot.egress.watching),
+    );
+    out.family(
+        "failover_redirect_drops_total",
+        "counter",
+        "Frames the kernel dropped after the data path redirected them to this interface (since the agent started).",
+    );
+    for egress in &snapshot.egress.interfaces {
+        let labels = [("interface", egress.interface.as_str())];
+        out.sample(
+            "failover_redirect_drops_total",
+            &labels,
+            egress.redirect_drops,
+        );
+    }
+    out.family(
+        "failover_egress_via_stack",
+        "gauge",
+        "1 if packets for this interface go through the kernel stack because it drops redirected frames.",
+    );
+    for egress in &snapshot.egress.interfaces {
+        let labels = [("interface", egress.interface.as_str())];
+        out.sample(
+            "failover_egress_via_stack",
+            &labels,
+            u8::from(egress.via_stack),
+        );
+    }
+    out.family(
         "failover_switches_total",
         "counter",
         "Changes of who takes new flows, planned (operator requests: switchover, drain, maintenance, failback) or unplanned (a failure, a recovery, a timer), with the reason.",
@@ -787,6 +823,7 @@ mod tests {
                 last_failover_gap_seconds: Some(0.21),
             },
             started_seconds_ago: 12.5,
+            egress: Default::default(),
         }
     }
 

@@ -131,6 +131,27 @@ pub struct Snapshot {
     pub services: Vec<ServiceView>,
     pub totals: Totals,
     pub started_seconds_ago: f64,
+    /// Egress interfaces the kernel drops redirected frames for.
+    pub egress: EgressReport,
+}
+
+/// What the egress watch found, for status and metrics.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct EgressReport {
+    /// Whether the kernel's redirect drops are watched at all.
+    pub watching: bool,
+    /// Interfaces the kernel dropped redirected frames for.
+    pub interfaces: Vec<EgressStatus>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EgressStatus {
+    pub interface: String,
+    pub ifindex: u32,
+    /// Frames dropped since the agent started.
+    pub redirect_drops: u64,
+    /// Its packets go through the kernel stack.
+    pub via_stack: bool,
 }
 
 /// The shared view. Cloning shares it.

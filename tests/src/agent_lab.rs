@@ -121,6 +121,13 @@ pub struct Layout {
     pub service_keys: String,
     /// Probe interval and timeout (default 100 ms and 50 ms).
     pub probe_timing: (Duration, Duration),
+    /// Veth links as `ip link add` leaves them: no XDP program on the
+    /// peers (so no NAPI there for redirected frames, GRO being off) and,
+    /// with `offload_on`, transmit checksum offload on at the senders.
+    pub plain_veth: bool,
+    pub offload_on: bool,
+    /// The lb's interfaces' XDP mode (`native` unless set).
+    pub mode: &'static str,
 }
 
 impl Layout {
@@ -140,6 +147,9 @@ impl Layout {
                 .collect(),
             service_keys: String::new(),
             probe_timing: DEFAULT_PROBE_TIMING,
+            plain_veth: false,
+            offload_on: false,
+            mode: "native",
         }
     }
 
@@ -164,6 +174,9 @@ impl Layout {
                 .collect(),
             service_keys: String::new(),
             probe_timing: DEFAULT_PROBE_TIMING,
+            plain_veth: false,
+            offload_on: false,
+            mode: "native",
         }
     }
 
@@ -177,6 +190,28 @@ impl Layout {
     /// Probes every `interval` with `timeout` (fall 3, rise 2 stay).
     pub fn probe_timing(mut self, interval: Duration, timeout: Duration) -> Self {
         self.probe_timing = (interval, timeout);
+        self
+    }
+
+    /// Veth links as `ip link add` leaves them: no XDP program on the peers
+    /// and (with `offload_on`) transmit checksum offload on everywhere.
+    pub fn plain_veth(mut self, offload_on: bool) -> Self {
+        self.plain_veth = true;
+        self.offload_on = offload_on;
+        self
+    }
+
+    /// Transmit checksum offload left on at every sender (local sockets
+    /// then send partial checksums), the peers still set up for native
+    /// redirects.
+    pub fn offload_on(mut self) -> Self {
+        self.offload_on = true;
+        self
+    }
+
+    /// Attaches the agent's XDP in this mode (`native`, `skb`, `auto`).
+    pub fn mode(mut self, mode: &'static str) -> Self {
+        self.mode = mode;
         self
     }
 
@@ -280,11 +315,7 @@ impl AgentLab {
     /// [`BackendServer`] on [`BACKEND_PORT`] and a [`HealthServer`] on
     /// [`HEALTH_PORT`]; returns once new flows reach the layout's first
     /// backend.
-    pub fn start_layout(
-        options: Options,
-        layout: Layout,
-        extra: impl FnOnce(&Path) -> String,
-    ) -> Self {
+    fn build(options: Options, layout: Layout, extra: impl FnOnce(&Path) -> String) -> Self {
         crate::require_root();
         assert!(!layout.backends.is_empty(), "a lab needs a backend");
         let links: Vec<BackendLink<'_>> = layout
@@ -296,15 +327,25 @@ impl AgentLab {
             })
             .collect();
         let net = Topology::build("agclient", "aglb", &links);
-        for backend in &layout.backends {
-            // The agent's probes are generated on the lb.
-            net.lb.disable_tx_checksum(&backend.lb_side);
+        if layout.offload_on {
+            for ns in net.namespaces() {
+                for interface in ns.interfaces() {
+                    ns.enable_tx_checksum(&interface);
+                }
+            }
+        } else {
+            for backend in &layout.backends {
+                // The agent's probes are generated on the lb.
+                net.lb.disable_tx_checksum(&backend.lb_side);
+            }
         }
 
         let peer_pins = PinDir::new();
         let mut peers = Dataplane::load(peer_pins.path()).expect("load the pass program");
-        net.attach_pass_on_peers(&mut peers)
-            .expect("attach the pass program to a veth peer");
+        if !layout.plain_veth {
+            net.attach_pass_on_peers(&mut peers)
+                .expect("attach the pass program to a veth peer");
+        }
         let Topology {
             client,
             lb,
@@ -344,7 +385,6 @@ impl AgentLab {
             text += &extra;
         }
         std::fs::write(&config, text).expect("write the config");
-        let first = layout.backends[0].name.clone();
         let mut lab = Self {
             agent: None,
             health,
@@ -364,6 +404,16 @@ impl AgentLab {
             log_shown: std::cell::Cell::new(false),
         };
         lab.start_agent();
+        lab
+    }
+
+    pub fn start_layout(
+        options: Options,
+        layout: Layout,
+        extra: impl FnOnce(&Path) -> String,
+    ) -> Self {
+        let lab = Self::build(options, layout, extra);
+        let first = lab.layout.backends[0].name.clone();
         let samples = lab.sample_until(&first, Duration::from_secs(10));
         assert!(
             samples.reached().is_some(),
@@ -372,6 +422,17 @@ impl AgentLab {
             lab.diag()
         );
         lab
+    }
+
+    /// Like [`Self::start_layout`], but returns as soon as the agent runs,
+    /// whether or not traffic gets through (for tests of what a new
+    /// operator's setup does).
+    pub fn start_layout_unchecked(
+        options: Options,
+        layout: Layout,
+        extra: impl FnOnce(&Path) -> String,
+    ) -> Self {
+        Self::build(options, layout, extra)
     }
 
     /// The lab's backends and service keys.
@@ -705,7 +766,10 @@ fn config_text(pin_dir: &Path, socket: &Path, options: Options, layout: &Layout)
     let interfaces =
         std::iter::once("lbc").chain(layout.backends.iter().map(|b| b.lb_side.as_str()));
     for interface in interfaces {
-        text += &format!("[[interfaces]]\nname = \"{interface}\"\nmode = \"native\"\n\n");
+        text += &format!(
+            "[[interfaces]]\nname = \"{interface}\"\nmode = \"{}\"\n\n",
+            layout.mode
+        );
     }
     text += &format!(
         "[[services]]\nname = \"web\"\nvip = \"{VIP}\"\nport = {SERVICE_PORT}\nprotocol = \"tcp\"\n"

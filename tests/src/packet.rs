@@ -53,6 +53,9 @@ pub struct Frame {
     pub payload: Vec<u8>,
     /// TCP window.
     pub tcp_window: u16,
+    /// The L4 checksum as a local sender with transmit checksum offload
+    /// leaves it: the pseudo-header sum only, for the device to complete.
+    pub partial_checksum: bool,
 }
 
 impl Frame {
@@ -97,7 +100,14 @@ impl Frame {
             l4,
             payload: b"failover test payload".to_vec(),
             tcp_window: 64240,
+            partial_checksum: false,
         }
+    }
+
+    /// With the checksum a local sender with offload leaves (see the field).
+    pub fn partial(mut self) -> Self {
+        self.partial_checksum = true;
+        self
     }
 
     pub fn with_payload(mut self, payload: &[u8]) -> Self {
@@ -200,7 +210,12 @@ impl Frame {
         ip[10..12].copy_from_slice(&check.to_be_bytes());
 
         let pseudo = pseudo_header_sum(self.src, self.dst, proto, l4.len());
+        let partial = failover_common::csum::fold(pseudo).to_be_bytes();
         match self.l4 {
+            L4::Tcp { .. } if self.partial_checksum => l4[16..18].copy_from_slice(&partial),
+            L4::Udp { checksum: true, .. } if self.partial_checksum => {
+                l4[6..8].copy_from_slice(&partial)
+            }
             L4::Tcp { .. } => {
                 let check = checksum_be(&l4, pseudo);
                 l4[16..18].copy_from_slice(&check.to_be_bytes());
@@ -310,6 +325,21 @@ pub fn checksum_residues(frame: &[u8]) -> Option<(u16, u16)> {
     let pseudo = pseudo_header_sum(p.src, p.dst, p.proto, l4.len());
     let l4_residue = failover_common::csum::fold(sum_be_words(l4, pseudo));
     Some((ip_residue, l4_residue))
+}
+
+/// Whether the frame's L4 checksum looks partial: it equals the
+/// pseudo-header sum, as a local sender with transmit offload leaves it.
+pub fn looks_partial(frame: &[u8]) -> bool {
+    let Some(p) = parse(frame) else {
+        return false;
+    };
+    let l4 = &frame[p.l3 + p.ihl..p.l3 + p.tot_len];
+    let field = if p.proto == 6 { &l4[16..18] } else { &l4[6..8] };
+    if field == [0, 0] || (p.proto == 6 && l4.len() < 20) {
+        return false;
+    }
+    let pseudo = pseudo_header_sum(p.src, p.dst, p.proto, l4.len());
+    field == failover_common::csum::fold(pseudo).to_be_bytes()
 }
 
 /// Whether every checksum of the frame is valid by full recomputation.

@@ -190,3 +190,126 @@ fn an_agent_started_with_ip_netns_exec_refuses_pins_that_would_die_with_it() {
         ["primary"]
     );
 }
+
+/// Veth links as `ip link add` leaves them (no XDP program on the peers,
+/// GRO off: redirected frames are dropped by the kernel there): the agent
+/// sees the drops, names the remedy, and sends those interfaces' packets
+/// through the stack, so connections get through.
+#[test]
+fn redirects_the_kernel_drops_are_seen_and_routed_around() {
+    use failover_tests::agent_lab::Layout;
+    let layout = Layout::primary_standby().plain_veth(false);
+    let lab = AgentLab::start_layout(tcp_probe(), layout, |_| {
+        format!("[metrics]\nlisten = \"127.0.0.1:{METRICS_PORT}\"\n")
+    });
+    // The first packets into each veth are dropped; TCP retransmits.
+    let samples = lab.sample_until("primary", Duration::from_secs(10));
+    let reached = samples.reached().unwrap_or_else(|| {
+        panic!(
+            "no traffic through the VIP: {}\n{}",
+            samples.summary(),
+            lab.diag()
+        )
+    });
+    eprintln!(
+        "plain veth: first answer after {reached:?}: {}",
+        samples.summary()
+    );
+    let errors = lab.log_lines("the kernel drops the frames the data path redirects");
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains("interface=lbp") && l.contains("gro on")),
+        "the drops on lbp must be logged with the remedy: {errors:#?}\n{}",
+        lab.diag()
+    );
+    let status = lab.status();
+    let egress = status["egress"]["interfaces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        egress
+            .iter()
+            .any(|e| e["interface"] == "lbp" && e["via_stack"] == true),
+        "{status:#}"
+    );
+    let text = scrape(&lab, METRICS_PORT);
+    assert_eq!(
+        metric(&text, "failover_egress_via_stack", &[("interface", "lbp")]),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(lab.counter("pass_via_stack") > 0);
+    // Steady state: every new connection works.
+    let after = lab.sample(20, Duration::from_millis(20));
+    assert_eq!(after.answered_by("primary"), 20, "{}", after.summary());
+}
+
+/// Checksum errors counted by the kernel of a backend's namespace.
+fn csum_errors(lab: &AgentLab, backend: usize) -> u64 {
+    let snmp = lab.backends[backend].run(|| std::fs::read_to_string("/proc/net/snmp").unwrap());
+    let lines: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Tcp:")).collect();
+    let (names, values) = (lines[0], lines[1]);
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "InCsumErrors")
+        .and_then(|(_, value)| value.parse().ok())
+        .expect("Tcp InCsumErrors")
+}
+
+/// Clients and backends that send with transmit checksum offload on (local
+/// sockets over veth leave checksums partial): native redirects lose the
+/// state that would complete them, so the data path completes them.
+#[test]
+fn partial_checksums_of_local_senders_are_completed() {
+    use failover_tests::agent_lab::Layout;
+    let lab = AgentLab::start_layout(tcp_probe(), Layout::primary_standby().offload_on(), |_| {
+        String::new()
+    });
+    let samples = lab.sample(30, Duration::from_millis(10));
+    assert_eq!(samples.answered_by("primary"), 30, "{}", samples.summary());
+    assert!(
+        lab.counter("event_partial_checksum") > 0,
+        "no partial checksum was seen"
+    );
+    assert_eq!(
+        lab.counter("pass_via_stack"),
+        0,
+        "redirects worked: no fallback"
+    );
+    assert_eq!(
+        csum_errors(&lab, PRIMARY),
+        0,
+        "the backend found bad checksums"
+    );
+}
+
+/// What the README tells a new operator, on veth links exactly as `ip link
+/// add ... type veth` leaves them (no XDP program and no GRO on the peers,
+/// transmit checksum offload on), with the README's `mode = "auto"`:
+/// traffic gets through the VIP, and the agent says what to change to get
+/// native speed.
+#[test]
+fn a_newcomer_on_plain_veth_gets_traffic_and_the_remedy() {
+    use failover_tests::agent_lab::Layout;
+    let layout = Layout::primary_standby().plain_veth(true).mode("auto");
+    let lab = AgentLab::start_layout_unchecked(tcp_probe(), layout, |_| String::new());
+    let samples = lab.sample_until("primary", Duration::from_secs(10));
+    assert!(
+        samples.reached().is_some(),
+        "a newcomer's first connections must get through: {}\n{}",
+        samples.summary(),
+        lab.diag()
+    );
+    let after = lab.sample(20, Duration::from_millis(20));
+    assert_eq!(after.answered_by("primary"), 20, "{}", after.summary());
+    let remedies = lab.log_lines("gro on");
+    assert!(
+        !remedies.is_empty(),
+        "the remedy must be logged\n{}",
+        lab.diag()
+    );
+    assert_eq!(csum_errors(&lab, PRIMARY), 0);
+}

@@ -455,6 +455,69 @@ fn table() -> Vec<Fixture> {
         )
         .counts(&["drop_no_route"]),
     );
+    // Partial checksums (a local sender with transmit checksum offload):
+    // completed, since a native redirect loses the state that would.
+    rows.push(
+        fixture(
+            "a tcp syn with a partial checksum leaves with it completed",
+            syn(40030, WEB).partial().build(),
+            Clients,
+            XDP_REDIRECT,
+            Bytes(to_b1(syn(40030, WEB)).build()),
+        )
+        .counts(&["fwd_new_flow", "event_partial_checksum"]),
+    );
+    let big_partial = from_client(
+        Frame::tcp(client(40031), vip(WEB), TCP_ACK | TCP_PSH).with_payload(&[0x5a; 1400]),
+    );
+    rows.push(
+        fixture(
+            "a 1400-byte segment with a partial checksum leaves with it completed",
+            big_partial.clone().partial().build(),
+            Clients,
+            XDP_REDIRECT,
+            Bytes(to_b1(big_partial).build()),
+        )
+        .after(syn(40031, WEB).build(), Clients)
+        .counts(&["fwd_established", "event_partial_checksum"]),
+    );
+    let dns_partial = from_client(Frame::udp(client(40032), vip(DNS)).with_payload(b"query"));
+    rows.push(
+        fixture(
+            "a udp datagram with a partial checksum leaves with it completed",
+            dns_partial.clone().partial().build(),
+            Clients,
+            XDP_REDIRECT,
+            Bytes(
+                dns_partial
+                    .with_dst(BACKEND_2, 5353)
+                    .routed(BACKEND_SIDE_MAC, backend_mac(12))
+                    .build(),
+            ),
+        )
+        .counts(&["fwd_new_flow", "event_partial_checksum"]),
+    );
+    let reply_partial = from_backend(
+        Frame::tcp((BACKEND_1, WEB), client(40033), TCP_SYN | TCP_ACK),
+        11,
+    );
+    rows.push(
+        fixture(
+            "a reply with a partial checksum leaves with it completed",
+            reply_partial.clone().partial().build(),
+            Backends,
+            XDP_REDIRECT,
+            Bytes(
+                reply_partial
+                    .with_src(VIP, WEB)
+                    .routed(CLIENT_SIDE_MAC, CLIENT_MAC)
+                    .build(),
+            ),
+        )
+        .after(syn(40033, WEB).build(), Clients)
+        .counts(&["fwd_reply", "event_partial_checksum"]),
+    );
+
     let big = syn(40026, SMALL_MTU).with_payload(&[0x42; 700]);
     rows.push(
         fixture(

@@ -8,6 +8,7 @@
 //! established flows.
 
 mod cold;
+mod egress;
 mod flows;
 mod lock;
 mod ops;
@@ -108,6 +109,8 @@ pub(crate) struct Agent {
     resync: resync::Resync,
     /// Active flows per backend, counted off the decision loop.
     flows: flows::FlowCounter,
+    /// Kernel drops of redirected frames, partial checksums.
+    _egress: egress::EgressWatch,
 }
 
 /// Sets up the data path from `config` and runs until `shutdown` resolves.
@@ -133,7 +136,7 @@ pub async fn run(
         let adopted = dataplane.adopt()?;
         Ok((dataplane, adopted))
     });
-    let (dataplane, adopted) = match loaded {
+    let (mut dataplane, adopted) = match loaded {
         Ok(loaded) => loaded,
         Err(err) => {
             undo.abandon(&config);
@@ -150,6 +153,21 @@ pub async fn run(
             return Err(err.into());
         }
     };
+    let watching = match dataplane.watch_redirects() {
+        Ok(()) => true,
+        Err(err) => {
+            warn!(cause = %crate::error::chain(&err), "cannot watch for redirected frames the kernel drops: an egress interface that cannot take them (a veth whose peer has no NAPI) would drop forwarded packets unseen");
+            false
+        }
+    };
+    let egress_watch =
+        match egress::EgressWatch::start(&config.pin_dir, telemetry.clone(), watching) {
+            Ok(watch) => watch,
+            Err(err) => {
+                undo.abandon(&config);
+                return Err(err.into());
+            }
+        };
     let (probe_tx, mut probe_events) = mpsc::channel::<ProbeEvent>(1024);
     let mut agent = Agent {
         source,
@@ -162,6 +180,7 @@ pub async fn run(
         totals: Totals::default(),
         resync: resync::Resync::default(),
         flows: flow_counter,
+        _egress: egress_watch,
     };
     for (backend, services) in config.shared_backends() {
         warn!(%backend, services = %services.join(","), "backend shared by services: a client using one source port toward both at once is mixed up at the backend; give each service its own backend port");

@@ -357,6 +357,7 @@ impl Agent {
             "services": services,
             "totals": snapshot.totals,
             "uptime_s": snapshot.started_seconds_ago,
+            "egress": snapshot.egress,
             "active_flow_idle_s": super::flows::ACTIVE_FLOW_IDLE.as_secs(),
             "active_flows_counted_s_ago": counted.counted_at.map(|at| at.elapsed().as_secs_f64()),
         })

@@ -10,15 +10,16 @@ use std::path::Path;
 
 use aya::maps::MapInfo;
 use failover_common::{
-    AdminRecord, Backend, CONNTRACK_ENTRIES, Counter, Flow, FlowKey, MAGLEV_CHUNKS, MAX_BACKENDS,
-    MAX_SERVICES, MaglevChunk, MaglevKey, Service, ServiceKey, TrafficStats, names,
+    AdminRecord, Backend, CONNTRACK_ENTRIES, Counter, EGRESS_SLOTS, Egress, Flow, FlowKey,
+    MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES, MaglevChunk, MaglevKey, REDIRECT_DROP_ENTRIES,
+    Service, ServiceKey, TrafficStats, names,
     stats::{VERDICT_COUNT, reason},
 };
 
 use crate::error::DataplaneError;
 
 /// Key size, value size and entries of every map, as this build defines them.
-fn layouts() -> [(&'static str, usize, usize, u32); 9] {
+fn layouts() -> [(&'static str, usize, usize, u32); 11] {
     [
         (
             names::SERVICES,
@@ -54,6 +55,8 @@ fn layouts() -> [(&'static str, usize, usize, u32); 9] {
             MAX_SERVICES,
         ),
         (names::ADMIN, 4, size_of::<AdminRecord>(), MAX_BACKENDS),
+        (names::EGRESS, 4, size_of::<Egress>(), EGRESS_SLOTS),
+        (names::REDIRECT_DROPS, 4, 8, REDIRECT_DROP_ENTRIES),
     ]
 }
 

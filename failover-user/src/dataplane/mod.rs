@@ -9,6 +9,7 @@ mod capacity;
 mod compat;
 mod links;
 mod services;
+mod watch;
 
 use std::{
     collections::BTreeMap,

@@ -13,6 +13,8 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
+use crate::netdev::{self, Offload};
+
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 
 /// A network namespace owned by the test.
@@ -86,15 +88,48 @@ impl NetNs {
     /// packets are CHECKSUM_PARTIAL, and once XDP rewrites them in native
     /// mode the receiver drops them as bad checksums (veth pitfall 3).
     pub fn disable_tx_checksum(&self, interface: &str) {
-        self.run(|| ethtool_set(interface, ETHTOOL_STXCSUM, false))
+        self.run(|| netdev::set_offload(interface, Offload::TxChecksum, false))
             .unwrap_or_else(|e| panic!("tx checksum off on {interface} in {}: {e}", self.name));
+    }
+
+    /// Turns transmit checksum offload back on (as `ip link add` leaves a
+    /// veth).
+    pub fn enable_tx_checksum(&self, interface: &str) {
+        self.run(|| netdev::set_offload(interface, Offload::TxChecksum, true))
+            .unwrap_or_else(|e| panic!("tx checksum on for {interface} in {}: {e}", self.name));
+    }
+
+    /// The interfaces of this namespace but loopback.
+    pub fn interfaces(&self) -> Vec<String> {
+        // Not /sys/class/net: that shows the namespace sysfs was mounted in.
+        self.run(|| {
+            let mut names = Vec::new();
+            // SAFETY: if_nameindex returns an array ended by a zero entry,
+            // freed with if_freenameindex.
+            unsafe {
+                let list = libc::if_nameindex();
+                if list.is_null() {
+                    return names;
+                }
+                let mut entry = list;
+                while (*entry).if_index != 0 {
+                    let name = std::ffi::CStr::from_ptr((*entry).if_name).to_string_lossy();
+                    if name != "lo" {
+                        names.push(name.into_owned());
+                    }
+                    entry = entry.add(1);
+                }
+                libc::if_freenameindex(list);
+            }
+            names
+        })
     }
 
     /// Turns GRO on for `interface`: on a veth it gives the receive queue
     /// NAPI, which frames sent with `ndo_xdp_xmit` (XDP redirect or
     /// live-frames test runs) need when no native XDP program is attached.
     pub fn enable_gro(&self, interface: &str) {
-        self.run(|| ethtool_set(interface, ETHTOOL_SGRO, true))
+        self.run(|| netdev::set_offload(interface, Offload::Gro, true))
             .unwrap_or_else(|e| panic!("gro on for {interface} in {}: {e}", self.name));
     }
 
@@ -163,56 +198,4 @@ fn run_checked(command: &mut Command) {
         "{command:?} failed: {}",
         String::from_utf8_lossy(&output.stderr).trim()
     );
-}
-
-const SIOCETHTOOL: libc::c_ulong = 0x8946;
-const ETHTOOL_STXCSUM: u32 = 0x17;
-const ETHTOOL_SGRO: u32 = 0x2c;
-
-#[repr(C)]
-struct EthtoolValue {
-    cmd: u32,
-    data: u32,
-}
-
-#[repr(C)]
-struct IfReq {
-    name: [libc::c_char; libc::IFNAMSIZ],
-    data: *mut EthtoolValue,
-    _pad: [u8; 16],
-}
-
-/// A SIOCETHTOOL set command (`ETHTOOL_S*`) with an on/off value on
-/// `interface` in the calling thread's netns (no ethtool binary needed).
-fn ethtool_set(interface: &str, cmd: u32, on: bool) -> std::io::Result<()> {
-    let mut value = EthtoolValue {
-        cmd,
-        data: u32::from(on),
-    };
-    let mut req = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        data: &mut value,
-        _pad: [0; 16],
-    };
-    for (dst, src) in req
-        .name
-        .iter_mut()
-        .zip(interface.bytes().take(libc::IFNAMSIZ - 1))
-    {
-        *dst = src as libc::c_char;
-    }
-    // SAFETY: plain socket, ioctl with a correctly laid out ifreq.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let rc = libc::ioctl(fd, SIOCETHTOOL, &mut req);
-        let err = std::io::Error::last_os_error();
-        libc::close(fd);
-        if rc != 0 {
-            return Err(err);
-        }
-    }
-    Ok(())
 }

@@ -1,0 +1,144 @@
+//! Completing partial checksums. A local socket sending over a veth with
+//! transmit checksum offload leaves the L4 checksum as the pseudo-header
+//! sum only (CHECKSUM_PARTIAL): the device is meant to finish it. A frame
+//! redirected natively loses that state, and the receiver then finds the
+//! checksum wrong. XDP cannot see the kernel's checksum state, so a packet
+//! whose checksum looks partial is checked in full (one full checksum in
+//! 65,536 looks partial by chance, and is left alone); a really partial one
+//! gets its checksum computed in full after the rewrite. Only such packets
+//! pay for it.
+
+use aya_ebpf::{
+    bindings::xdp_md,
+    helpers::{bpf_csum_diff, bpf_xdp_load_bytes},
+    programs::XdpContext,
+};
+use failover_common::{PROTO_UDP, csum};
+
+use crate::{
+    maps::SCRATCH,
+    parse::{Ipv4Hdr, L4},
+};
+
+/// Bytes summed per helper call (the scratch buffer; the helper's limit).
+const CHUNK: u32 = 512;
+/// Longest L4 segment completed (jumbo frames); longer ones are left as
+/// they are.
+const MAX_CHUNKS: u32 = 18;
+
+/// One's-complement sum of the IPv4 pseudo-header (raw loads).
+#[inline(always)]
+fn pseudo_sum(ip: *const Ipv4Hdr, proto: u8, l4_len: u16) -> u64 {
+    // SAFETY: `ip` was bounds-checked by parse().
+    let (src, dst) = unsafe { ((*ip).src, (*ip).dst) };
+    u64::from(src & 0xffff)
+        + u64::from(src >> 16)
+        + u64::from(dst & 0xffff)
+        + u64::from(dst >> 16)
+        + u64::from(u16::from_ne_bytes([0, proto]))
+        + u64::from(u16::from_ne_bytes(l4_len.to_be_bytes()))
+}
+
+/// The L4 segment's length and offset in the frame.
+#[inline(always)]
+fn segment(ctx: &XdpContext, ip: *const Ipv4Hdr, l4: &L4) -> (u16, u32) {
+    // SAFETY: `ip` was bounds-checked by parse().
+    let (version_ihl, tot_len) = unsafe { ((*ip).version_ihl, (*ip).tot_len) };
+    let header = u16::from(version_ihl & 0x0f) * 4;
+    let len = u16::from_be(tot_len).saturating_sub(header);
+    let offset = (l4.src_port_ptr as usize).wrapping_sub(ctx.data()) as u32;
+    (len, offset)
+}
+
+/// One's-complement sum of `len` bytes at `offset`, or `None` when the
+/// segment is longer than we complete or a helper fails.
+#[inline(always)]
+fn data_sum(ctx: &XdpContext, offset: u32, len: u16) -> Option<u64> {
+    let scratch = SCRATCH.get_ptr_mut(0)?;
+    let len = u32::from(len);
+    if len > CHUNK * MAX_CHUNKS {
+        return None;
+    }
+    let mut sum: u64 = 0;
+    let mut i = 0;
+    while i < MAX_CHUNKS {
+        let done = i * CHUNK;
+        if done >= len {
+            break;
+        }
+        let left = len - done;
+        let take = if left < CHUNK { left } else { CHUNK };
+        // Rounded up to whole words; the bytes past `take` must be zero.
+        let words = (take + 3) / 4;
+        // SAFETY: the scratch value is CHUNK bytes; `words` <= CHUNK / 4.
+        unsafe {
+            if words > 0 && words <= CHUNK / 4 {
+                (*scratch)[(words - 1) as usize & 127] = 0;
+            }
+        }
+        // LLVM knows 1 <= take <= CHUNK and drops checks the verifier needs
+        // (it loses the lower bound): hide the value, then check.
+        // SAFETY: reading a local.
+        let take = unsafe { core::ptr::read_volatile(&take) };
+        if take == 0 || take > CHUNK {
+            return None;
+        }
+        // SAFETY: ctx is the program's context; the scratch buffer holds
+        // CHUNK bytes and take <= CHUNK.
+        let loaded = unsafe {
+            bpf_xdp_load_bytes(ctx.ctx as *mut xdp_md, offset + done, scratch.cast(), take)
+        };
+        if loaded != 0 {
+            return None;
+        }
+        // Whole words (the zeroed tail included), proven to the verifier.
+        let size = (take + 3) & !3;
+        // SAFETY: reading a local.
+        let size = unsafe { core::ptr::read_volatile(&size) };
+        if size == 0 || size > CHUNK {
+            return None;
+        }
+        // SAFETY: the buffer holds `size` <= CHUNK readable bytes.
+        let partial = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, scratch.cast(), size, 0) };
+        if partial < 0 {
+            return None;
+        }
+        sum += partial as u64 & 0xffff_ffff;
+        i += 1;
+    }
+    Some(sum)
+}
+
+/// Whether the checksum of a packet that looked partial really is: true
+/// when the segment does not verify as a full checksum. Call before the
+/// rewrite.
+#[inline(always)]
+pub fn really_partial(ctx: &XdpContext, ip: *const Ipv4Hdr, l4: &L4) -> bool {
+    let (len, offset) = segment(ctx, ip, l4);
+    match data_sum(ctx, offset, len) {
+        Some(data) => csum::fold(pseudo_sum(ip, l4.proto, len) + data) != 0xffff,
+        // Cannot tell: leave the packet as it is.
+        None => false,
+    }
+}
+
+/// Computes the L4 checksum of the (rewritten) packet in full.
+#[inline(always)]
+pub fn complete(ctx: &XdpContext, ip: *const Ipv4Hdr, l4: &L4) {
+    let (len, offset) = segment(ctx, ip, l4);
+    // SAFETY: the checksum pointer was bounds-checked by parse().
+    let old = unsafe { core::ptr::read_unaligned(l4.check_ptr) };
+    // SAFETY: as above.
+    unsafe { core::ptr::write_unaligned(l4.check_ptr, 0) };
+    let Some(data) = data_sum(ctx, offset, len) else {
+        // SAFETY: as above.
+        unsafe { core::ptr::write_unaligned(l4.check_ptr, old) };
+        return;
+    };
+    let mut check = !csum::fold(pseudo_sum(ip, l4.proto, len) + data);
+    if check == 0 && l4.proto == PROTO_UDP {
+        check = 0xffff;
+    }
+    // SAFETY: as above.
+    unsafe { core::ptr::write_unaligned(l4.check_ptr, check) };
+}
