@@ -35,12 +35,14 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
             Err(_) => println!(
                 "  not in this network namespace (run check where the agent runs); the agent refuses to start without it"
             ),
-            Ok(driver) if driver == "veth" && *mode != crate::dataplane::AttachMode::Skb => println!(
-                "  a veth: frames redirected into it need NAPI on its peer (GRO on there, or an XDP program); \
+            Ok(driver) if driver == "veth" && *mode != crate::dataplane::AttachMode::Skb => {
+                println!(
+                    "  a veth: frames redirected into it need NAPI on its peer (GRO on there, or an XDP program); \
                  the agent watches for redirects the kernel drops and sends such an interface's packets through \
                  the stack, logging the remedy. Local senders with transmit checksum offload leave partial \
                  checksums, which the data path completes (`ethtool -K <veth> tx off` on the senders avoids that work)"
-            ),
+                )
+            }
             Ok(driver) => println!("  driver {driver}"),
         }
     }
