@@ -128,9 +128,13 @@ fn process(ctx: &XdpContext, bytes: u64) -> Outcome {
         if repick {
             // SAFETY: the agent replaces values whole (RCU); we only read.
             let flags = unsafe { (*service).flags };
+            // A fresh SYN reusing a dead flow's tuple is a new connection:
+            // re-picked, not reset.
+            let fresh_syn = l4.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
             if flags & SERVICE_F_RESET_DEAD_FLOWS != 0
                 && l4.proto == PROTO_TCP
                 && l4.tcp_flags & TCP_FLAG_RST == 0
+                && !fresh_syn
                 && reset::answer(ctx, &parsed)
             {
                 let _ = CONNTRACK.remove(key);

@@ -468,6 +468,29 @@ impl ServicePlan {
 }
 
 impl AgentConfig {
+    /// What `check` and `run` warn about: valid settings that are usually
+    /// a mistake.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (backend, services) in self.shared_backends() {
+            warnings.push(format!(
+                "backend {backend} serves services {}: a client that uses one source port toward both at once \
+                 is mixed up at the backend (give each service its own backend port)",
+                services.join(", ")
+            ));
+        }
+        if let Some(listen) = self.metrics_listen
+            && !listen.ip().is_loopback()
+        {
+            warnings.push(format!(
+                "metrics.listen = \"{listen}\" serves /metrics beyond this host, without authentication: \
+                 it shows every service, backend and traffic figure; bind it to 127.0.0.1 or an address only \
+                 your monitoring reaches"
+            ));
+        }
+        warnings
+    }
+
     /// Whether the configuration fits the data path's maps; `previous`
     /// (on a reload) counts the larger table of a service whose size
     /// changes, since both are live while it flips.

@@ -140,7 +140,19 @@ pub async fn bind(path: &Path) -> io::Result<UnixListener> {
         std::fs::create_dir_all(dir)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
-    if path.exists() {
+    // A stale socket (its agent gone) is replaced; anything else at the
+    // path is the operator's and stays.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a socket: not removed; choose another [control] socket",
+                    path.display()
+                ),
+            ));
+        }
         if UnixStream::connect(path).await.is_ok() {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
@@ -149,9 +161,30 @@ pub async fn bind(path: &Path) -> io::Result<UnixListener> {
         }
         std::fs::remove_file(path)?;
     }
-    let listener = UnixListener::bind(path)?;
+    // Created owner-only from the start: no window in which another user
+    // could connect before the mode is set.
+    // SAFETY: umask(2) has no preconditions; restored right after.
+    let old_umask = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old_umask) };
+    let listener = bound?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
+}
+
+/// Whether the peer of a control connection may drive the agent: root or
+/// the agent's own user (the socket's mode already says so; this holds even
+/// if someone loosens it).
+fn peer_allowed(stream: &UnixStream) -> bool {
+    match stream.peer_cred() {
+        Ok(cred) => {
+            // SAFETY: geteuid has no preconditions.
+            let me = unsafe { libc::geteuid() };
+            cred.uid() == 0 || cred.uid() == me
+        }
+        Err(_) => false,
+    }
 }
 
 /// Serves the control socket until the decision loop goes away.
@@ -168,6 +201,10 @@ pub async fn serve(listener: UnixListener, path: PathBuf, calls: mpsc::Sender<Ca
         };
         if calls.is_closed() {
             break;
+        }
+        if !peer_allowed(&stream) {
+            warn!(peer = ?stream.peer_cred().ok().map(|c| c.uid()), "control connection from another user refused");
+            continue;
         }
         let calls = calls.clone();
         tokio::spawn(async move {
@@ -271,6 +308,18 @@ mod tests {
         );
         assert!(parse_request(r#"{"version":1,"command":"status","extra":1}"#).is_err());
         assert!(parse_request("not json").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_regular_file_at_the_socket_path_is_never_removed() {
+        let dir = std::env::temp_dir().join(format!("fo-control-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("precious.txt");
+        std::fs::write(&path, "the operator's").unwrap();
+        let err = bind(&path).await.unwrap_err();
+        assert!(err.to_string().contains("not a socket"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "the operator's");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

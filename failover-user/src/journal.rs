@@ -145,16 +145,32 @@ impl Journal {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent)?;
         }
+        // Never through a symlink: someone who can write the directory must
+        // not make the agent append to (or chmod) another file.
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .mode(FILE_MODE)
-            .open(path)?;
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    io::Error::new(
+                        e.kind(),
+                        format!(
+                            "{} is a symlink: the journal is not written through one",
+                            path.display()
+                        ),
+                    )
+                } else {
+                    e
+                }
+            })?;
         let mut size = file.metadata()?.len();
         if size == 0 {
-            // Whatever the umask.
-            fs::set_permissions(path, std::fs::Permissions::from_mode(FILE_MODE))?;
+            // Whatever the umask; on the descriptor, not the path.
+            file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
         } else {
             // A write cut short earlier may have left half a line: end it so
             // the next line parses.
@@ -268,6 +284,29 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), run(config, rx))
             .await
             .expect("journal ends when the bus closes");
+    }
+
+    #[tokio::test]
+    async fn a_symlink_in_place_of_the_journal_is_not_followed() {
+        let dir = TempDir::new("symlink");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let target = dir.0.join("elsewhere");
+        std::fs::write(&target, "not the journal\n").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let path = dir.0.join("events.jsonl");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let config = JournalConfig {
+            path,
+            max_bytes: 1 << 20,
+            keep: 3,
+        };
+        journal(config, vec![Event::new(EventKind::AgentStart, "started")]).await;
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "not the journal\n"
+        );
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644, "the link's target was chmod-ed");
     }
 
     #[tokio::test]

@@ -43,12 +43,15 @@ use crate::{
 
 /// Largest request head (request line and headers) read.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
-/// Time a client has to send its request head.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a client has to send its request head (Prometheus sends it at
+/// once; idle connections must not hold slots long).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time a connection may live in all, response included.
 pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
 /// Connections served at once; further ones wait in the listen backlog.
-pub const MAX_CONNECTIONS: usize = 64;
+/// Hundreds of idle ones (a misbehaving local client) still leave room for
+/// a scrape, which then never waits behind them.
+pub const MAX_CONNECTIONS: usize = 512;
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 

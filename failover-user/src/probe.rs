@@ -106,7 +106,7 @@ async fn http(
         .write_all(request.as_bytes())
         .await
         .map_err(|e| format!("send: {e}"))?;
-    let response = read_bounded(&mut stream, max_bytes).await?;
+    let response = read_response(&mut stream, max_bytes, body.is_some()).await?;
     let text = String::from_utf8_lossy(&response);
     let code =
         parse_status(&text).ok_or_else(|| "no HTTP status line in the response".to_owned())?;
@@ -126,11 +126,38 @@ async fn http(
     Ok(())
 }
 
-/// Reads until EOF or `max_bytes`, whichever comes first.
-async fn read_bounded(stream: &mut TcpStream, max_bytes: usize) -> Result<Vec<u8>, String> {
+/// Reads an HTTP response, at most `max_bytes`: the head, and the body only
+/// when it is needed, up to its `Content-Length` (or the end of a chunked
+/// body, or EOF without either). A backend that keeps the connection open
+/// despite `Connection: close` is not mistaken for a dead one.
+async fn read_response(
+    stream: &mut TcpStream,
+    max_bytes: usize,
+    need_body: bool,
+) -> Result<Vec<u8>, String> {
     let mut response = Vec::new();
     let mut chunk = [0u8; 4096];
     while response.len() < max_bytes {
+        if let Some(head_end) = find(&response, b"\r\n\r\n").map(|i| i + 4) {
+            if !need_body {
+                break;
+            }
+            let head = String::from_utf8_lossy(&response[..head_end]).to_ascii_lowercase();
+            let header = |name: &str| {
+                head.lines()
+                    .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+            };
+            if let Some(length) = header("content-length:").and_then(|v| v.parse::<usize>().ok())
+                && response.len() >= head_end + length
+            {
+                break;
+            }
+            if header("transfer-encoding:").is_some_and(|v| v.contains("chunked"))
+                && find(&response[head_end..], b"0\r\n\r\n").is_some()
+            {
+                break;
+            }
+        }
         let n = stream
             .read(&mut chunk)
             .await
@@ -141,6 +168,10 @@ async fn read_bounded(stream: &mut TcpStream, max_bytes: usize) -> Result<Vec<u8
         response.extend_from_slice(&chunk[..n.min(max_bytes - response.len())]);
     }
     Ok(response)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// "HTTP/1.1 200 OK" → 200.
@@ -362,6 +393,49 @@ mod tests {
         let error = serve_once(b"HTTP/1.1 503 Busy\r\n\r\n").await;
         let outcome = probe(&spec(kind(error, None)), localhost).await;
         assert!(!outcome.ok && outcome.error.unwrap().contains("503"));
+    }
+
+    /// Answers one request and keeps the connection open (keep-alive).
+    async fn serve_keeping_open(response: &'static [u8]) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf).await;
+            stream.write_all(response).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn a_keep_alive_backend_answers_within_the_timeout() {
+        let localhost = Ipv4Addr::LOCALHOST;
+        let kind = |port, body: Option<&str>| ProbeKind::Http {
+            port,
+            path: "/".into(),
+            status: 200..=299,
+            body: body.map(Into::into),
+        };
+        let head_only = serve_keeping_open(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+        assert!(probe(&spec(kind(head_only, None)), localhost).await.ok);
+        let sized =
+            serve_keeping_open(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nhealthy").await;
+        assert!(
+            probe(&spec(kind(sized, Some("healthy"))), localhost)
+                .await
+                .ok
+        );
+        let chunked = serve_keeping_open(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7\r\nhealthy\r\n0\r\n\r\n",
+        )
+        .await;
+        assert!(
+            probe(&spec(kind(chunked, Some("healthy"))), localhost)
+                .await
+                .ok
+        );
     }
 
     #[tokio::test]

@@ -313,3 +313,46 @@ fn a_newcomer_on_plain_veth_gets_traffic_and_the_remedy() {
     );
     assert_eq!(csum_errors(&lab, PRIMARY), 0);
 }
+
+/// Hundreds of idle local connections to the metrics endpoint (a broken
+/// client, a port scanner) do not make a scrape wait past Prometheus'
+/// 10 s timeout.
+#[test]
+fn idle_connections_do_not_hold_up_a_scrape() {
+    let lab = AgentLab::start_with(tcp_probe(), |_| {
+        format!("[metrics]\nlisten = \"127.0.0.1:{METRICS_PORT}\"\n")
+    });
+    lab.wait_log("metrics endpoint ready", Duration::from_secs(5));
+    let idle: Vec<std::net::TcpStream> = lab.lb.run(|| {
+        (0..200)
+            .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", METRICS_PORT)).ok())
+            .collect()
+    });
+    assert_eq!(idle.len(), 200);
+    let started = Instant::now();
+    let text = scrape(&lab, METRICS_PORT);
+    let took = started.elapsed();
+    assert!(text.contains("failover_backend_healthy"));
+    assert!(
+        took < Duration::from_secs(3),
+        "a scrape behind 200 idle connections took {took:?}"
+    );
+    drop(idle);
+}
+
+#[test]
+fn a_metrics_endpoint_beyond_loopback_is_pointed_out() {
+    let lab = AgentLab::start(tcp_probe());
+    let config = std::fs::read_to_string(lab.config_path()).unwrap();
+    let path = lab.dir().join("exposed.toml");
+    std::fs::write(
+        &path,
+        format!("{config}\n[metrics]\nlisten = \"0.0.0.0:9399\"\n"),
+    )
+    .unwrap();
+    let said = lab.failover(&["check", "--config", path.to_str().unwrap()]);
+    assert!(
+        said.contains("warning: metrics.listen = \"0.0.0.0:9399\""),
+        "{said}"
+    );
+}

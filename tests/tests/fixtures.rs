@@ -823,7 +823,9 @@ fn dead_flow_policy_reset_answers_with_a_rst_from_the_vip() {
         )
         .unwrap();
 
-    for (port, flags) in [(43000u16, TCP_ACK | TCP_PSH), (43001, TCP_SYN)] {
+    // An established segment, and one without ACK (a reset answers it with
+    // RST+ACK acknowledging it).
+    for (port, flags) in [(43000u16, TCP_ACK | TCP_PSH), (43001, TCP_PSH)] {
         let first = lab.run(&syn(port, WEB).build(), lab.client_ifindex);
         let backend = packet::parse(&first.output).expect("forwarded").dst;
         let id = *entry
@@ -853,9 +855,11 @@ fn dead_flow_policy_reset_answers_with_a_rst_from_the_vip() {
         let (rst_seq, rst_ack, rst_flags) = if flags & TCP_ACK != 0 {
             (ack, 0, packet::TCP_RST)
         } else {
+            // RFC 793: SYN and FIN count as one octet each.
+            let control = u32::from(flags & (TCP_SYN | packet::TCP_FIN) != 0);
             (
                 0,
-                seq.wrapping_add(payload_len + 1),
+                seq.wrapping_add(payload_len + control),
                 packet::TCP_RST | TCP_ACK,
             )
         };
@@ -886,4 +890,25 @@ fn dead_flow_policy_reset_answers_with_a_rst_from_the_vip() {
             .set_backend_state(id, BackendState::Up)
             .unwrap();
     }
+
+    // A new SYN that reuses the tuple of a dead flow is a new connection:
+    // re-picked onto a live backend, not reset.
+    let port = 43002;
+    let first = lab.run(&syn(port, WEB).build(), lab.client_ifindex);
+    let dead = packet::parse(&first.output).expect("forwarded").dst;
+    let id = *entry
+        .backends
+        .iter()
+        .find(|(_, s)| s.addr == dead)
+        .unwrap()
+        .0;
+    lab.dataplane
+        .set_backend_state(id, BackendState::Down)
+        .unwrap();
+    let resets = lab.reasons()[reason::TX_RESET as usize].packets;
+    let again = lab.run(&syn(port, WEB).build(), lab.client_ifindex);
+    assert_eq!(again.action, XDP_REDIRECT, "a fresh SYN is forwarded");
+    let to = packet::parse(&again.output).expect("forwarded").dst;
+    assert_ne!(to, dead, "re-picked onto a live backend");
+    assert_eq!(lab.reasons()[reason::TX_RESET as usize].packets, resets);
 }

@@ -182,8 +182,8 @@ pub async fn run(
         flows: flow_counter,
         _egress: egress_watch,
     };
-    for (backend, services) in config.shared_backends() {
-        warn!(%backend, services = %services.join(","), "backend shared by services: a client using one source port toward both at once is mixed up at the backend; give each service its own backend port");
+    for warning in config.warnings() {
+        warn!("{warning}");
     }
     if let Err(err) = agent.set_up(&mut undo) {
         undo.abandon(&config);

@@ -7,12 +7,8 @@ use crate::config::{AgentConfig, Failback, ProbeKind};
 pub fn run(path: &Path) -> anyhow::Result<()> {
     let config = AgentConfig::from_file(path)?;
     println!("{}: valid", path.display());
-    for (backend, services) in config.shared_backends() {
-        println!(
-            "warning: backend {backend} serves services {}: a client that uses one source port \
-             toward both at once is mixed up at the backend (give each service its own backend port)",
-            services.join(", ")
-        );
+    for warning in config.warnings() {
+        println!("warning: {warning}");
     }
     let used = config.capacity(None)?;
     let limits = crate::dataplane::Capacity::LIMITS;

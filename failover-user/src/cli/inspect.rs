@@ -292,7 +292,7 @@ fn explain(
         && service.flags & failover_common::SERVICE_F_RESET_DEAD_FLOWS != 0
     {
         steps.push(
-            "dead-flow policy reset: a TCP packet (other than a RST) is answered with a RST from the VIP (tx_reset)"
+            "dead-flow policy reset: a TCP packet (other than a RST or a fresh SYN, which is re-picked) is answered with a RST from the VIP (tx_reset)"
                 .into(),
         );
         return Ok(json!({"path": "tx_reset", "steps": steps}));
