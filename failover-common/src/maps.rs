@@ -323,6 +323,18 @@ const _: () = assert!(size_of::<Egress>() == 8);
 /// hand rewritten packets for it to the stack instead.
 pub const EGRESS_F_VIA_STACK: u32 = 1;
 
+/// Value of the (per-CPU, unpinned) `FO_LAST_REDIRECT`: the outcome the
+/// program counted for the frame it last redirected on this CPU, so that a
+/// redirect the kernel then refuses is moved to `drop_redirect_failed`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct LastRedirect {
+    pub reason: u32,
+    pub _pad: u32,
+    pub bytes: u64,
+}
+const _: () = assert!(size_of::<LastRedirect>() == 16);
+
 /// Packets and bytes; the value of every per-CPU counter array.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -15,7 +15,7 @@ mod reset;
 mod watch;
 
 use aya_ebpf::{
-    bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
+    bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
     helpers::bpf_redirect,
     macros::xdp,
     programs::XdpContext,
@@ -62,6 +62,9 @@ pub fn failover(ctx: XdpContext) -> u32 {
     let outcome = process(&ctx, bytes);
     counters::verdict(outcome.action, bytes);
     counters::reason(outcome.reason, bytes);
+    if outcome.action == XDP_REDIRECT {
+        counters::remember_redirect(outcome.reason, bytes);
+    }
     outcome.action
 }
 

@@ -8,8 +8,8 @@ use aya_ebpf::{
 };
 use failover_common::{
     AdminRecord, Backend, CONNTRACK_ENTRIES, Counter, EGRESS_SLOTS, Egress, Flow, FlowKey,
-    MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES, MaglevChunk, MaglevKey, REDIRECT_DROP_ENTRIES,
-    Service, ServiceKey, TrafficStats,
+    LastRedirect, MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES, MaglevChunk, MaglevKey,
+    REDIRECT_DROP_ENTRIES, Service, ServiceKey, TrafficStats,
     stats::{VERDICT_COUNT, reason},
 };
 
@@ -81,3 +81,8 @@ pub static SCRATCH: PerCpuArray<[u32; 128]> = PerCpuArray::with_max_entries(1, 0
 /// its failures (tracepoints are host-wide). Not pinned: each agent's own.
 #[map(name = "FO_WATCHED_PROGRAM")]
 pub static WATCHED_PROGRAM: Array<u32> = Array::with_max_entries(1, 0);
+
+/// The outcome counted for the frame this CPU redirected last (see
+/// `LastRedirect`). Not pinned.
+#[map(name = "FO_LAST_REDIRECT")]
+pub static LAST_REDIRECT: PerCpuArray<LastRedirect> = PerCpuArray::with_max_entries(1, 0);

@@ -34,6 +34,7 @@ pub fn failover_redirect_watch(ctx: TracePointContext) -> u32 {
     if prog == 0 || prog != ours || to <= 0 {
         return 0;
     }
+    crate::counters::redirect_failed();
     let key = to as u32;
     match REDIRECT_DROPS.get_ptr_mut(key) {
         // SAFETY: this CPU's slot of a live per-CPU value.

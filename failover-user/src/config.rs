@@ -1492,6 +1492,23 @@ probe = { type = "tcp", interval = "1s", timeout = "200ms" }
     }
 
     #[test]
+    fn the_readme_configuration_is_valid() {
+        // The first TOML block of the README with a service: what a new
+        // operator copies.
+        let readme = include_str!("../../README.md");
+        let block = readme
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|rest| rest.split("```").next())
+            .find(|block| block.contains("[[services]]") && block.contains("pin_dir"))
+            .expect("the README shows a configuration");
+        let config = AgentConfig::parse(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        assert!(config.journal.is_some());
+        assert_eq!(config.control_socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
+        assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    }
+
+    #[test]
     fn table_size_must_be_prime_or_zero() {
         let with = |size: &str| {
             EXAMPLE.replace(

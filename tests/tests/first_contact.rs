@@ -241,6 +241,20 @@ fn redirects_the_kernel_drops_are_seen_and_routed_around() {
         "{text}"
     );
     assert!(lab.counter("pass_via_stack") > 0);
+    // The refused redirects are not counted as forwarded: they moved to
+    // drop_redirect_failed, and outcomes still add up to verdicts.
+    assert!(lab.counter("drop_redirect_failed") > 0);
+    let counters = lab.inspect(&["counters"]);
+    let total = |kind: &str| -> u64 {
+        counters
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["kind"] == kind)
+            .map(|c| c["packets"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(total("outcome"), total("verdict"), "{counters:#}");
     // Steady state: every new connection works.
     let after = lab.sample(20, Duration::from_millis(20));
     assert_eq!(after.answered_by("primary"), 20, "{}", after.summary());
