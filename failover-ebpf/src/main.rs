@@ -397,7 +397,17 @@ fn send(ctx: &XdpContext, parsed: &Parsed, hop: NextHop, reason: u32) -> Outcome
         return pass(reason::PASS_VIA_STACK);
     }
     nat::decrement_ttl(parsed.ip);
-    nat::set_macs(parsed.eth, src_mac, dst_mac);
+    if parsed.tagged {
+        // The route names an untagged device (a VLAN device cannot take
+        // XDP frames and goes through the stack): the tag comes off.
+        if !nat::strip_tag(ctx, src_mac, dst_mac) {
+            // Cannot happen for a tag we parsed; the stack can forward the
+            // rewritten, still tagged packet.
+            return pass(reason::PASS_VIA_STACK);
+        }
+    } else {
+        nat::set_macs(parsed.eth, src_mac, dst_mac);
+    }
     if ifindex == ingress_ifindex(ctx) {
         return Outcome {
             action: XDP_TX,

@@ -9,7 +9,9 @@ use core::ptr::{read_unaligned, write_unaligned};
 
 use failover_common::{PROTO_UDP, csum};
 
-use crate::parse::{EthHdr, Ipv4Hdr, L4};
+use aya_ebpf::{helpers::bpf_xdp_adjust_head, programs::XdpContext};
+
+use crate::parse::{EthHdr, Ipv4Hdr, L4, VLAN_LEN, ptr_at};
 
 /// Which end of the packet to rewrite.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -91,6 +93,23 @@ pub fn decrement_ttl(ip: *mut Ipv4Hdr) {
         (*ip).ttl = ttl - 1;
         (*ip).check = csum::update16((*ip).check, old_word, new_word);
     }
+}
+
+/// Removes the frame's VLAN tag and writes the MACs of the untagged
+/// Ethernet header (whose type field is then the inner one, already in
+/// place). False if the frame cannot be adjusted (then nothing is sent).
+#[inline(always)]
+pub fn strip_tag(ctx: &XdpContext, src: [u8; 6], dst: [u8; 6]) -> bool {
+    // SAFETY: ctx is the program's context; growing data by the tag's size
+    // keeps the frame within its buffer.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, VLAN_LEN as i32) } != 0 {
+        return false;
+    }
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return false;
+    };
+    set_macs(eth, src, dst);
+    true
 }
 
 #[inline(always)]

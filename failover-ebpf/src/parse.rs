@@ -118,6 +118,8 @@ pub struct L4 {
 /// A parsed IPv4 TCP/UDP frame.
 pub struct Parsed {
     pub eth: *mut EthHdr,
+    /// The frame carries an 802.1Q or 802.1ad tag.
+    pub tagged: bool,
     pub ip: *mut Ipv4Hdr,
     pub l4: L4,
 }
@@ -209,5 +211,10 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
     if ctx.data() + l3 + tot_len > ctx.data_end() {
         return Err(ParseError::TruncatedIpv4);
     }
-    Ok(Parsed { eth, ip, l4 })
+    Ok(Parsed {
+        eth,
+        tagged: l3 != ETH_LEN,
+        ip,
+        l4,
+    })
 }

@@ -38,8 +38,10 @@ pub enum L4 {
 pub struct Frame {
     pub dst_mac: [u8; 6],
     pub src_mac: [u8; 6],
-    /// 802.1Q VLAN id.
+    /// VLAN id of a tag (802.1Q unless `vlan_proto` says 802.1ad).
     pub vlan: Option<u16>,
+    /// The tag's protocol: 0x8100 (802.1Q) or 0x88a8 (802.1ad).
+    pub vlan_proto: u16,
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
     pub ttl: u8,
@@ -90,6 +92,7 @@ impl Frame {
             dst_mac: [0x02, 0, 0, 0, 0, 0xaa],
             src_mac: [0x02, 0, 0, 0, 0, 0xbb],
             vlan: None,
+            vlan_proto: 0x8100,
             src,
             dst,
             ttl: 64,
@@ -234,7 +237,7 @@ impl Frame {
         frame.extend_from_slice(&self.dst_mac);
         frame.extend_from_slice(&self.src_mac);
         if let Some(vlan) = self.vlan {
-            frame.extend_from_slice(&0x8100u16.to_be_bytes());
+            frame.extend_from_slice(&self.vlan_proto.to_be_bytes());
             frame.extend_from_slice(&vlan.to_be_bytes());
         }
         frame.extend_from_slice(&0x0800u16.to_be_bytes());

@@ -243,17 +243,48 @@ fn table() -> Vec<Fixture> {
         )
         .counts(&["fwd_new_flow"]),
     );
+    let mut local_tagged = syn(40035, LOCAL);
+    local_tagged.vlan = Some(42);
+    rows.push(
+        fixture(
+            "a tagged frame sent back out where it came in loses its tag too",
+            local_tagged.build(),
+            Clients,
+            XDP_TX,
+            Bytes(
+                syn(40035, LOCAL)
+                    .with_dst(LOCAL_BACKEND, LOCAL)
+                    .routed(CLIENT_SIDE_MAC, LOCAL_BACKEND_MAC)
+                    .build(),
+            ),
+        )
+        .counts(&["fwd_new_flow"]),
+    );
 
-    // Framing variants.
+    // Framing variants. A tagged frame leaves untagged: the route names an
+    // untagged device (one on a VLAN device goes through the stack).
     let mut tagged = syn(40007, WEB);
     tagged.vlan = Some(100);
     rows.push(
         fixture(
-            "vlan-tagged frame is forwarded with its tag",
-            tagged.clone().build(),
+            "an 802.1Q-tagged frame is forwarded without its tag",
+            tagged.build(),
             Clients,
             XDP_REDIRECT,
-            Bytes(to_b1(tagged).build()),
+            Bytes(to_b1(syn(40007, WEB)).build()),
+        )
+        .counts(&["fwd_new_flow"]),
+    );
+    let mut qinq = syn(40034, WEB);
+    qinq.vlan = Some(300);
+    qinq.vlan_proto = 0x88a8;
+    rows.push(
+        fixture(
+            "an 802.1ad-tagged frame is forwarded without its tag",
+            qinq.build(),
+            Clients,
+            XDP_REDIRECT,
+            Bytes(to_b1(syn(40034, WEB)).build()),
         )
         .counts(&["fwd_new_flow"]),
     );
