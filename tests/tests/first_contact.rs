@@ -370,3 +370,36 @@ fn a_metrics_endpoint_beyond_loopback_is_pointed_out() {
         "{said}"
     );
 }
+
+/// skb (generic) mode on veth links as `ip link add` leaves them: traffic
+/// through the VIP, and a failover, with nothing to set up on the peers.
+#[test]
+fn skb_mode_on_plain_veth_forwards_and_fails_over() {
+    use failover_tests::agent_lab::{FAILOVER_BOUND, Layout};
+    let layout = Layout::primary_standby().plain_veth(true).mode("skb");
+    let mut lab = AgentLab::start_layout(tcp_probe(), layout, |_| String::new());
+    assert!(
+        lab.log_lines("mode=Skb").len() >= 3,
+        "every interface in skb mode\n{}",
+        lab.diag()
+    );
+    let samples = lab.sample(20, Duration::from_millis(10));
+    assert_eq!(samples.answered_by("primary"), 20, "{}", samples.summary());
+    let t0 = Instant::now();
+    drop(lab.servers[PRIMARY].take());
+    let samples = lab.sample_until_since(
+        "standby",
+        Duration::from_secs(6),
+        t0,
+        Duration::from_millis(100),
+    );
+    let gap = samples.reached().unwrap_or_else(|| {
+        panic!(
+            "no failover in skb mode: {}\n{}",
+            samples.summary(),
+            lab.diag()
+        )
+    });
+    assert!(gap < FAILOVER_BOUND, "{gap:?}");
+    assert_eq!(csum_errors(&lab, 1), 0);
+}

@@ -111,28 +111,42 @@ struct Lab {
 }
 
 impl Lab {
+    /// Native XDP, peers set up for it (a pass program), senders without
+    /// transmit checksum offload.
     fn new() -> Self {
+        Self::with_mode(AttachMode::Native)
+    }
+
+    /// XDP in `mode`; in skb mode on veth links as `ip link add` leaves
+    /// them (nothing on the peers, transmit checksum offload on).
+    fn with_mode(mode: AttachMode) -> Self {
         failover_tests::require_root();
         let links = BACKENDS.map(|host| BackendLink {
             role: "fwd-backend",
             lb_if: host.lb_side,
         });
         let net = Topology::build("fwd-client", "fwd-lb", &links);
+        let plain = mode == AttachMode::Skb;
+        if plain {
+            for ns in net.namespaces() {
+                for interface in ns.interfaces() {
+                    ns.enable_tx_checksum(&interface);
+                }
+            }
+        }
 
         let pins = PinDir::new();
         let mut dp = Dataplane::load(pins.path()).expect("load the data path");
         net.lb.run(|| {
             for interface in ["lbc", "lbb1", "lbb2"] {
-                let mode = dp.attach(interface, AttachMode::Native);
-                assert_eq!(
-                    mode.expect("attach the forwarder"),
-                    AttachMode::Native,
-                    "{interface}"
-                );
+                let used = dp.attach(interface, mode);
+                assert_eq!(used.expect("attach the forwarder"), mode, "{interface}");
             }
         });
-        net.attach_pass_on_peers(&mut dp)
-            .expect("attach the pass program");
+        if !plain {
+            net.attach_pass_on_peers(&mut dp)
+                .expect("attach the pass program");
+        }
         let tcp = dp
             .add_service(
                 ServiceSpec::new(VIP, TCP_PORT, Proto::Tcp),
@@ -368,8 +382,16 @@ fn flow_key(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), proto: u8) -> FlowKey {
 
 #[test]
 fn many_flows_spread_over_both_backends_and_replies_come_from_the_vip() {
-    let lab = Lab::new();
+    spread_and_vip_replies(&Lab::new());
+}
 
+/// The same in skb (generic) mode on plain veth links.
+#[test]
+fn skb_mode_on_plain_veth_spreads_flows_and_replies_from_the_vip() {
+    spread_and_vip_replies(&Lab::with_mode(AttachMode::Skb));
+}
+
+fn spread_and_vip_replies(lab: &Lab) {
     // TCP: 200 short connections, each from a new source port.
     let answers = lab.short_requests(200);
     let ports: BTreeSet<u16> = answers.iter().map(|(port, _)| *port).collect();
