@@ -129,6 +129,48 @@ pub fn shares(table: &[u32], members: usize) -> Vec<usize> {
 mod tests {
     use super::*;
 
+    /// The members of the golden table (addresses, ports, weights).
+    fn golden_members() -> Vec<Member> {
+        [
+            (11, 8080, 1),
+            (12, 8080, 1),
+            (13, 0, 2),
+            (14, 9090, 1),
+            (15, 8080, 3),
+        ]
+        .into_iter()
+        .map(|(last, port, weight)| Member {
+            address: Ipv4Addr::new(198, 51, 100, last),
+            port,
+            weight,
+        })
+        .collect()
+    }
+
+    /// Every edge host behind ECMP must build the same table from the same
+    /// configuration, across versions too: a change of the hash or the fill
+    /// order would split a fleet's flows silently. The table is compared
+    /// with one committed with the code (`maglev_golden.txt`); change it
+    /// only with a release note that says every host must be upgraded at
+    /// once.
+    #[test]
+    fn the_table_matches_the_committed_golden_table() {
+        let table = build(&golden_members(), 251);
+        let text = table
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        if std::env::var_os("FAILOVER_WRITE_GOLDEN").is_some() {
+            std::fs::write(
+                concat!(env!("CARGO_MANIFEST_DIR"), "/src/maglev_golden.txt"),
+                format!("{text}\n"),
+            )
+            .unwrap();
+        }
+        assert_eq!(text, include_str!("maglev_golden.txt").trim());
+    }
+
     fn members(n: usize) -> Vec<Member> {
         (0..n)
             .map(|i| Member {

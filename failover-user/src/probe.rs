@@ -439,6 +439,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn udp_checks_the_expected_answer() {
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = server.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            for answer in [&b"pong"[..], b"nope"] {
+                let (_, peer) = server.recv_from(&mut buf).await.unwrap();
+                server.send_to(answer, peer).await.unwrap();
+            }
+        });
+        let kind = ProbeKind::Udp {
+            port,
+            send: b"ping".to_vec(),
+            expect: Some(b"pong".to_vec()),
+        };
+        assert!(probe(&spec(kind.clone()), Ipv4Addr::LOCALHOST).await.ok);
+        let outcome = probe(&spec(kind), Ipv4Addr::LOCALHOST).await;
+        assert!(!outcome.ok && outcome.error.unwrap().contains("pong"));
+    }
+
+    #[tokio::test]
+    async fn max_response_bytes_bounds_what_is_read() {
+        // The expected text sits past the first 32 bytes.
+        let port = serve_once(b"HTTP/1.1 200 OK\r\nX-Pad: 0123456789\r\n\r\nhealthy").await;
+        let kind = ProbeKind::Http {
+            port,
+            path: "/".into(),
+            status: 200..=299,
+            body: Some("healthy".into()),
+        };
+        let mut small = spec(kind);
+        small.max_response_bytes = 32;
+        let outcome = probe(&small, Ipv4Addr::LOCALHOST).await;
+        assert!(!outcome.ok, "read past max_response_bytes");
+    }
+
+    #[tokio::test]
     async fn a_silent_backend_costs_one_timeout() {
         // Accepts and never answers.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

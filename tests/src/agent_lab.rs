@@ -492,6 +492,28 @@ impl AgentLab {
         backend.enable_gro(topology::PEER_IF);
     }
 
+    /// Stops the agent with SIGTERM (as systemd does) and reaps it.
+    pub fn stop_agent(&mut self) {
+        let mut agent = self.agent.take().expect("no agent running");
+        let stopped = agent.stop();
+        eprintln!("agent {} stopped: {stopped:?}", agent.pid());
+    }
+
+    /// Sends `signal` to the agent (a crash: SIGABRT, SIGSEGV) and reaps it.
+    pub fn crash_agent(&mut self, signal: i32) {
+        let mut agent = self.agent.take().expect("no agent running");
+        // SAFETY: kill(2) to our own, not yet reaped child.
+        unsafe { libc::kill(agent.pid() as i32, signal) };
+        let started = Instant::now();
+        while agent.try_wait().ok().flatten().is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the agent survived signal {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// SIGKILLs the agent and reaps it.
     pub fn kill_agent(&mut self) {
         let mut agent = self.agent.take().expect("no agent running");

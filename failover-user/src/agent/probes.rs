@@ -163,15 +163,19 @@ async fn probe_loop(
                 return;
             }
         }
-        let jitter = spec.jitter.as_nanos() as u64;
-        let offset = if jitter == 0 {
-            0
-        } else {
-            next(&mut rng) % (2 * jitter + 1)
-        };
-        let period = (spec.interval + Duration::from_nanos(offset)).saturating_sub(spec.jitter);
-        wait = period.saturating_sub(started.elapsed());
+        wait = period(spec.interval, spec.jitter, &mut rng).saturating_sub(started.elapsed());
     }
+}
+
+/// The time to the next probe: the interval ± up to `jitter`, uniformly.
+fn period(interval: Duration, jitter: Duration, rng: &mut u64) -> Duration {
+    let spread = jitter.as_nanos() as u64;
+    let offset = if spread == 0 {
+        0
+    } else {
+        next(rng) % (2 * spread + 1)
+    };
+    (interval + Duration::from_nanos(offset)).saturating_sub(jitter)
 }
 
 fn seed(service: usize, backend: usize) -> u64 {
@@ -192,6 +196,21 @@ fn next(state: &mut u64) -> u64 {
 mod tests {
     use super::*;
     use crate::config::ProbeKind;
+
+    #[test]
+    fn jitter_spreads_the_period_over_the_interval_plus_or_minus_jitter() {
+        let (interval, jitter) = (Duration::from_millis(100), Duration::from_millis(10));
+        let mut rng = seed(1, 2);
+        let periods: Vec<Duration> = (0..2000)
+            .map(|_| period(interval, jitter, &mut rng))
+            .collect();
+        let (low, high) = (interval - jitter, interval + jitter);
+        assert!(periods.iter().all(|p| (low..=high).contains(p)));
+        let min = periods.iter().min().unwrap();
+        let max = periods.iter().max().unwrap();
+        assert!(*min < low + Duration::from_millis(1) && *max > high - Duration::from_millis(1));
+        assert_eq!(period(interval, Duration::ZERO, &mut rng), interval);
+    }
 
     fn target(service: usize, backend: usize, last: u8, port: u16, fall: u32) -> Target {
         Target {

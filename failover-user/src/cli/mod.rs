@@ -132,6 +132,9 @@ pub enum Command {
         /// How long to wait for the standby to prove itself.
         #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
         verify_for: std::time::Duration,
+        /// Say which standby would be drilled with; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Detach the data path and remove every pin (stops forwarding).
     ///
@@ -140,6 +143,8 @@ pub enum Command {
         /// Default: the configuration's with --config, else /sys/fs/bpf/failover.
         #[arg(long)]
         pin_dir: Option<PathBuf>,
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Read the pinned maps (works with the agent dead).
     ///
@@ -297,9 +302,10 @@ impl Cli {
             Command::Drill {
                 service,
                 verify_for,
-            } => ops::drill(&self.control_socket()?, &service, verify_for),
+                dry_run,
+            } => ops::drill(&self.control_socket()?, &service, verify_for, dry_run),
             Command::Demo { probe_interval } => demo::run(probe_interval),
-            Command::Detach { pin_dir } => detach::run(&self.pin_dir(pin_dir)?),
+            Command::Detach { pin_dir, dry_run } => detach::run(&self.pin_dir(pin_dir)?, dry_run),
             Command::Inspect { pin_dir, what } => inspect::run(&self.pin_dir(pin_dir)?, json, what),
             Command::Counters => {
                 println!(

@@ -224,7 +224,12 @@ pub fn simple(socket: &Path, request: Request, json: bool) -> anyhow::Result<()>
 /// service back exactly as it was (the switchover in force before, if any,
 /// or none). Backends an operator or a failback hold took out are not
 /// drilled with: switching to them would end that.
-pub fn drill(socket: &Path, service: &str, verify_for: Duration) -> anyhow::Result<()> {
+pub fn drill(
+    socket: &Path,
+    service: &str,
+    verify_for: Duration,
+    dry_run: bool,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let status = call(socket, &Request::Status {})?;
     let svc = status["services"]
@@ -263,6 +268,12 @@ pub fn drill(socket: &Path, service: &str, verify_for: Duration) -> anyhow::Resu
     let standby_name = standby["name"].as_str().unwrap_or_default().to_owned();
     let packets_before = standby["packets_from"].as_u64().unwrap_or(0);
     println!("drill {service}: {original} -> {standby_name} -> {original}");
+    if dry_run {
+        println!(
+            "dry run: would switch new flows to {standby_name}, wait up to {verify_for:?} for its replies, then put {original} back"
+        );
+        return Ok(());
+    }
 
     let t = Instant::now();
     call(
