@@ -1325,6 +1325,46 @@ fn webhook_and_journal_get_the_failover() {
         !hook_kinds.iter().any(|k| k == "backend_down"),
         "{hook_kinds:?}"
     );
+
+    // The other default alert events reach the hook too: failback (the
+    // primary back, after its 5 s delay), quorum_lost (nothing left for new
+    // flows), agent_stop and agent_start.
+    lab.servers[PRIMARY] = Some(failover_tests::servers::BackendServer::start(
+        &lab.backends[PRIMARY],
+        "primary",
+        BACKEND_PORT,
+        failover_tests::agent_lab::BACKEND_UDP_PORT,
+    ));
+    wait_for_hook(&lab, &receiver, "failback", Duration::from_secs(10));
+    drop(lab.servers[PRIMARY].take());
+    drop(lab.servers[STANDBY].take());
+    wait_for_hook(&lab, &receiver, "quorum_lost", Duration::from_secs(5));
+    lab.stop_agent();
+    wait_for_hook(&lab, &receiver, "agent_stop", Duration::from_secs(5));
+    lab.start_agent();
+    wait_for_hook(&lab, &receiver, "agent_start", Duration::from_secs(5));
+}
+
+/// Waits (bounded) until the hook received an event of `kind`.
+fn wait_for_hook(lab: &AgentLab, receiver: &HookReceiver, kind: &str, bound: Duration) {
+    let started = Instant::now();
+    loop {
+        let kinds: Vec<String> = receiver
+            .got()
+            .iter()
+            .filter_map(|h| serde_json::from_str::<Value>(&h.body).ok())
+            .map(|e| e["kind"].as_str().unwrap_or("?").to_owned())
+            .collect();
+        if kinds.iter().any(|k| k == kind) {
+            return;
+        }
+        assert!(
+            started.elapsed() < bound,
+            "no {kind} event reached the hook within {bound:?}: {kinds:?}\n{}",
+            lab.diag()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 // ---- 6. Drill ------------------------------------------------------------------------
