@@ -833,6 +833,24 @@ fn config_text(pin_dir: &Path, socket: &Path, options: Options, layout: &Layout)
 
 // ---- Clients ---------------------------------------------------------------
 
+/// The lab's web service: the VIP and service port.
+pub fn web() -> SocketAddr {
+    SocketAddr::from((VIP, SERVICE_PORT))
+}
+
+/// New connections to the web service every `pause` (each bounded by
+/// `timeout`), recorded on a background thread: [`crate::load::Load`].
+pub fn new_flows(client: &NetNs, pause: Duration, timeout: Duration) -> crate::load::Load {
+    crate::load::Load::start(
+        client,
+        web(),
+        Some(pause),
+        timeout,
+        Vec::new(),
+        Duration::ZERO,
+    )
+}
+
 /// A connection to the VIP (call inside the client namespace).
 pub fn connect_vip(timeout: Duration) -> std::io::Result<TcpStream> {
     let stream = TcpStream::connect_timeout(&SocketAddr::from((VIP, SERVICE_PORT)), timeout)?;
@@ -902,83 +920,6 @@ impl Samples {
             .map(|(label, n, at)| format!("{label}×{n} @{}ms", at.as_millis()))
             .collect();
         format!("[{}]", runs.join(", "))
-    }
-}
-
-/// New connections from the client every `pause` on a background thread,
-/// each one timestamped; optionally also a request on a long connection
-/// every `long_every` iterations.
-pub struct Sampler {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Recorded>>,
-}
-
-/// What a [`Sampler`] saw: new connections, and answers on the long one.
-pub struct Recorded {
-    pub new_flows: Vec<(Instant, Result<String, String>)>,
-    pub long: Vec<(Instant, Result<String, String>)>,
-}
-
-impl Sampler {
-    pub fn start(
-        client: &NetNs,
-        pause: Duration,
-        long: Option<(TcpStream, usize)>,
-        timeout: Duration,
-    ) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ns = client.open().expect("open the client netns");
-        let thread = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("sampler".into())
-                .spawn(move || {
-                    ns.enter().expect("enter the client netns");
-                    let mut long = long;
-                    let mut recorded = Recorded {
-                        new_flows: Vec::new(),
-                        long: Vec::new(),
-                    };
-                    let started = Instant::now();
-                    let mut i = 0usize;
-                    while !stop.load(Ordering::Relaxed) && started.elapsed() < MAX_LIFETIME {
-                        let result = request(timeout);
-                        recorded.new_flows.push((Instant::now(), result));
-                        if let Some((stream, every)) = long.as_mut()
-                            && i.is_multiple_of(*every)
-                        {
-                            let answer = ask(stream).map_err(|e| e.to_string());
-                            recorded.long.push((Instant::now(), answer));
-                        }
-                        i += 1;
-                        std::thread::sleep(pause);
-                    }
-                    recorded
-                })
-                .expect("spawn the sampler")
-        };
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    pub fn finish(mut self) -> Recorded {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .take()
-            .expect("sampler running")
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    }
-}
-
-impl Drop for Sampler {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

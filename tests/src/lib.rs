@@ -8,6 +8,7 @@ pub mod agent_lab;
 pub mod bench;
 pub mod fuzz;
 pub mod lab;
+pub mod load;
 pub mod metrics;
 pub mod packet;
 pub mod pins;

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use failover_tests::agent_lab::{
     AgentLab, BACKEND_PORT, FAILOVER_BOUND, Failback, HEALTH_PORT, HOSTS, Health, Options, PRIMARY,
-    Probe, SLOW_ANSWER, Sampler,
+    Probe, SLOW_ANSWER, new_flows, web,
 };
+use failover_tests::load::Load;
 
 /// How long a sampling loop waiting for a switch runs at most.
 const SAMPLE_BOUND: Duration = Duration::from_secs(6);
@@ -128,10 +129,9 @@ fn flapping_primary_does_not_flap_traffic() {
         probe: Probe::Tcp { port: HEALTH_PORT },
         failback: Failback::Auto(Duration::from_secs(1)),
     });
-    let sampler = Sampler::start(
+    let sampler = new_flows(
         &lab.client,
         Duration::from_millis(20),
-        None,
         Duration::from_millis(500),
     );
     let health = &lab.health[PRIMARY];
@@ -162,14 +162,14 @@ fn flapping_primary_does_not_flap_traffic() {
     let during: Vec<&String> = recorded
         .new_flows
         .iter()
-        .filter(|(at, _)| *at <= flapping_ended)
-        .filter_map(|(_, r)| r.as_ref().ok())
+        .filter(|s| s.started <= flapping_ended)
+        .filter_map(|s| s.result.as_ref().ok())
         .collect();
     let during_switches = during.windows(2).filter(|w| w[0] != w[1]).count();
     let failures: Vec<&String> = recorded
         .new_flows
         .iter()
-        .filter_map(|(_, r)| r.as_ref().err())
+        .filter_map(|s| s.result.as_ref().err())
         .collect();
     let unhealthy = lab.log_lines("backend unhealthy");
     let switched = lab.log_lines("new flows switched");
@@ -424,12 +424,14 @@ fn agent_sigkill_and_restart_keep_forwarding_and_flows() {
     let long_src = format!("192.0.2.2:{}", long.local_addr().unwrap().port());
     let long_entries = long_flow(&lab, &long_src);
     let repicks = lab.counter("event_repick");
-    // A new flow every 10 ms; the long connection asked every 5th round.
-    let sampler = Sampler::start(
+    // A new flow every 10 ms; the long connection asked every 50 ms.
+    let sampler = Load::start(
         &lab.client,
-        Duration::from_millis(10),
-        Some((long, 5)),
+        web(),
+        Some(Duration::from_millis(10)),
         Duration::from_secs(1),
+        vec![long],
+        Duration::from_millis(50),
     );
     std::thread::sleep(Duration::from_millis(500));
 
@@ -479,26 +481,27 @@ fn agent_sigkill_and_restart_keep_forwarding_and_flows() {
     let failures: Vec<_> = recorded
         .new_flows
         .iter()
-        .filter(|(_, r)| r.is_err())
-        .map(|(at, r)| (at.saturating_duration_since(killed), r))
+        .filter(|s| s.result.is_err())
+        .map(|s| (s.started.saturating_duration_since(killed), &s.result))
         .collect();
     let while_dead = recorded
         .new_flows
         .iter()
-        .filter(|(at, _)| dead_window(at))
+        .filter(|s| dead_window(&s.started))
         .count();
     let elsewhere: Vec<_> = recorded
         .new_flows
         .iter()
-        .filter(|(_, r)| matches!(r, Ok(name) if name != "primary"))
+        .filter(|s| matches!(&s.result, Ok(name) if name != "primary"))
         .collect();
+    let long = &recorded.long[0];
     eprintln!(
         "sigkill/restart: {} new flows ({while_dead} while the agent was dead for {:?}), {} failed; \
          {} answers on the long connection",
         recorded.new_flows.len(),
         restarted - killed,
         failures.len(),
-        recorded.long.len()
+        long.len()
     );
     assert!(
         failures.is_empty(),
@@ -510,13 +513,13 @@ fn agent_sigkill_and_restart_keep_forwarding_and_flows() {
         while_dead >= 20,
         "only {while_dead} requests while the agent was dead"
     );
-    assert!(recorded.long.len() >= 10);
-    for (at, answer) in &recorded.long {
+    assert!(long.len() >= 10);
+    for sample in long {
         assert_eq!(
-            answer.as_deref(),
+            sample.result.as_deref(),
             Ok("primary"),
             "long connection at {:?} after the SIGKILL\n{}",
-            at.saturating_duration_since(killed),
+            sample.started.saturating_duration_since(killed),
             lab.diag()
         );
     }

@@ -17,7 +17,7 @@ use std::{
 use failover_tests::{
     agent_lab::{
         AgentLab, BACKEND_PORT, Failback, HEALTH_PORT, Health, Layout, Options, Probe,
-        SERVICE_PORT, Sampler, VIP, ask,
+        SERVICE_PORT, VIP, ask, new_flows,
     },
     rng::Rng,
     status::service,
@@ -251,10 +251,9 @@ fn random_operations_keep_maps_and_agent_consistent() {
     };
     let mut lab = AgentLab::start_layout(options, layout, |_| String::new());
     let base = std::fs::read_to_string(lab.config_path()).unwrap();
-    let load = Sampler::start(
+    let load = new_flows(
         &lab.client,
         Duration::from_millis(25),
-        None,
         Duration::from_millis(500),
     );
     let mut healthy = [true; 3];

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use failover_tests::{
     agent_lab::{
-        AgentLab, BACKEND_PORT, FAILOVER_BOUND, Failback, Layout, Options, PRIMARY, Probe, Sampler,
+        AgentLab, BACKEND_PORT, FAILOVER_BOUND, Failback, Layout, Options, PRIMARY, Probe,
+        new_flows,
     },
     status::{backend, new_flows_to},
 };
@@ -75,10 +76,9 @@ fn a_drill_on_an_active_active_tier_restores_every_member() {
     let before = new_flows_to(&lab.status(), "web");
     assert_eq!(before, ["a", "b", "c"]);
     // The drill verifies the standby with real replies: keep clients coming.
-    let load = Sampler::start(
+    let load = new_flows(
         &lab.client,
         Duration::from_millis(20),
-        None,
         Duration::from_millis(500),
     );
     let report = lab.ctl(&["drill", "web", "--verify-for", "5s"]);
@@ -98,12 +98,12 @@ fn a_drill_on_an_active_active_tier_restores_every_member() {
             "{name} after the drill:\n{report}\n{status:#}"
         );
     }
-    let failed = recorded
-        .new_flows
-        .iter()
-        .filter(|(_, r)| r.is_err())
-        .count();
-    assert_eq!(failed, 0, "no request fails during a drill\n{}", lab.diag());
+    assert_eq!(
+        recorded.failures(),
+        0,
+        "no request fails during a drill\n{}",
+        lab.diag()
+    );
 }
 
 // ---- Operator and policy state across restarts ---------------------------------

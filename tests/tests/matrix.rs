@@ -21,7 +21,7 @@ use std::{
 use failover_tests::{
     agent_lab::{
         AgentLab, BACKEND_PORT, Failback, HEALTH_PORT, Health, Layout, Options, PRIMARY, Probe,
-        STANDBY, Sampler, VIP, ask,
+        STANDBY, VIP, ask, new_flows,
     },
     metrics::{metric, scrape},
     status::{backend, new_flows_to, service},
@@ -200,10 +200,9 @@ fn enter(lab: &mut AgentLab, state: State) {
             lab.ctl(&["switchover", "web", "--to", "primary"]);
         }
         State::AfterDrill => {
-            let load = Sampler::start(
+            let load = new_flows(
                 &lab.client,
                 Duration::from_millis(20),
-                None,
                 Duration::from_millis(500),
             );
             lab.ctl(&["drill", "web", "--verify-for", "5s"]);

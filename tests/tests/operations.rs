@@ -27,6 +27,7 @@ use failover_tests::agent_lab::{
     ask,
 };
 use failover_tests::{
+    load::{Load, Sample, connect, request, summary},
     metrics::{metric, must},
     status::{backend, names, service},
 };
@@ -98,21 +99,6 @@ fn decisions_of(status: &Value, service_name: &str) -> Value {
 
 // ---- Clients ------------------------------------------------------------------
 
-/// A connection to `target` (call inside the client namespace).
-fn connect(target: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(&target, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
-}
-
-/// One short connection with one request (inside the client namespace).
-fn request(target: SocketAddr, timeout: Duration) -> Result<String, String> {
-    let mut stream = connect(target, timeout).map_err(|e| format!("connect: {e}"))?;
-    ask(&mut stream).map_err(|e| format!("ask: {e}"))
-}
-
 /// `n` long-lived connections to `target`, each checked to be answered by
 /// `by` once.
 fn open_long(lab: &AgentLab, target: SocketAddr, n: usize, by: &str) -> Vec<TcpStream> {
@@ -144,173 +130,6 @@ fn sample(lab: &AgentLab, target: SocketAddr, n: usize) -> Vec<Result<String, St
     })
 }
 
-/// One request and when it started and ended.
-#[derive(Clone, Debug)]
-struct Sample {
-    started: Instant,
-    done: Instant,
-    result: Result<String, String>,
-}
-
-/// What a [`Load`] saw.
-struct Recorded {
-    new_flows: Vec<Sample>,
-    /// Per long-lived connection (each stops at its first failure).
-    long: Vec<Vec<Sample>>,
-}
-
-impl Recorded {
-    fn failures(&self) -> usize {
-        self.new_flows.iter().filter(|s| s.result.is_err()).count()
-            + self
-                .long
-                .iter()
-                .flatten()
-                .filter(|s| s.result.is_err())
-                .count()
-    }
-
-    fn failed(&self, t0: Instant) -> Vec<String> {
-        self.new_flows
-            .iter()
-            .map(|s| ("new", s))
-            .chain(self.long.iter().flatten().map(|s| ("long", s)))
-            .filter_map(|(what, s)| {
-                s.result.as_ref().err().map(|e| {
-                    format!(
-                        "{what} @{}ms: {e}",
-                        s.started.saturating_duration_since(t0).as_millis()
-                    )
-                })
-            })
-            .collect()
-    }
-}
-
-/// Runs of equal results, times from `t0`: "primary×12 @0ms, ...".
-fn summary(samples: &[Sample], t0: Instant) -> String {
-    let mut runs: Vec<(String, usize, Duration)> = Vec::new();
-    for s in samples {
-        let label = match &s.result {
-            Ok(name) => name.clone(),
-            Err(err) => err.clone(),
-        };
-        let at = s.started.saturating_duration_since(t0);
-        match runs.last_mut() {
-            Some((last, n, _)) if *last == label => *n += 1,
-            _ => runs.push((label, 1, at)),
-        }
-    }
-    let runs: Vec<String> = runs
-        .iter()
-        .map(|(label, n, at)| format!("{label}×{n} @{}ms", at.as_millis()))
-        .collect();
-    format!("[{}]", runs.join(", "))
-}
-
-/// Continuous client load: a new connection to `target` every `new_every`
-/// (if given) and a request every `long_every` on each long-lived
-/// connection, each on its own thread.
-struct Load {
-    stop: Arc<AtomicBool>,
-    new_flows: Option<JoinHandle<Vec<Sample>>>,
-    long: Vec<JoinHandle<Vec<Sample>>>,
-}
-
-impl Load {
-    fn start(
-        lab: &AgentLab,
-        target: SocketAddr,
-        new_every: Option<Duration>,
-        long: Vec<TcpStream>,
-        long_every: Duration,
-    ) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let new_flows = new_every.map(|pause| {
-            let ns = lab.client.open().expect("open the client netns");
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("load-new".into())
-                .spawn(move || {
-                    ns.enter().expect("enter the client netns");
-                    let begun = Instant::now();
-                    let mut samples = Vec::new();
-                    while !stop.load(Ordering::Relaxed) && begun.elapsed() < MAX_LIFETIME {
-                        let started = Instant::now();
-                        let result = request(target, REQUEST_TIMEOUT);
-                        samples.push(Sample {
-                            started,
-                            done: Instant::now(),
-                            result,
-                        });
-                        std::thread::sleep(pause);
-                    }
-                    samples
-                })
-                .expect("spawn the new-flow load")
-        });
-        let long = long
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut stream)| {
-                let stop = stop.clone();
-                std::thread::Builder::new()
-                    .name(format!("load-long-{i}"))
-                    .spawn(move || {
-                        let begun = Instant::now();
-                        let mut samples = Vec::new();
-                        while !stop.load(Ordering::Relaxed) && begun.elapsed() < MAX_LIFETIME {
-                            let started = Instant::now();
-                            let result =
-                                ask(&mut stream).map_err(|e| format!("{:?}: {e}", e.kind()));
-                            let failed = result.is_err();
-                            samples.push(Sample {
-                                started,
-                                done: Instant::now(),
-                                result,
-                            });
-                            if failed {
-                                break;
-                            }
-                            std::thread::sleep(long_every);
-                        }
-                        samples
-                    })
-                    .expect("spawn a long-lived load")
-            })
-            .collect();
-        Self {
-            stop,
-            new_flows,
-            long,
-        }
-    }
-
-    fn finish(mut self) -> Recorded {
-        self.stop.store(true, Ordering::Relaxed);
-        let join = |h: JoinHandle<Vec<Sample>>| {
-            h.join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        };
-        Recorded {
-            new_flows: self.new_flows.take().map(join).unwrap_or_default(),
-            long: self.long.drain(..).map(join).collect(),
-        }
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.new_flows.take() {
-            let _ = h.join();
-        }
-        for h in self.long.drain(..) {
-            let _ = h.join();
-        }
-    }
-}
-
 // ---- 1. Switchover under load ------------------------------------------------------
 
 /// `switchover web --to standby` and back under a new connection every 10 ms
@@ -324,9 +143,10 @@ fn switchover_under_continuous_load_fails_no_request() {
     let long = open_long(&lab, web(), 3, "primary");
     let t0 = Instant::now();
     let load = Load::start(
-        &lab,
+        &lab.client,
         web(),
         Some(Duration::from_millis(10)),
+        REQUEST_TIMEOUT,
         long,
         Duration::from_millis(50),
     );
@@ -498,9 +318,10 @@ fn drain_keeps_long_flows_until_the_deadline_then_repicks_them() {
     let repicks = lab.counter("event_repick");
     let t0 = Instant::now();
     let load = Load::start(
-        &lab,
+        &lab.client,
         web(),
         Some(Duration::from_millis(20)),
+        REQUEST_TIMEOUT,
         long,
         Duration::from_millis(50),
     );
@@ -713,9 +534,10 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
     let repicks = lab.counter("event_repick");
     let t0 = Instant::now();
     let load = Load::start(
-        &lab,
+        &lab.client,
         web(),
         Some(Duration::from_millis(20)),
+        REQUEST_TIMEOUT,
         long,
         Duration::from_millis(50),
     );
@@ -1379,9 +1201,10 @@ fn drill_switches_verifies_and_returns_with_no_failed_request() {
     let long = open_long(&lab, web(), 2, "primary");
     let t0 = Instant::now();
     let load = Load::start(
-        &lab,
+        &lab.client,
         web(),
         Some(Duration::from_millis(10)),
+        REQUEST_TIMEOUT,
         long,
         Duration::from_millis(50),
     );
