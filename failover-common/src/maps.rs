@@ -253,7 +253,11 @@ pub struct Flow {
     pub backend_generation: u32,
     pub nh_src_mac: [u8; 6],
     pub nh_dst_mac: [u8; 6],
-    pub _pad2: u32,
+    /// Reply: the interface the backend's packets must arrive on (the one the
+    /// forward direction leaves by), so a packet from elsewhere that merely
+    /// carries a reply's addresses is not rewritten to come from the VIP.
+    /// 0 on forward entries, and on entries pinned by an earlier build (any).
+    pub reply_ingress_ifindex: u32,
 }
 const _: () = assert!(size_of::<Flow>() == 64);
 

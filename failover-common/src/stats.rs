@@ -73,25 +73,29 @@ pub mod reason {
     /// dropped the frame. Moved here from the forwarding outcome the
     /// program had counted, by the redirect watch.
     pub const DROP_REDIRECT_FAILED: u32 = 21;
+    /// A packet with a tracked reply's addresses arrived on another
+    /// interface than the one the flow's backend is reached by: not
+    /// rewritten to come from the VIP (it would be a spoofed or stray reply).
+    pub const DROP_REPLY_WRONG_INTERFACE: u32 = 22;
 
     // Events (not outcomes).
     /// A tracked flow's backend was no longer usable; it was picked again.
-    pub const EVENT_REPICK: u32 = 22;
+    pub const EVENT_REPICK: u32 = 23;
     /// A TCP packet without SYN had no entry (agent restart, eviction, another
     /// edge host's flow): a backend was picked for it.
-    pub const EVENT_MIDFLOW_PICK: u32 = 23;
+    pub const EVENT_MIDFLOW_PICK: u32 = 24;
     /// Conntrack insert failed; the packet was still forwarded.
-    pub const EVENT_CONNTRACK_INSERT_FAILED: u32 = 24;
+    pub const EVENT_CONNTRACK_INSERT_FAILED: u32 = 25;
     /// A pick hit a selection slot whose backend was not usable (the agent was
     /// between two map updates) and probed the next slots.
-    pub const EVENT_STALE_SELECTION: u32 = 25;
+    pub const EVENT_STALE_SELECTION: u32 = 26;
     /// A rewritten packet's L4 checksum was partial (the pseudo-header sum
     /// only, as a local socket sends it over veth with transmit checksum
     /// offload): the data path computed it in full, since a native redirect
     /// loses the state that would have completed it.
-    pub const EVENT_PARTIAL_CHECKSUM: u32 = 26;
+    pub const EVENT_PARTIAL_CHECKSUM: u32 = 27;
 
-    pub const COUNT: u32 = 27;
+    pub const COUNT: u32 = 28;
     /// First index that is an event rather than an outcome.
     pub const FIRST_EVENT: u32 = EVENT_REPICK;
 
@@ -119,6 +123,7 @@ pub mod reason {
         "tx_reset",
         "pass_via_stack",
         "drop_redirect_failed",
+        "drop_reply_wrong_interface",
         "event_repick",
         "event_midflow_pick",
         "event_conntrack_insert_failed",

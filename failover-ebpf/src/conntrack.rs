@@ -53,6 +53,15 @@ pub fn established(entry: *mut Flow) -> Option<(u32, Backend)> {
     usable_for_established(backend.state).then_some((backend_id, backend))
 }
 
+/// Whether a reply arrived on the interface its flow's backend is reached
+/// by (any, for an entry that does not know it).
+#[inline(always)]
+pub fn reply_arrived_where_expected(entry: *mut Flow, ingress_ifindex: u32) -> bool {
+    // SAFETY: a live LRU value.
+    let expected = unsafe { (*entry).reply_ingress_ifindex };
+    expected == 0 || expected == ingress_ifindex
+}
+
 /// The entry's cached next hop, if it is fresh and for this ingress
 /// interface. Refreshes last-seen when it is not.
 #[inline(always)]
@@ -185,12 +194,13 @@ pub fn record(flow: &NewFlow, bytes: u64) {
         backend_generation: flow.backend_generation,
         nh_src_mac: [0; 6],
         nh_dst_mac: [0; 6],
-        _pad2: 0,
+        reply_ingress_ifindex: 0,
     };
     let reply_entry = Flow {
         nat_addr: [flow.vip, 0, 0, 0],
         nat_port_be: flow.vip_port,
         direction: flow_direction::REPLY,
+        reply_ingress_ifindex: flow.hop.egress_ifindex(),
         ..forward_entry
     };
     store_hop(&raw mut forward_entry, flow.hop, flow.ingress_ifindex);

@@ -25,12 +25,24 @@ pub enum NextHop {
         dst_mac: [u8; 6],
     },
     /// The neighbour is unresolved: hand the rewritten packet to the stack,
-    /// which resolves it and forwards (and decrements the TTL itself).
-    ResolveInStack,
+    /// which resolves it and forwards (and decrements the TTL itself) out of
+    /// `ifindex`.
+    ResolveInStack { ifindex: u32 },
     /// Leave the packet untouched and give it to the stack, for this reason.
     PassUntouched(u32),
     /// Drop, for this reason.
     Drop(u32),
+}
+
+impl NextHop {
+    /// The interface the packet leaves by; 0 when it is not forwarded.
+    #[inline(always)]
+    pub fn egress_ifindex(&self) -> u32 {
+        match *self {
+            NextHop::Forward { ifindex, .. } | NextHop::ResolveInStack { ifindex } => ifindex,
+            NextHop::PassUntouched(_) | NextHop::Drop(_) => 0,
+        }
+    }
 }
 
 /// Addresses and ports of the packet as it will leave (all network order).
@@ -78,7 +90,10 @@ pub fn next_hop(ctx: &XdpContext, lookup: &Lookup) -> NextHop {
             src_mac: params.smac,
             dst_mac: params.dmac,
         },
-        BPF_FIB_LKUP_RET_NO_NEIGH => NextHop::ResolveInStack,
+        // The kernel names the egress before it looks for the neighbour.
+        BPF_FIB_LKUP_RET_NO_NEIGH => NextHop::ResolveInStack {
+            ifindex: params.ifindex,
+        },
         BPF_FIB_LKUP_RET_NOT_FWDED | BPF_FIB_LKUP_RET_FWD_DISABLED => {
             NextHop::PassUntouched(reason::PASS_NOT_FORWARDED)
         }

@@ -100,6 +100,13 @@ fn process(ctx: &XdpContext, bytes: u64) -> Outcome {
         // SAFETY: a live LRU value.
         if unsafe { (*entry).direction } == flow_direction::REPLY {
             if conntrack::recorded_backend(entry).is_some() {
+                // Tagged frames are not checked: the route names the VLAN
+                // device, the program sees its lower device.
+                if !parsed.tagged
+                    && !conntrack::reply_arrived_where_expected(entry, ingress_ifindex(ctx))
+                {
+                    return drop(reason::DROP_REPLY_WRONG_INTERFACE);
+                }
                 return to_client(ctx, &parsed, &key, entry, bytes);
             }
             // The backend's slot has another owner now: not a reply of any
@@ -374,7 +381,7 @@ fn via_stack(hop: &NextHop) -> Result<bool, Outcome> {
     match *hop {
         NextHop::Drop(reason) => Err(drop(reason)),
         NextHop::PassUntouched(reason) => Err(pass(reason)),
-        NextHop::ResolveInStack => Ok(true),
+        NextHop::ResolveInStack { .. } => Ok(true),
         NextHop::Forward { .. } => Ok(false),
     }
 }

@@ -174,6 +174,65 @@ fn table() -> Vec<Fixture> {
         )
         .counts(&["pass_no_service"]),
     );
+    // A reply's addresses are not enough: it must come from where the
+    // backend is, or anyone on the clients' side could send as the VIP.
+    let stray_reply = from_client(Frame::tcp(
+        (BACKEND_1, WEB),
+        client(40006),
+        TCP_SYN | TCP_ACK,
+    ));
+    rows.push(
+        fixture(
+            "a reply arriving on the clients' side is not rewritten",
+            stray_reply.build(),
+            Clients,
+            XDP_DROP,
+            Unchanged,
+        )
+        .after(syn(40006, WEB).build(), Clients)
+        .counts(&["drop_reply_wrong_interface"]),
+    );
+    // The expected interface is known even when the forward packet went
+    // through the stack to resolve the backend's neighbour.
+    let unresolved_reply = from_backend(
+        Frame::tcp(
+            (UNRESOLVED_BACKEND, UNRESOLVED),
+            client(40007),
+            TCP_SYN | TCP_ACK,
+        ),
+        99,
+    );
+    let unresolved_restored = unresolved_reply
+        .clone()
+        .with_src(VIP, UNRESOLVED)
+        .routed(CLIENT_SIDE_MAC, CLIENT_MAC);
+    rows.push(
+        fixture(
+            "reply of a flow whose first packet the stack forwarded",
+            unresolved_reply.build(),
+            Backends,
+            XDP_REDIRECT,
+            Bytes(unresolved_restored.build()),
+        )
+        .after(syn(40007, UNRESOLVED).build(), Clients)
+        .counts(&["fwd_reply"]),
+    );
+    let unresolved_stray = from_client(Frame::tcp(
+        (UNRESOLVED_BACKEND, UNRESOLVED),
+        client(40008),
+        TCP_SYN | TCP_ACK,
+    ));
+    rows.push(
+        fixture(
+            "a stray reply of a flow whose first packet the stack forwarded",
+            unresolved_stray.build(),
+            Clients,
+            XDP_DROP,
+            Unchanged,
+        )
+        .after(syn(40008, UNRESOLVED).build(), Clients)
+        .counts(&["drop_reply_wrong_interface"]),
+    );
 
     // UDP both ways, port-mapped backend.
     let query = from_client(Frame::udp(client(5001), vip(DNS)));

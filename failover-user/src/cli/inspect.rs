@@ -244,6 +244,14 @@ fn explain(
                     addr(flow.nat_addr),
                     u16::from_be(flow.nat_port_be)
                 ));
+                let ifindex = flow.reply_ingress_ifindex;
+                if ifindex != 0 {
+                    let name = crate::netdev::name_of(ifindex)
+                        .unwrap_or_else(|| format!("ifindex {ifindex}"));
+                    steps.push(format!(
+                        "only when it arrives on {name}, the backend's side; elsewhere it is dropped (drop_reply_wrong_interface)"
+                    ));
+                }
                 return Ok(json!({"path": "reply", "backend": flow.backend_id, "steps": steps}));
             }
             steps.push(format!(
