@@ -24,7 +24,7 @@ pub mod reason {
     // Outcomes: passed to the kernel stack untouched.
     /// Not IPv4 (ARP, IPv6 for now, ...).
     pub const PASS_NOT_IPV4: u32 = 3;
-    /// IPv4 but neither TCP nor UDP.
+    /// IPv4 but neither TCP nor UDP (nor an ICMP error about a tracked flow).
     pub const PASS_NOT_TCP_UDP: u32 = 4;
     /// An IPv4 fragment (first or later): reassembly is the stack's job.
     pub const PASS_FRAGMENT: u32 = 5;
@@ -78,24 +78,30 @@ pub mod reason {
     /// rewritten to come from the VIP (it would be a spoofed or stray reply).
     pub const DROP_REPLY_WRONG_INTERFACE: u32 = 22;
 
+    // Outcomes: forwarded (continued).
+    /// An ICMP error (destination unreachable, fragmentation needed, time
+    /// exceeded) from a backend's side about a tracked flow, translated to
+    /// come from the VIP about the client's packet to the VIP, forwarded.
+    pub const FWD_ICMP_ERROR: u32 = 23;
+
     // Events (not outcomes).
     /// A tracked flow's backend was no longer usable; it was picked again.
-    pub const EVENT_REPICK: u32 = 23;
+    pub const EVENT_REPICK: u32 = 24;
     /// A TCP packet without SYN had no entry (agent restart, eviction, another
     /// edge host's flow): a backend was picked for it.
-    pub const EVENT_MIDFLOW_PICK: u32 = 24;
+    pub const EVENT_MIDFLOW_PICK: u32 = 25;
     /// Conntrack insert failed; the packet was still forwarded.
-    pub const EVENT_CONNTRACK_INSERT_FAILED: u32 = 25;
+    pub const EVENT_CONNTRACK_INSERT_FAILED: u32 = 26;
     /// A pick hit a selection slot whose backend was not usable (the agent was
     /// between two map updates) and probed the next slots.
-    pub const EVENT_STALE_SELECTION: u32 = 26;
+    pub const EVENT_STALE_SELECTION: u32 = 27;
     /// A rewritten packet's L4 checksum was partial (the pseudo-header sum
     /// only, as a local socket sends it over veth with transmit checksum
     /// offload): the data path computed it in full, since a native redirect
     /// loses the state that would have completed it.
-    pub const EVENT_PARTIAL_CHECKSUM: u32 = 27;
+    pub const EVENT_PARTIAL_CHECKSUM: u32 = 28;
 
-    pub const COUNT: u32 = 28;
+    pub const COUNT: u32 = 29;
     /// First index that is an event rather than an outcome.
     pub const FIRST_EVENT: u32 = EVENT_REPICK;
 
@@ -124,6 +130,7 @@ pub mod reason {
         "pass_via_stack",
         "drop_redirect_failed",
         "drop_reply_wrong_interface",
+        "fwd_icmp_error",
         "event_repick",
         "event_midflow_pick",
         "event_conntrack_insert_failed",

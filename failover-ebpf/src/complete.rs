@@ -29,7 +29,7 @@ const MAX_CHUNKS: u32 = 18;
 /// One's-complement sum of the IPv4 pseudo-header (raw loads).
 #[inline(always)]
 fn pseudo_sum(ip: *const Ipv4Hdr, proto: u8, l4_len: u16) -> u64 {
-    // SAFETY: `ip` was bounds-checked by parse().
+    // SAFETY: `ip` was bounds-checked by the parser.
     let (src, dst) = unsafe { ((*ip).src, (*ip).dst) };
     u64::from(src & 0xffff)
         + u64::from(src >> 16)
@@ -42,7 +42,7 @@ fn pseudo_sum(ip: *const Ipv4Hdr, proto: u8, l4_len: u16) -> u64 {
 /// The L4 segment's length and offset in the frame.
 #[inline(always)]
 fn segment(ctx: &XdpContext, ip: *const Ipv4Hdr, l4: &L4) -> (u16, u32) {
-    // SAFETY: `ip` was bounds-checked by parse().
+    // SAFETY: `ip` was bounds-checked by the parser.
     let (version_ihl, tot_len) = unsafe { ((*ip).version_ihl, (*ip).tot_len) };
     let header = u16::from(version_ihl & 0x0f) * 4;
     let len = u16::from_be(tot_len).saturating_sub(header);
@@ -126,7 +126,7 @@ pub fn really_partial(ctx: &XdpContext, ip: *const Ipv4Hdr, l4: &L4) -> bool {
 #[inline(always)]
 pub fn complete(ctx: &XdpContext, ip: *const Ipv4Hdr, l4: &L4) {
     let (len, offset) = segment(ctx, ip, l4);
-    // SAFETY: the checksum pointer was bounds-checked by parse().
+    // SAFETY: the checksum pointer was bounds-checked by the parser.
     let old = unsafe { core::ptr::read_unaligned(l4.check_ptr) };
     // SAFETY: as above.
     unsafe { core::ptr::write_unaligned(l4.check_ptr, 0) };
@@ -141,4 +141,17 @@ pub fn complete(ctx: &XdpContext, ip: *const Ipv4Hdr, l4: &L4) {
     }
     // SAFETY: as above.
     unsafe { core::ptr::write_unaligned(l4.check_ptr, check) };
+}
+
+/// Whether the packet's L4 checksum is partial; counted.
+#[inline(always)]
+pub fn is_partial(ctx: &XdpContext, ip: *mut Ipv4Hdr, l4: &L4, bytes: u64) -> bool {
+    let partial = crate::nat::looks_partial(ip, l4) && really_partial(ctx, ip, l4);
+    if partial {
+        crate::counters::reason(
+            failover_common::stats::reason::EVENT_PARTIAL_CHECKSUM,
+            bytes,
+        );
+    }
+    partial
 }

@@ -1,58 +1,43 @@
 //! failover's XDP data path: forwards TCP/UDP for each service (VIP, port,
-//! protocol) to a backend, rewrites replies back to the VIP, and counts every
-//! verdict and why it was taken.
+//! protocol) to a backend, rewrites replies and ICMP errors about them back
+//! to the VIP, and counts every verdict and why it was taken.
 #![no_std]
 #![no_main]
 
 mod complete;
 mod conntrack;
 mod counters;
+mod egress;
 mod fib;
+mod icmp;
 mod maps;
 mod nat;
+mod outcome;
 mod parse;
 mod reset;
 mod watch;
 
 use aya_ebpf::{
-    bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
-    helpers::bpf_redirect,
+    bindings::xdp_action::{XDP_PASS, XDP_REDIRECT, XDP_TX},
     macros::xdp,
     programs::XdpContext,
 };
 use failover_common::{
-    Backend, EGRESS_F_VIA_STACK, EGRESS_SLOTS, FAMILY_IPV4, Flow, FlowKey, PROTO_TCP,
-    SERVICE_F_RESET_DEAD_FLOWS, Service, ServiceKey, flow_direction, stats::reason,
+    Backend, FAMILY_IPV4, Flow, FlowKey, PROTO_TCP, SERVICE_F_RESET_DEAD_FLOWS, Service,
+    ServiceKey, flow_direction, stats::reason,
 };
 
 use crate::{
     conntrack::NewFlow,
     counters::Towards,
-    fib::{Lookup, NextHop},
-    maps::{CONNTRACK, EGRESS, SERVICES},
+    egress::{ingress_ifindex, next_hop, send, via_stack},
+    fib::Lookup,
+    icmp::IcmpError,
+    maps::{CONNTRACK, SERVICES},
     nat::End,
-    parse::{ParseError, Parsed, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN},
+    outcome::{Outcome, drop, pass},
+    parse::{L3, ParseError, Parsed, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN},
 };
-
-/// A verdict and the one outcome reason that explains it.
-struct Outcome {
-    action: u32,
-    reason: u32,
-}
-
-const fn pass(reason: u32) -> Outcome {
-    Outcome {
-        action: XDP_PASS,
-        reason,
-    }
-}
-
-const fn drop(reason: u32) -> Outcome {
-    Outcome {
-        action: XDP_DROP,
-        reason,
-    }
-}
 
 /// The data path. Attach to every interface that carries service traffic or
 /// backend replies.
@@ -78,12 +63,19 @@ pub fn failover_pass(_ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn process(ctx: &XdpContext, bytes: u64) -> Outcome {
-    let parsed = match parse::parse(ctx) {
+    let l3 = match parse::parse_l3(ctx) {
+        Ok(l3) => l3,
+        Err(err) => return pass(parse_reason(err)),
+    };
+    if let Some(error) = icmp::parse_error(ctx, &l3) {
+        return icmp_error(ctx, &l3, &error, bytes);
+    }
+    let parsed = match parse::parse_l4(ctx, l3) {
         Ok(parsed) => parsed,
         Err(err) => return pass(parse_reason(err)),
     };
-    // SAFETY: bounds checked by parse().
-    let (src, dst) = unsafe { ((*parsed.ip).src, (*parsed.ip).dst) };
+    // SAFETY: bounds checked by the parser.
+    let (src, dst) = unsafe { ((*parsed.l3.ip).src, (*parsed.l3.ip).dst) };
     let l4 = &parsed.l4;
     let key = FlowKey {
         src: [src, 0, 0, 0],
@@ -100,14 +92,10 @@ fn process(ctx: &XdpContext, bytes: u64) -> Outcome {
         // SAFETY: a live LRU value.
         if unsafe { (*entry).direction } == flow_direction::REPLY {
             if conntrack::recorded_backend(entry).is_some() {
-                // Tagged frames are not checked: the route names the VLAN
-                // device, the program sees its lower device.
-                if !parsed.tagged
-                    && !conntrack::reply_arrived_where_expected(entry, ingress_ifindex(ctx))
-                {
-                    return drop(reason::DROP_REPLY_WRONG_INTERFACE);
+                if let Err(outcome) = from_backend_side(ctx, &parsed.l3, entry) {
+                    return outcome;
                 }
-                return to_client(ctx, &parsed, &key, entry, bytes);
+                return to_client(ctx, &parsed.l3, Reverse::Reply(&parsed.l4), entry, bytes);
             }
             // The backend's slot has another owner now: not a reply of any
             // live flow.
@@ -207,9 +195,9 @@ fn to_backend(
     route: Route,
     bytes: u64,
 ) -> Outcome {
-    let ip = parsed.ip;
+    let ip = parsed.l3.ip;
     let l4 = &parsed.l4;
-    // SAFETY: bounds checked by parse().
+    // SAFETY: bounds checked by the parser.
     let (ttl, tos, tot_len) = unsafe { ((*ip).ttl, (*ip).tos, (*ip).tot_len) };
     if ttl <= 1 {
         return pass(reason::PASS_TTL_EXPIRED);
@@ -289,7 +277,7 @@ fn to_backend(
             bytes,
         );
     }
-    let partial = partial_checksum(ctx, ip, l4, bytes);
+    let partial = complete::is_partial(ctx, ip, l4, bytes);
     nat::rewrite(ip, l4, End::Destination, backend_addr, backend_port);
     if partial {
         complete::complete(ctx, ip, l4);
@@ -303,22 +291,58 @@ fn to_backend(
     } else {
         reason::FWD_NEW_FLOW
     };
-    send(ctx, parsed, hop, forwarded)
+    send(ctx, &parsed.l3, hop, forwarded)
 }
 
-/// Backend → client on a tracked flow: put the VIP back as the source.
+/// What comes back from a backend's side on a tracked flow.
+enum Reverse<'a> {
+    /// A reply: the VIP and service port go back as the source.
+    Reply(&'a parse::L4),
+    /// An ICMP error about the client's packet: as if the VIP sent it.
+    IcmpError(&'a IcmpError),
+}
+
+/// Whether a packet for a tracked reply entry came from where its backend
+/// is; `Err` with the outcome when not.
 #[inline(always)]
-fn to_client(
-    ctx: &XdpContext,
-    parsed: &Parsed,
-    key: &FlowKey,
-    entry: *mut Flow,
-    bytes: u64,
-) -> Outcome {
-    let ip = parsed.ip;
-    let l4 = &parsed.l4;
-    // SAFETY: bounds checked by parse(); `entry` is a live LRU value.
-    let (ttl, tos, tot_len) = unsafe { ((*ip).ttl, (*ip).tos, (*ip).tot_len) };
+fn from_backend_side(ctx: &XdpContext, l3: &L3, entry: *mut Flow) -> Result<(), Outcome> {
+    // Tagged frames are not checked: the route names the VLAN device, the
+    // program sees its lower device.
+    if !l3.tagged && !conntrack::reply_arrived_where_expected(entry, ingress_ifindex(ctx)) {
+        return Err(drop(reason::DROP_REPLY_WRONG_INTERFACE));
+    }
+    Ok(())
+}
+
+/// An ICMP error from a backend's side: translated for the client when it
+/// is about a live tracked flow, otherwise left to the stack.
+#[inline(always)]
+fn icmp_error(ctx: &XdpContext, l3: &L3, error: &IcmpError, bytes: u64) -> Outcome {
+    let key = icmp::reply_key(error);
+    let Some(entry) = CONNTRACK.get_ptr_mut(key) else {
+        return pass(reason::PASS_NOT_TCP_UDP);
+    };
+    // SAFETY: a live LRU value; bounds checked by the parser.
+    let (direction, dst) = unsafe { ((*entry).direction, (*l3.ip).dst) };
+    // The error must be on its way to the client the flow belongs to.
+    if direction != flow_direction::REPLY
+        || dst != icmp::client(error)
+        || conntrack::recorded_backend(entry).is_none()
+    {
+        return pass(reason::PASS_NOT_TCP_UDP);
+    }
+    if let Err(outcome) = from_backend_side(ctx, l3, entry) {
+        return outcome;
+    }
+    to_client(ctx, l3, Reverse::IcmpError(error), entry, bytes)
+}
+
+/// Backend → client on a tracked flow: make it come from the VIP.
+#[inline(always)]
+fn to_client(ctx: &XdpContext, l3: &L3, what: Reverse, entry: *mut Flow, bytes: u64) -> Outcome {
+    let ip = l3.ip;
+    // SAFETY: bounds checked by the parser; `entry` is a live LRU value.
+    let (ttl, tos, tot_len, client) = unsafe { ((*ip).ttl, (*ip).tos, (*ip).tot_len, (*ip).dst) };
     let (vip, vip_port, service_id, backend_id) = unsafe {
         (
             (*entry).nat_addr[0],
@@ -330,123 +354,44 @@ fn to_client(
     if ttl <= 1 {
         return pass(reason::PASS_TTL_EXPIRED);
     }
+    let (src_port, dst_port) = match what {
+        Reverse::Reply(l4) => (vip_port, l4.dst_port),
+        Reverse::IcmpError(_) => (0, 0),
+    };
     let lookup = Lookup {
         ingress_ifindex: ingress_ifindex(ctx),
-        proto: l4.proto,
+        proto: l3.proto,
         tos,
         tot_len: u16::from_be(tot_len),
         src: vip,
-        dst: key.dst[0],
-        src_port: vip_port,
-        dst_port: l4.dst_port,
+        dst: client,
+        src_port,
+        dst_port,
     };
     let hop = next_hop(ctx, Some(entry), &lookup);
     let via_stack = match via_stack(&hop) {
         Ok(via_stack) => via_stack,
         Err(outcome) => return outcome,
     };
-    let partial = partial_checksum(ctx, ip, l4, bytes);
-    nat::rewrite(ip, l4, End::Source, vip, vip_port);
-    if partial {
-        complete::complete(ctx, ip, l4);
-    }
+    let forwarded = match what {
+        Reverse::Reply(l4) => {
+            let partial = complete::is_partial(ctx, ip, l4, bytes);
+            nat::rewrite(ip, l4, End::Source, vip, vip_port);
+            if partial {
+                complete::complete(ctx, ip, l4);
+            }
+            reason::FWD_REPLY
+        }
+        Reverse::IcmpError(error) => {
+            icmp::translate_to_client(ip, error, vip, vip_port);
+            reason::FWD_ICMP_ERROR
+        }
+    };
     counters::traffic(service_id, backend_id, Towards::Client, bytes);
     if via_stack {
         return pass(reason::PASS_NO_NEIGHBOUR);
     }
-    send(ctx, parsed, hop, reason::FWD_REPLY)
-}
-
-/// The next hop from the flow's cache when fresh, else from the route
-/// lookup (then cached in the flow, if there is one).
-#[inline(always)]
-fn next_hop(ctx: &XdpContext, flow: Option<*mut Flow>, lookup: &Lookup) -> NextHop {
-    let ingress = lookup.ingress_ifindex;
-    if let Some(entry) = flow
-        && let Some(hop) = conntrack::cached_hop(entry, ingress, conntrack::now())
-    {
-        return hop;
-    }
-    let hop = fib::next_hop(ctx, lookup);
-    if let Some(entry) = flow {
-        conntrack::store_hop(entry, &hop, ingress);
-    }
-    hop
-}
-
-/// Whether the rewritten packet goes through the stack (unresolved
-/// neighbour); `Err` with the outcome when it is not forwarded at all.
-#[inline(always)]
-fn via_stack(hop: &NextHop) -> Result<bool, Outcome> {
-    match *hop {
-        NextHop::Drop(reason) => Err(drop(reason)),
-        NextHop::PassUntouched(reason) => Err(pass(reason)),
-        NextHop::ResolveInStack { .. } => Ok(true),
-        NextHop::Forward { .. } => Ok(false),
-    }
-}
-
-/// Finishes a forwarded packet: router TTL, next-hop MACs, then XDP_TX when
-/// it leaves where it came in, a redirect otherwise.
-#[inline(always)]
-fn send(ctx: &XdpContext, parsed: &Parsed, hop: NextHop, reason: u32) -> Outcome {
-    let NextHop::Forward {
-        ifindex,
-        src_mac,
-        dst_mac,
-    } = hop
-    else {
-        return pass(reason);
-    };
-    if ifindex != ingress_ifindex(ctx) && egress_via_stack(ifindex) {
-        // The kernel drops frames redirected there: let the stack forward
-        // the rewritten packet (it decrements the TTL and sets the MACs).
-        return pass(reason::PASS_VIA_STACK);
-    }
-    nat::decrement_ttl(parsed.ip);
-    if parsed.tagged {
-        // The route names an untagged device (a VLAN device cannot take
-        // XDP frames and goes through the stack): the tag comes off.
-        if !nat::strip_tag(ctx, src_mac, dst_mac) {
-            // Cannot happen for a tag we parsed; the stack can forward the
-            // rewritten, still tagged packet.
-            return pass(reason::PASS_VIA_STACK);
-        }
-    } else {
-        nat::set_macs(parsed.eth, src_mac, dst_mac);
-    }
-    if ifindex == ingress_ifindex(ctx) {
-        return Outcome {
-            action: XDP_TX,
-            reason,
-        };
-    }
-    // SAFETY: plain helper call; returns XDP_REDIRECT, or XDP_ABORTED for bad flags.
-    let action = unsafe { bpf_redirect(ifindex, 0) } as u32;
-    Outcome { action, reason }
-}
-
-/// Whether the packet's L4 checksum is partial (see `complete`); counted.
-#[inline(always)]
-fn partial_checksum(ctx: &XdpContext, ip: *mut parse::Ipv4Hdr, l4: &parse::L4, bytes: u64) -> bool {
-    let partial = nat::looks_partial(ip, l4) && complete::really_partial(ctx, ip, l4);
-    if partial {
-        counters::reason(reason::EVENT_PARTIAL_CHECKSUM, bytes);
-    }
-    partial
-}
-
-/// Whether the agent marked `ifindex` as dropping redirected frames.
-#[inline(always)]
-fn egress_via_stack(ifindex: u32) -> bool {
-    EGRESS
-        .get(ifindex % EGRESS_SLOTS)
-        .is_some_and(|e| e.ifindex == ifindex && e.flags & EGRESS_F_VIA_STACK != 0)
-}
-
-#[inline(always)]
-fn ingress_ifindex(ctx: &XdpContext) -> u32 {
-    ctx.ingress_ifindex() as u32
+    send(ctx, l3, hop, forwarded)
 }
 
 #[cfg(not(test))]

@@ -1,6 +1,6 @@
 //! Address/port rewriting with incremental checksum updates.
 //!
-//! Contract: pointers come from [`crate::parse::parse`] (bounds already
+//! Contract: pointers come from [`crate::parse`] (bounds already
 //! proven); values are network order as loaded. Checksums are updated, never
 //! verified or recomputed: a packet that arrived with a bad checksum leaves
 //! with exactly the same error, so the receiver still rejects it.
@@ -25,7 +25,7 @@ pub enum End {
 /// Rewrites one end's address and port, updating the IPv4 and L4 checksums.
 #[inline(always)]
 pub fn rewrite(ip: *mut Ipv4Hdr, l4: &L4, end: End, addr: u32, port: u16) {
-    // SAFETY: `ip` and the L4 field pointers were bounds-checked by parse().
+    // SAFETY: `ip` and the L4 field pointers were bounds-checked by the parser.
     unsafe {
         let old_addr = match end {
             End::Destination => (*ip).dst,
@@ -61,7 +61,7 @@ pub fn rewrite(ip: *mut Ipv4Hdr, l4: &L4, end: End, addr: u32, port: u16) {
 /// 65,536 looks like this too (`complete::really_partial` tells them apart).
 #[inline(always)]
 pub fn looks_partial(ip: *const Ipv4Hdr, l4: &L4) -> bool {
-    // SAFETY: `ip` and the L4 checksum pointer were bounds-checked by parse().
+    // SAFETY: `ip` and the L4 checksum pointer were bounds-checked by the parser.
     unsafe {
         let check = read_unaligned(l4.check_ptr);
         if check == 0 {
@@ -83,7 +83,7 @@ pub fn looks_partial(ip: *const Ipv4Hdr, l4: &L4) -> bool {
 /// Decrements the TTL as a router does. The caller made sure it is above 1.
 #[inline(always)]
 pub fn decrement_ttl(ip: *mut Ipv4Hdr) {
-    // SAFETY: `ip` was bounds-checked by parse(); TTL and protocol form the
+    // SAFETY: `ip` was bounds-checked by the parser; TTL and protocol form the
     // 16-bit word the header checksum sees.
     unsafe {
         let ttl = (*ip).ttl;
@@ -114,7 +114,7 @@ pub fn strip_tag(ctx: &XdpContext, src: [u8; 6], dst: [u8; 6]) -> bool {
 
 #[inline(always)]
 pub fn set_macs(eth: *mut EthHdr, src: [u8; 6], dst: [u8; 6]) {
-    // SAFETY: `eth` was bounds-checked by parse().
+    // SAFETY: `eth` was bounds-checked by the parser.
     unsafe {
         (*eth).src = src;
         (*eth).dst = dst;

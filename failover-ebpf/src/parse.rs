@@ -115,19 +115,30 @@ pub struct L4 {
     pub check_ptr: *mut u16,
 }
 
-/// A parsed IPv4 TCP/UDP frame.
-pub struct Parsed {
+/// The Ethernet and IPv4 headers of a frame, and where its payload starts.
+pub struct L3 {
     pub eth: *mut EthHdr,
     /// The frame carries an 802.1Q or 802.1ad tag.
     pub tagged: bool,
     pub ip: *mut Ipv4Hdr,
+    pub proto: u8,
+    /// Offset of the IPv4 payload in the frame.
+    pub payload: usize,
+    /// Offset of the datagram's end (from the IPv4 total length).
+    pub end: usize,
+}
+
+/// A parsed IPv4 TCP/UDP frame.
+pub struct Parsed {
+    pub l3: L3,
     pub l4: L4,
 }
 
-/// Parses Ethernet, at most one 802.1Q/802.1ad tag, IPv4 (with options) and
-/// the fixed part of TCP or UDP. Never touches the frame.
+/// Parses Ethernet, at most one 802.1Q/802.1ad tag and an unfragmented
+/// IPv4 header (with options). Never touches the frame; nor does
+/// [`parse_l4`], which goes on from here for TCP and UDP.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
+pub fn parse_l3(ctx: &XdpContext) -> Result<L3, ParseError> {
     let eth: *mut EthHdr = ptr_at(ctx, 0).ok_or(ParseError::TruncatedEth)?;
     let mut l3 = ETH_LEN;
     // SAFETY: ptr_at checked the bounds; packed fields are read by value.
@@ -166,13 +177,33 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
         return Err(ParseError::Fragment);
     }
 
-    // The first header that is incomplete names the reason; after that, a
-    // datagram longer than the frame is a truncated IPv4 packet.
-    let offset = l3 + ihl_bytes;
+    Ok(L3 {
+        eth,
+        tagged: l3 != ETH_LEN,
+        ip,
+        proto,
+        payload: l3 + ihl_bytes,
+        end: l3 + tot_len,
+    })
+}
+
+/// Whether the whole datagram is in the frame (trailing Ethernet padding is
+/// fine). Checked after the headers a caller needs: the first incomplete
+/// header names the reason, after that a short frame is truncated IPv4.
+#[inline(always)]
+pub fn datagram_complete(ctx: &XdpContext, l3: &L3) -> bool {
+    ctx.data() + l3.end <= ctx.data_end()
+}
+
+/// Parses the fixed part of TCP or UDP after `l3`.
+#[inline(always)]
+pub fn parse_l4(ctx: &XdpContext, l3: L3) -> Result<Parsed, ParseError> {
+    let offset = l3.payload;
+    let proto = l3.proto;
     let l4 = match proto {
         failover_common::PROTO_TCP => {
             let tcp: *mut TcpHdr = ptr_at(ctx, offset).ok_or(ParseError::TruncatedL4)?;
-            if tot_len < ihl_bytes + TCP_MIN_LEN {
+            if l3.end < offset + TCP_MIN_LEN {
                 return Err(ParseError::TruncatedL4);
             }
             // SAFETY: bounds checked by ptr_at.
@@ -190,7 +221,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
         }
         failover_common::PROTO_UDP => {
             let udp: *mut UdpHdr = ptr_at(ctx, offset).ok_or(ParseError::TruncatedL4)?;
-            if tot_len < ihl_bytes + UDP_LEN {
+            if l3.end < offset + UDP_LEN {
                 return Err(ParseError::TruncatedL4);
             }
             // SAFETY: bounds checked by ptr_at.
@@ -207,14 +238,8 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, ParseError> {
         }
         _ => return Err(ParseError::NotTcpUdp),
     };
-    // The whole datagram must be in the frame (trailing Ethernet padding is fine).
-    if ctx.data() + l3 + tot_len > ctx.data_end() {
+    if !datagram_complete(ctx, &l3) {
         return Err(ParseError::TruncatedIpv4);
     }
-    Ok(Parsed {
-        eth,
-        tagged: l3 != ETH_LEN,
-        ip,
-        l4,
-    })
+    Ok(Parsed { l3, l4 })
 }

@@ -3,7 +3,7 @@
 //! at once that the connection is dead and reconnects, instead of waiting
 //! for retransmission timeouts.
 //!
-//! Contract: `parsed` is a TCP frame from `parse()`. The frame is rewritten in
+//! Contract: `parsed` is a TCP frame from the parser. The frame is rewritten in
 //! place into a 20-byte IPv4 + 20-byte TCP reply (RFC 793 reset generation:
 //! with ACK, seq = their ack; without, ack = their seq + segment length) and
 //! then shortened. Frames with IPv4 options are left alone (`false`).
@@ -35,9 +35,9 @@ fn sum_words(ptr: *const u16, words: usize) -> u64 {
 /// Turns the frame into a RST to the client. Returns whether it did.
 #[inline(always)]
 pub fn answer(ctx: &XdpContext, parsed: &Parsed) -> bool {
-    let ip = parsed.ip;
+    let ip = parsed.l3.ip;
     let tcp = parsed.l4.src_port_ptr as *mut TcpHdr;
-    // SAFETY: parse() proved the Ethernet, 20-byte IPv4 and 20-byte TCP
+    // SAFETY: the parser proved the Ethernet, 20-byte IPv4 and 20-byte TCP
     // headers are in the frame; all accesses below stay inside them.
     unsafe {
         if (*ip).version_ihl != 0x45 || (*ip).proto != PROTO_TCP {
@@ -61,7 +61,7 @@ pub fn answer(ctx: &XdpContext, parsed: &Parsed) -> bool {
             )
         };
 
-        let eth: *mut EthHdr = parsed.eth;
+        let eth: *mut EthHdr = parsed.l3.eth;
         let (dst_mac, src_mac) = ((*eth).dst, (*eth).src);
         (*eth).dst = src_mac;
         (*eth).src = dst_mac;

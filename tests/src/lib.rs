@@ -6,6 +6,7 @@ pub use failover::lab::{netns, servers};
 
 pub mod agent_lab;
 pub mod bench;
+pub mod fixture;
 pub mod fuzz;
 pub mod lab;
 pub mod load;

@@ -31,7 +31,22 @@ pub enum L4 {
     },
     /// Any other IP protocol, with raw bytes after the IP header.
     Other { proto: u8 },
+    /// An ICMP error (`kind`, `code`, the 4 bytes after the checksum) about
+    /// `about`, embedding the first `keep` bytes of its IP packet (the
+    /// frame's payload is not used).
+    IcmpError {
+        kind: u8,
+        code: u8,
+        rest: u32,
+        about: Box<Frame>,
+        keep: usize,
+    },
 }
+
+pub const ICMP_DEST_UNREACHABLE: u8 = 3;
+pub const ICMP_PORT_UNREACHABLE: u8 = 3;
+pub const ICMP_FRAG_NEEDED: u8 = 4;
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
 
 /// A frame description; [`Frame::build`] turns it into bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +102,34 @@ impl Frame {
         )
     }
 
+    /// An ICMP error from `src` to `dst` about `about` (see [`L4::IcmpError`]).
+    pub fn icmp_error(
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        (kind, code, rest): (u8, u8, u32),
+        about: &Frame,
+        keep: usize,
+    ) -> Self {
+        Self::new(
+            src,
+            dst,
+            L4::IcmpError {
+                kind,
+                code,
+                rest,
+                about: Box::new(about.clone()),
+                keep,
+            },
+        )
+    }
+
+    /// The IP packet: the frame without its Ethernet header and tag.
+    pub fn ip_packet(&self) -> Vec<u8> {
+        let frame = self.build();
+        let l2 = ETH_LEN + if self.vlan.is_some() { 4 } else { 0 };
+        frame[l2..].to_vec()
+    }
+
     pub fn new(src: Ipv4Addr, dst: Ipv4Addr, l4: L4) -> Self {
         Self {
             dst_mac: [0x02, 0, 0, 0, 0, 0xaa],
@@ -129,7 +172,7 @@ impl Frame {
         self.dst = addr;
         match &mut self.l4 {
             L4::Tcp { dst_port, .. } | L4::Udp { dst_port, .. } => *dst_port = port,
-            L4::Other { .. } => {}
+            L4::Other { .. } | L4::IcmpError { .. } => {}
         }
         self
     }
@@ -139,7 +182,7 @@ impl Frame {
         self.src = addr;
         match &mut self.l4 {
             L4::Tcp { src_port, .. } | L4::Udp { src_port, .. } => *src_port = port,
-            L4::Other { .. } => {}
+            L4::Other { .. } | L4::IcmpError { .. } => {}
         }
         self
     }
@@ -184,6 +227,21 @@ impl Frame {
                 (17, h)
             }
             L4::Other { proto } => (proto, self.payload.clone()),
+            L4::IcmpError {
+                kind,
+                code,
+                rest,
+                ref about,
+                keep,
+            } => {
+                let embedded = about.ip_packet();
+                let mut h = vec![kind, code, 0, 0];
+                h.extend_from_slice(&rest.to_be_bytes());
+                h.extend_from_slice(&embedded[..keep.min(embedded.len())]);
+                let check = checksum_be(&h, 0);
+                h[2..4].copy_from_slice(&check.to_be_bytes());
+                (1, h)
+            }
         }
     }
 
@@ -312,6 +370,97 @@ pub fn parse(frame: &[u8]) -> Option<Parsed> {
         ihl,
         tot_len,
     })
+}
+
+/// An ICMP error frame (destination unreachable or time exceeded) about an
+/// unfragmented TCP or UDP packet, as the tests read it: offsets into the
+/// frame and the embedded packet's addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IcmpErrorFrame {
+    /// The outer IPv4 header: offset, length, addresses, TTL.
+    pub l3: usize,
+    pub ihl: usize,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub ttl: u8,
+    /// Offset of the ICMP header, and of the datagram's end.
+    pub icmp: usize,
+    pub end: usize,
+    /// The embedded IPv4 header: offset and length.
+    pub inner: usize,
+    pub inner_ihl: usize,
+    pub inner_proto: u8,
+    pub inner_src: (Ipv4Addr, u16),
+    pub inner_dst: (Ipv4Addr, u16),
+}
+
+impl IcmpErrorFrame {
+    /// Offset of the embedded transport header.
+    pub fn inner_l4(&self) -> usize {
+        self.inner + self.inner_ihl
+    }
+}
+
+/// Parses an untagged or single-tagged ICMP error about an unfragmented TCP
+/// or UDP packet with at least 8 bytes of its transport header embedded.
+pub fn parse_icmp_error(frame: &[u8]) -> Option<IcmpErrorFrame> {
+    let mut l3 = ETH_LEN;
+    let mut ether_type = u16::from_be_bytes(frame.get(12..14)?.try_into().ok()?);
+    if ether_type == 0x8100 || ether_type == 0x88a8 {
+        ether_type = u16::from_be_bytes(frame.get(16..18)?.try_into().ok()?);
+        l3 += 4;
+    }
+    let ip = frame.get(l3..l3 + 20)?;
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let tot_len = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+    if ether_type != 0x0800 || ip[0] >> 4 != 4 || ihl < 20 || ip[9] != 1 || fragment {
+        return None;
+    }
+    let end = l3 + tot_len;
+    let icmp = l3 + ihl;
+    if tot_len < ihl || frame.len() < end || end < icmp + 8 || ![3, 11].contains(&frame[icmp]) {
+        return None;
+    }
+    let inner = icmp + 8;
+    let header = frame.get(inner..inner + 20)?;
+    let inner_ihl = usize::from(header[0] & 0x0f) * 4;
+    let inner_fragment = u16::from_be_bytes([header[6], header[7]]) & 0x3fff != 0;
+    let inner_proto = header[9];
+    if header[0] >> 4 != 4 || inner_ihl < 20 || inner_fragment || ![6, 17].contains(&inner_proto) {
+        return None;
+    }
+    let l4 = inner + inner_ihl;
+    if end < l4 + 8 {
+        return None;
+    }
+    let port = |at: usize| u16::from_be_bytes([frame[at], frame[at + 1]]);
+    Some(IcmpErrorFrame {
+        l3,
+        ihl,
+        src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+        dst: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+        ttl: ip[8],
+        icmp,
+        end,
+        inner,
+        inner_ihl,
+        inner_proto,
+        inner_src: (
+            Ipv4Addr::new(header[12], header[13], header[14], header[15]),
+            port(l4),
+        ),
+        inner_dst: (
+            Ipv4Addr::new(header[16], header[17], header[18], header[19]),
+            port(l4 + 2),
+        ),
+    })
+}
+
+/// The folded one's-complement sum of `bytes` (0xffff: a valid checksum
+/// is among them).
+pub fn residue(bytes: &[u8]) -> u16 {
+    failover_common::csum::fold(sum_be_words(bytes, 0))
 }
 
 /// How far a frame's IPv4 and L4 checksums are from valid, as the folded

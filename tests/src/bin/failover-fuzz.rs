@@ -42,6 +42,7 @@ fn main() -> ExitCode {
     let mut failures = Vec::new();
     let mut elapsed = std::time::Duration::ZERO;
     let mut rewritten = 0;
+    let mut icmp_translated = 0;
     while done < packets {
         let round = ROUND.min(packets - done);
         let mut lab = TestRunLab::new();
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         done += round;
         elapsed += report.elapsed;
         rewritten += report.rewritten;
+        icmp_translated += report.icmp_translated;
         failures.extend(report.failures);
         println!(
             "fuzz: {done} of {packets} frames, {:.0} frames/s, {} broken invariants so far",
@@ -59,7 +61,7 @@ fn main() -> ExitCode {
     }
     println!(
         "fuzz: {packets} frames in {:.1} s: {:.0} frames/s through BPF_PROG_TEST_RUN (one syscall each), \
-         {rewritten} rewritten, seed {seed}",
+         {rewritten} rewritten, {icmp_translated} icmp errors translated, seed {seed}",
         elapsed.as_secs_f64(),
         packets as f64 / elapsed.as_secs_f64()
     );

@@ -1,7 +1,8 @@
 //! Packet fuzzing of the real program (BPF_PROG_TEST_RUN in the fixture lab):
 //! well-formed frames of every shape the program parses — Ethernet, 802.1Q
 //! and 802.1ad tags, IPv4 with options and fragments, TCP with any flags,
-//! UDP with and without checksums, other protocols and ether types — and
+//! UDP with and without checksums, ICMP errors about packets sent through a
+//! VIP (tracked or not), other protocols and ether types — and
 //! mutations of them (bit flips, truncations, garbage, wrong lengths), each
 //! checked against invariants that hold for any input:
 //!
@@ -13,6 +14,9 @@
 //!   less), addresses, ports and checksums; a frame to a service goes to a
 //!   backend *of that service* on that backend's port, a reply comes from
 //!   the VIP and port of a service that owns that backend endpoint;
+//! - an ICMP error is translated only for the client that sent the packet
+//!   it embeds, from the VIP and about the VIP and port of a service owning
+//!   the embedded backend endpoint, changing nothing else (see `icmp`);
 //! - checksums keep exactly their error (valid ones stay valid), but for
 //!   a checksum that is partial (the pseudo-header sum a local sender with
 //!   offload leaves), which leaves completed;
@@ -21,7 +25,10 @@
 //! `tests/tests/random.rs` runs 100,000 frames in the test suite;
 //! `cargo xtask fuzz [--packets N]` runs a million or more.
 
+mod icmp;
+
 use std::{
+    borrow::Cow,
     net::Ipv4Addr,
     time::{Duration, Instant},
 };
@@ -148,7 +155,7 @@ fn well_formed(rng: &mut Rng) -> (Frame, bool) {
             Frame::udp(src, dst)
         }
     };
-    let (mut frame, from_backends) = match rng.below(8) {
+    let (mut frame, from_backends) = match rng.below(9) {
         0..=2 => (
             l4(
                 (CLIENT, client_port),
@@ -183,6 +190,7 @@ fn well_formed(rng: &mut Rng) -> (Frame, bool) {
                 false,
             )
         }
+        7 => (icmp::error_frame(rng, client_port), rng.chance(90)),
         _ => {
             let proto = rng.pick(&[1, 47, 50, 58, 132]);
             let mut frame = Frame::new(CLIENT, rng.pick(&[VIP, VIP_2]), L4::Other { proto });
@@ -289,6 +297,19 @@ fn same_residue(a: u16, b: u16) -> bool {
     a == b || (a == 0 && b == 0xffff) || (a == 0xffff && b == 0)
 }
 
+/// A tagged frame sent on leaves without its tag: the input to compare the
+/// output with is then the same frame untagged.
+fn untagged_like<'a>(input: &'a [u8], output: &[u8]) -> Cow<'a, [u8]> {
+    if output.len() + 4 == input.len()
+        && matches!(input[12..14], [0x81, 0x00] | [0x88, 0xa8])
+        && output[12..14] == input[16..18]
+    {
+        Cow::Owned([&input[..12], &input[16..]].concat())
+    } else {
+        Cow::Borrowed(input)
+    }
+}
+
 /// Checks one run against the invariants.
 pub fn check(input: &[u8], result: &RunResult) -> Result<(), String> {
     if result.action == XDP_ABORTED {
@@ -296,6 +317,9 @@ pub fn check(input: &[u8], result: &RunResult) -> Result<(), String> {
     }
     if result.action > XDP_REDIRECT {
         return Err(format!("unknown action {}", result.action));
+    }
+    if let Some(verdict) = icmp::check(input, result) {
+        return verdict;
     }
     let matches = could_match(input);
     if result.output == input {
@@ -313,18 +337,7 @@ pub fn check(input: &[u8], result: &RunResult) -> Result<(), String> {
     if ![XDP_TX, XDP_REDIRECT, XDP_PASS].contains(&result.action) {
         return Err(format!("a rewritten frame got action {}", result.action));
     }
-    // A tagged frame sent on leaves without its tag: compare with the same
-    // frame untagged.
-    let untagged;
-    let input = if result.output.len() + 4 == input.len()
-        && matches!(input[12..14], [0x81, 0x00] | [0x88, 0xa8])
-        && result.output[12..14] == input[16..18]
-    {
-        untagged = [&input[..12], &input[16..]].concat();
-        untagged.as_slice()
-    } else {
-        input
-    };
+    let input = &*untagged_like(input, &result.output);
     if result.output.len() != input.len() {
         return Err("length changed".into());
     }
@@ -394,6 +407,8 @@ pub struct Report {
     pub failures: Vec<String>,
     pub rewritten: usize,
     pub valid_rewritten: usize,
+    /// ICMP errors translated for a client (`fwd_icmp_error`).
+    pub icmp_translated: u64,
     pub elapsed: Duration,
 }
 
@@ -449,6 +464,7 @@ pub fn run(lab: &TestRunLab, rng: &mut Rng, seed: u64, packets: usize) -> Report
         failures,
         rewritten,
         valid_rewritten,
+        icmp_translated: 0,
         elapsed,
     };
     let verdicts = lab.verdicts();
@@ -469,6 +485,13 @@ pub fn run(lab: &TestRunLab, rng: &mut Rng, seed: u64, packets: usize) -> Report
             "only {rewritten} frames were rewritten ({valid_rewritten} valid): the generator lost its aim"
         ));
     }
+    let translated = reasons[reason::FWD_ICMP_ERROR as usize].packets;
+    if translated < (packets / 1000) as u64 {
+        report.failures.push(format!(
+            "only {translated} icmp errors were translated: the generator lost its aim"
+        ));
+    }
+    report.icmp_translated = translated;
     report
 }
 

@@ -1,0 +1,97 @@
+//! Where a rewritten packet goes: its next hop (cached in the flow or
+//! looked up), through the stack when the program cannot send it itself,
+//! otherwise out with router TTL and next-hop MACs.
+
+use aya_ebpf::{bindings::xdp_action::XDP_TX, helpers::bpf_redirect, programs::XdpContext};
+use failover_common::{EGRESS_F_VIA_STACK, EGRESS_SLOTS, Flow, stats::reason};
+
+use crate::{
+    conntrack,
+    fib::{self, Lookup, NextHop},
+    maps::EGRESS,
+    nat,
+    outcome::{Outcome, drop, pass},
+    parse::L3,
+};
+
+/// The next hop from the flow's cache when fresh, else from the route
+/// lookup (then cached in the flow, if there is one).
+#[inline(always)]
+pub fn next_hop(ctx: &XdpContext, flow: Option<*mut Flow>, lookup: &Lookup) -> NextHop {
+    let ingress = lookup.ingress_ifindex;
+    if let Some(entry) = flow
+        && let Some(hop) = conntrack::cached_hop(entry, ingress, conntrack::now())
+    {
+        return hop;
+    }
+    let hop = fib::next_hop(ctx, lookup);
+    if let Some(entry) = flow {
+        conntrack::store_hop(entry, &hop, ingress);
+    }
+    hop
+}
+
+/// Whether the rewritten packet goes through the stack (unresolved
+/// neighbour); `Err` with the outcome when it is not forwarded at all.
+#[inline(always)]
+pub fn via_stack(hop: &NextHop) -> Result<bool, Outcome> {
+    match *hop {
+        NextHop::Drop(reason) => Err(drop(reason)),
+        NextHop::PassUntouched(reason) => Err(pass(reason)),
+        NextHop::ResolveInStack { .. } => Ok(true),
+        NextHop::Forward { .. } => Ok(false),
+    }
+}
+
+/// Finishes a forwarded packet: router TTL, next-hop MACs, then XDP_TX when
+/// it leaves where it came in, a redirect otherwise.
+#[inline(always)]
+pub fn send(ctx: &XdpContext, l3: &L3, hop: NextHop, reason: u32) -> Outcome {
+    let NextHop::Forward {
+        ifindex,
+        src_mac,
+        dst_mac,
+    } = hop
+    else {
+        return pass(reason);
+    };
+    if ifindex != ingress_ifindex(ctx) && egress_via_stack(ifindex) {
+        // The kernel drops frames redirected there: let the stack forward
+        // the rewritten packet (it decrements the TTL and sets the MACs).
+        return pass(reason::PASS_VIA_STACK);
+    }
+    nat::decrement_ttl(l3.ip);
+    if l3.tagged {
+        // The route names an untagged device (a VLAN device cannot take
+        // XDP frames and goes through the stack): the tag comes off.
+        if !nat::strip_tag(ctx, src_mac, dst_mac) {
+            // Cannot happen for a tag we parsed; the stack can forward the
+            // rewritten, still tagged packet.
+            return pass(reason::PASS_VIA_STACK);
+        }
+    } else {
+        nat::set_macs(l3.eth, src_mac, dst_mac);
+    }
+    if ifindex == ingress_ifindex(ctx) {
+        return Outcome {
+            action: XDP_TX,
+            reason,
+        };
+    }
+    // SAFETY: plain helper call; returns XDP_REDIRECT, or XDP_ABORTED for bad flags.
+    let action = unsafe { bpf_redirect(ifindex, 0) } as u32;
+    Outcome { action, reason }
+}
+
+/// Whether the agent marked `ifindex` as dropping redirected frames.
+#[inline(always)]
+fn egress_via_stack(ifindex: u32) -> bool {
+    EGRESS
+        .get(ifindex % EGRESS_SLOTS)
+        .is_some_and(|e| e.ifindex == ifindex && e.flags & EGRESS_F_VIA_STACK != 0)
+}
+
+#[inline(always)]
+pub fn ingress_ifindex(ctx: &XdpContext) -> u32 {
+    ctx.ingress_ifindex() as u32
+}
