@@ -50,6 +50,7 @@ use failover::{
     Dataplane,
     lab::{
         agent::{AgentProcess, Stopped},
+        load::{self, Failed, Load, LongLived, Plan},
         netns::NsFd,
         topology::{self, BackendLink, Topology},
     },
@@ -840,37 +841,46 @@ pub fn web() -> SocketAddr {
 
 /// New connections to the web service every `pause` (each bounded by
 /// `timeout`), recorded on a background thread: [`crate::load::Load`].
-pub fn new_flows(client: &NetNs, pause: Duration, timeout: Duration) -> crate::load::Load {
-    crate::load::Load::start(
-        client,
-        web(),
-        Some(pause),
-        timeout,
-        Vec::new(),
-        Duration::ZERO,
-    )
+pub fn new_flows(client: &NetNs, pause: Duration, timeout: Duration) -> Load {
+    Load::start(client, Plan::new_flows(web(), pause, timeout)).expect("start the client load")
+}
+
+/// New connections to the web service every `new_every` (each bounded by
+/// `timeout`) and a request every `long_every` on each of `long` (each
+/// stops at its first failure: it is gone).
+pub fn load_with_long(
+    client: &NetNs,
+    new_every: Duration,
+    timeout: Duration,
+    long: Vec<TcpStream>,
+    long_every: Duration,
+) -> Load {
+    let plan = Plan {
+        long: Some(LongLived {
+            streams: long.into_iter().map(Some).collect(),
+            every: long_every,
+            reconnect: None,
+        }),
+        ..Plan::new_flows(web(), new_every, timeout)
+    };
+    Load::start(client, plan).expect("start the client load")
 }
 
 /// A connection to the VIP (call inside the client namespace).
 pub fn connect_vip(timeout: Duration) -> std::io::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(&SocketAddr::from((VIP, SERVICE_PORT)), timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
+    load::connect(web(), timeout)
 }
 
 /// One short connection with one request (call inside the client
 /// namespace): the answering backend, or what went wrong.
-pub fn request(timeout: Duration) -> Result<String, String> {
-    let mut stream = connect_vip(timeout).map_err(|e| format!("connect: {e}"))?;
-    ask(&mut stream).map_err(|e| format!("ask: {e}"))
+pub fn request(timeout: Duration) -> Result<String, Failed> {
+    load::request(web(), timeout)
 }
 
 /// Timestamped results of new connections, and the backend they were
 /// waiting for ([`AgentLab::sample_until`]), if any.
 pub struct Samples(
-    pub Vec<(Duration, Result<String, String>)>,
+    pub Vec<(Duration, Result<String, Failed>)>,
     pub Option<String>,
 );
 
@@ -908,7 +918,7 @@ impl Samples {
         for (at, result) in &self.0 {
             let label = match result {
                 Ok(name) => name.clone(),
-                Err(err) => err.clone(),
+                Err(err) => err.detail.clone(),
             };
             match runs.last_mut() {
                 Some((last, n, _)) if *last == label => *n += 1,

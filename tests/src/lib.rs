@@ -2,14 +2,13 @@
 //! BPF_PROG_TEST_RUN lab the data-path fixtures run in, and the backend
 //! servers of the namespace integration tests.
 
-pub use failover::lab::{netns, servers};
+pub use failover::lab::{load, netns, servers};
 
 pub mod agent_lab;
 pub mod bench;
 pub mod fixture;
 pub mod fuzz;
 pub mod lab;
-pub mod load;
 pub mod metrics;
 pub mod packet;
 pub mod pins;

@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 
 use failover_tests::agent_lab::{
     AgentLab, BACKEND_PORT, FAILOVER_BOUND, Failback, HEALTH_PORT, HOSTS, Health, Options, PRIMARY,
-    Probe, SLOW_ANSWER, new_flows, web,
+    Probe, SLOW_ANSWER, load_with_long, new_flows,
 };
-use failover_tests::load::Load;
 
 /// How long a sampling loop waiting for a switch runs at most.
 const SAMPLE_BOUND: Duration = Duration::from_secs(6);
@@ -166,7 +165,7 @@ fn flapping_primary_does_not_flap_traffic() {
         .filter_map(|s| s.result.as_ref().ok())
         .collect();
     let during_switches = during.windows(2).filter(|w| w[0] != w[1]).count();
-    let failures: Vec<&String> = recorded
+    let failures: Vec<&failover_tests::load::Failed> = recorded
         .new_flows
         .iter()
         .filter_map(|s| s.result.as_ref().err())
@@ -425,10 +424,9 @@ fn agent_sigkill_and_restart_keep_forwarding_and_flows() {
     let long_entries = long_flow(&lab, &long_src);
     let repicks = lab.counter("event_repick");
     // A new flow every 10 ms; the long connection asked every 50 ms.
-    let sampler = Load::start(
+    let sampler = load_with_long(
         &lab.client,
-        web(),
-        Some(Duration::from_millis(10)),
+        Duration::from_millis(10),
         Duration::from_secs(1),
         vec![long],
         Duration::from_millis(50),

@@ -107,10 +107,12 @@ fn cold_standby_is_started_and_takes_over_when_the_primary_fails() {
         .position(|l| l.contains("backend healthy") && l.contains("backend=standby"))
         .expect("the standby's health flip is logged");
     let flip = log.lines().nth(healthy).unwrap();
-    let passing = flip
-        .split("evidence=")
+    let evidence = flip
+        .split("evidence=\"")
         .nth(1)
-        .unwrap_or("")
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or("");
+    let passing = evidence
         .split(", ")
         .collect::<Vec<_>>()
         .into_iter()

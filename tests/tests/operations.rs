@@ -24,10 +24,10 @@ use std::{
 
 use failover_tests::agent_lab::{
     AgentLab, BACKEND_PORT, Failback, HOSTS, Options, PRIMARY, Probe, SERVICE_PORT, STANDBY, VIP,
-    ask,
+    ask, load_with_long,
 };
 use failover_tests::{
-    load::{Load, Sample, connect, request, summary},
+    load::{Failed, Sample, connect, request, summary},
     metrics::{metric, must},
     status::{backend, names, service},
 };
@@ -118,7 +118,7 @@ fn open_long(lab: &AgentLab, target: SocketAddr, n: usize, by: &str) -> Vec<TcpS
 
 /// `n` new connections from the client to `target`, one every ~10 ms: the
 /// answering backends.
-fn sample(lab: &AgentLab, target: SocketAddr, n: usize) -> Vec<Result<String, String>> {
+fn sample(lab: &AgentLab, target: SocketAddr, n: usize) -> Vec<Result<String, Failed>> {
     lab.client.run(|| {
         (0..n)
             .map(|_| {
@@ -142,10 +142,9 @@ fn switchover_under_continuous_load_fails_no_request() {
     let repicks = lab.counter("event_repick");
     let long = open_long(&lab, web(), 3, "primary");
     let t0 = Instant::now();
-    let load = Load::start(
+    let load = load_with_long(
         &lab.client,
-        web(),
-        Some(Duration::from_millis(10)),
+        Duration::from_millis(10),
         REQUEST_TIMEOUT,
         long,
         Duration::from_millis(50),
@@ -317,10 +316,9 @@ fn drain_keeps_long_flows_until_the_deadline_then_repicks_them() {
 
     let repicks = lab.counter("event_repick");
     let t0 = Instant::now();
-    let load = Load::start(
+    let load = load_with_long(
         &lab.client,
-        web(),
-        Some(Duration::from_millis(20)),
+        Duration::from_millis(20),
         REQUEST_TIMEOUT,
         long,
         Duration::from_millis(50),
@@ -434,7 +432,7 @@ fn drain_keeps_long_flows_until_the_deadline_then_repicks_them() {
         );
         // The standby has no socket for the re-picked flow and resets it.
         assert!(
-            matches!(&last.result, Err(e) if e.starts_with("ConnectionReset")),
+            matches!(&last.result, Err(e) if e.io == std::io::ErrorKind::ConnectionReset),
             "long connection {i} after the deadline: {}",
             summary(samples, t0)
         );
@@ -533,10 +531,9 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
     let long = open_long(&lab, web(), 3, "primary");
     let repicks = lab.counter("event_repick");
     let t0 = Instant::now();
-    let load = Load::start(
+    let load = load_with_long(
         &lab.client,
-        web(),
-        Some(Duration::from_millis(20)),
+        Duration::from_millis(20),
         REQUEST_TIMEOUT,
         long,
         Duration::from_millis(50),
@@ -1200,10 +1197,9 @@ fn drill_switches_verifies_and_returns_with_no_failed_request() {
     let repicks = lab.counter("event_repick");
     let long = open_long(&lab, web(), 2, "primary");
     let t0 = Instant::now();
-    let load = Load::start(
+    let load = load_with_long(
         &lab.client,
-        web(),
-        Some(Duration::from_millis(10)),
+        Duration::from_millis(10),
         REQUEST_TIMEOUT,
         long,
         Duration::from_millis(50),

@@ -28,6 +28,7 @@ use failover_tests::agent_lab::{
     AgentLab, BACKEND_PORT, FAILOVER_BOUND, Failback, HEALTH_PORT, Health, Layout, Options, Probe,
     SERVICE_PORT, VIP, ask, request,
 };
+use failover_tests::load::Failed;
 use serde_json::Value;
 
 /// New flows sampled to measure a spread (each backend's share is within
@@ -144,7 +145,7 @@ impl Spread {
         for (_, result) in samples.0 {
             match result {
                 Ok(name) => *counts.entry(name).or_insert(0) += 1,
-                Err(err) => failures.push(err),
+                Err(err) => failures.push(err.detail),
             }
         }
         Self {
@@ -836,7 +837,7 @@ fn quorum_fail_closed_takes_no_new_flows_and_keeps_established_ones() {
         new_flows_to(st).is_empty() && !healthy(st, "b") && !healthy(st, "c")
     });
     let drops = lab.counter("drop_no_backend");
-    let attempts: Vec<Result<String, String>> = lab.client.run(|| {
+    let attempts: Vec<Result<String, Failed>> = lab.client.run(|| {
         (0..10)
             .map(|_| request(Duration::from_millis(300)))
             .collect()

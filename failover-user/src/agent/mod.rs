@@ -369,13 +369,15 @@ impl Agent {
         let decided_to_map = self.write_changes(event.service, &changes, cause);
         let service = &self.services[event.service];
         let backend_name = service.backends[event.backend].name.clone();
+        let address = service.plan.backends[event.backend].spec.addr;
         let in_maintenance =
             service.policy.admin(event.backend) == crate::policy::Admin::Maintenance;
+        // Quoted (`?`): the evidence has spaces, and log readers split fields.
         let evidence = runtime::evidence(&flip);
         if flip.healthy {
-            info!(service = %service.name, backend = %backend_name, evidence = %evidence, "backend healthy");
+            info!(service = %service.name, backend = %backend_name, %address, ?evidence, "backend healthy");
         } else {
-            warn!(service = %service.name, backend = %backend_name, evidence = %evidence, "backend unhealthy");
+            warn!(service = %service.name, backend = %backend_name, %address, ?evidence, "backend unhealthy");
         }
         if !in_maintenance {
             let kind = if flip.healthy {

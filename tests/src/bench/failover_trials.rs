@@ -17,22 +17,20 @@
 //! HAProxy runs with `retries 2` and `option redispatch`, a usual setting.
 
 use std::{
-    net::{SocketAddr, TcpStream, UdpSocket},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-    thread::JoinHandle,
+    net::SocketAddr,
     time::{Duration, Instant},
 };
 
-use failover::lab::topology::{self, BackendLink, Topology};
+use failover::lab::{
+    load::{Datagrams, Load, LongLived, Plan, Recorded, Sample},
+    topology::{self, BackendLink, Topology},
+};
 
 use super::{Row, Section, Spread, killable::KillableServer, peers::NsProcess};
 use crate::{
     agent_lab::{
         AgentLab, BACKEND_PORT, BACKEND_UDP_PORT, Failback, Layout, Options, PRIMARY, Probe,
-        STANDBY, VIP, request,
+        STANDBY, VIP, web,
     },
     netns::NetNs,
 };
@@ -118,219 +116,44 @@ pub fn run(quick: bool) -> Section {
 
 // ---- Traffic -----------------------------------------------------------------
 
-#[derive(Clone, Debug)]
-struct Sample {
-    started: Instant,
-    finished: Instant,
-    answer: Result<String, String>,
-}
-
-/// The client's load, recorded with timestamps by background threads.
-struct Traffic {
-    stop: Arc<AtomicBool>,
-    recorded: Arc<Recordings>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Traffic {
-    fn start(client: &NetNs, udp: bool) -> Self {
-        let mut traffic = Self {
-            stop: Arc::new(AtomicBool::new(false)),
-            recorded: Arc::default(),
-            threads: Vec::new(),
-        };
-        traffic.spawn(client, "new-flows", new_flows);
-        traffic.spawn(client, "long-flows", long_flows);
-        if udp {
-            traffic.spawn(client, "udp-stream", udp_stream);
-        }
-        traffic
-    }
-
-    fn spawn(&mut self, client: &NetNs, name: &str, body: fn(&AtomicBool, &Arc<Recordings>)) {
-        let ns = client.open().expect("open the client netns");
-        let shared = self.recorded.clone();
-        let stop = self.stop.clone();
-        self.threads.push(
-            std::thread::Builder::new()
-                .name(name.into())
-                .spawn(move || {
-                    ns.enter().expect("enter the client netns");
-                    body(&stop, &shared);
-                })
-                .expect("spawn a traffic thread"),
-        );
-    }
-
-    fn tcp(&self) -> Vec<Sample> {
-        self.recorded.tcp.lock().unwrap().clone()
-    }
-    fn udp(&self) -> Vec<Sample> {
-        self.recorded.udp.lock().unwrap().clone()
-    }
-    fn long(&self) -> Vec<Sample> {
-        self.recorded.long.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Traffic {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// What the traffic threads record, shared with the trial loop.
-#[derive(Default)]
-struct Recordings {
-    tcp: Mutex<Vec<Sample>>,
-    udp: Mutex<Vec<Sample>>,
-    long: Mutex<Vec<Sample>>,
-}
-
-fn running(stop: &AtomicBool, started: Instant) -> bool {
-    !stop.load(Ordering::Relaxed) && started.elapsed() < TRAFFIC_LIFETIME
-}
-
-/// Opens a new connection every [`PACE`] whatever became of the previous
-/// ones (an open loop: a slow failure does not hold back the next request),
-/// each on its own thread, at most `REQUEST_TIMEOUT / PACE` (plus slack) at
-/// a time.
-fn new_flows(stop: &AtomicBool, shared: &Arc<Recordings>) {
-    let begun = Instant::now();
-    let mut in_flight: Vec<JoinHandle<()>> = Vec::new();
-    let mut next = Instant::now();
-    while running(stop, begun) {
-        in_flight.retain(|t| !t.is_finished());
-        if in_flight.len() < 64 {
-            let shared = shared.clone();
-            // Threads inherit this thread's network namespace.
-            if let Ok(thread) =
-                std::thread::Builder::new()
-                    .name("request".into())
-                    .spawn(move || {
-                        let started = Instant::now();
-                        let answer = request(REQUEST_TIMEOUT);
-                        let finished = Instant::now();
-                        shared.tcp.lock().unwrap().push(Sample {
-                            started,
-                            finished,
-                            answer,
-                        });
-                    })
-            {
-                in_flight.push(thread);
-            }
-        }
-        next += PACE;
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
-    }
-    for thread in in_flight {
-        let _ = thread.join();
-    }
-}
-
-fn connect_stable() -> std::io::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(
-        &SocketAddr::from((VIP, STABLE_PORT)),
-        Duration::from_secs(1),
-    )?;
-    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
-}
-
-/// Asks on each long connection every 10 ms; a broken one is recorded and
-/// replaced.
-fn long_flows(stop: &AtomicBool, shared: &Arc<Recordings>) {
-    let begun = Instant::now();
-    let mut streams: Vec<Option<TcpStream>> = (0..LONG_CONNECTIONS).map(|_| None).collect();
-    while running(stop, begun) {
-        for slot in &mut streams {
-            let started = Instant::now();
-            let answer = match slot.take().map_or_else(connect_stable, Ok) {
-                Ok(mut stream) => match crate::servers::ask(&mut stream) {
-                    Ok(name) => {
-                        *slot = Some(stream);
-                        Ok(name)
-                    }
-                    Err(e) => Err(format!("ask: {e}")),
-                },
-                Err(e) => Err(format!("connect: {e}")),
-            };
-            shared.long.lock().unwrap().push(Sample {
-                started,
-                finished: Instant::now(),
-                answer,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Sends a datagram every [`PACE`], each from a new socket on the next source
-/// port of a range (a new flow, like DNS queries: one long-lived UDP flow
-/// would rightly stay on the standby after failback; and a port the kernel
-/// picked at random could repeat a recent flow, which the data path rightly
-/// keeps on the backend it had), and records every answer.
-fn udp_stream(stop: &AtomicBool, shared: &Arc<Recordings>) {
-    const PORTS: std::ops::Range<u16> = 20_000..60_000;
-    let mut port = PORTS.start;
-    let begun = Instant::now();
-    let mut open: std::collections::VecDeque<(Instant, UdpSocket)> = Default::default();
-    let mut next_send = Instant::now();
-    let mut buf = [0u8; 64];
-    while running(stop, begun) {
-        if Instant::now() >= next_send {
-            next_send += PACE;
-            port = if port + 1 >= PORTS.end {
-                PORTS.start
-            } else {
-                port + 1
-            };
-            if let Ok(socket) = UdpSocket::bind(("0.0.0.0", port))
-                && socket.connect((VIP, UDP_PORT)).is_ok()
-                && socket.set_nonblocking(true).is_ok()
-            {
-                // Refused (ICMP) or dropped sends are just unanswered.
-                let _ = socket.send(b"x\n");
-                open.push_back((Instant::now(), socket));
-            }
-        }
-        while open
-            .front()
-            .is_some_and(|(sent, _)| sent.elapsed() > REQUEST_TIMEOUT)
-        {
-            open.pop_front();
-        }
-        for (sent, socket) in &open {
-            if let Ok(n) = socket.recv(&mut buf) {
-                shared.udp.lock().unwrap().push(Sample {
-                    started: *sent,
-                    finished: Instant::now(),
-                    answer: Ok(String::from_utf8_lossy(&buf[..n]).trim_end().to_owned()),
-                });
-            }
-        }
-        std::thread::sleep(Duration::from_micros(500));
-    }
+/// The client's load: a new connection every [`PACE`] whatever became of
+/// the previous ones (an open loop: a slow failure does not hold back the
+/// next request), asks every 10 ms on the long connections (a broken one is
+/// recorded and replaced), and, for `udp`, a datagram every [`PACE`] from
+/// the next source port of a range (a new flow each, like DNS queries: one
+/// long-lived UDP flow would rightly stay on the standby after failback).
+fn traffic(client: &NetNs, udp: bool) -> Load {
+    let plan = Plan {
+        in_flight: 64,
+        long: Some(LongLived {
+            streams: (0..LONG_CONNECTIONS).map(|_| None).collect(),
+            every: Duration::from_millis(10),
+            reconnect: Some((SocketAddr::from((VIP, STABLE_PORT)), Duration::from_secs(1))),
+        }),
+        udp: udp.then(|| Datagrams {
+            target: SocketAddr::from((VIP, UDP_PORT)),
+            every: PACE,
+            ports: 20_000..60_000,
+        }),
+        lifetime: TRAFFIC_LIFETIME,
+        ..Plan::new_flows(web(), PACE, REQUEST_TIMEOUT)
+    };
+    Load::start(client, plan).expect("start the client load")
 }
 
 /// The first sample answered by `name` that finished after `since`.
 fn first_answer(samples: &[Sample], name: &str, since: Instant) -> Option<Instant> {
     samples
         .iter()
-        .find(|s| s.finished > since && s.answer.as_deref() == Ok(name))
-        .map(|s| s.finished)
+        .find(|s| s.done > since && s.result.as_deref() == Ok(name))
+        .map(|s| s.done)
 }
 
 /// Waits (bounded) until `name` answers a new connection after `since`.
-fn wait_answer(traffic: &Traffic, name: &str, since: Instant, bound: Duration) -> Option<Instant> {
+fn wait_answer(traffic: &Load, name: &str, since: Instant, bound: Duration) -> Option<Instant> {
     let deadline = Instant::now() + bound;
     while Instant::now() < deadline {
-        if let Some(at) = first_answer(&traffic.tcp(), name, since) {
+        if let Some(at) = first_answer(&traffic.snapshot().new_flows, name, since) {
             return Some(at);
         }
         std::thread::sleep(Duration::from_millis(2));
@@ -338,10 +161,10 @@ fn wait_answer(traffic: &Traffic, name: &str, since: Instant, bound: Duration) -
     None
 }
 
-fn wait_udp(traffic: &Traffic, name: &str, since: Instant, bound: Duration) -> bool {
+fn wait_udp(traffic: &Load, name: &str, since: Instant, bound: Duration) -> bool {
     let deadline = Instant::now() + bound;
     while Instant::now() < deadline {
-        if first_answer(&traffic.udp(), name, since).is_some() {
+        if first_answer(&traffic.snapshot().udp, name, since).is_some() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(2));
@@ -351,14 +174,14 @@ fn wait_udp(traffic: &Traffic, name: &str, since: Instant, bound: Duration) -> b
 
 /// Waits (bounded) until a full round of asks on the long connections was
 /// answered.
-fn wait_long_connections(traffic: &Traffic, bound: Duration) -> bool {
+fn wait_long_connections(traffic: &Load, bound: Duration) -> bool {
     let deadline = Instant::now() + bound;
     while Instant::now() < deadline {
-        let long = traffic.long();
-        if long.len() >= LONG_CONNECTIONS
-            && long[long.len() - LONG_CONNECTIONS..]
+        let long = traffic.snapshot().long;
+        if long.len() == LONG_CONNECTIONS
+            && long
                 .iter()
-                .all(|s| s.answer.is_ok())
+                .all(|asks| asks.last().is_some_and(|s| s.result.is_ok()))
         {
             return true;
         }
@@ -370,7 +193,7 @@ fn wait_long_connections(traffic: &Traffic, bound: Duration) -> bool {
 fn failed_between(samples: &[Sample], from: Instant, to: Instant) -> usize {
     samples
         .iter()
-        .filter(|s| s.finished >= from && s.started <= to && s.answer.is_err())
+        .filter(|s| s.done >= from && s.started <= to && s.result.is_err())
         .count()
 }
 
@@ -401,7 +224,7 @@ struct Outcome {
     failures: Vec<String>,
 }
 
-fn trials(lab: &mut impl FailoverLab, traffic: &Traffic, count: usize, udp: bool) -> Outcome {
+fn trials(lab: &mut impl FailoverLab, traffic: &Load, count: usize, udp: bool) -> Outcome {
     let mut trials = Vec::new();
     let mut failures = Vec::new();
     // The long connections first have to be up (their service's backend may
@@ -422,7 +245,7 @@ fn trials(lab: &mut impl FailoverLab, traffic: &Traffic, count: usize, udp: bool
             failures.push(format!("trial {i}: the primary never answered UDP again"));
             break;
         }
-        let failback_failed = failed_between(&traffic.tcp(), restored, back);
+        let failback_failed = failed_between(&traffic.snapshot().new_flows, restored, back);
         if let Some(previous) = trials.last_mut() {
             let previous: &mut Trial = previous;
             previous.failback_failed = failback_failed;
@@ -434,29 +257,33 @@ fn trials(lab: &mut impl FailoverLab, traffic: &Traffic, count: usize, udp: bool
         let deadline = Instant::now() + FAILOVER_BOUND;
         let mut udp_gap = None;
         while udp && udp_gap.is_none() && Instant::now() < deadline {
-            udp_gap = first_answer(&traffic.udp(), "standby", killed);
+            udp_gap = first_answer(&traffic.snapshot().udp, "standby", killed);
             std::thread::sleep(Duration::from_millis(2));
         }
         // Let stragglers finish so they are counted in this trial.
         std::thread::sleep(REQUEST_TIMEOUT + Duration::from_millis(20));
         let settled = Instant::now();
-        let tcp = traffic.tcp();
-        let long = traffic.long();
+        let Recorded {
+            new_flows: tcp,
+            long,
+            ..
+        } = traffic.snapshot();
         let in_window: Vec<&Sample> = long
             .iter()
-            .filter(|s| s.finished >= killed && s.started <= settled)
+            .flatten()
+            .filter(|s| s.done >= killed && s.started <= settled)
             .collect();
         let trial = Trial {
             tcp_gap: tcp_gap.map(|at| at - killed),
             udp_gap: udp_gap.map(|at| at - killed),
             failed: failed_between(&tcp, killed, tcp_gap.unwrap_or(settled)),
-            long_errors: in_window.iter().filter(|s| s.answer.is_err()).count(),
+            long_errors: in_window.iter().filter(|s| s.result.is_err()).count(),
             long_asks: in_window.len(),
             long_error: in_window.iter().find_map(|s| {
-                s.answer.as_ref().err().map(|e| {
+                s.result.as_ref().err().map(|e| {
                     format!(
                         "{e} ({} ms after the kill)",
-                        s.finished.saturating_duration_since(killed).as_millis()
+                        s.done.saturating_duration_since(killed).as_millis()
                     )
                 })
             }),
@@ -473,26 +300,33 @@ fn trials(lab: &mut impl FailoverLab, traffic: &Traffic, count: usize, udp: bool
     if let Some(back) = wait_answer(traffic, "primary", restored, FAILBACK_BOUND)
         && let Some(last) = trials.last_mut()
     {
-        last.failback_failed = failed_between(&traffic.tcp(), restored, back);
+        last.failback_failed = failed_between(&traffic.snapshot().new_flows, restored, back);
     }
     let long_errors_between = traffic
-        .long()
+        .snapshot()
+        .long
         .iter()
-        .filter(|s| s.finished >= begun && s.answer.is_err())
+        .flatten()
+        .filter(|s| s.done >= begun && s.result.is_err())
         .filter(|s| {
             !windows
                 .iter()
-                .any(|(killed, settled, _)| s.finished >= *killed && s.started <= *settled)
+                .any(|(killed, settled, _)| s.done >= *killed && s.started <= *settled)
         })
         .map(|s| {
-            let error = s.answer.as_ref().err().cloned().unwrap_or_default();
+            let error = s
+                .result
+                .as_ref()
+                .err()
+                .map(|e| e.detail.clone())
+                .unwrap_or_default();
             match windows
                 .iter()
-                .rposition(|(_, _, restored)| *restored <= s.finished)
+                .rposition(|(_, _, restored)| *restored <= s.done)
             {
                 Some(i) => format!(
                     "{error} ({} ms after trial {i}'s primary was restored)",
-                    (s.finished - windows[i].2).as_millis()
+                    (s.done - windows[i].2).as_millis()
                 ),
                 None => format!("{error} (before the first trial)"),
             }
@@ -586,7 +420,7 @@ fn ours(interval: Duration, count: usize, with_switchover: bool) -> (TrialSet, V
         primary: Some(primary),
         _standby: standby,
     };
-    let traffic = Traffic::start(&ours.lab.client, true);
+    let traffic = traffic(&ours.lab.client, true);
     // Replacing the servers made the agent fail over once already; the
     // journal is read from when the primary serves again.
     let journal = ours.lab.dir().join("events.jsonl");
@@ -682,7 +516,7 @@ fn read_journal(path: &std::path::Path, offset: usize) -> Journal {
 /// `switch(to)` asks the peer to send new flows to `to`.
 fn planned_switchovers(
     peer: &'static str,
-    traffic: &Traffic,
+    traffic: &Load,
     failures: &mut Vec<String>,
     mut switch: impl FnMut(&str) -> Result<(), String>,
 ) -> Vec<Switchover> {
@@ -704,12 +538,12 @@ fn planned_switchovers(
             break;
         };
         std::thread::sleep(Duration::from_millis(300));
-        let tcp = traffic.tcp();
-        let window: Vec<&Sample> = tcp.iter().filter(|s| s.finished >= started).collect();
+        let tcp = traffic.snapshot().new_flows;
+        let window: Vec<&Sample> = tcp.iter().filter(|s| s.done >= started).collect();
         done.push(Switchover {
             peer,
             direction,
-            failed: window.iter().filter(|s| s.answer.is_err()).count(),
+            failed: window.iter().filter(|s| s.result.is_err()).count(),
             requests: window.len(),
             took: reached - started,
         });
@@ -785,7 +619,7 @@ fn haproxy(interval: Duration, count: usize, with_switchover: bool) -> (TrialSet
         lab,
         primary: Some(primary),
     };
-    let traffic = Traffic::start(&haproxy.lab.client, false);
+    let traffic = traffic(&haproxy.lab.client, false);
     let Outcome {
         trials,
         long_errors_between,

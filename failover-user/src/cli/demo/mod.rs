@@ -59,7 +59,7 @@ const BACKEND_UDP_PORT: u16 = 5353;
 
 /// A new client connection this often.
 const REQUEST_EVERY: Duration = Duration::from_millis(20);
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
+/// Bound of each request's connect, and of its read and write.
 const IO_TIMEOUT: Duration = Duration::from_millis(300);
 /// One output line per window.
 const WINDOW: Duration = Duration::from_millis(250);

@@ -2,10 +2,7 @@
 //! after the hold-down and a standby rejoining, each measured from the
 //! client's records while the agent's log is narrated alongside.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use super::{
     BACKEND_PORT, BACKEND_UDP_PORT, BACKUP, DEMO_DEADLINE, FAILBACK_DELAY, HOSTS, LOG_POLL,
@@ -24,7 +21,6 @@ use crate::lab::servers::BackendServer;
 /// The phases of the demo and their measurements, printed as they happen.
 pub(super) struct Scenario<'lab> {
     lab: &'lab mut Lab,
-    records: Arc<Mutex<Vec<Record>>>,
     /// t=0: when the client started.
     t0: Instant,
     deadline: Instant,
@@ -40,7 +36,6 @@ impl<'lab> Scenario<'lab> {
         let log = LogTail::open(agent.log_path())?;
         Ok(Self {
             lab,
-            records: Arc::new(Mutex::new(Vec::new())),
             t0: Instant::now(),
             deadline: Instant::now() + DEMO_DEADLINE,
             next_line: Instant::now(),
@@ -55,7 +50,6 @@ impl<'lab> Scenario<'lab> {
         self.pump_log();
 
         let client = Client::start(&self.lab.net().client)?;
-        self.records = client.records.clone();
         self.lab.client = Some(client);
         self.t0 = Instant::now();
         self.next_line = self.t0 + WINDOW;
@@ -94,12 +88,7 @@ impl<'lab> Scenario<'lab> {
         self.restart_server(STANDBY);
         self.run_for(Duration::from_secs(2))?;
 
-        let records = self
-            .records
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        report::print_summary(&records, &[first, second], back);
+        report::print_summary(&self.records(), &[first, second], back);
         Ok(())
     }
 
@@ -200,7 +189,7 @@ impl<'lab> Scenario<'lab> {
     ) -> Result<Option<Instant>, Stop> {
         let until = Instant::now() + bound;
         loop {
-            let hit = found(&self.records.lock().unwrap_or_else(|e| e.into_inner()));
+            let hit = found(&self.records());
             if hit.is_some() {
                 return Ok(hit);
             }
@@ -242,13 +231,12 @@ impl<'lab> Scenario<'lab> {
     }
 
     fn print_window(&mut self, end: Instant) {
-        let records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        let window: Vec<Record> = records[self.shown..]
+        let records = self.records();
+        let window: Vec<Record> = records[self.shown.min(records.len())..]
             .iter()
             .take_while(|r| r.finished < end)
             .copied()
             .collect();
-        drop(records);
         self.shown += window.len();
         report::print_window(self.secs(end), &window);
     }
@@ -261,19 +249,24 @@ impl<'lab> Scenario<'lab> {
         }
     }
 
+    /// The client's requests so far.
+    fn records(&self) -> Vec<Record> {
+        self.lab
+            .client
+            .as_ref()
+            .map(Client::records)
+            .unwrap_or_default()
+    }
+
     fn answers_since(&self, backend: usize, since: Instant) -> usize {
-        self.records
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.records()
             .iter()
             .filter(|r| r.started >= since && r.outcome == Outcome::Answer(backend))
             .count()
     }
 
     fn failures_between(&self, from: Instant, to: Instant) -> Vec<Outcome> {
-        self.records
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.records()
             .iter()
             .filter(|r| r.finished >= from && r.finished <= to)
             .filter(|r| !matches!(r.outcome, Outcome::Answer(_)))

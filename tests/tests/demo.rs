@@ -1,0 +1,97 @@
+//! The demo `cargo xtask build-and-run` runs, as a new user first meets it:
+//! it runs to the end, narrates what the agent says in full (a change of
+//! the agent's log lines must not leave the narration guessing), and its
+//! numbers add up.
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// The demo bounds itself at 90 s; this bounds the test beyond that.
+const BOUND: Duration = Duration::from_secs(150);
+
+fn run_demo() -> (bool, String) {
+    failover_tests::require_root();
+    let mut child = Command::new(failover_tests::failover_bin())
+        .arg("demo")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start failover demo");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
+    let deadline = Instant::now() + BOUND;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the demo") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            // Ctrl-C: the demo cleans up its lab; then make sure.
+            // SAFETY: signalling the child we started, by its pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            std::thread::sleep(Duration::from_secs(10));
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let text = reader.join().expect("the output reader");
+    (status.is_some_and(|s| s.success()), text)
+}
+
+/// "  823 requests: primary 431, standby 129, backup 238, failed 25"
+fn request_tally(text: &str) -> Option<(usize, Vec<usize>)> {
+    let line = text.lines().find(|l| {
+        l.trim_start().starts_with(|c: char| c.is_ascii_digit()) && l.contains(" requests: ")
+    })?;
+    let (total, rest) = line.trim().split_once(" requests: ")?;
+    let parts = rest
+        .split(", ")
+        .map(|part| part.rsplit(' ').next()?.parse().ok())
+        .collect::<Option<Vec<usize>>>()?;
+    Some((total.parse().ok()?, parts))
+}
+
+#[test]
+fn the_demo_runs_to_the_end_and_narrates_the_agent() {
+    let (success, text) = run_demo();
+    assert!(success, "the demo failed:\n{text}");
+    let agent_lines: Vec<&str> = text.lines().filter(|l| l.contains("[agent]")).collect();
+    assert!(
+        agent_lines.len() >= 5,
+        "the agent's narration is missing:\n{text}"
+    );
+    // A field the narration looked for and did not find shows as "()" or
+    // as an empty count.
+    let garbled: Vec<&&str> = agent_lines
+        .iter()
+        .filter(|l| l.contains("()") || l.contains(": 0 successful") || l.contains(": 0 failed"))
+        .collect();
+    assert!(
+        garbled.is_empty(),
+        "narration lines missing the agent's fields: {garbled:#?}\n{text}"
+    );
+    for expected in [
+        "is healthy: 2 successful probes in a row",
+        "is UNHEALTHY: 3 failed probes in a row",
+        "failover primary -> standby:",
+        "failover standby -> backup:",
+        "failback to the primary:",
+    ] {
+        assert!(text.contains(expected), "no {expected:?} in:\n{text}");
+    }
+    let (total, parts) = request_tally(&text).unwrap_or_else(|| panic!("no tally in:\n{text}"));
+    assert_eq!(
+        parts.iter().sum::<usize>(),
+        total,
+        "the tally does not add up:\n{text}"
+    );
+    assert!(text.contains("cleanup:"), "no cleanup report:\n{text}");
+}
