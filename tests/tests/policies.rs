@@ -28,7 +28,7 @@ use failover_tests::agent_lab::{
     AgentLab, BACKEND_PORT, FAILOVER_BOUND, Failback, HEALTH_PORT, Health, Layout, Options, Probe,
     SERVICE_PORT, VIP, ask, request,
 };
-use failover_tests::load::Failed;
+use failover_tests::{load::Failed, status};
 use serde_json::Value;
 
 /// New flows sampled to measure a spread (each backend's share is within
@@ -181,22 +181,13 @@ impl Spread {
 
 // ---- The agent's view ------------------------------------------------------------------
 
+// The policy tests watch one service, "web".
 fn web(status: &Value) -> &Value {
-    status["services"]
-        .as_array()
-        .expect("services array")
-        .iter()
-        .find(|s| s["name"] == "web")
-        .unwrap_or_else(|| panic!("no web service in {status:#}"))
+    status::service(status, "web")
 }
 
 fn backend<'a>(status: &'a Value, name: &str) -> &'a Value {
-    web(status)["backends"]
-        .as_array()
-        .expect("backends array")
-        .iter()
-        .find(|b| b["name"] == name)
-        .unwrap_or_else(|| panic!("no backend {name} in {status:#}"))
+    status::backend(status, "web", name)
 }
 
 fn state(status: &Value, name: &str) -> String {
@@ -211,12 +202,7 @@ fn healthy(status: &Value, name: &str) -> bool {
 }
 
 fn new_flows_to(status: &Value) -> Vec<String> {
-    web(status)["new_flows_to"]
-        .as_array()
-        .expect("new_flows_to")
-        .iter()
-        .map(|v| v.as_str().expect("a name").to_owned())
-        .collect()
+    status::new_flows_to(status, "web")
 }
 
 /// Backend name → data-path id (`inspect backends`, matched by address).
