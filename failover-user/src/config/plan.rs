@@ -1,0 +1,178 @@
+//! The resolved plan: a validated configuration, ready to apply, and the
+//! defaults it was completed with.
+
+use std::{ops::RangeInclusive, path::PathBuf, time::Duration};
+
+use crate::{
+    dataplane::AttachMode,
+    model::{BackendSpec, ServiceSpec},
+};
+
+/// A validated configuration, ready to apply.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub pin_dir: PathBuf,
+    pub interfaces: Vec<(String, AttachMode)>,
+    pub services: Vec<ServicePlan>,
+    /// Unix socket of the control API (root-only).
+    pub control_socket: PathBuf,
+    /// Prometheus endpoint; `None` when turned off.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub journal: Option<JournalConfig>,
+    pub alerts: Vec<AlertConfig>,
+}
+
+/// The event journal: JSON lines, rotated at `max_bytes`, `keep` old files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalConfig {
+    pub path: PathBuf,
+    pub max_bytes: u64,
+    pub keep: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertTarget {
+    /// HTTP POST of the event JSON to `http://host:port/path`.
+    Webhook { url: String },
+    /// Runs the command with the event JSON on stdin.
+    Exec { command: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertConfig {
+    pub target: AlertTarget,
+    pub events: Vec<crate::events::EventKind>,
+    pub timeout: Duration,
+    /// Further attempts after a failed one.
+    pub retries: u32,
+}
+
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/failover/control.sock";
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9370";
+pub const DEFAULT_JOURNAL_MAX_BYTES: u64 = 10 * 1024 * 1024;
+pub const DEFAULT_JOURNAL_KEEP: u32 = 3;
+pub const DEFAULT_ALERT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_ALERT_RETRIES: u32 = 3;
+/// Events alerted on unless an alert lists its own.
+pub const DEFAULT_ALERT_EVENTS: [crate::events::EventKind; 5] = [
+    crate::events::EventKind::Failover,
+    crate::events::EventKind::Failback,
+    crate::events::EventKind::QuorumLost,
+    crate::events::EventKind::AgentStart,
+    crate::events::EventKind::AgentStop,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failback {
+    /// After a recovered backend has stayed up for `delay`, new flows go back.
+    Auto { delay: Duration },
+    /// Stay on the standby until an operator says so.
+    Manual,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePlan {
+    pub name: String,
+    pub spec: ServiceSpec,
+    pub failback: Failback,
+    /// Maglev table slots; 0: no table.
+    pub table_size: u32,
+    pub mode: crate::table::Mode,
+    pub dead_flows: crate::policy::DeadFlows,
+    pub quorum: Option<(crate::policy::Quorum, crate::policy::QuorumPolicy)>,
+    pub backends: Vec<BackendPlan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendPlan {
+    pub name: String,
+    pub spec: BackendSpec,
+    pub probe: ProbeSpec,
+    /// Cold standby: not probed until a promotion is needed.
+    pub cold: Option<ColdStart>,
+}
+
+/// How a cold standby is brought up when it is needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColdStart {
+    /// Run first (with `{address}` substituted); none: just start probing.
+    pub command: Option<Vec<String>>,
+    /// Deadline for the command and then `rise` passing probes.
+    pub timeout: Duration,
+    /// Pause before a start that failed is tried again (if still needed).
+    pub retry: Duration,
+}
+
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_START_RETRY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProbeSpec {
+    pub kind: ProbeKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub jitter: Duration,
+    pub max_response_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ProbeKind {
+    Tcp {
+        port: u16,
+    },
+    Http {
+        port: u16,
+        path: String,
+        status: RangeInclusive<u16>,
+        body: Option<String>,
+    },
+    Udp {
+        port: u16,
+        send: Vec<u8>,
+        expect: Option<Vec<u8>>,
+    },
+    Icmp,
+    Exec {
+        command: Vec<String>,
+        /// For `{port}`: the probe's port (the backend's traffic port unless
+        /// the probe names another).
+        port: u16,
+    },
+}
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+pub const DEFAULT_RISE: u32 = 2;
+pub const DEFAULT_FALL: u32 = 3;
+pub const DEFAULT_FAILBACK_DELAY: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+impl ServicePlan {
+    /// What the data path carries for this service.
+    pub fn wanted(&self) -> crate::dataplane::WantedService {
+        let flags = if self.dead_flows == crate::policy::DeadFlows::Reset {
+            failover_common::SERVICE_F_RESET_DEAD_FLOWS
+        } else {
+            0
+        };
+        crate::dataplane::WantedService {
+            spec: self.spec,
+            backends: self.backends.iter().map(|b| b.spec).collect(),
+            settings: crate::dataplane::ServiceSettings {
+                table_size: self.table_size,
+                mode: self.mode,
+                flags,
+            },
+        }
+    }
+
+    pub fn needs(&self) -> crate::dataplane::ServiceNeeds {
+        crate::dataplane::ServiceNeeds {
+            name: self.name.clone(),
+            backends: self.backends.len(),
+            table_size: self.table_size,
+        }
+    }
+}

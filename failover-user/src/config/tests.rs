@@ -1,0 +1,341 @@
+use std::time::Duration;
+
+use super::*;
+use crate::{dataplane::AttachMode, limits};
+
+const EXAMPLE: &str = r#"
+pin_dir = "/sys/fs/bpf/failover-test"
+
+[[interfaces]]
+name = "eth0"
+mode = "native"
+
+[[services]]
+name = "web"
+vip = "203.0.113.10"
+port = 80
+protocol = "tcp"
+failback = "auto"
+failback_delay = "5s"
+
+[services.probe]
+type = "http"
+path = "/healthz"
+interval = "100ms"
+timeout = "50ms"
+rise = 2
+fall = 3
+
+[[services.backends]]
+name = "primary"
+address = "198.51.100.11"
+port = 8080
+tier = 0
+
+[[services.backends]]
+name = "standby"
+address = "198.51.100.12"
+port = 8080
+tier = 1
+probe = { type = "tcp", interval = "1s", timeout = "200ms" }
+"#;
+
+#[test]
+fn example_resolves_with_overrides_and_defaults() {
+    let config = AgentConfig::parse(EXAMPLE).unwrap();
+    assert_eq!(
+        config.interfaces,
+        vec![("eth0".to_owned(), AttachMode::Native)]
+    );
+    let web = &config.services[0];
+    assert_eq!(
+        web.failback,
+        Failback::Auto {
+            delay: Duration::from_secs(5)
+        }
+    );
+    let primary = &web.backends[0];
+    assert_eq!(primary.probe.interval, Duration::from_millis(100));
+    assert_eq!(primary.probe.jitter, Duration::from_millis(10));
+    assert!(
+        matches!(&primary.probe.kind, ProbeKind::Http { port: 8080, path, status, .. } if path == "/healthz" && *status == (200..=399))
+    );
+    let standby = &web.backends[1];
+    assert_eq!(standby.spec.tier, 1);
+    // Backend override replaces type and timing; rise/fall come from the service.
+    assert_eq!(standby.probe.kind, ProbeKind::Tcp { port: 8080 });
+    assert_eq!(standby.probe.interval, Duration::from_secs(1));
+    assert_eq!((standby.probe.rise, standby.probe.fall), (2, 3));
+}
+
+fn error_of(text: &str) -> String {
+    AgentConfig::parse(text).unwrap_err().to_string()
+}
+
+#[test]
+fn unknown_field_is_rejected_with_its_line() {
+    let text = EXAMPLE.replace("rise = 2", "rise = 2\nrize = 3");
+    let err = error_of(&text);
+    assert!(err.contains("rize") && err.contains("line 22"), "{err}");
+}
+
+#[test]
+fn semantic_errors_name_field_and_line() {
+    let err = error_of(&EXAMPLE.replace("timeout = \"50ms\"", "timeout = \"150ms\""));
+    assert!(
+        err.contains("services.web.backends.primary.probe.timeout") && err.contains("line 20"),
+        "{err}"
+    );
+    let err = error_of(&EXAMPLE.replace("name = \"standby\"", "name = \"primary\""));
+    assert!(
+        err.contains("backend name used twice") && err.contains("line 31"),
+        "{err}"
+    );
+    let err = error_of(&EXAMPLE.replace("failback_delay = \"5s\"", "failback_delay = \"soon\""));
+    assert!(
+        err.contains("failback_delay") && err.contains("not a duration"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_duration_and_number_has_a_bound() {
+    let cases = [
+        (
+            "failback_delay = \"5s\"",
+            "failback_delay = \"3000000000000000h\"",
+            "failback_delay",
+        ),
+        ("interval = \"100ms\"", "interval = \"0.001ms\"", "interval"),
+        ("interval = \"100ms\"", "interval = \"2h\"", "interval"),
+        ("rise = 2", "rise = 0", "rise"),
+        ("fall = 3", "fall = 100000", "fall"),
+        ("tier = 1\n", "tier = 1\nweight = 1000000\n", "weight"),
+        (
+            "path = \"/healthz\"",
+            "path = \"/healthz\"\nmax_response_bytes = 1",
+            "max_response_bytes",
+        ),
+        (
+            "path = \"/healthz\"",
+            "path = \"/healthz\"\nmax_response_bytes = 100000000000",
+            "max_response_bytes",
+        ),
+    ];
+    for (from, to, field) in cases {
+        let text = EXAMPLE.replacen(from, to, 1);
+        assert_ne!(text, EXAMPLE, "{from}");
+        let err = error_of(&text);
+        assert!(
+            err.contains(field) && (err.contains("out of bounds") || err.contains("must be")),
+            "{to}: {err}"
+        );
+    }
+    let journal = format!("{EXAMPLE}\n[journal]\npath = \"/tmp/j\"\nmax_bytes = 10\n");
+    assert!(error_of(&journal).contains("journal.max_bytes"));
+    let alert = format!("{EXAMPLE}\n[[alerts]]\nexec = [\"x\"]\nretries = 99\ntimeout = \"1h\"\n");
+    assert!(error_of(&alert).contains("alerts[0]."));
+    // The longest detection the bounds allow is still a valid duration.
+    let longest = limits::PROBE_INTERVAL
+        .end()
+        .checked_mul(*limits::RISE_FALL.end());
+    assert!(longest.is_some());
+}
+
+#[test]
+fn settings_of_another_probe_type_are_rejected() {
+    let err = error_of(&EXAMPLE.replace(
+        "probe = { type = \"tcp\",",
+        "probe = { type = \"tcp\", send = \"x\",",
+    ));
+    assert!(
+        err.contains("send") && err.contains("not a setting"),
+        "{err}"
+    );
+}
+
+#[test]
+fn empty_and_duplicate_services_are_rejected() {
+    assert!(error_of("").contains("at least one"));
+    let doubled = format!(
+        "{EXAMPLE}\n{}",
+        &EXAMPLE[EXAMPLE.find("[[services]]").unwrap()..]
+    );
+    assert!(error_of(&doubled).contains("used twice"));
+}
+
+#[test]
+fn backends_shared_between_services_are_reported() {
+    let service = |name: &str, port: u16, backend_port: u16| {
+        format!(
+            "[[services]]\nname = \"{name}\"\nvip = \"203.0.113.10\"\nport = {port}\nprotocol = \"tcp\"\n\
+             [[services.backends]]\nname = \"a\"\naddress = \"198.51.100.2\"\nport = {backend_port}\n\
+             [[services.backends]]\nname = \"b\"\naddress = \"198.51.100.3\"\nport = {backend_port}\n"
+        )
+    };
+    let shared = format!("{}{}", service("web", 80, 8080), service("alt", 81, 8080));
+    let config = AgentConfig::parse(&shared).unwrap();
+    let names = vec!["web".to_owned(), "alt".to_owned()];
+    assert_eq!(
+        config.shared_backends(),
+        vec![
+            ("198.51.100.2:8080/tcp".to_owned(), names.clone()),
+            ("198.51.100.3:8080/tcp".to_owned(), names)
+        ]
+    );
+    let apart = format!("{}{}", service("web", 80, 8080), service("alt", 81, 8090));
+    assert!(
+        AgentConfig::parse(&apart)
+            .unwrap()
+            .shared_backends()
+            .is_empty()
+    );
+}
+
+#[test]
+fn operations_sections() {
+    let text = format!(
+        "{EXAMPLE}\n[control]\nsocket = \"/run/fo.sock\"\n[metrics]\nlisten = \"127.0.0.1:9999\"\n\
+         [journal]\npath = \"/var/log/fo.jsonl\"\n[[alerts]]\nwebhook = \"http://127.0.0.1:8000/hook\"\n\
+         [[alerts]]\nexec = [\"/bin/true\"]\nevents = [\"failover\"]\n"
+    );
+    let config = AgentConfig::parse(&text).unwrap();
+    assert_eq!(config.control_socket, PathBuf::from("/run/fo.sock"));
+    assert_eq!(
+        config.metrics_listen,
+        Some("127.0.0.1:9999".parse().unwrap())
+    );
+    assert_eq!(
+        config.journal.as_ref().unwrap().max_bytes,
+        DEFAULT_JOURNAL_MAX_BYTES
+    );
+    assert_eq!(config.alerts.len(), 2);
+    assert_eq!(config.alerts[0].events.len(), DEFAULT_ALERT_EVENTS.len());
+    assert_eq!(
+        config.alerts[1].events,
+        vec![crate::events::EventKind::Failover]
+    );
+
+    let defaults = AgentConfig::parse(EXAMPLE).unwrap();
+    assert_eq!(
+        defaults.metrics_listen,
+        Some(DEFAULT_METRICS_LISTEN.parse().unwrap())
+    );
+    assert!(defaults.journal.is_none() && defaults.alerts.is_empty());
+
+    let bad = format!("{EXAMPLE}\n[[alerts]]\nwebhook = \"https://example.invalid\"\n");
+    assert!(error_of(&bad).contains("http://"));
+    let bad = format!("{EXAMPLE}\n[[alerts]]\nexec = [\"x\"]\nevents = [\"nope\"]\n");
+    assert!(error_of(&bad).contains("unknown event"));
+}
+
+#[test]
+fn the_shipped_sample_config_is_valid() {
+    let config = AgentConfig::parse(include_str!("../../../dist/failover.toml")).unwrap();
+    assert_eq!(config.services.len(), 2);
+    assert!(config.journal.is_some() && config.alerts.len() == 1);
+}
+
+#[test]
+fn the_readme_configuration_is_valid() {
+    // The first TOML block of the README with a service: what a new
+    // operator copies.
+    let readme = include_str!("../../../README.md");
+    let block = readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .find(|block| block.contains("[[services]]") && block.contains("pin_dir"))
+        .expect("the README shows a configuration");
+    let config = AgentConfig::parse(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+    assert!(config.journal.is_some());
+    assert_eq!(config.control_socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
+    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+}
+
+#[test]
+fn table_size_must_be_prime_or_zero() {
+    let with = |size: &str| {
+        EXAMPLE.replace(
+            "failback_delay = \"5s\"",
+            &format!("failback_delay = \"5s\"\ntable_size = {size}"),
+        )
+    };
+    assert_eq!(
+        AgentConfig::parse(&with("251")).unwrap().services[0].table_size,
+        251
+    );
+    assert_eq!(
+        AgentConfig::parse(&with("0")).unwrap().services[0].table_size,
+        0
+    );
+    assert_eq!(
+        AgentConfig::parse(EXAMPLE).unwrap().services[0].table_size,
+        crate::maglev::DEFAULT_TABLE_SIZE
+    );
+    assert!(error_of(&with("256")).contains("table_size"));
+}
+
+#[test]
+fn quorum_and_dead_flow_settings() {
+    let with = |extra: &str| {
+        EXAMPLE.replace(
+            "failback_delay = \"5s\"",
+            &format!("failback_delay = \"5s\"\n{extra}"),
+        )
+    };
+    let plan = AgentConfig::parse(&with(
+        "min_healthy = \"50%\"\nquorum_policy = \"fail_open\"\ndead_flows = \"keep\"",
+    ))
+    .unwrap()
+    .services
+    .remove(0);
+    assert_eq!(
+        plan.quorum,
+        Some((
+            crate::policy::Quorum::Percent(50),
+            crate::policy::QuorumPolicy::FailOpen
+        ))
+    );
+    assert_eq!(plan.dead_flows, crate::policy::DeadFlows::Keep);
+    let plan = AgentConfig::parse(&with("min_healthy = 2"))
+        .unwrap()
+        .services
+        .remove(0);
+    assert_eq!(
+        plan.quorum,
+        Some((
+            crate::policy::Quorum::Count(2),
+            crate::policy::QuorumPolicy::NextTier
+        ))
+    );
+    assert!(error_of(&with("min_healthy = \"lots\"")).contains("min_healthy"));
+    assert!(error_of(&with("quorum_policy = \"fail_open\"")).contains("needs min_healthy"));
+    assert!(error_of(&with("dead_flows = \"cut\"")).contains("dead_flows"));
+}
+
+#[test]
+fn cold_standby_settings() {
+    let text = EXAMPLE.replace(
+        "probe = { type = \"tcp\", interval = \"1s\", timeout = \"200ms\" }",
+        "temperature = \"cold\"\nstart_command = [\"/usr/local/bin/start\", \"{address}\"]\nstart_timeout = \"20s\"",
+    );
+    let config = AgentConfig::parse(&text).unwrap();
+    let standby = &config.services[0].backends[1];
+    assert_eq!(standby.spec.state, crate::model::BackendState::Down);
+    let cold = standby.cold.as_ref().unwrap();
+    assert_eq!(cold.timeout, Duration::from_secs(20));
+    assert_eq!(cold.command.as_ref().unwrap()[1], "{address}");
+    let hot_primary = text.replace("tier = 0", "tier = 0\ntemperature = \"cold\"");
+    assert!(error_of(&hot_primary).contains("less preferred tier"));
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+    assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+    assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+    assert_eq!(parse_duration("10"), None);
+    assert_eq!(parse_duration("-1s"), None);
+    assert_eq!(parse_duration("1 fortnight"), None);
+}
