@@ -2,7 +2,6 @@
 //! typed map API. The binary (`main.rs`) only dispatches to it.
 
 pub mod agent;
-pub mod alerts;
 pub mod bpffs;
 pub mod cli;
 pub mod config;
@@ -11,19 +10,17 @@ pub mod dataplane;
 pub mod error;
 pub mod events;
 pub mod health;
-pub mod journal;
 pub mod lab;
 pub mod limits;
 pub mod maglev;
 pub mod maps;
-pub mod metrics;
 pub mod model;
 pub mod netdev;
+pub mod outputs;
 pub mod policy;
 pub mod probe;
 pub mod process;
 pub mod table;
-pub mod telemetry;
 
 pub use dataplane::{AttachMode, Dataplane};
 pub use error::{DataplaneError, SpecError};

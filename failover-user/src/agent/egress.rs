@@ -24,7 +24,7 @@ use crate::{
     error::DataplaneError,
     maps::{Counters, EgressMap, PinDir, RedirectDrops},
     netdev,
-    telemetry::{EgressReport, EgressStatus, Telemetry},
+    outputs::telemetry::{EgressReport, EgressStatus, Telemetry},
 };
 
 const WATCH_EVERY: Duration = Duration::from_millis(250);

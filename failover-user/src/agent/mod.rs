@@ -35,7 +35,7 @@ use crate::{
     control,
     error::DataplaneError,
     events::{Event, EventBus, EventKind},
-    telemetry::{Telemetry, Totals},
+    outputs::telemetry::{Telemetry, Totals},
 };
 
 /// Probe results handled per pass of the decision loop at most, so that
@@ -294,22 +294,26 @@ async fn spawn_outputs(
         let telemetry = telemetry.clone();
         let pin_dir = config.pin_dir.clone();
         tokio::spawn(async move {
-            if let Err(err) =
-                crate::metrics::serve_listener(listener, telemetry, pin_dir, std::future::pending())
-                    .await
+            if let Err(err) = crate::outputs::metrics::serve_listener(
+                listener,
+                telemetry,
+                pin_dir,
+                std::future::pending(),
+            )
+            .await
             {
                 warn!(cause = %err, "metrics endpoint stopped");
             }
         });
     }
     if let Some(journal) = config.journal.clone() {
-        tasks.push(tokio::spawn(crate::journal::run(
+        tasks.push(tokio::spawn(crate::outputs::journal::run(
             journal,
             events.subscribe(),
         )));
     }
     if !config.alerts.is_empty() {
-        tasks.push(tokio::spawn(crate::alerts::run(
+        tasks.push(tokio::spawn(crate::outputs::alerts::run(
             config.alerts.clone(),
             events.subscribe(),
         )));

@@ -9,8 +9,8 @@ use crate::{
     error::DataplaneError,
     health::{Flip, Health, ProbeOutcome},
     model::BackendState,
+    outputs::telemetry::{BackendView, ProbeStats, ServiceView},
     policy::{Admin, ServicePolicy},
-    telemetry::{BackendView, ProbeStats, ServiceView},
 };
 
 pub(crate) struct BackendRuntime {

@@ -1,0 +1,413 @@
+//! The metric families: agent-side from the telemetry snapshot, data-path
+//! counters from the maps.
+
+use failover_common::{
+    CONNTRACK_ENTRIES, Counter, TrafficStats,
+    stats::{VERDICT_NAMES, reason},
+};
+
+use super::{
+    DatapathCounters,
+    exposition::{Exposition, float},
+};
+use crate::outputs::telemetry::{BackendView, LATENCY_BUCKETS, ServiceView, Snapshot};
+
+/// The exposition text for one scrape: agent-side metrics from `snapshot`,
+/// data-path counters from `datapath` (`None`: maps unavailable).
+pub fn render(snapshot: &Snapshot, datapath: Option<&DatapathCounters>) -> String {
+    let mut out = Exposition::default();
+
+    out.family(
+        "failover_agent_uptime_seconds",
+        "gauge",
+        "Seconds since the agent started.",
+    );
+    out.sample(
+        "failover_agent_uptime_seconds",
+        &[],
+        snapshot.started_seconds_ago,
+    );
+
+    out.family(
+        "failover_datapath_up",
+        "gauge",
+        "1 if the pinned data-path maps could be read for this scrape.",
+    );
+    out.sample("failover_datapath_up", &[], u8::from(datapath.is_some()));
+
+    render_agent(&mut out, snapshot);
+    if let Some(datapath) = datapath {
+        render_datapath(&mut out, snapshot, datapath);
+    }
+
+    out.family(
+        "failover_conntrack_capacity",
+        "gauge",
+        "Connection-tracking entries the table holds (two per flow).",
+    );
+    out.sample("failover_conntrack_capacity", &[], CONNTRACK_ENTRIES);
+    out.text
+}
+
+/// `service`, `backend` and `address` of one backend.
+pub(super) type BackendLabels<'a> = [(&'static str, &'a str); 3];
+
+/// Every backend with its service and the labels naming it.
+pub(super) fn backends(
+    snapshot: &Snapshot,
+) -> impl Iterator<Item = (&ServiceView, &BackendView, BackendLabels<'_>)> {
+    snapshot.services.iter().flat_map(|service| {
+        service.backends.iter().map(move |backend| {
+            let labels = [
+                ("service", service.name.as_str()),
+                ("backend", backend.name.as_str()),
+                ("address", backend.address.as_str()),
+            ];
+            (service, backend, labels)
+        })
+    })
+}
+
+pub(super) fn render_agent(out: &mut Exposition, snapshot: &Snapshot) {
+    out.family(
+        "failover_service_active_backends",
+        "gauge",
+        "Backends of the service that take new flows now.",
+    );
+    for service in &snapshot.services {
+        out.sample(
+            "failover_service_active_backends",
+            &[("service", &service.name)],
+            service.active.len(),
+        );
+    }
+
+    out.family(
+        "failover_backend_healthy",
+        "gauge",
+        "1 if the backend is healthy by its probes (rise/fall applied).",
+    );
+    for (_, backend, labels) in backends(snapshot) {
+        out.sample(
+            "failover_backend_healthy",
+            &labels,
+            u8::from(backend.healthy),
+        );
+    }
+
+    out.family(
+        "failover_backend_active",
+        "gauge",
+        "1 if the backend takes new flows now.",
+    );
+    for (service, backend, labels) in backends(snapshot) {
+        let active = service.active.contains(&backend.name);
+        out.sample("failover_backend_active", &labels, u8::from(active));
+    }
+
+    out.family(
+        "failover_backend_state",
+        "gauge",
+        "Data-path state of the backend: 1 for the current one of up, down, draining.",
+    );
+    for (_, backend, labels) in backends(snapshot) {
+        for state in ["up", "down", "draining"] {
+            let labels = with(&labels, ("state", state));
+            out.sample(
+                "failover_backend_state",
+                &labels,
+                u8::from(backend.state == state),
+            );
+        }
+    }
+
+    out.family(
+        "failover_backend_admin_reason",
+        "gauge",
+        "1 with the reason when the backend's state is not plain health (held, drained, maintenance).",
+    );
+    for (_, backend, labels) in backends(snapshot) {
+        if let Some(reason) = &backend.admin {
+            out.sample(
+                "failover_backend_admin_reason",
+                &with(&labels, ("reason", reason)),
+                1u8,
+            );
+        }
+    }
+
+    out.family(
+        "failover_probe_results_total",
+        "counter",
+        "Health probes by result.",
+    );
+    for (_, backend, labels) in backends(snapshot) {
+        let ok = with(&labels, ("result", "ok"));
+        out.sample("failover_probe_results_total", &ok, backend.probe.ok_total);
+        let failed = with(&labels, ("result", "failed"));
+        out.sample(
+            "failover_probe_results_total",
+            &failed,
+            backend.probe.failed_total,
+        );
+    }
+
+    out.family(
+        "failover_probe_latency_seconds",
+        "histogram",
+        "Health probe latency, successful and failed probes alike.",
+    );
+    for (_, backend, labels) in backends(snapshot) {
+        let probe = &backend.probe;
+        // Cumulative already; the running maximum keeps it so whatever the source.
+        let mut cumulative = 0;
+        for (count, bound) in probe.latency_buckets.iter().zip(LATENCY_BUCKETS) {
+            cumulative = cumulative.max(*count);
+            let le = float(bound);
+            out.sample(
+                "failover_probe_latency_seconds_bucket",
+                &with(&labels, ("le", &le)),
+                cumulative,
+            );
+        }
+        let total = probe.latency_count.max(cumulative);
+        out.sample(
+            "failover_probe_latency_seconds_bucket",
+            &with(&labels, ("le", "+Inf")),
+            total,
+        );
+        out.sample(
+            "failover_probe_latency_seconds_sum",
+            &labels,
+            probe.latency_sum_seconds,
+        );
+        out.sample("failover_probe_latency_seconds_count", &labels, total);
+    }
+
+    let totals = &snapshot.totals;
+    out.family(
+        "failover_transitions_total",
+        "counter",
+        "Health flips of any backend.",
+    );
+    out.sample("failover_transitions_total", &[], totals.transitions_total);
+    out.family(
+        "failover_failovers_total",
+        "counter",
+        "Unplanned switches of new flows away from failed backends.",
+    );
+    out.sample("failover_failovers_total", &[], totals.failovers_total);
+    out.family(
+        "failover_failbacks_total",
+        "counter",
+        "Switches of new flows back to a recovered, more preferred backend.",
+    );
+    out.sample("failover_failbacks_total", &[], totals.failbacks_total);
+    out.family(
+        "failover_redirect_watch_up",
+        "gauge",
+        "1 if the agent counts the frames the kernel drops after the data path redirected them.",
+    );
+    out.sample(
+        "failover_redirect_watch_up",
+        &[],
+        u8::from(snapshot.egress.watching),
+    );
+    out.family(
+        "failover_redirect_drops_total",
+        "counter",
+        "Frames the kernel dropped after the data path redirected them to this interface (since the agent started).",
+    );
+    for egress in &snapshot.egress.interfaces {
+        let labels = [("interface", egress.interface.as_str())];
+        out.sample(
+            "failover_redirect_drops_total",
+            &labels,
+            egress.redirect_drops,
+        );
+    }
+    out.family(
+        "failover_egress_via_stack",
+        "gauge",
+        "1 if packets for this interface go through the kernel stack because it drops redirected frames.",
+    );
+    for egress in &snapshot.egress.interfaces {
+        let labels = [("interface", egress.interface.as_str())];
+        out.sample(
+            "failover_egress_via_stack",
+            &labels,
+            u8::from(egress.via_stack),
+        );
+    }
+    out.family(
+        "failover_switches_total",
+        "counter",
+        "Changes of who takes new flows, planned (operator requests: switchover, drain, maintenance, failback) or unplanned (a failure, a recovery, a timer), with the reason.",
+    );
+    for count in &totals.switches {
+        out.sample(
+            "failover_switches_total",
+            &[
+                ("service", count.service.as_str()),
+                ("kind", count.kind),
+                ("reason", count.reason),
+            ],
+            count.total,
+        );
+    }
+    out.family(
+        "failover_map_write_failures_total",
+        "counter",
+        "Data-path map writes that failed; the service is written again until the maps agree.",
+    );
+    out.sample(
+        "failover_map_write_failures_total",
+        &[],
+        totals.map_write_failures_total,
+    );
+    out.family(
+        "failover_services_out_of_sync",
+        "gauge",
+        "Services whose maps do not carry the agent's decisions yet (being resynced).",
+    );
+    out.sample(
+        "failover_services_out_of_sync",
+        &[],
+        totals.services_out_of_sync,
+    );
+    out.family(
+        "failover_last_failover_gap_seconds",
+        "gauge",
+        "First failed probe to map update, of the last failover (absent before the first).",
+    );
+    if let Some(gap) = totals.last_failover_gap_seconds {
+        out.sample("failover_last_failover_gap_seconds", &[], gap);
+    }
+}
+
+pub(super) fn render_datapath(
+    out: &mut Exposition,
+    snapshot: &Snapshot,
+    datapath: &DatapathCounters,
+) {
+    const DIRECTIONS: [&str; 2] = ["to_backend", "from_backend"];
+    pub(super) fn split(stats: &TrafficStats) -> [(&'static str, Counter); 2] {
+        [
+            (DIRECTIONS[0], stats.to_backend),
+            (DIRECTIONS[1], stats.from_backend),
+        ]
+    }
+
+    for (unit, what) in [("packets", "Packets"), ("bytes", "Bytes")] {
+        let name = format!("failover_backend_{unit}_total");
+        out.family(
+            &name,
+            "counter",
+            &format!("{what} forwarded to the backend and replies from it, by direction."),
+        );
+        for (_, backend, labels) in backends(snapshot) {
+            let Some(stats) = datapath.backends.get(&backend.id) else {
+                continue;
+            };
+            for (direction, counter) in split(stats) {
+                let value = if unit == "packets" {
+                    counter.packets
+                } else {
+                    counter.bytes
+                };
+                out.sample(&name, &with(&labels, ("direction", direction)), value);
+            }
+        }
+    }
+
+    for (unit, what) in [("packets", "Packets"), ("bytes", "Bytes")] {
+        let name = format!("failover_service_{unit}_total");
+        out.family(
+            &name,
+            "counter",
+            &format!(
+                "{what} forwarded to the service's backends and replies from them, by direction."
+            ),
+        );
+        for service in &snapshot.services {
+            let Some(stats) = datapath.services.get(&service.id) else {
+                continue;
+            };
+            for (direction, counter) in split(stats) {
+                let value = if unit == "packets" {
+                    counter.packets
+                } else {
+                    counter.bytes
+                };
+                out.sample(
+                    &name,
+                    &[("service", &service.name), ("direction", direction)],
+                    value,
+                );
+            }
+        }
+    }
+
+    out.family(
+        "failover_verdict_packets_total",
+        "counter",
+        "Packets by XDP verdict.",
+    );
+    for (name, counter) in VERDICT_NAMES.iter().zip(&datapath.verdicts) {
+        out.sample(
+            "failover_verdict_packets_total",
+            &[("verdict", name)],
+            counter.packets,
+        );
+    }
+    out.family(
+        "failover_verdict_bytes_total",
+        "counter",
+        "Bytes by XDP verdict.",
+    );
+    for (name, counter) in VERDICT_NAMES.iter().zip(&datapath.verdicts) {
+        out.sample(
+            "failover_verdict_bytes_total",
+            &[("verdict", name)],
+            counter.bytes,
+        );
+    }
+
+    out.family(
+        "failover_reason_packets_total",
+        "counter",
+        "Packets by reason: kind=outcome (exactly one per packet, why it got its verdict) or kind=event (things that happened on the way).",
+    );
+    for (index, (name, counter)) in reason::NAMES.iter().zip(&datapath.reasons).enumerate() {
+        let kind = if index as u32 >= reason::FIRST_EVENT {
+            "event"
+        } else {
+            "outcome"
+        };
+        out.sample(
+            "failover_reason_packets_total",
+            &[("reason", name), ("kind", kind)],
+            counter.packets,
+        );
+    }
+
+    out.family(
+        "failover_conntrack_entries",
+        "gauge",
+        "Connection-tracking entries in use (two per flow).",
+    );
+    out.sample(
+        "failover_conntrack_entries",
+        &[],
+        datapath.conntrack_entries,
+    );
+}
+
+pub(super) fn with<'a, const N: usize>(
+    labels: &[(&'static str, &'a str); N],
+    extra: (&'static str, &'a str),
+) -> Vec<(&'static str, &'a str)> {
+    let mut all = labels.to_vec();
+    all.push(extra);
+    all
+}
