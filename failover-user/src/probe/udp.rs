@@ -1,0 +1,41 @@
+//! UDP probes: send a payload, expect an answer (containing `expect`).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use tokio::net::UdpSocket;
+
+pub(super) async fn udp(
+    address: Ipv4Addr,
+    port: u16,
+    payload: &[u8],
+    expect: Option<&[u8]>,
+    max_bytes: usize,
+) -> Result<(), String> {
+    let socket = UdpSocket::bind("0.0.0.0:0")
+        .await
+        .map_err(|e| format!("bind: {e}"))?;
+    socket
+        .connect(SocketAddrV4::new(address, port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    socket
+        .send(payload)
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let mut buffer = vec![0u8; max_bytes.clamp(1, 65_536)];
+    let n = socket
+        .recv(&mut buffer)
+        .await
+        .map_err(|e| format!("receive: {e}"))?;
+    if let Some(expected) = expect
+        && !buffer[..n]
+            .windows(expected.len().max(1))
+            .any(|w| w == expected)
+    {
+        return Err(format!(
+            "answer does not contain {:?}",
+            String::from_utf8_lossy(expected)
+        ));
+    }
+    Ok(())
+}
