@@ -12,7 +12,7 @@ use failover_common::{
 };
 use failover_tests::{lab::*, packet};
 
-const SIZE: u32 = failover::maglev::DEFAULT_TABLE_SIZE;
+const SIZE: u32 = failover::decide::maglev::DEFAULT_TABLE_SIZE;
 
 fn key(port: u16) -> FlowKey {
     client_flow_key(port, 80)
@@ -136,7 +136,7 @@ fn n_plus_one_spare_takes_exactly_the_failed_members_slots() {
         .set_settings(
             service,
             failover::dataplane::ServiceSettings {
-                mode: failover::table::Mode::NPlusOne,
+                mode: failover::decide::select::Mode::NPlusOne,
                 ..Default::default()
             },
         )

@@ -53,7 +53,7 @@ impl Agent {
             if !self.services[s].has_cold {
                 continue;
             }
-            let nothing_serves = self.services[s].policy.active().is_empty();
+            let nothing_serves = self.services[s].active_names(&self.dataplane).is_empty();
             // The most preferred tier that has dormant cold standbys.
             let wake_tier = self.services[s]
                 .backends

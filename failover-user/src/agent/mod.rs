@@ -354,7 +354,7 @@ impl Agent {
         // is logged or published.
         let now = Instant::now();
         let service = &mut self.services[event.service];
-        let before = service.active_names();
+        let before = service.active_names(&self.dataplane);
         let pinned = service.policy.switched_to();
         let changes = service.policy.on_health(event.backend, flip.healthy, now);
         if let Some(target) = pinned
@@ -375,7 +375,7 @@ impl Agent {
         let backend_name = service.backends[event.backend].name.clone();
         let address = service.plan.backends[event.backend].spec.addr;
         let in_maintenance =
-            service.policy.admin(event.backend) == crate::policy::Admin::Maintenance;
+            service.policy.admin(event.backend) == crate::decide::policy::Admin::Maintenance;
         // Quoted (`?`): the evidence has spaces, and log readers split fields.
         let evidence = runtime::evidence(&flip);
         if flip.healthy {
@@ -426,7 +426,7 @@ impl Agent {
     fn settle(&mut self) {
         let now = Instant::now();
         for s in 0..self.services.len() {
-            let before = self.services[s].active_names();
+            let before = self.services[s].active_names(&self.dataplane);
             let changes = self.services[s].policy.on_tick(now);
             self.apply(s, before, changes, Cause::Timer);
         }
@@ -444,7 +444,7 @@ impl Agent {
             {
                 continue;
             }
-            let before = self.services[s].active_names();
+            let before = self.services[s].active_names(&self.dataplane);
             let changes = self.services[s].policy.on_tick(now);
             self.apply(s, before, changes, Cause::Timer);
             self.refresh_service_telemetry(s);
@@ -457,7 +457,7 @@ impl Agent {
         &mut self,
         s: usize,
         before: Vec<String>,
-        changes: Vec<crate::policy::Change>,
+        changes: Vec<crate::decide::policy::Change>,
         cause: Cause,
     ) {
         let decided_to_map = self.write_changes(s, &changes, cause);
@@ -470,7 +470,7 @@ impl Agent {
     fn write_changes(
         &mut self,
         s: usize,
-        changes: &[crate::policy::Change],
+        changes: &[crate::decide::policy::Change],
         cause: Cause,
     ) -> Option<std::time::Duration> {
         let service = &self.services[s];
@@ -500,7 +500,7 @@ impl Agent {
         &mut self,
         s: usize,
         before: Vec<String>,
-        changes: &[crate::policy::Change],
+        changes: &[crate::decide::policy::Change],
         cause: Cause,
         decided_to_map: Option<std::time::Duration>,
     ) {
@@ -508,7 +508,7 @@ impl Agent {
             return;
         }
         let service = &self.services[s];
-        let after = service.active_names();
+        let after = service.active_names(&self.dataplane);
         if before == after {
             return;
         }

@@ -11,8 +11,8 @@ use super::{Agent, runtime::Cause};
 use crate::{
     config::AgentConfig,
     control::{Request, Response},
+    decide::policy::{Change, ServicePolicy},
     events::{Event, EventKind},
-    policy::{Change, ServicePolicy},
 };
 
 impl Agent {
@@ -112,20 +112,16 @@ impl Agent {
             &mut ServicePolicy,
             usize,
             Instant,
-        ) -> Result<Vec<Change>, crate::policy::Refused>,
+        ) -> Result<Vec<Change>, crate::decide::policy::Refused>,
     ) -> Result<Value, String> {
         let (s, b) = self.locate(name)?;
         let now = Instant::now();
         let service = &self.services[s];
-        let before = service.active_names();
+        let before = service.active_names(&self.dataplane);
         let mut policy = service.policy.clone();
         let changes =
             op(&mut policy, b, now).map_err(|refused| format!("{what} {name}: {}", refused.0))?;
-        let active_after: Vec<String> = policy
-            .active()
-            .into_iter()
-            .map(|i| service.backends[i].name.clone())
-            .collect();
+        let active_after = service.predicted_names(&self.dataplane, &policy, now);
         let described = describe_changes(service, &changes);
         let report = json!({
             "operation": what,
@@ -160,7 +156,7 @@ impl Agent {
             .position(|s| s.name == service)
             .ok_or_else(|| format!("no service {service:?}"))?;
         let now = Instant::now();
-        let before = self.services[s].active_names();
+        let before = self.services[s].active_names(&self.dataplane);
         let mut policy = self.services[s].policy.clone();
         let target = policy.switched_to();
         let changes = policy.release_switchover(now);
@@ -172,7 +168,7 @@ impl Agent {
             "dry_run": dry_run,
             "changes": describe_changes(runtime, &changes),
             "new_flows_before": before,
-            "new_flows_after": policy.active().into_iter().map(|i| runtime.backends[i].name.clone()).collect::<Vec<_>>(),
+            "new_flows_after": runtime.predicted_names(&self.dataplane, &policy, now),
         });
         if dry_run {
             return Ok(report);
@@ -209,7 +205,7 @@ impl Agent {
         let now = Instant::now();
         let mut reports = Vec::new();
         for s in targets {
-            let before = self.services[s].active_names();
+            let before = self.services[s].active_names(&self.dataplane);
             let mut policy = self.services[s].policy.clone();
             let changes = policy.failback_now(now);
             reports.push(json!({

@@ -19,7 +19,7 @@ use tracing::warn;
 use super::{Agent, runtime::ServiceRuntime};
 use crate::{
     Dataplane,
-    policy::{Admin, Hold, MemberState},
+    decide::policy::{Admin, Hold, MemberState},
 };
 
 /// Converts between `Instant` and CLOCK_MONOTONIC nanoseconds.

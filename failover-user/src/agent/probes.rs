@@ -19,7 +19,7 @@ use tokio::{
     time::sleep,
 };
 
-use crate::{config::ProbeSpec, health::ProbeOutcome, probe};
+use crate::{config::ProbeSpec, decide::health::ProbeOutcome, probe};
 
 /// A probe result on its way to the decision loop.
 pub struct ProbeEvent {

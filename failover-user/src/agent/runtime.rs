@@ -6,11 +6,15 @@ use std::time::Instant;
 use crate::{
     Dataplane,
     config::{AgentConfig, ServicePlan},
+    dataplane::ServiceEntry,
+    decide::{
+        health::{Flip, Health, ProbeOutcome},
+        policy::{Admin, ServicePolicy},
+        select,
+    },
     error::DataplaneError,
-    health::{Flip, Health, ProbeOutcome},
     model::BackendState,
     outputs::telemetry::{BackendView, ProbeStats, ServiceView},
-    policy::{Admin, ServicePolicy},
 };
 
 pub(crate) struct BackendRuntime {
@@ -123,7 +127,7 @@ impl ServiceRuntime {
             plan: plan.clone(),
             backends,
             policy: ServicePolicy::new(plan.failback, members)
-                .n_plus_one(plan.mode == crate::table::Mode::NPlusOne)
+                .n_plus_one(plan.mode == crate::decide::select::Mode::NPlusOne)
                 .dead_flows(plan.dead_flows)
                 .quorum(plan.quorum)
                 .resume(&saved, switched_to),
@@ -140,12 +144,43 @@ impl ServiceRuntime {
         runtime.health.record(outcome)
     }
 
-    /// Names of the backends that take new flows.
-    pub fn active_names(&self) -> Vec<String> {
-        self.policy
-            .active()
-            .into_iter()
-            .map(|i| self.backends[i].name.clone())
+    /// Who takes new flows: the selection published in the data path for
+    /// this service (names, in configuration order).
+    pub fn active_names(&self, dataplane: &Dataplane) -> Vec<String> {
+        let ids = dataplane
+            .service(self.id)
+            .map(ServiceEntry::new_flows_to)
+            .unwrap_or_default();
+        self.names_of(&ids)
+    }
+
+    /// Who would take new flows once `policy`'s states are published: the
+    /// same decision, on the states a change would write (dry runs, reports
+    /// of what an operation does).
+    pub fn predicted_names(
+        &self,
+        dataplane: &Dataplane,
+        policy: &ServicePolicy,
+        now: Instant,
+    ) -> Vec<String> {
+        let Some(entry) = dataplane.service(self.id) else {
+            return Vec::new();
+        };
+        let mut backends = entry.backends.clone();
+        for (backend, state) in self.backends.iter().zip(policy.states(now)) {
+            if let Some(spec) = backends.get_mut(&backend.id) {
+                spec.state = state;
+            }
+        }
+        self.names_of(&select::new_flows_to(&backends, entry.settings.mode))
+    }
+
+    /// Names of the backends with these ids, in configuration order.
+    fn names_of(&self, ids: &[u32]) -> Vec<String> {
+        self.backends
+            .iter()
+            .filter(|b| ids.contains(&b.id))
+            .map(|b| b.name.clone())
             .collect()
     }
 
@@ -215,7 +250,7 @@ impl ServiceRuntime {
             vip: self.plan.spec.vip.to_string(),
             port: self.plan.spec.port,
             protocol: self.plan.spec.proto.to_string(),
-            active: self.active_names(),
+            active: self.active_names(dataplane),
             switched_to: self
                 .policy
                 .switched_to()

@@ -77,9 +77,12 @@ pub struct ServicePlan {
     pub failback: Failback,
     /// Maglev table slots; 0: no table.
     pub table_size: u32,
-    pub mode: crate::table::Mode,
-    pub dead_flows: crate::policy::DeadFlows,
-    pub quorum: Option<(crate::policy::Quorum, crate::policy::QuorumPolicy)>,
+    pub mode: crate::decide::select::Mode,
+    pub dead_flows: crate::decide::policy::DeadFlows,
+    pub quorum: Option<(
+        crate::decide::policy::Quorum,
+        crate::decide::policy::QuorumPolicy,
+    )>,
     pub backends: Vec<BackendPlan>,
 }
 
@@ -152,7 +155,7 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
 impl ServicePlan {
     /// What the data path carries for this service.
     pub fn wanted(&self) -> crate::dataplane::WantedService {
-        let flags = if self.dead_flows == crate::policy::DeadFlows::Reset {
+        let flags = if self.dead_flows == crate::decide::policy::DeadFlows::Reset {
             failover_common::SERVICE_F_RESET_DEAD_FLOWS
         } else {
             0

@@ -271,7 +271,7 @@ fn table_size_must_be_prime_or_zero() {
     );
     assert_eq!(
         AgentConfig::parse(EXAMPLE).unwrap().services[0].table_size,
-        crate::maglev::DEFAULT_TABLE_SIZE
+        crate::decide::maglev::DEFAULT_TABLE_SIZE
     );
     assert!(error_of(&with("256")).contains("table_size"));
 }
@@ -293,11 +293,11 @@ fn quorum_and_dead_flow_settings() {
     assert_eq!(
         plan.quorum,
         Some((
-            crate::policy::Quorum::Percent(50),
-            crate::policy::QuorumPolicy::FailOpen
+            crate::decide::policy::Quorum::Percent(50),
+            crate::decide::policy::QuorumPolicy::FailOpen
         ))
     );
-    assert_eq!(plan.dead_flows, crate::policy::DeadFlows::Keep);
+    assert_eq!(plan.dead_flows, crate::decide::policy::DeadFlows::Keep);
     let plan = AgentConfig::parse(&with("min_healthy = 2"))
         .unwrap()
         .services
@@ -305,8 +305,8 @@ fn quorum_and_dead_flow_settings() {
     assert_eq!(
         plan.quorum,
         Some((
-            crate::policy::Quorum::Count(2),
-            crate::policy::QuorumPolicy::NextTier
+            crate::decide::policy::Quorum::Count(2),
+            crate::decide::policy::QuorumPolicy::NextTier
         ))
     );
     assert!(error_of(&with("min_healthy = \"lots\"")).contains("min_healthy"));

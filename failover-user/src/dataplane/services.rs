@@ -18,10 +18,10 @@ use tracing::info;
 
 use super::Dataplane;
 use crate::{
+    decide::maglev,
+    decide::select,
     error::{DataplaneError, SpecError},
-    maglev,
     model::{BackendSpec, BackendState, ServiceSpec},
-    table,
 };
 
 /// What the data path carries for a service besides its backends.
@@ -29,7 +29,7 @@ use crate::{
 pub struct ServiceSettings {
     /// Maglev table slots (a prime); 0: new flows hash over the selection.
     pub table_size: u32,
-    pub mode: table::Mode,
+    pub mode: select::Mode,
     /// `SERVICE_F_*` bits.
     pub flags: u32,
 }
@@ -38,7 +38,7 @@ impl Default for ServiceSettings {
     fn default() -> Self {
         Self {
             table_size: maglev::DEFAULT_TABLE_SIZE,
-            mode: table::Mode::Tiers,
+            mode: select::Mode::Tiers,
             flags: 0,
         }
     }
@@ -85,6 +85,14 @@ pub struct Snapshot {
     slots: BTreeMap<u32, Slot>,
 }
 
+impl ServiceEntry {
+    /// Who takes new flows: the selection [`select::plan`] publishes for
+    /// this record (the maps hold it once the write succeeded).
+    pub fn new_flows_to(&self) -> Vec<u32> {
+        select::new_flows_to(&self.backends, self.settings.mode)
+    }
+}
+
 impl Dataplane {
     pub fn service(&self, id: u32) -> Option<&ServiceEntry> {
         self.services.get(&id)
@@ -128,7 +136,7 @@ impl Dataplane {
                     backends: members,
                     settings: ServiceSettings {
                         table_size: value.table_size,
-                        mode: table::Mode::Tiers,
+                        mode: select::Mode::Tiers,
                         flags: value.flags,
                     },
                     table_generation: value.table_generation,
@@ -416,7 +424,7 @@ impl Dataplane {
     /// flips to it in the same update as the selection.
     fn publish(&mut self, entry: &mut ServiceEntry) -> Result<(), DataplaneError> {
         let settings = entry.settings;
-        let plan = table::plan(&entry.backends, settings.mode, settings.table_size);
+        let plan = select::plan(&entry.backends, settings.mode, settings.table_size);
         let mut value = Service::new(entry.id);
         value.flags = settings.flags;
         value.active_tier = u32::from(plan.active_tier);

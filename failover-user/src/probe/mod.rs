@@ -20,7 +20,7 @@ use tokio::time::timeout;
 
 use crate::{
     config::{ProbeKind, ProbeSpec},
-    health::ProbeOutcome,
+    decide::health::ProbeOutcome,
 };
 
 /// Runs one probe of `spec` against `address`.

@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use failover::maglev::{Member, build, is_prime};
+use failover::decide::maglev::{Member, build, is_prime};
 
 use super::{Row, Section, Spread};
 
@@ -17,7 +17,7 @@ pub fn run(quick: bool) -> Section {
     let mut summary = Vec::new();
     for n in [10usize, 100, 1_000, 10_000] {
         // At least ~100 slots per backend for even shares, prime.
-        let mut size = (n as u32 * 100).max(failover::maglev::DEFAULT_TABLE_SIZE);
+        let mut size = (n as u32 * 100).max(failover::decide::maglev::DEFAULT_TABLE_SIZE);
         while !is_prime(size) {
             size += 1;
         }

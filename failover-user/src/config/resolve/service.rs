@@ -187,11 +187,11 @@ impl Resolver<'_> {
             });
         }
         let table_size = match &raw.table_size {
-            None => crate::maglev::DEFAULT_TABLE_SIZE,
+            None => crate::decide::maglev::DEFAULT_TABLE_SIZE,
             Some(size) => {
                 let value = *size.get_ref();
                 if value != 0
-                    && (!crate::maglev::is_prime(value)
+                    && (!crate::decide::maglev::is_prime(value)
                         || value < backends.len() as u32
                         || value > failover_common::MAX_TABLE_SIZE)
                 {
@@ -209,13 +209,13 @@ impl Resolver<'_> {
             }
         };
         let mode = match raw.mode {
-            RawRedundancy::Tiers => crate::table::Mode::Tiers,
-            RawRedundancy::NPlusOne => crate::table::Mode::NPlusOne,
+            RawRedundancy::Tiers => crate::decide::select::Mode::Tiers,
+            RawRedundancy::NPlusOne => crate::decide::select::Mode::NPlusOne,
         };
         let dead_flows = match raw.dead_flows {
-            RawDeadFlows::Rehash => crate::policy::DeadFlows::Rehash,
-            RawDeadFlows::Keep => crate::policy::DeadFlows::Keep,
-            RawDeadFlows::Reset => crate::policy::DeadFlows::Reset,
+            RawDeadFlows::Rehash => crate::decide::policy::DeadFlows::Rehash,
+            RawDeadFlows::Keep => crate::decide::policy::DeadFlows::Keep,
+            RawDeadFlows::Reset => crate::decide::policy::DeadFlows::Reset,
         };
         let quorum = match (&raw.min_healthy, &raw.quorum_policy) {
             (None, None) => None,
@@ -232,12 +232,14 @@ impl Resolver<'_> {
                     RawQuorum::Count(0) => {
                         return self.invalid(field("min_healthy"), at, "must be at least 1");
                     }
-                    RawQuorum::Count(n) => crate::policy::Quorum::Count(*n),
+                    RawQuorum::Count(n) => crate::decide::policy::Quorum::Count(*n),
                     RawQuorum::Text(text) => match text
                         .strip_suffix('%')
                         .and_then(|p| p.trim().parse::<u32>().ok())
                     {
-                        Some(p) if (1..=100).contains(&p) => crate::policy::Quorum::Percent(p),
+                        Some(p) if (1..=100).contains(&p) => {
+                            crate::decide::policy::Quorum::Percent(p)
+                        }
                         _ => {
                             return self.invalid(
                                 field("min_healthy"),
@@ -248,9 +250,15 @@ impl Resolver<'_> {
                     },
                 };
                 let policy = match policy.as_ref().map(|p| *p.get_ref()) {
-                    None | Some(RawQuorumPolicy::NextTier) => crate::policy::QuorumPolicy::NextTier,
-                    Some(RawQuorumPolicy::FailOpen) => crate::policy::QuorumPolicy::FailOpen,
-                    Some(RawQuorumPolicy::FailClosed) => crate::policy::QuorumPolicy::FailClosed,
+                    None | Some(RawQuorumPolicy::NextTier) => {
+                        crate::decide::policy::QuorumPolicy::NextTier
+                    }
+                    Some(RawQuorumPolicy::FailOpen) => {
+                        crate::decide::policy::QuorumPolicy::FailOpen
+                    }
+                    Some(RawQuorumPolicy::FailClosed) => {
+                        crate::decide::policy::QuorumPolicy::FailClosed
+                    }
                 };
                 Some((quorum, policy))
             }

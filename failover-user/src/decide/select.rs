@@ -17,9 +17,38 @@ use std::collections::BTreeMap;
 use failover_common::MAX_SELECTION;
 
 use crate::{
-    maglev::{self, Member},
-    model::{BackendSpec, BackendState, selection},
+    decide::maglev::{self, Member},
+    model::{BackendSpec, BackendState},
 };
+
+/// The selection new flows are hashed over: the ids of the up backends in
+/// the most preferred tier that has any, in id order. Empty when no backend
+/// is up. Returns (active tier, ids).
+pub fn selection<'a>(backends: impl IntoIterator<Item = (u32, &'a BackendSpec)>) -> (u8, Vec<u32>) {
+    let mut up: Vec<(u8, u32)> = backends
+        .into_iter()
+        .filter(|(_, spec)| spec.state == BackendState::Up)
+        .map(|(id, spec)| (spec.tier, id))
+        .collect();
+    up.sort_unstable();
+    let Some(&(active_tier, _)) = up.first() else {
+        return (0, Vec::new());
+    };
+    let ids: Vec<u32> = up
+        .into_iter()
+        .take_while(|(tier, _)| *tier == active_tier)
+        .map(|(_, id)| id)
+        .take(MAX_SELECTION)
+        .collect();
+    (active_tier, ids)
+}
+
+/// Who takes new flows among `backends` (id → spec with its state): the
+/// selection [`plan`] publishes. Every report of who takes new flows (logs,
+/// events, status, metrics, dry runs) comes from here, never from a copy.
+pub fn new_flows_to(backends: &BTreeMap<u32, BackendSpec>, mode: Mode) -> Vec<u32> {
+    plan(backends, mode, 0).selection
+}
 
 /// How a service survives failures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -242,5 +271,40 @@ mod tests {
             let plan = plan(&all, mode, SIZE);
             assert!(plan.selection.is_empty() && plan.table.is_none());
         }
+    }
+
+    fn spec(last: u8, tier: u8, state: BackendState) -> BackendSpec {
+        BackendSpec::new(Ipv4Addr::new(198, 51, 100, last))
+            .tier(tier)
+            .state(state)
+    }
+
+    #[test]
+    fn selection_uses_most_preferred_tier_with_an_up_backend() {
+        let specs = [
+            spec(1, 0, BackendState::Down),
+            spec(2, 1, BackendState::Up),
+            spec(3, 1, BackendState::Up),
+            spec(4, 2, BackendState::Up),
+        ];
+        let (tier, ids) = selection(specs.iter().enumerate().map(|(i, s)| (i as u32 + 10, s)));
+        assert_eq!(tier, 1);
+        assert_eq!(ids, vec![11, 12]);
+    }
+
+    #[test]
+    fn draining_and_down_backends_take_no_new_flows() {
+        let specs = [
+            spec(1, 0, BackendState::Draining),
+            spec(2, 0, BackendState::Up),
+        ];
+        let (_, ids) = selection(specs.iter().enumerate().map(|(i, s)| (i as u32, s)));
+        assert_eq!(ids, vec![1]);
+    }
+
+    #[test]
+    fn empty_selection_when_nothing_is_up() {
+        let specs = [spec(1, 0, BackendState::Down)];
+        assert_eq!(selection(specs.iter().map(|s| (0, s))), (0, Vec::new()));
     }
 }

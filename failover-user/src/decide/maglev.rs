@@ -163,7 +163,7 @@ mod tests {
             .join(" ");
         if std::env::var_os("FAILOVER_WRITE_GOLDEN").is_some() {
             std::fs::write(
-                concat!(env!("CARGO_MANIFEST_DIR"), "/src/maglev_golden.txt"),
+                concat!(env!("CARGO_MANIFEST_DIR"), "/src/decide/maglev_golden.txt"),
                 format!("{text}\n"),
             )
             .unwrap();
