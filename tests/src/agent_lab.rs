@@ -660,7 +660,8 @@ impl AgentLab {
     }
 
     /// `failover --socket <lab socket> status --json`, parsed.
-    pub fn status(&self) -> serde_json::Value {
+    /// The agent's status (`failover status --json`), typed.
+    pub fn status(&self) -> crate::status::StatusAnswer {
         let socket = self.socket();
         let socket = socket.to_str().expect("utf-8 socket path");
         let text = self.failover(&["--socket", socket, "status", "--json"]);

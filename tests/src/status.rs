@@ -1,37 +1,33 @@
-//! Reading the agent's `status --json` answer in tests.
+//! Reading the agent's `status` answer in tests, typed: the product's own
+//! [`StatusAnswer`], so a change of its shape fails here, loudly.
 
-use serde_json::Value;
+pub use failover::control::{BackendStatus, ServiceStatus, StatusAnswer};
 
 /// The service called `name`.
-pub fn service<'a>(status: &'a Value, name: &str) -> &'a Value {
-    status["services"]
-        .as_array()
-        .expect("services array")
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no service {name} in {status:#}"))
+pub fn service<'a>(status: &'a StatusAnswer, name: &str) -> &'a ServiceStatus {
+    status
+        .service(name)
+        .unwrap_or_else(|| panic!("no service {name} in {status:#?}"))
 }
 
 /// The backend `service_name/name`.
-pub fn backend<'a>(status: &'a Value, service_name: &str, name: &str) -> &'a Value {
-    service(status, service_name)["backends"]
-        .as_array()
-        .expect("backends array")
-        .iter()
-        .find(|b| b["name"] == name)
-        .unwrap_or_else(|| panic!("no backend {service_name}/{name} in {status:#}"))
+pub fn backend<'a>(status: &'a StatusAnswer, service_name: &str, name: &str) -> &'a BackendStatus {
+    service(status, service_name)
+        .backend(name)
+        .unwrap_or_else(|| panic!("no backend {service_name}/{name} in {status:#?}"))
 }
 
-/// A list of names (`new_flows_to`).
-pub fn names(list: &Value) -> Vec<String> {
+/// Who takes new flows in `service_name`.
+pub fn new_flows_to(status: &StatusAnswer, service_name: &str) -> Vec<String> {
+    service(status, service_name).new_flows_to.clone()
+}
+
+/// A list of names in an operation's report (`new_flows_after`, a reload's
+/// `changed`, ...).
+pub fn names(list: &serde_json::Value) -> Vec<String> {
     list.as_array()
         .unwrap_or_else(|| panic!("not a list: {list}"))
         .iter()
         .map(|v| v.as_str().expect("a name").to_owned())
         .collect()
-}
-
-/// Who takes new flows in `service_name`.
-pub fn new_flows_to(status: &Value, service_name: &str) -> Vec<String> {
-    names(&service(status, service_name)["new_flows_to"])
 }

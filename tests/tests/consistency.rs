@@ -130,13 +130,13 @@ fn check(lab: &AgentLab, rng: &mut Rng, seed: u64, step: &str) {
     let context = |what: String| format!("seed {seed}, after {step}: {what}\n{}", lab.diag());
     let status = lab.status();
     let web = service(&status, "web");
-    let web_id = web["id"].as_u64().unwrap();
+    let web_id = u64::from(web.id);
     let backends = lab.inspect(&["backends"]);
     let rows = backends.as_array().unwrap();
     // Status and the maps agree on every backend of web.
     let mut names: BTreeMap<u64, String> = BTreeMap::new();
-    for b in web["backends"].as_array().unwrap() {
-        let id = b["id"].as_u64().unwrap();
+    for b in &web.backends {
+        let id = u64::from(b.id);
         let row = rows
             .iter()
             .find(|r| r["id"] == id)
@@ -144,11 +144,11 @@ fn check(lab: &AgentLab, rng: &mut Rng, seed: u64, step: &str) {
         assert_eq!(row["service"], web_id, "{}", context(format!("{row}")));
         assert_eq!(
             row["state"],
-            b["state"],
+            b.state.as_str(),
             "{}",
-            context(format!("status {b} vs maps {row}"))
+            context(format!("status {b:?} vs maps {row}"))
         );
-        names.insert(id, b["name"].as_str().unwrap().to_owned());
+        names.insert(id, b.name.clone());
     }
     // Every tracked flow the program would follow stays within its service.
     let flows = lab.inspect(&["flows", "--limit", "400"]);

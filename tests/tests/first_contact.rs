@@ -224,15 +224,13 @@ fn redirects_the_kernel_drops_are_seen_and_routed_around() {
         lab.diag()
     );
     let status = lab.status();
-    let egress = status["egress"]["interfaces"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
     assert!(
-        egress
+        status
+            .egress
+            .interfaces
             .iter()
-            .any(|e| e["interface"] == "lbp" && e["via_stack"] == true),
-        "{status:#}"
+            .any(|e| e.interface == "lbp" && e.via_stack),
+        "{status:#?}"
     );
     let text = scrape(&lab, METRICS_PORT);
     assert_eq!(

@@ -43,9 +43,9 @@ fn a_switchover_and_back_leaves_the_standby_able_to_take_over() {
     let status = lab.status();
     let standby = backend(&status, "web", "standby");
     assert_eq!(
-        (standby["state"].as_str(), standby["admin"].as_str()),
-        (Some("up"), None),
-        "after switching back, the standby must be a plain standby again; switchover said:\n{back}\n{status:#}"
+        (standby.state.as_str(), standby.admin.as_deref()),
+        ("up", None),
+        "after switching back, the standby must be a plain standby again; switchover said:\n{back}\n{status:#?}"
     );
 
     // The next crash of the primary is a failover, not an outage.
@@ -88,14 +88,14 @@ fn a_drill_on_an_active_active_tier_restores_every_member() {
     assert_eq!(
         new_flows_to(&status, "web"),
         before,
-        "the drill must restore every member:\n{report}\n{status:#}"
+        "the drill must restore every member:\n{report}\n{status:#?}"
     );
     for name in ["a", "b", "c", "spare"] {
         let b = backend(&status, "web", name);
         assert_eq!(
-            (b["state"].as_str(), b["admin"].as_str()),
-            (Some("up"), None),
-            "{name} after the drill:\n{report}\n{status:#}"
+            (b.state.as_str(), b.admin.as_deref()),
+            ("up", None),
+            "{name} after the drill:\n{report}\n{status:#?}"
         );
     }
     assert_eq!(
@@ -118,10 +118,7 @@ fn crash_and_restart(lab: &mut AgentLab) {
 fn state_and_admin(lab: &AgentLab, name: &str) -> (String, Option<String>) {
     let status = lab.status();
     let b = backend(&status, "web", name);
-    (
-        b["state"].as_str().unwrap_or_default().to_owned(),
-        b["admin"].as_str().map(str::to_owned),
-    )
+    (b.state.clone(), b.admin.clone())
 }
 
 /// Samples `n` new flows and checks that all went to `name`.
@@ -224,9 +221,11 @@ fn a_switchover_survives_a_crash_and_restart() {
     std::thread::sleep(SETTLE);
     let status = lab.status();
     assert_eq!(
-        failover_tests::status::service(&status, "web")["switchover"],
-        "standby",
-        "{status:#}"
+        failover_tests::status::service(&status, "web")
+            .switchover
+            .as_deref(),
+        Some("standby"),
+        "{status:#?}"
     );
     assert_eq!(
         state_and_admin(&lab, "primary"),
@@ -346,9 +345,9 @@ fn a_reload_that_fails_half_way_restores_the_exact_state() {
     let status = lab.status();
     let primary = backend(&status, "web", "primary");
     assert_eq!(
-        (primary["state"].as_str(), primary["healthy"].as_bool()),
-        (Some("down"), Some(false)),
-        "{status:#}"
+        (primary.state.as_str(), primary.healthy),
+        ("down", false),
+        "{status:#?}"
     );
     assert_eq!(new_flows_to(&status, "web"), ["standby"]);
     all_new_flows_on(&lab, "standby", 20, "after the refused reload");
@@ -408,10 +407,7 @@ fn a_failed_map_write_is_retried_until_the_maps_agree() {
     lab.health[0].set(failover_tests::agent_lab::Health::Down);
     lab.wait_log("map update failed", Duration::from_secs(3));
     let status = lab.status();
-    assert!(
-        status["totals"]["map_write_failures_total"].as_u64() >= Some(1),
-        "{status:#}"
-    );
+    assert!(status.totals.map_write_failures_total >= 1, "{status:#?}");
     // The agent keeps trying; once the kernel takes the write, the maps
     // carry its decision: a is down, new flows avoid it.
     empty_maglev_map(&lab, &junk);
@@ -437,7 +433,7 @@ fn a_failed_map_write_is_retried_until_the_maps_agree() {
     let samples = lab.sample(30, Duration::from_millis(10));
     assert_eq!(samples.answered_by("a"), 0, "{}", samples.summary());
     assert_eq!(samples.failures(), 0, "{}", samples.summary());
-    assert_eq!(lab.status()["totals"]["services_out_of_sync"], 0);
+    assert_eq!(lab.status().totals.services_out_of_sync, 0);
 }
 
 // ---- Interfaces, locks and failed starts ----------------------------------------------
@@ -663,8 +659,5 @@ fn status_on_a_full_conntrack_table_does_not_delay_a_failover() {
         "decisive probe result to map update took {took:?} with status running\n{switched:#?}"
     );
     let status = lab.status();
-    assert!(
-        status["active_flows_counted_s_ago"].as_f64().is_some(),
-        "{status:#}"
-    );
+    assert!(status.active_flows_counted_s_ago.is_some(), "{status:#?}");
 }

@@ -24,9 +24,8 @@ use failover_tests::{
         STANDBY, VIP, ask, new_flows,
     },
     metrics::{metric, scrape},
-    status::{backend, new_flows_to, service},
+    status::{StatusAnswer, backend, new_flows_to, service},
 };
-use serde_json::Value;
 
 const METRICS_PORT: u16 = 9392;
 /// Time for probes to act after an event (rise and fall are 2 and 3 at
@@ -85,16 +84,14 @@ fn extra(state: State, api_interval: &str) -> String {
 #[derive(Debug, PartialEq)]
 struct View {
     new_flows_to: Vec<String>,
-    switchover: Value,
+    switchover: Option<String>,
     /// name → (state, admin reason without times, healthy).
     backends: BTreeMap<String, (String, Option<String>, bool)>,
 }
 
-fn admin_kind(admin: &Value) -> Option<String> {
+fn admin_kind(admin: Option<&str>) -> Option<String> {
     // "failback in 4.2s" counts down; its kind does not.
-    admin
-        .as_str()
-        .map(|a| a.split(" in ").next().unwrap_or(a).to_owned())
+    admin.map(|a| a.split(" in ").next().unwrap_or(a).to_owned())
 }
 
 /// The agent's view of web, checked against the maps and the metrics.
@@ -104,19 +101,19 @@ fn view(lab: &AgentLab) -> View {
     let inspected = lab.inspect(&["backends"]);
     let metrics = scrape(lab, METRICS_PORT);
     let mut backends = BTreeMap::new();
-    for b in web["backends"].as_array().unwrap() {
-        let name = b["name"].as_str().unwrap().to_owned();
-        let state = b["state"].as_str().unwrap().to_owned();
-        let healthy = b["healthy"].as_bool().unwrap();
+    for b in &web.backends {
+        let name = b.name.clone();
+        let state = b.state.clone();
+        let healthy = b.healthy;
         let in_maps = inspected
             .as_array()
             .unwrap()
             .iter()
-            .find(|row| row["service"] == web["id"] && row["address"] == b["address"])
+            .find(|row| row["service"] == web.id && row["address"] == b.address.as_str())
             .unwrap_or_else(|| panic!("{name} is not in the maps: {inspected:#}"));
         assert_eq!(
             in_maps["state"], state,
-            "status and the maps disagree on {name}: {status:#}\n{inspected:#}"
+            "status and the maps disagree on {name}: {status:#?}\n{inspected:#}"
         );
         let labels = [("service", "web"), ("backend", name.as_str())];
         let state_labels = [labels[0], labels[1], ("state", state.as_str())];
@@ -130,11 +127,11 @@ fn view(lab: &AgentLab) -> View {
             Some(f64::from(u8::from(healthy))),
             "metrics disagree on {name}'s health"
         );
-        backends.insert(name, (state, admin_kind(&b["admin"]), healthy));
+        backends.insert(name, (state, admin_kind(b.admin.as_deref()), healthy));
     }
     View {
         new_flows_to: new_flows_to(&status, "web"),
-        switchover: web["switchover"].clone(),
+        switchover: web.switchover.clone(),
         backends,
     }
 }
@@ -149,7 +146,7 @@ fn options(state: State) -> Options {
     }
 }
 
-fn wait_until(lab: &AgentLab, what: &str, mut done: impl FnMut(&Value) -> bool) {
+fn wait_until(lab: &AgentLab, what: &str, mut done: impl FnMut(&StatusAnswer) -> bool) {
     let started = Instant::now();
     loop {
         let status = lab.status();
@@ -158,7 +155,7 @@ fn wait_until(lab: &AgentLab, what: &str, mut done: impl FnMut(&Value) -> bool) 
         }
         assert!(
             started.elapsed() < Duration::from_secs(8),
-            "{what}: {status:#}\n{}",
+            "{what}: {status:#?}\n{}",
             lab.diag()
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -167,7 +164,7 @@ fn wait_until(lab: &AgentLab, what: &str, mut done: impl FnMut(&Value) -> bool) 
 
 /// Brings a fresh lab into `state`.
 fn enter(lab: &mut AgentLab, state: State) {
-    let primary_state = |st: &Value| backend(st, "web", "primary")["state"].clone();
+    let primary_state = |st: &StatusAnswer| backend(st, "web", "primary").state.clone();
     match state {
         State::Up => {}
         State::Failing | State::PolicyDrain => {
@@ -185,7 +182,7 @@ fn enter(lab: &mut AgentLab, state: State) {
             wait_until(lab, "the primary fails", |st| primary_state(st) == "down");
             lab.health[PRIMARY].set(Health::Up);
             wait_until(lab, "the primary is held", |st| {
-                backend(st, "web", "primary")["healthy"] == true
+                backend(st, "web", "primary").healthy
             });
         }
         State::ColdStarted => {

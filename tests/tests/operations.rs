@@ -29,7 +29,7 @@ use failover_tests::agent_lab::{
 use failover_tests::{
     load::{Failed, Sample, connect, request, summary},
     metrics::{metric, must},
-    status::{backend, names, service},
+    status::{StatusAnswer, backend, names, service},
 };
 use serde_json::Value;
 
@@ -59,7 +59,8 @@ fn api() -> SocketAddr {
 
 /// What status says about decisions, without the counters that move on
 /// their own (probe counts and latencies, packets, flows, uptime).
-fn decisions(status: &Value) -> Value {
+fn decisions(status: &StatusAnswer) -> Value {
+    let status = serde_json::to_value(status).expect("status as json");
     let services: Vec<Value> = status["services"]
         .as_array()
         .expect("services array")
@@ -87,7 +88,7 @@ fn decisions(status: &Value) -> Value {
     Value::Array(services)
 }
 
-fn decisions_of(status: &Value, service_name: &str) -> Value {
+fn decisions_of(status: &StatusAnswer, service_name: &str) -> Value {
     decisions(status)
         .as_array()
         .unwrap()
@@ -162,17 +163,21 @@ fn switchover_under_continuous_load_fails_no_request() {
     );
     std::thread::sleep(Duration::from_millis(2000));
     let during = lab.status();
-    assert_eq!(names(&service(&during, "web")["new_flows_to"]), ["standby"]);
+    assert_eq!(service(&during, "web").new_flows_to, ["standby"]);
     let primary = backend(&during, "web", "primary");
-    assert_eq!(primary["state"], "draining", "{during:#}");
+    assert_eq!(primary.state, "draining", "{during:#?}");
     assert_eq!(
-        primary["admin"], "standing by: switchover to standby",
-        "{during:#}"
+        primary.admin.as_deref(),
+        Some("standing by: switchover to standby"),
+        "{during:#?}"
     );
-    assert_eq!(service(&during, "web")["switchover"], "standby");
+    assert_eq!(
+        service(&during, "web").switchover.as_deref(),
+        Some("standby")
+    );
     assert!(
-        primary["active_flows"].as_u64().unwrap_or(0) >= 3,
-        "the long-lived flows are not counted on the drained primary: {during:#}"
+        primary.active_flows >= 3,
+        "the long-lived flows are not counted on the drained primary: {during:#?}"
     );
 
     let to_primary = Instant::now();
@@ -184,11 +189,11 @@ fn switchover_under_continuous_load_fails_no_request() {
 
     // Switching back leaves the standby a plain standby again.
     let after = lab.status();
-    assert_eq!(names(&service(&after, "web")["new_flows_to"]), ["primary"]);
+    assert_eq!(service(&after, "web").new_flows_to, ["primary"]);
     for name in ["primary", "standby"] {
         let b = backend(&after, "web", name);
-        assert_eq!(b["state"], "up", "{after:#}");
-        assert!(b["admin"].is_null(), "{after:#}");
+        assert_eq!(b.state, "up", "{after:#?}");
+        assert!(b.admin.is_none(), "{after:#?}");
     }
 
     let failed = recorded.failures();
@@ -341,10 +346,10 @@ fn drain_keeps_long_flows_until_the_deadline_then_repicks_them() {
     while drained.elapsed() < Duration::from_secs(6) {
         let st = lab.status();
         let primary = backend(&st, "web", "primary");
-        let state = primary["state"].as_str().unwrap_or("?").to_owned();
-        let flows = primary["active_flows"].as_u64().expect("active_flows");
-        assert_eq!(primary["admin"], "drained", "{st:#}");
-        assert_eq!(names(&service(&st, "web")["new_flows_to"]), ["standby"]);
+        let state = primary.state.clone();
+        let flows = primary.active_flows;
+        assert_eq!(primary.admin.as_deref(), Some("drained"), "{st:#?}");
+        assert_eq!(service(&st, "web").new_flows_to, ["standby"]);
         polls.push((drained.elapsed(), state, flows));
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -456,8 +461,8 @@ fn drain_keeps_long_flows_until_the_deadline_then_repicks_them() {
     assert_eq!(names(&report["new_flows_after"]), ["primary"], "{report:#}");
     let st = lab.status();
     let primary = backend(&st, "web", "primary");
-    assert_eq!(primary["state"], "up", "{st:#}");
-    assert!(primary["admin"].is_null(), "{st:#}");
+    assert_eq!(primary.state, "up", "{st:#?}");
+    assert!(primary.admin.is_none(), "{st:#?}");
     let back = sample(&lab, web(), 20);
     assert!(
         back.iter().all(|r| r.as_deref() == Ok("primary")),
@@ -517,10 +522,7 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
     });
     let good = std::fs::read_to_string(lab.config_path()).unwrap();
     let initial = lab.status();
-    assert_eq!(
-        names(&service(&initial, "api")["new_flows_to"]),
-        ["primary"]
-    );
+    assert_eq!(service(&initial, "api").new_flows_to, ["primary"]);
     let api_first = sample(&lab, api(), 10);
     assert!(
         api_first.iter().all(|r| r.as_deref() == Ok("primary")),
@@ -549,7 +551,7 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
     let dry = lab.ctl_json(&["reload", "--dry-run"]);
     assert_eq!(names(&dry["changed"]), ["api"], "{dry:#}");
     assert_eq!(
-        names(&service(&lab.status(), "api")["new_flows_to"]),
+        service(&lab.status(), "api").new_flows_to,
         ["primary"],
         "a dry-run reload changed api"
     );
@@ -558,13 +560,9 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
     assert_eq!(names(&diff["unchanged"]), ["web"], "{diff:#}");
     assert!(names(&diff["added"]).is_empty() && names(&diff["removed"]).is_empty());
     let st = lab.status();
-    assert_eq!(
-        names(&service(&st, "api")["new_flows_to"]),
-        ["standby"],
-        "{st:#}"
-    );
-    assert_eq!(backend(&st, "api", "primary")["tier"], 1, "{st:#}");
-    assert_eq!(backend(&st, "api", "standby")["tier"], 0, "{st:#}");
+    assert_eq!(service(&st, "api").new_flows_to, ["standby"], "{st:#?}");
+    assert_eq!(backend(&st, "api", "primary").tier, 1, "{st:#?}");
+    assert_eq!(backend(&st, "api", "standby").tier, 0, "{st:#?}");
     assert_eq!(decisions_of(&st, "web"), web_before, "reload changed web");
     let api_swapped = sample(&lab, api(), 10);
     assert!(
@@ -590,14 +588,13 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
         "{hup_line:#?}"
     );
     let st = lab.status();
-    let api_backends: Vec<String> = service(&st, "api")["backends"]
-        .as_array()
-        .unwrap()
+    let api_backends: Vec<String> = service(&st, "api")
+        .backends
         .iter()
-        .map(|b| b["name"].as_str().unwrap().to_owned())
+        .map(|b| b.name.clone())
         .collect();
-    assert_eq!(api_backends, ["standby"], "{st:#}");
-    assert_eq!(names(&service(&st, "api")["new_flows_to"]), ["standby"]);
+    assert_eq!(api_backends, ["standby"], "{st:#?}");
+    assert_eq!(service(&st, "api").new_flows_to, ["standby"]);
     assert_eq!(decisions_of(&st, "web"), web_before, "SIGHUP changed web");
     let api_hup = sample(&lab, api(), 10);
     assert!(
@@ -1228,11 +1225,11 @@ fn drill_switches_verifies_and_returns_with_no_failed_request() {
     let recorded = load.finish();
 
     let st = lab.status();
-    assert_eq!(names(&service(&st, "web")["new_flows_to"]), ["primary"]);
+    assert_eq!(service(&st, "web").new_flows_to, ["primary"]);
     for name in ["primary", "standby"] {
         let b = backend(&st, "web", name);
-        assert_eq!(b["state"], "up", "{st:#}");
-        assert!(b["admin"].is_null(), "{st:#}");
+        assert_eq!(b.state, "up", "{st:#?}");
+        assert!(b.admin.is_none(), "{st:#?}");
     }
     let failed = recorded.failures();
     let on_standby = recorded

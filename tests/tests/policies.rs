@@ -28,7 +28,10 @@ use failover_tests::agent_lab::{
     AgentLab, BACKEND_PORT, FAILOVER_BOUND, Failback, HEALTH_PORT, Health, Layout, Options, Probe,
     SERVICE_PORT, VIP, ask, request,
 };
-use failover_tests::{load::Failed, status};
+use failover_tests::{
+    load::Failed,
+    status::{self, BackendStatus, ServiceStatus, StatusAnswer},
+};
 use serde_json::Value;
 
 /// New flows sampled to measure a spread (each backend's share is within
@@ -182,26 +185,23 @@ impl Spread {
 // ---- The agent's view ------------------------------------------------------------------
 
 // The policy tests watch one service, "web".
-fn web(status: &Value) -> &Value {
+fn web(status: &StatusAnswer) -> &ServiceStatus {
     status::service(status, "web")
 }
 
-fn backend<'a>(status: &'a Value, name: &str) -> &'a Value {
+fn backend<'a>(status: &'a StatusAnswer, name: &str) -> &'a BackendStatus {
     status::backend(status, "web", name)
 }
 
-fn state(status: &Value, name: &str) -> String {
-    backend(status, name)["state"]
-        .as_str()
-        .expect("state")
-        .to_owned()
+fn state(status: &StatusAnswer, name: &str) -> String {
+    backend(status, name).state.clone()
 }
 
-fn healthy(status: &Value, name: &str) -> bool {
-    backend(status, name)["healthy"].as_bool().expect("healthy")
+fn healthy(status: &StatusAnswer, name: &str) -> bool {
+    backend(status, name).healthy
 }
 
-fn new_flows_to(status: &Value) -> Vec<String> {
+fn new_flows_to(status: &StatusAnswer) -> Vec<String> {
     status::new_flows_to(status, "web")
 }
 
@@ -231,8 +231,8 @@ fn wait_status(
     lab: &AgentLab,
     what: &str,
     since: Instant,
-    done: impl Fn(&Value) -> bool,
-) -> (Value, Duration) {
+    done: impl Fn(&StatusAnswer) -> bool,
+) -> (StatusAnswer, Duration) {
     let started = Instant::now();
     loop {
         let status = lab.status();
@@ -250,17 +250,16 @@ fn wait_status(
 }
 
 /// Who takes new flows and each backend's health and state, for messages.
-fn decisions(status: &Value) -> Value {
-    let backends: Vec<Value> = web(status)["backends"]
-        .as_array()
-        .expect("backends array")
+fn decisions(status: &StatusAnswer) -> Value {
+    let backends: Vec<Value> = web(status)
+        .backends
         .iter()
         .map(|b| {
-            serde_json::json!({"name": b["name"], "tier": b["tier"], "healthy": b["healthy"],
-                "state": b["state"], "admin": b["admin"]})
+            serde_json::json!({"name": b.name, "tier": b.tier, "healthy": b.healthy,
+                "state": b.state, "admin": b.admin})
         })
         .collect();
-    serde_json::json!({"new_flows_to": web(status)["new_flows_to"], "backends": backends})
+    serde_json::json!({"new_flows_to": web(status).new_flows_to, "backends": backends})
 }
 
 /// The backend id of the forward conntrack entry of the client's flow from
@@ -540,7 +539,7 @@ fn keep_leaves_the_established_flows_of_an_unhealthy_backend_that_still_serves()
         );
     }
     assert_eq!(state(&status, "b"), "draining", "{:#}", decisions(&status));
-    let active_flows = backend(&status, "b")["active_flows"].as_u64().unwrap_or(0);
+    let active_flows = backend(&status, "b").active_flows;
     assert!(
         active_flows >= on_b.len() as u64,
         "status counts {active_flows} active flows on b, {} are open",

@@ -51,11 +51,7 @@ fn tcp_probes_leave_no_time_wait_sockets() {
     std::thread::sleep(Duration::from_millis(1500));
     let probes: u64 = ["primary", "standby"]
         .iter()
-        .map(|b| {
-            backend(&lab.status(), "web", b)["probes_ok"]
-                .as_u64()
-                .unwrap()
-        })
+        .map(|b| backend(&lab.status(), "web", b).probes_ok)
         .sum();
     assert!(probes >= 10, "{probes} probes");
     assert_eq!(time_wait(&lab), 0, "probes closed with FIN, not a reset");
@@ -121,9 +117,9 @@ fn drain_waits_for_the_flows_and_without_a_deadline_stays_drained() {
     let status = lab.status();
     let primary = backend(&status, "web", "primary");
     assert_eq!(
-        (primary["state"].as_str(), primary["admin"].as_str()),
-        (Some("draining"), Some("drained")),
-        "{status:#}"
+        (primary.state.as_str(), primary.admin.as_deref()),
+        ("draining", Some("drained")),
+        "{status:#?}"
     );
     all_on(&lab, "standby", 10);
 }

@@ -10,7 +10,7 @@ use tracing::info;
 use super::{Agent, runtime::Cause};
 use crate::{
     config::AgentConfig,
-    control::{Request, Response},
+    control::{BackendStatus, LastProbe, Request, Response, ServiceStatus, StatusAnswer},
     decide::policy::{Change, ServicePolicy},
     events::{Event, EventKind},
 };
@@ -18,7 +18,7 @@ use crate::{
 impl Agent {
     pub(super) async fn handle(&mut self, request: Request) -> Response {
         let result = match request {
-            Request::Status {} => Ok(self.status()),
+            Request::Status {} => serde_json::to_value(self.status()).map_err(|e| e.to_string()),
             Request::Drain {
                 backend,
                 deadline_s,
@@ -302,61 +302,58 @@ impl Agent {
         Ok(diff)
     }
 
-    fn status(&self) -> Value {
+    fn status(&self) -> StatusAnswer {
         let counted = self.flows.latest();
         let flows = counted.by_backend;
         let snapshot = self.telemetry.snapshot();
-        let services: Vec<Value> = snapshot
+        let services = snapshot
             .services
             .iter()
-            .map(|service| {
-                let backends: Vec<Value> = service
+            .map(|service| ServiceStatus {
+                name: service.name.clone(),
+                id: service.id,
+                vip: service.vip.clone(),
+                port: service.port,
+                protocol: service.protocol.clone(),
+                new_flows_to: service.active.clone(),
+                switchover: service.switched_to.clone(),
+                backends: service
                     .backends
                     .iter()
                     .map(|b| {
                         let traffic = self.dataplane.counters().backend(b.id).ok();
-                        json!({
-                            "name": b.name,
-                            "id": b.id,
-                            "address": b.address,
-                            "port": b.port,
-                            "tier": b.tier,
-                            "healthy": b.healthy,
-                            "state": b.state,
-                            "admin": b.admin,
-                            "active_flows": flows.get(&b.id).copied().unwrap_or(0),
-                            "packets_to": traffic.map(|t| t.to_backend.packets),
-                            "packets_from": traffic.map(|t| t.from_backend.packets),
-                            "last_probe": {
-                                "ok": b.probe.last_error.is_none() && b.probe.latency_count > 0,
-                                "latency_ms": b.probe.last_latency_ms,
-                                "error": b.probe.last_error,
+                        BackendStatus {
+                            name: b.name.clone(),
+                            id: b.id,
+                            address: b.address.clone(),
+                            port: b.port,
+                            tier: b.tier,
+                            healthy: b.healthy,
+                            state: b.state.clone(),
+                            admin: b.admin.clone(),
+                            active_flows: flows.get(&b.id).copied().unwrap_or(0),
+                            packets_to: traffic.map(|t| t.to_backend.packets),
+                            packets_from: traffic.map(|t| t.from_backend.packets),
+                            last_probe: LastProbe {
+                                ok: b.probe.last_error.is_none() && b.probe.latency_count > 0,
+                                latency_ms: b.probe.last_latency_ms,
+                                error: b.probe.last_error.clone(),
                             },
-                            "probes_ok": b.probe.ok_total,
-                            "probes_failed": b.probe.failed_total,
-                        })
+                            probes_ok: b.probe.ok_total,
+                            probes_failed: b.probe.failed_total,
+                        }
                     })
-                    .collect();
-                json!({
-                    "name": service.name,
-                    "id": service.id,
-                    "vip": service.vip,
-                    "port": service.port,
-                    "protocol": service.protocol,
-                    "new_flows_to": service.active,
-                    "switchover": service.switched_to,
-                    "backends": backends,
-                })
+                    .collect(),
             })
             .collect();
-        json!({
-            "services": services,
-            "totals": snapshot.totals,
-            "uptime_s": snapshot.started_seconds_ago,
-            "egress": snapshot.egress,
-            "active_flow_idle_s": super::flows::ACTIVE_FLOW_IDLE.as_secs(),
-            "active_flows_counted_s_ago": counted.counted_at.map(|at| at.elapsed().as_secs_f64()),
-        })
+        StatusAnswer {
+            services,
+            totals: snapshot.totals,
+            uptime_s: snapshot.started_seconds_ago,
+            egress: snapshot.egress,
+            active_flow_idle_s: super::flows::ACTIVE_FLOW_IDLE.as_secs(),
+            active_flows_counted_s_ago: counted.counted_at.map(|at| at.elapsed().as_secs_f64()),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
-use crate::control::{self, Request};
+use crate::control::{self, BackendStatus, Request, StatusAnswer};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -29,6 +29,12 @@ pub fn call(socket: &Path, request: &Request) -> anyhow::Result<Value> {
         bail!("{}", response.error.unwrap_or_else(|| "refused".into()));
     }
     Ok(response.result)
+}
+
+/// The agent's status, typed.
+fn status_answer(socket: &Path) -> anyhow::Result<StatusAnswer> {
+    let value = call(socket, &Request::Status {})?;
+    serde_json::from_value(value).context("the agent's status answer has an unknown shape")
 }
 
 fn print(value: &Value, json: bool) {
@@ -88,81 +94,82 @@ fn join(list: &Value) -> String {
 }
 
 pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
-    let value = call(socket, &Request::Status {})?;
     if json {
-        print(&value, true);
+        print(&call(socket, &Request::Status {})?, true);
         return Ok(());
     }
-    for service in value["services"].as_array().into_iter().flatten() {
+    let status = status_answer(socket)?;
+    for service in &status.services {
         println!(
             "service {} {}:{}/{}  new flows -> {}",
-            service["name"].as_str().unwrap_or(""),
-            service["vip"].as_str().unwrap_or(""),
-            service["port"],
-            service["protocol"].as_str().unwrap_or(""),
-            join(&service["new_flows_to"])
+            service.name,
+            service.vip,
+            service.port,
+            service.protocol,
+            listed(&service.new_flows_to)
         );
         println!(
             "  {:<12} {:<18} {:>4} {:<8} {:<9} {:<26} {:>6} {:>10}  last probe",
             "backend", "address", "tier", "health", "state", "admin", "flows", "pkts to"
         );
-        for b in service["backends"].as_array().into_iter().flatten() {
-            let address = match b["port"].as_u64() {
-                Some(port) => format!("{}:{port}", b["address"].as_str().unwrap_or("")),
-                None => b["address"].as_str().unwrap_or("").to_owned(),
+        for b in &service.backends {
+            let address = match b.port {
+                Some(port) => format!("{}:{port}", b.address),
+                None => b.address.clone(),
             };
-            let probe = &b["last_probe"];
-            let last = match (probe["error"].as_str(), probe["latency_ms"].as_f64()) {
+            let last = match (&b.last_probe.error, b.last_probe.latency_ms) {
                 (Some(err), _) => format!("failed: {err}"),
                 (None, Some(ms)) => format!("ok {ms:.2} ms"),
                 _ => "none yet".to_owned(),
             };
             println!(
                 "  {:<12} {:<18} {:>4} {:<8} {:<9} {:<26} {:>6} {:>10}  {last}",
-                b["name"].as_str().unwrap_or(""),
+                b.name,
                 address,
-                b["tier"],
-                if b["healthy"].as_bool() == Some(true) {
-                    "healthy"
-                } else {
-                    "failing"
-                },
-                b["state"].as_str().unwrap_or(""),
-                b["admin"].as_str().unwrap_or("-"),
-                b["active_flows"],
-                b["packets_to"],
+                b.tier,
+                if b.healthy { "healthy" } else { "failing" },
+                b.state,
+                b.admin.as_deref().unwrap_or("-"),
+                b.active_flows,
+                b.packets_to.map_or("-".to_owned(), |p| p.to_string()),
             );
         }
     }
     println!(
         "failovers {}  failbacks {}  last failover gap {}  (flows: seen within {} s)",
-        value["totals"]["failovers_total"],
-        value["totals"]["failbacks_total"],
-        value["totals"]["last_failover_gap_seconds"]
-            .as_f64()
+        status.totals.failovers_total,
+        status.totals.failbacks_total,
+        status
+            .totals
+            .last_failover_gap_seconds
             .map_or("-".into(), |s| format!("{:.3} s", s)),
-        value["active_flow_idle_s"]
+        status.active_flow_idle_s
     );
     Ok(())
 }
 
+/// `a,b` (or `nothing`).
+fn listed(names: &[String]) -> String {
+    if names.is_empty() {
+        "nothing".to_owned()
+    } else {
+        names.join(",")
+    }
+}
+
 /// Active flows of `backend` (`service/backend` or unique name) from status.
 fn active_flows(socket: &Path, backend: &str) -> anyhow::Result<u64> {
-    let status = call(socket, &Request::Status {})?;
+    let status = status_answer(socket)?;
     let (service, name) = backend
         .split_once('/')
         .map_or((None, backend), |(s, b)| (Some(s), b));
-    for s in status["services"].as_array().into_iter().flatten() {
-        if service.is_some_and(|wanted| s["name"] != wanted) {
-            continue;
-        }
-        for b in s["backends"].as_array().into_iter().flatten() {
-            if b["name"] == name {
-                return Ok(b["active_flows"].as_u64().unwrap_or(0));
-            }
-        }
-    }
-    bail!("backend {backend} not in status")
+    status
+        .services
+        .iter()
+        .filter(|s| service.is_none_or(|wanted| s.name == wanted))
+        .find_map(|s| s.backend(name))
+        .map(|b| b.active_flows)
+        .with_context(|| format!("backend {backend} not in status"))
 }
 
 pub fn drain(
@@ -231,42 +238,32 @@ pub fn drill(
     dry_run: bool,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let status = call(socket, &Request::Status {})?;
-    let svc = status["services"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|s| s["name"] == service)
+    let status = status_answer(socket)?;
+    let svc = status
+        .service(service)
         .with_context(|| format!("no service {service:?}"))?;
-    let active: Vec<String> = svc["new_flows_to"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str().map(str::to_owned))
-        .collect();
+    let active = svc.new_flows_to.clone();
     if active.is_empty() {
         bail!("the service has no active backend to return to");
     }
     let original = active.join(",");
-    let previous_switchover = svc["switchover"].as_str().map(str::to_owned);
-    let mut candidates: Vec<&Value> = svc["backends"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|b| b["healthy"] == true && !active.iter().any(|a| b["name"] == a.as_str()))
+    let previous_switchover = svc.switchover.clone();
+    let mut candidates: Vec<&BackendStatus> = svc
+        .backends
+        .iter()
+        .filter(|b| b.healthy && !active.contains(&b.name))
         .filter(|b| {
-            b["admin"].is_null()
-                || b["admin"]
-                    .as_str()
-                    .is_some_and(|a| a.starts_with("standing by"))
+            b.admin
+                .as_deref()
+                .is_none_or(|a| a.starts_with("standing by"))
         })
         .collect();
-    candidates.sort_by_key(|b| b["tier"].as_u64().unwrap_or(u64::MAX));
+    candidates.sort_by_key(|b| b.tier);
     let standby = candidates
         .first()
         .context("no healthy standby to drill with")?;
-    let standby_name = standby["name"].as_str().unwrap_or_default().to_owned();
-    let packets_before = standby["packets_from"].as_u64().unwrap_or(0);
+    let standby_name = standby.name.clone();
+    let packets_before = standby.packets_from.unwrap_or(0);
     println!("drill {service}: {original} -> {standby_name} -> {original}");
     if dry_run {
         println!(
@@ -292,19 +289,15 @@ pub fn drill(
     let t = Instant::now();
     let mut verified = None;
     while t.elapsed() < verify_for {
-        let status = call(socket, &Request::Status {})?;
-        let backend = status["services"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|s| s["name"] == service)
-            .flat_map(|s| s["backends"].as_array().cloned().unwrap_or_default())
-            .find(|b| b["name"] == standby_name.as_str());
+        let status = status_answer(socket)?;
+        let backend = status
+            .service(service)
+            .and_then(|s| s.backend(&standby_name));
         if let Some(b) = backend
-            && b["healthy"] == true
-            && b["packets_from"].as_u64().unwrap_or(0) > packets_before
+            && b.healthy
+            && b.packets_from.unwrap_or(0) > packets_before
         {
-            verified = Some(b["packets_from"].as_u64().unwrap_or(0) - packets_before);
+            verified = Some(b.packets_from.unwrap_or(0) - packets_before);
             break;
         }
         std::thread::sleep(Duration::from_millis(200));

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Upper bounds (seconds) of the probe latency histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 12] = [
@@ -77,7 +77,7 @@ pub struct ServiceView {
     pub backends: Vec<BackendView>,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Totals {
     /// Health flips of any backend.
     pub transitions_total: u64,
@@ -96,13 +96,13 @@ pub struct Totals {
 }
 
 /// Changes of who takes new flows of one service for one reason.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SwitchCount {
     pub service: String,
     /// `planned` (an operator's request) or `unplanned` (health, timers).
-    pub kind: &'static str,
+    pub kind: String,
     /// What caused it: `backend failed`, `backend recovered`, `switchover`, ...
-    pub reason: &'static str,
+    pub reason: String,
     pub total: u64,
 }
 
@@ -118,8 +118,8 @@ impl Totals {
             Some(count) => count.total += 1,
             None => self.switches.push(SwitchCount {
                 service: service.to_owned(),
-                kind,
-                reason,
+                kind: kind.to_owned(),
+                reason: reason.to_owned(),
                 total: 1,
             }),
         }
@@ -136,7 +136,7 @@ pub struct Snapshot {
 }
 
 /// What the egress watch found, for status and metrics.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EgressReport {
     /// Whether the kernel's redirect drops are watched at all.
     pub watching: bool,
@@ -144,7 +144,7 @@ pub struct EgressReport {
     pub interfaces: Vec<EgressStatus>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EgressStatus {
     pub interface: String,
     pub ifindex: u32,

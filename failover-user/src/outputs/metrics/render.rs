@@ -249,8 +249,8 @@ pub(super) fn render_agent(out: &mut Exposition, snapshot: &Snapshot) {
             "failover_switches_total",
             &[
                 ("service", count.service.as_str()),
-                ("kind", count.kind),
-                ("reason", count.reason),
+                ("kind", count.kind.as_str()),
+                ("reason", count.reason.as_str()),
             ],
             count.total,
         );

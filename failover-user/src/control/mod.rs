@@ -12,6 +12,8 @@ use std::{
     time::Duration,
 };
 
+mod status;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::{
@@ -21,6 +23,8 @@ use tokio::{
     time::timeout,
 };
 use tracing::{info, warn};
+
+pub use status::{BackendStatus, LastProbe, ServiceStatus, StatusAnswer};
 
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Longest request line accepted.
