@@ -2,7 +2,10 @@
 
 use std::path::Path;
 
-use crate::config::{AgentConfig, Failback, ProbeKind};
+use crate::{
+    config::{AgentConfig, ProbeKind},
+    decide::policy::Failback,
+};
 
 pub fn run(path: &Path) -> anyhow::Result<()> {
     let config = AgentConfig::from_file(path)?;

@@ -4,6 +4,7 @@
 use std::{ops::RangeInclusive, path::PathBuf, time::Duration};
 
 use crate::{
+    decide::policy::Failback,
     dataplane::AttachMode,
     model::{BackendSpec, ServiceSpec},
 };
@@ -62,13 +63,6 @@ pub const DEFAULT_ALERT_EVENTS: [crate::events::EventKind; 5] = [
     crate::events::EventKind::AgentStop,
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failback {
-    /// After a recovered backend has stayed up for `delay`, new flows go back.
-    Auto { delay: Duration },
-    /// Stay on the standby until an operator says so.
-    Manual,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServicePlan {

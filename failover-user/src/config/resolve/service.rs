@@ -7,6 +7,7 @@ use failover_common::MAX_SELECTION;
 use super::Resolver;
 use crate::{
     config::{ConfigError, plan::*, raw::*},
+    decide::policy::Failback,
     limits,
     model::{BackendSpec, Proto, ServiceSpec},
 };

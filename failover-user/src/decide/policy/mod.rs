@@ -24,7 +24,16 @@ mod tests;
 
 use std::time::{Duration, Instant};
 
-use crate::{config::Failback, model::BackendState};
+use crate::model::BackendState;
+
+/// When new flows go back to a recovered backend of a better tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failback {
+    /// After a recovered backend has stayed up for `delay`, new flows go back.
+    Auto { delay: Duration },
+    /// Stay on the standby until an operator says so.
+    Manual,
+}
 
 /// A data-path state the agent must write for a backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
