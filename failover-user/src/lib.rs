@@ -2,25 +2,20 @@
 //! typed map API. The binary (`main.rs`) only dispatches to it.
 
 pub mod agent;
-pub mod bpffs;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod decide;
-pub mod error;
 pub mod events;
 pub mod lab;
-pub mod limits;
-pub mod maps;
 pub mod model;
-pub mod netdev;
 pub mod outputs;
 pub mod probe;
-pub mod process;
+pub mod util;
 
+pub use dataplane::error::{DataplaneError, SpecError};
 pub use dataplane::{AttachMode, Dataplane};
-pub use error::{DataplaneError, SpecError};
 pub use model::{BackendSpec, BackendState, Proto, ServiceSpec};
 
 /// The compiled XDP object, built by `build.rs` and embedded in the binary.

@@ -93,7 +93,7 @@ impl Agent {
                         if let Some(command) = &cold.command {
                             let port = plan.spec.port.unwrap_or(service.plan.spec.port);
                             spawn_start(
-                                crate::process::substitute(command, plan.spec.addr, port),
+                                crate::util::process::substitute(command, plan.spec.addr, port),
                                 cold.timeout,
                                 service.name.clone(),
                                 runtime.name.clone(),
@@ -145,10 +145,10 @@ impl Agent {
 /// when it serves).
 fn spawn_start(args: Vec<String>, timeout: std::time::Duration, service: String, backend: String) {
     tokio::spawn(async move {
-        match crate::process::run(&args, &[], None, timeout).await {
+        match crate::util::process::run(&args, &[], None, timeout).await {
             Ok(()) => info!(service, backend, "start command finished"),
             Err(err) => {
-                warn!(service, backend, cause = %crate::error::chain(&err), "start command failed")
+                warn!(service, backend, cause = %crate::util::chain(&err), "start command failed")
             }
         }
     });

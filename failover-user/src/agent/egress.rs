@@ -21,9 +21,9 @@ use failover_common::stats::reason;
 use tracing::{error, warn};
 
 use crate::{
-    error::DataplaneError,
-    maps::{Counters, EgressMap, PinDir, RedirectDrops},
-    netdev,
+    dataplane::error::DataplaneError,
+    dataplane::maps::{Counters, EgressMap, PinDir, RedirectDrops},
+    dataplane::netdev,
     outputs::telemetry::{EgressReport, EgressStatus, Telemetry},
 };
 

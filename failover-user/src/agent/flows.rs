@@ -20,8 +20,8 @@ use std::{
 use failover_common::flow_direction;
 
 use crate::{
-    error::DataplaneError,
-    maps::{Conntrack, PinDir},
+    dataplane::error::DataplaneError,
+    dataplane::maps::{Conntrack, PinDir},
 };
 
 /// A flow counts as active while it was seen this recently (conntrack

@@ -15,7 +15,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::{bpffs, error::DataplaneError};
+use crate::{dataplane::bpffs, dataplane::error::DataplaneError};
 
 /// Starting the agent on a pin directory failed.
 #[derive(Debug, thiserror::Error)]

@@ -33,7 +33,7 @@ use crate::{
     Dataplane,
     config::AgentConfig,
     control,
-    error::DataplaneError,
+    dataplane::error::DataplaneError,
     events::{Event, EventBus, EventKind},
     outputs::telemetry::{Telemetry, Totals},
 };
@@ -156,7 +156,7 @@ pub async fn run(
     let watching = match dataplane.watch_redirects() {
         Ok(()) => true,
         Err(err) => {
-            warn!(cause = %crate::error::chain(&err), "cannot watch for redirected frames the kernel drops: an egress interface that cannot take them (a veth whose peer has no NAPI) would drop forwarded packets unseen");
+            warn!(cause = %crate::util::chain(&err), "cannot watch for redirected frames the kernel drops: an egress interface that cannot take them (a veth whose peer has no NAPI) would drop forwarded packets unseen");
             false
         }
     };
@@ -478,7 +478,7 @@ impl Agent {
         for change in changes {
             let backend = &service.backends[change.backend];
             if let Err(err) = self.dataplane.set_backend_state(backend.id, change.state) {
-                warn!(service = %service.name, backend = %backend.name, cause = %crate::error::chain(&err), "map update failed; the service will be written again until the maps agree");
+                warn!(service = %service.name, backend = %backend.name, cause = %crate::util::chain(&err), "map update failed; the service will be written again until the maps agree");
                 failed = true;
             }
         }

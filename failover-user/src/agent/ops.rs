@@ -268,12 +268,12 @@ impl Agent {
                 let restored = self.dataplane.restore(snapshot);
                 self.services = previous;
                 if let Err(restore) = restored {
-                    tracing::error!(cause = %crate::error::chain(&restore), "restoring the maps after a failed reload failed; resyncing every service");
+                    tracing::error!(cause = %crate::util::chain(&restore), "restoring the maps after a failed reload failed; resyncing every service");
                     self.mark_all_dirty();
                 }
                 return Err(format!(
                     "applying the new configuration failed; the previous state is restored, nothing changed: {}",
-                    crate::error::chain(&err)
+                    crate::util::chain(&err)
                 ));
             }
         }
@@ -361,11 +361,11 @@ impl Agent {
 fn drain_deadline(seconds: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds)
         .ok()
-        .filter(|d| crate::limits::DRAIN_DEADLINE.contains(d))
+        .filter(|d| crate::config::limits::DRAIN_DEADLINE.contains(d))
         .ok_or_else(|| {
             format!(
                 "deadline_s {seconds} is out of bounds: must be {}",
-                crate::limits::describe(&crate::limits::DRAIN_DEADLINE)
+                crate::config::limits::describe(&crate::config::limits::DRAIN_DEADLINE)
             )
         })
 }

@@ -82,7 +82,7 @@ impl Agent {
                     info!(service = %name, "maps written again; they carry the agent's decisions")
                 }
                 Err(err) => {
-                    warn!(service = %name, cause = %crate::error::chain(&err), "writing the maps again failed; retrying");
+                    warn!(service = %name, cause = %crate::util::chain(&err), "writing the maps again failed; retrying");
                     self.totals.map_write_failures_total += 1;
                     self.resync.dirty.insert(name);
                 }

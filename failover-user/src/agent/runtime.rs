@@ -7,12 +7,12 @@ use crate::{
     Dataplane,
     config::{AgentConfig, ServicePlan},
     dataplane::ServiceEntry,
+    dataplane::error::DataplaneError,
     decide::{
         health::{Flip, Health, ProbeOutcome},
         policy::{Admin, ServicePolicy},
         select,
     },
-    error::DataplaneError,
     model::BackendState,
     outputs::telemetry::{BackendView, ProbeStats, ServiceView},
 };

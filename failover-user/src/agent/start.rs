@@ -63,7 +63,7 @@ impl Agent {
         undo.snapshot = Some(self.dataplane.snapshot());
         let result = self.program_and_attach(undo);
         if let Err(err) = &result {
-            error!(cause = %crate::error::chain(err), "start failed; undoing what it wrote");
+            error!(cause = %crate::util::chain(err), "start failed; undoing what it wrote");
             self.undo_start(undo);
         }
         result
@@ -109,7 +109,7 @@ impl Agent {
         if let Some(snapshot) = undo.snapshot.take()
             && let Err(err) = self.dataplane.restore(snapshot)
         {
-            warn!(cause = %crate::error::chain(&err), "putting the adopted maps back failed");
+            warn!(cause = %crate::util::chain(&err), "putting the adopted maps back failed");
         }
     }
 }

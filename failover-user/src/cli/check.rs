@@ -30,7 +30,7 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
     }
     for (name, mode) in &config.interfaces {
         println!("interface {name}: XDP {mode:?}");
-        match crate::netdev::driver(name) {
+        match crate::dataplane::netdev::driver(name) {
             Err(_) => println!(
                 "  not in this network namespace (run check where the agent runs); the agent refuses to start without it"
             ),

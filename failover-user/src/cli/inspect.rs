@@ -15,7 +15,7 @@ use failover_common::{
 use serde_json::{Value, json};
 
 use crate::{
-    maps::{Backends, Conntrack, Counters, MaglevTables, PinDir, Services},
+    dataplane::maps::{Backends, Conntrack, Counters, MaglevTables, PinDir, Services},
     model::{BackendState, Proto},
 };
 
@@ -246,7 +246,7 @@ fn explain(
                 ));
                 let ifindex = flow.reply_ingress_ifindex;
                 if ifindex != 0 {
-                    let name = crate::netdev::name_of(ifindex)
+                    let name = crate::dataplane::netdev::name_of(ifindex)
                         .unwrap_or_else(|| format!("ifindex {ifindex}"));
                     steps.push(format!(
                         "only when it arrives on {name}, the backend's side; elsewhere it is dropped (drop_reply_wrong_interface)"

@@ -23,7 +23,7 @@ pub fn run(
     let config = source.load()?;
     // Held until the process ends: one agent per pin directory.
     let _lock = agent::PinDirLock::acquire(&config.pin_dir, private_pins)?;
-    if private_pins && crate::bpffs::alone_in_mount_namespace() {
+    if private_pins && crate::dataplane::bpffs::alone_in_mount_namespace() {
         tracing::warn!(pin_dir = %config.pin_dir.display(), "running in a private mount namespace (--private-pins): the pins die with the agent, and forwarding stops when it stops");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -7,6 +7,7 @@
 
 mod check;
 mod duration;
+pub mod limits;
 mod plan;
 mod raw;
 mod resolve;

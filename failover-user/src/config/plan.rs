@@ -4,8 +4,8 @@
 use std::{ops::RangeInclusive, path::PathBuf, time::Duration};
 
 use crate::{
-    decide::policy::Failback,
     dataplane::AttachMode,
+    decide::policy::Failback,
     model::{BackendSpec, ServiceSpec},
 };
 
@@ -62,7 +62,6 @@ pub const DEFAULT_ALERT_EVENTS: [crate::events::EventKind; 5] = [
     crate::events::EventKind::AgentStart,
     crate::events::EventKind::AgentStop,
 ];
-
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServicePlan {

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::{dataplane::AttachMode, decide::policy::Failback, limits};
+use crate::{config::limits, dataplane::AttachMode, decide::policy::Failback};
 
 const EXAMPLE: &str = r#"
 pin_dir = "/sys/fs/bpf/failover-test"

@@ -16,7 +16,7 @@ use failover_common::{
     stats::{VERDICT_COUNT, reason},
 };
 
-use crate::error::DataplaneError;
+use crate::dataplane::error::DataplaneError;
 
 /// Key size, value size and entries of every map, as this build defines them.
 fn layouts() -> [(&'static str, usize, usize, u32); 11] {

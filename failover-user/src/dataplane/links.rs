@@ -23,7 +23,7 @@ use aya::programs::xdp::XdpLink;
 use tracing::{info, warn};
 
 use super::{AttachMode, Dataplane, program_mut};
-use crate::{PROGRAM_NAME, error::DataplaneError};
+use crate::{PROGRAM_NAME, dataplane::error::DataplaneError};
 
 /// What [`Dataplane::attach_pinned`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

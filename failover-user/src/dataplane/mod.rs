@@ -5,9 +5,13 @@
 //! write, and map writes are ordered so the data path never sees a selection
 //! naming a backend that is not yet usable.
 
+pub mod bpffs;
 mod capacity;
 mod compat;
+pub mod error;
 mod links;
+pub mod maps;
+pub mod netdev;
 mod services;
 mod watch;
 
@@ -23,17 +27,14 @@ use aya::{
 use failover_common::names;
 use tracing::info;
 
+use self::maps::{AdminRecords, Backends, Conntrack, Counters, MaglevTables, Services};
 use self::services::{Released, Slot};
 pub use self::{
     capacity::{Capacity, CapacityError, ServiceNeeds},
     links::{Attached, interface_index, link_pin_name},
     services::{ServiceEntry, ServiceSettings, Snapshot, WantedService},
 };
-use crate::{
-    PASS_PROGRAM_NAME, PROGRAM_NAME, bpffs,
-    error::DataplaneError,
-    maps::{AdminRecords, Backends, Conntrack, Counters, MaglevTables, Services},
-};
+use crate::{PASS_PROGRAM_NAME, PROGRAM_NAME, dataplane::error::DataplaneError};
 
 /// How to attach XDP to an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,9 +18,9 @@ use tracing::info;
 
 use super::Dataplane;
 use crate::{
+    dataplane::error::{DataplaneError, SpecError},
     decide::maglev,
     decide::select,
-    error::{DataplaneError, SpecError},
     model::{BackendSpec, BackendState, ServiceSpec},
 };
 

@@ -9,7 +9,7 @@ use std::{ffi::CString, io, path::Path};
 use aya::programs::TracePoint;
 
 use super::Dataplane;
-use crate::error::DataplaneError;
+use crate::dataplane::error::DataplaneError;
 
 const TRACEFS: &str = "/sys/kernel/tracing";
 const TRACEFS_MAGIC: i64 = 0x7472_6163;

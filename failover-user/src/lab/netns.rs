@@ -13,7 +13,7 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use crate::netdev::{self, Offload};
+use crate::dataplane::netdev::{self, Offload};
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 

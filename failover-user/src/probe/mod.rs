@@ -69,12 +69,12 @@ async fn attempt(spec: &ProbeSpec, address: Ipv4Addr) -> Result<(), String> {
         }
         ProbeKind::Icmp => icmp::icmp(address, spec.timeout).await,
         ProbeKind::Exec { command, port } => {
-            let args = crate::process::substitute(command, address, *port);
+            let args = crate::util::process::substitute(command, address, *port);
             // The probe's timeout drops this future first; the limit here
             // is a backstop. Either way the program's group is killed.
-            crate::process::run(&args, &[], None, spec.timeout)
+            crate::util::process::run(&args, &[], None, spec.timeout)
                 .await
-                .map_err(|err| crate::error::chain(&err).to_string())
+                .map_err(|err| crate::util::chain(&err).to_string())
         }
     }
 }

@@ -16,7 +16,7 @@ use std::{
 use toml::Spanned;
 
 use super::{ConfigError, parse_duration, plan::*, raw::*};
-use crate::{dataplane::AttachMode, limits};
+use crate::{config::limits, dataplane::AttachMode};
 
 impl AgentConfig {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {

@@ -4,8 +4,8 @@ use toml::Spanned;
 
 use super::Resolver;
 use crate::{
+    config::limits,
     config::{ConfigError, plan::*, raw::*},
-    limits,
 };
 
 impl Resolver<'_> {

@@ -6,9 +6,9 @@ use failover_common::MAX_SELECTION;
 
 use super::Resolver;
 use crate::{
+    config::limits,
     config::{ConfigError, plan::*, raw::*},
     decide::policy::Failback,
-    limits,
     model::{BackendSpec, Proto, ServiceSpec},
 };
 

@@ -221,7 +221,7 @@ async fn deliver(
                     backend = delivery.backend.as_deref(),
                     attempt = attempt + 1,
                     attempts,
-                    cause = %crate::error::chain(&err),
+                    cause = %crate::util::chain(&err),
                     "alert delivery failed"
                 );
                 if attempt + 1 < attempts {

@@ -74,7 +74,7 @@ pub enum DeliveryError {
     #[error("timed out after {after:?}")]
     TimedOut { after: Duration },
     #[error(transparent)]
-    Exec(#[from] crate::process::RunError),
+    Exec(#[from] crate::util::process::RunError),
 }
 
 /// Runs the command with the event JSON on stdin (and the kind, service and
@@ -100,6 +100,6 @@ pub(super) async fn exec(
             delivery.backend.as_deref().unwrap_or(""),
         ),
     ];
-    crate::process::run(&command, &env, Some(delivery.json.as_bytes()), limit).await?;
+    crate::util::process::run(&command, &env, Some(delivery.json.as_bytes()), limit).await?;
     Ok(())
 }

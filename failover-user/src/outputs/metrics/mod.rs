@@ -37,8 +37,8 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use crate::{
-    error::DataplaneError,
-    maps::{Conntrack, Counters, PinDir},
+    dataplane::error::DataplaneError,
+    dataplane::maps::{Conntrack, Counters, PinDir},
     outputs::telemetry::{Snapshot, Telemetry},
 };
 

@@ -10,7 +10,7 @@ use failover_common::{
     stats::{VERDICT_COUNT, reason},
 };
 
-use crate::error::DataplaneError;
+use crate::dataplane::error::DataplaneError;
 
 fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
     move |source| DataplaneError::Map { name, source }

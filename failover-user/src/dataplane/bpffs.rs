@@ -2,7 +2,7 @@
 
 use std::{ffi::CString, io, os::unix::ffi::OsStrExt, path::Path};
 
-use crate::error::DataplaneError;
+use crate::dataplane::error::DataplaneError;
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
