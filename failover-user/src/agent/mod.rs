@@ -123,7 +123,8 @@ pub async fn run(
     start::preflight(&config)?;
     let events = EventBus::new(1024);
     let telemetry = Telemetry::new();
-    let background = spawn_outputs(&config, &events, &telemetry).await?;
+    let (stop_tasks, tasks_stop) = crate::util::shutdown::channel();
+    let mut background = spawn_outputs(&config, &events, &telemetry, &tasks_stop).await?;
     let control_listener = control::bind(&config.control_socket)
         .await
         .map_err(|source| AgentError::Control {
@@ -193,11 +194,12 @@ pub async fn run(
     agent.refresh_telemetry();
 
     let (calls_tx, mut calls) = mpsc::channel::<control::Call>(64);
-    let control_server = tokio::spawn(control::serve(
+    background.push(tokio::spawn(control::serve(
         control_listener,
         config.control_socket.clone(),
         calls_tx,
-    ));
+        tasks_stop.clone(),
+    )));
     info!(
         services = agent.services.len(),
         probes = agent.probes.len(),
@@ -264,14 +266,15 @@ pub async fn run(
         }
     }
     agent.probes.stop().await;
-    control_server.abort();
+    stop_tasks.fire();
     let _ = std::fs::remove_file(&agent.config.control_socket);
     agent.events.publish(Event::new(
         EventKind::AgentStop,
         "agent stopped; the data path stays attached and keeps forwarding (fail-static)",
     ));
     info!("agent stopped; the data path stays attached and keeps forwarding (fail-static)");
-    // Give the journal and alert hooks a moment to take the last events.
+    // Every task ends: the servers at the shutdown signal, the journal and
+    // alert hooks once they took the last events (a moment at most).
     drop(agent);
     for task in background {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), task).await;
@@ -279,11 +282,13 @@ pub async fn run(
     Ok(())
 }
 
-/// Starts the metrics endpoint, journal and alert hooks.
+/// Starts the metrics endpoint (until `shutdown`), journal and alert hooks
+/// (until the event bus closes).
 async fn spawn_outputs(
     config: &AgentConfig,
     events: &EventBus,
     telemetry: &Telemetry,
+    shutdown: &crate::util::shutdown::Shutdown,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, AgentError> {
     let mut tasks = Vec::new();
     if let Some(listen) = config.metrics_listen {
@@ -293,18 +298,19 @@ async fn spawn_outputs(
         info!(%listen, "metrics endpoint ready (GET /metrics)");
         let telemetry = telemetry.clone();
         let pin_dir = config.pin_dir.clone();
-        tokio::spawn(async move {
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
             if let Err(err) = crate::outputs::metrics::serve_listener(
                 listener,
                 telemetry,
                 pin_dir,
-                std::future::pending(),
+                shutdown.wait(),
             )
             .await
             {
                 warn!(cause = %err, "metrics endpoint stopped");
             }
-        });
+        }));
     }
     if let Some(journal) = config.journal.clone() {
         tasks.push(tokio::spawn(crate::outputs::journal::run(

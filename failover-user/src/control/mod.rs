@@ -191,11 +191,23 @@ fn peer_allowed(stream: &UnixStream) -> bool {
     }
 }
 
-/// Serves the control socket until the decision loop goes away.
-pub async fn serve(listener: UnixListener, path: PathBuf, calls: mpsc::Sender<Call>) {
+/// Serves the control socket until `shutdown` (or the decision loop goes
+/// away); connections under way are answered or dropped with the loop.
+pub async fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    calls: mpsc::Sender<Call>,
+    shutdown: crate::util::shutdown::Shutdown,
+) {
     info!(socket = %path.display(), "control socket ready");
+    let shutdown = shutdown.wait();
+    tokio::pin!(shutdown);
     loop {
-        let (stream, _) = match listener.accept().await {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, _) = match accepted {
             Ok(accepted) => accepted,
             Err(err) => {
                 warn!(cause = %err, "control accept failed");
@@ -338,7 +350,8 @@ mod tests {
             "a second agent must not take over the socket"
         );
         let (calls_tx, mut calls) = mpsc::channel::<Call>(4);
-        let server = tokio::spawn(serve(listener, path.clone(), calls_tx));
+        let (stop, shutdown) = crate::util::shutdown::channel();
+        let server = tokio::spawn(serve(listener, path.clone(), calls_tx, shutdown));
         let agent = tokio::spawn(async move {
             let call = calls.recv().await.unwrap();
             assert_eq!(call.request, Request::Status {});
@@ -352,7 +365,11 @@ mod tests {
         assert!(response.ok);
         assert_eq!(response.result["services"], serde_json::json!([]));
         agent.await.unwrap();
-        server.abort();
+        stop.fire();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the server ends at the shutdown signal")
+            .unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
