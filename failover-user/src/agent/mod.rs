@@ -7,13 +7,16 @@
 //! with the last decisions. A restarted agent adopts both without touching
 //! established flows.
 
+mod apply;
 mod cold;
 mod egress;
+mod flip;
 mod flows;
 mod lock;
 mod ops;
 mod persist;
 mod probes;
+mod report;
 mod resync;
 mod runtime;
 mod start;
@@ -27,7 +30,7 @@ use tracing::{info, warn};
 
 use self::{
     probes::{ProbeEvent, ProbeSet},
-    runtime::{Cause, ServiceRuntime},
+    runtime::ServiceRuntime,
 };
 use crate::{
     Dataplane,
@@ -335,286 +338,6 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 impl Agent {
-    /// Records a probe result; returns whether it flipped a backend's health.
-    fn on_probe(&mut self, event: ProbeEvent) -> bool {
-        let Some(service) = self.services.get_mut(event.service) else {
-            return false;
-        };
-        let Some(flip) = service.record_probe(event.backend, event.outcome) else {
-            // Most results change nothing but the statistics: update only those
-            // (a full refresh reads every backend's map slot).
-            let stats = service.backends[event.backend].stats.clone();
-            self.telemetry.update(|snapshot| {
-                if let Some(view) = snapshot
-                    .services
-                    .get_mut(event.service)
-                    .and_then(|s| s.backends.get_mut(event.backend))
-                {
-                    view.probe = stats;
-                }
-            });
-            return false;
-        };
-        self.totals.transitions_total += 1;
-        // The data path first: the decision reaches the maps before anything
-        // is logged or published.
-        let now = Instant::now();
-        let service = &mut self.services[event.service];
-        let before = service.active_names(&self.dataplane);
-        let pinned = service.policy.switched_to();
-        let changes = service.policy.on_health(event.backend, flip.healthy, now);
-        if let Some(target) = pinned
-            && service.policy.switched_to().is_none()
-        {
-            warn!(service = %service.name, target = %service.backends[target].name, "switchover ended: its target failed; tiers and health decide again");
-        }
-        let cause = if flip.healthy {
-            Cause::Recovered
-        } else {
-            Cause::Failed {
-                first_failure: flip.first_failure_at,
-                decided: flip.evidence.last().map(|o| o.at + o.latency),
-            }
-        };
-        let decided_to_map = self.write_changes(event.service, &changes, cause);
-        let service = &self.services[event.service];
-        let backend_name = service.backends[event.backend].name.clone();
-        let address = service.plan.backends[event.backend].spec.addr;
-        let in_maintenance =
-            service.policy.admin(event.backend) == crate::decide::policy::Admin::Maintenance;
-        // Quoted (`?`): the evidence has spaces, and log readers split fields.
-        let evidence = runtime::evidence(&flip);
-        if flip.healthy {
-            info!(service = %service.name, backend = %backend_name, %address, ?evidence, "backend healthy");
-        } else {
-            warn!(service = %service.name, backend = %backend_name, %address, ?evidence, "backend unhealthy");
-        }
-        if !in_maintenance {
-            let kind = if flip.healthy {
-                EventKind::BackendUp
-            } else {
-                EventKind::BackendDown
-            };
-            self.events.publish(
-                Event::new(
-                    kind,
-                    format!(
-                        "{}/{backend_name} is {}",
-                        service.name,
-                        if flip.healthy { "healthy" } else { "unhealthy" }
-                    ),
-                )
-                .service(&service.name)
-                .backend(&backend_name)
-                .details(serde_json::json!({"evidence": evidence})),
-            );
-        }
-        self.report_changes(event.service, before, &changes, cause, decided_to_map);
-        let service = &self.services[event.service];
-        if flip.healthy && !service.policy.serving(event.backend) {
-            match service.policy.hold_remaining(event.backend, now) {
-                Some(left) => {
-                    info!(service = %service.name, backend = %backend_name, failback_in = ?left, "healthy again; failback held for the failback delay")
-                }
-                None if service.policy.hold(event.backend).is_some() => {
-                    info!(service = %service.name, backend = %backend_name, "healthy again; waiting for an operator failback (failover failback)")
-                }
-                None => {}
-            }
-        }
-        self.refresh_service_telemetry(event.service);
-        true
-    }
-
-    /// Brings the maps in line with the policies just built or resumed (a
-    /// deadline that passed while no agent ran, a saved state the maps do
-    /// not show yet) and saves every service's state.
-    fn settle(&mut self) {
-        let now = Instant::now();
-        for s in 0..self.services.len() {
-            let before = self.services[s].active_names(&self.dataplane);
-            let changes = self.services[s].policy.on_tick(now);
-            self.apply(s, before, changes, Cause::Timer);
-        }
-    }
-
-    fn on_tick(&mut self) {
-        self.resync();
-        let now = Instant::now();
-        for s in 0..self.services.len() {
-            // Only a due hold or drain deadline gives a service work here.
-            if self.services[s]
-                .policy
-                .next_deadline()
-                .is_none_or(|at| at > now)
-            {
-                continue;
-            }
-            let before = self.services[s].active_names(&self.dataplane);
-            let changes = self.services[s].policy.on_tick(now);
-            self.apply(s, before, changes, Cause::Timer);
-            self.refresh_service_telemetry(s);
-        }
-    }
-
-    /// Writes policy changes to the data path, then logs and publishes what
-    /// changed for new flows (`before`: who took them before the decision).
-    fn apply(
-        &mut self,
-        s: usize,
-        before: Vec<String>,
-        changes: Vec<crate::decide::policy::Change>,
-        cause: Cause,
-    ) {
-        let decided_to_map = self.write_changes(s, &changes, cause);
-        self.report_changes(s, before, &changes, cause, decided_to_map);
-    }
-
-    /// Writes policy changes to the data path. Returns, for a failure, the
-    /// time from the decisive probe result to the maps written: what a
-    /// decision costs us.
-    fn write_changes(
-        &mut self,
-        s: usize,
-        changes: &[crate::decide::policy::Change],
-        cause: Cause,
-    ) -> Option<std::time::Duration> {
-        let service = &self.services[s];
-        let mut failed = false;
-        for change in changes {
-            let backend = &service.backends[change.backend];
-            if let Err(err) = self.dataplane.set_backend_state(backend.id, change.state) {
-                warn!(service = %service.name, backend = %backend.name, cause = %crate::util::chain(&err), "map update failed; the service will be written again until the maps agree");
-                failed = true;
-            }
-        }
-        if failed {
-            self.mark_dirty(s);
-        }
-        self.persist(s);
-        match cause {
-            Cause::Failed {
-                decided: Some(at), ..
-            } if !changes.is_empty() => Some(at.elapsed()),
-            _ => None,
-        }
-    }
-
-    /// Logs and publishes what changed for new flows (`before`: who took
-    /// them before the decision), once the maps are written.
-    fn report_changes(
-        &mut self,
-        s: usize,
-        before: Vec<String>,
-        changes: &[crate::decide::policy::Change],
-        cause: Cause,
-        decided_to_map: Option<std::time::Duration>,
-    ) {
-        if changes.is_empty() {
-            return;
-        }
-        let service = &self.services[s];
-        let after = service.active_names(&self.dataplane);
-        if before == after {
-            return;
-        }
-        let gap = match cause {
-            Cause::Failed {
-                first_failure: Some(at),
-                ..
-            } => Some(at.elapsed()),
-            _ => None,
-        };
-        let to = if after.is_empty() {
-            "nothing (no healthy backend)".to_owned()
-        } else {
-            after.join(",")
-        };
-        warn!(
-            service = %service.name,
-            from = %before.join(","),
-            to = %to,
-            cause = cause.describe(),
-            first_failure_to_map_update = ?gap,
-            decisive_result_to_map_update = ?decided_to_map,
-            "new flows switched"
-        );
-        let kind = match cause {
-            Cause::Failed { .. } => EventKind::Failover,
-            Cause::Operator(_) => EventKind::Operation,
-            Cause::Recovered | Cause::Timer => EventKind::Failback,
-        };
-        match kind {
-            EventKind::Failover => {
-                self.totals.failovers_total += 1;
-                if let Some(gap) = gap {
-                    self.totals.last_failover_gap_seconds = Some(gap.as_secs_f64());
-                }
-            }
-            EventKind::Failback => self.totals.failbacks_total += 1,
-            _ => {}
-        }
-        let planned = matches!(cause, Cause::Operator(_));
-        self.totals
-            .count_switch(&service.name, planned, cause.describe());
-        let details = serde_json::json!({
-            "from": before,
-            "to": after,
-            "cause": cause.describe(),
-            "first_failure_to_map_update_ms": gap.map(|g| g.as_secs_f64() * 1000.0),
-            "decisive_result_to_map_update_us": decided_to_map.map(|d| d.as_secs_f64() * 1e6),
-        });
-        let message = format!("{}: new flows {} -> {}", service.name, before.join(","), to);
-        self.events.publish(
-            Event::new(kind, message)
-                .service(&service.name)
-                .details(details.clone()),
-        );
-        if after.is_empty() {
-            self.events.publish(
-                Event::new(
-                    EventKind::QuorumLost,
-                    format!("{}: no backend can take new flows", service.name),
-                )
-                .service(&service.name)
-                .details(details),
-            );
-        }
-    }
-
-    /// Rebuilds the shared view from the runtime state.
-    fn refresh_telemetry(&self) {
-        let views = self
-            .services
-            .iter()
-            .map(|s| s.view(&self.dataplane))
-            .collect();
-        let totals = self.totals.clone();
-        self.telemetry.update(|snapshot| {
-            snapshot.services = views;
-            snapshot.totals = totals;
-        });
-    }
-
-    /// Rebuilds one service's part of the shared view (and the totals): a
-    /// full refresh reads every service's maps, too much per health flip
-    /// with a thousand services.
-    fn refresh_service_telemetry(&self, s: usize) {
-        let view = self.services[s].view(&self.dataplane);
-        let totals = self.totals.clone();
-        let mut in_place = false;
-        self.telemetry.update(|snapshot| {
-            if let Some(slot) = snapshot.services.get_mut(s) {
-                *slot = view;
-                in_place = true;
-            }
-            snapshot.totals = totals;
-        });
-        if !in_place {
-            self.refresh_telemetry();
-        }
-    }
-
     /// Restarts the probes: every backend except dormant cold standbys.
     async fn restart_probes(&mut self) {
         let targets = self
