@@ -5,6 +5,7 @@
 //! write, and map writes are ordered so the data path never sees a selection
 //! naming a backend that is not yet usable.
 
+mod adopt;
 pub mod bpffs;
 mod capacity;
 mod compat;

@@ -7,13 +7,11 @@
 //!
 //! Map writes are ordered so the data path never sees a selection naming a
 //! backend that is not yet usable. A change that fails half-way is undone
-//! with [`Dataplane::restore`] from a [`Snapshot`] taken before it.
+//! with `Dataplane::restore` (in `adopt`) from a [`Snapshot`] taken before it.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use failover_common::{
-    FAMILY_IPV4, MAX_BACKENDS, MAX_SELECTION, MAX_SERVICES, Service, ServiceKey,
-};
+use failover_common::{MAX_BACKENDS, MAX_SELECTION, MAX_SERVICES, Service, ServiceKey};
 use tracing::info;
 
 use super::Dataplane;
@@ -81,8 +79,8 @@ pub(super) enum Released {
 /// The agent's record of the maps at one moment, to undo a change with.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
-    services: BTreeMap<u32, ServiceEntry>,
-    slots: BTreeMap<u32, Slot>,
+    pub(super) services: BTreeMap<u32, ServiceEntry>,
+    pub(super) slots: BTreeMap<u32, Slot>,
 }
 
 impl ServiceEntry {
@@ -101,62 +99,6 @@ impl Dataplane {
     /// The generation of a backend slot in use.
     pub fn backend_generation(&self, id: u32) -> Option<u32> {
         self.slots.get(&id).map(|slot| slot.generation)
-    }
-
-    /// Rebuilds the agent's record from maps pinned by an earlier agent, so a
-    /// restart keeps every id (and so every tracked flow's backend).
-    pub fn adopt(&mut self) -> Result<usize, DataplaneError> {
-        let backends = self.backends_map.in_use()?;
-        let mut adopted = 0;
-        for (key, value) in self.services_map.all()? {
-            let Some(spec) = service_spec_of(&key) else {
-                continue;
-            };
-            let members: BTreeMap<u32, BackendSpec> = backends
-                .iter()
-                .filter(|(_, b)| b.service_id == value.id)
-                .filter_map(|(id, b)| backend_spec_of(b).map(|spec| (*id, spec)))
-                .collect();
-            for (id, backend) in &backends {
-                if backend.service_id == value.id {
-                    self.slots.insert(
-                        *id,
-                        Slot {
-                            service: value.id,
-                            generation: backend.generation,
-                        },
-                    );
-                }
-            }
-            self.services.insert(
-                value.id,
-                ServiceEntry {
-                    id: value.id,
-                    spec,
-                    backends: members,
-                    settings: ServiceSettings {
-                        table_size: value.table_size,
-                        mode: select::Mode::Tiers,
-                        flags: value.flags,
-                    },
-                    table_generation: value.table_generation,
-                },
-            );
-            adopted += 1;
-        }
-        Ok(adopted)
-    }
-
-    /// The agent's record now, to [`Self::restore`] after a failed change.
-    /// Until the next snapshot, ids freed by the change are given out only
-    /// when no other id is free: a change that fails then leaves the ids of
-    /// the snapshot untouched, counters included.
-    pub fn snapshot(&mut self) -> Snapshot {
-        self.released.clear();
-        Snapshot {
-            services: self.services.clone(),
-            slots: self.slots.clone(),
-        }
     }
 
     /// Makes the maps carry exactly `wanted`: existing services and backends
@@ -379,7 +321,7 @@ impl Dataplane {
     }
 
     /// Empties a backend slot, keeping its generation.
-    fn release_slot(&mut self, id: u32) -> Result<(), DataplaneError> {
+    pub(super) fn release_slot(&mut self, id: u32) -> Result<(), DataplaneError> {
         self.slots.remove(&id);
         self.released.insert(Released::Backend(id));
         self.backends_map.clear(id)
@@ -395,7 +337,7 @@ impl Dataplane {
         fresh.into_iter().chain(recent).take(n).collect()
     }
 
-    fn write_backends(&mut self, entry: &ServiceEntry) -> Result<(), DataplaneError> {
+    pub(super) fn write_backends(&mut self, entry: &ServiceEntry) -> Result<(), DataplaneError> {
         for (id, backend) in &entry.backends {
             let value = self.backend_value(*id, backend, entry.id)?;
             self.backends_map.set(*id, &value)?;
@@ -422,7 +364,7 @@ impl Dataplane {
     /// Builds the selection and (with a table size) the Maglev table for the
     /// service's mode, writes the table into the generation not in use and
     /// flips to it in the same update as the selection.
-    fn publish(&mut self, entry: &mut ServiceEntry) -> Result<(), DataplaneError> {
+    pub(super) fn publish(&mut self, entry: &mut ServiceEntry) -> Result<(), DataplaneError> {
         let settings = entry.settings;
         let plan = select::plan(&entry.backends, settings.mode, settings.table_size);
         let mut value = Service::new(entry.id);
@@ -568,72 +510,4 @@ impl Dataplane {
         info!(service = %entry.spec, "service removed");
         Ok(())
     }
-
-    /// Puts the maps back to `snapshot` after a change failed half-way:
-    /// services and slots the change added are removed, and every service
-    /// of the snapshot is written again with its exact backends, states,
-    /// generations and settings.
-    pub fn restore(&mut self, snapshot: Snapshot) -> Result<(), DataplaneError> {
-        let foreign: Vec<u32> = self
-            .services
-            .values()
-            .filter(|now| {
-                snapshot
-                    .services
-                    .get(&now.id)
-                    .is_none_or(|then| then.spec.key() != now.spec.key())
-            })
-            .map(|entry| entry.id)
-            .collect();
-        for id in foreign {
-            self.remove_service(id)?;
-        }
-        let stray: Vec<u32> = self
-            .slots
-            .iter()
-            .filter(|(id, slot)| snapshot.slots.get(id) != Some(slot))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in stray {
-            self.release_slot(id)?;
-        }
-        for (id, slot) in &snapshot.slots {
-            self.slots.insert(*id, *slot);
-        }
-        for (id, then) in snapshot.services {
-            let mut entry = then;
-            // Write into the table generation not in use now.
-            if let Some(now) = self.services.get(&id) {
-                entry.table_generation = now.table_generation;
-            }
-            self.write_backends(&entry)?;
-            self.publish(&mut entry)?;
-            self.services.insert(id, entry);
-        }
-        Ok(())
-    }
-}
-
-fn service_spec_of(key: &ServiceKey) -> Option<ServiceSpec> {
-    if key.family != FAMILY_IPV4 {
-        return None;
-    }
-    Some(ServiceSpec {
-        vip: std::net::Ipv4Addr::from(key.addr[0].to_ne_bytes()),
-        port: u16::from_be(key.port_be),
-        proto: crate::model::Proto::from_number(key.proto)?,
-    })
-}
-
-fn backend_spec_of(backend: &failover_common::Backend) -> Option<BackendSpec> {
-    if backend.family != FAMILY_IPV4 {
-        return None;
-    }
-    Some(BackendSpec {
-        addr: std::net::Ipv4Addr::from(backend.addr[0].to_ne_bytes()),
-        port: (backend.port_be != 0).then(|| u16::from_be(backend.port_be)),
-        tier: backend.tier,
-        weight: backend.weight,
-        state: BackendState::from_raw(backend.state)?,
-    })
 }
