@@ -232,12 +232,4 @@ fn addressed_as_expected(start: usize) -> bool {
     addr == expected[0] && u32::from(port) == expected[1]
 }
 
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+failover_ebpf::program_boilerplate!();

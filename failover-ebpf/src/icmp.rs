@@ -177,11 +177,12 @@ pub fn translate_to_client(ip: *mut Ipv4Hdr, error: &IcmpError, vip: u32, vip_po
 
         if !error.inner_check.is_null() {
             let old = read_unaligned(error.inner_check);
-            let new = if error.inner_proto == PROTO_UDP {
-                csum::udp_update16(csum::udp_update32(old, old_dst, vip), old_port, vip_port)
-            } else {
-                csum::update16(csum::update32(old, old_dst, vip), old_port, vip_port)
-            };
+            let new = crate::nat::l4_check_after(
+                error.inner_proto,
+                old,
+                (old_dst, vip),
+                (old_port, vip_port),
+            );
             write_unaligned(error.inner_check, new);
             icmp_check = csum::update16(icmp_check, old, new);
         }

@@ -394,14 +394,4 @@ fn to_client(ctx: &XdpContext, l3: &L3, what: Reverse, entry: *mut Flow, bytes: 
     send(ctx, l3, hop, forwarded)
 }
 
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // An unbounded loop fails verification, so any reachable panic is caught
-    // at load time rather than at run time.
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+failover_ebpf::program_boilerplate!();

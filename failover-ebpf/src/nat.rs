@@ -44,14 +44,22 @@ pub fn rewrite(ip: *mut Ipv4Hdr, l4: &L4, end: End, addr: u32, port: u16) {
         let old_port = read_unaligned(port_ptr);
         write_unaligned(port_ptr, port);
 
-        // The L4 checksum covers the pseudo-header (addresses) and the ports.
         let check = read_unaligned(l4.check_ptr);
-        let check = if l4.proto == PROTO_UDP {
-            csum::udp_update16(csum::udp_update32(check, old_addr, addr), old_port, port)
-        } else {
-            csum::update16(csum::update32(check, old_addr, addr), old_port, port)
-        };
-        write_unaligned(l4.check_ptr, check);
+        write_unaligned(
+            l4.check_ptr,
+            l4_check_after(l4.proto, check, (old_addr, addr), (old_port, port)),
+        );
+    }
+}
+
+/// A TCP or UDP checksum after one address of its pseudo-header and one
+/// port changed (`(old, new)` each): a UDP checksum of zero stays zero.
+#[inline(always)]
+pub fn l4_check_after(proto: u8, check: u16, addr: (u32, u32), port: (u16, u16)) -> u16 {
+    if proto == PROTO_UDP {
+        csum::udp_update16(csum::udp_update32(check, addr.0, addr.1), port.0, port.1)
+    } else {
+        csum::update16(csum::update32(check, addr.0, addr.1), port.0, port.1)
     }
 }
 

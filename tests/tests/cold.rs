@@ -9,8 +9,8 @@ use failover_tests::{
         AgentLab, BACKEND_PORT, BACKEND_UDP_PORT, Failback, Options, PRIMARY, Probe, STANDBY,
     },
     servers::BackendServer,
+    status::BackendStatus,
 };
-use serde_json::Value;
 
 /// The standby is cold: its start command writes `{address}:{port}` (as
 /// substituted) to the lab's `started` file; it gets `start_timeout` and a
@@ -36,11 +36,8 @@ fn cold_lab(start_timeout: &str) -> AgentLab {
     lab
 }
 
-fn standby_status(lab: &AgentLab) -> Value {
-    let socket = lab.socket();
-    let text = lab.failover(&["status", "--json", "--socket", socket.to_str().unwrap()]);
-    let status: Value = serde_json::from_str(&text).expect("status JSON");
-    status["services"][0]["backends"][STANDBY].clone()
+fn standby_status(lab: &AgentLab) -> BackendStatus {
+    lab.status().services[0].backends[STANDBY].clone()
 }
 
 fn wait_for(what: &str, bound: Duration, mut done: impl FnMut() -> bool) {
@@ -60,12 +57,16 @@ fn cold_standby_is_started_and_takes_over_when_the_primary_fails() {
     let flag = lab.dir().join("started");
     std::thread::sleep(Duration::from_millis(600));
     let standby = standby_status(&lab);
-    assert_eq!(standby["admin"], "cold standby", "{standby}");
-    assert_eq!(standby["state"], "down");
     assert_eq!(
-        standby["probes_ok"].as_u64().unwrap() + standby["probes_failed"].as_u64().unwrap(),
+        standby.admin.as_deref(),
+        Some("cold standby"),
+        "{standby:#?}"
+    );
+    assert_eq!(standby.state, "down");
+    assert_eq!(
+        standby.probe.ok_total + standby.probe.failed_total,
         0,
-        "not probed while cold: {standby}"
+        "not probed while cold: {standby:#?}"
     );
     assert!(!flag.exists());
 
@@ -95,7 +96,7 @@ fn cold_standby_is_started_and_takes_over_when_the_primary_fails() {
     lab.wait_log("cold standby is up", Duration::from_secs(2));
     assert_eq!(lab.log_lines("starting cold standby").len(), 1);
     let standby = standby_status(&lab);
-    assert_eq!(standby["state"], "up", "{standby}");
+    assert_eq!(standby.state, "up", "{standby:#?}");
     // `{address}` and `{port}` were substituted.
     let written = std::fs::read_to_string(&flag).unwrap();
     assert_eq!(written.trim(), "198.51.100.18:8080");
@@ -146,7 +147,7 @@ fn a_cold_standby_that_never_comes_up_is_reported_and_retried_later() {
     let line = lab.log_lines("did not come up in time").remove(0);
     assert!(line.contains("reason="), "the reason is logged: {line}");
     wait_for("reported as failed", Duration::from_secs(3), || {
-        standby_status(&lab)["admin"] == "cold standby failed to start"
+        standby_status(&lab).admin.as_deref() == Some("cold standby failed to start")
     });
     // Retried after start_retry (1 s), and not in a tight loop: each
     // attempt takes its start_timeout (1 s) and the pause after it.

@@ -60,42 +60,32 @@ fn api() -> SocketAddr {
 /// What status says about decisions, without the counters that move on
 /// their own (probe counts and latencies, packets, flows, uptime).
 fn decisions(status: &StatusAnswer) -> Value {
-    let status = serde_json::to_value(status).expect("status as json");
-    let services: Vec<Value> = status["services"]
-        .as_array()
-        .expect("services array")
-        .iter()
-        .map(|s| {
-            let backends: Vec<Value> = s["backends"]
-                .as_array()
-                .expect("backends array")
-                .iter()
-                .map(|b| {
-                    serde_json::json!({
-                        "name": b["name"], "address": b["address"], "port": b["port"],
-                        "tier": b["tier"], "healthy": b["healthy"], "state": b["state"],
-                        "admin": b["admin"],
-                    })
-                })
-                .collect();
-            serde_json::json!({
-                "name": s["name"], "vip": s["vip"], "port": s["port"],
-                "protocol": s["protocol"], "new_flows_to": s["new_flows_to"],
-                "backends": backends,
-            })
-        })
-        .collect();
+    let services: Vec<Value> = status.services.iter().map(service_decisions).collect();
     Value::Array(services)
 }
 
-fn decisions_of(status: &StatusAnswer, service_name: &str) -> Value {
-    decisions(status)
-        .as_array()
-        .unwrap()
+/// One service's decisions (see [`decisions`]).
+fn service_decisions(s: &failover_tests::status::ServiceStatus) -> Value {
+    let backends: Vec<Value> = s
+        .backends
         .iter()
-        .find(|s| s["name"] == service_name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no service {service_name}"))
+        .map(|b| {
+            serde_json::json!({
+                "name": b.name, "address": b.address, "port": b.port,
+                "tier": b.tier, "healthy": b.healthy, "state": b.state,
+                "admin": b.admin,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "name": s.name, "vip": s.vip, "port": s.port,
+        "protocol": s.protocol, "new_flows_to": s.new_flows_to,
+        "backends": backends,
+    })
+}
+
+fn decisions_of(status: &StatusAnswer, service_name: &str) -> Value {
+    service_decisions(service(status, service_name))
 }
 
 // ---- Clients ------------------------------------------------------------------

@@ -51,7 +51,7 @@ fn tcp_probes_leave_no_time_wait_sockets() {
     std::thread::sleep(Duration::from_millis(1500));
     let probes: u64 = ["primary", "standby"]
         .iter()
-        .map(|b| backend(&lab.status(), "web", b).probes_ok)
+        .map(|b| backend(&lab.status(), "web", b).probe.ok_total)
         .sum();
     assert!(probes >= 10, "{probes} probes");
     assert_eq!(time_wait(&lab), 0, "probes closed with FIN, not a reset");

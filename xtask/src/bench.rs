@@ -6,25 +6,9 @@ use crate::cmd::{self, Env};
 
 pub fn run(env: &Env, quick: bool, only: Option<&str>) -> anyhow::Result<ExitCode> {
     // The agent under test is the release build, like the bench itself.
-    cmd::status(env.cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "failover-user",
-        "--bin",
-        "failover",
-    ]))?;
-    let mut cargo = env.cargo();
-    cargo.env("FAILOVER_BIN", env.root.join("target/release/failover"));
-    cargo.args([
-        "run",
-        "--release",
-        "-p",
-        "failover-tests",
-        "--bin",
-        "failover-bench",
-        "--",
-    ]);
+    let agent = cmd::build_release_agent(env)?;
+    let mut cargo = cmd::run_tests_binary(env, "failover-bench");
+    cargo.env("FAILOVER_BIN", agent);
     if quick {
         cargo.arg("--quick");
     }

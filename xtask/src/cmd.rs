@@ -72,3 +72,31 @@ pub fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// Builds the release `failover` binary; returns its path.
+pub fn build_release_agent(env: &Env) -> anyhow::Result<PathBuf> {
+    status(env.cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "failover-user",
+        "--bin",
+        "failover",
+    ]))?;
+    Ok(env.root.join("target/release/failover"))
+}
+
+/// `cargo run --release` of a binary of the tests crate, arguments to follow.
+pub fn run_tests_binary(env: &Env, binary: &str) -> Command {
+    let mut cargo = env.cargo();
+    cargo.args([
+        "run",
+        "--release",
+        "-p",
+        "failover-tests",
+        "--bin",
+        binary,
+        "--",
+    ]);
+    cargo
+}

@@ -12,16 +12,7 @@ pub fn run(env: &Env, packets: Option<u64>, seed: Option<u64>) -> anyhow::Result
     if !cmd::is_root() {
         bail!("the fuzzer loads BPF and makes a network namespace: run it as root");
     }
-    let mut cargo = env.cargo();
-    cargo.args([
-        "run",
-        "--release",
-        "-p",
-        "failover-tests",
-        "--bin",
-        "failover-fuzz",
-        "--",
-    ]);
+    let mut cargo = cmd::run_tests_binary(env, "failover-fuzz");
     if let Some(packets) = packets {
         cargo.args(["--packets", &packets.to_string()]);
     }

@@ -10,15 +10,7 @@ use anyhow::Context as _;
 use crate::cmd::{self, Env};
 
 pub fn build_and_run(env: &Env, args: &[String]) -> anyhow::Result<ExitCode> {
-    cmd::status(env.cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "failover-user",
-        "--bin",
-        "failover",
-    ]))?;
-    let binary = env.root.join("target/release/failover");
+    let binary = cmd::build_release_agent(env)?;
     let demo = ["demo".to_owned()];
     let args = if args.is_empty() { &demo[..] } else { args };
     let mut command = std::process::Command::new(&binary);

@@ -10,7 +10,7 @@ use tracing::info;
 use super::{Agent, runtime::Cause};
 use crate::{
     config::AgentConfig,
-    control::{BackendStatus, LastProbe, Request, Response, ServiceStatus, StatusAnswer},
+    control::{BackendStatus, Request, Response, ServiceStatus, StatusAnswer},
     decide::policy::{Change, ServicePolicy},
     events::{Event, EventKind},
 };
@@ -323,24 +323,10 @@ impl Agent {
                     .map(|b| {
                         let traffic = self.dataplane.counters().backend(b.id).ok();
                         BackendStatus {
-                            name: b.name.clone(),
-                            id: b.id,
-                            address: b.address.clone(),
-                            port: b.port,
-                            tier: b.tier,
-                            healthy: b.healthy,
-                            state: b.state.clone(),
-                            admin: b.admin.clone(),
+                            view: b.clone(),
                             active_flows: flows.get(&b.id).copied().unwrap_or(0),
                             packets_to: traffic.map(|t| t.to_backend.packets),
                             packets_from: traffic.map(|t| t.from_backend.packets),
-                            last_probe: LastProbe {
-                                ok: b.probe.last_error.is_none() && b.probe.latency_count > 0,
-                                latency_ms: b.probe.last_latency_ms,
-                                error: b.probe.last_error.clone(),
-                            },
-                            probes_ok: b.probe.ok_total,
-                            probes_failed: b.probe.failed_total,
                         }
                     })
                     .collect(),

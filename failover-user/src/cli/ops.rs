@@ -117,7 +117,7 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
                 Some(port) => format!("{}:{port}", b.address),
                 None => b.address.clone(),
             };
-            let last = match (&b.last_probe.error, b.last_probe.latency_ms) {
+            let last = match (&b.probe.last_error, b.probe.last_latency_ms) {
                 (Some(err), _) => format!("failed: {err}"),
                 (None, Some(ms)) => format!("ok {ms:.2} ms"),
                 _ => "none yet".to_owned(),

@@ -227,28 +227,19 @@ impl RawProbe {
         let same_kind = self.kind.is_none() || kind_of(self) == kind_of(base);
         let empty = RawProbe::default();
         let typed_base = if same_kind { base } else { &empty };
-        macro_rules! pick {
-            ($from:ident: $($field:ident),*) => {
-                $(let $field = self.$field.clone().or_else(|| $from.$field.clone());)*
+        // Each field from the backend's probe, else the service's; the
+        // settings of one probe type only from a service probe of that type.
+        macro_rules! merged {
+            ($($field:ident: $from:ident),* $(,)?) => {
+                RawProbe {
+                    $($field: self.$field.clone().or_else(|| $from.$field.clone()),)*
+                }
             };
         }
-        pick!(base: kind, interval, timeout, rise, fall, jitter, port, max_response_bytes);
-        pick!(typed_base: path, expect_status, expect_body, send, expect, command);
-        RawProbe {
-            kind,
-            interval,
-            timeout,
-            rise,
-            fall,
-            jitter,
-            port,
-            path,
-            expect_status,
-            expect_body,
-            send,
-            expect,
-            command,
-            max_response_bytes,
+        merged! {
+            kind: base, interval: base, timeout: base, rise: base, fall: base, jitter: base,
+            port: base, max_response_bytes: base, path: typed_base, expect_status: typed_base,
+            expect_body: typed_base, send: typed_base, expect: typed_base, command: typed_base,
         }
     }
 }

@@ -24,7 +24,7 @@ use tokio::{
 };
 use tracing::{info, warn};
 
-pub use status::{BackendStatus, LastProbe, ServiceStatus, StatusAnswer};
+pub use status::{BackendStatus, ServiceStatus, StatusAnswer};
 
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Longest request line accepted.

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::outputs::telemetry::{EgressReport, Totals};
+use crate::outputs::telemetry::{BackendView, EgressReport, Totals};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatusAnswer {
@@ -32,32 +32,23 @@ pub struct ServiceStatus {
     pub backends: Vec<BackendStatus>,
 }
 
+/// A backend as the agent sees it (the telemetry view: health, state,
+/// why, probe statistics) and its traffic.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BackendStatus {
-    pub name: String,
-    pub id: u32,
-    pub address: String,
-    pub port: Option<u16>,
-    pub tier: u8,
-    /// Health from probes (rise/fall applied).
-    pub healthy: bool,
-    /// What the data path does with it: up, down, draining.
-    pub state: String,
-    /// Why, when not plain health: held, drained, maintenance, standing by.
-    pub admin: Option<String>,
+    #[serde(flatten)]
+    pub view: BackendView,
     pub active_flows: u64,
     pub packets_to: Option<u64>,
     pub packets_from: Option<u64>,
-    pub last_probe: LastProbe,
-    pub probes_ok: u64,
-    pub probes_failed: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LastProbe {
-    pub ok: bool,
-    pub latency_ms: Option<f64>,
-    pub error: Option<String>,
+impl std::ops::Deref for BackendStatus {
+    type Target = BackendView;
+
+    fn deref(&self) -> &BackendView {
+        &self.view
+    }
 }
 
 impl StatusAnswer {

@@ -92,6 +92,14 @@ impl ServiceEntry {
 }
 
 impl Dataplane {
+    /// A copy of a service's record, to change and write back.
+    fn entry(&self, service_id: u32) -> Result<ServiceEntry, SpecError> {
+        self.services
+            .get(&service_id)
+            .cloned()
+            .ok_or(SpecError::UnknownService { id: service_id })
+    }
+
     pub fn service(&self, id: u32) -> Option<&ServiceEntry> {
         self.services.get(&id)
     }
@@ -390,11 +398,7 @@ impl Dataplane {
         service_id: u32,
         settings: ServiceSettings,
     ) -> Result<(), DataplaneError> {
-        let mut entry = self
-            .services
-            .get(&service_id)
-            .ok_or(SpecError::UnknownService { id: service_id })?
-            .clone();
+        let mut entry = self.entry(service_id)?;
         let old_size = entry.settings.table_size;
         entry.settings = settings;
         self.publish(&mut entry)?;
@@ -462,11 +466,7 @@ impl Dataplane {
         service_id: u32,
         states: &BTreeMap<u32, BackendState>,
     ) -> Result<(), DataplaneError> {
-        let mut entry = self
-            .services
-            .get(&service_id)
-            .ok_or(SpecError::UnknownService { id: service_id })?
-            .clone();
+        let mut entry = self.entry(service_id)?;
         for (id, state) in states {
             if let Some(backend) = entry.backends.get_mut(id) {
                 backend.state = *state;

@@ -26,7 +26,7 @@ use tokio::{
     task::JoinSet,
     time::sleep,
 };
-use tracing::{debug, error, warn};
+use tracing::{Instrument as _, debug, error, warn};
 
 use crate::{
     config::{AlertConfig, AlertTarget},
@@ -186,39 +186,32 @@ async fn worker(
     mut queue: mpsc::Receiver<Arc<Delivery>>,
 ) {
     while let Some(delivery) = queue.recv().await {
-        deliver(&label, &target, limit, retries, &delivery).await;
+        // Every line about this delivery names the alert and the event.
+        let span = tracing::info_span!(
+            "alert",
+            alert = &*label,
+            kind = delivery.kind.name(),
+            service = delivery.service.as_deref(),
+            backend = delivery.backend.as_deref(),
+        );
+        deliver(&target, limit, retries, &delivery)
+            .instrument(span)
+            .await;
     }
 }
 
 /// One event to one alert: up to `1 + retries` attempts. Returns whether it
 /// was delivered.
-async fn deliver(
-    label: &str,
-    target: &Target,
-    limit: Duration,
-    retries: u32,
-    delivery: &Delivery,
-) -> bool {
+async fn deliver(target: &Target, limit: Duration, retries: u32, delivery: &Delivery) -> bool {
     let attempts = retries.saturating_add(1);
     for attempt in 0..attempts {
         match target.attempt(delivery, limit).await {
             Ok(()) => {
-                debug!(
-                    alert = label,
-                    kind = delivery.kind.name(),
-                    service = delivery.service.as_deref(),
-                    backend = delivery.backend.as_deref(),
-                    attempt = attempt + 1,
-                    "alert delivered"
-                );
+                debug!(attempt = attempt + 1, "alert delivered");
                 return true;
             }
             Err(err) => {
                 warn!(
-                    alert = label,
-                    kind = delivery.kind.name(),
-                    service = delivery.service.as_deref(),
-                    backend = delivery.backend.as_deref(),
                     attempt = attempt + 1,
                     attempts,
                     cause = %crate::util::chain(&err),
@@ -230,14 +223,7 @@ async fn deliver(
             }
         }
     }
-    error!(
-        alert = label,
-        kind = delivery.kind.name(),
-        service = delivery.service.as_deref(),
-        backend = delivery.backend.as_deref(),
-        attempts,
-        "alert given up"
-    );
+    error!(attempts, "alert given up");
     false
 }
 

@@ -10,7 +10,9 @@ use super::{
     DatapathCounters,
     exposition::{Exposition, float},
 };
-use crate::outputs::telemetry::{BackendView, LATENCY_BUCKETS, ServiceView, Snapshot};
+use crate::outputs::telemetry::{
+    BackendView, EgressStatus, LATENCY_BUCKETS, ServiceView, Snapshot,
+};
 
 /// The exposition text for one scrape: agent-side metrics from `snapshot`,
 /// data-path counters from `datapath` (`None`: maps unavailable).
@@ -213,31 +215,28 @@ pub(super) fn render_agent(out: &mut Exposition, snapshot: &Snapshot) {
         &[],
         u8::from(snapshot.egress.watching),
     );
-    out.family(
-        "failover_redirect_drops_total",
-        "counter",
-        "Frames the kernel dropped after the data path redirected them to this interface (since the agent started).",
-    );
-    for egress in &snapshot.egress.interfaces {
-        let labels = [("interface", egress.interface.as_str())];
-        out.sample(
+    for (family, kind, help, value) in [
+        (
             "failover_redirect_drops_total",
-            &labels,
-            egress.redirect_drops,
-        );
-    }
-    out.family(
-        "failover_egress_via_stack",
-        "gauge",
-        "1 if packets for this interface go through the kernel stack because it drops redirected frames.",
-    );
-    for egress in &snapshot.egress.interfaces {
-        let labels = [("interface", egress.interface.as_str())];
-        out.sample(
+            "counter",
+            "Frames the kernel dropped after the data path redirected them to this interface (since the agent started).",
+            (|e: &EgressStatus| e.redirect_drops) as fn(&EgressStatus) -> u64,
+        ),
+        (
             "failover_egress_via_stack",
-            &labels,
-            u8::from(egress.via_stack),
-        );
+            "gauge",
+            "1 if packets for this interface go through the kernel stack because it drops redirected frames.",
+            |e: &EgressStatus| u64::from(e.via_stack),
+        ),
+    ] {
+        out.family(family, kind, help);
+        for egress in &snapshot.egress.interfaces {
+            out.sample(
+                family,
+                &[("interface", egress.interface.as_str())],
+                value(egress),
+            );
+        }
     }
     out.family(
         "failover_switches_total",
@@ -310,11 +309,7 @@ pub(super) fn render_datapath(
                 continue;
             };
             for (direction, counter) in split(stats) {
-                let value = if unit == "packets" {
-                    counter.packets
-                } else {
-                    counter.bytes
-                };
+                let value = of_unit(unit, &counter);
                 out.sample(&name, &with(&labels, ("direction", direction)), value);
             }
         }
@@ -334,43 +329,31 @@ pub(super) fn render_datapath(
                 continue;
             };
             for (direction, counter) in split(stats) {
-                let value = if unit == "packets" {
-                    counter.packets
-                } else {
-                    counter.bytes
-                };
                 out.sample(
                     &name,
                     &[("service", &service.name), ("direction", direction)],
-                    value,
+                    of_unit(unit, &counter),
                 );
             }
         }
     }
 
-    out.family(
-        "failover_verdict_packets_total",
-        "counter",
-        "Packets by XDP verdict.",
-    );
-    for (name, counter) in VERDICT_NAMES.iter().zip(&datapath.verdicts) {
-        out.sample(
+    for (family, help, value) in [
+        (
             "failover_verdict_packets_total",
-            &[("verdict", name)],
-            counter.packets,
-        );
-    }
-    out.family(
-        "failover_verdict_bytes_total",
-        "counter",
-        "Bytes by XDP verdict.",
-    );
-    for (name, counter) in VERDICT_NAMES.iter().zip(&datapath.verdicts) {
-        out.sample(
+            "Packets by XDP verdict.",
+            (|c: &Counter| c.packets) as fn(&Counter) -> u64,
+        ),
+        (
             "failover_verdict_bytes_total",
-            &[("verdict", name)],
-            counter.bytes,
-        );
+            "Bytes by XDP verdict.",
+            |c: &Counter| c.bytes,
+        ),
+    ] {
+        out.family(family, "counter", help);
+        for (name, counter) in VERDICT_NAMES.iter().zip(&datapath.verdicts) {
+            out.sample(family, &[("verdict", name)], value(counter));
+        }
     }
 
     out.family(
@@ -410,4 +393,13 @@ pub(super) fn with<'a, const N: usize>(
     let mut all = labels.to_vec();
     all.push(extra);
     all
+}
+
+/// A counter's packets or bytes.
+fn of_unit(unit: &str, counter: &Counter) -> u64 {
+    if unit == "packets" {
+        counter.packets
+    } else {
+        counter.bytes
+    }
 }
