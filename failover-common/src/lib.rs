@@ -9,6 +9,7 @@
 pub mod csum;
 pub mod hash;
 pub mod maps;
+pub mod pick;
 pub mod stats;
 
 pub use maps::*;

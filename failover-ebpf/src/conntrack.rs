@@ -10,11 +10,12 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use failover_common::{
-    Backend, Flow, FlowKey, LAST_SEEN_GRANULARITY_NS, MAGLEV_CHUNK_SLOTS, MAX_SELECTION, MaglevKey,
-    Service, backend_state, flow_direction,
+    Backend, Flow, FlowKey, LAST_SEEN_GRANULARITY_NS, MaglevKey, Service, backend_state,
+    flow_direction,
     hash::{FLOW_HASH_SEED, flow_hash},
+    pick::{self, PickMaps},
     stats::reason,
-    usable_for_established, usable_for_new,
+    usable_for_established,
 };
 
 use crate::{
@@ -103,64 +104,33 @@ pub fn store_hop(entry: *mut Flow, hop: &NextHop, ingress_ifindex: u32) {
     }
 }
 
-/// Picks a backend for a new flow: the service's Maglev table slot for the
-/// flow's hash, or, without a table (or when the slot's backend is not
-/// usable because the agent is between two updates), the selection, probing
-/// past unusable entries. `None`: no usable backend.
-#[inline(always)]
-pub fn pick(key: &FlowKey, service: &Service, bytes: u64) -> Option<(u32, Backend)> {
-    let hash = flow_hash(key, FLOW_HASH_SEED);
-    if service.table_size != 0 {
-        let slot = hash % service.table_size;
-        let table_key = MaglevKey {
-            service_id: service.id,
-            generation: service.table_generation,
-            chunk: slot / MAGLEV_CHUNK_SLOTS as u32,
-        };
+/// The maps as the program reads them, for the shared pick.
+struct ProgramMaps;
+
+impl PickMaps for ProgramMaps {
+    #[inline(always)]
+    fn backend(&self, id: u32) -> Option<Backend> {
+        backend(id)
+    }
+
+    #[inline(always)]
+    fn table_slot(&self, key: &MaglevKey, index: usize) -> Option<u32> {
         // SAFETY: chunks are written whole by the agent before the service
         // value that selects their generation.
-        if let Some(chunk) = unsafe { MAGLEV.get(table_key) } {
-            let index = (slot % MAGLEV_CHUNK_SLOTS as u32) as usize & (MAGLEV_CHUNK_SLOTS - 1);
-            let backend_id = chunk[index];
-            if let Some(backend) = backend(backend_id)
-                && backend.service_id == service.id
-                && usable_for_new(backend.state)
-            {
-                return Some((backend_id, backend));
-            }
-        }
-        counters::reason(reason::EVENT_STALE_SELECTION, bytes);
+        unsafe { MAGLEV.get(key) }.map(|chunk| chunk[index])
     }
-    pick_from_selection(hash, service, bytes)
 }
 
+/// Picks a backend for a new flow (`failover_common::pick`, the same code
+/// `inspect explain` runs); a stale entry met on the way is counted.
+/// `None`: no usable backend.
 #[inline(always)]
-fn pick_from_selection(hash: u32, service: &Service, bytes: u64) -> Option<(u32, Backend)> {
-    let len = service.selection_len;
-    if len == 0 || len > MAX_SELECTION as u32 {
-        return None;
+pub fn pick(key: &FlowKey, service: &Service, bytes: u64) -> Option<(u32, Backend)> {
+    let (picked, stale) = pick::pick(&ProgramMaps, service, flow_hash(key, FLOW_HASH_SEED));
+    if stale {
+        counters::reason(reason::EVENT_STALE_SELECTION, bytes);
     }
-    let start = hash % len;
-    let mut i = 0;
-    while i < MAX_SELECTION as u32 && i < len {
-        let slot = (start + i) % len;
-        // LLVM knows slot < len <= 64 and would drop a plain mask, but the
-        // verifier loses the bound after `%` (kernel 6.18): hide the value
-        // from LLVM so the mask stays and proves the index in bounds.
-        let slot = unsafe { core::ptr::read_volatile(&slot) } as usize & (MAX_SELECTION - 1);
-        let backend_id = service.selection[slot];
-        if let Some(backend) = backend(backend_id)
-            && backend.service_id == service.id
-            && usable_for_new(backend.state)
-        {
-            if i > 0 && service.table_size == 0 {
-                counters::reason(reason::EVENT_STALE_SELECTION, bytes);
-            }
-            return Some((backend_id, backend));
-        }
-        i += 1;
-    }
-    None
+    picked.map(|p| (p.backend_id, p.backend))
 }
 
 /// A new flow as the data path records it.

@@ -6,11 +6,12 @@ use std::{net::Ipv4Addr, path::Path, time::Duration};
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use failover_common::{
-    Backend, FAMILY_IPV4, Flow, FlowKey, Service, flow_direction,
+    Backend, FAMILY_IPV4, Flow, FlowKey, MaglevKey, Service, flow_direction,
     hash::{FLOW_HASH_SEED, flow_hash},
     names,
+    pick::{self, Found, PickMaps},
     stats::{VERDICT_NAMES, reason},
-    usable_for_established, usable_for_new,
+    usable_for_established,
 };
 use serde_json::{Value, json};
 
@@ -331,49 +332,59 @@ fn describe(backend: &Backend) -> String {
     format!("{}:{port}, tier {}", addr(backend.addr), backend.tier)
 }
 
-/// The data path's pick, recomputed with the same hash, table and probing.
-/// Returns (backend id, backend, how it was found).
+/// The pinned maps as the shared per-packet pick reads them; the first
+/// read error is kept (the pick itself only knows found or not).
+struct PinnedPick<'a> {
+    pinned: &'a Pinned,
+    error: std::cell::RefCell<Option<anyhow::Error>>,
+}
+
+impl PinnedPick<'_> {
+    fn keep<T>(&self, result: Result<Option<T>, impl Into<anyhow::Error>>) -> Option<T> {
+        result.unwrap_or_else(|err| {
+            self.error.borrow_mut().get_or_insert(err.into());
+            None
+        })
+    }
+}
+
+impl PickMaps for PinnedPick<'_> {
+    fn backend(&self, id: u32) -> Option<Backend> {
+        self.keep(self.pinned.backends.get(id).map(Some))
+    }
+
+    fn table_slot(&self, key: &MaglevKey, index: usize) -> Option<u32> {
+        self.keep(self.pinned.tables.chunk_slot(key, index))
+    }
+}
+
+/// The data path's pick: the same code the program runs, on the pinned
+/// maps. Returns (backend id, backend, how it was found).
 fn pick(
     p: &Pinned,
     service: &Service,
     key: &FlowKey,
 ) -> anyhow::Result<Option<(u32, Backend, String)>> {
-    let hash = flow_hash(key, FLOW_HASH_SEED);
-    let usable = |id: u32| -> anyhow::Result<Option<Backend>> {
-        let backend = p.backends.get(id)?;
-        Ok((backend.service_id == service.id && usable_for_new(backend.state)).then_some(backend))
+    let maps = PinnedPick {
+        pinned: p,
+        error: Default::default(),
     };
-    if service.table_size != 0 {
-        let slot = hash % service.table_size;
-        if let Some(id) = p.tables.slot(service.id, service.table_generation, slot)
-            && let Some(backend) = usable(id)?
-        {
-            return Ok(Some((
-                id,
-                backend,
-                format!(
-                    "Maglev slot {slot} of {} (generation {})",
-                    service.table_size, service.table_generation
-                ),
-            )));
-        }
+    let (picked, _stale) = pick::pick(&maps, service, flow_hash(key, FLOW_HASH_SEED));
+    if let Some(err) = maps.error.into_inner() {
+        return Err(err.context("reading the pinned maps"));
     }
-    let len = service.selection_len;
-    if len == 0 {
-        return Ok(None);
-    }
-    let start = hash % len;
-    for i in 0..len {
-        let id = service.selection[((start + i) % len) as usize];
-        if let Some(backend) = usable(id)? {
-            return Ok(Some((
-                id,
-                backend,
-                format!("selection entry {} of {len}", (start + i) % len),
-            )));
-        }
-    }
-    Ok(None)
+    Ok(picked.map(|p| {
+        let how = match p.found {
+            Found::Table { slot } => format!(
+                "Maglev slot {slot} of {} (generation {})",
+                service.table_size, service.table_generation
+            ),
+            Found::Selection { entry } => {
+                format!("selection entry {entry} of {}", service.selection_len)
+            }
+        };
+        (p.backend_id, p.backend, how)
+    }))
 }
 
 /// Prints an array of flat objects as an aligned table, or an explanation.

@@ -146,8 +146,18 @@ impl MaglevTables {
             generation,
             chunk: slot / MAGLEV_CHUNK_SLOTS as u32,
         };
-        let chunk = self.0.get(&key, 0).ok()?;
-        Some(chunk[slot as usize % MAGLEV_CHUNK_SLOTS])
+        self.chunk_slot(&key, slot as usize % MAGLEV_CHUNK_SLOTS)
+            .ok()
+            .flatten()
+    }
+
+    /// The backend id in slot `index` of one chunk (`None`: no such chunk).
+    pub fn chunk_slot(&self, key: &MaglevKey, index: usize) -> Result<Option<u32>, DataplaneError> {
+        match self.0.get(key, 0) {
+            Ok(chunk) => Ok(chunk.get(index).copied()),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(err) => Err(map_err(names::MAGLEV)(err)),
+        }
     }
 }
 
