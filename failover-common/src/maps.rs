@@ -22,7 +22,8 @@ pub mod names {
     pub const ADMIN: &str = "FO_ADMIN";
     pub const EGRESS: &str = "FO_EGRESS";
     pub const REDIRECT_DROPS: &str = "FO_REDIRECT_DROPS";
-    pub const ALL: [&str; 11] = [
+    pub const PROGRAMS: &str = "FO_PROGRAMS";
+    pub const ALL: [&str; 12] = [
         SERVICES,
         BACKENDS,
         CONNTRACK,
@@ -34,7 +35,15 @@ pub mod names {
         ADMIN,
         EGRESS,
         REDIRECT_DROPS,
+        PROGRAMS,
     ];
+}
+
+/// Slots of `FO_PROGRAMS`: programs the data path hands a frame to.
+pub mod programs {
+    /// IPv4 that is neither TCP nor UDP (ICMP errors about tracked flows).
+    pub const NOT_TCP_UDP: u32 = 0;
+    pub const COUNT: u32 = 1;
 }
 
 /// Most services one edge host can carry.

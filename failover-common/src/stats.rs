@@ -78,11 +78,12 @@ pub mod reason {
     /// rewritten to come from the VIP (it would be a spoofed or stray reply).
     pub const DROP_REPLY_WRONG_INTERFACE: u32 = 22;
 
-    // Outcomes: forwarded (continued).
+    // Outcomes: rewritten and handed to the stack (continued).
     /// An ICMP error (destination unreachable, fragmentation needed, time
     /// exceeded) from a backend's side about a tracked flow, translated to
-    /// come from the VIP about the client's packet to the VIP, forwarded.
-    pub const FWD_ICMP_ERROR: u32 = 23;
+    /// come from the VIP about the client's packet to the VIP, and handed to
+    /// the stack, which forwards it to the client (they are rare).
+    pub const PASS_ICMP_TRANSLATED: u32 = 23;
 
     // Events (not outcomes).
     /// A tracked flow's backend was no longer usable; it was picked again.
@@ -130,7 +131,7 @@ pub mod reason {
         "pass_via_stack",
         "drop_redirect_failed",
         "drop_reply_wrong_interface",
-        "fwd_icmp_error",
+        "pass_icmp_translated",
         "event_repick",
         "event_midflow_pick",
         "event_conntrack_insert_failed",

@@ -151,7 +151,11 @@ pub struct NewFlow<'a> {
 /// packet is forwarded anyway.
 #[inline(always)]
 pub fn record(flow: &NewFlow, bytes: u64) {
-    let mut forward_entry = Flow {
+    // The reply entry is written from the same stack slot, once the forward
+    // one is in the map: the program's stack is close to the verifier's
+    // limit.
+    let reply_ingress_ifindex = flow.hop.egress_ifindex();
+    let mut entry = Flow {
         nat_addr: [0; 4],
         nat_port_be: 0,
         direction: flow_direction::FORWARD,
@@ -166,17 +170,18 @@ pub fn record(flow: &NewFlow, bytes: u64) {
         nh_dst_mac: [0; 6],
         reply_ingress_ifindex: 0,
     };
-    let reply_entry = Flow {
-        nat_addr: [flow.vip, 0, 0, 0],
-        nat_port_be: flow.vip_port,
-        direction: flow_direction::REPLY,
-        reply_ingress_ifindex: flow.hop.egress_ifindex(),
-        ..forward_entry
-    };
-    store_hop(&raw mut forward_entry, flow.hop, flow.ingress_ifindex);
-    if CONNTRACK.insert(flow.forward, forward_entry, 0).is_err()
-        || CONNTRACK.insert(flow.reply, reply_entry, 0).is_err()
-    {
+    store_hop(&raw mut entry, flow.hop, flow.ingress_ifindex);
+    let forward_failed = CONNTRACK.insert(flow.forward, entry, 0).is_err();
+    entry.nat_addr = [flow.vip, 0, 0, 0];
+    entry.nat_port_be = flow.vip_port;
+    entry.direction = flow_direction::REPLY;
+    entry.reply_ingress_ifindex = reply_ingress_ifindex;
+    // The reply direction caches its own next hop.
+    entry.nh_ifindex = 0;
+    entry.nh_ingress_ifindex = 0;
+    entry.nh_src_mac = [0; 6];
+    entry.nh_dst_mac = [0; 6];
+    if forward_failed || CONNTRACK.insert(flow.reply, entry, 0).is_err() {
         counters::reason(reason::EVENT_CONNTRACK_INSERT_FAILED, bytes);
     }
 }

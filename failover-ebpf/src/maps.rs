@@ -4,12 +4,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, ProgramArray},
 };
 use failover_common::{
     AdminRecord, Backend, CONNTRACK_ENTRIES, Counter, EGRESS_SLOTS, Egress, Flow, FlowKey,
     LastRedirect, MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES, MaglevChunk, MaglevKey,
-    REDIRECT_DROP_ENTRIES, Service, ServiceKey, TrafficStats,
+    REDIRECT_DROP_ENTRIES, Service, ServiceKey, TrafficStats, programs,
     stats::{VERDICT_COUNT, reason},
 };
 
@@ -86,3 +86,9 @@ pub static WATCHED_PROGRAM: Array<u32> = Array::with_max_entries(1, 0);
 /// `LastRedirect`). Not pinned.
 #[map(name = "FO_LAST_REDIRECT")]
 pub static LAST_REDIRECT: PerCpuArray<LastRedirect> = PerCpuArray::with_max_entries(1, 0);
+
+/// Programs the data path hands frames to by tail call
+/// (`failover_common::programs`), so their code and stack stay out of the
+/// TCP/UDP path. Set by the agent; pinned, so they stay when it exits.
+#[map(name = "FO_PROGRAMS")]
+pub static PROGRAMS: ProgramArray = ProgramArray::pinned(programs::COUNT, 0);

@@ -116,6 +116,7 @@ pub struct L4 {
 }
 
 /// The Ethernet and IPv4 headers of a frame, and where its payload starts.
+#[derive(Clone, Copy)]
 pub struct L3 {
     pub eth: *mut EthHdr,
     /// The frame carries an 802.1Q or 802.1ad tag.

@@ -27,6 +27,9 @@ pub fn ebpf_object() -> &'static [u8] {
 pub const PROGRAM_NAME: &str = "failover";
 /// Name of the pass-everything program (veth peers, benchmark floor).
 pub const PASS_PROGRAM_NAME: &str = "failover_pass";
+/// Name of the program the forwarding program hands frames that are
+/// neither TCP nor UDP to (ICMP errors), by tail call.
+pub const NOT_TCP_UDP_PROGRAM_NAME: &str = "failover_not_tcp_udp";
 /// Where the agent pins its maps unless told otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/failover";
 

@@ -744,7 +744,7 @@ fn a_udp_client_learns_at_once_that_nothing_listens() {
             &BACKENDS.map(|b| BackendSpec::new(b.addr).port(BACKEND_UDP_PORT + 1)),
         )
         .expect("add a udp service nobody serves");
-    let translated = lab.reason(reason::FWD_ICMP_ERROR);
+    let translated = lab.reason(reason::PASS_ICMP_TRANSLATED);
     let socket = lab.udp_socket();
     socket
         .connect((VIP, DEAD_PORT))
@@ -760,5 +760,5 @@ fn a_udp_client_learns_at_once_that_nothing_listens() {
         started.elapsed(),
         lab.diag()
     );
-    assert_eq!(lab.reason(reason::FWD_ICMP_ERROR), translated + 1);
+    assert_eq!(lab.reason(reason::PASS_ICMP_TRANSLATED), translated + 1);
 }

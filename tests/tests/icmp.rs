@@ -1,7 +1,8 @@
 //! ICMP errors about tracked flows, from the backend's side to the client:
-//! translated to come from the VIP about the client's packet to the VIP
-//! (exact output bytes, every checksum computed from scratch by the test's
-//! builder); anything else passes as before.
+//! translated to come from the VIP about the client's packet to the VIP and
+//! handed to the stack to forward (exact output bytes, every checksum
+//! computed from scratch by the test's builder); anything else passes as
+//! before.
 
 use std::net::Ipv4Addr;
 
@@ -39,18 +40,20 @@ fn rows() -> Vec<Fixture> {
         Frame::icmp_error(BACKEND_2, CLIENT, unreachable, &forwarded, WHOLE),
         12,
     );
-    let translated = Frame::icmp_error(VIP, CLIENT, unreachable, &as_sent, WHOLE)
-        .routed(CLIENT_SIDE_MAC, CLIENT_MAC);
+    let translated = from_backend(
+        Frame::icmp_error(VIP, CLIENT, unreachable, &as_sent, WHOLE),
+        12,
+    );
     rows.push(
         fixture(
             "udp port unreachable from a backend reaches the client from the vip",
             error.build(),
             Backends,
-            XDP_REDIRECT,
+            XDP_PASS,
             Bytes(translated.build()),
         )
         .after(query.build(), Clients)
-        .counts(&["fwd_icmp_error"]),
+        .counts(&["pass_icmp_translated"]),
     );
 
     // A router on the way: time exceeded, only the 8 bytes RFC 792 asks
@@ -66,18 +69,20 @@ fn rows() -> Vec<Fixture> {
         Frame::icmp_error(ROUTER, CLIENT, exceeded, &forwarded, MINIMAL),
         11,
     );
-    let translated = Frame::icmp_error(VIP, CLIENT, exceeded, &as_sent, MINIMAL)
-        .routed(CLIENT_SIDE_MAC, CLIENT_MAC);
+    let translated = from_backend(
+        Frame::icmp_error(VIP, CLIENT, exceeded, &as_sent, MINIMAL),
+        11,
+    );
     rows.push(
         fixture(
             "time exceeded from a router toward the backend, 8 bytes embedded",
             error.build(),
             Backends,
-            XDP_REDIRECT,
+            XDP_PASS,
             Bytes(translated.build()),
         )
         .after(syn_to_web.build(), Clients)
-        .counts(&["fwd_icmp_error"]),
+        .counts(&["pass_icmp_translated"]),
     );
 
     // Fragmentation needed with the whole TCP header embedded: its checksum
@@ -90,18 +95,20 @@ fn rows() -> Vec<Fixture> {
         Frame::icmp_error(ROUTER, CLIENT, frag_needed, &forwarded, WHOLE),
         11,
     );
-    let translated = Frame::icmp_error(VIP, CLIENT, frag_needed, &as_sent, WHOLE)
-        .routed(CLIENT_SIDE_MAC, CLIENT_MAC);
+    let translated = from_backend(
+        Frame::icmp_error(VIP, CLIENT, frag_needed, &as_sent, WHOLE),
+        11,
+    );
     rows.push(
         fixture(
             "fragmentation needed about a tracked tcp flow, whole header embedded",
             error.build(),
             Backends,
-            XDP_REDIRECT,
+            XDP_PASS,
             Bytes(translated.build()),
         )
         .after(syn(40101, WEB).build(), Clients)
-        .counts(&["fwd_icmp_error"]),
+        .counts(&["pass_icmp_translated"]),
     );
 
     // A UDP checksum of zero ("none") stays zero.
@@ -120,18 +127,20 @@ fn rows() -> Vec<Fixture> {
         Frame::icmp_error(BACKEND_2, CLIENT, unreachable, &forwarded, WHOLE),
         12,
     );
-    let translated = Frame::icmp_error(VIP, CLIENT, unreachable, &as_sent, WHOLE)
-        .routed(CLIENT_SIDE_MAC, CLIENT_MAC);
+    let translated = from_backend(
+        Frame::icmp_error(VIP, CLIENT, unreachable, &as_sent, WHOLE),
+        12,
+    );
     rows.push(
         fixture(
             "port unreachable about a udp datagram without checksum",
             error.build(),
             Backends,
-            XDP_REDIRECT,
+            XDP_PASS,
             Bytes(translated.build()),
         )
         .after(bare.build(), Clients)
-        .counts(&["fwd_icmp_error"]),
+        .counts(&["pass_icmp_translated"]),
     );
 
     // Not about a tracked flow: the stack's, untouched.

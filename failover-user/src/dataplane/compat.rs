@@ -12,14 +12,14 @@ use aya::maps::MapInfo;
 use failover_common::{
     AdminRecord, Backend, CONNTRACK_ENTRIES, Counter, EGRESS_SLOTS, Egress, Flow, FlowKey,
     MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES, MaglevChunk, MaglevKey, REDIRECT_DROP_ENTRIES,
-    Service, ServiceKey, TrafficStats, names,
+    Service, ServiceKey, TrafficStats, names, programs,
     stats::{VERDICT_COUNT, reason},
 };
 
 use crate::dataplane::error::DataplaneError;
 
 /// Key size, value size and entries of every map, as this build defines them.
-fn layouts() -> [(&'static str, usize, usize, u32); 11] {
+fn layouts() -> [(&'static str, usize, usize, u32); 12] {
     [
         (
             names::SERVICES,
@@ -57,6 +57,7 @@ fn layouts() -> [(&'static str, usize, usize, u32); 11] {
         (names::ADMIN, 4, size_of::<AdminRecord>(), MAX_BACKENDS),
         (names::EGRESS, 4, size_of::<Egress>(), EGRESS_SLOTS),
         (names::REDIRECT_DROPS, 4, 8, REDIRECT_DROP_ENTRIES),
+        (names::PROGRAMS, 4, 4, programs::COUNT),
     ]
 }
 

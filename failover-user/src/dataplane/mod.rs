@@ -23,6 +23,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
+    maps::ProgramArray,
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 use failover_common::names;
@@ -35,7 +36,9 @@ pub use self::{
     links::{Attached, interface_index, link_pin_name},
     services::{ServiceEntry, ServiceSettings, Snapshot, WantedService},
 };
-use crate::{PASS_PROGRAM_NAME, PROGRAM_NAME, dataplane::error::DataplaneError};
+use crate::{
+    NOT_TCP_UDP_PROGRAM_NAME, PASS_PROGRAM_NAME, PROGRAM_NAME, dataplane::error::DataplaneError,
+};
 
 /// How to attach XDP to an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,11 +78,12 @@ impl Dataplane {
             .default_map_pin_directory(pin_dir)
             .load(crate::ebpf_object())
             .map_err(DataplaneError::Load)?;
-        for name in [PROGRAM_NAME, PASS_PROGRAM_NAME] {
+        for name in [PROGRAM_NAME, PASS_PROGRAM_NAME, NOT_TCP_UDP_PROGRAM_NAME] {
             program_mut(&mut ebpf, name)?
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;
         }
+        hand_over(&mut ebpf)?;
         Ok(Self {
             services_map: Services::open(&mut ebpf)?,
             backends_map: Backends::open(&mut ebpf)?,
@@ -227,6 +231,34 @@ pub fn remove_pins(pin_dir: &Path) -> std::io::Result<()> {
         Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
         _ => Ok(()),
     }
+}
+
+/// Puts the programs the forwarding program tail-calls into `FO_PROGRAMS`
+/// (pinned: they stay there when the agent exits).
+fn hand_over(ebpf: &mut Ebpf) -> Result<(), DataplaneError> {
+    let name = NOT_TCP_UDP_PROGRAM_NAME;
+    let fd = program(ebpf, name)?
+        .fd()
+        .map_err(|source| DataplaneError::Program { name, source })?
+        .try_clone()
+        .map_err(|source| DataplaneError::Program {
+            name,
+            source: source.into(),
+        })?;
+    let map_err = |source| DataplaneError::Map {
+        name: names::PROGRAMS,
+        source,
+    };
+    let mut slots: ProgramArray<_> = ebpf
+        .map_mut(names::PROGRAMS)
+        .ok_or(DataplaneError::MissingMap {
+            name: names::PROGRAMS,
+        })?
+        .try_into()
+        .map_err(map_err)?;
+    slots
+        .set(failover_common::programs::NOT_TCP_UDP, &fd, 0)
+        .map_err(map_err)
 }
 
 fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, DataplaneError> {

@@ -407,7 +407,7 @@ pub struct Report {
     pub failures: Vec<String>,
     pub rewritten: usize,
     pub valid_rewritten: usize,
-    /// ICMP errors translated for a client (`fwd_icmp_error`).
+    /// ICMP errors translated for a client (`pass_icmp_translated`).
     pub icmp_translated: u64,
     pub elapsed: Duration,
 }
@@ -485,7 +485,7 @@ pub fn run(lab: &TestRunLab, rng: &mut Rng, seed: u64, packets: usize) -> Report
             "only {rewritten} frames were rewritten ({valid_rewritten} valid): the generator lost its aim"
         ));
     }
-    let translated = reasons[reason::FWD_ICMP_ERROR as usize].packets;
+    let translated = reasons[reason::PASS_ICMP_TRANSLATED as usize].packets;
     if translated < (packets / 1000) as u64 {
         report.failures.push(format!(
             "only {translated} icmp errors were translated: the generator lost its aim"
