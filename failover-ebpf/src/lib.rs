@@ -1,8 +1,8 @@
 #![no_std]
-// The programs are the binary targets (src/main.rs, src/bench.rs); this
-// library target lets `failover-user` name the crate as a build-dependency
-// (cargo rebuilds it when the eBPF sources change) and holds what every
-// program binary needs.
+// The program is the binary target (src/main.rs); this library target lets
+// `failover-user` name the crate as a build-dependency (cargo rebuilds it
+// when the eBPF sources change) and holds what every program binary needs
+// (also the benchmark's, in `failover-bench-ebpf`).
 
 /// The panic handler and license section every program binary needs.
 #[macro_export]

@@ -8,6 +8,7 @@ pub mod control;
 pub mod dataplane;
 pub mod decide;
 pub mod events;
+#[cfg(any(test, feature = "lab"))]
 pub mod lab;
 pub mod model;
 pub mod outputs;
@@ -32,8 +33,3 @@ pub const PASS_PROGRAM_NAME: &str = "failover_pass";
 pub const NOT_TCP_UDP_PROGRAM_NAME: &str = "failover_not_tcp_udp";
 /// Where the agent pins its maps unless told otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/failover";
-
-/// The benchmark harness object (frame restore + tail call, MAC-swap floor).
-pub fn bench_object() -> &'static [u8] {
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/failover-bench"))
-}

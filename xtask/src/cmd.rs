@@ -73,16 +73,34 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Builds the release `failover` binary; returns its path.
+/// The eBPF crates build only for the BPF target (through aya-build in the
+/// build scripts of `failover-user` and `tests`): left out of host builds.
+pub const EBPF_CRATES_EXCLUDED: [&str; 4] = [
+    "--exclude",
+    "failover-ebpf",
+    "--exclude",
+    "failover-bench-ebpf",
+];
+
+/// The `failover` binary's cargo features for the demo, the tests and the
+/// benchmarks: the namespace lab and `failover demo`. One set everywhere, so
+/// the builds share artifacts instead of rebuilding each other's.
+pub const AGENT_FEATURES: [&str; 2] = ["--features", "failover-user/lab"];
+
+/// Builds the release `failover` binary (with the lab); returns its path.
 pub fn build_release_agent(env: &Env) -> anyhow::Result<PathBuf> {
-    status(env.cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "failover-user",
-        "--bin",
-        "failover",
-    ]))?;
+    status(
+        env.cargo()
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "failover-user",
+                "--bin",
+                "failover",
+            ])
+            .args(AGENT_FEATURES),
+    )?;
     Ok(env.root.join("target/release/failover"))
 }
 

@@ -17,11 +17,14 @@ pub fn run(env: &Env, args: &[String]) -> anyhow::Result<ExitCode> {
     // Agent tests run the real `failover` binary as a separate process.
     cmd::status(
         env.cargo()
-            .args(["build", "-p", "failover-user", "--bin", "failover"]),
+            .args(["build", "-p", "failover-user", "--bin", "failover"])
+            .args(cmd::AGENT_FEATURES),
     )?;
     let mut cargo = env.cargo();
     cargo.env("FAILOVER_BIN", env.root.join("target/debug/failover"));
-    cargo.args(["test", "--workspace", "--exclude", "failover-ebpf"]);
+    cargo
+        .args(["test", "--workspace"])
+        .args(cmd::EBPF_CRATES_EXCLUDED);
     if !args.is_empty() {
         cargo.arg("--").args(args);
     }
@@ -30,14 +33,11 @@ pub fn run(env: &Env, args: &[String]) -> anyhow::Result<ExitCode> {
 }
 
 fn run_unprivileged(env: &Env) -> anyhow::Result<ExitCode> {
-    cmd::status(env.cargo().args([
-        "test",
-        "--workspace",
-        "--exclude",
-        "failover-ebpf",
-        "--lib",
-        "--bins",
-    ]))?;
+    cmd::status(
+        env.cargo()
+            .args(["test", "--workspace", "--lib", "--bins"])
+            .args(cmd::EBPF_CRATES_EXCLUDED),
+    )?;
     let privileged = privileged_tests(env)?;
     eprintln!(
         "\nxtask: NOT RUN (need root for BPF and network namespaces): {}\n\

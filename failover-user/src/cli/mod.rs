@@ -1,6 +1,7 @@
 //! Command-line types (clap) and one module per subcommand.
 
 pub mod check;
+#[cfg(feature = "lab")]
 pub mod demo;
 pub mod detach;
 pub mod failback;
@@ -304,7 +305,14 @@ impl Cli {
                 verify_for,
                 dry_run,
             } => ops::drill(&self.control_socket()?, &service, verify_for, dry_run),
+            #[cfg(feature = "lab")]
             Command::Demo { probe_interval } => demo::run(probe_interval),
+            #[cfg(not(feature = "lab"))]
+            Command::Demo { .. } => Err(anyhow::anyhow!(
+                "this `failover` was built without the demo lab (cargo feature `lab`); \
+                 `cargo xtask build-and-run` builds and runs it, or build with \
+                 `cargo build --release -p failover-user --features lab`"
+            )),
             Command::Detach { pin_dir, dry_run } => detach::run(&self.pin_dir(pin_dir)?, dry_run),
             Command::Inspect { pin_dir, what } => inspect::run(&self.pin_dir(pin_dir)?, json, what),
             Command::Counters => {

@@ -295,7 +295,7 @@ pub fn run(quick: bool) -> Section {
     let mut lab = TestRunLab::new();
     add_services(&mut lab);
 
-    let mut harness = Ebpf::load(failover::bench_object()).expect("load bench harness");
+    let mut harness = Ebpf::load(super::harness_object()).expect("load bench harness");
     for name in ["bench_restore", "bench_restore_new_flow", "bench_macswap"] {
         xdp_mut(&mut harness, name).load().expect(name);
     }

@@ -20,6 +20,12 @@ pub mod requests;
 
 use std::{panic::AssertUnwindSafe, process::ExitCode, time::Instant};
 
+/// The harness programs (frame restore + tail call, MAC-swap floor, packet
+/// generator and sink) from `failover-bench-ebpf`, built by `tests/build.rs`.
+pub fn harness_object() -> &'static [u8] {
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/failover-bench"))
+}
+
 /// One part of the report.
 pub struct Section {
     pub title: &'static str,

@@ -267,7 +267,7 @@ fn frame_words(frame: &[u8]) -> [u64; FRAME_LEN / 8] {
 /// Loads the generator and the sink, gives them the frame and the expected
 /// destination, and attaches the sink (native) in `sink`.
 fn load_harness(sink: &NetNs, frame: &[u8], expected: (Ipv4Addr, u16)) -> Ebpf {
-    let mut harness = Ebpf::load(failover::bench_object()).expect("load bench harness");
+    let mut harness = Ebpf::load(super::harness_object()).expect("load bench harness");
     for name in ["bench_generate", "bench_sink"] {
         xdp_mut(&mut harness, name).load().expect(name);
     }
