@@ -13,6 +13,7 @@ mod egress;
 mod flip;
 mod flows;
 mod lock;
+mod op_error;
 mod ops;
 mod persist;
 mod probes;
@@ -250,7 +251,7 @@ pub async fn run(
                     let result = agent.reload(false).await;
                     match result {
                         Ok(diff) => info!(%diff, "reloaded on SIGHUP"),
-                        Err(err) => warn!(cause = %err, "reload on SIGHUP refused; nothing changed"),
+                        Err(err) => warn!(cause = %crate::util::chain(&err), "reload on SIGHUP refused; nothing changed"),
                     }
                 }
             },
@@ -311,7 +312,7 @@ async fn spawn_outputs(
             )
             .await
             {
-                warn!(cause = %err, "metrics endpoint stopped");
+                warn!(cause = %crate::util::chain(&err), "metrics endpoint stopped");
             }
         }));
     }

@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tracing::info;
 
-use super::{Agent, runtime::Cause};
+use super::{
+    Agent,
+    op_error::{OpError, ReloadError},
+    runtime::Cause,
+};
 use crate::{
     config::AgentConfig,
     control::{BackendStatus, Request, Response, ServiceStatus, StatusAnswer},
@@ -18,13 +22,13 @@ use crate::{
 impl Agent {
     pub(super) async fn handle(&mut self, request: Request) -> Response {
         let result = match request {
-            Request::Status {} => serde_json::to_value(self.status()).map_err(|e| e.to_string()),
+            Request::Status {} => serde_json::to_value(self.status()).map_err(OpError::Encode),
             Request::Drain {
                 backend,
                 deadline_s,
                 dry_run,
             } => match deadline_s.map(drain_deadline).transpose() {
-                Err(message) => Err(message),
+                Err(err) => Err(err),
                 Ok(deadline) => self.operate(&backend, dry_run, "drain", |policy, b, now| {
                     policy.drain(b, deadline, now)
                 }),
@@ -65,25 +69,39 @@ impl Agent {
                 dry_run,
             } => self.release_switchover(&service, dry_run),
             Request::Failback { service, dry_run } => self.failback(service.as_deref(), dry_run),
-            Request::Reload { dry_run } => self.reload(dry_run).await.map(|diff| diff.to_json()),
+            Request::Reload { dry_run } => self
+                .reload(dry_run)
+                .await
+                .map(|diff| diff.to_json())
+                .map_err(OpError::from),
         };
         match result {
             Ok(value) => Response::ok(value),
-            Err(message) => Response::error(message),
+            Err(err) => Response::error(crate::util::chain(&err).to_string()),
         }
     }
 
+    fn service_index(&self, name: &str) -> Result<usize, OpError> {
+        self.services
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| OpError::NoService(name.to_owned()))
+    }
+
     /// Finds `service/backend`, or `backend` when unique.
-    fn locate(&self, name: &str) -> Result<(usize, usize), String> {
+    fn locate(&self, name: &str) -> Result<(usize, usize), OpError> {
         if let Some((service, backend)) = name.split_once('/') {
             let s = self
                 .services
                 .iter()
                 .position(|s| s.name == service)
-                .ok_or_else(|| format!("no service {service:?}"))?;
-            let b = self.services[s]
-                .backend_index(backend)
-                .ok_or_else(|| format!("service {service:?} has no backend {backend:?}"))?;
+                .ok_or_else(|| OpError::NoService(service.to_owned()))?;
+            let b = self.services[s].backend_index(backend).ok_or_else(|| {
+                OpError::NoBackendInService {
+                    service: service.to_owned(),
+                    backend: backend.to_owned(),
+                }
+            })?;
             return Ok((s, b));
         }
         let found: Vec<(usize, usize)> = self
@@ -94,10 +112,8 @@ impl Agent {
             .collect();
         match found.as_slice() {
             [one] => Ok(*one),
-            [] => Err(format!("no backend {name:?}")),
-            _ => Err(format!(
-                "backend {name:?} exists in several services; say service/backend"
-            )),
+            [] => Err(OpError::NoBackend(name.to_owned())),
+            _ => Err(OpError::AmbiguousBackend(name.to_owned())),
         }
     }
 
@@ -113,14 +129,17 @@ impl Agent {
             usize,
             Instant,
         ) -> Result<Vec<Change>, crate::decide::policy::Refused>,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, OpError> {
         let (s, b) = self.locate(name)?;
         let now = Instant::now();
         let service = &self.services[s];
         let before = service.active_names(&self.dataplane);
         let mut policy = service.policy.clone();
-        let changes =
-            op(&mut policy, b, now).map_err(|refused| format!("{what} {name}: {}", refused.0))?;
+        let changes = op(&mut policy, b, now).map_err(|reason| OpError::Refused {
+            what,
+            name: name.to_owned(),
+            reason,
+        })?;
         let active_after = service.predicted_names(&self.dataplane, &policy, now);
         let described = describe_changes(service, &changes);
         let report = json!({
@@ -149,12 +168,8 @@ impl Agent {
     }
 
     /// Ends a service's switchover: tiers and health decide again.
-    fn release_switchover(&mut self, service: &str, dry_run: bool) -> Result<Value, String> {
-        let s = self
-            .services
-            .iter()
-            .position(|s| s.name == service)
-            .ok_or_else(|| format!("no service {service:?}"))?;
+    fn release_switchover(&mut self, service: &str, dry_run: bool) -> Result<Value, OpError> {
+        let s = self.service_index(service)?;
         let now = Instant::now();
         let before = self.services[s].active_names(&self.dataplane);
         let mut policy = self.services[s].policy.clone();
@@ -192,14 +207,9 @@ impl Agent {
         &mut self,
         service: Option<&str>,
         dry_run: bool,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, OpError> {
         let targets: Vec<usize> = match service {
-            Some(name) => vec![
-                self.services
-                    .iter()
-                    .position(|s| s.name == name)
-                    .ok_or_else(|| format!("no service {name:?}"))?,
-            ],
+            Some(name) => vec![self.service_index(name)?],
             None => (0..self.services.len()).collect(),
         };
         let now = Instant::now();
@@ -226,31 +236,33 @@ impl Agent {
 
     /// Re-reads the configuration, validates it fully, and applies only the
     /// difference. Unchanged services keep their state and flows.
-    pub(super) async fn reload(&mut self, dry_run: bool) -> Result<ReloadDiff, String> {
-        let config = self
-            .source
-            .load()
-            .map_err(|e| format!("{}: {e}", self.source.path.display()))?;
+    pub(super) async fn reload(&mut self, dry_run: bool) -> Result<ReloadDiff, ReloadError> {
+        let config = self.source.load().map_err(|source| ReloadError::Config {
+            path: self.source.path.clone(),
+            source,
+        })?;
         if config.pin_dir != self.config.pin_dir {
-            return Err("pin_dir cannot change on reload (restart the agent)".into());
+            return Err(ReloadError::PinDirChanged);
         }
         if config.control_socket != self.config.control_socket
             || config.metrics_listen != self.config.metrics_listen
             || config.journal != self.config.journal
             || config.alerts != self.config.alerts
         {
-            return Err(
-                "control, metrics, journal and alert settings change only on restart".into(),
-            );
+            return Err(ReloadError::RestartOnly);
         }
         let diff = ReloadDiff::between(&self.config, &config);
         // Everything that can be checked is checked before the first write.
         config
             .capacity(Some(&self.config))
-            .map_err(|e| format!("refused, nothing changed: {e}"))?;
+            .map_err(ReloadError::Capacity)?;
         for interface in &diff.interfaces_added {
-            crate::dataplane::interface_index(interface)
-                .map_err(|e| format!("refused, nothing changed: interface {interface}: {e}"))?;
+            crate::dataplane::interface_index(interface).map_err(|source| {
+                ReloadError::Interface {
+                    interface: interface.clone(),
+                    source,
+                }
+            })?;
         }
         if dry_run || diff.is_empty() {
             return Ok(diff);
@@ -271,10 +283,7 @@ impl Agent {
                     tracing::error!(cause = %crate::util::chain(&restore), "restoring the maps after a failed reload failed; resyncing every service");
                     self.mark_all_dirty();
                 }
-                return Err(format!(
-                    "applying the new configuration failed; the previous state is restored, nothing changed: {}",
-                    crate::util::chain(&err)
-                ));
+                return Err(ReloadError::Apply(err));
             }
         }
         for (interface, mode) in &config.interfaces {
@@ -285,7 +294,7 @@ impl Agent {
                 .any(|(name, _)| name == interface)
                 && let Err(err) = self.dataplane.attach_pinned(interface, *mode)
             {
-                tracing::warn!(interface, cause = %err, "attaching a new interface failed");
+                tracing::warn!(interface, cause = %crate::util::chain(&err), "attaching a new interface failed");
             }
         }
         for (interface, _) in &self.config.interfaces {
@@ -344,15 +353,13 @@ impl Agent {
 }
 
 /// A drain deadline from a control request, within its bounds.
-fn drain_deadline(seconds: f64) -> Result<Duration, String> {
+fn drain_deadline(seconds: f64) -> Result<Duration, OpError> {
     Duration::try_from_secs_f64(seconds)
         .ok()
         .filter(|d| crate::config::limits::DRAIN_DEADLINE.contains(d))
-        .ok_or_else(|| {
-            format!(
-                "deadline_s {seconds} is out of bounds: must be {}",
-                crate::config::limits::describe(&crate::config::limits::DRAIN_DEADLINE)
-            )
+        .ok_or_else(|| OpError::DeadlineOutOfBounds {
+            seconds,
+            bounds: crate::config::limits::describe(&crate::config::limits::DRAIN_DEADLINE),
         })
 }
 
@@ -448,10 +455,13 @@ mod tests {
 
     #[test]
     fn drain_deadlines_out_of_bounds_are_refused_not_clamped() {
-        assert_eq!(drain_deadline(5.0), Ok(Duration::from_secs(5)));
+        assert_eq!(drain_deadline(5.0).unwrap(), Duration::from_secs(5));
         for bad in [-1.0, f64::NAN, f64::INFINITY, 1e12] {
             let err = drain_deadline(bad).unwrap_err();
-            assert!(err.contains("out of bounds"), "{bad}: {err}");
+            assert!(
+                matches!(err, OpError::DeadlineOutOfBounds { .. }),
+                "{bad}: {err}"
+            );
         }
     }
 }

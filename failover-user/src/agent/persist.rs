@@ -188,7 +188,7 @@ impl Agent {
                     self.services[s].saved.insert(id, record);
                 }
                 Err(err) => {
-                    warn!(service = %self.services[s].name, backend_id = id, cause = %err, "saving the backend's state for the next agent failed")
+                    warn!(service = %self.services[s].name, backend_id = id, cause = %crate::util::chain(&err), "saving the backend's state for the next agent failed")
                 }
             }
         }

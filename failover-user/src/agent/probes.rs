@@ -19,7 +19,10 @@ use tokio::{
     time::sleep,
 };
 
-use crate::{config::ProbeSpec, decide::health::ProbeOutcome, probe};
+use crate::{
+    config::ProbeSpec,
+    probe::{self, ProbeOutcome},
+};
 
 /// A probe result on its way to the decision loop.
 pub struct ProbeEvent {

@@ -81,7 +81,7 @@ pub(crate) fn evidence(flip: &Flip) -> String {
         .iter()
         .map(|o| match &o.error {
             None => format!("ok {:?}", o.latency),
-            Some(err) => format!("fail {:?} ({err})", o.latency),
+            Some(err) => format!("fail {:?} ({})", o.latency, crate::util::chain(err)),
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -140,7 +140,7 @@ impl ServiceRuntime {
         let runtime = self.backends.get_mut(backend)?;
         runtime
             .stats
-            .record(outcome.ok, outcome.latency, outcome.error.as_deref());
+            .record(outcome.ok, outcome.latency, outcome.error.as_ref());
         runtime.health.record(outcome)
     }
 

@@ -102,7 +102,7 @@ impl Agent {
         }
         if undo.fresh {
             if let Err(err) = self.dataplane.unpin() {
-                warn!(cause = %err, "removing the pins this start created failed");
+                warn!(cause = %crate::util::chain(&err), "removing the pins this start created failed");
             }
             return;
         }

@@ -22,9 +22,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Sends one request; an agent-side refusal becomes an error.
 pub fn call(socket: &Path, request: &Request) -> anyhow::Result<Value> {
-    let response = runtime()?
-        .block_on(control::call(socket, request, CALL_TIMEOUT))
-        .map_err(anyhow::Error::msg)?;
+    let response = runtime()?.block_on(control::call(socket, request, CALL_TIMEOUT))?;
     if !response.ok {
         bail!("{}", response.error.unwrap_or_else(|| "refused".into()));
     }

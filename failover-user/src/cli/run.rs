@@ -50,7 +50,7 @@ pub fn run(
             }
         });
         if let Err(err) = agent::write_pid_file(pid_file) {
-            tracing::warn!(pid_file = %pid_file.display(), cause = %err, "cannot write pid file; `failover failback` will not find the agent");
+            tracing::warn!(pid_file = %pid_file.display(), cause = %crate::util::chain(&err), "cannot write pid file; `failover failback` will not find the agent");
         }
         let shutdown = async move {
             tokio::select! {

@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+mod error;
 mod status;
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,7 @@ use tokio::{
 };
 use tracing::{info, warn};
 
+pub use error::{CallError, RequestError};
 pub use status::{BackendStatus, ServiceStatus, StatusAnswer};
 
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -121,16 +123,12 @@ pub struct Call {
 }
 
 /// Parses one request line, checking the protocol version.
-pub fn parse_request(line: &str) -> Result<Request, String> {
-    let envelope: Envelope =
-        serde_json::from_str(line).map_err(|e| format!("not a request: {e}"))?;
+pub fn parse_request(line: &str) -> Result<Request, RequestError> {
+    let envelope: Envelope = serde_json::from_str(line).map_err(RequestError::NotJson)?;
     if envelope.version != PROTOCOL_VERSION {
-        return Err(format!(
-            "protocol version {} is not supported (this agent speaks {PROTOCOL_VERSION})",
-            envelope.version
-        ));
+        return Err(RequestError::Version(envelope.version));
     }
-    serde_json::from_value(envelope.request).map_err(|e| format!("bad request: {e}"))
+    serde_json::from_value(envelope.request).map_err(RequestError::Bad)
 }
 
 /// Binds the socket: refuses if another agent answers on it, replaces a
@@ -210,7 +208,7 @@ pub async fn serve(
         let (stream, _) = match accepted {
             Ok(accepted) => accepted,
             Err(err) => {
-                warn!(cause = %err, "control accept failed");
+                warn!(cause = %crate::util::chain(&err), "control accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -225,7 +223,7 @@ pub async fn serve(
         let calls = calls.clone();
         tokio::spawn(async move {
             if let Err(err) = handle(stream, calls).await {
-                warn!(cause = %err, "control connection failed");
+                warn!(cause = %crate::util::chain(&err), "control connection failed");
             }
         });
     }
@@ -242,7 +240,7 @@ async fn handle(stream: UnixStream, calls: mpsc::Sender<Call>) -> io::Result<()>
             Response::error("request too long or not newline-terminated")
         }
         Ok(Ok(_)) => match parse_request(line.trim_end()) {
-            Err(message) => Response::error(message),
+            Err(err) => Response::error(crate::util::chain(&err).to_string()),
             Ok(request) => {
                 let (reply, answer) = oneshot::channel();
                 if calls.send(Call { request, reply }).await.is_err() {
@@ -263,33 +261,33 @@ async fn handle(stream: UnixStream, calls: mpsc::Sender<Call>) -> io::Result<()>
 }
 
 /// Client side: sends one request and waits for the answer.
-pub async fn call(socket: &Path, request: &Request, wait: Duration) -> Result<Response, String> {
-    let mut payload = serde_json::to_value(request).map_err(|e| e.to_string())?;
+pub async fn call(socket: &Path, request: &Request, wait: Duration) -> Result<Response, CallError> {
+    let mut payload = serde_json::to_value(request).map_err(CallError::Encode)?;
     payload["version"] = Value::from(PROTOCOL_VERSION);
     let mut line = payload.to_string();
     line.push('\n');
     let exchange = async {
-        let stream = UnixStream::connect(socket).await.map_err(|e| {
-            format!(
-                "connecting to {} (is the agent running?): {e}",
-                socket.display()
-            )
-        })?;
+        let stream = UnixStream::connect(socket)
+            .await
+            .map_err(|source| CallError::Connect {
+                socket: socket.to_owned(),
+                source,
+            })?;
         let (read, mut write) = stream.into_split();
         write
             .write_all(line.as_bytes())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(CallError::Io)?;
         let mut answer = String::new();
         BufReader::new(read)
             .read_line(&mut answer)
             .await
-            .map_err(|e| e.to_string())?;
-        serde_json::from_str::<Response>(&answer).map_err(|e| format!("bad response: {e}"))
+            .map_err(CallError::Io)?;
+        serde_json::from_str::<Response>(&answer).map_err(CallError::BadResponse)
     };
     timeout(wait, exchange)
         .await
-        .map_err(|_| format!("no answer from the agent within {wait:?}"))?
+        .map_err(|_| CallError::NoAnswer(wait))?
 }
 
 #[cfg(test)]
@@ -299,31 +297,36 @@ mod tests {
     #[test]
     fn requests_parse_with_version_and_defaults() {
         assert_eq!(
-            parse_request(r#"{"version":1,"command":"status"}"#),
-            Ok(Request::Status {})
+            parse_request(r#"{"version":1,"command":"status"}"#).unwrap(),
+            Request::Status {}
         );
         assert_eq!(
             parse_request(
                 r#"{"version":1,"command":"drain","backend":"web/primary","deadline_s":30}"#
-            ),
-            Ok(Request::Drain {
+            )
+            .unwrap(),
+            Request::Drain {
                 backend: "web/primary".into(),
                 deadline_s: Some(30.0),
                 dry_run: false
-            })
+            }
         );
-        assert!(
-            parse_request(r#"{"version":2,"command":"status"}"#)
-                .unwrap_err()
-                .contains("version 2")
-        );
-        assert!(
-            parse_request(r#"{"version":1,"command":"explode"}"#)
-                .unwrap_err()
-                .contains("bad request")
-        );
-        assert!(parse_request(r#"{"version":1,"command":"status","extra":1}"#).is_err());
-        assert!(parse_request("not json").is_err());
+        assert!(matches!(
+            parse_request(r#"{"version":2,"command":"status"}"#),
+            Err(RequestError::Version(2))
+        ));
+        assert!(matches!(
+            parse_request(r#"{"version":1,"command":"explode"}"#),
+            Err(RequestError::Bad(_))
+        ));
+        assert!(matches!(
+            parse_request(r#"{"version":1,"command":"status","extra":1}"#),
+            Err(RequestError::Bad(_))
+        ));
+        assert!(matches!(
+            parse_request("not json"),
+            Err(RequestError::NotJson(_))
+        ));
     }
 
     #[tokio::test]

@@ -152,7 +152,7 @@ impl Dataplane {
             AttachMode::Auto => match attach(program, AttachMode::Native) {
                 Ok(link) => (link, AttachMode::Native),
                 Err(err) => {
-                    info!(interface, cause = %err, "native XDP refused; using skb mode");
+                    info!(interface, cause = %crate::util::chain(&err), "native XDP refused; using skb mode");
                     (attach(program, AttachMode::Skb)?, AttachMode::Skb)
                 }
             },

@@ -2,20 +2,9 @@
 //! `rise` consecutive successes or `fall` consecutive failures, so a single
 //! lost probe never moves traffic. Each flip carries its evidence.
 
-use std::{
-    collections::VecDeque,
-    time::{Duration, Instant},
-};
+use std::{collections::VecDeque, time::Instant};
 
-/// One probe's result.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProbeOutcome {
-    pub ok: bool,
-    pub latency: Duration,
-    /// Why it failed (timeout, refused, unexpected status, ...).
-    pub error: Option<String>,
-    pub at: Instant,
-}
+pub use crate::probe::ProbeOutcome;
 
 /// A flip of the health state, with the results that caused it.
 #[derive(Clone, Debug)]
@@ -97,13 +86,15 @@ impl Health {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn outcome(ok: bool, at: Instant) -> ProbeOutcome {
         ProbeOutcome {
             ok,
             latency: Duration::from_millis(1),
-            error: (!ok).then(|| "refused".into()),
+            error: (!ok).then_some(crate::probe::ProbeError::NoEchoReply),
             at,
         }
     }

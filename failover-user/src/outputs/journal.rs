@@ -49,7 +49,7 @@ pub async fn run(config: JournalConfig, mut events: broadcast::Receiver<Event>) 
                             warn!(
                                 path = %path.display(),
                                 pending = back.pending.len(),
-                                cause = %err,
+                                cause = %crate::util::chain(&err),
                                 "journal write failed; retrying with the next event"
                             );
                         }
@@ -57,7 +57,7 @@ pub async fn run(config: JournalConfig, mut events: broadcast::Receiver<Event>) 
                     }
                     // Its pending lines are lost with it; start afresh.
                     Err(err) => {
-                        warn!(path = %path.display(), cause = %err, "journal writer panicked")
+                        warn!(path = %path.display(), cause = %crate::util::chain(&err), "journal writer panicked")
                     }
                 }
             }

@@ -9,6 +9,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use crate::probe::ProbeError;
+
 /// Upper bounds (seconds) of the probe latency histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -27,7 +29,7 @@ pub struct ProbeStats {
 }
 
 impl ProbeStats {
-    pub fn record(&mut self, ok: bool, latency: Duration, error: Option<&str>) {
+    pub fn record(&mut self, ok: bool, latency: Duration, error: Option<&ProbeError>) {
         if ok {
             self.ok_total += 1;
         } else {
@@ -41,7 +43,8 @@ impl ProbeStats {
         }
         self.latency_count += 1;
         self.latency_sum_seconds += seconds;
-        self.last_error = error.map(str::to_owned);
+        // With its causes: "connect: Connection refused (os error 111)".
+        self.last_error = error.map(|err| crate::util::chain(err).to_string());
         self.last_latency_ms = Some(seconds * 1000.0);
     }
 }
@@ -196,7 +199,11 @@ mod tests {
     fn histogram_is_cumulative() {
         let mut stats = ProbeStats::default();
         stats.record(true, Duration::from_micros(300), None);
-        stats.record(false, Duration::from_millis(30), Some("timed out"));
+        stats.record(
+            false,
+            Duration::from_millis(30),
+            Some(&ProbeError::TimedOut(Duration::from_millis(30))),
+        );
         assert_eq!(stats.latency_buckets[0], 1);
         assert_eq!(stats.latency_buckets[5], 1); // <= 25 ms: only the first
         assert_eq!(stats.latency_buckets[6], 2); // <= 50 ms: both
@@ -205,6 +212,6 @@ mod tests {
             (stats.ok_total, stats.failed_total, stats.latency_count),
             (1, 1, 2)
         );
-        assert_eq!(stats.last_error.as_deref(), Some("timed out"));
+        assert_eq!(stats.last_error.as_deref(), Some("timed out after 30ms"));
     }
 }

@@ -8,7 +8,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use super::tcp::tcp;
+use super::{ProbeError, Step, tcp::tcp};
 
 pub(super) async fn http(
     address: Ipv4Addr,
@@ -17,7 +17,7 @@ pub(super) async fn http(
     status: &std::ops::RangeInclusive<u16>,
     body: Option<&str>,
     max_bytes: usize,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     let mut stream = tcp(address, port).await?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {address}\r\nUser-Agent: failover-probe\r\nConnection: close\r\n\r\n"
@@ -25,22 +25,21 @@ pub(super) async fn http(
     stream
         .write_all(request.as_bytes())
         .await
-        .map_err(|e| format!("send: {e}"))?;
+        .map_err(ProbeError::io(Step::Send))?;
     let response = read_response(&mut stream, max_bytes, body.is_some()).await?;
     let text = String::from_utf8_lossy(&response);
-    let code =
-        parse_status(&text).ok_or_else(|| "no HTTP status line in the response".to_owned())?;
+    let code = parse_status(&text).ok_or(ProbeError::NoStatusLine)?;
     if !status.contains(&code) {
-        return Err(format!(
-            "status {code} outside {}-{}",
-            status.start(),
-            status.end()
-        ));
+        return Err(ProbeError::Status {
+            code,
+            low: *status.start(),
+            high: *status.end(),
+        });
     }
     if let Some(expected) = body {
         let body_text = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
         if !body_text.contains(expected) {
-            return Err(format!("body does not contain {expected:?}"));
+            return Err(ProbeError::BodyMismatch(expected.to_owned()));
         }
     }
     Ok(())
@@ -54,7 +53,7 @@ pub(super) async fn read_response(
     stream: &mut TcpStream,
     max_bytes: usize,
     need_body: bool,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, ProbeError> {
     let mut response = Vec::new();
     let mut chunk = [0u8; 4096];
     while response.len() < max_bytes {
@@ -81,7 +80,7 @@ pub(super) async fn read_response(
         let n = stream
             .read(&mut chunk)
             .await
-            .map_err(|e| format!("receive: {e}"))?;
+            .map_err(ProbeError::io(Step::Receive))?;
         if n == 0 {
             break;
         }

@@ -5,15 +5,17 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::{ProbeError, Step};
+
 /// ICMP echo over a raw socket (root). Runs on the blocking pool with the
 /// probe timeout as receive timeout.
-pub(super) async fn icmp(address: Ipv4Addr, limit: Duration) -> Result<(), String> {
+pub(super) async fn icmp(address: Ipv4Addr, limit: Duration) -> Result<(), ProbeError> {
     tokio::task::spawn_blocking(move || icmp_blocking(address, limit))
         .await
-        .map_err(|e| format!("icmp task: {e}"))?
+        .map_err(|e| ProbeError::io(Step::IcmpTask)(std::io::Error::other(e)))?
 }
 
-pub(super) fn icmp_blocking(address: Ipv4Addr, limit: Duration) -> Result<(), String> {
+pub(super) fn icmp_blocking(address: Ipv4Addr, limit: Duration) -> Result<(), ProbeError> {
     use std::sync::atomic::{AtomicU16, Ordering};
     static SEQUENCE: AtomicU16 = AtomicU16::new(1);
     let ident = (std::process::id() & 0xffff) as u16;
@@ -27,7 +29,9 @@ pub(super) fn icmp_blocking(address: Ipv4Addr, limit: Duration) -> Result<(), St
             libc::IPPROTO_ICMP,
         );
         if fd < 0 {
-            return Err(format!("icmp socket: {}", std::io::Error::last_os_error()));
+            return Err(ProbeError::io(Step::IcmpSocket)(
+                std::io::Error::last_os_error(),
+            ));
         }
         let result = icmp_exchange(fd, address, ident, sequence, limit);
         libc::close(fd);
@@ -41,7 +45,7 @@ unsafe fn icmp_exchange(
     ident: u16,
     sequence: u16,
     limit: Duration,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     let mut request = [0u8; 16];
     request[0] = 8; // echo request
     request[4..6].copy_from_slice(&ident.to_be_bytes());
@@ -70,12 +74,12 @@ unsafe fn icmp_exchange(
             size_of::<libc::sockaddr_in>() as u32,
         );
         if sent < 0 {
-            return Err(format!("icmp send: {}", std::io::Error::last_os_error()));
+            return Err(ProbeError::io(Step::Send)(std::io::Error::last_os_error()));
         }
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err("icmp: no echo reply".into());
+                return Err(ProbeError::NoEchoReply);
             }
             let tv = libc::timeval {
                 tv_sec: left.as_secs() as i64,
@@ -91,7 +95,7 @@ unsafe fn icmp_exchange(
             let mut buffer = [0u8; 1500];
             let n = libc::recv(fd, buffer.as_mut_ptr().cast(), buffer.len(), 0);
             if n < 0 {
-                return Err("icmp: no echo reply".into());
+                return Err(ProbeError::NoEchoReply);
             }
             let packet = &buffer[..n as usize];
             // Raw sockets deliver the IP header; skip it.

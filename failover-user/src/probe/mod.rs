@@ -2,6 +2,7 @@
 //! connect, send and receive, and reads at most `max_response_bytes`, so a
 //! stuck or hostile backend costs at most one timeout and bounded memory.
 
+mod error;
 mod http;
 mod icmp;
 mod tcp;
@@ -9,26 +10,35 @@ mod tcp;
 mod tests;
 mod udp;
 
+pub use error::{ProbeError, Step};
 pub use http::parse_status;
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
-    time::Instant,
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
 use tokio::time::timeout;
 
-use crate::{
-    config::{ProbeKind, ProbeSpec},
-    decide::health::ProbeOutcome,
-};
+use crate::config::{ProbeKind, ProbeSpec};
+
+/// One probe's result.
+#[derive(Clone, Debug)]
+pub struct ProbeOutcome {
+    pub ok: bool,
+    pub latency: Duration,
+    /// Why it failed.
+    pub error: Option<ProbeError>,
+    pub at: Instant,
+}
 
 /// Runs one probe of `spec` against `address`.
 pub async fn probe(spec: &ProbeSpec, address: Ipv4Addr) -> ProbeOutcome {
     let started = Instant::now();
     let result = match timeout(spec.timeout, attempt(spec, address)).await {
         Ok(result) => result,
-        Err(_) => Err(format!("timed out after {:?}", spec.timeout)),
+        Err(_) => Err(ProbeError::TimedOut(spec.timeout)),
     };
     ProbeOutcome {
         ok: result.is_ok(),
@@ -38,7 +48,7 @@ pub async fn probe(spec: &ProbeSpec, address: Ipv4Addr) -> ProbeOutcome {
     }
 }
 
-async fn attempt(spec: &ProbeSpec, address: Ipv4Addr) -> Result<(), String> {
+async fn attempt(spec: &ProbeSpec, address: Ipv4Addr) -> Result<(), ProbeError> {
     match &spec.kind {
         ProbeKind::Tcp { port } => tcp::tcp(address, *port).await.map(tcp::close_with_reset),
         ProbeKind::Http {
@@ -74,7 +84,7 @@ async fn attempt(spec: &ProbeSpec, address: Ipv4Addr) -> Result<(), String> {
             // is a backstop. Either way the program's group is killed.
             crate::util::process::run(&args, &[], None, spec.timeout)
                 .await
-                .map_err(|err| crate::util::chain(&err).to_string())
+                .map_err(|err| ProbeError::Exec(Arc::new(err)))
         }
     }
 }

@@ -7,6 +7,8 @@ use std::{
 
 use tokio::net::TcpStream;
 
+use super::{ProbeError, Step};
+
 /// Ends a connect probe with a reset, as HAProxy does: no FIN exchange and
 /// no TIME_WAIT socket per probe (at thousands of probes a second those
 /// cost the host CPU and local ports).
@@ -17,8 +19,8 @@ pub(super) fn close_with_reset(stream: TcpStream) {
     let _ = stream.set_linger(Some(Duration::ZERO));
 }
 
-pub(super) async fn tcp(address: Ipv4Addr, port: u16) -> Result<TcpStream, String> {
+pub(super) async fn tcp(address: Ipv4Addr, port: u16) -> Result<TcpStream, ProbeError> {
     TcpStream::connect(SocketAddrV4::new(address, port))
         .await
-        .map_err(|e| format!("connect: {e}"))
+        .map_err(ProbeError::io(Step::Connect))
 }

@@ -4,37 +4,38 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use tokio::net::UdpSocket;
 
+use super::{ProbeError, Step};
+
 pub(super) async fn udp(
     address: Ipv4Addr,
     port: u16,
     payload: &[u8],
     expect: Option<&[u8]>,
     max_bytes: usize,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     let socket = UdpSocket::bind("0.0.0.0:0")
         .await
-        .map_err(|e| format!("bind: {e}"))?;
+        .map_err(ProbeError::io(Step::Bind))?;
     socket
         .connect(SocketAddrV4::new(address, port))
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(ProbeError::io(Step::Connect))?;
     socket
         .send(payload)
         .await
-        .map_err(|e| format!("send: {e}"))?;
+        .map_err(ProbeError::io(Step::Send))?;
     let mut buffer = vec![0u8; max_bytes.clamp(1, 65_536)];
     let n = socket
         .recv(&mut buffer)
         .await
-        .map_err(|e| format!("receive: {e}"))?;
+        .map_err(ProbeError::io(Step::Receive))?;
     if let Some(expected) = expect
         && !buffer[..n]
             .windows(expected.len().max(1))
             .any(|w| w == expected)
     {
-        return Err(format!(
-            "answer does not contain {:?}",
-            String::from_utf8_lossy(expected)
+        return Err(ProbeError::AnswerMismatch(
+            String::from_utf8_lossy(expected).into_owned(),
         ));
     }
     Ok(())

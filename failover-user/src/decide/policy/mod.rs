@@ -145,10 +145,18 @@ pub enum QuorumPolicy {
     FailClosed,
 }
 
-/// An operator request the policy refuses, with the reason.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Refused(pub String);
+/// Why the policy refuses an operator request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("draining it would leave no backend for new flows")]
+    DrainLeavesNone,
+    #[error("maintenance on it would leave no backend for new flows")]
+    MaintenanceLeavesNone,
+    #[error("the target is not healthy")]
+    TargetUnhealthy,
+    #[error("the target is in maintenance")]
+    TargetInMaintenance,
+}
 
 impl ServicePolicy {
     /// `members`: (tier, data-path state now) per backend, in backend order.

@@ -22,9 +22,7 @@ impl ServicePolicy {
         self.end_switchover_to(backend);
         if self.active_tier().is_none() {
             *self = before;
-            return Err(Refused(
-                "draining it would leave no backend for new flows".into(),
-            ));
+            return Err(Refused::DrainLeavesNone);
         }
         Ok(self.changes(now))
     }
@@ -47,9 +45,7 @@ impl ServicePolicy {
         self.end_switchover_to(backend);
         if self.active_tier().is_none() {
             *self = before;
-            return Err(Refused(
-                "maintenance on it would leave no backend for new flows".into(),
-            ));
+            return Err(Refused::MaintenanceLeavesNone);
         }
         Ok(self.changes(now))
     }
@@ -66,10 +62,10 @@ impl ServicePolicy {
     /// (draining in the data path) and take over if the target fails.
     pub fn switchover(&mut self, target: usize, now: Instant) -> Result<Vec<Change>, Refused> {
         if !self.members[target].healthy {
-            return Err(Refused("the target is not healthy".into()));
+            return Err(Refused::TargetUnhealthy);
         }
         if self.members[target].admin == Admin::Maintenance {
-            return Err(Refused("the target is in maintenance".into()));
+            return Err(Refused::TargetInMaintenance);
         }
         let member = &mut self.members[target];
         // Choosing a drained backend as the target undrains it.

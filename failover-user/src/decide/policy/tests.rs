@@ -152,7 +152,7 @@ fn switchover_serves_the_target_alone_and_leaves_no_one_drained() {
     policy.on_health(STANDBY, false, t0);
     assert_eq!(
         policy.switchover(STANDBY, t0),
-        Err(Refused("the target is not healthy".into()))
+        Err(Refused::TargetUnhealthy)
     );
 }
 

@@ -89,7 +89,7 @@ async fn run_with(
         let target = match Target::new(&alert.target) {
             Ok(target) => target,
             Err(err) => {
-                error!(alert = %label, cause = %err, "alert disabled");
+                error!(alert = %label, cause = %crate::util::chain(&err), "alert disabled");
                 continue;
             }
         };
@@ -138,7 +138,7 @@ async fn run_with(
                 json,
             }),
             Err(err) => {
-                warn!(kind = event.kind.name(), cause = %err, "event not serializable; not alerted");
+                warn!(kind = event.kind.name(), cause = %crate::util::chain(&err), "event not serializable; not alerted");
                 continue;
             }
         };
@@ -171,7 +171,7 @@ async fn run_with(
     drop(routes);
     while let Some(done) = workers.join_next().await {
         if let Err(err) = done {
-            error!(cause = %err, "alert worker panicked");
+            error!(cause = %crate::util::chain(&err), "alert worker panicked");
         }
     }
     stats

@@ -57,11 +57,11 @@ impl Scraper {
         let datapath = match datapath {
             Ok(Ok(counters)) => Some(counters),
             Ok(Err(err)) => {
-                debug!(pin_dir = %self.pin_dir.display(), cause = %err, "data-path counters unavailable");
+                debug!(pin_dir = %self.pin_dir.display(), cause = %crate::util::chain(&err), "data-path counters unavailable");
                 None
             }
             Err(err) => {
-                warn!(cause = %err, "reading data-path counters panicked");
+                warn!(cause = %crate::util::chain(&err), "reading data-path counters panicked");
                 None
             }
         };

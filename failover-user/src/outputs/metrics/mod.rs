@@ -139,7 +139,7 @@ pub async fn serve_listener(
                 Ok(accepted) => accepted,
                 Err(err) => {
                     // Out of descriptors and the like: pause instead of spinning.
-                    warn!(cause = %err, "metrics endpoint: accept failed");
+                    warn!(cause = %crate::util::chain(&err), "metrics endpoint: accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -150,7 +150,9 @@ pub async fn serve_listener(
             let _permit = permit;
             match timeout(CONNECTION_DEADLINE, scraper.handle(stream)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(err)) => debug!(%peer, cause = %err, "metrics connection failed"),
+                Ok(Err(err)) => {
+                    debug!(%peer, cause = %crate::util::chain(&err), "metrics connection failed")
+                }
                 Err(_) => debug!(%peer, "metrics connection closed at its deadline"),
             }
         });

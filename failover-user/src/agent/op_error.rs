@@ -1,0 +1,62 @@
+//! Why the agent refuses an operator request, typed. The control socket
+//! answers with the error and its causes as one line.
+
+use std::{io, path::PathBuf};
+
+use crate::{
+    config::ConfigError,
+    dataplane::{CapacityError, error::DataplaneError},
+    decide::policy::Refused,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error("no service {0:?}")]
+    NoService(String),
+    #[error("service {service:?} has no backend {backend:?}")]
+    NoBackendInService { service: String, backend: String },
+    #[error("no backend {0:?}")]
+    NoBackend(String),
+    #[error("backend {0:?} exists in several services; say service/backend")]
+    AmbiguousBackend(String),
+    #[error("{what} {name}")]
+    Refused {
+        what: &'static str,
+        name: String,
+        #[source]
+        reason: Refused,
+    },
+    #[error("deadline_s {seconds} is out of bounds: must be {bounds}")]
+    DeadlineOutOfBounds { seconds: f64, bounds: String },
+    #[error("encoding the answer")]
+    Encode(#[source] serde_json::Error),
+    #[error(transparent)]
+    Reload(#[from] ReloadError),
+}
+
+/// A reload the agent refused; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{}", path.display())]
+    Config {
+        path: PathBuf,
+        #[source]
+        source: ConfigError,
+    },
+    #[error("pin_dir cannot change on reload (restart the agent)")]
+    PinDirChanged,
+    #[error("control, metrics, journal and alert settings change only on restart")]
+    RestartOnly,
+    #[error("refused, nothing changed")]
+    Capacity(#[source] CapacityError),
+    #[error("refused, nothing changed: interface {interface}")]
+    Interface {
+        interface: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "applying the new configuration failed; the previous state is restored, nothing changed"
+    )]
+    Apply(#[source] DataplaneError),
+}
