@@ -6,6 +6,16 @@
 //! (things that happened on the way, such as a re-pick). So the sum of all
 //! outcomes always equals the sum of all verdicts.
 
+/// XDP actions (the kernel's `enum xdp_action`), which index `FO_VERDICTS`:
+/// one home for userspace and the tests.
+pub mod action {
+    pub const XDP_ABORTED: u32 = 0;
+    pub const XDP_DROP: u32 = 1;
+    pub const XDP_PASS: u32 = 2;
+    pub const XDP_TX: u32 = 3;
+    pub const XDP_REDIRECT: u32 = 4;
+}
+
 /// Number of XDP actions counted in `FO_VERDICTS`.
 pub const VERDICT_COUNT: u32 = 5;
 /// Names of `FO_VERDICTS` entries, by XDP action value.

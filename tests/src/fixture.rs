@@ -14,10 +14,7 @@ use crate::{
     packet::{self, Frame},
 };
 
-pub const XDP_DROP: u32 = 1;
-pub const XDP_PASS: u32 = 2;
-pub const XDP_TX: u32 = 3;
-pub const XDP_REDIRECT: u32 = 4;
+pub use failover_common::stats::action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX};
 
 /// Which interface of the edge host a packet arrives on.
 #[derive(Clone, Copy, Debug)]

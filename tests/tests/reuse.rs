@@ -7,14 +7,12 @@
 //! to A must then meet "no service" at A's VIP, not B's backend, and B's
 //! per-id counters start from zero.
 
+use failover_common::stats::action::{XDP_PASS, XDP_REDIRECT};
 use std::net::Ipv4Addr;
 
 use failover::{BackendSpec, Proto, ServiceSpec};
 use failover_common::stats::reason;
 use failover_tests::{lab::*, packet::Frame};
-
-const XDP_PASS: u32 = 2;
-const XDP_REDIRECT: u32 = 4;
 
 const VIP_B: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 20);
 

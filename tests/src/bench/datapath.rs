@@ -9,6 +9,7 @@
 //! programs in the kernel's repeat loop. Figures are kernel-reported
 //! ns/packet; compare ratios, not absolute times (shared, noisy machines).
 
+use failover_common::stats::action::{XDP_PASS, XDP_REDIRECT, XDP_TX};
 use std::net::Ipv4Addr;
 
 use super::{Row, Section, Spread};
@@ -24,9 +25,6 @@ use aya::{
 use failover::{BackendSpec, Proto, ServiceSpec};
 
 const FRAME_LEN: usize = 64;
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
-const XDP_REDIRECT: u32 = 4;
 
 #[derive(Clone, Copy)]
 struct Settings {

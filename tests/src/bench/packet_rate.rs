@@ -60,6 +60,7 @@
 //! byte by byte: MACs, addresses, ports, TTL, checksums), and our data
 //! path's counters must show the forwarding.
 
+use failover_common::stats::action::XDP_REDIRECT;
 use std::{
     net::Ipv4Addr,
     time::{Duration, Instant},
@@ -101,7 +102,6 @@ const SINK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0b, 0x02];
 
 /// Frames per live-frames batch (the kernel's maximum is 256).
 const BATCH: u32 = 64;
-const XDP_REDIRECT: usize = 4;
 
 struct Settings {
     rounds: usize,
@@ -503,7 +503,7 @@ impl Lab {
         let packets = |c: &Counter| c.packets;
         let forwarded = packets(&reasons[reason::FWD_NEW_FLOW as usize])
             + packets(&reasons[reason::FWD_ESTABLISHED as usize]);
-        Some((packets(&verdicts[XDP_REDIRECT]), forwarded))
+        Some((packets(&verdicts[XDP_REDIRECT as usize]), forwarded))
     }
 }
 

@@ -282,12 +282,11 @@ fn start_haproxy(lab: &Topology, backend: Ipv4Addr) -> (NsProcess, std::path::Pa
 
 /// Packets our data path redirected or bounced, from its verdict counters.
 fn forwarded_packets(dataplane: &Dataplane) -> u64 {
-    const XDP_TX: usize = 3;
-    const XDP_REDIRECT: usize = 4;
+    use failover_common::stats::action::{XDP_REDIRECT, XDP_TX};
     dataplane
         .counters()
         .verdicts()
-        .map(|v| v[XDP_TX].packets + v[XDP_REDIRECT].packets)
+        .map(|v| v[XDP_TX as usize].packets + v[XDP_REDIRECT as usize].packets)
         .unwrap_or(0)
 }
 

@@ -27,6 +27,7 @@
 
 mod icmp;
 
+use failover_common::stats::action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX};
 use std::{
     borrow::Cow,
     net::Ipv4Addr,
@@ -41,12 +42,6 @@ use crate::{
     packet::{self, Frame, L4},
     rng::Rng,
 };
-
-const XDP_ABORTED: u32 = 0;
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
-const XDP_REDIRECT: u32 = 4;
 
 /// A second VIP with services of its own.
 pub const VIP_2: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 11);
