@@ -10,8 +10,13 @@
 //! `bench_generate` runs under BPF_PROG_TEST_RUN in live-frames mode, where
 //! XDP_TX sends the frame out of the ctx's ingress veth; `bench_sink` sits on
 //! the far veth, counts what arrives and drops it.
+//!
+//! `reference` holds the minimal NAT and pass programs our data path is
+//! compared with.
 #![no_std]
 #![no_main]
+
+mod reference;
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_ABORTED, XDP_DROP, XDP_TX},
