@@ -1,0 +1,317 @@
+//! The lab: client, edge host and two backends, the services on the VIP,
+//! and the client's side of TCP and UDP through it.
+
+use std::{
+    collections::BTreeSet,
+    net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
+    sync::Mutex,
+    time::Duration,
+};
+
+use failover::{
+    AttachMode, BackendSpec, Dataplane, Proto, ServiceSpec,
+    dataplane::ServiceEntry,
+    lab::topology::{self, BackendLink, Topology},
+};
+use failover_common::{
+    Counter, TrafficStats,
+    stats::{VERDICT_NAMES, reason},
+};
+use failover_tests::{
+    netns::NetNs,
+    pins::PinDir,
+    servers::{BackendServer, ask},
+};
+
+pub const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+pub const CLIENT: Ipv4Addr = topology::CLIENT_ADDR;
+
+pub const TCP_PORT: u16 = 80;
+pub const BACKEND_TCP_PORT: u16 = 8080;
+pub const UDP_PORT: u16 = 53;
+pub const BACKEND_UDP_PORT: u16 = 5353;
+
+/// Connect, read and write timeout of every client socket.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One backend host of the lab.
+pub struct BackendHost {
+    pub name: &'static str,
+    pub addr: Ipv4Addr,
+    lb_side: &'static str,
+}
+
+pub const BACKENDS: [BackendHost; 2] = [
+    BackendHost {
+        name: "backend1",
+        addr: topology::backend_addr(0),
+        lb_side: "lbb1",
+    },
+    BackendHost {
+        name: "backend2",
+        addr: topology::backend_addr(1),
+        lb_side: "lbb2",
+    },
+];
+
+pub fn backend_host(name: &str) -> &'static BackendHost {
+    BACKENDS
+        .iter()
+        .find(|b| b.name == name)
+        .unwrap_or_else(|| panic!("unknown backend {name:?}"))
+}
+
+pub fn other_backend(name: &str) -> &'static str {
+    BACKENDS
+        .iter()
+        .find(|b| b.name != name)
+        .expect("two backends")
+        .name
+}
+
+/// Field order is drop order: servers (threads joined) first, then the data
+/// path (links detached), then the pins, then the namespaces.
+pub struct Lab {
+    servers: Vec<BackendServer>,
+    pub dp: Dataplane,
+    _pins: PinDir,
+    client: NetNs,
+    _lb: NetNs,
+    _backend_ns: Vec<NetNs>,
+    pub tcp: ServiceEntry,
+    pub udp: ServiceEntry,
+    /// A handle on every client UDP socket, so no two sockets of a lab ever
+    /// share a source port: a new socket is always a new flow (a reused port
+    /// would follow the conntrack entry of the earlier socket).
+    udp_ports_held: Mutex<Vec<UdpSocket>>,
+}
+
+impl Lab {
+    /// Native XDP, peers set up for it (a pass program), senders without
+    /// transmit checksum offload.
+    pub fn new() -> Self {
+        Self::with_mode(AttachMode::Native)
+    }
+
+    /// XDP in `mode`; in skb mode on veth links as `ip link add` leaves
+    /// them (nothing on the peers, transmit checksum offload on).
+    pub fn with_mode(mode: AttachMode) -> Self {
+        failover_tests::require_root();
+        let links = BACKENDS.map(|host| BackendLink {
+            role: "fwd-backend",
+            lb_if: host.lb_side,
+        });
+        let net = Topology::build("fwd-client", "fwd-lb", &links);
+        let plain = mode == AttachMode::Skb;
+        if plain {
+            for ns in net.namespaces() {
+                for interface in ns.interfaces() {
+                    ns.enable_tx_checksum(&interface);
+                }
+            }
+        }
+
+        let pins = PinDir::new();
+        let mut dp = Dataplane::load(pins.path()).expect("load the data path");
+        net.lb.run(|| {
+            for interface in ["lbc", "lbb1", "lbb2"] {
+                let used = dp.attach(interface, mode);
+                assert_eq!(used.expect("attach the forwarder"), mode, "{interface}");
+            }
+        });
+        if !plain {
+            net.attach_pass_on_peers(&mut dp)
+                .expect("attach the pass program");
+        }
+        let tcp = dp
+            .add_service(
+                ServiceSpec::new(VIP, TCP_PORT, Proto::Tcp),
+                &BACKENDS.map(|b| BackendSpec::new(b.addr).port(BACKEND_TCP_PORT)),
+            )
+            .expect("add the tcp service");
+        let udp = dp
+            .add_service(
+                ServiceSpec::new(VIP, UDP_PORT, Proto::Udp),
+                &BACKENDS.map(|b| BackendSpec::new(b.addr).port(BACKEND_UDP_PORT)),
+            )
+            .expect("add the udp service");
+
+        let servers = BACKENDS
+            .iter()
+            .zip(&net.backends)
+            .map(|(host, ns)| {
+                BackendServer::start(ns, host.name, BACKEND_TCP_PORT, BACKEND_UDP_PORT)
+            })
+            .collect();
+        let Topology {
+            client,
+            lb,
+            backends: backend_ns,
+        } = net;
+        Self {
+            servers,
+            dp,
+            _pins: pins,
+            client,
+            _lb: lb,
+            _backend_ns: backend_ns,
+            tcp,
+            udp,
+            udp_ports_held: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A TCP connection to the VIP from the client namespace.
+    pub fn connect(&self) -> TcpStream {
+        self.client
+            .run(connect_vip)
+            .unwrap_or_else(|e| panic!("connect to the vip: {e}\n{}", self.diag()))
+    }
+
+    /// `n` short connections from the client, one request each.
+    pub fn short_requests(&self, n: usize) -> Vec<(u16, String)> {
+        let results = self
+            .client
+            .run(|| (0..n).map(|_| short_request()).collect::<Vec<_>>());
+        let failed: Vec<String> = results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "{} of {n} tcp requests through the vip failed: {:?}\n{}",
+            failed.len(),
+            dedup(&failed),
+            self.diag()
+        );
+        results.into_iter().map(Result::unwrap).collect()
+    }
+
+    /// A UDP socket bound in the client namespace, on a source port no
+    /// other socket of this lab has used.
+    pub fn udp_socket(&self) -> UdpSocket {
+        let socket = self.client.run(|| {
+            let socket = UdpSocket::bind((CLIENT, 0)).expect("bind a client udp socket");
+            socket.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            socket.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+            socket
+        });
+        let held = socket.try_clone().expect("dup a udp socket");
+        self.udp_ports_held.lock().unwrap().push(held);
+        socket
+    }
+
+    /// `n` UDP queries to the VIP, each from a new socket (a new flow).
+    pub fn udp_queries(&self, n: usize) -> Vec<(u16, String)> {
+        (0..n)
+            .map(|i| {
+                let socket = self.udp_socket();
+                let port = socket.local_addr().unwrap().port();
+                let name = self
+                    .udp_query(&socket)
+                    .unwrap_or_else(|e| panic!("udp query {i}: {e}\n{}", self.diag()));
+                (port, name)
+            })
+            .collect()
+    }
+
+    /// One query on `socket`; checks the answer comes from the VIP.
+    pub fn udp_query(&self, socket: &UdpSocket) -> std::io::Result<String> {
+        socket.send_to(b"query", (VIP, UDP_PORT))?;
+        let mut buf = [0u8; 256];
+        let (n, from) = socket.recv_from(&mut buf)?;
+        assert_eq!(
+            from,
+            SocketAddr::from((VIP, UDP_PORT)),
+            "udp answer not from the vip\n{}",
+            self.diag()
+        );
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    pub fn backend_id(service: &ServiceEntry, name: &str) -> u32 {
+        let addr = backend_host(name).addr;
+        *service
+            .backends
+            .iter()
+            .find(|(_, spec)| spec.addr == addr)
+            .expect("backend of the service")
+            .0
+    }
+
+    pub fn server(&self, name: &str) -> &BackendServer {
+        self.servers
+            .iter()
+            .find(|s| s.name() == name)
+            .expect("server")
+    }
+
+    pub fn reasons(&self) -> Vec<Counter> {
+        self.dp.counters().reasons().expect("read reasons")
+    }
+
+    pub fn reason(&self, index: u32) -> u64 {
+        self.reasons()[index as usize].packets
+    }
+
+    pub fn verdicts(&self) -> Vec<Counter> {
+        self.dp.counters().verdicts().expect("read verdicts")
+    }
+
+    pub fn traffic(&self, backend_id: u32) -> TrafficStats {
+        self.dp
+            .counters()
+            .backend(backend_id)
+            .expect("read backend counters")
+    }
+
+    /// Non-zero data-path counters by name, for failure messages.
+    pub fn diag(&self) -> String {
+        let reasons = self.reasons();
+        let reasons: Vec<String> = reason::NAMES
+            .iter()
+            .zip(&reasons)
+            .filter(|(_, c)| c.packets > 0)
+            .map(|(name, c)| format!("{name}={}", c.packets))
+            .collect();
+        let verdicts: Vec<String> = VERDICT_NAMES
+            .iter()
+            .zip(self.verdicts())
+            .filter(|(_, c)| c.packets > 0)
+            .map(|(name, c)| format!("{name}={}", c.packets))
+            .collect();
+        format!(
+            "data path: reasons [{}], verdicts [{}], conntrack entries {}",
+            reasons.join(" "),
+            verdicts.join(" "),
+            self.dp.conntrack().entries().len()
+        )
+    }
+}
+
+fn connect_vip() -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&SocketAddr::from((VIP, TCP_PORT)), IO_TIMEOUT)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Connects, checks the peer is the VIP, asks once; returns (local port,
+/// answering backend).
+fn short_request() -> std::io::Result<(u16, String)> {
+    let mut stream = connect_vip()?;
+    let peer = stream.peer_addr()?;
+    if peer != SocketAddr::from((VIP, TCP_PORT)) {
+        return Err(std::io::Error::other(format!(
+            "connected to {peer}, not the vip"
+        )));
+    }
+    let port = stream.local_addr()?.port();
+    Ok((port, ask(&mut stream)?))
+}
+
+fn dedup(errors: &[String]) -> BTreeSet<&String> {
+    errors.iter().collect()
+}
