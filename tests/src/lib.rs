@@ -1,11 +1,13 @@
 //! Test support for failover: packet builders, namespace and pin guards, the
-//! BPF_PROG_TEST_RUN lab the data-path fixtures run in, and the backend
-//! servers of the namespace integration tests.
+//! BPF_PROG_TEST_RUN lab the data-path fixtures run in, the backend servers
+//! of the namespace integration tests, and the typed builder of every agent
+//! configuration the tests and benches write ([`config`]).
 
 pub use failover::lab::{load, netns, servers};
 
 pub mod agent_lab;
 pub mod bench;
+pub mod config;
 pub mod fixture;
 pub mod fuzz;
 pub mod lab;

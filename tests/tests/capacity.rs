@@ -3,39 +3,40 @@
 //! limit, before anything is written.
 
 use std::{
+    net::Ipv4Addr,
     path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use failover_tests::pins::PinDir;
+use failover_tests::{
+    config::{BackendToml, ConfigToml, ProbeToml, ServiceToml},
+    pins::PinDir,
+};
 
 /// `services` services of `backends` backends each (VIPs from
 /// 203.0.113.0/24 and 198.18.0.0/15, ports from 1000), Maglev tables of
 /// `table_size` slots. No interfaces: nothing is attached anywhere.
 fn config(pin_dir: &Path, socket: &Path, services: u32, backends: u32, table_size: u32) -> String {
-    let mut text = format!(
-        "pin_dir = {:?}\n[control]\nsocket = {:?}\n[metrics]\nlisten = \"\"\n",
-        pin_dir.display().to_string(),
-        socket.display().to_string()
-    );
+    let mut config = ConfigToml::new()
+        .pin_dir(pin_dir)
+        .control_socket(socket)
+        .metrics("");
     for s in 0..services {
-        text += &format!(
-            "\n[[services]]\nname = \"s{s}\"\nvip = \"198.18.{}.{}\"\nport = {}\nprotocol = \"tcp\"\n\
-             table_size = {table_size}\n[services.probe]\ntype = \"tcp\"\ninterval = \"10s\"\n",
-            s / 250,
-            s % 250 + 1,
-            1000 + s % 1000
-        );
+        let vip = Ipv4Addr::new(198, 18, (s / 250) as u8, (s % 250 + 1) as u8);
+        let mut service = ServiceToml::tcp(format!("s{s}"), vip, (1000 + s % 1000) as u16)
+            .table_size(table_size)
+            .probe(ProbeToml::tcp().interval(Duration::from_secs(10)));
         for b in 0..backends {
-            text += &format!(
-                "[[services.backends]]\nname = \"b{b}\"\naddress = \"198.51.100.{}\"\nport = {}\n",
-                b % 250 + 1,
-                2000 + (s * 64 + b) % 60_000
+            let address = Ipv4Addr::new(198, 51, 100, (b % 250 + 1) as u8);
+            service = service.backend(
+                BackendToml::new(format!("b{b}"), address)
+                    .port((2000 + (s * 64 + b) % 60_000) as u16),
             );
         }
+        config = config.service(service);
     }
-    text
+    config.render()
 }
 
 fn failover(args: &[&str]) -> std::process::Output {

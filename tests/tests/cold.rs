@@ -15,20 +15,26 @@ use failover_tests::{
 /// The standby is cold: its start command writes `{address}:{port}` (as
 /// substituted) to the lab's `started` file; it gets `start_timeout` and a
 /// `start_retry` of 1 s.
-fn cold_lab(start_timeout: &str) -> AgentLab {
-    let timeout = start_timeout.to_owned();
+fn cold_lab(start_timeout: Duration) -> AgentLab {
     let mut lab = AgentLab::start_with(
         Options {
             probe: Probe::Tcp { port: BACKEND_PORT },
             failback: Failback::Auto(Duration::from_secs(1)),
         },
-        move |dir| {
-            // Appended to the last backend table: the standby's.
-            format!(
-                "temperature = \"cold\"\nstart_command = [\"/bin/sh\", \"-c\", \"echo {{address}}:{{port}} >> {}\"]\n\
-                 start_timeout = \"{timeout}\"\nstart_retry = \"1s\"\n",
+        |dir, config| {
+            let started = format!(
+                "echo {{address}}:{{port}} >> {}",
                 dir.join("started").display()
-            )
+            );
+            config.with_service("web", |web| {
+                web.with_backend("standby", |standby| {
+                    standby.cold(
+                        &["/bin/sh", "-c", &started],
+                        start_timeout,
+                        Duration::from_secs(1),
+                    )
+                })
+            })
         },
     );
     // A cold standby's service is not running until it is started.
@@ -53,7 +59,7 @@ fn wait_for(what: &str, bound: Duration, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn cold_standby_is_started_and_takes_over_when_the_primary_fails() {
-    let mut lab = cold_lab("10s");
+    let mut lab = cold_lab(Duration::from_secs(10));
     let flag = lab.dir().join("started");
     std::thread::sleep(Duration::from_millis(600));
     let standby = standby_status(&lab);
@@ -136,7 +142,7 @@ fn cold_standby_is_started_and_takes_over_when_the_primary_fails() {
 
 #[test]
 fn a_cold_standby_that_never_comes_up_is_reported_and_retried_later() {
-    let mut lab = cold_lab("1s");
+    let mut lab = cold_lab(Duration::from_secs(1));
     let flag = lab.dir().join("started");
     drop(lab.servers[PRIMARY].take());
     wait_for("the start command", Duration::from_secs(5), || {

@@ -19,6 +19,7 @@ use failover_tests::{
         AgentLab, BACKEND_PORT, Failback, HEALTH_PORT, Health, Layout, Options, Probe,
         SERVICE_PORT, VIP, ask, new_flows,
     },
+    config::{BackendToml, ConfigToml, ProbeToml, ServiceToml},
     rng::Rng,
     status::service,
 };
@@ -79,50 +80,30 @@ fn connect_from(port: u16) -> std::io::Result<TcpStream> {
 
 /// A random valid configuration of web (tiers of a, b, c; table size;
 /// dead-flow policy) and of a second service, api, on some of the hosts.
-fn random_config(rng: &mut Rng, base: &str) -> String {
-    let mut text = base.to_owned();
+fn random_config(rng: &mut Rng, base: &ConfigToml) -> ConfigToml {
+    let mut config = base.clone();
     // web: tiers (a always in tier 0), a Maglev table or none.
-    for (i, name) in NAMES.iter().enumerate().skip(1) {
-        let old = format!(
-            "name = \"{name}\"\naddress = \"{}\"\nport = {BACKEND_PORT}\ntier = {}\n",
-            failover::lab::topology::backend_addr(i),
-            tier_in(base, name)
-        );
-        let new = format!(
-            "name = \"{name}\"\naddress = \"{}\"\nport = {BACKEND_PORT}\ntier = {}\n",
-            failover::lab::topology::backend_addr(i),
-            rng.below(2)
-        );
-        text = text.replacen(&old, &new, 1);
+    let web = config.service_mut("web");
+    for name in NAMES.iter().skip(1) {
+        web.backend_mut(name).tier = Some(rng.below(2) as u8);
     }
-    let table = rng.pick(&["0", "251", "16411"]);
-    text = text.replacen(
-        "protocol = \"tcp\"\n",
-        &format!("protocol = \"tcp\"\ntable_size = {table}\n"),
-        1,
-    );
+    web.table_size = Some(rng.pick(&[0, 251, 16411]));
     // api: 1 to 3 of the hosts.
     let hosts = 1 + rng.below(3) as usize;
-    text += "\n[[services]]\nname = \"api\"\nvip = \"203.0.113.10\"\nport = 81\nprotocol = \"tcp\"\n\
-             [services.probe]\ntype = \"tcp\"\nport = 8081\ninterval = \"100ms\"\ntimeout = \"50ms\"\n";
+    let mut api = ServiceToml::tcp("api", VIP, 81).probe(
+        ProbeToml::tcp()
+            .port(HEALTH_PORT)
+            .interval(Duration::from_millis(100))
+            .timeout(Duration::from_millis(50)),
+    );
     for i in 0..hosts {
-        text += &format!(
-            "\n[[services.backends]]\nname = \"x{i}\"\naddress = \"{}\"\nport = {BACKEND_PORT}\ntier = {}\n",
-            failover::lab::topology::backend_addr(i),
-            rng.below(2)
+        api = api.backend(
+            BackendToml::new(format!("x{i}"), failover::lab::topology::backend_addr(i))
+                .port(BACKEND_PORT)
+                .tier(rng.below(2) as u8),
         );
     }
-    text
-}
-
-/// The tier of `name` in the lab's initial config.
-fn tier_in(base: &str, name: &str) -> u64 {
-    let at = base
-        .find(&format!("name = \"{name}\""))
-        .expect("backend in config");
-    let rest = &base[at..];
-    let tier = rest.find("tier = ").expect("tier");
-    rest[tier + 7..tier + 8].parse().expect("a digit")
+    config.service(api)
 }
 
 /// Invariants after a step.
@@ -249,8 +230,8 @@ fn random_operations_keep_maps_and_agent_consistent() {
         probe: Probe::Tcp { port: HEALTH_PORT },
         failback: Failback::Auto(Duration::from_millis(300)),
     };
-    let mut lab = AgentLab::start_layout(options, layout, |_| String::new());
-    let base = std::fs::read_to_string(lab.config_path()).unwrap();
+    let mut lab = AgentLab::start_layout(options, layout, |_, config| config);
+    let base = lab.config().clone();
     let load = new_flows(
         &lab.client,
         Duration::from_millis(25),
@@ -296,7 +277,7 @@ fn random_operations_keep_maps_and_agent_consistent() {
                 "SIGKILL and restart".to_owned()
             }
             _ => {
-                std::fs::write(lab.config_path(), random_config(&mut rng, &base)).unwrap();
+                lab.write_config(&random_config(&mut rng, &base));
                 let (ok, out) = lab.ctl_output(&["reload"]);
                 assert!(ok, "seed {seed}: a valid reload was refused: {out}");
                 format!("reload: {}", out.trim())

@@ -11,6 +11,7 @@ use std::{
 use failover::lab::agent::AgentProcess;
 use failover_tests::{
     agent_lab::{AgentLab, BACKEND_PORT, Failback, Options, PRIMARY, Probe},
+    config::XdpMode,
     metrics::{metric, scrape},
 };
 
@@ -124,8 +125,8 @@ const METRICS_PORT: u16 = 9393;
 
 #[test]
 fn metrics_count_planned_switches_apart_from_failures() {
-    let mut lab = AgentLab::start_with(tcp_probe(), |_| {
-        format!("[metrics]\nlisten = \"127.0.0.1:{METRICS_PORT}\"\n")
+    let mut lab = AgentLab::start_with(tcp_probe(), |_, config| {
+        config.metrics(format!("127.0.0.1:{METRICS_PORT}"))
     });
     lab.wait_log("metrics endpoint ready", Duration::from_secs(5));
     lab.ctl(&["switchover", "web", "--to", "standby"]);
@@ -199,8 +200,8 @@ fn an_agent_started_with_ip_netns_exec_refuses_pins_that_would_die_with_it() {
 fn redirects_the_kernel_drops_are_seen_and_routed_around() {
     use failover_tests::agent_lab::Layout;
     let layout = Layout::primary_standby().plain_veth(false);
-    let lab = AgentLab::start_layout(tcp_probe(), layout, |_| {
-        format!("[metrics]\nlisten = \"127.0.0.1:{METRICS_PORT}\"\n")
+    let lab = AgentLab::start_layout(tcp_probe(), layout, |_, config| {
+        config.metrics(format!("127.0.0.1:{METRICS_PORT}"))
     });
     // The first packets into each veth are dropped; TCP retransmits.
     let samples = lab.sample_until("primary", Duration::from_secs(10));
@@ -277,9 +278,11 @@ fn csum_errors(lab: &AgentLab, backend: usize) -> u64 {
 #[test]
 fn partial_checksums_of_local_senders_are_completed() {
     use failover_tests::agent_lab::Layout;
-    let lab = AgentLab::start_layout(tcp_probe(), Layout::primary_standby().offload_on(), |_| {
-        String::new()
-    });
+    let lab = AgentLab::start_layout(
+        tcp_probe(),
+        Layout::primary_standby().offload_on(),
+        |_, config| config,
+    );
     let samples = lab.sample(30, Duration::from_millis(10));
     assert_eq!(samples.answered_by("primary"), 30, "{}", samples.summary());
     assert!(
@@ -306,8 +309,10 @@ fn partial_checksums_of_local_senders_are_completed() {
 #[test]
 fn a_newcomer_on_plain_veth_gets_traffic_and_the_remedy() {
     use failover_tests::agent_lab::Layout;
-    let layout = Layout::primary_standby().plain_veth(true).mode("auto");
-    let lab = AgentLab::start_layout_unchecked(tcp_probe(), layout, |_| String::new());
+    let layout = Layout::primary_standby()
+        .plain_veth(true)
+        .mode(XdpMode::Auto);
+    let lab = AgentLab::start_layout_unchecked(tcp_probe(), layout, |_, config| config);
     let samples = lab.sample_until("primary", Duration::from_secs(10));
     assert!(
         samples.reached().is_some(),
@@ -331,8 +336,8 @@ fn a_newcomer_on_plain_veth_gets_traffic_and_the_remedy() {
 /// 10 s timeout.
 #[test]
 fn idle_connections_do_not_hold_up_a_scrape() {
-    let lab = AgentLab::start_with(tcp_probe(), |_| {
-        format!("[metrics]\nlisten = \"127.0.0.1:{METRICS_PORT}\"\n")
+    let lab = AgentLab::start_with(tcp_probe(), |_, config| {
+        config.metrics(format!("127.0.0.1:{METRICS_PORT}"))
     });
     lab.wait_log("metrics endpoint ready", Duration::from_secs(5));
     let idle: Vec<std::net::TcpStream> = lab.lb.run(|| {
@@ -355,13 +360,8 @@ fn idle_connections_do_not_hold_up_a_scrape() {
 #[test]
 fn a_metrics_endpoint_beyond_loopback_is_pointed_out() {
     let lab = AgentLab::start(tcp_probe());
-    let config = std::fs::read_to_string(lab.config_path()).unwrap();
     let path = lab.dir().join("exposed.toml");
-    std::fs::write(
-        &path,
-        format!("{config}\n[metrics]\nlisten = \"0.0.0.0:9399\"\n"),
-    )
-    .unwrap();
+    lab.config().clone().metrics("0.0.0.0:9399").write(&path);
     let said = lab.failover(&["check", "--config", path.to_str().unwrap()]);
     assert!(
         said.contains("warning: metrics.listen = \"0.0.0.0:9399\""),
@@ -374,8 +374,10 @@ fn a_metrics_endpoint_beyond_loopback_is_pointed_out() {
 #[test]
 fn skb_mode_on_plain_veth_forwards_and_fails_over() {
     use failover_tests::agent_lab::{FAILOVER_BOUND, Layout};
-    let layout = Layout::primary_standby().plain_veth(true).mode("skb");
-    let mut lab = AgentLab::start_layout(tcp_probe(), layout, |_| String::new());
+    let layout = Layout::primary_standby()
+        .plain_veth(true)
+        .mode(XdpMode::Skb);
+    let mut lab = AgentLab::start_layout(tcp_probe(), layout, |_, config| config);
     assert!(
         lab.log_lines("mode=Skb").len() >= 3,
         "every interface in skb mode\n{}",

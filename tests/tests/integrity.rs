@@ -4,13 +4,17 @@
 //! and the traffic agree (namespace lab with the real agent, see
 //! `failover_tests::agent_lab`).
 
-use std::time::{Duration, Instant};
+use std::{
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
 
 use failover_tests::{
     agent_lab::{
         AgentLab, BACKEND_PORT, FAILOVER_BOUND, Failback, Layout, Options, PRIMARY, Probe,
         new_flows,
     },
+    config::{BackendToml, DeadFlows, InterfaceToml, ProbeToml, ServiceToml},
     status::{backend, new_flows_to},
 };
 
@@ -72,7 +76,7 @@ fn the_target_of_a_switchover_failing_hands_new_flows_back() {
 #[test]
 fn a_drill_on_an_active_active_tier_restores_every_member() {
     let layout = Layout::tiers(&[("a", 0), ("b", 0), ("c", 0), ("spare", 1)]);
-    let lab = AgentLab::start_layout(tcp_probe(), layout, |_| String::new());
+    let lab = AgentLab::start_layout(tcp_probe(), layout, |_, config| config);
     let before = new_flows_to(&lab.status(), "web");
     assert_eq!(before, ["a", "b", "c"]);
     // The drill verifies the standby with real replies: keep clients coming.
@@ -159,14 +163,14 @@ fn maintenance_survives_a_crash_and_restart() {
 fn a_policy_drain_survives_a_restart_as_a_policy_drain() {
     // dead_flows = "keep": a failed backend is draining (its flows stay),
     // not drained by an operator; once healthy it fails back on its own.
-    let layout = Layout::primary_standby().key("dead_flows = \"keep\"");
+    let layout = Layout::primary_standby().dead_flows(DeadFlows::Keep);
     let options = Options {
         probe: Probe::Tcp {
             port: failover_tests::agent_lab::HEALTH_PORT,
         },
         failback: Failback::Auto(Duration::from_millis(500)),
     };
-    let mut lab = AgentLab::start_layout(options, layout, |_| String::new());
+    let mut lab = AgentLab::start_layout(options, layout, |_, config| config);
     lab.health[PRIMARY].set(failover_tests::agent_lab::Health::Down);
     expect_new_flows_on(&lab, "standby", Instant::now(), Duration::from_secs(3));
     assert_eq!(state_and_admin(&lab, "primary"), ("draining".into(), None));
@@ -312,7 +316,7 @@ fn a_reload_that_fails_half_way_restores_the_exact_state() {
         },
         failback: Failback::Auto(Duration::from_secs(5)),
     };
-    let lab = AgentLab::start(options);
+    let mut lab = AgentLab::start(options);
     // The primary fails: new flows on the standby.
     lab.health[PRIMARY].set(failover_tests::agent_lab::Health::Down);
     expect_new_flows_on(&lab, "standby", Instant::now(), Duration::from_secs(3));
@@ -320,15 +324,15 @@ fn a_reload_that_fails_half_way_restores_the_exact_state() {
 
     // A reload that moves web to another port (its service is removed and
     // added again) and adds a service, which the full map refuses.
-    let config = std::fs::read_to_string(lab.config_path()).unwrap();
-    let moved = config.replacen("port = 80\nprotocol", "port = 8000\nprotocol", 1);
-    assert_ne!(moved, config, "the lab's web service is on port 80");
-    let extra = format!(
-        "\n[[services]]\nname = \"extra\"\nvip = \"203.0.113.30\"\nport = 80\nprotocol = \"tcp\"\n\
-         [services.probe]\ntype = \"tcp\"\nport = {BACKEND_PORT}\n\n\
-         [[services.backends]]\nname = \"x\"\naddress = \"198.51.100.2\"\nport = {BACKEND_PORT}\n"
+    let mut changed = lab.config().clone();
+    assert_eq!(changed.service_mut("web").port, 80);
+    changed.service_mut("web").port = 8000;
+    let changed = changed.service(
+        ServiceToml::tcp("extra", Ipv4Addr::new(203, 0, 113, 30), 80)
+            .probe(ProbeToml::tcp().port(BACKEND_PORT))
+            .backend(BackendToml::new("x", Ipv4Addr::new(198, 51, 100, 2)).port(BACKEND_PORT)),
     );
-    std::fs::write(lab.config_path(), format!("{moved}{extra}")).unwrap();
+    lab.write_config(&changed);
     let junk = fill_services_map(&lab);
     let (ok, out) = lab.ctl_output(&["reload"]);
     assert!(!ok, "the reload should have failed: {out}");
@@ -401,7 +405,7 @@ fn a_failed_map_write_is_retried_until_the_maps_agree() {
         },
         failback: Failback::Auto(Duration::from_secs(5)),
     };
-    let lab = AgentLab::start_layout(options, layout, |_| String::new());
+    let lab = AgentLab::start_layout(options, layout, |_, config| config);
     let junk = fill_maglev_map(&lab);
     // a fails: the new table cannot be written.
     lab.health[0].set(failover_tests::agent_lab::Health::Down);
@@ -541,15 +545,11 @@ fn a_start_with_an_unknown_interface_attaches_nothing_and_leaves_nothing() {
     let pins = lab.pin_dir().to_str().unwrap().to_owned();
     lab.failover(&["detach", "--pin-dir", &pins]);
     // An interface that does not exist, after one that does.
-    let config = std::fs::read_to_string(lab.config_path()).unwrap();
-    let broken = config.replacen(
-        "[[interfaces]]\nname = \"lbc\"\nmode = \"native\"\n",
-        "[[interfaces]]\nname = \"lbc\"\nmode = \"native\"\n\n[[interfaces]]\nname = \"nosuch0\"\n",
-        1,
-    );
-    assert_ne!(broken, config);
+    let mut broken = lab.config().clone();
+    assert_eq!(broken.interfaces[0].name, "lbc");
+    broken.interfaces.insert(1, InterfaceToml::new("nosuch0"));
     let path = lab.dir().join("broken.toml");
-    std::fs::write(&path, broken).unwrap();
+    broken.write(&path);
     let (code, said) = run_agent_in_lb(
         &lab,
         &path,

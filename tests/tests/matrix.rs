@@ -14,15 +14,16 @@
 
 use std::{
     collections::BTreeMap,
-    net::TcpStream,
+    net::{Ipv4Addr, TcpStream},
     time::{Duration, Instant},
 };
 
 use failover_tests::{
     agent_lab::{
-        AgentLab, BACKEND_PORT, Failback, HEALTH_PORT, Health, Layout, Options, PRIMARY, Probe,
-        STANDBY, VIP, ask, new_flows,
+        AgentLab, BACKEND_PORT, Failback, HEALTH_PORT, HOSTS, Health, Layout, Options, PRIMARY,
+        Probe, STANDBY, VIP, ask, new_flows,
     },
+    config::{BackendToml, ConfigToml, DeadFlows, ProbeToml, ServiceToml, Temperature},
     metrics::{metric, scrape},
     status::{StatusAnswer, backend, new_flows_to, service},
 };
@@ -62,20 +63,30 @@ impl State {
     }
 }
 
-/// The api service (VIP:81 → both hosts' :8080) with its probe interval,
-/// and metrics.
-fn extra(state: State, api_interval: &str) -> String {
-    let cold = if state == State::ColdStarted {
-        "temperature = \"cold\"\n"
+/// The lab's configuration with metrics, the api service (VIP:81 → both
+/// hosts' :8080, probed every 100 ms) and, for [`State::ColdStarted`], a
+/// cold standby.
+fn extra(state: State, config: ConfigToml) -> ConfigToml {
+    let config = if state == State::ColdStarted {
+        config.with_service("web", |web| {
+            web.with_backend("standby", |b| b.temperature(Temperature::Cold))
+        })
     } else {
-        ""
+        config
     };
-    format!(
-        "{cold}\n[metrics]\nlisten = \"127.0.0.1:{METRICS_PORT}\"\n\n\
-         [[services]]\nname = \"api\"\nvip = \"{VIP}\"\nport = 81\nprotocol = \"tcp\"\n\
-         [services.probe]\ntype = \"tcp\"\nport = {BACKEND_PORT}\ninterval = \"{api_interval}\"\n\n\
-         [[services.backends]]\nname = \"a1\"\naddress = \"198.51.100.2\"\nport = {BACKEND_PORT}\n\n\
-         [[services.backends]]\nname = \"a2\"\naddress = \"198.51.100.18\"\nport = {BACKEND_PORT}\ntier = 1\n"
+    config.metrics(format!("127.0.0.1:{METRICS_PORT}")).service(
+        ServiceToml::tcp("api", VIP, 81)
+            .probe(
+                ProbeToml::tcp()
+                    .port(BACKEND_PORT)
+                    .interval(Duration::from_millis(100)),
+            )
+            .backend(BackendToml::new("a1", HOSTS[PRIMARY].addr).port(BACKEND_PORT))
+            .backend(
+                BackendToml::new("a2", HOSTS[STANDBY].addr)
+                    .port(BACKEND_PORT)
+                    .tier(1),
+            ),
     )
 }
 
@@ -214,14 +225,14 @@ type Event<'a> = (&'static str, &'a dyn Fn(&mut AgentLab));
 
 fn check_state(state: State) {
     let layout = if state == State::PolicyDrain {
-        Layout::primary_standby().key("dead_flows = \"keep\"")
+        Layout::primary_standby().dead_flows(DeadFlows::Keep)
     } else {
         Layout::primary_standby()
     };
-    let mut lab = AgentLab::start_layout(options(state), layout, |_| extra(state, "100ms"));
+    let mut lab = AgentLab::start_layout(options(state), layout, |_, config| extra(state, config));
     lab.wait_log("metrics endpoint ready", Duration::from_secs(5));
     enter(&mut lab, state);
-    let base = std::fs::read_to_string(lab.config_path()).unwrap();
+    let base = lab.config().clone();
     let before = view(&lab);
     let taker = before.new_flows_to.first().cloned();
     // An established flow on the backend taking new flows (if any).
@@ -244,26 +255,26 @@ fn check_state(state: State) {
             lab.ctl(&["reload"]);
         }),
         ("reload changing another service", &|lab: &mut AgentLab| {
-            let changed = base.replace(&extra(state, "100ms"), &extra(state, "150ms"));
-            assert_ne!(changed, base);
-            std::fs::write(lab.config_path(), changed).unwrap();
+            let mut changed = base.clone();
+            changed.service_mut("api").probe.interval = Some(Duration::from_millis(150));
+            lab.write_config(&changed);
             let out = lab.ctl(&["reload"]);
             assert!(out.contains("api"), "{out}");
         }),
         ("refused reload", &|lab: &mut AgentLab| {
-            let current = std::fs::read_to_string(lab.config_path()).unwrap();
+            let current = lab.config().clone();
             let mut broken = current.clone();
-            for i in 0..65 {
-                broken += &format!(
-                    "\n[[services.backends]]\nname = \"x{i}\"\naddress = \"198.51.100.{}\"\nport = {}\n",
-                    100 + i % 100,
-                    20_000 + i
+            let api = broken.service_mut("api");
+            for i in 0..65u8 {
+                api.backends.push(
+                    BackendToml::new(format!("x{i}"), Ipv4Addr::new(198, 51, 100, 100 + i % 100))
+                        .port(20_000 + u16::from(i)),
                 );
             }
-            std::fs::write(lab.config_path(), broken).unwrap();
+            lab.write_config(&broken);
             let (ok, out) = lab.ctl_output(&["reload"]);
             assert!(!ok && out.contains("at most 64"), "{out}");
-            std::fs::write(lab.config_path(), current).unwrap();
+            lab.write_config(&current);
         }),
     ];
     for (what, event) in events {

@@ -27,6 +27,7 @@ use failover_tests::agent_lab::{
     ask, load_with_long,
 };
 use failover_tests::{
+    config::{AlertToml, BackendToml, ConfigToml, ProbeToml, ServiceToml},
     load::{Failed, Sample, connect, request, summary},
     metrics::{metric, must},
     status::{StatusAnswer, backend, names, service},
@@ -53,6 +54,10 @@ fn web() -> SocketAddr {
 
 fn api() -> SocketAddr {
     SocketAddr::from((VIP, API_PORT))
+}
+
+fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
 }
 
 // ---- The CLI ----------------------------------------------------------------
@@ -464,40 +469,42 @@ fn drain_keeps_long_flows_until_the_deadline_then_repicks_them() {
 // ---- 3. Reload -----------------------------------------------------------------------
 
 /// The `api` service (VIP:81 → the same backends' :8080, TCP probes):
-/// `(backend index, tier)` per backend, probe `interval` and `timeout`
-/// (TOML values, written as given).
-fn api_service(backends: &[(usize, u8)], interval: &str, timeout: &str) -> String {
-    let mut text = format!(
-        "[[services]]\nname = \"api\"\nvip = \"{VIP}\"\nport = {API_PORT}\nprotocol = \"tcp\"\n\
-         failback = \"auto\"\nfailback_delay = \"5s\"\n\n[services.probe]\ntype = \"tcp\"\n\
-         interval = {interval}\ntimeout = {timeout}\nrise = 2\nfall = 3\n"
-    );
+/// `(backend index, tier)` per backend, probe `interval` and `timeout`.
+fn api_service(backends: &[(usize, u8)], interval: Duration, timeout: Duration) -> ServiceToml {
+    let probe = ProbeToml::tcp()
+        .interval(interval)
+        .timeout(timeout)
+        .rise(2)
+        .fall(3);
+    let mut api = ServiceToml::tcp("api", VIP, API_PORT)
+        .failback_auto(Duration::from_secs(5))
+        .probe(probe);
     for (i, tier) in backends {
         let host = &HOSTS[*i];
-        text += &format!(
-            "\n[[services.backends]]\nname = \"{}\"\naddress = \"{}\"\nport = {BACKEND_PORT}\ntier = {tier}\n",
-            host.name, host.addr
+        api = api.backend(
+            BackendToml::new(host.name, host.addr)
+                .port(BACKEND_PORT)
+                .tier(*tier),
         );
     }
-    text
+    api
 }
-
-const API_MARK: &str = "[[services]]\nname = \"api\"";
 
 /// The lab's config with the api service replaced by `api`.
-fn with_api(lab: &AgentLab, api: &str) -> String {
-    let text = std::fs::read_to_string(lab.config_path()).expect("read the config");
-    let at = text.find(API_MARK).expect("the api service in the config");
-    format!("{}{api}", &text[..at])
+fn with_api(lab: &AgentLab, api: ServiceToml) -> ConfigToml {
+    let mut config = lab.config().clone();
+    config.remove_service("api");
+    config.service(api)
 }
 
-/// The (1-based) line of the first `needle` in the api service of `text`.
-fn api_line_of(text: &str, needle: &str) -> usize {
-    let start = text.find(API_MARK).expect("api service");
-    let offset = start
-        + text[start..]
-            .find(needle)
-            .expect("needle in the api service");
+/// The (1-based) line of `needle` in `text`, which holds it once.
+fn line_of(text: &str, needle: &str) -> usize {
+    assert_eq!(
+        text.matches(needle).count(),
+        1,
+        "{needle:?} once in:\n{text}"
+    );
+    let offset = text.find(needle).expect("needle in the config");
     text[..offset].matches('\n').count() + 1
 }
 
@@ -507,10 +514,10 @@ fn api_line_of(text: &str, needle: &str) -> usize {
 /// configurations are refused with field and line, and change nothing.
 #[test]
 fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
-    let lab = AgentLab::start_with(tcp_probe(), |_| {
-        api_service(&[(PRIMARY, 0), (STANDBY, 1)], "\"100ms\"", "\"50ms\"")
+    let mut lab = AgentLab::start_with(tcp_probe(), |_, config| {
+        config.service(api_service(&[(PRIMARY, 0), (STANDBY, 1)], ms(100), ms(50)))
     });
-    let good = std::fs::read_to_string(lab.config_path()).unwrap();
+    let good = lab.config().clone();
     let initial = lab.status();
     assert_eq!(service(&initial, "api").new_flows_to, ["primary"]);
     let api_first = sample(&lab, api(), 10);
@@ -535,9 +542,9 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
     // 1. `failover reload`: api's tiers swapped and its probe slower.
     let swapped = with_api(
         &lab,
-        &api_service(&[(PRIMARY, 1), (STANDBY, 0)], "\"200ms\"", "\"50ms\""),
+        api_service(&[(PRIMARY, 1), (STANDBY, 0)], ms(200), ms(50)),
     );
-    std::fs::write(lab.config_path(), &swapped).unwrap();
+    lab.write_config(&swapped);
     let dry = lab.ctl_json(&["reload", "--dry-run"]);
     assert_eq!(names(&dry["changed"]), ["api"], "{dry:#}");
     assert_eq!(
@@ -562,8 +569,8 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
     );
 
     // 2. SIGHUP: api loses its primary.
-    let only_standby = with_api(&lab, &api_service(&[(STANDBY, 0)], "\"200ms\"", "\"50ms\""));
-    std::fs::write(lab.config_path(), &only_standby).unwrap();
+    let only_standby = with_api(&lab, api_service(&[(STANDBY, 0)], ms(200), ms(50)));
+    lab.write_config(&only_standby);
     let pid = lab.agent_pid();
     // SAFETY: kill(2) to our own running child, by its pid.
     assert_eq!(
@@ -594,8 +601,12 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
 
     // 3. Bad configurations are refused with the field and line; nothing changes.
     let settled = decisions(&lab.status());
-    let syntax = with_api(&lab, &api_service(&[(STANDBY, 0)], "200ms", "\"50ms\""));
-    let syntax_line = api_line_of(&syntax, "interval = 200ms");
+    // A syntax error is what no typed configuration can hold: api's
+    // interval (the only 200 ms one) is unquoted in the rendered text.
+    let syntax = with_api(&lab, api_service(&[(STANDBY, 0)], ms(200), ms(50)))
+        .render()
+        .replacen("interval = \"200ms\"", "interval = 200ms", 1);
+    let syntax_line = line_of(&syntax, "interval = 200ms");
     std::fs::write(lab.config_path(), &syntax).unwrap();
     let (ok, message) = lab.ctl_output(&["reload"]);
     eprintln!(
@@ -613,12 +624,9 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
         "a refused reload changed the status"
     );
 
-    let invalid = with_api(
-        &lab,
-        &api_service(&[(STANDBY, 0)], "\"200ms\"", "\"500ms\""),
-    );
-    let invalid_line = api_line_of(&invalid, "timeout = \"500ms\"");
-    std::fs::write(lab.config_path(), &invalid).unwrap();
+    let invalid = with_api(&lab, api_service(&[(STANDBY, 0)], ms(200), ms(500)));
+    let invalid_line = line_of(&invalid.render(), "timeout = \"500ms\"");
+    lab.write_config(&invalid);
     let (ok, message) = lab.ctl_output(&["reload"]);
     eprintln!(
         "reload with timeout > interval (line {invalid_line}): {}",
@@ -644,7 +652,7 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
     );
 
     // Back to the original configuration: api as at the start.
-    std::fs::write(lab.config_path(), &good).unwrap();
+    lab.write_config(&good);
     let diff = lab.ctl_json(&["reload"]);
     assert_eq!(names(&diff["changed"]), ["api"], "{diff:#}");
     std::thread::sleep(Duration::from_millis(500));
@@ -705,8 +713,8 @@ fn scrape(lab: &AgentLab) -> String {
 /// gap and probe histogram follow a killed primary.
 #[test]
 fn metrics_follow_the_traffic_and_the_failover() {
-    let mut lab = AgentLab::start_with(tcp_probe(), |_| {
-        format!("[metrics]\nlisten = \"127.0.0.1:{METRICS_PORT}\"\n")
+    let mut lab = AgentLab::start_with(tcp_probe(), |_, config| {
+        config.metrics(format!("127.0.0.1:{METRICS_PORT}"))
     });
     lab.wait_log("metrics endpoint ready", Duration::from_secs(5));
     let backend_labels = |name: &'static str, direction: &'static str| {
@@ -1034,11 +1042,11 @@ fn is_web_failover(event: &Value) -> bool {
 /// to in its details), and the journal has the same event as a JSON line.
 #[test]
 fn webhook_and_journal_get_the_failover() {
-    let mut lab = AgentLab::start_with(tcp_probe(), |dir| {
-        format!(
-            "[journal]\npath = {:?}\n\n[[alerts]]\nwebhook = \"http://127.0.0.1:{HOOK_PORT}/hook\"\n\
-             timeout = \"2s\"\nretries = 3\n",
-            dir.join("journal.jsonl").display().to_string()
+    let mut lab = AgentLab::start_with(tcp_probe(), |dir, config| {
+        config.journal(dir.join("journal.jsonl")).alert(
+            AlertToml::webhook(format!("http://127.0.0.1:{HOOK_PORT}/hook"))
+                .timeout(Duration::from_secs(2))
+                .retries(3),
         )
     });
     let journal = lab.dir().join("journal.jsonl");

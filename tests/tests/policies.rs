@@ -25,10 +25,11 @@ use std::{
 
 use failover::lab::topology::CLIENT_ADDR;
 use failover_tests::agent_lab::{
-    AgentLab, BACKEND_PORT, FAILOVER_BOUND, Failback, HEALTH_PORT, Health, Layout, Options, Probe,
-    SERVICE_PORT, VIP, ask, request,
+    AgentLab, BACKEND_PORT, FAILOVER_BOUND, Failback, HEALTH_PORT, HOSTS, Health, Layout, Options,
+    PRIMARY, Probe, SERVICE_PORT, STANDBY, VIP, ask, request,
 };
 use failover_tests::{
+    config::{BackendToml, DeadFlows, ProbeToml, Quorum, QuorumPolicy, Redundancy, ServiceToml},
     load::Failed,
     status::{self, BackendStatus, ServiceStatus, StatusAnswer},
 };
@@ -310,7 +311,7 @@ fn three_active() -> Layout {
 }
 
 fn three_and_a_standby() -> Layout {
-    Layout::tiers(&[("a", 0), ("b", 0), ("c", 0), ("d", 1)]).key("min_healthy = 2")
+    Layout::tiers(&[("a", 0), ("b", 0), ("c", 0), ("d", 1)]).min_healthy(Quorum::Count(2))
 }
 
 /// Stops backend `name`'s server (listener and established connections).
@@ -327,7 +328,7 @@ fn kill(lab: &mut AgentLab, name: &str) {
 /// new flows split evenly over the survivors.
 #[test]
 fn active_active_failure_leaves_survivors_flows_alone_and_repicks_the_dead_ones() {
-    let mut lab = AgentLab::start_layout(tcp_probe(), three_active(), |_| String::new());
+    let mut lab = AgentLab::start_layout(tcp_probe(), three_active(), |_, config| config);
     let mut longs = open_long(&lab, LONG);
     let before = count_by_backend(&longs);
     eprintln!("active-active: {LONG} long connections: {before:?}");
@@ -465,8 +466,8 @@ fn active_active_failure_leaves_survivors_flows_alone_and_repicks_the_dead_ones(
 fn keep_leaves_the_established_flows_of_an_unhealthy_backend_that_still_serves() {
     let lab = AgentLab::start_layout(
         health_probe(),
-        three_active().key("dead_flows = \"keep\""),
-        |_| String::new(),
+        three_active().dead_flows(DeadFlows::Keep),
+        |_, config| config,
     );
     let mut longs = open_long(&lab, LONG);
     let before = count_by_backend(&longs);
@@ -554,8 +555,8 @@ fn keep_leaves_the_established_flows_of_an_unhealthy_backend_that_still_serves()
 /// exactly b's share: a's share and a's flows stay as they were.
 #[test]
 fn n_plus_one_spare_takes_exactly_the_dead_members_share() {
-    let layout = Layout::tiers(&[("a", 0), ("b", 0), ("s", 1)]).key("mode = \"n_plus_one\"");
-    let mut lab = AgentLab::start_layout(tcp_probe(), layout, |_| String::new());
+    let layout = Layout::tiers(&[("a", 0), ("b", 0), ("s", 1)]).redundancy(Redundancy::NPlusOne);
+    let mut lab = AgentLab::start_layout(tcp_probe(), layout, |_, config| config);
     let ids = ids(&lab);
     let status = lab.status();
     assert_eq!(
@@ -707,7 +708,7 @@ fn n_plus_one_spare_takes_exactly_the_dead_members_share() {
 /// (d) takes every new flow; a's established connections stay.
 #[test]
 fn quorum_next_tier_drains_the_tier_below_quorum() {
-    let mut lab = AgentLab::start_layout(tcp_probe(), three_and_a_standby(), |_| String::new());
+    let mut lab = AgentLab::start_layout(tcp_probe(), three_and_a_standby(), |_, config| config);
     let before = Spread::of(&lab, 90);
     assert_eq!(before.count("d"), 0, "{}", before.describe());
     let mut longs = open_long(&lab, 30);
@@ -764,9 +765,9 @@ fn quorum_fail_open_keeps_every_member_of_the_tier() {
     let lab = AgentLab::start_layout(
         health_probe(),
         Layout::tiers(&[("a", 0), ("b", 0), ("c", 0), ("d", 1)])
-            .key("min_healthy = \"50%\"")
-            .key("quorum_policy = \"fail_open\""),
-        |_| String::new(),
+            .min_healthy(Quorum::Percent(50))
+            .quorum_policy(QuorumPolicy::FailOpen),
+        |_, config| config,
     );
     let t0 = Instant::now();
     for name in ["b", "c"] {
@@ -809,8 +810,8 @@ fn quorum_fail_open_keeps_every_member_of_the_tier() {
 fn quorum_fail_closed_takes_no_new_flows_and_keeps_established_ones() {
     let mut lab = AgentLab::start_layout(
         tcp_probe(),
-        three_and_a_standby().key("quorum_policy = \"fail_closed\""),
-        |_| String::new(),
+        three_and_a_standby().quorum_policy(QuorumPolicy::FailClosed),
+        |_, config| config,
     );
     let mut longs = open_long(&lab, 30);
     let long_before = count_by_backend(&longs);
@@ -879,14 +880,23 @@ fn reset_answers_a_dead_backends_tcp_flows_and_repicks_udp() {
         io::{ErrorKind, Read, Write},
         net::UdpSocket,
     };
-    let layout = Layout::primary_standby().key("dead_flows = \"reset\"");
-    let lab = AgentLab::start_layout(health_probe(), layout, |_| {
-        format!(
-            "\n[[services]]\nname = \"dns\"\nvip = \"{VIP}\"\nport = 53\nprotocol = \"udp\"\n\
-             dead_flows = \"reset\"\n[services.probe]\ntype = \"tcp\"\nport = {HEALTH_PORT}\n\
-             interval = \"100ms\"\ntimeout = \"50ms\"\n\n\
-             [[services.backends]]\nname = \"primary\"\naddress = \"198.51.100.2\"\nport = 5353\n\n\
-             [[services.backends]]\nname = \"standby\"\naddress = \"198.51.100.18\"\nport = 5353\ntier = 1\n"
+    let layout = Layout::primary_standby().dead_flows(DeadFlows::Reset);
+    let lab = AgentLab::start_layout(health_probe(), layout, |_, config| {
+        config.service(
+            ServiceToml::udp("dns", VIP, 53)
+                .dead_flows(DeadFlows::Reset)
+                .probe(
+                    ProbeToml::tcp()
+                        .port(HEALTH_PORT)
+                        .interval(Duration::from_millis(100))
+                        .timeout(Duration::from_millis(50)),
+                )
+                .backend(BackendToml::new("primary", HOSTS[PRIMARY].addr).port(5353))
+                .backend(
+                    BackendToml::new("standby", HOSTS[STANDBY].addr)
+                        .port(5353)
+                        .tier(1),
+                ),
         )
     });
     // The configuration reached the data path: both services carry the flag.

@@ -154,7 +154,7 @@ fn maintenance_and_failback_over_the_control_socket_with_a_bare_backend_name() {
 #[test]
 fn weights_from_the_configuration_shape_the_spread() {
     let layout = Layout::tiers(&[("a", 0), ("b", 0)]).weight("a", 3);
-    let lab = AgentLab::start_layout(tcp_probe(), layout, |_| String::new());
+    let lab = AgentLab::start_layout(tcp_probe(), layout, |_, config| config);
     let samples = lab.sample(400, Duration::from_millis(2));
     let a = samples.answered_by("a");
     let b = samples.answered_by("b");

@@ -22,7 +22,7 @@
 //! slots would not fit the Maglev map, and four backends need no more.
 
 use std::{
-    fmt::Write as _,
+    net::Ipv4Addr,
     time::{Duration, Instant},
 };
 
@@ -36,9 +36,13 @@ use super::{
     acceptor::PortRangeAcceptor,
     cpu::{machine_busy_seconds, process_cpu_seconds, rss_kib},
 };
-use crate::pins::PinDir;
+use crate::{
+    config::{BackendToml, ConfigToml, ProbeToml, ServiceToml, XdpMode},
+    pins::PinDir,
+};
 
 const SERVICES: usize = 1_000;
+const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 const BACKENDS: usize = 4;
 /// The hosts' health port (shared-health-port layout).
 const HEALTH_PORT: u16 = 8080;
@@ -320,37 +324,35 @@ fn render(runs: &[Run], warmup: Duration, failures: Vec<String>) -> Section {
     }
 }
 
+/// Every service on `lbc`'s VIP at its own port, Maglev tables of 1021
+/// slots, its four backends on its own backend port; TCP probes every
+/// `interval` on the backends' traffic ports or on the hosts' health port.
 fn config_text(pins: &PinDir, dir: &std::path::Path, layout: Probes, interval: Duration) -> String {
-    let mut text = format!(
-        "pin_dir = {:?}\n\n[control]\nsocket = {:?}\n\n\
-         [[interfaces]]\nname = \"lbc\"\nmode = \"native\"\n\n",
-        pins.path().display().to_string(),
-        dir.join("control.sock").display().to_string()
-    );
+    let mut probe = ProbeToml::tcp()
+        .interval(interval)
+        .timeout(Duration::from_millis(50))
+        .rise(2)
+        .fall(3);
+    if let Probes::SharedHealthPort = layout {
+        probe = probe.port(HEALTH_PORT);
+    }
+    let mut config = ConfigToml::new()
+        .pin_dir(pins.path())
+        .control_socket(dir.join("control.sock"))
+        .interface("lbc", XdpMode::Native);
     for s in 0..SERVICES {
-        let _ = write!(
-            text,
-            "[[services]]\nname = \"svc{s}\"\nvip = \"203.0.113.10\"\nport = {}\nprotocol = \"tcp\"\n\
-             table_size = 1021\n\n[services.probe]\ntype = \"tcp\"\ninterval = \"{}ms\"\ntimeout = \"50ms\"\n\
-             rise = 2\nfall = 3\n{}",
-            FIRST_PORT + s as u16,
-            interval.as_millis(),
-            match layout {
-                Probes::OwnPorts => String::new(),
-                Probes::SharedHealthPort => format!("port = {HEALTH_PORT}\n"),
-            }
-        );
+        let mut service = ServiceToml::tcp(format!("svc{s}"), VIP, FIRST_PORT + s as u16)
+            .table_size(1021)
+            .probe(probe.clone());
         for b in 0..BACKENDS {
-            let _ = write!(
-                text,
-                "\n[[services.backends]]\nname = \"b{b}\"\naddress = \"{}\"\nport = {}\n",
-                topology::backend_addr(b),
-                FIRST_BACKEND_PORT + s as u16
+            service = service.backend(
+                BackendToml::new(format!("b{b}"), topology::backend_addr(b))
+                    .port(FIRST_BACKEND_PORT + s as u16),
             );
         }
-        text.push('\n');
+        config = config.service(service);
     }
-    text
+    config.render()
 }
 
 /// `probes=N` from the agent's "agent running" line.

@@ -32,6 +32,7 @@ use crate::{
         AgentLab, BACKEND_PORT, BACKEND_UDP_PORT, Failback, Layout, Options, PRIMARY, Probe,
         STANDBY, VIP, web,
     },
+    config::{BackendToml, ConfigToml, ProbeToml, ServiceToml},
     netns::NetNs,
 };
 
@@ -374,29 +375,33 @@ fn serve(ns: &NetNs, name: &str) -> KillableServer {
     )
 }
 
-fn extra_services(dir: &std::path::Path, interval: Duration) -> String {
-    let timing = format!(
-        "interval = \"{}us\"\ntimeout = \"{}us\"\nrise = 2\nfall = 3\n",
-        interval.as_micros(),
-        interval.as_micros() / 2
-    );
+/// The lab's configuration with the journal and the two other services:
+/// dns (UDP, on both hosts' UDP port) and stable (the standby only).
+fn extra_services(dir: &std::path::Path, config: ConfigToml, interval: Duration) -> ConfigToml {
+    let probe = ProbeToml::tcp()
+        .interval(interval)
+        .timeout(interval / 2)
+        .rise(2)
+        .fall(3);
     let backend = |name: &str, i: usize, port: u16, tier: u8| {
-        format!(
-            "\n[[services.backends]]\nname = \"{name}\"\naddress = \"{}\"\nport = {port}\ntier = {tier}\n",
-            topology::backend_addr(i)
-        )
+        BackendToml::new(name, topology::backend_addr(i))
+            .port(port)
+            .tier(tier)
     };
-    format!(
-        "[journal]\npath = {:?}\n\n\
-         [[services]]\nname = \"dns\"\nvip = \"{VIP}\"\nport = {UDP_PORT}\nprotocol = \"udp\"\n\
-         failback = \"auto\"\nfailback_delay = \"200ms\"\n\n[services.probe]\ntype = \"tcp\"\nport = {BACKEND_PORT}\n{timing}{}{}\n\
-         [[services]]\nname = \"stable\"\nvip = \"{VIP}\"\nport = {STABLE_PORT}\nprotocol = \"tcp\"\n\n\
-         [services.probe]\ntype = \"tcp\"\n{timing}{}",
-        dir.join("events.jsonl").display().to_string(),
-        backend("primary", PRIMARY, BACKEND_UDP_PORT, 0),
-        backend("standby", STANDBY, BACKEND_UDP_PORT, 1),
-        backend("standby", STANDBY, STABLE_BACKEND_PORT, 0),
-    )
+    config
+        .journal(dir.join("events.jsonl"))
+        .service(
+            ServiceToml::udp("dns", VIP, UDP_PORT)
+                .failback_auto(Duration::from_millis(200))
+                .probe(probe.clone().port(BACKEND_PORT))
+                .backend(backend("primary", PRIMARY, BACKEND_UDP_PORT, 0))
+                .backend(backend("standby", STANDBY, BACKEND_UDP_PORT, 1)),
+        )
+        .service(
+            ServiceToml::tcp("stable", VIP, STABLE_PORT)
+                .probe(probe)
+                .backend(backend("standby", STANDBY, STABLE_BACKEND_PORT, 0)),
+        )
 }
 
 fn ours(interval: Duration, count: usize, with_switchover: bool) -> (TrialSet, Vec<Switchover>) {
@@ -405,7 +410,9 @@ fn ours(interval: Duration, count: usize, with_switchover: bool) -> (TrialSet, V
         probe: Probe::Tcp { port: BACKEND_PORT },
         failback: Failback::Auto(Duration::from_millis(200)),
     };
-    let mut lab = AgentLab::start_layout(options, layout, |dir| extra_services(dir, interval));
+    let mut lab = AgentLab::start_layout(options, layout, |dir, config| {
+        extra_services(dir, config, interval)
+    });
     // Our own servers replace the lab's: they can be killed at an instant.
     for server in &mut lab.servers {
         drop(server.take());
