@@ -1,0 +1,48 @@
+//! The client's connections through the VIP: the web service's address,
+//! long-lived connections and samples of new ones.
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+
+use failover_tests::agent_lab::{AgentLab, SERVICE_PORT, VIP, ask};
+use failover_tests::load::{Failed, connect, request};
+
+/// Timeout of each client connection (connect, send, receive).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub fn web() -> SocketAddr {
+    SocketAddr::from((VIP, SERVICE_PORT))
+}
+
+/// `n` long-lived connections to `target`, each checked to be answered by
+/// `by` once.
+pub fn open_long(lab: &AgentLab, target: SocketAddr, n: usize, by: &str) -> Vec<TcpStream> {
+    (0..n)
+        .map(|i| {
+            let mut stream = lab
+                .client
+                .run(|| connect(target, Duration::from_secs(2)))
+                .unwrap_or_else(|e| panic!("long connection {i}: {e}\n{}", lab.diag()));
+            let first = ask(&mut stream)
+                .unwrap_or_else(|e| panic!("long connection {i}: {e}\n{}", lab.diag()));
+            assert_eq!(first, by, "long connection {i}");
+            stream
+        })
+        .collect()
+}
+
+/// `n` new connections from the client to `target`, one every ~10 ms: the
+/// answering backends.
+pub fn sample(lab: &AgentLab, target: SocketAddr, n: usize) -> Vec<Result<String, Failed>> {
+    lab.client.run(|| {
+        (0..n)
+            .map(|_| {
+                let result = request(target, REQUEST_TIMEOUT);
+                std::thread::sleep(Duration::from_millis(10));
+                result
+            })
+            .collect()
+    })
+}
