@@ -13,7 +13,14 @@ use core::mem::size_of;
 pub mod names {
     pub const SERVICES: &str = "FO_SERVICES";
     pub const BACKENDS: &str = "FO_BACKENDS";
-    pub const CONNTRACK: &str = "FO_CONNTRACK";
+    /// One entry per flow, keyed in the client's direction.
+    pub const FLOWS: &str = "FO_FLOWS";
+    /// Backend endpoint → its service's VIP and port (reverse NAT).
+    pub const REVERSE: &str = "FO_REVERSE";
+    /// Which addresses are VIPs or backends (a filter before any hash lookup).
+    pub const ADDRESSES: &str = "FO_ADDRESSES";
+    /// Flow lifetimes and the flood guard's threshold.
+    pub const SETTINGS: &str = "FO_SETTINGS";
     pub const VERDICTS: &str = "FO_VERDICTS";
     pub const REASONS: &str = "FO_REASONS";
     pub const BACKEND_STATS: &str = "FO_BACKEND_STATS";
@@ -23,10 +30,13 @@ pub mod names {
     pub const EGRESS: &str = "FO_EGRESS";
     pub const REDIRECT_DROPS: &str = "FO_REDIRECT_DROPS";
     pub const PROGRAMS: &str = "FO_PROGRAMS";
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 15] = [
         SERVICES,
         BACKENDS,
-        CONNTRACK,
+        FLOWS,
+        REVERSE,
+        ADDRESSES,
+        SETTINGS,
         VERDICTS,
         REASONS,
         BACKEND_STATS,
@@ -37,6 +47,9 @@ pub mod names {
         REDIRECT_DROPS,
         PROGRAMS,
     ];
+    /// Maps of earlier layouts the agent removes at start (their programs
+    /// are replaced): the conntrack of two entries per flow.
+    pub const RETIRED: [&str; 1] = ["FO_CONNTRACK"];
 }
 
 /// Slots of `FO_PROGRAMS`: programs the data path hands a frame to.
@@ -53,8 +66,12 @@ pub const MAX_BACKENDS: u32 = 4096;
 /// Selection slots per service: the most usable backends one tier can spread
 /// new flows over.
 pub const MAX_SELECTION: usize = 64;
-/// Connection-tracking entries (two per flow: forward and reply).
-pub const CONNTRACK_ENTRIES: u32 = 262_144;
+/// Flow-table entries unless the configuration says otherwise (one per
+/// flow; `[conntrack] max_flows`, set when the program is loaded).
+pub const DEFAULT_MAX_FLOWS: u32 = 262_144;
+/// Bounds of `max_flows`.
+pub const MIN_MAX_FLOWS: u32 = 1_024;
+pub const MAX_MAX_FLOWS: u32 = 16_777_216;
 
 /// Address family, as stored in keys. Values are our own, not AF_* numbers.
 pub const FAMILY_IPV4: u8 = 4;
@@ -227,48 +244,145 @@ impl FlowKey {
     }
 }
 
-/// Direction of a conntrack entry, in [`Flow::direction`].
-pub mod flow_direction {
-    /// Client → VIP: rewrite destination to the backend.
-    pub const FORWARD: u8 = 1;
-    /// Backend → client: rewrite source back to the VIP.
-    pub const REPLY: u8 = 2;
+/// [`Flow::state`]: where a flow is in its life (its lifetime follows).
+pub mod flow_state {
+    /// TCP after the client's first ACK, or UDP.
+    pub const OPEN: u8 = 1;
+    /// TCP after a FIN or RST from either side: a short lifetime.
+    pub const CLOSING: u8 = 2;
 }
 
-/// Value of `FO_CONNTRACK`, written by the XDP program.
+/// A next hop cached in a flow for one direction, refreshed at most once
+/// per [`LAST_SEEN_GRANULARITY_NS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CachedHop {
+    /// `bpf_ktime_get_coarse_ns` when it was looked up.
+    pub stamp_ns: u64,
+    /// Egress interface; 0 when none is cached.
+    pub ifindex: u32,
+    /// Valid for packets arriving on this interface only.
+    pub ingress_ifindex: u32,
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<CachedHop>() == 32);
+
+/// Value of `FO_FLOWS` (key: the flow as the client sends it, client →
+/// VIP), written by the XDP program. Replies find it by that key too, after
+/// `FO_REVERSE` gave them the VIP.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Flow {
-    /// Forward: unused (the backend id is authoritative). Reply: the VIP to put
-    /// back as source.
-    pub nat_addr: AddrBe,
-    /// Reply: the service port to put back as source port (network order).
-    pub nat_port_be: u16,
-    /// One of [`flow_direction`].
-    pub direction: u8,
-    pub _pad: u8,
     pub backend_id: u32,
     pub service_id: u32,
-    /// Cached next hop (from `bpf_fib_lookup`) for packets arriving on
-    /// `nh_ingress_ifindex`; 0 when none is cached.
-    pub nh_ifindex: u32,
-    /// `bpf_ktime_get_coarse_ns` of the last packet, refreshed at most once per
-    /// [`LAST_SEEN_GRANULARITY_NS`]; the cached next hop is looked up again at
-    /// the same moments, so it is never older than that.
-    pub last_seen_ns: u64,
-    pub nh_ingress_ifindex: u32,
     /// [`Backend::generation`] of `backend_id` when the flow was recorded:
     /// the entry is stale once the slot has another owner.
     pub backend_generation: u32,
-    pub nh_src_mac: [u8; 6],
-    pub nh_dst_mac: [u8; 6],
-    /// Reply: the interface the backend's packets must arrive on (the one the
-    /// forward direction leaves by), so a packet from elsewhere that merely
-    /// carries a reply's addresses is not rewritten to come from the VIP.
-    /// 0 on forward entries, and on entries pinned by an earlier build (any).
-    pub reply_ingress_ifindex: u32,
+    /// One of [`flow_state`].
+    pub state: u8,
+    pub _pad: [u8; 3],
+    /// `bpf_ktime_get_coarse_ns` of the last packet either way, refreshed at
+    /// most once per [`LAST_SEEN_GRANULARITY_NS`].
+    pub last_seen_ns: u64,
+    /// The entry counts as absent after this (same clock): last seen plus
+    /// the lifetime of its protocol and state (`FO_SETTINGS`).
+    pub expires_ns: u64,
+    /// Towards the backend (client packets).
+    pub to_backend: CachedHop,
+    /// Towards the client (replies).
+    pub to_client: CachedHop,
 }
-const _: () = assert!(size_of::<Flow>() == 64);
+const _: () = assert!(size_of::<Flow>() == 96);
+
+/// Key of `FO_REVERSE`: a backend's endpoint as its replies carry it
+/// (address, the port it serves the service on, protocol).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct ReverseKey {
+    pub addr: AddrBe,
+    /// Network order.
+    pub port_be: u16,
+    pub proto: u8,
+    pub family: u8,
+}
+const _: () = assert!(size_of::<ReverseKey>() == 20);
+
+/// Value of `FO_REVERSE`, written by the agent with the backend: what a reply
+/// from the endpoint is rewritten to come from. One endpoint serves one
+/// service (the configuration refuses two), so a reply needs no per-flow
+/// state to find its VIP.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ReverseNat {
+    pub vip: AddrBe,
+    /// Network order.
+    pub vip_port_be: u16,
+    pub _pad: u16,
+    pub service_id: u32,
+    pub backend_id: u32,
+    /// The interface the backend is reached by, learned by the program from
+    /// its new flows (0: not yet, any): a packet with the endpoint's address
+    /// arriving elsewhere is not rewritten to come from the VIP.
+    pub reply_ifindex: u32,
+    pub _pad2: [u32; 2],
+}
+const _: () = assert!(size_of::<ReverseNat>() == 40);
+
+/// Slots of `FO_ADDRESSES`, a filter over every VIP and backend address: a
+/// packet whose destination is no VIP and whose source is no backend (most
+/// of an edge host's traffic) passes after one array read, no hash lookup.
+pub const ADDRESS_SLOTS: u32 = 16_384;
+/// [`ADDRESS_SLOTS`] bits flags: some VIP hashes here.
+pub const ADDRESS_F_VIP: u32 = 1;
+/// Some backend hashes here.
+pub const ADDRESS_F_BACKEND: u32 = 2;
+
+/// The `FO_ADDRESSES` slot of an address (words in network order). Shared
+/// by the program and the agent that writes the filter.
+pub const fn address_slot(addr: &AddrBe) -> u32 {
+    let folded =
+        addr[0] ^ addr[1].rotate_left(8) ^ addr[2].rotate_left(16) ^ addr[3].rotate_left(24);
+    // Fibonacci hashing: the top bits of the product spread any input.
+    folded.wrapping_mul(0x9E37_79B1) >> (32 - ADDRESS_SLOTS.trailing_zeros())
+}
+
+/// Value of `FO_SETTINGS` (an array of one), written by the agent at start
+/// and on reload. Zero fields mean the built-in defaults.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Settings {
+    /// Lifetime of an open TCP flow without packets.
+    pub tcp_open_ns: u64,
+    /// Lifetime of a TCP flow after a FIN or RST.
+    pub tcp_closing_ns: u64,
+    /// Lifetime of a UDP flow without packets.
+    pub udp_ns: u64,
+    /// New flows one CPU records per second before the flood guard stops
+    /// recording (the table then decides each packet); 0: the default.
+    pub max_new_flows_per_cpu: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<Settings>() == 32);
+
+/// Built-in lifetimes and threshold (IPVS's and Cilium's order of magnitude).
+pub const DEFAULT_TCP_OPEN_NS: u64 = 3_600 * 1_000_000_000;
+pub const DEFAULT_TCP_CLOSING_NS: u64 = 10 * 1_000_000_000;
+pub const DEFAULT_UDP_NS: u64 = 60 * 1_000_000_000;
+pub const DEFAULT_MAX_NEW_FLOWS_PER_CPU: u32 = 200_000;
+
+/// Value of the (per-CPU, unpinned) `FO_FLOOD`: this CPU's new flows in the
+/// current one-second window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FloodWindow {
+    pub started_ns: u64,
+    pub recorded: u32,
+    /// The guard tripped in this window (counted once).
+    pub tripped: u32,
+}
+const _: () = assert!(size_of::<FloodWindow>() == 16);
 
 /// How stale `Flow::last_seen_ns` may get before a packet refreshes it.
 pub const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;
@@ -379,6 +493,9 @@ mod pod {
     unsafe impl aya::Pod for Backend {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for Flow {}
+    unsafe impl aya::Pod for ReverseKey {}
+    unsafe impl aya::Pod for ReverseNat {}
+    unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for Counter {}
     unsafe impl aya::Pod for TrafficStats {}
     unsafe impl aya::Pod for AdminRecord {}
@@ -410,6 +527,18 @@ mod tests {
         let addr = ipv4_addr([192, 0, 2, 1]);
         assert_eq!(addr[0].to_ne_bytes(), [192, 0, 2, 1]);
         assert_eq!(&addr[1..], &[0, 0, 0]);
+    }
+
+    #[test]
+    fn address_slots_stay_in_range_and_spread() {
+        let mut seen = std::collections::HashSet::new();
+        for last in 0..=255u8 {
+            let slot = address_slot(&ipv4_addr([198, 51, 100, last]));
+            assert!(slot < ADDRESS_SLOTS);
+            seen.insert(slot);
+        }
+        // 256 neighbouring addresses, few collisions.
+        assert!(seen.len() > 240, "{}", seen.len());
     }
 
     #[test]

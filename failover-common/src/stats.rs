@@ -98,8 +98,9 @@ pub mod reason {
     // Events (not outcomes).
     /// A tracked flow's backend was no longer usable; it was picked again.
     pub const EVENT_REPICK: u32 = 24;
-    /// A TCP packet without SYN had no entry (agent restart, eviction, another
-    /// edge host's flow): a backend was picked for it.
+    /// A TCP packet without SYN had no entry and could not start one (a FIN
+    /// or RST, or the flood guard was on): a backend was picked for it from
+    /// the table, which decides the same way while it does not change.
     pub const EVENT_MIDFLOW_PICK: u32 = 25;
     /// Conntrack insert failed; the packet was still forwarded.
     pub const EVENT_CONNTRACK_INSERT_FAILED: u32 = 26;
@@ -111,8 +112,22 @@ pub mod reason {
     /// offload): the data path computed it in full, since a native redirect
     /// loses the state that would have completed it.
     pub const EVENT_PARTIAL_CHECKSUM: u32 = 28;
+    /// A flow was recorded: a UDP packet, or a TCP ACK without SYN, FIN or
+    /// RST (the client's first ACK completes its handshake: a SYN alone
+    /// records nothing, so a SYN flood fills nothing).
+    pub const EVENT_FLOW_RECORDED: u32 = 29;
+    /// A packet met its flow's entry past its lifetime: treated as absent.
+    pub const EVENT_FLOW_EXPIRED: u32 = 30;
+    /// A TCP flow saw a FIN or RST and is closing (short lifetime).
+    pub const EVENT_FLOW_CLOSING: u32 = 31;
+    /// A flow was not recorded because this CPU had recorded its most new
+    /// flows this second (the flood guard); the table decided its packet.
+    pub const EVENT_FLOOD_GUARD_SKIP: u32 = 32;
+    /// A one-second window in which the flood guard tripped on a CPU (time
+    /// under the guard, in CPU-seconds).
+    pub const EVENT_FLOOD_GUARD_SECOND: u32 = 33;
 
-    pub const COUNT: u32 = 29;
+    pub const COUNT: u32 = 34;
     /// First index that is an event rather than an outcome.
     pub const FIRST_EVENT: u32 = EVENT_REPICK;
 
@@ -147,6 +162,11 @@ pub mod reason {
         "event_conntrack_insert_failed",
         "event_stale_selection",
         "event_partial_checksum",
+        "event_flow_recorded",
+        "event_flow_expired",
+        "event_flow_closing",
+        "event_flood_guard_skip",
+        "event_flood_guard_second",
     ];
 
     /// Index of a reason by name.

@@ -1,17 +1,21 @@
-//! Connection tracking and backend selection.
+//! Connection tracking: one entry per flow in `FO_FLOWS`, keyed as the
+//! client sends it (client → VIP). It names the backend, the TCP state and
+//! when the flow expires, and caches the next hop of each direction
+//! (refreshed at most once per `LAST_SEEN_GRANULARITY_NS`), so a tracked
+//! packet costs one hash lookup and no route lookup.
 //!
-//! A flow's forward entry (client → VIP tuple) names its backend; its reply
-//! entry (backend → client tuple) names the VIP to restore. Both cache the
-//! next hop of their direction, refreshed with the last-seen time at most
-//! once per `LAST_SEEN_GRANULARITY_NS`, so a packet of a tracked flow costs one
-//! hash lookup and no route lookup. A new flow, or a tracked one whose
-//! backend is no longer usable, is hashed over the service's selection (the
-//! usable backends of its active tier).
+//! Only a packet that can belong to a connection records one: UDP, or a TCP
+//! ACK without SYN, FIN or RST (the client's first ACK completes its
+//! handshake). A SYN is picked by the table and leaves no state, so a SYN
+//! flood evicts nothing; a per-CPU flood guard caps how many flows a CPU
+//! records per second. Replies find their VIP in `FO_REVERSE` (no per-flow
+//! state) and then touch the entry, if there is one.
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use failover_common::{
-    Backend, Flow, FlowKey, LAST_SEEN_GRANULARITY_NS, MaglevKey, Service, backend_state,
-    flow_direction,
+    Backend, CachedHop, DEFAULT_MAX_NEW_FLOWS_PER_CPU, DEFAULT_TCP_CLOSING_NS, DEFAULT_TCP_OPEN_NS,
+    DEFAULT_UDP_NS, FloodWindow, Flow, FlowKey, LAST_SEEN_GRANULARITY_NS, MaglevKey, PROTO_TCP,
+    Service, backend_state, flow_state,
     hash::{FLOW_HASH_SEED, flow_hash},
     pick::{self, PickMaps},
     stats::reason,
@@ -21,8 +25,12 @@ use failover_common::{
 use crate::{
     counters,
     fib::NextHop,
-    maps::{BACKENDS, CONNTRACK, MAGLEV},
+    maps::{BACKENDS, FLOOD, FLOWS, MAGLEV, SETTINGS},
+    parse::{TCP_FLAG_ACK, TCP_FLAG_FIN, TCP_FLAG_RST, TCP_FLAG_SYN},
 };
+
+/// One second, the flood guard's window.
+const FLOOD_WINDOW_NS: u64 = 1_000_000_000;
 
 #[inline(always)]
 pub fn now() -> u64 {
@@ -47,59 +55,93 @@ pub fn recorded_backend(entry: *mut Flow) -> Option<(u32, Backend)> {
         .then_some((backend_id, backend))
 }
 
-/// The backend of a tracked forward flow, if it may keep the flow.
+/// The backend of a tracked flow, if it may keep the flow.
 #[inline(always)]
 pub fn established(entry: *mut Flow) -> Option<(u32, Backend)> {
     let (backend_id, backend) = recorded_backend(entry)?;
     usable_for_established(backend.state).then_some((backend_id, backend))
 }
 
-/// Whether a reply arrived on the interface its flow's backend is reached
-/// by (any, for an entry that does not know it).
+/// Whether the entry is past its lifetime: it then counts as absent (the
+/// LRU has no TTL; the agent reclaims such entries in the background).
 #[inline(always)]
-pub fn reply_arrived_where_expected(entry: *mut Flow, ingress_ifindex: u32) -> bool {
+pub fn expired(entry: *mut Flow, now: u64) -> bool {
     // SAFETY: a live LRU value.
-    let expected = unsafe { (*entry).reply_ingress_ifindex };
-    expected == 0 || expected == ingress_ifindex
+    now > unsafe { (*entry).expires_ns }
 }
 
-/// The entry's cached next hop, if it is fresh and for this ingress
-/// interface. Refreshes last-seen when it is not.
+/// Lifetime without packets of a flow of `proto` in `state`.
 #[inline(always)]
-pub fn cached_hop(entry: *mut Flow, ingress_ifindex: u32, now: u64) -> Option<NextHop> {
+fn lifetime(proto: u8, state: u8) -> u64 {
+    let settings = SETTINGS.get(0);
+    let (configured, default) = if proto != PROTO_TCP {
+        (settings.map_or(0, |s| s.udp_ns), DEFAULT_UDP_NS)
+    } else if state == flow_state::CLOSING {
+        (
+            settings.map_or(0, |s| s.tcp_closing_ns),
+            DEFAULT_TCP_CLOSING_NS,
+        )
+    } else {
+        (settings.map_or(0, |s| s.tcp_open_ns), DEFAULT_TCP_OPEN_NS)
+    };
+    if configured == 0 { default } else { configured }
+}
+
+/// Notes a packet of the flow, either way: a FIN or RST starts closing (a
+/// short lifetime); otherwise last-seen and the expiry move on at most once
+/// per `LAST_SEEN_GRANULARITY_NS`.
+#[inline(always)]
+pub fn touch(entry: *mut Flow, proto: u8, tcp_flags: u8, now: u64, bytes: u64) {
     // SAFETY: a live LRU value; racing writers store equivalent values.
     unsafe {
-        if now.wrapping_sub((*entry).last_seen_ns) > LAST_SEEN_GRANULARITY_NS {
-            (*entry).last_seen_ns = now;
-            return None;
+        let closes = proto == PROTO_TCP && tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST) != 0;
+        if closes && (*entry).state != flow_state::CLOSING {
+            (*entry).state = flow_state::CLOSING;
+            counters::reason(reason::EVENT_FLOW_CLOSING, bytes);
+        } else if now.wrapping_sub((*entry).last_seen_ns) <= LAST_SEEN_GRANULARITY_NS {
+            return;
         }
-        let ifindex = (*entry).nh_ifindex;
-        if ifindex == 0 || (*entry).nh_ingress_ifindex != ingress_ifindex {
+        (*entry).last_seen_ns = now;
+        (*entry).expires_ns = now + lifetime(proto, (*entry).state);
+    }
+}
+
+/// The cached next hop, if it is fresh and for this ingress interface.
+#[inline(always)]
+pub fn cached_hop(hop: *mut CachedHop, ingress_ifindex: u32, now: u64) -> Option<NextHop> {
+    // SAFETY: a field of a live LRU value.
+    unsafe {
+        let ifindex = (*hop).ifindex;
+        if ifindex == 0
+            || (*hop).ingress_ifindex != ingress_ifindex
+            || now.wrapping_sub((*hop).stamp_ns) > LAST_SEEN_GRANULARITY_NS
+        {
             return None;
         }
         Some(NextHop::Forward {
             ifindex,
-            src_mac: (*entry).nh_src_mac,
-            dst_mac: (*entry).nh_dst_mac,
+            src_mac: (*hop).src_mac,
+            dst_mac: (*hop).dst_mac,
         })
     }
 }
 
-/// Caches a resolved next hop in the entry (only a forwarding one).
+/// Caches a resolved next hop (only a forwarding one).
 #[inline(always)]
-pub fn store_hop(entry: *mut Flow, hop: &NextHop, ingress_ifindex: u32) {
+pub fn store_hop(cache: *mut CachedHop, hop: &NextHop, ingress_ifindex: u32, now: u64) {
     if let NextHop::Forward {
         ifindex,
         src_mac,
         dst_mac,
     } = hop
     {
-        // SAFETY: a live LRU value.
+        // SAFETY: a field of a live LRU value (or of a value on the stack).
         unsafe {
-            (*entry).nh_ifindex = *ifindex;
-            (*entry).nh_ingress_ifindex = ingress_ifindex;
-            (*entry).nh_src_mac = *src_mac;
-            (*entry).nh_dst_mac = *dst_mac;
+            (*cache).stamp_ns = now;
+            (*cache).ifindex = *ifindex;
+            (*cache).ingress_ifindex = ingress_ifindex;
+            (*cache).src_mac = *src_mac;
+            (*cache).dst_mac = *dst_mac;
         }
     }
 }
@@ -133,55 +175,85 @@ pub fn pick(key: &FlowKey, service: &Service, bytes: u64) -> Option<(u32, Backen
     picked.map(|p| (p.backend_id, p.backend))
 }
 
-/// A new flow as the data path records it.
+/// Whether a packet without an entry may record its flow: UDP, or a TCP ACK
+/// without SYN, FIN or RST.
+#[inline(always)]
+pub fn starts_flow(proto: u8, tcp_flags: u8) -> bool {
+    proto != PROTO_TCP
+        || tcp_flags & (TCP_FLAG_ACK | TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST) == TCP_FLAG_ACK
+}
+
+/// Whether this CPU may record another flow in the current second; counts
+/// the guard's refusals and the windows in which it tripped.
+#[inline(always)]
+fn flood_guard_allows(now: u64, bytes: u64) -> bool {
+    let Some(window) = FLOOD.get_ptr_mut(0) else {
+        return true;
+    };
+    let limit = SETTINGS.get(0).map_or(0, |s| s.max_new_flows_per_cpu);
+    let limit = if limit == 0 {
+        DEFAULT_MAX_NEW_FLOWS_PER_CPU
+    } else {
+        limit
+    };
+    // SAFETY: this CPU's slot.
+    let window: &mut FloodWindow = unsafe { &mut *window };
+    if now.wrapping_sub(window.started_ns) > FLOOD_WINDOW_NS {
+        window.started_ns = now;
+        window.recorded = 0;
+        window.tripped = 0;
+    }
+    if window.recorded < limit {
+        window.recorded += 1;
+        return true;
+    }
+    if window.tripped == 0 {
+        window.tripped = 1;
+        counters::reason(reason::EVENT_FLOOD_GUARD_SECOND, 0);
+    }
+    counters::reason(reason::EVENT_FLOOD_GUARD_SKIP, bytes);
+    false
+}
+
+/// A flow as the data path records it.
 pub struct NewFlow<'a> {
-    pub forward: &'a FlowKey,
-    pub reply: &'a FlowKey,
+    pub key: &'a FlowKey,
     pub service_id: u32,
     pub backend_id: u32,
     pub backend_generation: u32,
-    pub vip: u32,
-    pub vip_port: u16,
     pub hop: &'a NextHop,
     pub ingress_ifindex: u32,
 }
 
-/// Records the flow in both directions, with the forward next hop. Failure
-/// (the map is full of entries the LRU could not evict) is counted; the
-/// packet is forwarded anyway.
+/// Records the flow (one insert), with the next hop towards the backend,
+/// unless the flood guard refuses. A failed insert (the map is full of
+/// entries the LRU could not evict) is counted; the packet is forwarded
+/// anyway.
 #[inline(always)]
-pub fn record(flow: &NewFlow, bytes: u64) {
-    // The reply entry is written from the same stack slot, once the forward
-    // one is in the map: the program's stack is close to the verifier's
-    // limit.
-    let reply_ingress_ifindex = flow.hop.egress_ifindex();
+pub fn record(flow: &NewFlow, now: u64, bytes: u64) {
+    if !flood_guard_allows(now, bytes) {
+        return;
+    }
     let mut entry = Flow {
-        nat_addr: [0; 4],
-        nat_port_be: 0,
-        direction: flow_direction::FORWARD,
-        _pad: 0,
         backend_id: flow.backend_id,
         service_id: flow.service_id,
-        nh_ifindex: 0,
-        last_seen_ns: now(),
-        nh_ingress_ifindex: 0,
         backend_generation: flow.backend_generation,
-        nh_src_mac: [0; 6],
-        nh_dst_mac: [0; 6],
-        reply_ingress_ifindex: 0,
+        state: flow_state::OPEN,
+        _pad: [0; 3],
+        last_seen_ns: now,
+        expires_ns: now + lifetime(flow.key.proto, flow_state::OPEN),
+        to_backend: CachedHop::default(),
+        to_client: CachedHop::default(),
     };
-    store_hop(&raw mut entry, flow.hop, flow.ingress_ifindex);
-    let forward_failed = CONNTRACK.insert(flow.forward, entry, 0).is_err();
-    entry.nat_addr = [flow.vip, 0, 0, 0];
-    entry.nat_port_be = flow.vip_port;
-    entry.direction = flow_direction::REPLY;
-    entry.reply_ingress_ifindex = reply_ingress_ifindex;
-    // The reply direction caches its own next hop.
-    entry.nh_ifindex = 0;
-    entry.nh_ingress_ifindex = 0;
-    entry.nh_src_mac = [0; 6];
-    entry.nh_dst_mac = [0; 6];
-    if forward_failed || CONNTRACK.insert(flow.reply, entry, 0).is_err() {
+    store_hop(
+        &raw mut entry.to_backend,
+        flow.hop,
+        flow.ingress_ifindex,
+        now,
+    );
+    if FLOWS.insert(flow.key, &entry, 0).is_err() {
         counters::reason(reason::EVENT_CONNTRACK_INSERT_FAILED, bytes);
+    } else {
+        counters::reason(reason::EVENT_FLOW_RECORDED, bytes);
     }
 }

@@ -3,7 +3,7 @@
 //! otherwise out with router TTL and next-hop MACs.
 
 use aya_ebpf::{bindings::xdp_action::XDP_TX, helpers::bpf_redirect, programs::XdpContext};
-use failover_common::{EGRESS_F_VIA_STACK, EGRESS_SLOTS, Flow, stats::reason};
+use failover_common::{CachedHop, EGRESS_F_VIA_STACK, EGRESS_SLOTS, stats::reason};
 
 use crate::{
     conntrack,
@@ -14,19 +14,24 @@ use crate::{
     parse::L3,
 };
 
-/// The next hop from the flow's cache when fresh, else from the route
-/// lookup (then cached in the flow, if there is one).
+/// The next hop from the flow's cache for this direction when fresh, else
+/// from the route lookup (then cached, if the flow is tracked).
 #[inline(always)]
-pub fn next_hop(ctx: &XdpContext, flow: Option<*mut Flow>, lookup: &Lookup) -> NextHop {
+pub fn next_hop(
+    ctx: &XdpContext,
+    cache: Option<*mut CachedHop>,
+    lookup: &Lookup,
+    now: u64,
+) -> NextHop {
     let ingress = lookup.ingress_ifindex;
-    if let Some(entry) = flow
-        && let Some(hop) = conntrack::cached_hop(entry, ingress, conntrack::now())
+    if let Some(cache) = cache
+        && let Some(hop) = conntrack::cached_hop(cache, ingress, now)
     {
         return hop;
     }
     let hop = fib::next_hop(ctx, lookup);
-    if let Some(entry) = flow {
-        conntrack::store_hop(entry, &hop, ingress);
+    if let Some(cache) = cache {
+        conntrack::store_hop(cache, &hop, ingress, now);
     }
     hop
 }
@@ -44,9 +49,11 @@ pub fn via_stack(hop: &NextHop) -> Result<bool, Outcome> {
 }
 
 /// Finishes a forwarded packet: router TTL, next-hop MACs, then XDP_TX when
-/// it leaves where it came in, a redirect otherwise.
+/// it leaves where it came in (`ingress`, read once by the caller: the
+/// verifier refuses a derived context pointer kept across the program), a
+/// redirect otherwise.
 #[inline(always)]
-pub fn send(ctx: &XdpContext, l3: &L3, hop: NextHop, reason: u32) -> Outcome {
+pub fn send(ctx: &XdpContext, l3: &L3, hop: NextHop, reason: u32, ingress: u32) -> Outcome {
     let NextHop::Forward {
         ifindex,
         src_mac,
@@ -55,7 +62,7 @@ pub fn send(ctx: &XdpContext, l3: &L3, hop: NextHop, reason: u32) -> Outcome {
     else {
         return pass(reason);
     };
-    if ifindex != ingress_ifindex(ctx) && egress_via_stack(ifindex) {
+    if ifindex != ingress && egress_via_stack(ifindex) {
         // The kernel drops frames redirected there: let the stack forward
         // the rewritten packet (it decrements the TTL and sets the MACs).
         return pass(reason::PASS_VIA_STACK);
@@ -72,7 +79,7 @@ pub fn send(ctx: &XdpContext, l3: &L3, hop: NextHop, reason: u32) -> Outcome {
     } else {
         nat::set_macs(l3.eth, src_mac, dst_mac);
     }
-    if ifindex == ingress_ifindex(ctx) {
+    if ifindex == ingress {
         return Outcome {
             action: XDP_TX,
             reason,

@@ -22,7 +22,7 @@ use core::{
 };
 
 use aya_ebpf::programs::XdpContext;
-use failover_common::{FAMILY_IPV4, FlowKey, PROTO_TCP, PROTO_UDP, csum};
+use failover_common::{FAMILY_IPV4, PROTO_TCP, PROTO_UDP, ReverseKey, csum};
 
 use crate::parse::{
     IPV4_FRAGMENT_MASK_BE, IPV4_MIN_LEN, Ipv4Hdr, L3, TcpHdr, UdpHdr, datagram_complete, ptr_at,
@@ -119,27 +119,17 @@ pub fn parse_error(ctx: &XdpContext, l3: &L3) -> Option<IcmpError> {
     })
 }
 
-/// The conntrack key of the reply the embedded packet would have been
-/// answered with (backend → client): the flow the error is about.
+/// The backend endpoint the embedded packet was sent to (client →
+/// backend, as the data path forwarded it): its `FO_REVERSE` key.
 #[inline(always)]
-pub fn reply_key(error: &IcmpError) -> FlowKey {
+pub fn reverse_key(error: &IcmpError) -> ReverseKey {
     // SAFETY: bounds proven by parse_error().
-    let (client, backend, client_port, backend_port) = unsafe {
-        (
-            (*error.inner).src,
-            (*error.inner).dst,
-            (*error.inner_ports).src,
-            (*error.inner_ports).dst,
-        )
-    };
-    FlowKey {
-        src: [backend, 0, 0, 0],
-        dst: [client, 0, 0, 0],
-        src_port_be: backend_port,
-        dst_port_be: client_port,
+    let (backend, backend_port) = unsafe { ((*error.inner).dst, (*error.inner_ports).dst) };
+    ReverseKey {
+        addr: [backend, 0, 0, 0],
+        port_be: backend_port,
         proto: error.inner_proto,
         family: FAMILY_IPV4,
-        _pad: [0; 2],
     }
 }
 

@@ -7,9 +7,10 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, ProgramArray},
 };
 use failover_common::{
-    AdminRecord, Backend, CONNTRACK_ENTRIES, Counter, EGRESS_SLOTS, Egress, Flow, FlowKey,
-    LastRedirect, MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES, MaglevChunk, MaglevKey,
-    REDIRECT_DROP_ENTRIES, Service, ServiceKey, TrafficStats, programs,
+    ADDRESS_SLOTS, AdminRecord, Backend, Counter, DEFAULT_MAX_FLOWS, EGRESS_SLOTS, Egress,
+    FloodWindow, Flow, FlowKey, LastRedirect, MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES,
+    MaglevChunk, MaglevKey, REDIRECT_DROP_ENTRIES, ReverseKey, ReverseNat, Service, ServiceKey,
+    Settings, TrafficStats, programs,
     stats::{VERDICT_COUNT, reason},
 };
 
@@ -31,12 +32,35 @@ const BPF_F_NO_PREALLOC: u32 = 1;
 #[map(name = "FO_BACKENDS")]
 pub static BACKENDS: Array<Backend> = Array::pinned(MAX_BACKENDS, 0);
 
-/// Flow tuple (as on the wire, either direction) → backend or VIP. Written by
-/// this program. One global LRU, not per-CPU: the reply direction of a flow
-/// usually arrives on another CPU (another NIC queue or interface) than the
-/// request, and a per-CPU table would not find the entry there.
-#[map(name = "FO_CONNTRACK")]
-pub static CONNTRACK: LruHashMap<FlowKey, Flow> = LruHashMap::pinned(CONNTRACK_ENTRIES, 0);
+/// Client → VIP tuple → the flow's backend, state, lifetime and cached next
+/// hops; one entry per flow. Written by this program; the agent sizes it at
+/// load (`[conntrack] max_flows`) and reclaims expired entries. One global
+/// LRU, not per-CPU: a flow's replies usually arrive on another CPU than
+/// its requests (another interface or NIC queue) and touch the same entry.
+#[map(name = "FO_FLOWS")]
+pub static FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::pinned(DEFAULT_MAX_FLOWS, 0);
+
+/// Backend endpoint → the VIP and port its replies are rewritten to come
+/// from. Written by the agent with the backends; `reply_ifindex` learned
+/// here.
+#[map(name = "FO_REVERSE")]
+pub static REVERSE: HashMap<ReverseKey, ReverseNat> = HashMap::pinned(MAX_BACKENDS, 0);
+
+/// `address_slot` → `ADDRESS_F_*`: whether some VIP or backend address
+/// hashes there. Written by the agent before the services and backends it
+/// covers (a set bit only costs a lookup; a missing one would pass traffic).
+#[map(name = "FO_ADDRESSES")]
+pub static ADDRESSES: Array<u32> = Array::pinned(ADDRESS_SLOTS, 0);
+
+/// Index 0: flow lifetimes and the flood guard's threshold. Written by the
+/// agent.
+#[map(name = "FO_SETTINGS")]
+pub static SETTINGS: Array<Settings> = Array::pinned(1, 0);
+
+/// This CPU's new flows in the current second (the flood guard). Not pinned:
+/// a new program starts a new window.
+#[map(name = "FO_FLOOD")]
+pub static FLOOD: PerCpuArray<FloodWindow> = PerCpuArray::with_max_entries(1, 0);
 
 /// XDP action → packets/bytes. Written by this program.
 #[map(name = "FO_VERDICTS")]

@@ -18,6 +18,7 @@ pub const ETH_P_8021AD_BE: u16 = 0x88a8u16.to_be();
 /// IPv4 `frag_off` bits that mark any fragment: MF flag or a non-zero offset.
 pub const IPV4_FRAGMENT_MASK_BE: u16 = 0x3fffu16.to_be();
 
+pub const TCP_FLAG_FIN: u8 = 0x01;
 pub const TCP_FLAG_SYN: u8 = 0x02;
 pub const TCP_FLAG_ACK: u8 = 0x10;
 pub const TCP_FLAG_RST: u8 = 0x04;

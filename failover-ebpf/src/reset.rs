@@ -13,9 +13,10 @@ use core::ptr::{read_unaligned, write_unaligned};
 use aya_ebpf::{helpers::bpf_xdp_adjust_tail, programs::XdpContext};
 use failover_common::{PROTO_TCP, csum};
 
-use crate::parse::{EthHdr, Parsed, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN, TcpHdr};
+use crate::parse::{
+    EthHdr, Parsed, TCP_FLAG_ACK, TCP_FLAG_FIN, TCP_FLAG_RST, TCP_FLAG_SYN, TcpHdr,
+};
 
-const TCP_FLAG_FIN: u8 = 0x01;
 const IPV4_DF_BE: u16 = 0x4000u16.to_be();
 const HEADERS: u16 = 40;
 

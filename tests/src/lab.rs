@@ -210,7 +210,7 @@ pub fn client_syn(client_port: u16, service_port: u16) -> crate::packet::Frame {
     .macs(CLIENT_MAC, CLIENT_SIDE_MAC)
 }
 
-/// The conntrack key of that client's TCP flow to the VIP.
+/// The flow-table key of that client's TCP flow to the VIP.
 pub fn client_flow_key(client_port: u16, service_port: u16) -> failover_common::FlowKey {
     failover_common::FlowKey {
         src: failover_common::ipv4_addr(CLIENT.octets()),

@@ -16,7 +16,7 @@ use std::{
 
 use failover_tests::{
     agent_lab::{
-        AgentLab, BACKEND_PORT, Failback, HEALTH_PORT, Health, Layout, Options, Probe,
+        AgentLab, Failback, HEALTH_PORT, Health, Layout, Options, Probe, SECOND_SERVICE_PORT,
         SERVICE_PORT, VIP, ask, new_flows,
     },
     config::{BackendToml, ConfigToml, ProbeToml, ServiceToml},
@@ -99,7 +99,7 @@ fn random_config(rng: &mut Rng, base: &ConfigToml) -> ConfigToml {
     for i in 0..hosts {
         api = api.backend(
             BackendToml::new(format!("x{i}"), failover::lab::topology::backend_addr(i))
-                .port(BACKEND_PORT)
+                .port(SECOND_SERVICE_PORT)
                 .tier(rng.below(2) as u8),
         );
     }
@@ -138,7 +138,7 @@ fn check(lab: &AgentLab, rng: &mut Rng, seed: u64, step: &str) {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|f| f["direction"] == "forward")
+        .filter(|f| f["state"] == "open" || f["state"] == "closing")
     {
         let (src, dst) = (flow["src"].as_str().unwrap(), flow["dst"].as_str().unwrap());
         let explained = lab.failover(&[

@@ -10,7 +10,7 @@ use failover::{BackendSpec, BackendState, Proto, ServiceSpec, dataplane::Service
 use failover_common::{SERVICE_F_RESET_DEAD_FLOWS, stats::reason};
 use failover_tests::{
     lab::*,
-    packet::{self, Frame, TCP_ACK, TCP_PSH, TCP_SYN},
+    packet::{self, Frame, TCP_ACK, TCP_PSH},
     rng::Rng,
 };
 use serde_json::Value;
@@ -133,7 +133,8 @@ fn explain_agrees_with_the_program_for_random_tuples() {
             ("tcp", 82),
             ("udp", 99),
         ] {
-            let f = frame(proto, (CLIENT, port), (VIP, vport), TCP_SYN);
+            // The client's first ACK records a TCP flow (a SYN does not).
+            let f = frame(proto, (CLIENT, port), (VIP, vport), TCP_ACK);
             lab.run(&f, lab.client_ifindex);
         }
     }

@@ -143,13 +143,14 @@ fn rows() -> Vec<Fixture> {
         .counts(&["pass_icmp_translated"]),
     );
 
-    // Not about a tracked flow: the stack's, untouched.
+    // About a packet to no backend endpoint (a port the backend serves no
+    // service on): the stack's, untouched.
     let untracked = from_client(Frame::udp(client(5102), vip(DNS)))
-        .with_dst(BACKEND_2, 5353)
+        .with_dst(BACKEND_2, 9999)
         .routed([0; 6], [0; 6]);
     rows.push(
         fixture(
-            "an icmp error about no tracked flow passes untouched",
+            "an icmp error about a packet to no backend endpoint passes untouched",
             from_backend(
                 Frame::icmp_error(BACKEND_2, CLIENT, unreachable, &untracked, WHOLE),
                 12,

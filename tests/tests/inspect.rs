@@ -23,8 +23,10 @@ fn inspect(pin_dir: &std::path::Path, args: &[&str]) -> Result<Value, String> {
     Ok(serde_json::from_slice(&output.stdout).expect("inspect prints JSON"))
 }
 
-fn syn(port: u16) -> Vec<u8> {
-    client_syn(port, 80).build()
+/// The client's first ACK: the packet that records a TCP flow.
+fn first_ack(port: u16) -> Vec<u8> {
+    use failover_tests::fixture::{client, from_client, vip};
+    from_client(packet::Frame::tcp(client(port), vip(80), packet::TCP_ACK)).build()
 }
 
 #[test]
@@ -52,7 +54,7 @@ fn explain_predicts_the_data_path_and_tables_follow_it() {
         let src = format!("{CLIENT}:{port}");
         let predicted = inspect(&pins, &["explain", "tcp", &src, &format!("{VIP}:80")]).unwrap();
         assert_eq!(predicted["path"], "new_flow", "{predicted}");
-        let result = lab.run(&syn(port), lab.client_ifindex);
+        let result = lab.run(&first_ack(port), lab.client_ifindex);
         let sent_to = packet::parse(&result.output).expect("rewritten frame").dst;
         assert_eq!(
             predicted["backend"],
@@ -86,10 +88,13 @@ fn explain_predicts_the_data_path_and_tables_follow_it() {
         .sum();
     assert_eq!(sent, 20);
     let flows = inspect(&pins, &["flows", "--filter", ":42000"]).unwrap();
-    assert_eq!(
-        flows.as_array().unwrap().len(),
-        2,
-        "forward and reply entry: {flows}"
+    let flows = flows.as_array().unwrap();
+    assert_eq!(flows.len(), 1, "one entry per flow: {flows:?}");
+    assert_eq!(flows[0]["state"], "open", "{flows:?}");
+    let lifetime = flows[0]["expires_in_s"].as_f64().unwrap();
+    assert!(
+        (3_500.0..=3_600.0).contains(&lifetime),
+        "an open TCP flow lives an hour without packets: {flows:?}"
     );
 
     let err = inspect(

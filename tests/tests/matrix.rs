@@ -20,8 +20,8 @@ use std::{
 
 use failover_tests::{
     agent_lab::{
-        AgentLab, BACKEND_PORT, Failback, HEALTH_PORT, HOSTS, Health, Layout, Options, PRIMARY,
-        Probe, STANDBY, VIP, ask, new_flows,
+        AgentLab, Failback, HEALTH_PORT, HOSTS, Health, Layout, Options, PRIMARY, Probe,
+        SECOND_SERVICE_PORT, STANDBY, VIP, ask, new_flows,
     },
     config::{BackendToml, ConfigToml, DeadFlows, ProbeToml, ServiceToml, Temperature},
     metrics::{metric, scrape},
@@ -78,13 +78,13 @@ fn extra(state: State, config: ConfigToml) -> ConfigToml {
         ServiceToml::tcp("api", VIP, 81)
             .probe(
                 ProbeToml::tcp()
-                    .port(BACKEND_PORT)
+                    .port(SECOND_SERVICE_PORT)
                     .interval(Duration::from_millis(100)),
             )
-            .backend(BackendToml::new("a1", HOSTS[PRIMARY].addr).port(BACKEND_PORT))
+            .backend(BackendToml::new("a1", HOSTS[PRIMARY].addr).port(SECOND_SERVICE_PORT))
             .backend(
                 BackendToml::new("a2", HOSTS[STANDBY].addr)
-                    .port(BACKEND_PORT)
+                    .port(SECOND_SERVICE_PORT)
                     .tier(1),
             ),
     )

@@ -88,10 +88,9 @@ fn a_removed_services_flows_never_reach_the_service_that_reuses_its_ids() {
 }
 
 #[test]
-fn a_reply_entry_of_a_removed_backend_does_not_translate_its_successor() {
+fn a_removed_services_reverse_nat_never_translates_its_successors_replies() {
     let mut lab = TestRunLab::new();
-    // A sends to BACKEND_1:5353; its client's flow leaves a reply entry
-    // (BACKEND_1:5353 → client) that names A's VIP.
+    // A sends to BACKEND_1:5353, whose reverse NAT names A's VIP.
     let a = lab
         .dataplane
         .add_service(
@@ -110,8 +109,9 @@ fn a_reply_entry_of_a_removed_backend_does_not_translate_its_successor() {
             &[BackendSpec::new(BACKEND_1).port(5353)],
         )
         .expect("add B");
-    // A datagram from that backend to A's old client: not a reply of any
-    // live flow, so it is not dressed up as A's VIP.
+    // A datagram from that backend to A's old client: the endpoint is B's
+    // now (replies find their VIP by the endpoint), so it leaves as B's
+    // VIP, never as A's.
     let stray = Frame::udp((BACKEND_1, 5353), (CLIENT, 40_000))
         .macs(backend_mac(11), BACKEND_SIDE_MAC)
         .build();
@@ -119,8 +119,8 @@ fn a_reply_entry_of_a_removed_backend_does_not_translate_its_successor() {
     let parsed = failover_tests::packet::parse(&result.output).expect("a frame");
     assert_ne!(
         parsed.src, VIP,
-        "a removed service's reply entry rewrote a stray packet to its VIP"
+        "a removed service's reverse NAT rewrote a packet to its VIP"
     );
-    assert_eq!(result.action, XDP_PASS, "untouched, to the stack");
-    assert_eq!(result.output, stray);
+    assert_eq!(result.action, XDP_REDIRECT, "a reply of B's endpoint");
+    assert_eq!((parsed.src, parsed.src_port), (VIP_B, 5353));
 }

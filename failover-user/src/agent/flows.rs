@@ -1,5 +1,7 @@
-//! Active flows per backend, counted off the decision loop. Walking a full
-//! conntrack table takes a quarter of a second or more; inside the loop it
+//! Active flows per backend, counted off the decision loop, and expired
+//! flows reclaimed (the LRU has no TTL: the data path treats an entry past
+//! its lifetime as absent, and this walk deletes it). Walking a full
+//! flow table takes a quarter of a second or more; inside the loop it
 //! would delay every decision queued behind a `status` call (and `drain`
 //! polls status every second). A thread counts on its own map handle and
 //! publishes the result; `status` reads the last count. It counts every
@@ -17,15 +19,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use failover_common::flow_direction;
-
 use crate::{
     dataplane::error::DataplaneError,
-    dataplane::maps::{Conntrack, PinDir},
+    dataplane::{flow_maps::Flows, maps::PinDir},
 };
 
-/// A flow counts as active while it was seen this recently (conntrack
-/// entries stay until evicted, so drains are followed by idle time).
+/// A flow counts as active while it was seen this recently (entries stay
+/// until they expire or are evicted, so drains are followed by idle time).
 pub const ACTIVE_FLOW_IDLE: Duration = Duration::from_secs(5);
 /// How often the flows are counted at most.
 const FRESHEST: Duration = Duration::from_millis(200);
@@ -33,8 +33,13 @@ const FRESHEST: Duration = Duration::from_millis(200);
 /// The last count.
 #[derive(Clone, Debug, Default)]
 pub struct FlowCounts {
-    /// Forward entries seen within [`ACTIVE_FLOW_IDLE`], by backend id.
+    /// Flows seen within [`ACTIVE_FLOW_IDLE`], by backend id.
     pub by_backend: BTreeMap<u32, u64>,
+    /// Entries in the flow table at the last walk (expired ones included
+    /// until reclaimed).
+    pub entries: u64,
+    /// Expired entries this agent reclaimed so far.
+    pub reclaimed_total: u64,
     /// When the walk ended (`None` before the first).
     pub counted_at: Option<Instant>,
 }
@@ -48,7 +53,7 @@ pub struct FlowCounter {
 
 impl FlowCounter {
     pub fn start(pin_dir: &Path) -> Result<Self, DataplaneError> {
-        let conntrack = Conntrack::open(&mut PinDir(pin_dir))?;
+        let mut flows = Flows::open(&mut PinDir(pin_dir))?;
         let counts = Arc::new(Mutex::new(FlowCounts::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -56,11 +61,15 @@ impl FlowCounter {
             std::thread::Builder::new()
                 .name("flow-counter".into())
                 .spawn(move || {
+                    let mut reclaimed_total = 0;
                     while !stop.load(Ordering::Relaxed) {
                         let started = Instant::now();
-                        let by_backend = count(&conntrack);
+                        let walk = walk(&mut flows);
+                        reclaimed_total += walk.reclaimed;
                         let fresh = FlowCounts {
-                            by_backend,
+                            by_backend: walk.by_backend,
+                            entries: walk.entries,
+                            reclaimed_total,
                             counted_at: Some(Instant::now()),
                         };
                         *counts.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
@@ -99,15 +108,41 @@ impl Drop for FlowCounter {
     }
 }
 
-fn count(conntrack: &Conntrack) -> BTreeMap<u32, u64> {
+/// What one walk of the table found and did.
+struct Walk {
+    by_backend: BTreeMap<u32, u64>,
+    entries: u64,
+    reclaimed: u64,
+}
+
+/// Counts active flows by backend and deletes expired entries (checked
+/// again just before: a packet may have renewed one meanwhile).
+fn walk(flows: &mut Flows) -> Walk {
     let now = crate::dataplane::now_ns();
-    let mut counts = BTreeMap::new();
-    for (_, flow) in conntrack.entries() {
-        if flow.direction == flow_direction::FORWARD
-            && now.saturating_sub(flow.last_seen_ns) <= ACTIVE_FLOW_IDLE.as_nanos() as u64
-        {
-            *counts.entry(flow.backend_id).or_insert(0) += 1;
+    let mut by_backend = BTreeMap::new();
+    let mut expired = Vec::new();
+    let entries = flows.entries();
+    for (key, flow) in &entries {
+        if now > flow.expires_ns {
+            expired.push(*key);
+        } else if now.saturating_sub(flow.last_seen_ns) <= ACTIVE_FLOW_IDLE.as_nanos() as u64 {
+            *by_backend.entry(flow.backend_id).or_insert(0) += 1;
         }
     }
-    counts
+    let mut reclaimed = 0;
+    for key in expired {
+        let still_expired = flows
+            .get(&key)
+            .ok()
+            .flatten()
+            .is_some_and(|flow| crate::dataplane::now_ns() > flow.expires_ns);
+        if still_expired && flows.remove(&key).is_ok() {
+            reclaimed += 1;
+        }
+    }
+    Walk {
+        by_backend,
+        entries: entries.len() as u64,
+        reclaimed,
+    }
 }

@@ -137,10 +137,13 @@ pub async fn run(
         })?;
 
     let mut undo = start::Undo::new(&config);
-    let loaded = Dataplane::load(&config.pin_dir).and_then(|mut dataplane| {
-        let adopted = dataplane.adopt()?;
-        Ok((dataplane, adopted))
-    });
+    let loaded = Dataplane::load_with(&config.pin_dir, config.conntrack.max_flows).and_then(
+        |mut dataplane| {
+            dataplane.set_flow_settings(&config.conntrack.settings())?;
+            let adopted = dataplane.adopt()?;
+            Ok((dataplane, adopted))
+        },
+    );
     let (mut dataplane, adopted) = match loaded {
         Ok(loaded) => loaded,
         Err(err) => {

@@ -47,6 +47,11 @@ pub enum ReloadError {
     PinDirChanged,
     #[error("control, metrics, journal and alert settings change only on restart")]
     RestartOnly,
+    #[error(
+        "[conntrack] max_flows changes only on restart (from {from} to {to}), and then only \
+         after `failover detach`: a flow table's size is fixed when it is created"
+    )]
+    MaxFlowsChanged { from: u32, to: u32 },
     #[error("refused, nothing changed")]
     Capacity(#[source] CapacityError),
     #[error("refused, nothing changed: interface {interface}")]

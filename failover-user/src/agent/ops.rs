@@ -244,6 +244,12 @@ impl Agent {
         if config.pin_dir != self.config.pin_dir {
             return Err(ReloadError::PinDirChanged);
         }
+        if config.conntrack.max_flows != self.config.conntrack.max_flows {
+            return Err(ReloadError::MaxFlowsChanged {
+                from: self.config.conntrack.max_flows,
+                to: config.conntrack.max_flows,
+            });
+        }
         if config.control_socket != self.config.control_socket
             || config.metrics_listen != self.config.metrics_listen
             || config.journal != self.config.journal
@@ -267,9 +273,21 @@ impl Agent {
         if dry_run || diff.is_empty() {
             return Ok(diff);
         }
+
         let snapshot = self.dataplane.snapshot();
         let previous = std::mem::take(&mut self.services);
-        match self.apply_services(&config, &previous) {
+        let applied = self
+            .apply_services(&config, &previous)
+            .and_then(|services| {
+                // Last: a failure before leaves the old lifetimes with the old maps.
+                if config.conntrack != self.config.conntrack {
+                    self.dataplane
+                        .set_flow_settings(&config.conntrack.settings())?;
+                    info!(settings = ?config.conntrack, "flow lifetimes and flood guard changed");
+                }
+                Ok(services)
+            });
+        match applied {
             Ok(services) => {
                 self.services = services;
                 self.settle();
@@ -348,6 +366,8 @@ impl Agent {
             egress: snapshot.egress,
             active_flow_idle_s: super::flows::ACTIVE_FLOW_IDLE.as_secs(),
             active_flows_counted_s_ago: counted.counted_at.map(|at| at.elapsed().as_secs_f64()),
+            flow_entries: counted.entries,
+            flows_reclaimed_total: counted.reclaimed_total,
         }
     }
 }
@@ -379,6 +399,8 @@ pub struct ReloadDiff {
     pub unchanged: Vec<String>,
     pub interfaces_added: Vec<String>,
     pub interfaces_removed: Vec<String>,
+    /// Flow lifetimes or the flood guard changed (`[conntrack]`).
+    pub conntrack: bool,
 }
 
 impl ReloadDiff {
@@ -413,6 +435,7 @@ impl ReloadDiff {
             .filter(|n| !new_ifs.contains(n))
             .cloned()
             .collect();
+        diff.conntrack = old.conntrack != new.conntrack;
         diff
     }
 
@@ -422,6 +445,7 @@ impl ReloadDiff {
             && self.changed.is_empty()
             && self.interfaces_added.is_empty()
             && self.interfaces_removed.is_empty()
+            && !self.conntrack
     }
 
     pub fn to_json(&self) -> Value {
@@ -432,6 +456,7 @@ impl ReloadDiff {
             "unchanged": self.unchanged,
             "interfaces_added": self.interfaces_added,
             "interfaces_removed": self.interfaces_removed,
+            "conntrack": self.conntrack,
         })
     }
 }
@@ -443,8 +468,16 @@ impl std::fmt::Display for ReloadDiff {
         }
         write!(
             f,
-            "added {:?}, removed {:?}, changed {:?}, unchanged {:?}",
-            self.added, self.removed, self.changed, self.unchanged
+            "added {:?}, removed {:?}, changed {:?}, unchanged {:?}{}",
+            self.added,
+            self.removed,
+            self.changed,
+            self.unchanged,
+            if self.conntrack {
+                ", flow settings changed"
+            } else {
+                ""
+            }
         )
     }
 }

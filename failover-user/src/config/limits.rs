@@ -42,6 +42,14 @@ pub const JOURNAL_KEEP: RangeInclusive<u32> = 0..=100;
 /// A drain's deadline (control request).
 pub const DRAIN_DEADLINE: RangeInclusive<Duration> = ms(0)..=secs(7 * 24 * 3600);
 
+/// Flow-table entries (`[conntrack] max_flows`).
+pub const MAX_FLOWS: RangeInclusive<u32> =
+    failover_common::MIN_MAX_FLOWS..=failover_common::MAX_MAX_FLOWS;
+/// A flow's lifetime without packets (each `[conntrack]` timeout).
+pub const FLOW_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(7 * 24 * 3600);
+/// New flows one CPU records per second before the flood guard.
+pub const NEW_FLOWS_PER_CPU: RangeInclusive<u32> = 1_000..=100_000_000;
+
 /// "between A and B" for error messages.
 pub fn describe<T: std::fmt::Debug>(range: &RangeInclusive<T>) -> String {
     format!("between {:?} and {:?}", range.start(), range.end())

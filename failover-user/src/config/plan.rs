@@ -21,6 +21,50 @@ pub struct AgentConfig {
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub journal: Option<JournalConfig>,
     pub alerts: Vec<AlertConfig>,
+    pub conntrack: ConntrackConfig,
+}
+
+/// The flow table: its size (fixed when it is created), flow lifetimes and
+/// the flood guard's threshold (both may change on reload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConntrackConfig {
+    pub max_flows: u32,
+    /// An open TCP flow without packets.
+    pub tcp_timeout: Duration,
+    /// A TCP flow after a FIN or RST.
+    pub tcp_closing_timeout: Duration,
+    /// A UDP flow without packets.
+    pub udp_timeout: Duration,
+    /// New flows one CPU records per second before the flood guard stops
+    /// recording them.
+    pub max_new_flows_per_cpu: u32,
+}
+
+impl Default for ConntrackConfig {
+    fn default() -> Self {
+        use failover_common as common;
+        Self {
+            max_flows: common::DEFAULT_MAX_FLOWS,
+            tcp_timeout: Duration::from_nanos(common::DEFAULT_TCP_OPEN_NS),
+            tcp_closing_timeout: Duration::from_nanos(common::DEFAULT_TCP_CLOSING_NS),
+            udp_timeout: Duration::from_nanos(common::DEFAULT_UDP_NS),
+            max_new_flows_per_cpu: common::DEFAULT_MAX_NEW_FLOWS_PER_CPU,
+        }
+    }
+}
+
+impl ConntrackConfig {
+    /// The value of `FO_SETTINGS`.
+    pub fn settings(&self) -> failover_common::Settings {
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        failover_common::Settings {
+            tcp_open_ns: ns(self.tcp_timeout),
+            tcp_closing_ns: ns(self.tcp_closing_timeout),
+            udp_ns: ns(self.udp_timeout),
+            max_new_flows_per_cpu: self.max_new_flows_per_cpu,
+            _pad: 0,
+        }
+    }
 }
 
 /// The event journal: JSON lines, rotated at `max_bytes`, `keep` old files.

@@ -21,6 +21,18 @@ pub(super) struct RawConfig {
     pub(super) journal: Option<RawJournal>,
     #[serde(default)]
     pub(super) alerts: Vec<RawAlert>,
+    #[serde(default)]
+    pub(super) conntrack: RawConntrack,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConntrack {
+    pub(super) max_flows: Option<Spanned<u32>>,
+    pub(super) tcp_timeout: Option<Spanned<String>>,
+    pub(super) tcp_closing_timeout: Option<Spanned<String>>,
+    pub(super) udp_timeout: Option<Spanned<String>>,
+    pub(super) max_new_flows_per_cpu: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -16,6 +16,13 @@ pub struct StatusAnswer {
     pub active_flow_idle_s: u64,
     /// When the active flows were last counted (none yet: `None`).
     pub active_flows_counted_s_ago: Option<f64>,
+    /// Entries in the flow table at that count (expired ones included
+    /// until reclaimed).
+    #[serde(default)]
+    pub flow_entries: u64,
+    /// Expired flow entries this agent reclaimed.
+    #[serde(default)]
+    pub flows_reclaimed_total: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

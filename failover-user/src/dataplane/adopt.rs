@@ -57,6 +57,9 @@ impl Dataplane {
             );
             adopted += 1;
         }
+        // Maps of an earlier build may lack the reverse NAT and the address
+        // filter (or hold stale ones): derive them from what was adopted.
+        self.rewrite_endpoints()?;
         Ok(adopted)
     }
 

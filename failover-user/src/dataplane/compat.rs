@@ -10,16 +10,17 @@ use std::path::Path;
 
 use aya::maps::MapInfo;
 use failover_common::{
-    AdminRecord, Backend, CONNTRACK_ENTRIES, Counter, EGRESS_SLOTS, Egress, Flow, FlowKey,
+    ADDRESS_SLOTS, AdminRecord, Backend, Counter, EGRESS_SLOTS, Egress, Flow, FlowKey,
     MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES, MaglevChunk, MaglevKey, REDIRECT_DROP_ENTRIES,
-    Service, ServiceKey, TrafficStats, names, programs,
+    ReverseKey, ReverseNat, Service, ServiceKey, Settings, TrafficStats, names, programs,
     stats::{VERDICT_COUNT, reason},
 };
+use tracing::info;
 
 use crate::dataplane::error::DataplaneError;
 
 /// Key size, value size and entries of every map, as this build defines them.
-fn layouts() -> [(&'static str, usize, usize, u32); 12] {
+fn layouts(max_flows: u32) -> [(&'static str, usize, usize, u32); 15] {
     [
         (
             names::SERVICES,
@@ -35,11 +36,19 @@ fn layouts() -> [(&'static str, usize, usize, u32); 12] {
         ),
         (names::BACKENDS, 4, size_of::<Backend>(), MAX_BACKENDS),
         (
-            names::CONNTRACK,
+            names::FLOWS,
             size_of::<FlowKey>(),
             size_of::<Flow>(),
-            CONNTRACK_ENTRIES,
+            max_flows,
         ),
+        (
+            names::REVERSE,
+            size_of::<ReverseKey>(),
+            size_of::<ReverseNat>(),
+            MAX_BACKENDS,
+        ),
+        (names::ADDRESSES, 4, 4, ADDRESS_SLOTS),
+        (names::SETTINGS, 4, size_of::<Settings>(), 1),
         (names::VERDICTS, 4, size_of::<Counter>(), VERDICT_COUNT),
         (names::REASONS, 4, size_of::<Counter>(), reason::COUNT),
         (
@@ -61,9 +70,28 @@ fn layouts() -> [(&'static str, usize, usize, u32); 12] {
     ]
 }
 
-/// Refuses pins under `pin_dir` whose layout is not this build's.
-pub fn check_pins(pin_dir: &Path) -> Result<(), DataplaneError> {
-    for (name, key, value, entries) in layouts() {
+/// Removes the pins of maps earlier layouts had and this one replaced (the
+/// conntrack of two entries per flow): the programs that used them are
+/// replaced next, and their flows are picked again by the table, which
+/// decides the same way for every flow while it does not change.
+pub fn remove_retired(pin_dir: &Path) -> Result<(), DataplaneError> {
+    for name in names::RETIRED {
+        let path = pin_dir.join(name);
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(|source| DataplaneError::Unpin {
+                path: path.clone(),
+                source,
+            })?;
+            info!(pin = %path.display(), "removed the flow table of an earlier layout; its flows are picked again by the table");
+        }
+    }
+    Ok(())
+}
+
+/// Refuses pins under `pin_dir` whose layout is not this build's (the flow
+/// table: `max_flows` entries).
+pub fn check_pins(pin_dir: &Path, max_flows: u32) -> Result<(), DataplaneError> {
+    for (name, key, value, entries) in layouts(max_flows) {
         let path = pin_dir.join(name);
         if !path.exists() {
             continue;
@@ -75,6 +103,13 @@ pub fn check_pins(pin_dir: &Path) -> Result<(), DataplaneError> {
             info.value_size() as usize,
             info.max_entries(),
         );
+        if name == names::FLOWS && (found.0, found.1) == (key, value) && found.2 != entries {
+            return Err(DataplaneError::FlowTableSize {
+                found: found.2,
+                wanted: entries,
+                pin_dir: pin_dir.to_owned(),
+            });
+        }
         if found != (key, value, entries) {
             return Err(DataplaneError::IncompatiblePin {
                 path,

@@ -53,6 +53,23 @@ pub enum DataplaneError {
         pin_dir: PathBuf,
     },
     #[error(
+        "the pinned flow table has {found} entries and max_flows is {wanted}: a flow table's \
+         size is fixed when it is created. Set `[conntrack] max_flows = {found}`, or run \
+         `failover detach --pin-dir {pin_dir}` and start again to create it anew (forwarding \
+         stops until then, and tracked flows are picked again by the table)"
+    )]
+    FlowTableSize {
+        found: u32,
+        wanted: u32,
+        pin_dir: PathBuf,
+    },
+    #[error("removing the retired pin {path}")]
+    Unpin {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
         "no BPF filesystem at /sys/fs/bpf in this process's mount namespace, which is not the host's \
          (started with `ip netns exec`? it remounts /sys): pins under {pin_dir} would live in a \
          bpffs that dies with the agent, and with them the XDP attachments — forwarding would stop \
@@ -105,4 +122,13 @@ pub enum SpecError {
     UnknownBackend { id: u32 },
     #[error("backend {backend} appears twice in service {service}")]
     DuplicateBackend { service: String, backend: String },
+    #[error(
+        "backend {backend} of service {service} also serves {other} on the same port: \
+         replies could not be told apart; give each service its own backend port"
+    )]
+    SharedEndpoint {
+        backend: String,
+        service: String,
+        other: String,
+    },
 }

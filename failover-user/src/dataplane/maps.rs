@@ -5,14 +5,14 @@ use std::path::Path;
 
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
 use failover_common::{
-    AdminRecord, Backend, Counter, EGRESS_F_VIA_STACK, EGRESS_SLOTS, Egress, Flow, FlowKey,
-    MAGLEV_CHUNK_SLOTS, MaglevChunk, MaglevKey, Service, ServiceKey, TrafficStats, names,
+    AdminRecord, Backend, Counter, EGRESS_F_VIA_STACK, EGRESS_SLOTS, Egress, MAGLEV_CHUNK_SLOTS,
+    MaglevChunk, MaglevKey, Service, ServiceKey, TrafficStats, names,
     stats::{VERDICT_COUNT, reason},
 };
 
 use crate::dataplane::error::DataplaneError;
 
-fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
+pub(super) fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
     move |source| DataplaneError::Map { name, source }
 }
 
@@ -36,10 +36,12 @@ impl MapSource for PinDir<'_> {
         let data = MapData::from_pin(self.0.join(name)).map_err(map_err(name))?;
         // The map type decides which typed wrapper accepts it.
         Ok(match name {
-            names::SERVICES | names::MAGLEV => Map::HashMap(data),
-            names::BACKENDS | names::ADMIN | names::EGRESS => Map::Array(data),
+            names::SERVICES | names::MAGLEV | names::REVERSE => Map::HashMap(data),
+            names::BACKENDS | names::ADMIN | names::EGRESS | names::ADDRESSES | names::SETTINGS => {
+                Map::Array(data)
+            }
             names::REDIRECT_DROPS => Map::PerCpuHashMap(data),
-            names::CONNTRACK => Map::LruHashMap(data),
+            names::FLOWS => Map::LruHashMap(data),
             _ => Map::PerCpuArray(data),
         })
     }
@@ -285,39 +287,6 @@ impl RedirectDrops {
             .filter_map(Result::ok)
             .map(|(ifindex, per_cpu)| (ifindex, per_cpu.iter().sum()))
             .collect()
-    }
-}
-
-/// `FO_CONNTRACK`: flows, both directions.
-pub struct Conntrack(HashMap<MapData, FlowKey, Flow>);
-
-impl Conntrack {
-    pub fn open(source: &mut impl MapSource) -> Result<Self, DataplaneError> {
-        let map = source.take(names::CONNTRACK)?;
-        Ok(Self(
-            HashMap::try_from(map).map_err(map_err(names::CONNTRACK))?,
-        ))
-    }
-
-    pub fn get(&self, key: &FlowKey) -> Result<Option<Flow>, DataplaneError> {
-        match self.0.get(key, 0) {
-            Ok(value) => Ok(Some(value)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(source) => Err(DataplaneError::Map {
-                name: names::CONNTRACK,
-                source,
-            }),
-        }
-    }
-
-    /// How many entries there are (keys only: no values are copied).
-    pub fn count(&self) -> u64 {
-        self.0.keys().filter(Result::is_ok).count() as u64
-    }
-
-    /// A snapshot of all entries (entries may come and go while iterating).
-    pub fn entries(&self) -> Vec<(FlowKey, Flow)> {
-        self.0.iter().filter_map(Result::ok).collect()
     }
 }
 

@@ -9,7 +9,9 @@ mod adopt;
 pub mod bpffs;
 mod capacity;
 mod compat;
+mod endpoints;
 pub mod error;
+pub mod flow_maps;
 mod links;
 pub mod maps;
 pub mod netdev;
@@ -29,7 +31,8 @@ use aya::{
 use failover_common::names;
 use tracing::info;
 
-use self::maps::{AdminRecords, Backends, Conntrack, Counters, MaglevTables, Services};
+use self::flow_maps::{Addresses, Flows, Reverse, SettingsMap};
+use self::maps::{AdminRecords, Backends, Counters, MaglevTables, Services};
 use self::services::{Released, Slot};
 pub use self::{
     capacity::{Capacity, CapacityError, ServiceNeeds},
@@ -58,10 +61,15 @@ pub struct Dataplane {
     services_map: Services,
     backends_map: Backends,
     tables: MaglevTables,
-    conntrack: Conntrack,
+    flows: Flows,
+    reverse: Reverse,
+    addresses: Addresses,
+    flow_settings: SettingsMap,
     counters: Counters,
     admin: AdminRecords,
     services: BTreeMap<u32, ServiceEntry>,
+    /// The reverse-NAT key written for each backend id.
+    endpoints: BTreeMap<u32, failover_common::ReverseKey>,
     slots: BTreeMap<u32, Slot>,
     /// Ids freed since the last snapshot (handed out last).
     released: std::collections::BTreeSet<Released>,
@@ -70,12 +78,22 @@ pub struct Dataplane {
 
 impl Dataplane {
     /// Loads the embedded XDP object and pins its maps under `pin_dir`
-    /// (reusing maps already pinned there). Nothing is attached yet.
+    /// (reusing maps already pinned there), with the default flow-table
+    /// size. Nothing is attached yet.
     pub fn load(pin_dir: &Path) -> Result<Self, DataplaneError> {
+        Self::load_with(pin_dir, failover_common::DEFAULT_MAX_FLOWS)
+    }
+
+    /// [`Self::load`] with a flow table of `max_flows` entries. A pinned
+    /// table of another size is refused (with the remedy): its size is
+    /// fixed once created.
+    pub fn load_with(pin_dir: &Path, max_flows: u32) -> Result<Self, DataplaneError> {
         bpffs::prepare_pin_dir(pin_dir)?;
-        compat::check_pins(pin_dir)?;
+        compat::remove_retired(pin_dir)?;
+        compat::check_pins(pin_dir, max_flows)?;
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pin_dir)
+            .map_max_entries(names::FLOWS, max_flows)
             .load(crate::ebpf_object())
             .map_err(DataplaneError::Load)?;
         for name in [PROGRAM_NAME, PASS_PROGRAM_NAME, NOT_TCP_UDP_PROGRAM_NAME] {
@@ -88,12 +106,16 @@ impl Dataplane {
             services_map: Services::open(&mut ebpf)?,
             backends_map: Backends::open(&mut ebpf)?,
             tables: MaglevTables::open(&mut ebpf)?,
-            conntrack: Conntrack::open(&mut ebpf)?,
+            flows: Flows::open(&mut ebpf)?,
+            reverse: Reverse::open(&mut ebpf)?,
+            addresses: Addresses::open(&mut ebpf)?,
+            flow_settings: SettingsMap::open(&mut ebpf)?,
             counters: Counters::open(&mut ebpf)?,
             admin: AdminRecords::open(&mut ebpf)?,
             ebpf,
             pin_dir: pin_dir.to_owned(),
             services: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
             slots: BTreeMap::new(),
             released: Default::default(),
             links: Vec::new(),
@@ -177,8 +199,24 @@ impl Dataplane {
         &self.counters
     }
 
-    pub fn conntrack(&self) -> &Conntrack {
-        &self.conntrack
+    pub fn flows(&self) -> &Flows {
+        &self.flows
+    }
+
+    pub fn flows_mut(&mut self) -> &mut Flows {
+        &mut self.flows
+    }
+
+    pub fn reverse_map(&self) -> &Reverse {
+        &self.reverse
+    }
+
+    /// Writes flow lifetimes and the flood guard's threshold.
+    pub fn set_flow_settings(
+        &mut self,
+        settings: &failover_common::Settings,
+    ) -> Result<(), DataplaneError> {
+        self.flow_settings.set(settings)
     }
 
     pub fn backends_map(&self) -> &Backends {

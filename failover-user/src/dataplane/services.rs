@@ -119,6 +119,7 @@ impl Dataplane {
         &mut self,
         wanted: &[WantedService],
     ) -> Result<Vec<(u32, Vec<u32>)>, DataplaneError> {
+        super::endpoints::check_wanted(wanted)?;
         let wanted_keys: HashSet<ServiceKey> = wanted.iter().map(|w| w.spec.key()).collect();
         let stale: Vec<u32> = self
             .services
@@ -138,7 +139,8 @@ impl Dataplane {
                 .map(|e| e.id);
             match existing {
                 None => {
-                    let entry = self.add_service_with(want.spec, &want.backends, want.settings)?;
+                    let entry =
+                        self.add_service_unchecked(want.spec, &want.backends, want.settings)?;
                     result.push((entry.id, entry.backends.keys().copied().collect()));
                 }
                 Some(id) => result.push((id, self.update_service(id, want)?)),
@@ -209,6 +211,7 @@ impl Dataplane {
             self.release_slot(*bid)?;
         }
         self.services.insert(id, entry);
+        self.trim_addresses()?;
         Ok(ids)
     }
 
@@ -224,6 +227,19 @@ impl Dataplane {
     /// Adds a service with its backends, published once with `settings`.
     /// Validates everything first; on a map error, undoes what it wrote.
     pub fn add_service_with(
+        &mut self,
+        spec: ServiceSpec,
+        backends: &[BackendSpec],
+        settings: ServiceSettings,
+    ) -> Result<ServiceEntry, DataplaneError> {
+        self.check_endpoints_free(&spec, backends)?;
+        self.add_service_unchecked(spec, backends, settings)
+    }
+
+    /// [`Self::add_service_with`] without the check that no other service
+    /// has its backends' endpoints (a reconcile checks the whole wanted set
+    /// instead: mid-way, an endpoint may still be with its old service).
+    fn add_service_unchecked(
         &mut self,
         spec: ServiceSpec,
         backends: &[BackendSpec],
@@ -332,7 +348,8 @@ impl Dataplane {
     pub(super) fn release_slot(&mut self, id: u32) -> Result<(), DataplaneError> {
         self.slots.remove(&id);
         self.released.insert(Released::Backend(id));
-        self.backends_map.clear(id)
+        self.backends_map.clear(id)?;
+        self.release_endpoint(id)
     }
 
     /// Up to `n` free backend ids (not in use, not in `taken`), ids freed
@@ -346,6 +363,7 @@ impl Dataplane {
     }
 
     pub(super) fn write_backends(&mut self, entry: &ServiceEntry) -> Result<(), DataplaneError> {
+        self.write_endpoints(entry)?;
         for (id, backend) in &entry.backends {
             let value = self.backend_value(*id, backend, entry.id)?;
             self.backends_map.set(*id, &value)?;
@@ -507,6 +525,7 @@ impl Dataplane {
             self.release_slot(*id)?;
         }
         self.services.remove(&service_id);
+        self.trim_addresses()?;
         info!(service = %entry.spec, "service removed");
         Ok(())
     }

@@ -92,6 +92,26 @@ impl BackendServer {
         }
     }
 
+    /// Also answers on `tcp_port` (a second service's backend port: one
+    /// endpoint serves one service), inside `ns`; stops with the server.
+    pub fn also_on(mut self, ns: &NetNs, tcp_port: u16) -> Self {
+        let listener = ns.run(|| {
+            TcpListener::bind((Ipv4Addr::UNSPECIFIED, tcp_port))
+                .unwrap_or_else(|e| panic!("{}: bind tcp {tcp_port}: {e}", self.name))
+        });
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let (shutdown, stats) = (self.shutdown.clone(), self.stats.clone());
+        let answer: Arc<[u8]> = format!("{}\n", self.name).into_bytes().into();
+        let thread = std::thread::Builder::new()
+            .name(format!("{}-tcp-{tcp_port}", self.name))
+            .spawn(move || serve_tcp(listener, &answer, &shutdown, &stats))
+            .expect("spawn tcp server");
+        self.threads.push(thread);
+        self
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -69,6 +69,9 @@ use crate::{config::ConfigToml, netns::NetNs, pins::PinDir, servers::BackendServ
 pub const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 pub const SERVICE_PORT: u16 = 80;
 pub const BACKEND_PORT: u16 = 8080;
+/// Where every backend also answers, for a second service (a backend
+/// endpoint serves one service: replies find their VIP by it).
+pub const SECOND_SERVICE_PORT: u16 = 8088;
 pub const BACKEND_UDP_PORT: u16 = 5353;
 pub const HEALTH_PORT: u16 = 8081;
 
@@ -175,12 +178,10 @@ impl AgentLab {
             .iter()
             .zip(&backends)
             .map(|(backend, ns)| {
-                Some(BackendServer::start(
-                    ns,
-                    &backend.name,
-                    BACKEND_PORT,
-                    BACKEND_UDP_PORT,
-                ))
+                Some(
+                    BackendServer::start(ns, &backend.name, BACKEND_PORT, BACKEND_UDP_PORT)
+                        .also_on(ns, SECOND_SERVICE_PORT),
+                )
             })
             .collect();
         let health = backends

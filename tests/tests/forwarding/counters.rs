@@ -1,9 +1,9 @@
-//! The data path's counters and conntrack entries agree with the traffic.
+//! The data path's counters and flow entries agree with the traffic.
 
 use std::collections::BTreeMap;
 
 use failover_common::{
-    Counter, PROTO_TCP, PROTO_UDP, TrafficStats, flow_direction, ipv4_addr, stats::reason,
+    Counter, FAMILY_IPV4, PROTO_TCP, PROTO_UDP, ReverseKey, TrafficStats, ipv4_addr, stats::reason,
 };
 
 use crate::{
@@ -119,13 +119,21 @@ fn counters_and_conntrack_agree_with_the_traffic() {
             lab.diag()
         );
     }
-    // Each flow's first packet is forwarded directly, or (next hop not yet
-    // resolved on the edge host) rewritten and handed to the stack.
+    // Packets without an entry (a TCP flow's SYN and first ACK, a UDP
+    // flow's first packet) are forwarded directly, or (next hop not yet
+    // resolved on the edge host) rewritten and handed to the stack; each
+    // flow is recorded once, by its first ACK or first datagram.
     let new_flows = reasons[reason::FWD_NEW_FLOW as usize].packets;
     let via_stack = reasons[reason::PASS_NO_NEIGHBOUR as usize].packets;
     assert!(
-        new_flows <= 80 && new_flows + via_stack >= 80,
-        "80 new flows\n{}",
+        new_flows <= 2 * 40 + 40 && new_flows + via_stack >= 2 * 40 + 40,
+        "40 tcp flows (syn, first ack) and 40 udp flows\n{}",
+        lab.diag()
+    );
+    assert_eq!(
+        reasons[reason::EVENT_FLOW_RECORDED as usize].packets,
+        80,
+        "one record per flow\n{}",
         lab.diag()
     );
     assert!(
@@ -141,10 +149,11 @@ fn counters_and_conntrack_agree_with_the_traffic() {
     // Forwarded natively between interfaces, not only through the stack.
     assert!(verdicts[4].packets > 0, "no redirects\n{}", lab.diag());
 
-    // Conntrack: every flow has both entries, naming the backend that answered.
-    let entries = lab.dp.conntrack().entries();
-    assert_eq!(entries.len(), 2 * 80, "two conntrack entries per flow");
-    let conntrack = lab.dp.conntrack();
+    // One entry per flow, in the client's direction, naming the backend
+    // that answered; each backend endpoint names the VIP its replies
+    // come from.
+    let flows_table = lab.dp.flows();
+    assert_eq!(flows_table.entries().len(), 80, "one entry per flow");
     let flows = tcp_answers
         .iter()
         .map(|a| (a, &lab.tcp, TCP_PORT, BACKEND_TCP_PORT, PROTO_TCP))
@@ -156,25 +165,30 @@ fn counters_and_conntrack_agree_with_the_traffic() {
     for ((port, name), service, vip_port, backend_port, proto) in flows {
         let backend = backend_host(name);
         let forward = flow_key((CLIENT, *port), (VIP, vip_port), proto);
-        let entry = conntrack
+        let entry = flows_table
             .get(&forward)
             .unwrap()
             .unwrap_or_else(|| panic!("no entry for {forward:?}"));
-        assert_eq!(entry.direction, flow_direction::FORWARD);
         assert_eq!(entry.service_id, service.id);
         assert_eq!(
             entry.backend_id,
             Lab::backend_id(service, name),
             "flow from port {port} answered by {name}"
         );
-        let reply = flow_key((backend.addr, backend_port), (CLIENT, *port), proto);
-        let entry = conntrack
-            .get(&reply)
-            .unwrap()
-            .unwrap_or_else(|| panic!("no reply entry for {reply:?}"));
-        assert_eq!(entry.direction, flow_direction::REPLY);
-        assert_eq!(entry.nat_addr, ipv4_addr(VIP.octets()));
-        assert_eq!(u16::from_be(entry.nat_port_be), vip_port);
-        assert_eq!(entry.backend_id, Lab::backend_id(service, name));
+        let endpoint = ReverseKey {
+            addr: ipv4_addr(backend.addr.octets()),
+            port_be: backend_port.to_be(),
+            proto,
+            family: FAMILY_IPV4,
+        };
+        let nat = lab
+            .dp
+            .reverse_map()
+            .get(&endpoint)
+            .unwrap_or_else(|| panic!("no reverse NAT for {endpoint:?}"));
+        assert_eq!(nat.vip, ipv4_addr(VIP.octets()));
+        assert_eq!(u16::from_be(nat.vip_port_be), vip_port);
+        assert_eq!(nat.backend_id, Lab::backend_id(service, name));
+        assert_ne!(nat.reply_ifindex, 0, "the backend's interface was learned");
     }
 }

@@ -282,10 +282,10 @@ impl Lab {
             .map(|(name, c)| format!("{name}={}", c.packets))
             .collect();
         format!(
-            "data path: reasons [{}], verdicts [{}], conntrack entries {}",
+            "data path: reasons [{}], verdicts [{}], flow entries {}",
             reasons.join(" "),
             verdicts.join(" "),
-            self.dp.conntrack().entries().len()
+            self.dp.flows().entries().len()
         )
     }
 }

@@ -6,7 +6,7 @@ use std::{
 };
 
 use failover_tests::{
-    agent_lab::{AgentLab, BACKEND_PORT, Failback, Options, PRIMARY, Probe},
+    agent_lab::{AgentLab, Failback, Options, PRIMARY, Probe, SECOND_SERVICE_PORT},
     config::{BackendToml, ProbeToml, ServiceToml},
     status::{backend, new_flows_to},
 };
@@ -70,8 +70,10 @@ fn a_reload_that_fails_half_way_restores_the_exact_state() {
     changed.service_mut("web").port = 8000;
     let changed = changed.service(
         ServiceToml::tcp("extra", Ipv4Addr::new(203, 0, 113, 30), 80)
-            .probe(ProbeToml::tcp().port(BACKEND_PORT))
-            .backend(BackendToml::new("x", Ipv4Addr::new(198, 51, 100, 2)).port(BACKEND_PORT)),
+            .probe(ProbeToml::tcp().port(SECOND_SERVICE_PORT))
+            .backend(
+                BackendToml::new("x", Ipv4Addr::new(198, 51, 100, 2)).port(SECOND_SERVICE_PORT),
+            ),
     );
     lab.write_config(&changed);
     let junk = fill_services_map(&lab);

@@ -6,22 +6,22 @@ use failover_tests::agent_lab::{AgentLab, PRIMARY};
 
 use crate::{flows::expect_new_flows_on, tcp_probe};
 
-/// Fills `FO_CONNTRACK` with entries no packet matches (family 99).
-fn fill_conntrack(lab: &AgentLab) {
+/// Fills `FO_FLOWS` with live entries no packet matches (family 99).
+fn fill_flow_table(lab: &AgentLab) {
     use aya::maps::{HashMap, MapData};
     use failover_common::{Flow, FlowKey};
-    let data = MapData::from_pin(lab.pin_dir().join("FO_CONNTRACK")).expect("open FO_CONNTRACK");
+    let data = MapData::from_pin(lab.pin_dir().join("FO_FLOWS")).expect("open FO_FLOWS");
     let mut map: HashMap<MapData, FlowKey, Flow> =
         HashMap::try_from(aya::maps::Map::LruHashMap(data)).expect("lru hash map");
-    for i in 0..failover_common::CONNTRACK_ENTRIES {
+    for i in 0..failover_common::DEFAULT_MAX_FLOWS {
         let key = FlowKey {
             src: [i, 0, 0, 0],
             family: 99,
             ..FlowKey::default()
         };
         let flow = Flow {
-            direction: failover_common::flow_direction::FORWARD,
             last_seen_ns: u64::MAX / 2,
+            expires_ns: u64::MAX,
             ..Flow::default()
         };
         map.insert(key, flow, 0).expect("insert a junk flow");
@@ -46,9 +46,9 @@ fn decisive_to_map(line: &str) -> Option<Duration> {
 }
 
 #[test]
-fn status_on_a_full_conntrack_table_does_not_delay_a_failover() {
+fn status_on_a_full_flow_table_does_not_delay_a_failover() {
     let mut lab = AgentLab::start(tcp_probe());
-    fill_conntrack(&lab);
+    fill_flow_table(&lab);
     // Operators (and `failover drain`) asking for status all the time.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let asker = {

@@ -6,7 +6,7 @@ use std::{
 };
 
 use failover_tests::agent_lab::{
-    AgentLab, BACKEND_PORT, HOSTS, PRIMARY, STANDBY, VIP, load_with_long,
+    AgentLab, HOSTS, PRIMARY, SECOND_SERVICE_PORT, STANDBY, VIP, load_with_long,
 };
 use failover_tests::{
     config::{BackendToml, ConfigToml, ProbeToml, ServiceToml},
@@ -31,7 +31,8 @@ fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
 }
 
-/// The `api` service (VIP:81 → the same backends' :8080, TCP probes):
+/// The `api` service (VIP:81 → the same backends' :8088, their second
+/// service port, TCP probes):
 /// `(backend index, tier)` per backend, probe `interval` and `timeout`.
 fn api_service(backends: &[(usize, u8)], interval: Duration, timeout: Duration) -> ServiceToml {
     let probe = ProbeToml::tcp()
@@ -46,7 +47,7 @@ fn api_service(backends: &[(usize, u8)], interval: Duration, timeout: Duration) 
         let host = &HOSTS[*i];
         api = api.backend(
             BackendToml::new(host.name, host.addr)
-                .port(BACKEND_PORT)
+                .port(SECOND_SERVICE_PORT)
                 .tier(*tier),
         );
     }

@@ -122,12 +122,18 @@ fn webhook_and_journal_get_the_failover() {
     // The other default alert events reach the hook too: failback (the
     // primary back, after its 5 s delay), quorum_lost (nothing left for new
     // flows), agent_stop and agent_start.
-    lab.servers[PRIMARY] = Some(failover_tests::servers::BackendServer::start(
-        &lab.backends[PRIMARY],
-        "primary",
-        BACKEND_PORT,
-        failover_tests::agent_lab::BACKEND_UDP_PORT,
-    ));
+    lab.servers[PRIMARY] = Some(
+        failover_tests::servers::BackendServer::start(
+            &lab.backends[PRIMARY],
+            "primary",
+            BACKEND_PORT,
+            failover_tests::agent_lab::BACKEND_UDP_PORT,
+        )
+        .also_on(
+            &lab.backends[PRIMARY],
+            failover_tests::agent_lab::SECOND_SERVICE_PORT,
+        ),
+    );
     wait_for_hook(&lab, &receiver, "failback", Duration::from_secs(10));
     drop(lab.servers[PRIMARY].take());
     drop(lab.servers[STANDBY].take());

@@ -99,7 +99,7 @@ pub fn tracked_backend(lab: &AgentLab, port: u16) -> Option<u64> {
         .as_array()
         .expect("flows array")
         .iter()
-        .find(|f| f["direction"] == "forward" && f["src"] == src.as_str())
+        .find(|f| f["src"] == src.as_str())
         .map(|f| f["backend"].as_u64().expect("backend id"))
 }
 

@@ -3,6 +3,7 @@
 //! part of the file: the whole file and its operations sections here,
 //! services and their backends in `service`, probes in `probe`.
 
+mod conntrack;
 mod probe;
 mod service;
 
@@ -110,6 +111,11 @@ impl Resolver<'_> {
             }
             services.push(service);
         }
+        let mut owners = std::collections::BTreeMap::new();
+        for (service, raw_service) in services.iter().zip(&raw.services) {
+            self.endpoints_unshared(&mut owners, service, raw_service.name.span().start)?;
+        }
+        let conntrack = self.conntrack(&raw.conntrack)?;
         let metrics_listen = match &raw.metrics.listen {
             None => Some(DEFAULT_METRICS_LISTEN.parse().expect("valid default")),
             Some(text) if text.get_ref().is_empty() => None,
@@ -161,6 +167,7 @@ impl Resolver<'_> {
             metrics_listen,
             journal,
             alerts,
+            conntrack,
         };
         config.capacity(None)?;
         Ok(config)

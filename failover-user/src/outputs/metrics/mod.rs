@@ -38,7 +38,10 @@ use tracing::{debug, info, warn};
 
 use crate::{
     dataplane::error::DataplaneError,
-    dataplane::maps::{Conntrack, Counters, PinDir},
+    dataplane::{
+        flow_maps::Flows,
+        maps::{Counters, PinDir},
+    },
     outputs::telemetry::{Snapshot, Telemetry},
 };
 
@@ -70,17 +73,19 @@ pub struct DatapathCounters {
     pub backends: BTreeMap<u32, TrafficStats>,
     /// By service id.
     pub services: BTreeMap<u32, TrafficStats>,
-    /// Entries in `FO_CONNTRACK` (two per flow).
-    pub conntrack_entries: u64,
+    /// Entries in `FO_FLOWS` (one per flow, expired ones until reclaimed).
+    pub flow_entries: u64,
+    /// Entries `FO_FLOWS` holds at most (`max_flows`).
+    pub flow_capacity: u32,
 }
 
 impl DatapathCounters {
     /// Reads the counters of the services and backends in `snapshot` from the
-    /// maps pinned under `pin_dir`. Blocking (bpf syscalls; the conntrack
-    /// count walks the whole table): call from a blocking thread.
+    /// maps pinned under `pin_dir`. Blocking (bpf syscalls; the flow count
+    /// walks the whole table): call from a blocking thread.
     pub fn read(pin_dir: &Path, snapshot: &Snapshot) -> Result<Self, DataplaneError> {
         let counters = Counters::open(&mut PinDir(pin_dir))?;
-        let conntrack = Conntrack::open(&mut PinDir(pin_dir))?;
+        let flows = Flows::open(&mut PinDir(pin_dir))?;
         let mut backends = BTreeMap::new();
         let mut services = BTreeMap::new();
         for service in &snapshot.services {
@@ -94,7 +99,8 @@ impl DatapathCounters {
             reasons: counters.reasons()?,
             backends,
             services,
-            conntrack_entries: conntrack.count(),
+            flow_entries: flows.count(),
+            flow_capacity: flows.capacity(),
         })
     }
 }

@@ -2,7 +2,7 @@
 //! counters from the maps.
 
 use failover_common::{
-    CONNTRACK_ENTRIES, Counter, TrafficStats,
+    Counter, TrafficStats,
     stats::{VERDICT_NAMES, reason},
 };
 
@@ -41,13 +41,6 @@ pub fn render(snapshot: &Snapshot, datapath: Option<&DatapathCounters>) -> Strin
     if let Some(datapath) = datapath {
         render_datapath(&mut out, snapshot, datapath);
     }
-
-    out.family(
-        "failover_conntrack_capacity",
-        "gauge",
-        "Connection-tracking entries the table holds (two per flow).",
-    );
-    out.sample("failover_conntrack_capacity", &[], CONNTRACK_ENTRIES);
     out.text
 }
 
@@ -375,15 +368,17 @@ pub(super) fn render_datapath(
     }
 
     out.family(
-        "failover_conntrack_entries",
+        "failover_flow_entries",
         "gauge",
-        "Connection-tracking entries in use (two per flow).",
+        "Flow-table entries in use (one per flow; expired ones until the agent reclaims them).",
     );
-    out.sample(
-        "failover_conntrack_entries",
-        &[],
-        datapath.conntrack_entries,
+    out.sample("failover_flow_entries", &[], datapath.flow_entries);
+    out.family(
+        "failover_flow_capacity",
+        "gauge",
+        "Flow-table entries the table holds at most ([conntrack] max_flows).",
     );
+    out.sample("failover_flow_capacity", &[], datapath.flow_capacity);
 }
 
 pub(super) fn with<'a, const N: usize>(

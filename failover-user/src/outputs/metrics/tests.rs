@@ -83,7 +83,8 @@ fn datapath() -> DatapathCounters {
             .collect(),
         backends: [(1, stats(10)), (2, stats(20))].into(),
         services: [(7, stats(30))].into(),
-        conntrack_entries: 42,
+        flow_entries: 42,
+        flow_capacity: 262_144,
     }
 }
 
@@ -176,7 +177,7 @@ fn agent_metrics_follow_the_snapshot() {
     );
     assert!(text.contains(r#"reason="drained"} 1"#));
     assert_eq!(
-        value(&text, "failover_conntrack_capacity").as_deref(),
+        value(&text, "failover_flow_capacity").as_deref(),
         Some("262144")
     );
 }
@@ -245,10 +246,7 @@ fn datapath_counters_are_labelled() {
     let series = r#"failover_reason_packets_total{reason="event_repick",kind="event"}"#;
     let expected = failover_common::stats::reason::EVENT_REPICK.to_string();
     assert_eq!(value(&text, series), Some(expected));
-    assert_eq!(
-        value(&text, "failover_conntrack_entries").as_deref(),
-        Some("42")
-    );
+    assert_eq!(value(&text, "failover_flow_entries").as_deref(), Some("42"));
 }
 
 #[test]
@@ -259,7 +257,7 @@ fn without_maps_only_agent_metrics_and_datapath_down() {
     for absent in [
         "failover_verdict_",
         "failover_reason_",
-        "failover_conntrack_entries",
+        "failover_flow_entries",
         "failover_backend_packets",
     ] {
         assert!(!text.contains(absent), "{absent} without maps");

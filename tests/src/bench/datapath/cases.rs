@@ -34,11 +34,12 @@ pub(super) enum Conntrack {
     Full,
 }
 
-/// New flows per round while the table fills: rounds x this x 2 entries
-/// (forward and reply) stays well below its capacity.
+/// New flows per round while the table fills: rounds x this entries stays
+/// well below its capacity.
 pub(super) const FILLING_REPEAT: u32 = 4_000;
 
-/// Runs enough new flows through `wrapper` to fill the conntrack table.
+/// Runs enough new flows through `wrapper` to fill the flow table (the
+/// template must be a packet that records its flow, a first ACK).
 pub(super) fn fill_conntrack(lab: &TestRunLab, wrapper: &Xdp, frame: &[u8], ingress: u32) {
     let ctx = lab::xdp_md(frame.len() as u32, ingress);
     lab.ns.run(|| {
@@ -46,10 +47,10 @@ pub(super) fn fill_conntrack(lab: &TestRunLab, wrapper: &Xdp, frame: &[u8], ingr
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 ctx_in: Some(&ctx),
-                repeat: failover_common::CONNTRACK_ENTRIES,
+                repeat: failover_common::DEFAULT_MAX_FLOWS,
                 ..TestRunOptions::new()
             })
-            .expect("fill the conntrack table")
+            .expect("fill the flow table")
     });
 }
 
@@ -71,7 +72,6 @@ pub(super) const ESTABLISHED_CLIENT: (Ipv4Addr, u16) = (CLIENT, 41000);
 
 pub(super) fn cases() -> (Vec<(Vec<u8>, bool)>, Vec<Case>) {
     let client = ESTABLISHED_CLIENT;
-    let syn = padded(Frame::tcp(client, (VIP, 80), TCP_SYN).macs(CLIENT_MAC, CLIENT_SIDE_MAC));
     let ack = padded(Frame::tcp(client, (VIP, 80), TCP_ACK).macs(CLIENT_MAC, CLIENT_SIDE_MAC));
     let reply = padded(
         Frame::tcp((BACKEND_1, 80), client, TCP_ACK).macs(backend_mac(11), BACKEND_SIDE_MAC),
@@ -82,7 +82,7 @@ pub(super) fn cases() -> (Vec<(Vec<u8>, bool)>, Vec<Case>) {
             .macs(CLIENT_MAC, CLIENT_SIDE_MAC),
     );
     // Flows exist before measuring: the established paths are conntrack hits.
-    let warmup = vec![(syn.build(), false), (udp.clone().build(), false)];
+    let warmup = vec![(ack.clone().build(), false), (udp.clone().build(), false)];
     let mut cases = vec![
         Case {
             name: ESTABLISHED,
@@ -141,26 +141,52 @@ pub(super) fn cases() -> (Vec<(Vec<u8>, bool)>, Vec<Case>) {
 /// backend is chosen (see `add_services`).
 fn new_flow_cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for (name, port, backends) in [
+    for (name, port, flags, backends, table) in [
         (
-            "tcp syn, new flow: conntrack insert (table filling), no Maglev table",
+            "tcp syn, new tuple: no Maglev table (table filling)",
             SELECTION_PORT,
+            TCP_SYN,
             &[BACKEND_1][..],
+            Conntrack::Filling,
         ),
         (
-            "tcp syn, new flow: Maglev table, 3 backends, active-active (table filling)",
+            "tcp syn, new tuple: Maglev table, 3 backends, active-active (table filling)",
             MAGLEV_PORT,
+            TCP_SYN,
             &[BACKEND_1, BACKEND_2, BACKEND_3][..],
+            Conntrack::Filling,
+        ),
+        (
+            "tcp syn, new tuple: no Maglev table (table full)",
+            SELECTION_PORT,
+            TCP_SYN,
+            &[BACKEND_1][..],
+            Conntrack::Full,
+        ),
+        (
+            "tcp first ack, flow recorded: no Maglev table (table filling)",
+            SELECTION_PORT,
+            TCP_ACK,
+            &[BACKEND_1][..],
+            Conntrack::Filling,
+        ),
+        (
+            "tcp first ack, flow recorded: no Maglev table (table full, each insert evicts)",
+            SELECTION_PORT,
+            TCP_ACK,
+            &[BACKEND_1][..],
+            Conntrack::Full,
         ),
     ] {
-        let syn = padded(
-            Frame::tcp((CLIENT, 42000), (VIP, port), TCP_SYN).macs(CLIENT_MAC, CLIENT_SIDE_MAC),
+        let first = padded(
+            Frame::tcp((CLIENT, 42000), (VIP, port), flags).macs(CLIENT_MAC, CLIENT_SIDE_MAC),
         );
         let expected = backends
             .iter()
             .map(|&backend| {
                 let last = backend.octets()[3];
-                syn.clone()
+                first
+                    .clone()
                     .with_dst(backend, port)
                     .routed(BACKEND_SIDE_MAC, backend_mac(last))
                     .build()
@@ -168,18 +194,23 @@ fn new_flow_cases() -> Vec<Case> {
             .collect();
         cases.push(Case {
             name,
-            frame: syn.build(),
+            frame: first.build(),
             from_backends: false,
             verdict: XDP_REDIRECT,
             expected,
-            new_flow: Some(Conntrack::Filling),
+            new_flow: Some(table),
         });
     }
-    let mut full = cases[0].clone();
-    full.name = "tcp syn, new flow: conntrack full (each insert evicts), no Maglev table";
-    full.new_flow = Some(Conntrack::Full);
-    cases.push(full);
     cases
+}
+
+/// The frame with other TCP flags (checksums left stale: the program
+/// under test never validates them).
+pub(super) fn with_tcp_flags(frame: &[u8], flags: u8) -> Vec<u8> {
+    const TCP_FLAGS_AT: usize = 14 + 20 + 13;
+    let mut frame = frame.to_vec();
+    frame[TCP_FLAGS_AT] = flags;
+    frame
 }
 
 /// The new-flow services: selection only (no table), and Maglev over three
@@ -188,6 +219,14 @@ const SELECTION_PORT: u16 = 81;
 const MAGLEV_PORT: u16 = 82;
 
 pub(super) fn add_services(lab: &mut TestRunLab) {
+    // The new-flow cases record hundreds of thousands of flows a second on
+    // one CPU: the flood guard would stop them and time itself instead.
+    lab.dataplane
+        .set_flow_settings(&failover_common::Settings {
+            max_new_flows_per_cpu: u32::MAX,
+            ..Default::default()
+        })
+        .expect("flow settings");
     let tcp = |port| ServiceSpec {
         vip: VIP,
         port,

@@ -250,7 +250,13 @@ pub fn run(quick: bool) -> Section {
                 },
             ),
             Some(Conntrack::Full) => {
+                // SYNs record nothing: fill with first ACKs of other tuples.
+                set_template(
+                    &mut template,
+                    &cases::with_tcp_flags(&case.frame, crate::packet::TCP_ACK),
+                );
                 fill_conntrack(lab, restore_new_flow, &case.frame, ingress);
+                set_template(&mut template, &case.frame);
                 (restore_new_flow, settings)
             }
         };

@@ -32,12 +32,12 @@ const BARS: [Bar; 5] = [
         limit: 1.2,
     },
     Bar {
-        ours: "tcp syn, new flow: conntrack insert (table filling)",
+        ours: "tcp syn, new tuple: no Maglev table (table filling)",
         reference: ESTABLISHED,
         limit: 1.5,
     },
     Bar {
-        ours: "tcp syn, new flow: conntrack full",
+        ours: "tcp syn, new tuple: no Maglev table (table full)",
         reference: ESTABLISHED,
         limit: 1.5,
     },

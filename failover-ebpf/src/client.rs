@@ -1,0 +1,235 @@
+//! Client → VIP: follow the flow's entry or pick a backend, record the flow
+//! when the packet can start one, rewrite the destination, forward.
+
+use aya_ebpf::{bindings::xdp_action::XDP_TX, programs::XdpContext};
+use failover_common::{
+    Backend, FAMILY_IPV4, Flow, FlowKey, PROTO_TCP, ReverseKey, SERVICE_F_RESET_DEAD_FLOWS,
+    Service, ServiceKey, stats::reason,
+};
+
+use crate::{
+    complete,
+    conntrack::{self, NewFlow},
+    counters::{self, Towards},
+    egress::{ingress_ifindex, next_hop, send, via_stack},
+    fib::{Lookup, NextHop},
+    maps::{FLOWS, REVERSE, SERVICES},
+    nat::{self, End},
+    outcome::{Outcome, drop, pass},
+    parse::{Parsed, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN},
+};
+
+/// A packet to a VIP address; `None` when no service has its port and
+/// protocol (and no tracked flow does).
+#[inline(always)]
+pub fn from_client(ctx: &XdpContext, parsed: &Parsed, bytes: u64) -> Option<Outcome> {
+    // SAFETY: bounds checked by the parser.
+    let (src, dst) = unsafe { ((*parsed.l3.ip).src, (*parsed.l3.ip).dst) };
+    let l4 = &parsed.l4;
+    let key = FlowKey {
+        src: [src, 0, 0, 0],
+        dst: [dst, 0, 0, 0],
+        src_port_be: l4.src_port,
+        dst_port_be: l4.dst_port,
+        proto: l4.proto,
+        family: FAMILY_IPV4,
+        _pad: [0; 2],
+    };
+    let now = conntrack::now();
+    let fresh_syn =
+        l4.proto == PROTO_TCP && l4.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
+    // Tracked flows first: one lookup for every packet of a recorded flow.
+    let mut repick = false;
+    if let Some(entry) = FLOWS.get_ptr_mut(key) {
+        if conntrack::expired(entry, now) {
+            counters::reason(reason::EVENT_FLOW_EXPIRED, bytes);
+        } else if let Some((backend_id, backend)) = conntrack::established(entry) {
+            conntrack::touch(entry, l4.proto, l4.tcp_flags, now, bytes);
+            let route = Route::Tracked {
+                entry,
+                backend_id,
+                backend,
+            };
+            return Some(to_backend(ctx, parsed, &key, route, now, bytes));
+        } else if fresh_syn {
+            // A new connection on a dead flow's tuple: picked afresh, not
+            // reset.
+            let _ = FLOWS.remove(key);
+        } else {
+            repick = true;
+        }
+    }
+    let service_key = ServiceKey {
+        addr: [dst, 0, 0, 0],
+        port_be: l4.dst_port,
+        proto: l4.proto,
+        family: FAMILY_IPV4,
+    };
+    let Some(service) = SERVICES.get_ptr(service_key) else {
+        if repick {
+            // A flow of a removed service: forget it.
+            let _ = FLOWS.remove(key);
+        }
+        return None;
+    };
+    // SAFETY: the agent replaces values whole (RCU); we only read.
+    let service = unsafe { &*service };
+    if repick {
+        if service.flags & SERVICE_F_RESET_DEAD_FLOWS != 0
+            && l4.proto == PROTO_TCP
+            && l4.tcp_flags & TCP_FLAG_RST == 0
+            && crate::reset::answer(ctx, parsed)
+        {
+            let _ = FLOWS.remove(key);
+            return Some(Outcome {
+                action: XDP_TX,
+                reason: reason::TX_RESET,
+            });
+        }
+        counters::reason(reason::EVENT_REPICK, bytes);
+    }
+    Some(to_backend(
+        ctx,
+        parsed,
+        &key,
+        Route::New { service },
+        now,
+        bytes,
+    ))
+}
+
+/// How a client → VIP packet found its backend.
+enum Route<'a> {
+    /// A tracked flow whose backend may keep it.
+    Tracked {
+        entry: *mut Flow,
+        backend_id: u32,
+        backend: Backend,
+    },
+    /// No usable entry: the table decides.
+    New { service: &'a Service },
+}
+
+/// Rewrites the destination to the backend and forwards.
+#[inline(always)]
+fn to_backend(
+    ctx: &XdpContext,
+    parsed: &Parsed,
+    key: &FlowKey,
+    route: Route,
+    now: u64,
+    bytes: u64,
+) -> Outcome {
+    let ip = parsed.l3.ip;
+    let l4 = &parsed.l4;
+    // SAFETY: bounds checked by the parser.
+    let (ttl, tos, tot_len) = unsafe { ((*ip).ttl, (*ip).tos, (*ip).tot_len) };
+    if ttl <= 1 {
+        return pass(reason::PASS_TTL_EXPIRED);
+    }
+    let ingress = ingress_ifindex(ctx);
+    let (backend_id, backend, service_id, tracked) = match route {
+        // SAFETY: a live LRU value.
+        Route::Tracked {
+            entry,
+            backend_id,
+            backend,
+        } => (
+            backend_id,
+            backend,
+            unsafe { (*entry).service_id },
+            Some(entry),
+        ),
+        Route::New { service } => {
+            let Some((backend_id, backend)) = conntrack::pick(key, service, bytes) else {
+                return drop(reason::DROP_NO_BACKEND);
+            };
+            (backend_id, backend, service.id, None)
+        }
+    };
+
+    let backend_addr = backend.addr[0];
+    let backend_port = if backend.port_be != 0 {
+        backend.port_be
+    } else {
+        l4.dst_port
+    };
+    let lookup = Lookup {
+        ingress_ifindex: ingress,
+        proto: l4.proto,
+        tos,
+        tot_len: u16::from_be(tot_len),
+        src: key.src[0],
+        dst: backend_addr,
+        src_port: l4.src_port,
+        dst_port: backend_port,
+    };
+    // SAFETY: a field of a live LRU value.
+    let cache = tracked.map(|entry| unsafe { &raw mut (*entry).to_backend });
+    let hop = next_hop(ctx, cache, &lookup, now);
+    let via_stack = match via_stack(&hop) {
+        Ok(via_stack) => via_stack,
+        Err(outcome) => return outcome,
+    };
+
+    if tracked.is_none() {
+        // Before the backend's first reply: where it must arrive.
+        learn_reply_interface(backend_addr, backend_port, l4.proto, &hop);
+        if conntrack::starts_flow(l4.proto, l4.tcp_flags) {
+            conntrack::record(
+                &NewFlow {
+                    key,
+                    service_id,
+                    backend_id,
+                    backend_generation: backend.generation,
+                    hop: &hop,
+                    ingress_ifindex: ingress,
+                },
+                now,
+                bytes,
+            );
+        } else if l4.tcp_flags & TCP_FLAG_SYN == 0 {
+            counters::reason(reason::EVENT_MIDFLOW_PICK, bytes);
+        }
+    }
+    let partial = complete::is_partial(ctx, ip, l4, bytes);
+    nat::rewrite(ip, l4, End::Destination, backend_addr, backend_port);
+    if partial {
+        complete::complete(ctx, ip, l4);
+    }
+    counters::traffic(service_id, backend_id, Towards::Backend, bytes);
+    if via_stack {
+        return pass(reason::PASS_NO_NEIGHBOUR);
+    }
+    let forwarded = if tracked.is_some() {
+        reason::FWD_ESTABLISHED
+    } else {
+        reason::FWD_NEW_FLOW
+    };
+    send(ctx, &parsed.l3, hop, forwarded, ingress)
+}
+
+/// Notes in the backend's reverse entry the interface its packets leave by,
+/// which its replies must arrive on (written only when it changes).
+#[inline(always)]
+fn learn_reply_interface(addr: u32, port_be: u16, proto: u8, hop: &NextHop) {
+    let egress = hop.egress_ifindex();
+    if egress == 0 {
+        return;
+    }
+    let key = ReverseKey {
+        addr: [addr, 0, 0, 0],
+        port_be,
+        proto,
+        family: FAMILY_IPV4,
+    };
+    if let Some(reverse) = REVERSE.get_ptr_mut(key) {
+        // SAFETY: a live map value; a 4-byte store, racing writers store
+        // the same interface.
+        unsafe {
+            if (*reverse).reply_ifindex != egress {
+                (*reverse).reply_ifindex = egress;
+            }
+        }
+    }
+}

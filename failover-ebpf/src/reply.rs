@@ -1,0 +1,105 @@
+//! Backend → client: the backend's endpoint names its service's VIP in
+//! `FO_REVERSE`, so a reply needs no per-flow state to be rewritten; the
+//! flow's entry, when there is one, gives the cached next hop towards the
+//! client and learns the backend's FIN or RST.
+
+use aya_ebpf::programs::XdpContext;
+use failover_common::{FAMILY_IPV4, FlowKey, ReverseNat, stats::reason};
+
+use crate::{
+    complete, conntrack,
+    counters::{self, Towards},
+    egress::{ingress_ifindex, next_hop, send, via_stack},
+    fib::Lookup,
+    maps::FLOWS,
+    nat::{self, End},
+    outcome::{Outcome, drop, pass},
+    parse::{L3, Parsed},
+};
+
+/// Whether a packet with a backend endpoint's source came from where the
+/// backend is; `Err` with the outcome when not (a spoofed or stray packet
+/// is never rewritten to come from the VIP).
+#[inline(always)]
+pub fn from_backend_side(ingress: u32, l3: &L3, reverse: *const ReverseNat) -> Result<(), Outcome> {
+    // SAFETY: a live map value.
+    let expected = unsafe { (*reverse).reply_ifindex };
+    // Tagged frames are not checked: the route names the VLAN device, the
+    // program sees its lower device.
+    if !l3.tagged && expected != 0 && expected != ingress {
+        return Err(drop(reason::DROP_REPLY_WRONG_INTERFACE));
+    }
+    Ok(())
+}
+
+/// Puts the VIP back as the source and forwards to the client.
+#[inline(always)]
+pub fn to_client(
+    ctx: &XdpContext,
+    parsed: &Parsed,
+    reverse: *const ReverseNat,
+    bytes: u64,
+) -> Outcome {
+    let ingress = ingress_ifindex(ctx);
+    if let Err(outcome) = from_backend_side(ingress, &parsed.l3, reverse) {
+        return outcome;
+    }
+    let (l3, l4) = (&parsed.l3, &parsed.l4);
+    let ip = l3.ip;
+    // SAFETY: bounds checked by the parser; `reverse` is a live map value.
+    let (ttl, tos, tot_len, client) = unsafe { ((*ip).ttl, (*ip).tos, (*ip).tot_len, (*ip).dst) };
+    let (vip, vip_port, service_id, backend_id) = unsafe {
+        (
+            (*reverse).vip[0],
+            (*reverse).vip_port_be,
+            (*reverse).service_id,
+            (*reverse).backend_id,
+        )
+    };
+    if ttl <= 1 {
+        return pass(reason::PASS_TTL_EXPIRED);
+    }
+    let now = conntrack::now();
+    let key = FlowKey {
+        src: [client, 0, 0, 0],
+        dst: [vip, 0, 0, 0],
+        src_port_be: l4.dst_port,
+        dst_port_be: vip_port,
+        proto: l4.proto,
+        family: FAMILY_IPV4,
+        _pad: [0; 2],
+    };
+    let cache = match FLOWS.get_ptr_mut(key) {
+        Some(entry) if !conntrack::expired(entry, now) => {
+            conntrack::touch(entry, l4.proto, l4.tcp_flags, now, bytes);
+            // SAFETY: a field of a live LRU value.
+            Some(unsafe { &raw mut (*entry).to_client })
+        }
+        _ => None,
+    };
+    let lookup = Lookup {
+        ingress_ifindex: ingress,
+        proto: l3.proto,
+        tos,
+        tot_len: u16::from_be(tot_len),
+        src: vip,
+        dst: client,
+        src_port: vip_port,
+        dst_port: l4.dst_port,
+    };
+    let hop = next_hop(ctx, cache, &lookup, now);
+    let via_stack = match via_stack(&hop) {
+        Ok(via_stack) => via_stack,
+        Err(outcome) => return outcome,
+    };
+    let partial = complete::is_partial(ctx, ip, l4, bytes);
+    nat::rewrite(ip, l4, End::Source, vip, vip_port);
+    if partial {
+        complete::complete(ctx, ip, l4);
+    }
+    counters::traffic(service_id, backend_id, Towards::Client, bytes);
+    if via_stack {
+        return pass(reason::PASS_NO_NEIGHBOUR);
+    }
+    send(ctx, l3, hop, reason::FWD_REPLY, ingress)
+}

@@ -1,0 +1,146 @@
+//! What the data path derives from services and backends: the reverse NAT
+//! of each backend endpoint (`FO_REVERSE`: a reply finds its VIP without
+//! per-flow state) and the address filter (`FO_ADDRESSES`). Both are
+//! written before the service value that makes a backend selectable, and
+//! trimmed after removals.
+
+use std::collections::BTreeMap;
+
+use failover_common::{
+    ADDRESS_F_BACKEND, ADDRESS_F_VIP, FAMILY_IPV4, ReverseKey, ReverseNat, address_slot, ipv4_addr,
+};
+
+use super::{
+    Dataplane,
+    error::{DataplaneError, SpecError},
+    services::ServiceEntry,
+};
+use crate::model::{BackendSpec, ServiceSpec};
+
+/// The endpoint a backend's replies come from: its address, the port it
+/// serves the service on, the protocol.
+pub fn endpoint(service: &ServiceSpec, backend: &BackendSpec) -> ReverseKey {
+    ReverseKey {
+        addr: ipv4_addr(backend.addr.octets()),
+        port_be: backend.port.unwrap_or(service.port).to_be(),
+        proto: service.proto.number(),
+        family: FAMILY_IPV4,
+    }
+}
+
+/// Refuses a wanted set in which two services have a backend endpoint in
+/// common.
+pub(super) fn check_wanted(wanted: &[super::WantedService]) -> Result<(), SpecError> {
+    let mut owners: BTreeMap<ReverseKey, &ServiceSpec> = BTreeMap::new();
+    for want in wanted {
+        for backend in &want.backends {
+            let key = endpoint(&want.spec, backend);
+            match owners.get(&key) {
+                Some(other) if other.key() != want.spec.key() => {
+                    return Err(shared(&want.spec, backend, other));
+                }
+                _ => {
+                    owners.insert(key, &want.spec);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn shared(spec: &ServiceSpec, backend: &BackendSpec, other: &ServiceSpec) -> SpecError {
+    SpecError::SharedEndpoint {
+        backend: format!("{}:{}", backend.addr, backend.port.unwrap_or(spec.port)),
+        service: spec.to_string(),
+        other: other.to_string(),
+    }
+}
+
+/// Filter slots (and flags) of a service's VIP and backends.
+fn address_flags(entry: &ServiceEntry, into: &mut BTreeMap<u32, u32>) {
+    let vip = ipv4_addr(entry.spec.vip.octets());
+    *into.entry(address_slot(&vip)).or_default() |= ADDRESS_F_VIP;
+    for backend in entry.backends.values() {
+        let addr = ipv4_addr(backend.addr.octets());
+        *into.entry(address_slot(&addr)).or_default() |= ADDRESS_F_BACKEND;
+    }
+}
+
+impl Dataplane {
+    /// Refuses a backend whose endpoint another service's backend has: its
+    /// replies could not be told apart.
+    pub(super) fn check_endpoints_free(
+        &self,
+        spec: &ServiceSpec,
+        backends: &[BackendSpec],
+    ) -> Result<(), SpecError> {
+        for backend in backends {
+            let wanted = endpoint(spec, backend);
+            let other = self.services.values().find(|entry| {
+                entry.spec.key() != spec.key()
+                    && entry
+                        .backends
+                        .values()
+                        .any(|b| endpoint(&entry.spec, b) == wanted)
+            });
+            if let Some(other) = other {
+                return Err(shared(spec, backend, &other.spec));
+            }
+        }
+        Ok(())
+    }
+
+    /// Covers the service's addresses in the filter and writes the reverse
+    /// NAT of each of its backends (before the service value names them).
+    pub(super) fn write_endpoints(&mut self, entry: &ServiceEntry) -> Result<(), DataplaneError> {
+        let mut flags = BTreeMap::new();
+        address_flags(entry, &mut flags);
+        self.addresses.cover(&flags)?;
+        for (id, backend) in &entry.backends {
+            let key = endpoint(&entry.spec, backend);
+            let value = ReverseNat {
+                vip: ipv4_addr(entry.spec.vip.octets()),
+                vip_port_be: entry.spec.port.to_be(),
+                service_id: entry.id,
+                backend_id: *id,
+                ..ReverseNat::default()
+            };
+            self.reverse.put(&key, value)?;
+            self.endpoints.insert(*id, key);
+        }
+        Ok(())
+    }
+
+    /// Forgets a released backend's reverse NAT.
+    pub(super) fn release_endpoint(&mut self, id: u32) -> Result<(), DataplaneError> {
+        match self.endpoints.remove(&id) {
+            Some(key) => self.reverse.remove_if_owned(&key, id),
+            None => Ok(()),
+        }
+    }
+
+    /// Clears filter slots no VIP or backend needs any more.
+    pub(super) fn trim_addresses(&mut self) -> Result<(), DataplaneError> {
+        let mut flags = BTreeMap::new();
+        for entry in self.services.values() {
+            address_flags(entry, &mut flags);
+        }
+        self.addresses.trim(&flags)
+    }
+
+    /// Writes every service's endpoints again (after adopting maps an
+    /// earlier agent pinned, which may predate them) and trims the filter.
+    pub(super) fn rewrite_endpoints(&mut self) -> Result<(), DataplaneError> {
+        let entries: Vec<ServiceEntry> = self.services.values().cloned().collect();
+        for entry in &entries {
+            self.write_endpoints(entry)?;
+        }
+        let owned: Vec<(ReverseKey, ReverseNat)> = self.reverse.all();
+        for (key, value) in owned {
+            if self.endpoints.get(&value.backend_id) != Some(&key) {
+                self.reverse.remove_if_owned(&key, value.backend_id)?;
+            }
+        }
+        self.trim_addresses()
+    }
+}
