@@ -50,10 +50,21 @@ fn run_unprivileged(env: &Env) -> anyhow::Result<ExitCode> {
 /// Integration test targets of the `tests` crate: all load BPF or make namespaces.
 fn privileged_tests(env: &Env) -> anyhow::Result<Vec<String>> {
     let dir = env.root.join("tests/tests");
+    // A test target is `tests/<name>.rs` or `tests/<name>/main.rs`.
     let mut names: Vec<String> = fs::read_dir(&dir)
         .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter_map(|name| name.strip_suffix(".rs").map(|n| format!("tests/{n}")))
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let name = entry.file_name().into_string().ok()?;
+            match name.strip_suffix(".rs") {
+                Some(stem) => Some(format!("tests/{stem}")),
+                None => entry
+                    .path()
+                    .join("main.rs")
+                    .is_file()
+                    .then(|| format!("tests/{name}")),
+            }
+        })
         .collect();
     names.sort();
     Ok(names)
