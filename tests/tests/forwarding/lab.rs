@@ -161,6 +161,17 @@ impl Lab {
         }
     }
 
+    /// Runs `f` in the edge host's namespace (BPF_PROG_TEST_RUN of its
+    /// program resolves routes and interfaces there).
+    pub fn in_lb<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        self._lb.run(f)
+    }
+
+    /// The edge host's interface towards the client.
+    pub fn client_side_ifindex(&self) -> u32 {
+        self._lb.ifindex("lbc")
+    }
+
     /// A TCP connection to the VIP from the client namespace.
     pub fn connect(&self) -> TcpStream {
         self.client
