@@ -165,7 +165,7 @@ fn empty_and_duplicate_services_are_rejected() {
 }
 
 #[test]
-fn backends_shared_between_services_are_reported() {
+fn a_backend_endpoint_shared_between_services_is_refused() {
     let service = |name: &str, port: u16, backend_port: u16| {
         format!(
             "[[services]]\nname = \"{name}\"\nvip = \"203.0.113.10\"\nport = {port}\nprotocol = \"tcp\"\n\
@@ -173,23 +173,20 @@ fn backends_shared_between_services_are_reported() {
              [[services.backends]]\nname = \"b\"\naddress = \"198.51.100.3\"\nport = {backend_port}\n"
         )
     };
+    // Replies find their VIP by the backend's endpoint alone.
     let shared = format!("{}{}", service("web", 80, 8080), service("alt", 81, 8080));
-    let config = AgentConfig::parse(&shared).unwrap();
-    let names = vec!["web".to_owned(), "alt".to_owned()];
-    assert_eq!(
-        config.shared_backends(),
-        vec![
-            ("198.51.100.2:8080/tcp".to_owned(), names.clone()),
-            ("198.51.100.3:8080/tcp".to_owned(), names)
-        ]
+    let err = error_of(&shared);
+    assert!(
+        err.contains("services.alt.backends.a")
+            && err.contains("198.51.100.2:8080/tcp also serves service web")
+            && err.contains("own backend port"),
+        "{err}"
     );
     let apart = format!("{}{}", service("web", 80, 8080), service("alt", 81, 8090));
-    assert!(
-        AgentConfig::parse(&apart)
-            .unwrap()
-            .shared_backends()
-            .is_empty()
-    );
+    AgentConfig::parse(&apart).unwrap();
+    // The same address on another protocol is another endpoint.
+    let udp = service("alt", 81, 8080).replace("\"tcp\"", "\"udp\"");
+    AgentConfig::parse(&format!("{}{udp}", service("web", 80, 8080))).unwrap();
 }
 
 #[test]
@@ -338,4 +335,37 @@ fn durations() {
     assert_eq!(parse_duration("10"), None);
     assert_eq!(parse_duration("-1s"), None);
     assert_eq!(parse_duration("1 fortnight"), None);
+}
+
+#[test]
+fn conntrack_settings_have_defaults_and_bounds() {
+    let config = AgentConfig::parse(EXAMPLE).unwrap();
+    assert_eq!(config.conntrack, super::ConntrackConfig::default());
+    assert_eq!(config.conntrack.max_flows, 262_144);
+    let text = format!(
+        "{EXAMPLE}\n[conntrack]\nmax_flows = 1048576\ntcp_timeout = \"2h\"\n\
+         tcp_closing_timeout = \"5s\"\nudp_timeout = \"30s\"\nmax_new_flows_per_cpu = 50000\n"
+    );
+    let config = AgentConfig::parse(&text).unwrap();
+    let settings = config.conntrack.settings();
+    assert_eq!(config.conntrack.max_flows, 1_048_576);
+    assert_eq!(settings.tcp_open_ns, 7_200 * 1_000_000_000);
+    assert_eq!(settings.tcp_closing_ns, 5 * 1_000_000_000);
+    assert_eq!(settings.udp_ns, 30 * 1_000_000_000);
+    assert_eq!(settings.max_new_flows_per_cpu, 50_000);
+    for (line, field) in [
+        ("max_flows = 100", "conntrack.max_flows"),
+        ("max_flows = 99999999", "conntrack.max_flows"),
+        ("udp_timeout = \"10ms\"", "conntrack.udp_timeout"),
+        ("tcp_timeout = \"200h\"", "conntrack.tcp_timeout"),
+        ("max_new_flows_per_cpu = 10", "conntrack.max_new_flows_per_cpu"),
+    ] {
+        let err = error_of(&format!("{EXAMPLE}\n[conntrack]\n{line}\n"));
+        assert!(
+            err.contains(field) && err.contains("out of bounds"),
+            "{line}: {err}"
+        );
+    }
+    let err = error_of(&format!("{EXAMPLE}\n[conntrack]\nmax_entries = 5\n"));
+    assert!(err.contains("max_entries"), "{err}");
 }
