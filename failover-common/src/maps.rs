@@ -69,6 +69,9 @@ pub const MAX_SELECTION: usize = 64;
 /// Flow-table entries unless the configuration says otherwise (one per
 /// flow; `[conntrack] max_flows`, set when the program is loaded).
 pub const DEFAULT_MAX_FLOWS: u32 = 262_144;
+/// Kernel memory one flow-table entry takes (key, value and the LRU hash's
+/// own element; the kernel's memlock accounting on 6.18, for sizing).
+pub const FLOW_ENTRY_BYTES: u64 = 200;
 /// Bounds of `max_flows`.
 pub const MIN_MAX_FLOWS: u32 = 1_024;
 pub const MAX_MAX_FLOWS: u32 = 16_777_216;

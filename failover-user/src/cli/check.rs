@@ -24,6 +24,19 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
         used.table_chunks,
         limits.table_chunks
     );
+    let flows = &config.conntrack;
+    println!(
+        "flows: up to {} ({} MiB of kernel memory at {} bytes each); without packets an open \
+         TCP flow lives {:?}, a closing one {:?}, UDP {:?}; each CPU records at most {} new \
+         flows a second (the flood guard)",
+        flows.max_flows,
+        u64::from(flows.max_flows) * failover_common::FLOW_ENTRY_BYTES / (1 << 20),
+        failover_common::FLOW_ENTRY_BYTES,
+        flows.tcp_timeout,
+        flows.tcp_closing_timeout,
+        flows.udp_timeout,
+        flows.max_new_flows_per_cpu
+    );
     println!("pin directory: {}", config.pin_dir.display());
     if config.interfaces.is_empty() {
         println!("interfaces: none (the data path is programmed but attached nowhere)");
