@@ -358,7 +358,10 @@ fn conntrack_settings_have_defaults_and_bounds() {
         ("max_flows = 99999999", "conntrack.max_flows"),
         ("udp_timeout = \"10ms\"", "conntrack.udp_timeout"),
         ("tcp_timeout = \"200h\"", "conntrack.tcp_timeout"),
-        ("max_new_flows_per_cpu = 10", "conntrack.max_new_flows_per_cpu"),
+        (
+            "max_new_flows_per_cpu = 10",
+            "conntrack.max_new_flows_per_cpu",
+        ),
     ] {
         let err = error_of(&format!("{EXAMPLE}\n[conntrack]\n{line}\n"));
         assert!(

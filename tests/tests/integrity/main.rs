@@ -8,7 +8,8 @@
 //! point: `planned` (switchover and drill), `restarts` (operator and
 //! policy state across restarts), `reload` (refused reloads), `map_writes`
 //! (failed map writes), `interfaces` (interfaces, locks and failed
-//! starts), `status_timing` (status never delays a decision).
+//! starts), `status_timing` (status never delays a decision), `upgrade`
+//! (the flow table of an earlier layout or another size).
 
 mod flows;
 mod interfaces;
@@ -17,6 +18,7 @@ mod planned;
 mod reload;
 mod restarts;
 mod status_timing;
+mod upgrade;
 
 use std::time::Duration;
 
