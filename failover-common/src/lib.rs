@@ -7,9 +7,11 @@
 #![no_std]
 
 pub mod csum;
+pub mod flows;
 pub mod hash;
 pub mod maps;
 pub mod pick;
 pub mod stats;
 
+pub use flows::*;
 pub use maps::*;

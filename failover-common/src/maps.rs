@@ -66,16 +66,6 @@ pub const MAX_BACKENDS: u32 = 4096;
 /// Selection slots per service: the most usable backends one tier can spread
 /// new flows over.
 pub const MAX_SELECTION: usize = 64;
-/// Flow-table entries unless the configuration says otherwise (one per
-/// flow; `[conntrack] max_flows`, set when the program is loaded).
-pub const DEFAULT_MAX_FLOWS: u32 = 262_144;
-/// Kernel memory one flow-table entry takes (key, value and the LRU hash's
-/// own element; the kernel's memlock accounting on 6.18, for sizing).
-pub const FLOW_ENTRY_BYTES: u64 = 200;
-/// Bounds of `max_flows`.
-pub const MIN_MAX_FLOWS: u32 = 1_024;
-pub const MAX_MAX_FLOWS: u32 = 16_777_216;
-
 /// Address family, as stored in keys. Values are our own, not AF_* numbers.
 pub const FAMILY_IPV4: u8 = 4;
 pub const FAMILY_IPV6: u8 = 6;
@@ -247,149 +237,6 @@ impl FlowKey {
     }
 }
 
-/// [`Flow::state`]: where a flow is in its life (its lifetime follows).
-pub mod flow_state {
-    /// TCP after the client's first ACK, or UDP.
-    pub const OPEN: u8 = 1;
-    /// TCP after a FIN or RST from either side: a short lifetime.
-    pub const CLOSING: u8 = 2;
-}
-
-/// A next hop cached in a flow for one direction, refreshed at most once
-/// per [`LAST_SEEN_GRANULARITY_NS`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct CachedHop {
-    /// `bpf_ktime_get_coarse_ns` when it was looked up.
-    pub stamp_ns: u64,
-    /// Egress interface; 0 when none is cached.
-    pub ifindex: u32,
-    /// Valid for packets arriving on this interface only.
-    pub ingress_ifindex: u32,
-    pub src_mac: [u8; 6],
-    pub dst_mac: [u8; 6],
-    pub _pad: u32,
-}
-const _: () = assert!(size_of::<CachedHop>() == 32);
-
-/// Value of `FO_FLOWS` (key: the flow as the client sends it, client →
-/// VIP), written by the XDP program. Replies find it by that key too, after
-/// `FO_REVERSE` gave them the VIP.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Flow {
-    pub backend_id: u32,
-    pub service_id: u32,
-    /// [`Backend::generation`] of `backend_id` when the flow was recorded:
-    /// the entry is stale once the slot has another owner.
-    pub backend_generation: u32,
-    /// One of [`flow_state`].
-    pub state: u8,
-    pub _pad: [u8; 3],
-    /// `bpf_ktime_get_coarse_ns` of the last packet either way, refreshed at
-    /// most once per [`LAST_SEEN_GRANULARITY_NS`].
-    pub last_seen_ns: u64,
-    /// The entry counts as absent after this (same clock): last seen plus
-    /// the lifetime of its protocol and state (`FO_SETTINGS`).
-    pub expires_ns: u64,
-    /// Towards the backend (client packets).
-    pub to_backend: CachedHop,
-    /// Towards the client (replies).
-    pub to_client: CachedHop,
-}
-const _: () = assert!(size_of::<Flow>() == 96);
-
-/// Key of `FO_REVERSE`: a backend's endpoint as its replies carry it
-/// (address, the port it serves the service on, protocol).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
-pub struct ReverseKey {
-    pub addr: AddrBe,
-    /// Network order.
-    pub port_be: u16,
-    pub proto: u8,
-    pub family: u8,
-}
-const _: () = assert!(size_of::<ReverseKey>() == 20);
-
-/// Value of `FO_REVERSE`, written by the agent with the backend: what a reply
-/// from the endpoint is rewritten to come from. One endpoint serves one
-/// service (the configuration refuses two), so a reply needs no per-flow
-/// state to find its VIP.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct ReverseNat {
-    pub vip: AddrBe,
-    /// Network order.
-    pub vip_port_be: u16,
-    pub _pad: u16,
-    pub service_id: u32,
-    pub backend_id: u32,
-    /// The interface the backend is reached by, learned by the program from
-    /// its new flows (0: not yet, any): a packet with the endpoint's address
-    /// arriving elsewhere is not rewritten to come from the VIP.
-    pub reply_ifindex: u32,
-    pub _pad2: [u32; 2],
-}
-const _: () = assert!(size_of::<ReverseNat>() == 40);
-
-/// Slots of `FO_ADDRESSES`, a filter over every VIP and backend address: a
-/// packet whose destination is no VIP and whose source is no backend (most
-/// of an edge host's traffic) passes after one array read, no hash lookup.
-pub const ADDRESS_SLOTS: u32 = 16_384;
-/// [`ADDRESS_SLOTS`] bits flags: some VIP hashes here.
-pub const ADDRESS_F_VIP: u32 = 1;
-/// Some backend hashes here.
-pub const ADDRESS_F_BACKEND: u32 = 2;
-
-/// The `FO_ADDRESSES` slot of an address (words in network order). Shared
-/// by the program and the agent that writes the filter.
-pub const fn address_slot(addr: &AddrBe) -> u32 {
-    let folded =
-        addr[0] ^ addr[1].rotate_left(8) ^ addr[2].rotate_left(16) ^ addr[3].rotate_left(24);
-    // Fibonacci hashing: the top bits of the product spread any input.
-    folded.wrapping_mul(0x9E37_79B1) >> (32 - ADDRESS_SLOTS.trailing_zeros())
-}
-
-/// Value of `FO_SETTINGS` (an array of one), written by the agent at start
-/// and on reload. Zero fields mean the built-in defaults.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Settings {
-    /// Lifetime of an open TCP flow without packets.
-    pub tcp_open_ns: u64,
-    /// Lifetime of a TCP flow after a FIN or RST.
-    pub tcp_closing_ns: u64,
-    /// Lifetime of a UDP flow without packets.
-    pub udp_ns: u64,
-    /// New flows one CPU records per second before the flood guard stops
-    /// recording (the table then decides each packet); 0: the default.
-    pub max_new_flows_per_cpu: u32,
-    pub _pad: u32,
-}
-const _: () = assert!(size_of::<Settings>() == 32);
-
-/// Built-in lifetimes and threshold (IPVS's and Cilium's order of magnitude).
-pub const DEFAULT_TCP_OPEN_NS: u64 = 3_600 * 1_000_000_000;
-pub const DEFAULT_TCP_CLOSING_NS: u64 = 10 * 1_000_000_000;
-pub const DEFAULT_UDP_NS: u64 = 60 * 1_000_000_000;
-pub const DEFAULT_MAX_NEW_FLOWS_PER_CPU: u32 = 200_000;
-
-/// Value of the (per-CPU, unpinned) `FO_FLOOD`: this CPU's new flows in the
-/// current one-second window.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct FloodWindow {
-    pub started_ns: u64,
-    pub recorded: u32,
-    /// The guard tripped in this window (counted once).
-    pub tripped: u32,
-}
-const _: () = assert!(size_of::<FloodWindow>() == 16);
-
-/// How stale `Flow::last_seen_ns` may get before a packet refreshes it.
-pub const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;
-
 /// Value of `FO_ADMIN` (an array indexed by backend id): the agent's own
 /// state of a backend, kept with the maps so a restarted agent resumes
 /// exactly where the last one stopped. The XDP program never reads it.
@@ -495,10 +342,10 @@ mod pod {
     unsafe impl aya::Pod for MaglevKey {}
     unsafe impl aya::Pod for Backend {}
     unsafe impl aya::Pod for FlowKey {}
-    unsafe impl aya::Pod for Flow {}
-    unsafe impl aya::Pod for ReverseKey {}
-    unsafe impl aya::Pod for ReverseNat {}
-    unsafe impl aya::Pod for Settings {}
+    unsafe impl aya::Pod for crate::flows::Flow {}
+    unsafe impl aya::Pod for crate::flows::ReverseKey {}
+    unsafe impl aya::Pod for crate::flows::ReverseNat {}
+    unsafe impl aya::Pod for crate::flows::Settings {}
     unsafe impl aya::Pod for Counter {}
     unsafe impl aya::Pod for TrafficStats {}
     unsafe impl aya::Pod for AdminRecord {}
@@ -530,18 +377,6 @@ mod tests {
         let addr = ipv4_addr([192, 0, 2, 1]);
         assert_eq!(addr[0].to_ne_bytes(), [192, 0, 2, 1]);
         assert_eq!(&addr[1..], &[0, 0, 0]);
-    }
-
-    #[test]
-    fn address_slots_stay_in_range_and_spread() {
-        let mut seen = std::collections::HashSet::new();
-        for last in 0..=255u8 {
-            let slot = address_slot(&ipv4_addr([198, 51, 100, last]));
-            assert!(slot < ADDRESS_SLOTS);
-            seen.insert(slot);
-        }
-        // 256 neighbouring addresses, few collisions.
-        assert!(seen.len() > 240, "{}", seen.len());
     }
 
     #[test]

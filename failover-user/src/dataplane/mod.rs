@@ -16,6 +16,7 @@ mod links;
 pub mod maps;
 pub mod netdev;
 mod services;
+mod states;
 mod watch;
 
 use std::{

@@ -19,6 +19,7 @@
 //! target fails (which ends the switchover), and are never left drained.
 
 mod operations;
+pub use operations::Refused;
 #[cfg(test)]
 mod tests;
 
@@ -143,19 +144,6 @@ pub enum QuorumPolicy {
     FailOpen,
     /// Take no new flows at all (dropped and counted as drop_no_backend).
     FailClosed,
-}
-
-/// Why the policy refuses an operator request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Refused {
-    #[error("draining it would leave no backend for new flows")]
-    DrainLeavesNone,
-    #[error("maintenance on it would leave no backend for new flows")]
-    MaintenanceLeavesNone,
-    #[error("the target is not healthy")]
-    TargetUnhealthy,
-    #[error("the target is in maintenance")]
-    TargetInMaintenance,
 }
 
 impl ServicePolicy {

@@ -4,7 +4,20 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Admin, Change, Refused, ServicePolicy};
+use super::{Admin, Change, ServicePolicy};
+
+/// Why the policy refuses an operator request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("draining it would leave no backend for new flows")]
+    DrainLeavesNone,
+    #[error("maintenance on it would leave no backend for new flows")]
+    MaintenanceLeavesNone,
+    #[error("the target is not healthy")]
+    TargetUnhealthy,
+    #[error("the target is in maintenance")]
+    TargetInMaintenance,
+}
 
 impl ServicePolicy {
     /// Stops new flows to `backend`; established ones stay until `deadline`.
