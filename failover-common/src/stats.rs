@@ -127,7 +127,12 @@ pub mod reason {
     /// under the guard, in CPU-seconds).
     pub const EVENT_FLOOD_GUARD_SECOND: u32 = 33;
 
-    pub const COUNT: u32 = 34;
+    /// A client's first ACK without an entry went to the backend its SYN
+    /// was sent to (remembered in `FO_SYNS`), not to a new pick: a table
+    /// change between them does not reset the connection.
+    pub const EVENT_SYN_FOLLOWED: u32 = 34;
+
+    pub const COUNT: u32 = 35;
     /// First index that is an event rather than an outcome.
     pub const FIRST_EVENT: u32 = EVENT_REPICK;
 
@@ -167,6 +172,7 @@ pub mod reason {
         "event_flow_closing",
         "event_flood_guard_skip",
         "event_flood_guard_second",
+        "event_syn_followed",
     ];
 
     /// Index of a reason by name.

@@ -141,8 +141,22 @@ fn to_backend(
             Some(entry),
         ),
         Route::New { service } => {
-            let Some((backend_id, backend)) = conntrack::pick(key, service, bytes) else {
-                return drop(reason::DROP_NO_BACKEND);
+            // A first ACK goes where its SYN went, if that is remembered.
+            let handshake =
+                if l4.proto == PROTO_TCP && conntrack::starts_flow(l4.proto, l4.tcp_flags) {
+                    conntrack::syn_backend(key, now)
+                } else {
+                    None
+                };
+            let (backend_id, backend) = match handshake {
+                Some(found) => {
+                    counters::reason(reason::EVENT_SYN_FOLLOWED, bytes);
+                    found
+                }
+                None => match conntrack::pick(key, service, bytes) {
+                    Some(picked) => picked,
+                    None => return drop(reason::DROP_NO_BACKEND),
+                },
             };
             (backend_id, backend, service.id, None)
         }
@@ -188,6 +202,8 @@ fn to_backend(
                 now,
                 bytes,
             );
+        } else if l4.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN {
+            conntrack::remember_syn(key, backend_id, backend.generation, now);
         } else if l4.tcp_flags & TCP_FLAG_SYN == 0 {
             counters::reason(reason::EVENT_MIDFLOW_PICK, bytes);
         }

@@ -6,16 +6,18 @@
 //!
 //! Only a packet that can belong to a connection records one: UDP, or a TCP
 //! ACK without SYN, FIN or RST (the client's first ACK completes its
-//! handshake). A SYN is picked by the table and leaves no state, so a SYN
-//! flood evicts nothing; a per-CPU flood guard caps how many flows a CPU
-//! records per second. Replies find their VIP in `FO_REVERSE` (no per-flow
+//! handshake). A SYN leaves no flow entry, so a SYN flood evicts no
+//! established flow: the backend it was sent to is remembered briefly in
+//! `FO_SYNS`, an LRU of its own, for the first ACK to follow even if the
+//! table changed in between. A per-CPU flood guard caps how many flows a
+//! CPU records per second. Replies find their VIP in `FO_REVERSE` (no per-flow
 //! state) and then touch the entry, if there is one.
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use failover_common::{
     Backend, CachedHop, DEFAULT_MAX_NEW_FLOWS_PER_CPU, DEFAULT_TCP_CLOSING_NS, DEFAULT_TCP_OPEN_NS,
     DEFAULT_UDP_NS, FloodWindow, Flow, FlowKey, LAST_SEEN_GRANULARITY_NS, MaglevKey, PROTO_TCP,
-    Service, backend_state, flow_state,
+    SYN_LIFETIME_NS, Service, SynSeen, backend_state, flow_state,
     hash::{FLOW_HASH_SEED, flow_hash},
     pick::{self, PickMaps},
     stats::reason,
@@ -25,7 +27,7 @@ use failover_common::{
 use crate::{
     counters,
     fib::NextHop,
-    maps::{BACKENDS, FLOOD, FLOWS, MAGLEV, SETTINGS},
+    maps::{BACKENDS, FLOOD, FLOWS, MAGLEV, SETTINGS, SYNS},
     parse::{TCP_FLAG_ACK, TCP_FLAG_FIN, TCP_FLAG_RST, TCP_FLAG_SYN},
 };
 
@@ -173,6 +175,32 @@ pub fn pick(key: &FlowKey, service: &Service, bytes: u64) -> Option<(u32, Backen
         counters::reason(reason::EVENT_STALE_SELECTION, bytes);
     }
     picked.map(|p| (p.backend_id, p.backend))
+}
+
+/// Remembers the backend a SYN was sent to, for its first ACK.
+#[inline(always)]
+pub fn remember_syn(key: &FlowKey, backend_id: u32, backend_generation: u32, now: u64) {
+    let seen = SynSeen {
+        backend_id,
+        backend_generation,
+        expires_ns: now + SYN_LIFETIME_NS,
+    };
+    // A failed insert only loses the memory: the table picks the ACK.
+    let _ = SYNS.insert(key, &seen, 0);
+}
+
+/// The backend the flow's SYN was sent to, if it is remembered, still has
+/// that owner and may keep an established flow.
+#[inline(always)]
+pub fn syn_backend(key: &FlowKey, now: u64) -> Option<(u32, Backend)> {
+    // SAFETY: a live LRU value, copied out.
+    let seen = unsafe { *SYNS.get(key)? };
+    if now > seen.expires_ns {
+        return None;
+    }
+    let backend = backend(seen.backend_id)?;
+    (backend.generation == seen.backend_generation && usable_for_established(backend.state))
+        .then_some((seen.backend_id, backend))
 }
 
 /// Whether a packet without an entry may record its flow: UDP, or a TCP ACK

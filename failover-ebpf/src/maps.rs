@@ -9,8 +9,8 @@ use aya_ebpf::{
 use failover_common::{
     ADDRESS_SLOTS, AdminRecord, Backend, Counter, DEFAULT_MAX_FLOWS, EGRESS_SLOTS, Egress,
     FloodWindow, Flow, FlowKey, LastRedirect, MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES,
-    MaglevChunk, MaglevKey, REDIRECT_DROP_ENTRIES, ReverseKey, ReverseNat, Service, ServiceKey,
-    Settings, TrafficStats, programs,
+    MaglevChunk, MaglevKey, REDIRECT_DROP_ENTRIES, ReverseKey, ReverseNat, SYN_ENTRIES, Service,
+    ServiceKey, Settings, SynSeen, TrafficStats, programs,
     stats::{VERDICT_COUNT, reason},
 };
 
@@ -56,6 +56,15 @@ pub static ADDRESSES: Array<u32> = Array::pinned(ADDRESS_SLOTS, 0);
 /// agent.
 #[map(name = "FO_SETTINGS")]
 pub static SETTINGS: Array<Settings> = Array::pinned(1, 0);
+
+/// Client → VIP tuple → the backend its SYN was sent to, briefly (see
+/// `SynSeen`). Not pinned: a handshake outlives no program. Per-CPU LRU
+/// lists (BPF_F_NO_COMMON_LRU): a flood's inserts do not contend on one.
+#[map(name = "FO_SYNS")]
+pub static SYNS: LruHashMap<FlowKey, SynSeen> =
+    LruHashMap::with_max_entries(SYN_ENTRIES, BPF_F_NO_COMMON_LRU);
+
+const BPF_F_NO_COMMON_LRU: u32 = 2;
 
 /// This CPU's new flows in the current second (the flood guard). Not pinned:
 /// a new program starts a new window.

@@ -115,8 +115,9 @@ pub(super) fn explain(
                 describe(&backend),
             ));
             steps.push(if proto == Proto::Tcp {
-                "a SYN is forwarded so and records nothing; the client's first ACK (no SYN, FIN or RST) \
-                 records the flow, as UDP's first packet does, unless the flood guard is on (event_flood_guard_skip)"
+                "a SYN is forwarded so and records no flow (its backend is remembered for 10 s, for the first ACK \
+                 to follow across a table change); the client's first ACK (no SYN, FIN or RST) records the flow, \
+                 as UDP's first packet does, unless the flood guard is on (event_flood_guard_skip)"
                     .to_owned()
             } else {
                 "the first packet records the flow, unless the flood guard is on (event_flood_guard_skip)"
