@@ -146,22 +146,28 @@ pub const DEFAULT_TCP_CLOSING_NS: u64 = 10 * 1_000_000_000;
 pub const DEFAULT_UDP_NS: u64 = 60 * 1_000_000_000;
 pub const DEFAULT_MAX_NEW_FLOWS_PER_CPU: u32 = 200_000;
 
-/// Value of the (unpinned) `FO_SYNS`: the backend a SYN was sent to, for
-/// the client's first ACK to follow even if the table changed in between.
-/// An LRU of its own: a SYN flood churns it, never the flow table.
+/// Value of the (unpinned) `FO_SYNS`, an array indexed by the low bits of
+/// the flow hash: the backend a SYN was sent to, for the client's first ACK
+/// to follow even if the table changed in between. A slot is overwritten
+/// by the next SYN that hashes there: a write costs no more than a store,
+/// and a SYN flood overwrites slots, never the flow table.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct SynSeen {
+    /// The whole flow hash, checked by the ACK (the slot holds one of many).
+    pub flow_hash: u32,
     pub backend_id: u32,
     pub backend_generation: u32,
-    pub expires_ns: u64,
+    /// `bpf_ktime_get_coarse_ns` >> 30 (about seconds) when the SYN passed.
+    pub stamp: u32,
 }
 const _: () = assert!(size_of::<SynSeen>() == 16);
 
-/// Entries of `FO_SYNS`, and how long one is kept (a handshake, with the
-/// client's SYN retransmissions, is over well within it).
-pub const SYN_ENTRIES: u32 = 131_072;
-pub const SYN_LIFETIME_NS: u64 = 10 * 1_000_000_000;
+/// Slots of `FO_SYNS` (a power of two: 4 MiB), and how long, in its
+/// stamp's units of about a second, a SYN is remembered (a handshake, with
+/// the client's SYN retransmissions, is over well within it).
+pub const SYN_SLOTS: u32 = 1 << 18;
+pub const SYN_LIFETIME_STAMPS: u32 = 10;
 
 /// Value of the (per-CPU, unpinned) `FO_FLOOD`: this CPU's new flows in the
 /// current one-second window.

@@ -4,7 +4,9 @@
 use aya_ebpf::{bindings::xdp_action::XDP_TX, programs::XdpContext};
 use failover_common::{
     Backend, FAMILY_IPV4, Flow, FlowKey, PROTO_TCP, ReverseKey, SERVICE_F_RESET_DEAD_FLOWS,
-    Service, ServiceKey, stats::reason,
+    Service, ServiceKey,
+    hash::{FLOW_HASH_SEED, flow_hash},
+    stats::reason,
 };
 
 use crate::{
@@ -13,7 +15,7 @@ use crate::{
     counters::{self, Towards},
     egress::{ingress_ifindex, next_hop, send, via_stack},
     fib::{Lookup, NextHop},
-    maps::{FLOWS, REVERSE, SERVICES},
+    maps::{BACKEND_HOPS, FLOWS, REVERSE, SERVICES},
     nat::{self, End},
     outcome::{Outcome, drop, pass},
     parse::{Parsed, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN},
@@ -128,6 +130,7 @@ fn to_backend(
         return pass(reason::PASS_TTL_EXPIRED);
     }
     let ingress = ingress_ifindex(ctx);
+    let mut hash = 0;
     let (backend_id, backend, service_id, tracked) = match route {
         // SAFETY: a live LRU value.
         Route::Tracked {
@@ -141,10 +144,11 @@ fn to_backend(
             Some(entry),
         ),
         Route::New { service } => {
+            hash = flow_hash(key, FLOW_HASH_SEED);
             // A first ACK goes where its SYN went, if that is remembered.
             let handshake =
                 if l4.proto == PROTO_TCP && conntrack::starts_flow(l4.proto, l4.tcp_flags) {
-                    conntrack::syn_backend(key, now)
+                    conntrack::syn_backend(hash, now)
                 } else {
                     None
                 };
@@ -153,7 +157,7 @@ fn to_backend(
                     counters::reason(reason::EVENT_SYN_FOLLOWED, bytes);
                     found
                 }
-                None => match conntrack::pick(key, service, bytes) {
+                None => match conntrack::pick(hash, service, bytes) {
                     Some(picked) => picked,
                     None => return drop(reason::DROP_NO_BACKEND),
                 },
@@ -178,17 +182,25 @@ fn to_backend(
         src_port: l4.src_port,
         dst_port: backend_port,
     };
-    // SAFETY: a field of a live LRU value.
-    let cache = tracked.map(|entry| unsafe { &raw mut (*entry).to_backend });
-    let hop = next_hop(ctx, cache, &lookup, now);
+    // A tracked flow's own cached hop; a new flow's, the backend's (every
+    // new flow to a backend goes the same way: no route lookup per SYN).
+    let cache = match tracked {
+        // SAFETY: a field of a live LRU value.
+        Some(entry) => Some(unsafe { &raw mut (*entry).to_backend }),
+        None => BACKEND_HOPS.get_ptr_mut(backend_id),
+    };
+    let (hop, looked_up) = next_hop(ctx, cache, &lookup, now);
     let via_stack = match via_stack(&hop) {
         Ok(via_stack) => via_stack,
         Err(outcome) => return outcome,
     };
 
     if tracked.is_none() {
-        // Before the backend's first reply: where it must arrive.
-        learn_reply_interface(backend_addr, backend_port, l4.proto, &hop);
+        if looked_up {
+            // Where the backend's replies must arrive (at most once a
+            // second per backend, as its hop is looked up again).
+            learn_reply_interface(backend_addr, backend_port, l4.proto, &hop);
+        }
         if conntrack::starts_flow(l4.proto, l4.tcp_flags) {
             conntrack::record(
                 &NewFlow {
@@ -203,7 +215,7 @@ fn to_backend(
                 bytes,
             );
         } else if l4.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN {
-            conntrack::remember_syn(key, backend_id, backend.generation, now);
+            conntrack::remember_syn(hash, backend_id, backend.generation, now);
         } else if l4.tcp_flags & TCP_FLAG_SYN == 0 {
             counters::reason(reason::EVENT_MIDFLOW_PICK, bytes);
         }

@@ -8,8 +8,8 @@
 //! ACK without SYN, FIN or RST (the client's first ACK completes its
 //! handshake). A SYN leaves no flow entry, so a SYN flood evicts no
 //! established flow: the backend it was sent to is remembered briefly in
-//! `FO_SYNS`, an LRU of its own, for the first ACK to follow even if the
-//! table changed in between. A per-CPU flood guard caps how many flows a
+//! `FO_SYNS`, a direct-mapped array (a store, no insert), for the first ACK
+//! to follow even if the table changed in between. A per-CPU flood guard caps how many flows a
 //! CPU records per second. Replies find their VIP in `FO_REVERSE` (no per-flow
 //! state) and then touch the entry, if there is one.
 
@@ -17,8 +17,7 @@ use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use failover_common::{
     Backend, CachedHop, DEFAULT_MAX_NEW_FLOWS_PER_CPU, DEFAULT_TCP_CLOSING_NS, DEFAULT_TCP_OPEN_NS,
     DEFAULT_UDP_NS, FloodWindow, Flow, FlowKey, LAST_SEEN_GRANULARITY_NS, MaglevKey, PROTO_TCP,
-    SYN_LIFETIME_NS, Service, SynSeen, backend_state, flow_state,
-    hash::{FLOW_HASH_SEED, flow_hash},
+    SYN_LIFETIME_STAMPS, SYN_SLOTS, Service, SynSeen, backend_state, flow_state,
     pick::{self, PickMaps},
     stats::reason,
     usable_for_established,
@@ -165,37 +164,51 @@ impl PickMaps for ProgramMaps {
     }
 }
 
-/// Picks a backend for a new flow (`failover_common::pick`, the same code
-/// `inspect explain` runs); a stale entry met on the way is counted.
-/// `None`: no usable backend.
+/// Picks a backend for a new flow of flow hash `hash`
+/// (`failover_common::pick`, the same code `inspect explain` runs); a stale
+/// entry met on the way is counted. `None`: no usable backend.
 #[inline(always)]
-pub fn pick(key: &FlowKey, service: &Service, bytes: u64) -> Option<(u32, Backend)> {
-    let (picked, stale) = pick::pick(&ProgramMaps, service, flow_hash(key, FLOW_HASH_SEED));
+pub fn pick(hash: u32, service: &Service, bytes: u64) -> Option<(u32, Backend)> {
+    let (picked, stale) = pick::pick(&ProgramMaps, service, hash);
     if stale {
         counters::reason(reason::EVENT_STALE_SELECTION, bytes);
     }
     picked.map(|p| (p.backend_id, p.backend))
 }
 
-/// Remembers the backend a SYN was sent to, for its first ACK.
+/// `FO_SYNS`'s clock: about seconds.
 #[inline(always)]
-pub fn remember_syn(key: &FlowKey, backend_id: u32, backend_generation: u32, now: u64) {
-    let seen = SynSeen {
-        backend_id,
-        backend_generation,
-        expires_ns: now + SYN_LIFETIME_NS,
-    };
-    // A failed insert only loses the memory: the table picks the ACK.
-    let _ = SYNS.insert(key, &seen, 0);
+fn syn_stamp(now: u64) -> u32 {
+    (now >> 30) as u32
+}
+
+/// Remembers the backend a SYN (of flow hash `hash`) was sent to, for its
+/// first ACK.
+#[inline(always)]
+pub fn remember_syn(hash: u32, backend_id: u32, backend_generation: u32, now: u64) {
+    if let Some(slot) = SYNS.get_ptr_mut(hash & (SYN_SLOTS - 1)) {
+        // SAFETY: a live array slot; racing writers each store a whole
+        // record a reader checks by its hash.
+        unsafe {
+            *slot = SynSeen {
+                flow_hash: hash,
+                backend_id,
+                backend_generation,
+                stamp: syn_stamp(now),
+            };
+        }
+    }
 }
 
 /// The backend the flow's SYN was sent to, if it is remembered, still has
 /// that owner and may keep an established flow.
 #[inline(always)]
-pub fn syn_backend(key: &FlowKey, now: u64) -> Option<(u32, Backend)> {
-    // SAFETY: a live LRU value, copied out.
-    let seen = unsafe { *SYNS.get(key)? };
-    if now > seen.expires_ns {
+pub fn syn_backend(hash: u32, now: u64) -> Option<(u32, Backend)> {
+    let seen = *SYNS.get(hash & (SYN_SLOTS - 1))?;
+    if seen.flow_hash != hash
+        || seen.backend_generation == 0
+        || syn_stamp(now).wrapping_sub(seen.stamp) > SYN_LIFETIME_STAMPS
+    {
         return None;
     }
     let backend = backend(seen.backend_id)?;

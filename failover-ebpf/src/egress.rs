@@ -14,26 +14,27 @@ use crate::{
     parse::L3,
 };
 
-/// The next hop from the flow's cache for this direction when fresh, else
-/// from the route lookup (then cached, if the flow is tracked).
+/// The next hop from `cache` (the flow's for its direction, or the
+/// backend's for a new flow) when fresh, else from the route lookup (then
+/// cached). The flag says whether the route lookup ran.
 #[inline(always)]
 pub fn next_hop(
     ctx: &XdpContext,
     cache: Option<*mut CachedHop>,
     lookup: &Lookup,
     now: u64,
-) -> NextHop {
+) -> (NextHop, bool) {
     let ingress = lookup.ingress_ifindex;
     if let Some(cache) = cache
         && let Some(hop) = conntrack::cached_hop(cache, ingress, now)
     {
-        return hop;
+        return (hop, false);
     }
     let hop = fib::next_hop(ctx, lookup);
     if let Some(cache) = cache {
         conntrack::store_hop(cache, &hop, ingress, now);
     }
-    hop
+    (hop, true)
 }
 
 /// Whether the rewritten packet goes through the stack (unresolved

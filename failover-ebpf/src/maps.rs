@@ -7,9 +7,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, ProgramArray},
 };
 use failover_common::{
-    ADDRESS_SLOTS, AdminRecord, Backend, Counter, DEFAULT_MAX_FLOWS, EGRESS_SLOTS, Egress,
-    FloodWindow, Flow, FlowKey, LastRedirect, MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES,
-    MaglevChunk, MaglevKey, REDIRECT_DROP_ENTRIES, ReverseKey, ReverseNat, SYN_ENTRIES, Service,
+    ADDRESS_SLOTS, AdminRecord, Backend, CachedHop, Counter, DEFAULT_MAX_FLOWS, EGRESS_SLOTS,
+    Egress, FloodWindow, Flow, FlowKey, LastRedirect, MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES,
+    MaglevChunk, MaglevKey, REDIRECT_DROP_ENTRIES, ReverseKey, ReverseNat, SYN_SLOTS, Service,
     ServiceKey, Settings, SynSeen, TrafficStats, programs,
     stats::{VERDICT_COUNT, reason},
 };
@@ -57,14 +57,15 @@ pub static ADDRESSES: Array<u32> = Array::pinned(ADDRESS_SLOTS, 0);
 #[map(name = "FO_SETTINGS")]
 pub static SETTINGS: Array<Settings> = Array::pinned(1, 0);
 
-/// Client → VIP tuple → the backend its SYN was sent to, briefly (see
-/// `SynSeen`). Not pinned: a handshake outlives no program. Per-CPU LRU
-/// lists (BPF_F_NO_COMMON_LRU): a flood's inserts do not contend on one.
-#[map(name = "FO_SYNS")]
-pub static SYNS: LruHashMap<FlowKey, SynSeen> =
-    LruHashMap::with_max_entries(SYN_ENTRIES, BPF_F_NO_COMMON_LRU);
+/// Backend id → the next hop of new flows to it, refreshed at most once a
+/// second (as a flow's own). Not pinned: a cache.
+#[map(name = "FO_BACKEND_HOPS")]
+pub static BACKEND_HOPS: Array<CachedHop> = Array::with_max_entries(MAX_BACKENDS, 0);
 
-const BPF_F_NO_COMMON_LRU: u32 = 2;
+/// Flow hash → the backend its SYN was sent to, briefly (see `SynSeen`).
+/// Not pinned: a handshake outlives no program.
+#[map(name = "FO_SYNS")]
+pub static SYNS: Array<SynSeen> = Array::with_max_entries(SYN_SLOTS, 0);
 
 /// This CPU's new flows in the current second (the flood guard). Not pinned:
 /// a new program starts a new window.

@@ -87,7 +87,7 @@ pub fn to_client(
         src_port: vip_port,
         dst_port: l4.dst_port,
     };
-    let hop = next_hop(ctx, cache, &lookup, now);
+    let (hop, _) = next_hop(ctx, cache, &lookup, now);
     let via_stack = match via_stack(&hop) {
         Ok(via_stack) => via_stack,
         Err(outcome) => return outcome,
