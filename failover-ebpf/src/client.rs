@@ -16,7 +16,7 @@ use crate::{
     egress::{ingress_ifindex, next_hop, send, via_stack},
     fib::{Lookup, NextHop},
     maps::{BACKEND_HOPS, FLOWS, REVERSE, SERVICES},
-    nat::{self, End},
+    nat::End,
     outcome::{Outcome, drop, pass},
     parse::{Parsed, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN},
 };
@@ -220,11 +220,14 @@ fn to_backend(
             counters::reason(reason::EVENT_MIDFLOW_PICK, bytes);
         }
     }
-    let partial = complete::is_partial(ctx, ip, l4, bytes);
-    nat::rewrite(ip, l4, End::Destination, backend_addr, backend_port);
-    if partial {
-        complete::complete(ctx, ip, l4);
-    }
+    complete::rewrite(
+        ctx,
+        ip,
+        l4,
+        End::Destination,
+        (backend_addr, backend_port),
+        bytes,
+    );
     counters::traffic(service_id, backend_id, Towards::Backend, bytes);
     if via_stack {
         return pass(reason::PASS_NO_NEIGHBOUR);

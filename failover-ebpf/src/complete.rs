@@ -155,3 +155,21 @@ pub fn is_partial(ctx: &XdpContext, ip: *mut Ipv4Hdr, l4: &L4, bytes: u64) -> bo
     }
     partial
 }
+
+/// Rewrites one end's address and port (`nat::rewrite`), leaving the L4
+/// checksum complete when the sender had left it partial.
+#[inline(always)]
+pub fn rewrite(
+    ctx: &XdpContext,
+    ip: *mut Ipv4Hdr,
+    l4: &L4,
+    end: crate::nat::End,
+    (addr, port): (u32, u16),
+    bytes: u64,
+) {
+    let partial = is_partial(ctx, ip, l4, bytes);
+    crate::nat::rewrite(ip, l4, end, addr, port);
+    if partial {
+        complete(ctx, ip, l4);
+    }
+}

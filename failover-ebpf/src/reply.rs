@@ -12,7 +12,7 @@ use crate::{
     egress::{ingress_ifindex, next_hop, send, via_stack},
     fib::Lookup,
     maps::FLOWS,
-    nat::{self, End},
+    nat::End,
     outcome::{Outcome, drop, pass},
     parse::{L3, Parsed},
 };
@@ -92,11 +92,7 @@ pub fn to_client(
         Ok(via_stack) => via_stack,
         Err(outcome) => return outcome,
     };
-    let partial = complete::is_partial(ctx, ip, l4, bytes);
-    nat::rewrite(ip, l4, End::Source, vip, vip_port);
-    if partial {
-        complete::complete(ctx, ip, l4);
-    }
+    complete::rewrite(ctx, ip, l4, End::Source, (vip, vip_port), bytes);
     counters::traffic(service_id, backend_id, Towards::Client, bytes);
     if via_stack {
         return pass(reason::PASS_NO_NEIGHBOUR);
