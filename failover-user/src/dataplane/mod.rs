@@ -15,8 +15,8 @@ pub mod flow_maps;
 mod links;
 pub mod maps;
 pub mod netdev;
+mod reconcile;
 mod services;
-mod states;
 mod watch;
 
 use std::{

@@ -9,9 +9,9 @@
 //! backend that is not yet usable. A change that fails half-way is undone
 //! with `Dataplane::restore` (in `adopt`) from a [`Snapshot`] taken before it.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
-use failover_common::{MAX_BACKENDS, MAX_SELECTION, MAX_SERVICES, Service, ServiceKey};
+use failover_common::{MAX_BACKENDS, MAX_SELECTION, MAX_SERVICES, Service};
 use tracing::info;
 
 use super::Dataplane;
@@ -19,7 +19,7 @@ use crate::{
     dataplane::error::{DataplaneError, SpecError},
     decide::maglev,
     decide::select,
-    model::{BackendSpec, ServiceSpec},
+    model::{BackendSpec, BackendState, ServiceSpec},
 };
 
 /// What the data path carries for a service besides its backends.
@@ -109,112 +109,6 @@ impl Dataplane {
         self.slots.get(&id).map(|slot| slot.generation)
     }
 
-    /// Makes the maps carry exactly `wanted`: existing services and backends
-    /// keep their ids, generations and current state; new ones are added
-    /// with the state given; services no longer wanted are removed first
-    /// (freeing their ids). Returns, per wanted service, its id and backend
-    /// ids in order. On an error the maps may be half-changed: restore a
-    /// snapshot taken before.
-    pub fn reconcile(
-        &mut self,
-        wanted: &[WantedService],
-    ) -> Result<Vec<(u32, Vec<u32>)>, DataplaneError> {
-        super::endpoints::check_wanted(wanted)?;
-        let wanted_keys: HashSet<ServiceKey> = wanted.iter().map(|w| w.spec.key()).collect();
-        let stale: Vec<u32> = self
-            .services
-            .values()
-            .filter(|entry| !wanted_keys.contains(&entry.spec.key()))
-            .map(|entry| entry.id)
-            .collect();
-        for id in stale {
-            self.remove_service(id)?;
-        }
-        let mut result = Vec::new();
-        for want in wanted {
-            let existing = self
-                .services
-                .values()
-                .find(|e| e.spec.key() == want.spec.key())
-                .map(|e| e.id);
-            match existing {
-                None => {
-                    let entry =
-                        self.add_service_unchecked(want.spec, &want.backends, want.settings)?;
-                    result.push((entry.id, entry.backends.keys().copied().collect()));
-                }
-                Some(id) => result.push((id, self.update_service(id, want)?)),
-            }
-        }
-        Ok(result)
-    }
-
-    /// Brings an existing service to `want`: backends matched by address
-    /// and port keep id, generation and state; others get new slots.
-    fn update_service(
-        &mut self,
-        id: u32,
-        want: &WantedService,
-    ) -> Result<Vec<u32>, DataplaneError> {
-        let mut entry = self.services[&id].clone();
-        let mut ids = Vec::with_capacity(want.backends.len());
-        let mut next = BTreeMap::new();
-        let mut claimed = Vec::new();
-        for backend in &want.backends {
-            let kept = entry
-                .backends
-                .iter()
-                .find(|(bid, b)| {
-                    b.addr == backend.addr && b.port == backend.port && !next.contains_key(*bid)
-                })
-                .map(|(bid, b)| (*bid, b.state));
-            let bid = match kept {
-                Some((bid, state)) => {
-                    next.insert(bid, BackendSpec { state, ..*backend });
-                    bid
-                }
-                None => {
-                    let bid = self.free_backend_ids(1, &next).first().copied().ok_or(
-                        SpecError::NoBackendSlot {
-                            needed: 1,
-                            free: 0,
-                            max: MAX_BACKENDS,
-                        },
-                    )?;
-                    next.insert(bid, *backend);
-                    claimed.push(bid);
-                    bid
-                }
-            };
-            ids.push(bid);
-        }
-        for bid in &claimed {
-            self.claim_slot(*bid, id)?;
-        }
-        let removed: Vec<u32> = entry
-            .backends
-            .keys()
-            .filter(|bid| !next.contains_key(bid))
-            .copied()
-            .collect();
-        let old_size = entry.settings.table_size;
-        entry.backends = next;
-        entry.settings = want.settings;
-        self.write_backends(&entry)?;
-        self.publish(&mut entry)?;
-        if entry.settings.table_size < old_size {
-            // Chunks past the new size are never read again: free them.
-            self.tables
-                .remove_beyond(id, entry.settings.table_size, old_size);
-        }
-        for bid in &removed {
-            self.release_slot(*bid)?;
-        }
-        self.services.insert(id, entry);
-        self.trim_addresses()?;
-        Ok(ids)
-    }
-
     /// Adds a service with its backends and the default settings.
     pub fn add_service(
         &mut self,
@@ -239,7 +133,7 @@ impl Dataplane {
     /// [`Self::add_service_with`] without the check that no other service
     /// has its backends' endpoints (a reconcile checks the whole wanted set
     /// instead: mid-way, an endpoint may still be with its old service).
-    fn add_service_unchecked(
+    pub(super) fn add_service_unchecked(
         &mut self,
         spec: ServiceSpec,
         backends: &[BackendSpec],
@@ -330,7 +224,7 @@ impl Dataplane {
 
     /// Gives a free backend slot to `service` with the next generation, its
     /// counters from zero.
-    fn claim_slot(&mut self, id: u32, service: u32) -> Result<(), DataplaneError> {
+    pub(super) fn claim_slot(&mut self, id: u32, service: u32) -> Result<(), DataplaneError> {
         let previous = self.backends_map.get(id)?.generation;
         let generation = previous.checked_add(1).unwrap_or(1);
         self.counters.reset_backend(id)?;
@@ -354,7 +248,11 @@ impl Dataplane {
 
     /// Up to `n` free backend ids (not in use, not in `taken`), ids freed
     /// since the last snapshot last.
-    fn free_backend_ids(&self, n: usize, taken: &BTreeMap<u32, BackendSpec>) -> Vec<u32> {
+    pub(super) fn free_backend_ids(
+        &self,
+        n: usize,
+        taken: &BTreeMap<u32, BackendSpec>,
+    ) -> Vec<u32> {
         let free =
             (0..MAX_BACKENDS).filter(|id| !self.slots.contains_key(id) && !taken.contains_key(id));
         let (fresh, recent): (Vec<u32>, Vec<u32>) =
@@ -432,6 +330,82 @@ impl Dataplane {
     pub fn table_slot(&self, service_id: u32, slot: u32) -> Option<u32> {
         let entry = self.services.get(&service_id)?;
         self.tables.slot(service_id, entry.table_generation, slot)
+    }
+
+    /// Changes a backend's state, ordering the backend slot and the service's
+    /// selection/table so new flows are never dropped in between.
+    pub fn set_backend_state(
+        &mut self,
+        backend_id: u32,
+        state: BackendState,
+    ) -> Result<(), DataplaneError> {
+        let service_id = self
+            .slots
+            .get(&backend_id)
+            .ok_or(SpecError::UnknownBackend { id: backend_id })?
+            .service;
+        let mut entry = self.services[&service_id].clone();
+        let backend = entry
+            .backends
+            .get_mut(&backend_id)
+            .expect("slots and services agree");
+        let previous = backend.state;
+        backend.state = state;
+        let value = self.backend_value(backend_id, &entry.backends[&backend_id], service_id)?;
+        // Order matters for new flows: a backend that starts taking them is
+        // written before the table that names it; one that stops is left out
+        // of the table before its slot says so. Either way a new flow never
+        // meets a table whose backend refuses it (and is dropped).
+        if state == BackendState::Up {
+            self.backends_map.set(backend_id, &value)?;
+            self.publish(&mut entry)?;
+        } else {
+            self.publish(&mut entry)?;
+            self.backends_map.set(backend_id, &value)?;
+        }
+        info!(
+            service = %entry.spec,
+            backend = %entry.backends[&backend_id],
+            from = %previous,
+            to = %state,
+            "backend state changed"
+        );
+        self.services.insert(service_id, entry);
+        Ok(())
+    }
+
+    /// Writes a service's backends with `states` (by backend id) and
+    /// republishes it: brings the maps back in line with the agent's
+    /// decisions after a failed write.
+    pub fn resync_service(
+        &mut self,
+        service_id: u32,
+        states: &BTreeMap<u32, BackendState>,
+    ) -> Result<(), DataplaneError> {
+        let mut entry = self.entry(service_id)?;
+        for (id, state) in states {
+            if let Some(backend) = entry.backends.get_mut(id) {
+                backend.state = *state;
+            }
+        }
+        // Up backends first, the service value, then the others (as in
+        // set_backend_state).
+        let (up, rest): (Vec<_>, Vec<_>) = entry
+            .backends
+            .iter()
+            .map(|(id, b)| (*id, *b))
+            .partition(|(_, b)| b.state == BackendState::Up);
+        for (id, backend) in up {
+            let value = self.backend_value(id, &backend, service_id)?;
+            self.backends_map.set(id, &value)?;
+        }
+        self.publish(&mut entry)?;
+        for (id, backend) in rest {
+            let value = self.backend_value(id, &backend, service_id)?;
+            self.backends_map.set(id, &value)?;
+        }
+        self.services.insert(service_id, entry);
+        Ok(())
     }
 
     /// Removes a service: its entry first (no new packets match), then its
