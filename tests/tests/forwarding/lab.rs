@@ -96,6 +96,15 @@ impl Lab {
     /// XDP in `mode`; in skb mode on veth links as `ip link add` leaves
     /// them (nothing on the peers, transmit checksum offload on).
     pub fn with_mode(mode: AttachMode) -> Self {
+        Self::build(mode, failover_common::DEFAULT_MAX_FLOWS)
+    }
+
+    /// Native XDP with a flow table of `max_flows` entries.
+    pub fn with_max_flows(max_flows: u32) -> Self {
+        Self::build(AttachMode::Native, max_flows)
+    }
+
+    fn build(mode: AttachMode, max_flows: u32) -> Self {
         failover_tests::require_root();
         let links = BACKENDS.map(|host| BackendLink {
             role: "fwd-backend",
@@ -112,7 +121,7 @@ impl Lab {
         }
 
         let pins = PinDir::new();
-        let mut dp = Dataplane::load(pins.path()).expect("load the data path");
+        let mut dp = Dataplane::load_with(pins.path(), max_flows).expect("load the data path");
         net.lb.run(|| {
             for interface in ["lbc", "lbb1", "lbb2"] {
                 let used = dp.attach(interface, mode);

@@ -24,11 +24,12 @@
 //!
 //! The rig in `lab`, what the tests tally and compare in `checks`; the
 //! tests by concern: `spread`, `stickiness`, `backend_down`, `counters`,
-//! `icmp`, `flood`.
+//! `icmp`, `flood`, `eviction`.
 
 mod backend_down;
 mod checks;
 mod counters;
+mod eviction;
 mod flood;
 mod icmp;
 mod lab;

@@ -1,0 +1,97 @@
+//! A full flow table evicts its least recently used entry on each new
+//! flow. An evicted flow's next packet has no entry: within about 10 s of
+//! its SYN it follows the SYN's remembered backend (if that backend may keep
+//! flows); later the table picks it again — it stays where it was when the
+//! table still names its backend, and moves (and is reset) when its backend
+//! only kept it (drained). These tests count both and pin the documented
+//! behaviour down.
+
+use std::{net::TcpStream, time::Duration};
+
+use failover::BackendState;
+use failover_common::stats::reason;
+use failover_tests::servers::ask;
+
+use crate::lab::Lab;
+
+const MAX_FLOWS: u32 = 1_024;
+
+/// Idle long connections, the backend of each, and the backend drained
+/// after they were made (only their entries keep its flows there).
+fn long_connections(lab: &mut Lab) -> (Vec<TcpStream>, Vec<String>, String) {
+    let mut long: Vec<_> = (0..8).map(|_| lab.connect()).collect();
+    let names: Vec<String> = long.iter_mut().map(|s| ask(s).expect("answer")).collect();
+    let drained = names[0].clone();
+    lab.dp
+        .set_backend_state(Lab::backend_id(&lab.tcp, &drained), BackendState::Draining)
+        .unwrap();
+    (long, names, drained)
+}
+
+/// Twice the table's size in new flows; returns how many of the recorded
+/// flows are no longer in the table (evicted: nothing expires this fast).
+fn overflow(lab: &Lab, long: usize) -> u64 {
+    let recorded_before = lab.reason(reason::EVENT_FLOW_RECORDED);
+    let mut short = 0;
+    while short < 2 * MAX_FLOWS as usize {
+        short += lab.short_requests(100).len();
+    }
+    let recorded = lab.reason(reason::EVENT_FLOW_RECORDED) - recorded_before;
+    let entries = lab.dp.flows().count();
+    assert!(entries <= u64::from(MAX_FLOWS), "{entries} entries");
+    let evicted = recorded + long as u64 - entries;
+    eprintln!("{recorded} flows recorded, {entries} in the table: {evicted} evicted");
+    assert!(evicted >= u64::from(MAX_FLOWS), "{}", lab.diag());
+    evicted
+}
+
+#[test]
+fn an_evicted_flow_follows_its_syns_backend_while_that_is_remembered() {
+    let mut lab = Lab::with_max_flows(MAX_FLOWS);
+    assert_eq!(lab.dp.flows().capacity(), MAX_FLOWS);
+    let (mut long, names, _) = long_connections(&mut lab);
+    overflow(&lab, long.len());
+    let followed = lab.reason(reason::EVENT_SYN_FOLLOWED);
+    for (stream, name) in long.iter_mut().zip(&names) {
+        let answer = ask(stream).expect("an evicted flow within its SYN's memory survives");
+        assert_eq!(&answer, name, "and stays on its backend, drained or not");
+    }
+    assert_eq!(
+        lab.reason(reason::EVENT_SYN_FOLLOWED) - followed,
+        long.len() as u64,
+        "each came back through the SYN memory\n{}",
+        lab.diag()
+    );
+}
+
+#[test]
+fn later_an_evicted_flow_is_picked_by_the_table_and_a_kept_one_moves() {
+    let mut lab = Lab::with_max_flows(MAX_FLOWS);
+    let (mut long, names, drained) = long_connections(&mut lab);
+    // Past the SYN memory (about 10 s, in units of about a second).
+    std::thread::sleep(Duration::from_secs(12));
+    overflow(&lab, long.len());
+    let followed = lab.reason(reason::EVENT_SYN_FOLLOWED);
+    for (stream, name) in long.iter_mut().zip(&names) {
+        let answer = ask(stream);
+        if *name == drained {
+            assert!(
+                answer.is_err(),
+                "an evicted flow only its entry kept on a drained backend is picked elsewhere \
+                 and reset: {answer:?}"
+            );
+        } else {
+            assert_eq!(
+                answer.as_deref().ok(),
+                Some(name.as_str()),
+                "a flow the table still names comes back to its backend"
+            );
+        }
+    }
+    assert_eq!(
+        lab.reason(reason::EVENT_SYN_FOLLOWED),
+        followed,
+        "{}",
+        lab.diag()
+    );
+}
