@@ -3,11 +3,11 @@
 
 use std::{
     net::{SocketAddr, TcpStream},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use failover_tests::agent_lab::{AgentLab, SERVICE_PORT, VIP, ask};
-use failover_tests::load::{Failed, connect, request};
+use failover_tests::agent_lab::{AgentLab, SERVICE_PORT, VIP, ask, load_with_long};
+use failover_tests::load::{Failed, Load, connect, request};
 
 /// Timeout of each client connection (connect, send, receive).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
@@ -31,6 +31,28 @@ pub fn open_long(lab: &AgentLab, target: SocketAddr, n: usize, by: &str) -> Vec<
             stream
         })
         .collect()
+}
+
+/// Client load on web, already running for `warm_up` when this returns: a
+/// new connection every `new_every` and a request every 50 ms on each of
+/// `long`, every one bounded by [`REQUEST_TIMEOUT`]. The load, and when it
+/// started.
+pub fn load_on_web(
+    lab: &AgentLab,
+    new_every: Duration,
+    long: Vec<TcpStream>,
+    warm_up: Duration,
+) -> (Load, Instant) {
+    let t0 = Instant::now();
+    let load = load_with_long(
+        &lab.client,
+        new_every,
+        REQUEST_TIMEOUT,
+        long,
+        Duration::from_millis(50),
+    );
+    std::thread::sleep(warm_up);
+    (load, t0)
 }
 
 /// `n` new connections from the client to `target`, one every ~10 ms: the

@@ -1,7 +1,7 @@
 //! What status says about decisions, to compare before and after a CLI
 //! verb.
 
-use failover_tests::status::{StatusAnswer, service};
+use failover_tests::status::{StatusAnswer, backend, service};
 use serde_json::Value;
 
 /// What status says about decisions, without the counters that move on
@@ -33,4 +33,16 @@ pub fn service_decisions(s: &failover_tests::status::ServiceStatus) -> Value {
 
 pub fn decisions_of(status: &StatusAnswer, service_name: &str) -> Value {
     service_decisions(service(status, service_name))
+}
+
+/// web with no operation under way: new flows to the primary, primary and
+/// standby both up with no admin state.
+#[track_caller]
+pub fn assert_plain_primary_standby(status: &StatusAnswer) {
+    assert_eq!(service(status, "web").new_flows_to, ["primary"]);
+    for name in ["primary", "standby"] {
+        let b = backend(status, "web", name);
+        assert_eq!(b.state, "up", "{status:#?}");
+        assert!(b.admin.is_none(), "{status:#?}");
+    }
 }

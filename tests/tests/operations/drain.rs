@@ -2,14 +2,14 @@
 
 use std::time::{Duration, Instant};
 
-use failover_tests::agent_lab::{AgentLab, load_with_long};
+use failover_tests::agent_lab::AgentLab;
 use failover_tests::{
     load::{Sample, summary},
     status::{backend, names, service},
 };
 
 use crate::{
-    clients::{REQUEST_TIMEOUT, open_long, sample, web},
+    clients::{load_on_web, open_long, sample, web},
     decisions::decisions,
     tcp_probe,
 };
@@ -43,15 +43,12 @@ fn drain_keeps_long_flows_until_the_deadline_then_repicks_them() {
     );
 
     let repicks = lab.counter("event_repick");
-    let t0 = Instant::now();
-    let load = load_with_long(
-        &lab.client,
+    let (load, t0) = load_on_web(
+        &lab,
         Duration::from_millis(20),
-        REQUEST_TIMEOUT,
         long,
-        Duration::from_millis(50),
+        Duration::from_millis(500),
     );
-    std::thread::sleep(Duration::from_millis(500));
     let asked = Instant::now();
     let report = lab.ctl_json(&["drain", "web/primary", "--deadline", "4s", "--no-wait"]);
     let drained = Instant::now();

@@ -2,14 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use failover_tests::agent_lab::{AgentLab, load_with_long};
-use failover_tests::{
-    load::summary,
-    status::{backend, service},
-};
+use failover_tests::agent_lab::AgentLab;
+use failover_tests::load::summary;
 
 use crate::{
-    clients::{REQUEST_TIMEOUT, open_long, sample, web},
+    clients::{load_on_web, open_long, sample, web},
+    decisions::assert_plain_primary_standby,
     tcp_probe,
 };
 
@@ -21,15 +19,12 @@ fn drill_switches_verifies_and_returns_with_no_failed_request() {
     let lab = AgentLab::start(tcp_probe());
     let repicks = lab.counter("event_repick");
     let long = open_long(&lab, web(), 2, "primary");
-    let t0 = Instant::now();
-    let load = load_with_long(
-        &lab.client,
+    let (load, t0) = load_on_web(
+        &lab,
         Duration::from_millis(10),
-        REQUEST_TIMEOUT,
         long,
-        Duration::from_millis(50),
+        Duration::from_millis(500),
     );
-    std::thread::sleep(Duration::from_millis(500));
     let drill_started = Instant::now();
     let out = lab.ctl(&["drill", "web", "--verify-for", "10s"]);
     let drill_done = Instant::now();
@@ -52,13 +47,7 @@ fn drill_switches_verifies_and_returns_with_no_failed_request() {
     std::thread::sleep(Duration::from_millis(1000));
     let recorded = load.finish();
 
-    let st = lab.status();
-    assert_eq!(service(&st, "web").new_flows_to, ["primary"]);
-    for name in ["primary", "standby"] {
-        let b = backend(&st, "web", name);
-        assert_eq!(b.state, "up", "{st:#?}");
-        assert!(b.admin.is_none(), "{st:#?}");
-    }
+    assert_plain_primary_standby(&lab.status());
     let failed = recorded.failures();
     let on_standby = recorded
         .new_flows

@@ -1,13 +1,8 @@
 //! Reload: `failover reload` and SIGHUP, good and bad configurations.
 
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, time::Duration};
 
-use failover_tests::agent_lab::{
-    AgentLab, HOSTS, PRIMARY, SECOND_SERVICE_PORT, STANDBY, VIP, load_with_long,
-};
+use failover_tests::agent_lab::{AgentLab, HOSTS, PRIMARY, SECOND_SERVICE_PORT, STANDBY, VIP};
 use failover_tests::{
     config::{BackendToml, ConfigToml, ProbeToml, ServiceToml},
     load::summary,
@@ -15,7 +10,7 @@ use failover_tests::{
 };
 
 use crate::{
-    clients::{REQUEST_TIMEOUT, open_long, sample, web},
+    clients::{load_on_web, open_long, sample, web},
     decisions::{decisions, decisions_of},
     tcp_probe,
 };
@@ -93,15 +88,12 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
 
     let long = open_long(&lab, web(), 3, "primary");
     let repicks = lab.counter("event_repick");
-    let t0 = Instant::now();
-    let load = load_with_long(
-        &lab.client,
+    let (load, t0) = load_on_web(
+        &lab,
         Duration::from_millis(20),
-        REQUEST_TIMEOUT,
         long,
-        Duration::from_millis(50),
+        Duration::from_millis(500),
     );
-    std::thread::sleep(Duration::from_millis(500));
 
     // 1. `failover reload`: api's tiers swapped and its probe slower.
     let swapped = with_api(

@@ -2,14 +2,15 @@
 
 use std::time::{Duration, Instant};
 
-use failover_tests::agent_lab::{AgentLab, load_with_long};
+use failover_tests::agent_lab::AgentLab;
 use failover_tests::{
     load::{Sample, summary},
     status::{backend, names, service},
 };
 
 use crate::{
-    clients::{REQUEST_TIMEOUT, open_long, web},
+    clients::{load_on_web, open_long, web},
+    decisions::assert_plain_primary_standby,
     tcp_probe,
 };
 
@@ -22,15 +23,12 @@ fn switchover_under_continuous_load_fails_no_request() {
     let lab = AgentLab::start(tcp_probe());
     let repicks = lab.counter("event_repick");
     let long = open_long(&lab, web(), 3, "primary");
-    let t0 = Instant::now();
-    let load = load_with_long(
-        &lab.client,
+    let (load, t0) = load_on_web(
+        &lab,
         Duration::from_millis(10),
-        REQUEST_TIMEOUT,
         long,
-        Duration::from_millis(50),
+        Duration::from_secs(1),
     );
-    std::thread::sleep(Duration::from_secs(1));
 
     let to_standby = Instant::now();
     let report = lab.ctl_json(&["switchover", "web", "--to", "standby"]);
@@ -68,13 +66,7 @@ fn switchover_under_continuous_load_fails_no_request() {
     let recorded = load.finish();
 
     // Switching back leaves the standby a plain standby again.
-    let after = lab.status();
-    assert_eq!(service(&after, "web").new_flows_to, ["primary"]);
-    for name in ["primary", "standby"] {
-        let b = backend(&after, "web", name);
-        assert_eq!(b.state, "up", "{after:#?}");
-        assert!(b.admin.is_none(), "{after:#?}");
-    }
+    assert_plain_primary_standby(&lab.status());
 
     let failed = recorded.failures();
     let long_asks: usize = recorded.long.iter().map(Vec::len).sum();
