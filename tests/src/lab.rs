@@ -14,7 +14,7 @@
 use std::net::Ipv4Addr;
 
 use aya::programs::{TestRun, TestRunOptions};
-use failover::Dataplane;
+use failover::{BackendSpec, Dataplane, Proto, ServiceSpec, dataplane::ServiceEntry};
 use failover_common::Counter;
 
 use crate::{netns::NetNs, pins::PinDir};
@@ -143,6 +143,17 @@ impl TestRunLab {
         }
     }
 
+    /// A new lab with one TCP service, the VIP's `port` on `backends`: the
+    /// lab and the service's entry (its id and its backends' ids).
+    pub fn with_tcp_service(port: u16, backends: &[BackendSpec]) -> (Self, ServiceEntry) {
+        let mut lab = Self::new();
+        let entry = lab
+            .dataplane
+            .add_service(ServiceSpec::new(VIP, port, Proto::Tcp), backends)
+            .unwrap();
+        (lab, entry)
+    }
+
     /// Runs the forwarding program once on `frame` as if received on
     /// `ingress_ifindex`, inside the lab namespace (route lookups see it).
     pub fn run(&self, frame: &[u8], ingress_ifindex: u32) -> RunResult {
@@ -165,6 +176,16 @@ impl Default for TestRunLab {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The id the service `entry` gave its backend at `addr`.
+pub fn backend_id(entry: &ServiceEntry, addr: Ipv4Addr) -> u32 {
+    *entry
+        .backends
+        .iter()
+        .find(|(_, spec)| spec.addr == addr)
+        .unwrap_or_else(|| panic!("no backend at {addr} in service {}", entry.id))
+        .0
 }
 
 /// One BPF_PROG_TEST_RUN of `program` with an xdp_md naming the ingress

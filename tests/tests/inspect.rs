@@ -4,7 +4,7 @@
 
 use std::{net::Ipv4Addr, process::Command};
 
-use failover::{BackendSpec, Proto, ServiceSpec};
+use failover::BackendSpec;
 use failover_tests::{lab::*, packet};
 use serde_json::Value;
 
@@ -31,23 +31,9 @@ fn first_ack(port: u16) -> Vec<u8> {
 
 #[test]
 fn explain_predicts_the_data_path_and_tables_follow_it() {
-    let mut lab = TestRunLab::new();
     let backends = [BACKEND_1, BACKEND_2, BACKEND_3];
-    let entry = lab
-        .dataplane
-        .add_service(
-            ServiceSpec::new(VIP, 80, Proto::Tcp),
-            &backends.map(BackendSpec::new),
-        )
-        .unwrap();
-    let id_of = |addr: Ipv4Addr| {
-        *entry
-            .backends
-            .iter()
-            .find(|(_, spec)| spec.addr == addr)
-            .expect("backend")
-            .0
-    };
+    let (lab, entry) = TestRunLab::with_tcp_service(80, &backends.map(BackendSpec::new));
+    let id_of = |addr: Ipv4Addr| backend_id(&entry, addr);
     let pins = lab.pins.path().to_owned();
 
     for port in 42000..42020 {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use failover::{BackendSpec, BackendState, Proto, ServiceSpec};
+use failover::{BackendSpec, BackendState};
 use failover_common::{
     FlowKey,
     hash::{FLOW_HASH_SEED, flow_hash},
@@ -31,27 +31,10 @@ fn syn(port: u16) -> Vec<u8> {
 
 #[test]
 fn new_flows_follow_the_table_and_a_failure_moves_only_its_slots() {
-    let mut lab = TestRunLab::new();
-    let entry = lab
-        .dataplane
-        .add_service(
-            ServiceSpec::new(VIP, 80, Proto::Tcp),
-            &[
-                BackendSpec::new(BACKEND_1),
-                BackendSpec::new(BACKEND_2),
-                BackendSpec::new(BACKEND_3),
-            ],
-        )
-        .unwrap();
+    let (mut lab, entry) =
+        TestRunLab::with_tcp_service(80, &[BACKEND_1, BACKEND_2, BACKEND_3].map(BackendSpec::new));
     let service = entry.id;
-    let id_of = |addr| {
-        *entry
-            .backends
-            .iter()
-            .find(|(_, s)| s.addr == addr)
-            .unwrap()
-            .0
-    };
+    let id_of = |addr| backend_id(&entry, addr);
     let table = |lab: &TestRunLab| table_of(lab, service);
 
     let check_flows = |lab: &TestRunLab, ports: std::ops::Range<u16>| -> BTreeMap<u32, usize> {
@@ -111,27 +94,16 @@ fn new_flows_follow_the_table_and_a_failure_moves_only_its_slots() {
 /// stay; when it recovers the original table comes back.
 #[test]
 fn n_plus_one_spare_takes_exactly_the_failed_members_slots() {
-    let mut lab = TestRunLab::new();
-    let entry = lab
-        .dataplane
-        .add_service(
-            ServiceSpec::new(VIP, 80, Proto::Tcp),
-            &[
-                BackendSpec::new(BACKEND_1),
-                BackendSpec::new(BACKEND_2),
-                BackendSpec::new(BACKEND_3).tier(1),
-            ],
-        )
-        .unwrap();
+    let (mut lab, entry) = TestRunLab::with_tcp_service(
+        80,
+        &[
+            BackendSpec::new(BACKEND_1),
+            BackendSpec::new(BACKEND_2),
+            BackendSpec::new(BACKEND_3).tier(1),
+        ],
+    );
     let service = entry.id;
-    let id_of = |addr| {
-        *entry
-            .backends
-            .iter()
-            .find(|(_, s)| s.addr == addr)
-            .unwrap()
-            .0
-    };
+    let id_of = |addr| backend_id(&entry, addr);
     lab.dataplane
         .set_settings(
             service,
@@ -183,20 +155,9 @@ fn n_plus_one_spare_takes_exactly_the_failed_members_slots() {
 #[test]
 fn a_stale_slot_is_counted_and_the_pick_falls_back() {
     use aya::maps::{Array, MapData};
-    let mut lab = TestRunLab::new();
-    let entry = lab
-        .dataplane
-        .add_service(
-            ServiceSpec::new(VIP, 80, Proto::Tcp),
-            &[BACKEND_1, BACKEND_2, BACKEND_3].map(BackendSpec::new),
-        )
-        .unwrap();
-    let stale = *entry
-        .backends
-        .iter()
-        .find(|(_, s)| s.addr == BACKEND_2)
-        .unwrap()
-        .0;
+    let (lab, entry) =
+        TestRunLab::with_tcp_service(80, &[BACKEND_1, BACKEND_2, BACKEND_3].map(BackendSpec::new));
+    let stale = backend_id(&entry, BACKEND_2);
     // Mark it down behind the data path's back: the table still names it.
     let data = MapData::from_pin(lab.pins.path().join("FO_BACKENDS")).unwrap();
     let mut backends: Array<MapData, failover_common::Backend> =
@@ -231,20 +192,9 @@ fn a_stale_slot_is_counted_and_the_pick_falls_back() {
 /// a packet at all; what this guards is the order of the writes.)
 #[test]
 fn new_flows_during_table_flips_always_find_a_backend() {
-    let mut lab = TestRunLab::new();
-    let entry = lab
-        .dataplane
-        .add_service(
-            ServiceSpec::new(VIP, 80, Proto::Tcp),
-            &[BACKEND_1, BACKEND_2, BACKEND_3].map(BackendSpec::new),
-        )
-        .unwrap();
-    let flipping = *entry
-        .backends
-        .iter()
-        .find(|(_, s)| s.addr == BACKEND_3)
-        .unwrap()
-        .0;
+    let (mut lab, entry) =
+        TestRunLab::with_tcp_service(80, &[BACKEND_1, BACKEND_2, BACKEND_3].map(BackendSpec::new));
+    let flipping = backend_id(&entry, BACKEND_3);
     // A second loaded program on the same pinned maps sends the traffic
     // while the lab's data path writes.
     let sender = failover::Dataplane::load(lab.pins.path()).expect("second handle");
