@@ -17,6 +17,7 @@ mod op_error;
 mod ops;
 mod persist;
 mod probes;
+mod reload_diff;
 mod report;
 mod resync;
 mod runtime;

@@ -93,6 +93,7 @@ impl Agent {
                 );
             }
         }
+        let_local_vip_replies_through(&config);
         Ok(())
     }
 
@@ -110,6 +111,51 @@ impl Agent {
             && let Err(err) = self.dataplane.restore(snapshot)
         {
             warn!(cause = %crate::util::chain(&err), "putting the adopted maps back failed");
+        }
+    }
+}
+
+/// With a VIP that is also an address of this host, turns `accept_local`
+/// on for every interface the data path is attached to (see
+/// `dataplane::local_vips`): otherwise the first reply to a new client,
+/// which the kernel forwards while it resolves the client's neighbour, is
+/// dropped as a martian and the client's connection times out.
+pub(super) fn let_local_vip_replies_through(config: &AgentConfig) {
+    use crate::dataplane::local_vips;
+    let local = match local_vips::local_ipv4() {
+        Ok(local) => local,
+        Err(err) => {
+            warn!(cause = %crate::util::chain(&err), "cannot list this host's addresses to check for local VIPs");
+            return;
+        }
+    };
+    let vips: Vec<String> = config
+        .services
+        .iter()
+        .filter(|s| local.contains(&s.spec.vip))
+        .map(|s| s.spec.vip.to_string())
+        .collect();
+    if vips.is_empty() {
+        return;
+    }
+    for (interface, _) in &config.interfaces {
+        let done = match local_vips::accept_local(interface) {
+            Ok(true) => continue,
+            Ok(false) => local_vips::set_accept_local(interface),
+            Err(err) => Err(err),
+        };
+        match done {
+            Ok(()) => info!(
+                interface,
+                vips = ?vips,
+                "a VIP is an address of this host: accept_local turned on, so the first reply to a new client is not dropped as a martian while its neighbour is resolved"
+            ),
+            Err(err) => warn!(
+                interface,
+                vips = ?vips,
+                cause = %crate::util::chain(&err),
+                "a VIP is an address of this host and accept_local could not be turned on: the first reply to a new client may be lost; set net.ipv4.conf.<interface>.accept_local = 1"
+            ),
         }
     }
 }

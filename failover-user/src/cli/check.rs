@@ -37,6 +37,19 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
         flows.udp_timeout,
         flows.max_new_flows_per_cpu
     );
+    if let Ok(local) = crate::dataplane::local_vips::local_ipv4() {
+        for service in config
+            .services
+            .iter()
+            .filter(|s| local.contains(&s.spec.vip))
+        {
+            println!(
+                "service {}: its VIP {} is an address of this host; the agent turns \
+                 accept_local on for its interfaces so first replies are not dropped as martians",
+                service.name, service.spec.vip
+            );
+        }
+    }
     println!("pin directory: {}", config.pin_dir.display());
     if config.interfaces.is_empty() {
         println!("interfaces: none (the data path is programmed but attached nowhere)");

@@ -13,6 +13,7 @@ mod endpoints;
 pub mod error;
 pub mod flow_maps;
 mod links;
+pub mod local_vips;
 pub mod maps;
 pub mod netdev;
 mod reconcile;

@@ -9,10 +9,11 @@
 //! and log), so they run in parallel; failure messages carry the agent's log.
 //!
 //! The checks every failover test shares in `switch`; the tests by
-//! concern: `faults`, `flapping`, `failback`, `restart`.
+//! concern: `faults`, `flapping`, `failback`, `restart`, `first_reply`.
 
 mod failback;
 mod faults;
+mod first_reply;
 mod flapping;
 mod restart;
 mod switch;
