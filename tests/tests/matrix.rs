@@ -23,7 +23,9 @@ use failover_tests::{
         AgentLab, Failback, HEALTH_PORT, HOSTS, Health, Layout, Options, PRIMARY, Probe,
         SECOND_SERVICE_PORT, STANDBY, VIP, ask, new_flows,
     },
-    config::{BackendToml, ConfigToml, DeadFlows, ProbeToml, ServiceToml, Temperature},
+    config::{
+        BackendToml, ConfigToml, DeadFlows, ProbeToml, ServiceToml, SetPolicies, Temperature,
+    },
     metrics::{metric, scrape},
     status::{StatusAnswer, backend, new_flows_to, service},
 };

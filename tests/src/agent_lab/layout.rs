@@ -8,8 +8,7 @@ use failover::lab::topology;
 
 use super::{BACKEND_PORT, PRIMARY, SERVICE_PORT, STANDBY, VIP};
 use crate::config::{
-    BackendToml, ConfigToml, DeadFlows, ProbeToml, Quorum, QuorumPolicy, Redundancy, ServiceToml,
-    XdpMode,
+    BackendToml, ConfigToml, Policies, ProbeToml, ServiceToml, SetPolicies, XdpMode,
 };
 
 /// One backend host of the lab.
@@ -50,17 +49,21 @@ pub struct LabBackend {
     pub addr: Ipv4Addr,
 }
 
+impl SetPolicies for Layout {
+    fn policies_mut(&mut self) -> &mut Policies {
+        &mut self.policies
+    }
+}
+
 /// The backends of a lab's `web` service (in backend order: backend `i`
 /// lives in `lab.backends[i]`, served by `lab.servers[i]` and
 /// `lab.health[i]`) and the policies of the service.
 #[derive(Clone, Debug)]
 pub struct Layout {
     pub backends: Vec<LabBackend>,
-    /// web's `mode` (the configuration's default, tiers, unless set).
-    pub redundancy: Option<Redundancy>,
-    pub dead_flows: Option<DeadFlows>,
-    pub min_healthy: Option<Quorum>,
-    pub quorum_policy: Option<QuorumPolicy>,
+    /// web's policies (the configuration's defaults unless set: `mode`
+    /// tiers), set through [`SetPolicies`].
+    pub policies: Policies,
     /// Probe interval and timeout (default 100 ms and 50 ms).
     pub probe_timing: (Duration, Duration),
     /// Veth links as `ip link add` leaves them: no XDP program on the
@@ -76,10 +79,7 @@ impl Layout {
     fn of(backends: Vec<LabBackend>) -> Self {
         Self {
             backends,
-            redundancy: None,
-            dead_flows: None,
-            min_healthy: None,
-            quorum_policy: None,
+            policies: Policies::default(),
             probe_timing: DEFAULT_PROBE_TIMING,
             plain_veth: false,
             offload_on: false,
@@ -124,30 +124,6 @@ impl Layout {
                 })
                 .collect(),
         )
-    }
-
-    /// web's redundancy `mode` (e.g. [`Redundancy::NPlusOne`]).
-    pub fn redundancy(mut self, mode: Redundancy) -> Self {
-        self.redundancy = Some(mode);
-        self
-    }
-
-    /// web's `dead_flows` policy.
-    pub fn dead_flows(mut self, policy: DeadFlows) -> Self {
-        self.dead_flows = Some(policy);
-        self
-    }
-
-    /// web's `min_healthy`.
-    pub fn min_healthy(mut self, quorum: Quorum) -> Self {
-        self.min_healthy = Some(quorum);
-        self
-    }
-
-    /// web's `quorum_policy`.
-    pub fn quorum_policy(mut self, policy: QuorumPolicy) -> Self {
-        self.quorum_policy = Some(policy);
-        self
     }
 
     /// Probes every `interval` with `timeout` (fall 3, rise 2 stay).
@@ -253,10 +229,7 @@ pub(super) fn lab_config(
         Failback::Auto(delay) => web.failback_auto(delay),
         Failback::Manual => web.failback_manual(),
     };
-    web.redundancy = layout.redundancy;
-    web.dead_flows = layout.dead_flows;
-    web.min_healthy = layout.min_healthy;
-    web.quorum_policy = layout.quorum_policy;
+    web.policies = layout.policies;
     for backend in &layout.backends {
         let mut toml = BackendToml::new(&backend.name, backend.addr)
             .port(BACKEND_PORT)

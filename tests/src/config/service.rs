@@ -20,11 +20,7 @@ pub struct ServiceToml {
     pub failback_delay: Option<Duration>,
     /// Maglev table slots; 0 hashes over the backends directly.
     pub table_size: Option<u32>,
-    /// `mode`: the redundancy mode.
-    pub redundancy: Option<Redundancy>,
-    pub dead_flows: Option<DeadFlows>,
-    pub min_healthy: Option<Quorum>,
-    pub quorum_policy: Option<QuorumPolicy>,
+    pub policies: Policies,
     /// `[services.probe]` (left out when no key is set).
     pub probe: ProbeToml,
     pub backends: Vec<BackendToml>,
@@ -40,10 +36,7 @@ impl ServiceToml {
             failback: None,
             failback_delay: None,
             table_size: None,
-            redundancy: None,
-            dead_flows: None,
-            min_healthy: None,
-            quorum_policy: None,
+            policies: Policies::default(),
             probe: ProbeToml::default(),
             backends: Vec::new(),
         }
@@ -73,26 +66,6 @@ impl ServiceToml {
 
     pub fn table_size(mut self, slots: u32) -> Self {
         self.table_size = Some(slots);
-        self
-    }
-
-    pub fn redundancy(mut self, mode: Redundancy) -> Self {
-        self.redundancy = Some(mode);
-        self
-    }
-
-    pub fn dead_flows(mut self, policy: DeadFlows) -> Self {
-        self.dead_flows = Some(policy);
-        self
-    }
-
-    pub fn min_healthy(mut self, quorum: Quorum) -> Self {
-        self.min_healthy = Some(quorum);
-        self
-    }
-
-    pub fn quorum_policy(mut self, policy: QuorumPolicy) -> Self {
-        self.quorum_policy = Some(policy);
         self
     }
 
@@ -141,10 +114,10 @@ impl ServiceToml {
         out.opt("failback", self.failback);
         out.opt("failback_delay", self.failback_delay);
         out.opt("table_size", self.table_size);
-        out.opt("mode", self.redundancy);
-        out.opt("dead_flows", self.dead_flows);
-        out.opt("min_healthy", self.min_healthy);
-        out.opt("quorum_policy", self.quorum_policy);
+        out.opt("mode", self.policies.redundancy);
+        out.opt("dead_flows", self.policies.dead_flows);
+        out.opt("min_healthy", self.policies.min_healthy);
+        out.opt("quorum_policy", self.policies.quorum_policy);
         if self.probe != ProbeToml::default() {
             out.table("[services.probe]");
             self.probe.render(out);
@@ -153,6 +126,49 @@ impl ServiceToml {
             out.table("[[services.backends]]");
             backend.render(out);
         }
+    }
+}
+
+impl SetPolicies for ServiceToml {
+    fn policies_mut(&mut self) -> &mut Policies {
+        &mut self.policies
+    }
+}
+
+/// A service's policy keys; one left `None` is left out.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Policies {
+    /// `mode`: the redundancy mode.
+    pub redundancy: Option<Redundancy>,
+    pub dead_flows: Option<DeadFlows>,
+    pub min_healthy: Option<Quorum>,
+    pub quorum_policy: Option<QuorumPolicy>,
+}
+
+/// The setters of a service's [`Policies`], for whatever states them: a
+/// `[[services]]` table, or the agent lab's `Layout` of its web service.
+pub trait SetPolicies: Sized {
+    fn policies_mut(&mut self) -> &mut Policies;
+
+    /// `mode` (e.g. [`Redundancy::NPlusOne`]).
+    fn redundancy(mut self, mode: Redundancy) -> Self {
+        self.policies_mut().redundancy = Some(mode);
+        self
+    }
+
+    fn dead_flows(mut self, policy: DeadFlows) -> Self {
+        self.policies_mut().dead_flows = Some(policy);
+        self
+    }
+
+    fn min_healthy(mut self, quorum: Quorum) -> Self {
+        self.policies_mut().min_healthy = Some(quorum);
+        self
+    }
+
+    fn quorum_policy(mut self, policy: QuorumPolicy) -> Self {
+        self.policies_mut().quorum_policy = Some(policy);
+        self
     }
 }
 

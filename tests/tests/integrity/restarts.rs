@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use failover_tests::{
     agent_lab::{AgentLab, Failback, Layout, Options, PRIMARY, Probe},
-    config::DeadFlows,
+    config::{DeadFlows, SetPolicies},
     status::backend,
 };
 

@@ -8,7 +8,7 @@ use std::{
 
 use failover_tests::{
     agent_lab::{AgentLab, Health},
-    config::DeadFlows,
+    config::{DeadFlows, SetPolicies},
 };
 
 use crate::{
@@ -19,6 +19,37 @@ use crate::{
     view::{backend, decisions, healthy, ids, new_flows_to, state, tracked_backend, wait_status},
 };
 
+/// [`LONG`] long-lived connections, at least 5 on each of a, b and c
+/// (logged as `test`'s).
+fn open_long_on_each(lab: &AgentLab, test: &str) -> Vec<Long> {
+    let longs = open_long(lab, LONG);
+    let before = count_by_backend(&longs);
+    eprintln!("{test}: {LONG} long connections: {before:?}");
+    for name in ["a", "b", "c"] {
+        assert!(
+            before.get(name).copied().unwrap_or(0) >= 5,
+            "too few long connections on {name}: {before:?}"
+        );
+    }
+    longs
+}
+
+/// New flows after b's failure: none failed, none went to b, a and c
+/// took about half each.
+#[track_caller]
+fn assert_split_over_a_and_c(spread: &Spread) {
+    assert!(spread.failures.is_empty(), "{}", spread.describe());
+    assert_eq!(spread.count("b"), 0, "{}", spread.describe());
+    for name in ["a", "c"] {
+        let share = spread.share(name);
+        assert!(
+            (35.0..=65.0).contains(&share),
+            "uneven spread over the survivors: {}",
+            spread.describe()
+        );
+    }
+}
+
 /// Three backends in tier 0 with the default `dead_flows = "rehash"`; one
 /// dies. Connections on the survivors are untouched, the dead one's are
 /// re-picked onto a survivor at once (and so fail fast instead of hanging),
@@ -26,15 +57,7 @@ use crate::{
 #[test]
 fn active_active_failure_leaves_survivors_flows_alone_and_repicks_the_dead_ones() {
     let mut lab = AgentLab::start_layout(tcp_probe(), three_active(), |_, config| config);
-    let mut longs = open_long(&lab, LONG);
-    let before = count_by_backend(&longs);
-    eprintln!("active-active: {LONG} long connections: {before:?}");
-    for name in ["a", "b", "c"] {
-        assert!(
-            before.get(name).copied().unwrap_or(0) >= 5,
-            "too few long connections on {name}: {before:?}"
-        );
-    }
+    let mut longs = open_long_on_each(&lab, "active-active");
     let ids = ids(&lab);
     let repicks = lab.counter("event_repick");
 
@@ -144,16 +167,7 @@ fn active_active_failure_leaves_survivors_flows_alone_and_repicks_the_dead_ones(
         "event_repick rose by {repicked} for {} dead connections",
         dead.len()
     );
-    assert!(spread.failures.is_empty(), "{}", spread.describe());
-    assert_eq!(spread.count("b"), 0, "{}", spread.describe());
-    for name in ["a", "c"] {
-        let share = spread.share(name);
-        assert!(
-            (35.0..=65.0).contains(&share),
-            "uneven spread over the survivors: {}",
-            spread.describe()
-        );
-    }
+    assert_split_over_a_and_c(&spread);
 }
 
 /// `dead_flows = "keep"`: a backend failing its health checks while still
@@ -166,15 +180,7 @@ fn keep_leaves_the_established_flows_of_an_unhealthy_backend_that_still_serves()
         three_active().dead_flows(DeadFlows::Keep),
         |_, config| config,
     );
-    let mut longs = open_long(&lab, LONG);
-    let before = count_by_backend(&longs);
-    eprintln!("keep: {LONG} long connections: {before:?}");
-    for name in ["a", "b", "c"] {
-        assert!(
-            before.get(name).copied().unwrap_or(0) >= 5,
-            "too few long connections on {name}: {before:?}"
-        );
-    }
+    let mut longs = open_long_on_each(&lab, "keep");
     let ids = ids(&lab);
     let repicks = lab.counter("event_repick");
 
@@ -226,16 +232,7 @@ fn keep_leaves_the_established_flows_of_an_unhealthy_backend_that_still_serves()
         assert_eq!(*tracked, Some(ids["b"]), "b's flow from :{port} moved");
     }
     assert_eq!(repicked, 0, "flows were re-picked\n{}", lab.diag());
-    assert!(spread.failures.is_empty(), "{}", spread.describe());
-    assert_eq!(spread.count("b"), 0, "{}", spread.describe());
-    for name in ["a", "c"] {
-        let share = spread.share(name);
-        assert!(
-            (35.0..=65.0).contains(&share),
-            "uneven spread: {}",
-            spread.describe()
-        );
-    }
+    assert_split_over_a_and_c(&spread);
     assert_eq!(state(&status, "b"), "draining", "{:#}", decisions(&status));
     let active_flows = backend(&status, "b").active_flows;
     assert!(

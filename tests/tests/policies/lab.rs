@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use failover_tests::{
     agent_lab::{AgentLab, BACKEND_PORT, Failback, HEALTH_PORT, Layout, Options, Probe},
-    config::Quorum,
+    config::{Quorum, SetPolicies},
 };
 
 fn options(probe: Probe) -> Options {

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use failover_tests::{
     agent_lab::{AgentLab, Layout},
-    config::Redundancy,
+    config::{Redundancy, SetPolicies},
 };
 
 use crate::{

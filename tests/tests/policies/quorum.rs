@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use failover_tests::{
     agent_lab::{AgentLab, Health, Layout, request},
-    config::{Quorum, QuorumPolicy},
+    config::{Quorum, QuorumPolicy, SetPolicies},
     load::Failed,
 };
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use failover::lab::topology::CLIENT_ADDR;
 use failover_tests::{
     agent_lab::{AgentLab, HEALTH_PORT, HOSTS, Health, Layout, PRIMARY, STANDBY, VIP, ask},
-    config::{BackendToml, DeadFlows, ProbeToml, ServiceToml},
+    config::{BackendToml, DeadFlows, ProbeToml, ServiceToml, SetPolicies},
 };
 
 use crate::{
