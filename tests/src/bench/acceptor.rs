@@ -5,23 +5,15 @@
 use std::{
     net::{Ipv4Addr, TcpListener},
     os::fd::AsRawFd,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
-    thread::JoinHandle,
-    time::{Duration, Instant},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    time::Instant,
 };
 
+use super::serving::{Serving, keeps_serving};
 use crate::netns::NetNs;
 
-/// No acceptor thread outlives this.
-const MAX_LIFETIME: Duration = Duration::from_secs(600);
-
 pub struct PortRangeAcceptor {
-    stop: Arc<AtomicBool>,
-    accepted: Arc<AtomicU64>,
-    thread: Option<JoinHandle<()>>,
+    serving: Serving,
 }
 
 impl PortRangeAcceptor {
@@ -40,34 +32,17 @@ impl PortRangeAcceptor {
                 })
                 .collect()
         });
-        let stop = Arc::new(AtomicBool::new(false));
-        let accepted = Arc::new(AtomicU64::new(0));
-        let thread = {
-            let (stop, accepted) = (stop.clone(), accepted.clone());
-            std::thread::spawn(move || accept_all(&listeners, &stop, &accepted))
-        };
-        Self {
-            stop,
-            accepted,
-            thread: Some(thread),
-        }
+        let mut serving = Serving::new();
+        serving.spawn(move |alive, accepted| accept_all(&listeners, alive, accepted));
+        Self { serving }
     }
 
     pub fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
+        self.serving.answered()
     }
 }
 
-impl Drop for PortRangeAcceptor {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn accept_all(listeners: &[TcpListener], stop: &AtomicBool, accepted: &AtomicU64) {
+fn accept_all(listeners: &[TcpListener], alive: &AtomicBool, accepted: &AtomicU64) {
     // SAFETY: plain epoll calls on descriptors this function's caller owns
     // for its whole run; the epoll descriptor is closed before returning.
     let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
@@ -89,7 +64,7 @@ fn accept_all(listeners: &[TcpListener], stop: &AtomicBool, accepted: &AtomicU64
     }
     let started = Instant::now();
     let mut ready = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
-    while !stop.load(Ordering::Relaxed) && started.elapsed() < MAX_LIFETIME {
+    while keeps_serving(alive, started) {
         // SAFETY: as above; `ready` has room for its length.
         let n = unsafe { libc::epoll_wait(epoll, ready.as_mut_ptr(), ready.len() as i32, 20) };
         for event in ready.iter().take(n.max(0) as usize) {

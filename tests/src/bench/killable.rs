@@ -16,24 +16,21 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
+use super::serving::{Serving, keeps_serving};
 use crate::netns::NetNs;
 
-/// No server thread outlives this, whatever the benchmark does.
-const MAX_LIFETIME: Duration = Duration::from_secs(600);
 /// How long an idle connection is kept.
 const IDLE: Duration = Duration::from_secs(5);
 /// How often blocked threads look at the alive flag.
 const POLL: Duration = Duration::from_millis(20);
 
+/// Field order matters: the threads are joined before the listener closes.
 pub struct KillableServer {
+    serving: Serving,
     listener: TcpListener,
-    alive: Arc<AtomicBool>,
-    answered: Arc<AtomicU64>,
-    threads: Vec<JoinHandle<()>>,
 }
 
 impl KillableServer {
@@ -55,35 +52,27 @@ impl KillableServer {
             });
             (listener, udp)
         });
-        let alive = Arc::new(AtomicBool::new(true));
-        let answered = Arc::new(AtomicU64::new(0));
         let answer: Arc<[u8]> = format!("{name}\n").into_bytes().into();
-        let mut threads = Vec::new();
+        let mut serving = Serving::new();
         for _ in 0..workers.max(1) {
             let listener = listener.try_clone().expect("clone the listener");
-            let (alive, answered, answer) = (alive.clone(), answered.clone(), answer.clone());
-            threads.push(std::thread::spawn(move || {
-                accept_loop(&listener, &answer, &alive, &answered);
-            }));
+            let answer = answer.clone();
+            serving.spawn(move |alive, answered| {
+                accept_loop(&listener, &answer, alive, answered);
+            });
         }
         if let Some(udp) = udp {
-            let (alive, answered) = (alive.clone(), answered.clone());
-            threads.push(std::thread::spawn(move || {
-                serve_udp(&udp, &answer[..answer.len() - 1], &alive, &answered);
-            }));
+            serving.spawn(move |alive, answered| {
+                serve_udp(&udp, &answer[..answer.len() - 1], alive, answered);
+            });
         }
-        Self {
-            listener,
-            alive,
-            answered,
-            threads,
-        }
+        Self { serving, listener }
     }
 
     /// Stops serving now: new connections are refused and datagrams
     /// unanswered from this instant.
     pub fn kill(&self) {
-        self.alive.store(false, Ordering::SeqCst);
+        self.serving.stop();
         // SAFETY: shutting down our own listening socket; blocked accept()s
         // return an error and the kernel stops accepting connections.
         unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
@@ -91,22 +80,20 @@ impl KillableServer {
 
     /// Lines and datagrams answered so far.
     pub fn answered(&self) -> u64 {
-        self.answered.load(Ordering::Relaxed)
+        self.serving.answered()
     }
 }
 
 impl Drop for KillableServer {
+    /// Killed first; then the fields' drops join the threads.
     fn drop(&mut self) {
         self.kill();
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
     }
 }
 
 fn accept_loop(listener: &TcpListener, answer: &[u8], alive: &AtomicBool, answered: &AtomicU64) {
     let started = Instant::now();
-    while alive.load(Ordering::Relaxed) && started.elapsed() < MAX_LIFETIME {
+    while keeps_serving(alive, started) {
         match listener.accept() {
             Ok((stream, _)) => serve_connection(stream, answer, alive, answered),
             // After kill() accept fails at once; anything else is transient.
@@ -167,7 +154,7 @@ fn serve_udp(udp: &UdpSocket, answer: &[u8], alive: &AtomicBool, answered: &Atom
     let _ = udp.set_read_timeout(Some(POLL));
     let started = Instant::now();
     let mut buf = [0u8; 512];
-    while alive.load(Ordering::Relaxed) && started.elapsed() < MAX_LIFETIME {
+    while keeps_serving(alive, started) {
         if let Ok((_, from)) = udp.recv_from(&mut buf)
             && alive.load(Ordering::Relaxed)
             && udp.send_to(answer, from).is_ok()

@@ -17,6 +17,7 @@ pub mod maglev;
 pub mod packet_rate;
 pub mod peers;
 pub mod requests;
+pub mod serving;
 
 use std::{panic::AssertUnwindSafe, process::ExitCode, time::Instant};
 
@@ -42,6 +43,19 @@ pub struct Row {
     pub ours: String,
     pub reference: String,
     pub ratio: String,
+}
+
+impl Row {
+    /// `ours` against `reference` (described as `what`), both to `digits`
+    /// decimals, and their ratio.
+    pub fn compared(measure: &str, ours: f64, reference: f64, what: &str, digits: usize) -> Self {
+        Self {
+            measure: measure.into(),
+            ours: format!("{ours:.digits$}"),
+            reference: format!("{reference:.digits$} ({what})"),
+            ratio: format!("{:.2}x", ours / reference),
+        }
+    }
 }
 
 /// Median, percentiles and range of a set of samples.

@@ -91,12 +91,13 @@ pub(super) fn section(results: &[Measured], settings: &Settings, failures: Vec<S
             "samples_ns": m.samples,
         }));
         if !m.name.starts_with("floor") && !m.name.starts_with("reference") {
-            summary.push(Row {
-                measure: format!("XDP {}, ns/packet", m.name),
-                ours: format!("{:.0}", s.median),
-                reference: format!("{floor:.0} (wrapper + empty program)"),
-                ratio: format!("{:.2}x", s.median / floor),
-            });
+            summary.push(Row::compared(
+                &format!("XDP {}, ns/packet", m.name),
+                s.median,
+                floor,
+                "wrapper + empty program",
+                0,
+            ));
         }
     }
     md += &format!("\nEmpty program in the kernel repeat loop: {empty:.1} ns.\n");

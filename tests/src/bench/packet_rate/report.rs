@@ -73,31 +73,26 @@ pub(super) fn report(
         Round::cpu_seconds_per_mpkt,
     );
     let nft_cpu = median_of(Forwarder::NftDnat, Round::cpu_seconds_per_mpkt);
+    let vs_floor =
+        |measure, ours| Row::compared(measure, ours, floor, "generator → sink, no forwarder", 2);
+    let vs_nft = |measure, ours, reference, digits| {
+        Row::compared(measure, ours, reference, "nftables DNAT", digits)
+    };
     let summary = vec![
-        Row {
-            measure: "Packet rate through the lab, ours native, Mpps".into(),
-            ours: format!("{native:.2}"),
-            reference: format!("{floor:.2} (generator → sink, no forwarder)"),
-            ratio: format!("{:.2}x", native / floor),
-        },
-        Row {
-            measure: "Packet rate through the lab, ours skb mode, Mpps".into(),
-            ours: format!("{skb:.2}"),
-            reference: format!("{floor:.2} (generator → sink, no forwarder)"),
-            ratio: format!("{:.2}x", skb / floor),
-        },
-        Row {
-            measure: "Packet rate, ours native vs nftables DNAT, Mpps".into(),
-            ours: format!("{native:.2}"),
-            reference: format!("{nft:.2} (nftables DNAT)"),
-            ratio: format!("{:.2}x", native / nft),
-        },
-        Row {
-            measure: "CPU-s per million packets, ours native vs nftables DNAT".into(),
-            ours: format!("{native_cpu:.3}"),
-            reference: format!("{nft_cpu:.3} (nftables DNAT)"),
-            ratio: format!("{:.2}x", native_cpu / nft_cpu),
-        },
+        vs_floor("Packet rate through the lab, ours native, Mpps", native),
+        vs_floor("Packet rate through the lab, ours skb mode, Mpps", skb),
+        vs_nft(
+            "Packet rate, ours native vs nftables DNAT, Mpps",
+            native,
+            nft,
+            2,
+        ),
+        vs_nft(
+            "CPU-s per million packets, ours native vs nftables DNAT",
+            native_cpu,
+            nft_cpu,
+            3,
+        ),
     ];
     Section {
         title: "Packet rate through the namespace lab",
