@@ -23,7 +23,6 @@ use failover_tests::{
     rng::Rng,
     status::service,
 };
-use serde_json::Value;
 
 const STEPS: usize = 14;
 const NAMES: [&str; 3] = ["a", "b", "c"];
@@ -46,35 +45,43 @@ fn connect_from(port: u16) -> std::io::Result<TcpStream> {
             (&one as *const libc::c_int).cast(),
             size_of::<libc::c_int>() as u32,
         );
-        let sockaddr = |addr: SocketAddrV4| libc::sockaddr_in {
-            sin_family: libc::AF_INET as u16,
-            sin_port: addr.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes(addr.ip().octets()),
-            },
-            sin_zero: [0; 8],
-        };
-        let local = sockaddr(SocketAddrV4::new(CLIENT, port));
-        if libc::bind(
-            fd,
-            (&local as *const libc::sockaddr_in).cast(),
-            size_of::<libc::sockaddr_in>() as u32,
-        ) != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-        let remote = sockaddr(SocketAddrV4::new(VIP, SERVICE_PORT));
+        to_address(libc::bind, fd, SocketAddrV4::new(CLIENT, port))?;
         stream.set_read_timeout(Some(Duration::from_millis(500)))?;
         stream.set_write_timeout(Some(Duration::from_millis(500)))?;
-        if libc::connect(
-            fd,
-            (&remote as *const libc::sockaddr_in).cast(),
-            size_of::<libc::sockaddr_in>() as u32,
-        ) != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
+        to_address(libc::connect, fd, SocketAddrV4::new(VIP, SERVICE_PORT))?;
         Ok(stream)
+    }
+}
+
+/// `bind` or `connect` (`call`) of the socket `fd` to `addr`.
+///
+/// # Safety
+/// `fd` is a socket the caller owns.
+unsafe fn to_address(
+    call: unsafe extern "C" fn(libc::c_int, *const libc::sockaddr, libc::socklen_t) -> libc::c_int,
+    fd: libc::c_int,
+    addr: SocketAddrV4,
+) -> std::io::Result<()> {
+    let sockaddr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(addr.ip().octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `sockaddr` is a valid sockaddr_in of the length given.
+    let rc = unsafe {
+        call(
+            fd,
+            (&sockaddr as *const libc::sockaddr_in).cast(),
+            size_of::<libc::sockaddr_in>() as u32,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -133,7 +140,6 @@ fn check(lab: &AgentLab, rng: &mut Rng, seed: u64, step: &str) {
     }
     // Every tracked flow the program would follow stays within its service.
     let flows = lab.inspect(&["flows", "--limit", "400"]);
-    let pins = lab.pin_dir().to_str().unwrap().to_owned();
     for flow in flows
         .as_array()
         .unwrap()
@@ -141,17 +147,7 @@ fn check(lab: &AgentLab, rng: &mut Rng, seed: u64, step: &str) {
         .filter(|f| f["state"] == "open" || f["state"] == "closing")
     {
         let (src, dst) = (flow["src"].as_str().unwrap(), flow["dst"].as_str().unwrap());
-        let explained = lab.failover(&[
-            "inspect",
-            "--pin-dir",
-            &pins,
-            "--json",
-            "explain",
-            "tcp",
-            src,
-            dst,
-        ]);
-        let explained: Value = serde_json::from_str(&explained).unwrap();
+        let explained = lab.inspect(&["explain", "tcp", src, dst]);
         if explained["path"] != "established" {
             continue;
         }
@@ -187,17 +183,12 @@ fn check(lab: &AgentLab, rng: &mut Rng, seed: u64, step: &str) {
     // explain predicts a real new connection.
     // Below the ephemeral range: no client socket of the load uses it.
     let port = 20_000 + rng.below(10_000) as u16;
-    let explained = lab.failover(&[
-        "inspect",
-        "--pin-dir",
-        &pins,
-        "--json",
+    let explained = lab.inspect(&[
         "explain",
         "tcp",
         &format!("{CLIENT}:{port}"),
         &format!("{VIP}:{SERVICE_PORT}"),
     ]);
-    let explained: Value = serde_json::from_str(&explained).unwrap();
     let answer = lab
         .client
         .run(|| connect_from(port).and_then(|mut s| ask(&mut s)));

@@ -21,131 +21,125 @@ const ROUTER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 254);
 const MINIMAL: usize = 28;
 const WHOLE: usize = usize::MAX;
 
+/// A DNS query from the client's `port`.
+fn dns_query(port: u16) -> Frame {
+    from_client(Frame::udp(client(port), vip(DNS)))
+}
+
+/// A client's packet as the edge host forwarded it to a backend, as an ICMP
+/// error about it embeds it (MACs aside), and as the client sent it, as the
+/// translated error must embed it (TTL aside: an error embeds what the
+/// backend saw, one hop later).
+struct Forwarded {
+    forwarded: Frame,
+    as_sent: Frame,
+    /// The last octet of the backend's MAC: errors about it come in there.
+    link: u8,
+}
+
+impl Forwarded {
+    fn new(packet: &Frame, to: (Ipv4Addr, u16), service: u16, link: u8) -> Self {
+        let forwarded = packet.clone().with_dst(to.0, to.1).routed([0; 6], [0; 6]);
+        let as_sent = forwarded.clone().with_dst(VIP, service);
+        Self {
+            forwarded,
+            as_sent,
+            link,
+        }
+    }
+
+    /// `packet`, to `DNS`, forwarded to `BACKEND_2`:5353.
+    fn dns(packet: &Frame) -> Self {
+        Self::new(packet, (BACKEND_2, 5353), DNS, 12)
+    }
+
+    /// `packet`, to `WEB`, forwarded to `BACKEND_1`.
+    fn web(packet: &Frame) -> Self {
+        Self::new(packet, (BACKEND_1, WEB), WEB, 11)
+    }
+
+    /// The ICMP error `kind` (type, code, rest of header) that `from` sends
+    /// the client about the forwarded packet, embedding `keep` bytes of it.
+    fn error(&self, from: Ipv4Addr, kind: (u8, u8, u32), keep: usize) -> Frame {
+        from_backend(
+            Frame::icmp_error(from, CLIENT, kind, &self.forwarded, keep),
+            self.link,
+        )
+    }
+
+    /// A row: that error is translated to come from the VIP about the
+    /// packet as the client sent it, and passed to the stack; `first`
+    /// recorded the flow.
+    fn translated(
+        &self,
+        name: &str,
+        (from, kind, keep): (Ipv4Addr, (u8, u8, u32), usize),
+        first: Frame,
+    ) -> Fixture {
+        let translated = from_backend(
+            Frame::icmp_error(VIP, CLIENT, kind, &self.as_sent, keep),
+            self.link,
+        );
+        fixture(
+            name,
+            self.error(from, kind, keep).build(),
+            Side::Backends,
+            XDP_PASS,
+            Expect::Bytes(translated.build()),
+        )
+        .after(first.build(), Side::Clients)
+        .counts(&["pass_icmp_translated"])
+    }
+}
+
 fn rows() -> Vec<Fixture> {
     use Expect::*;
     use Side::*;
     let mut rows = Vec::new();
-
-    // The client's packet as it left the edge host for the backend, and the
-    // same packet as the client sent it (TTL aside: the error embeds what
-    // the backend saw, one hop later).
-    let query = from_client(Frame::udp(client(5100), vip(DNS)));
-    let forwarded = query
-        .clone()
-        .with_dst(BACKEND_2, 5353)
-        .routed([0; 6], [0; 6]);
-    let as_sent = forwarded.clone().with_dst(VIP, DNS);
     let unreachable = (ICMP_DEST_UNREACHABLE, ICMP_PORT_UNREACHABLE, 0);
-    let error = from_backend(
-        Frame::icmp_error(BACKEND_2, CLIENT, unreachable, &forwarded, WHOLE),
-        12,
-    );
-    let translated = from_backend(
-        Frame::icmp_error(VIP, CLIENT, unreachable, &as_sent, WHOLE),
-        12,
-    );
-    rows.push(
-        fixture(
-            "udp port unreachable from a backend reaches the client from the vip",
-            error.build(),
-            Backends,
-            XDP_PASS,
-            Bytes(translated.build()),
-        )
-        .after(query.build(), Clients)
-        .counts(&["pass_icmp_translated"]),
-    );
+
+    let query = dns_query(5100);
+    rows.push(Forwarded::dns(&query).translated(
+        "udp port unreachable from a backend reaches the client from the vip",
+        (BACKEND_2, unreachable, WHOLE),
+        query,
+    ));
 
     // A router on the way: time exceeded, only the 8 bytes RFC 792 asks
     // for (the TCP checksum is not embedded, so not updated).
     let syn_to_web = syn(40100, WEB);
-    let forwarded = syn_to_web
-        .clone()
-        .with_dst(BACKEND_1, WEB)
-        .routed([0; 6], [0; 6]);
-    let as_sent = forwarded.clone().with_dst(VIP, WEB);
-    let exceeded = (ICMP_TIME_EXCEEDED, 0, 0);
-    let error = from_backend(
-        Frame::icmp_error(ROUTER, CLIENT, exceeded, &forwarded, MINIMAL),
-        11,
-    );
-    let translated = from_backend(
-        Frame::icmp_error(VIP, CLIENT, exceeded, &as_sent, MINIMAL),
-        11,
-    );
-    rows.push(
-        fixture(
-            "time exceeded from a router toward the backend, 8 bytes embedded",
-            error.build(),
-            Backends,
-            XDP_PASS,
-            Bytes(translated.build()),
-        )
-        .after(syn_to_web.build(), Clients)
-        .counts(&["pass_icmp_translated"]),
-    );
+    rows.push(Forwarded::web(&syn_to_web).translated(
+        "time exceeded from a router toward the backend, 8 bytes embedded",
+        (ROUTER, (ICMP_TIME_EXCEEDED, 0, 0), MINIMAL),
+        syn_to_web,
+    ));
 
     // Fragmentation needed with the whole TCP header embedded: its checksum
     // is updated too, and the MTU is passed on unchanged.
     let data = from_client(Frame::tcp(client(40101), vip(WEB), TCP_ACK | TCP_PSH));
-    let forwarded = data.clone().with_dst(BACKEND_1, WEB).routed([0; 6], [0; 6]);
-    let as_sent = forwarded.clone().with_dst(VIP, WEB);
     let frag_needed = (ICMP_DEST_UNREACHABLE, ICMP_FRAG_NEEDED, 1400);
-    let error = from_backend(
-        Frame::icmp_error(ROUTER, CLIENT, frag_needed, &forwarded, WHOLE),
-        11,
-    );
-    let translated = from_backend(
-        Frame::icmp_error(VIP, CLIENT, frag_needed, &as_sent, WHOLE),
-        11,
-    );
-    rows.push(
-        fixture(
-            "fragmentation needed about a tracked tcp flow, whole header embedded",
-            error.build(),
-            Backends,
-            XDP_PASS,
-            Bytes(translated.build()),
-        )
-        .after(syn(40101, WEB).build(), Clients)
-        .counts(&["pass_icmp_translated"]),
-    );
+    rows.push(Forwarded::web(&data).translated(
+        "fragmentation needed about a tracked tcp flow, whole header embedded",
+        (ROUTER, frag_needed, WHOLE),
+        syn(40101, WEB),
+    ));
 
     // A UDP checksum of zero ("none") stays zero.
-    let mut bare = from_client(Frame::udp(client(5101), vip(DNS)));
+    let mut bare = dns_query(5101);
     bare.l4 = L4::Udp {
         src_port: 5101,
         dst_port: DNS,
         checksum: false,
     };
-    let forwarded = bare
-        .clone()
-        .with_dst(BACKEND_2, 5353)
-        .routed([0; 6], [0; 6]);
-    let as_sent = forwarded.clone().with_dst(VIP, DNS);
-    let error = from_backend(
-        Frame::icmp_error(BACKEND_2, CLIENT, unreachable, &forwarded, WHOLE),
-        12,
-    );
-    let translated = from_backend(
-        Frame::icmp_error(VIP, CLIENT, unreachable, &as_sent, WHOLE),
-        12,
-    );
-    rows.push(
-        fixture(
-            "port unreachable about a udp datagram without checksum",
-            error.build(),
-            Backends,
-            XDP_PASS,
-            Bytes(translated.build()),
-        )
-        .after(bare.build(), Clients)
-        .counts(&["pass_icmp_translated"]),
-    );
+    rows.push(Forwarded::dns(&bare).translated(
+        "port unreachable about a udp datagram without checksum",
+        (BACKEND_2, unreachable, WHOLE),
+        bare,
+    ));
 
     // About a packet to no backend endpoint (a port the backend serves no
     // service on): the stack's, untouched.
-    let untracked = from_client(Frame::udp(client(5102), vip(DNS)))
+    let untracked = dns_query(5102)
         .with_dst(BACKEND_2, 9999)
         .routed([0; 6], [0; 6]);
     rows.push(
@@ -164,11 +158,8 @@ fn rows() -> Vec<Fixture> {
     );
 
     // About a tracked flow but sent to someone else than its client.
-    let query = from_client(Frame::udp(client(5103), vip(DNS)));
-    let forwarded = query
-        .clone()
-        .with_dst(BACKEND_2, 5353)
-        .routed([0; 6], [0; 6]);
+    let query = dns_query(5103);
+    let flow = Forwarded::dns(&query);
     rows.push(
         fixture(
             "an icmp error addressed to another host than the flow's client passes",
@@ -177,7 +168,7 @@ fn rows() -> Vec<Fixture> {
                     BACKEND_2,
                     Ipv4Addr::new(192, 0, 2, 77),
                     unreachable,
-                    &forwarded,
+                    &flow.forwarded,
                     WHOLE,
                 ),
                 12,
@@ -193,11 +184,8 @@ fn rows() -> Vec<Fixture> {
 
     // About a tracked flow, but from the clients' side: as for replies,
     // never sent out as the VIP.
-    let query = from_client(Frame::udp(client(5104), vip(DNS)));
-    let forwarded = query
-        .clone()
-        .with_dst(BACKEND_2, 5353)
-        .routed([0; 6], [0; 6]);
+    let query = dns_query(5104);
+    let flow = Forwarded::dns(&query);
     rows.push(
         fixture(
             "an icmp error about a tracked flow from the clients' side is dropped",
@@ -205,7 +193,7 @@ fn rows() -> Vec<Fixture> {
                 BACKEND_2,
                 CLIENT,
                 unreachable,
-                &forwarded,
+                &flow.forwarded,
                 WHOLE,
             ))
             .build(),
@@ -218,20 +206,13 @@ fn rows() -> Vec<Fixture> {
     );
 
     // Errors the program does not translate, and malformed ones.
-    let query = from_client(Frame::udp(client(5105), vip(DNS)));
-    let forwarded = query
-        .clone()
-        .with_dst(BACKEND_2, 5353)
-        .routed([0; 6], [0; 6]);
+    let query = dns_query(5105);
+    let flow = Forwarded::dns(&query);
     let redirect = (5, 1, u32::from(Ipv4Addr::new(198, 51, 100, 2)));
     rows.push(
         fixture(
             "an icmp redirect about a tracked flow passes",
-            from_backend(
-                Frame::icmp_error(BACKEND_2, CLIENT, redirect, &forwarded, WHOLE),
-                12,
-            )
-            .build(),
+            flow.error(BACKEND_2, redirect, WHOLE).build(),
             Backends,
             XDP_PASS,
             Unchanged,
@@ -239,11 +220,7 @@ fn rows() -> Vec<Fixture> {
         .after(query.build(), Clients)
         .counts(&["pass_not_tcp_udp"]),
     );
-    let full = from_backend(
-        Frame::icmp_error(BACKEND_2, CLIENT, unreachable, &forwarded, WHOLE),
-        12,
-    )
-    .build();
+    let full = flow.error(BACKEND_2, unreachable, WHOLE).build();
     // Ethernet 14 + IPv4 20 + ICMP 8 + embedded IPv4 20 + UDP 8.
     for cut in [14 + 20 + 4, 14 + 20 + 8 + 10, 14 + 20 + 8 + 20 + 4] {
         let mut short = full[..cut].to_vec();

@@ -55,10 +55,11 @@ pub fn load_on_web(
     (load, t0)
 }
 
-/// `n` new connections from the client to `target`, one every ~10 ms: the
-/// answering backends.
-pub fn sample(lab: &AgentLab, target: SocketAddr, n: usize) -> Vec<Result<String, Failed>> {
-    lab.client.run(|| {
+/// `n` new connections from the client to `target`, one every ~10 ms, every
+/// one answered by `by`.
+#[track_caller]
+pub fn assert_answered_by(lab: &AgentLab, target: SocketAddr, n: usize, by: &str) {
+    let answers: Vec<Result<String, Failed>> = lab.client.run(|| {
         (0..n)
             .map(|_| {
                 let result = request(target, REQUEST_TIMEOUT);
@@ -66,5 +67,10 @@ pub fn sample(lab: &AgentLab, target: SocketAddr, n: usize) -> Vec<Result<String
                 result
             })
             .collect()
-    })
+    });
+    assert!(
+        answers.iter().all(|r| r.as_deref() == Ok(by)),
+        "new connections to {target} not all answered by {by}: {answers:?}\n{}",
+        lab.diag()
+    );
 }

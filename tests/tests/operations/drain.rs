@@ -9,7 +9,7 @@ use failover_tests::{
 };
 
 use crate::{
-    clients::{load_on_web, open_long, sample, web},
+    clients::{assert_answered_by, load_on_web, open_long, web},
     decisions::decisions,
     tcp_probe,
 };
@@ -36,11 +36,7 @@ fn drain_keeps_long_flows_until_the_deadline_then_repicks_them() {
         before,
         "a dry run changed the status"
     );
-    let after_dry = sample(&lab, web(), 10);
-    assert!(
-        after_dry.iter().all(|r| r.as_deref() == Ok("primary")),
-        "{after_dry:?}"
-    );
+    assert_answered_by(&lab, web(), 10, "primary");
 
     let repicks = lab.counter("event_repick");
     let (load, t0) = load_on_web(
@@ -183,10 +179,6 @@ fn drain_keeps_long_flows_until_the_deadline_then_repicks_them() {
     let primary = backend(&st, "web", "primary");
     assert_eq!(primary.state, "up", "{st:#?}");
     assert!(primary.admin.is_none(), "{st:#?}");
-    let back = sample(&lab, web(), 20);
-    assert!(
-        back.iter().all(|r| r.as_deref() == Ok("primary")),
-        "{back:?}"
-    );
+    assert_answered_by(&lab, web(), 20, "primary");
     assert_eq!(decisions(&st), before, "undrain did not restore the status");
 }

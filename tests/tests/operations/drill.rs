@@ -6,7 +6,7 @@ use failover_tests::agent_lab::AgentLab;
 use failover_tests::load::summary;
 
 use crate::{
-    clients::{load_on_web, open_long, sample, web},
+    clients::{assert_answered_by, load_on_web, open_long, web},
     decisions::assert_plain_primary_standby,
     tcp_probe,
 };
@@ -87,10 +87,6 @@ fn drill_switches_verifies_and_returns_with_no_failed_request() {
             summary(samples, t0)
         );
     }
-    let after = sample(&lab, web(), 20);
-    assert!(
-        after.iter().all(|r| r.as_deref() == Ok("primary")),
-        "{after:?}"
-    );
+    assert_answered_by(&lab, web(), 20, "primary");
     assert_eq!(lab.counter("event_repick"), repicks, "{}", lab.diag());
 }

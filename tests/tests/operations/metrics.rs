@@ -9,7 +9,7 @@ use failover_tests::agent_lab::{AgentLab, HOSTS, PRIMARY};
 use failover_tests::metrics::{metric, must};
 
 use crate::{
-    clients::{sample, web},
+    clients::{assert_answered_by, web},
     tcp_probe,
 };
 
@@ -67,11 +67,7 @@ fn metrics_follow_the_traffic_and_the_failover() {
     assert_eq!(must(&before, "failover_datapath_up", &[]), 1.0);
 
     const N: usize = 40;
-    let answers = sample(&lab, web(), N);
-    assert!(
-        answers.iter().all(|r| r.as_deref() == Ok("primary")),
-        "{answers:?}"
-    );
+    assert_answered_by(&lab, web(), N, "primary");
     // The last packets of a closing connection (FIN, ACK) may trail the answer.
     std::thread::sleep(Duration::from_millis(300));
     let after = scrape(&lab);
@@ -215,11 +211,7 @@ fn metrics_follow_the_traffic_and_the_failover() {
         "failover_backend_packets_total",
         &backend_labels("standby", "to_backend"),
     );
-    let answers = sample(&lab, web(), 10);
-    assert!(
-        answers.iter().all(|r| r.as_deref() == Ok("standby")),
-        "{answers:?}"
-    );
+    assert_answered_by(&lab, web(), 10, "standby");
     std::thread::sleep(Duration::from_millis(300));
     let last = scrape(&lab);
     let to_standby = must(

@@ -10,7 +10,7 @@ use failover_tests::{
 };
 
 use crate::{
-    clients::{load_on_web, open_long, sample, web},
+    clients::{assert_answered_by, load_on_web, open_long, web},
     decisions::{decisions, decisions_of},
     tcp_probe,
 };
@@ -79,11 +79,7 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
     let good = lab.config().clone();
     let initial = lab.status();
     assert_eq!(service(&initial, "api").new_flows_to, ["primary"]);
-    let api_first = sample(&lab, api(), 10);
-    assert!(
-        api_first.iter().all(|r| r.as_deref() == Ok("primary")),
-        "{api_first:?}"
-    );
+    assert_answered_by(&lab, api(), 10, "primary");
     let web_before = decisions_of(&initial, "web");
 
     let long = open_long(&lab, web(), 3, "primary");
@@ -117,12 +113,7 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
     assert_eq!(backend(&st, "api", "primary").tier, 1, "{st:#?}");
     assert_eq!(backend(&st, "api", "standby").tier, 0, "{st:#?}");
     assert_eq!(decisions_of(&st, "web"), web_before, "reload changed web");
-    let api_swapped = sample(&lab, api(), 10);
-    assert!(
-        api_swapped.iter().all(|r| r.as_deref() == Ok("standby")),
-        "api after the reload: {api_swapped:?}\n{}",
-        lab.diag()
-    );
+    assert_answered_by(&lab, api(), 10, "standby");
 
     // 2. SIGHUP: api loses its primary.
     let only_standby = with_api(&lab, api_service(&[(STANDBY, 0)], ms(200), ms(50)));
@@ -149,11 +140,7 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
     assert_eq!(api_backends, ["standby"], "{st:#?}");
     assert_eq!(service(&st, "api").new_flows_to, ["standby"]);
     assert_eq!(decisions_of(&st, "web"), web_before, "SIGHUP changed web");
-    let api_hup = sample(&lab, api(), 10);
-    assert!(
-        api_hup.iter().all(|r| r.as_deref() == Ok("standby")),
-        "{api_hup:?}"
-    );
+    assert_answered_by(&lab, api(), 10, "standby");
 
     // 3. Bad configurations are refused with the field and line; nothing changes.
     let settled = decisions(&lab.status());
@@ -201,11 +188,7 @@ fn reload_changes_one_service_and_leaves_the_other_and_its_flows_alone() {
         settled,
         "a refused reload changed the status"
     );
-    let api_after_bad = sample(&lab, api(), 5);
-    assert!(
-        api_after_bad.iter().all(|r| r.as_deref() == Ok("standby")),
-        "{api_after_bad:?}"
-    );
+    assert_answered_by(&lab, api(), 5, "standby");
 
     // Back to the original configuration: api as at the start.
     lab.write_config(&good);
