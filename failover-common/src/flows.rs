@@ -13,7 +13,7 @@ use crate::maps::AddrBe;
 pub const DEFAULT_MAX_FLOWS: u32 = 262_144;
 /// Kernel memory one flow-table entry takes (key, value and the LRU hash's
 /// own element; the kernel's memlock accounting on 6.18, for sizing).
-pub const FLOW_ENTRY_BYTES: u64 = 200;
+pub const FLOW_ENTRY_BYTES: u64 = 168;
 /// Bounds of `max_flows`.
 pub const MIN_MAX_FLOWS: u32 = 1_024;
 pub const MAX_MAX_FLOWS: u32 = 16_777_216;
@@ -44,8 +44,8 @@ pub struct CachedHop {
 const _: () = assert!(size_of::<CachedHop>() == 32);
 
 /// Value of `FO_FLOWS` (key: the flow as the client sends it, client →
-/// VIP), written by the XDP program. Replies find it by that key too, after
-/// `FO_REVERSE` gave them the VIP.
+/// VIP), written by the XDP program; one cache line. A backend's FIN or
+/// RST finds it by that key too, after `FO_REVERSE` gave the VIP.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Flow {
@@ -57,18 +57,17 @@ pub struct Flow {
     /// One of [`flow_state`].
     pub state: u8,
     pub _pad: [u8; 3],
-    /// `bpf_ktime_get_coarse_ns` of the last packet either way, refreshed at
+    /// `bpf_ktime_get_coarse_ns` of the client's last packet, refreshed at
     /// most once per [`LAST_SEEN_GRANULARITY_NS`].
     pub last_seen_ns: u64,
     /// The entry counts as absent after this (same clock): last seen plus
     /// the lifetime of its protocol and state (`FO_SETTINGS`).
     pub expires_ns: u64,
-    /// Towards the backend (client packets).
+    /// Towards the backend (the client's packets; replies take theirs from
+    /// `FO_CLIENT_HOPS`).
     pub to_backend: CachedHop,
-    /// Towards the client (replies).
-    pub to_client: CachedHop,
 }
-const _: () = assert!(size_of::<Flow>() == 96);
+const _: () = assert!(size_of::<Flow>() == 64);
 
 /// Key of `FO_REVERSE`: a backend's endpoint as its replies carry it
 /// (address, the port it serves the service on, protocol).
@@ -145,6 +144,29 @@ pub const DEFAULT_TCP_OPEN_NS: u64 = 3_600 * 1_000_000_000;
 pub const DEFAULT_TCP_CLOSING_NS: u64 = 10 * 1_000_000_000;
 pub const DEFAULT_UDP_NS: u64 = 60 * 1_000_000_000;
 pub const DEFAULT_MAX_NEW_FLOWS_PER_CPU: u32 = 200_000;
+
+/// Value of the (per-CPU, unpinned) `FO_CLIENT_HOPS`, indexed by a hash of
+/// the client's address: the next hop towards that client, for replies.
+/// The route to a client depends on its address only, so every flow of a
+/// client shares it; per CPU, so a slot is never written by two at once.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ClientHop {
+    /// The client the hop is for (a slot holds one of many).
+    pub addr: AddrBe,
+    pub hop: CachedHop,
+}
+const _: () = assert!(size_of::<ClientHop>() == 48);
+
+/// Slots of `FO_CLIENT_HOPS` per CPU (a power of two: 768 KiB a CPU).
+pub const CLIENT_HOP_SLOTS: u32 = 1 << 14;
+
+/// The `FO_CLIENT_HOPS` slot of a client address.
+pub const fn client_hop_slot(addr: &AddrBe) -> u32 {
+    let folded =
+        addr[0] ^ addr[1].rotate_left(8) ^ addr[2].rotate_left(16) ^ addr[3].rotate_left(24);
+    folded.wrapping_mul(0x9E37_79B1) >> (32 - CLIENT_HOP_SLOTS.trailing_zeros())
+}
 
 /// Value of the (unpinned) `FO_SYNS`, an array indexed by the low bits of
 /// the flow hash: the backend a SYN was sent to, for the client's first ACK

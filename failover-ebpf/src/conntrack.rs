@@ -9,9 +9,10 @@
 //! handshake). A SYN leaves no flow entry, so a SYN flood evicts no
 //! established flow: the backend it was sent to is remembered briefly in
 //! `FO_SYNS`, a direct-mapped array (a store, no insert), for the first ACK
-//! to follow even if the table changed in between. A per-CPU flood guard caps how many flows a
-//! CPU records per second. Replies find their VIP in `FO_REVERSE` (no per-flow
-//! state) and then touch the entry, if there is one.
+//! to follow even if the table changed in between. A per-CPU flood guard
+//! caps how many flows a CPU records per second. Replies find their VIP in
+//! `FO_REVERSE` (no per-flow state); a backend's FIN or RST closes the
+//! entry.
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use failover_common::{
@@ -284,7 +285,6 @@ pub fn record(flow: &NewFlow, now: u64, bytes: u64) {
         last_seen_ns: now,
         expires_ns: now + lifetime(flow.key.proto, flow_state::OPEN),
         to_backend: CachedHop::default(),
-        to_client: CachedHop::default(),
     };
     store_hop(
         &raw mut entry.to_backend,

@@ -7,10 +7,11 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, ProgramArray},
 };
 use failover_common::{
-    ADDRESS_SLOTS, AdminRecord, Backend, CachedHop, Counter, DEFAULT_MAX_FLOWS, EGRESS_SLOTS,
-    Egress, FloodWindow, Flow, FlowKey, LastRedirect, MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES,
-    MaglevChunk, MaglevKey, REDIRECT_DROP_ENTRIES, ReverseKey, ReverseNat, SYN_SLOTS, Service,
-    ServiceKey, Settings, SynSeen, TrafficStats, programs,
+    ADDRESS_SLOTS, AdminRecord, Backend, CLIENT_HOP_SLOTS, CachedHop, ClientHop, Counter,
+    DEFAULT_MAX_FLOWS, EGRESS_SLOTS, Egress, FloodWindow, Flow, FlowKey, LastRedirect,
+    MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES, MaglevChunk, MaglevKey, REDIRECT_DROP_ENTRIES,
+    ReverseKey, ReverseNat, SYN_SLOTS, Service, ServiceKey, Settings, SynSeen, TrafficStats,
+    programs,
     stats::{VERDICT_COUNT, reason},
 };
 
@@ -61,6 +62,11 @@ pub static SETTINGS: Array<Settings> = Array::pinned(1, 0);
 /// second (as a flow's own). Not pinned: a cache.
 #[map(name = "FO_BACKEND_HOPS")]
 pub static BACKEND_HOPS: Array<CachedHop> = Array::with_max_entries(MAX_BACKENDS, 0);
+
+/// Client address hash → the next hop of replies to that client, per CPU
+/// (see `ClientHop`). Not pinned: a cache.
+#[map(name = "FO_CLIENT_HOPS")]
+pub static CLIENT_HOPS: PerCpuArray<ClientHop> = PerCpuArray::with_max_entries(CLIENT_HOP_SLOTS, 0);
 
 /// Flow hash → the backend its SYN was sent to, briefly (see `SynSeen`).
 /// Not pinned: a handshake outlives no program.

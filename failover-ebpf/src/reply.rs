@@ -1,20 +1,23 @@
 //! Backend → client: the backend's endpoint names its service's VIP in
-//! `FO_REVERSE`, so a reply needs no per-flow state to be rewritten; the
-//! flow's entry, when there is one, gives the cached next hop towards the
-//! client and learns the backend's FIN or RST.
+//! `FO_REVERSE`, so a reply needs no per-flow state to be rewritten, and
+//! the next hop towards the client comes from this CPU's cache by client
+//! address. Only the backend's FIN or RST looks up the flow's entry, to
+//! close it.
 
 use aya_ebpf::programs::XdpContext;
-use failover_common::{FAMILY_IPV4, FlowKey, ReverseNat, stats::reason};
+use failover_common::{
+    CachedHop, FAMILY_IPV4, FlowKey, ReverseNat, client_hop_slot, stats::reason,
+};
 
 use crate::{
     complete, conntrack,
     counters::{self, Towards},
     egress::{ingress_ifindex, next_hop, send, via_stack},
     fib::Lookup,
-    maps::FLOWS,
+    maps::{CLIENT_HOPS, FLOWS},
     nat::End,
     outcome::{Outcome, drop, pass},
-    parse::{L3, Parsed},
+    parse::{L3, Parsed, TCP_FLAG_FIN, TCP_FLAG_RST},
 };
 
 /// Whether a packet with a backend endpoint's source came from where the
@@ -30,6 +33,22 @@ pub fn from_backend_side(ingress: u32, l3: &L3, reverse: *const ReverseNat) -> R
         return Err(drop(reason::DROP_REPLY_WRONG_INTERFACE));
     }
     Ok(())
+}
+
+/// This CPU's cached next hop towards `client`, its slot claimed for it
+/// (a slot held for another client starts empty).
+#[inline(always)]
+fn client_hop(client: u32) -> Option<*mut CachedHop> {
+    let addr = [client, 0, 0, 0];
+    let slot = CLIENT_HOPS.get_ptr_mut(client_hop_slot(&addr))?;
+    // SAFETY: this CPU's slot; nothing else writes it.
+    unsafe {
+        if (*slot).addr != addr {
+            (*slot).addr = addr;
+            (*slot).hop.ifindex = 0;
+        }
+        Some(&raw mut (*slot).hop)
+    }
 }
 
 /// Puts the VIP back as the source and forwards to the client.
@@ -69,14 +88,15 @@ pub fn to_client(
         family: FAMILY_IPV4,
         _pad: [0; 2],
     };
-    let cache = match FLOWS.get_ptr_mut(key) {
-        Some(entry) if !conntrack::expired(entry, now) => {
-            conntrack::touch(entry, l4.proto, l4.tcp_flags, now, bytes);
-            // SAFETY: a field of a live LRU value.
-            Some(unsafe { &raw mut (*entry).to_client })
-        }
-        _ => None,
-    };
+    // A FIN or RST from the backend closes its flow; other replies leave
+    // the entry alone (the client's packets keep it alive).
+    if l4.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST) != 0
+        && let Some(entry) = FLOWS.get_ptr_mut(key)
+        && !conntrack::expired(entry, now)
+    {
+        conntrack::touch(entry, l4.proto, l4.tcp_flags, now, bytes);
+    }
+    let cache = client_hop(client);
     let lookup = Lookup {
         ingress_ifindex: ingress,
         proto: l3.proto,
