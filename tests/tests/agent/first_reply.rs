@@ -16,6 +16,11 @@ use crate::switch::tcp_probe;
 /// how long it took, and whether its first reply went through the stack.
 fn first_connection(lab: &AgentLab) -> (Duration, u64) {
     lab.lb.ip(&["neigh", "flush", "all"]);
+    // The data path's cached hops are looked up again after this bound.
+    std::thread::sleep(
+        Duration::from_nanos(failover_common::LAST_SEEN_GRANULARITY_NS)
+            + Duration::from_millis(200),
+    );
     let via_stack = lab.counter("pass_no_neighbour");
     let started = Instant::now();
     let answer = lab.client.run(|| request(Duration::from_secs(3)));
