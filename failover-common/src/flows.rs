@@ -185,10 +185,14 @@ pub struct SynSeen {
 }
 const _: () = assert!(size_of::<SynSeen>() == 16);
 
-/// Slots of `FO_SYNS` (a power of two: 4 MiB), and how long, in its
-/// stamp's units of about a second, a SYN is remembered (a handshake, with
-/// the client's SYN retransmissions, is over well within it).
-pub const SYN_SLOTS: u32 = 1 << 18;
+/// Slots of `FO_SYNS` (a power of two: 512 KiB, small enough to stay in a
+/// CPU's cache — each SYN writes a random slot; at 4 MiB that cost a SYN
+/// ~50–100 ns more, measured), and how long, in its stamp's units of about
+/// a second, a SYN is remembered (a handshake, with the client's SYN
+/// retransmissions, is over well within it). Above a few thousand new
+/// connections a second, a SYN's slot may be taken before its ACK: then
+/// the table decides the ACK, which matters only if it changed in between.
+pub const SYN_SLOTS: u32 = 1 << 15;
 pub const SYN_LIFETIME_STAMPS: u32 = 10;
 
 /// Value of the (per-CPU, unpinned) `FO_FLOOD`: this CPU's new flows in the
