@@ -222,6 +222,23 @@ impl Lab {
         socket
     }
 
+    /// `queries` UDP queries to the VIP from the client's source `port` (a
+    /// socket bound there for them and closed after): each port a flow of
+    /// its own. Returns the last answer.
+    pub fn udp_queries_from(&self, port: u16, queries: usize) -> std::io::Result<String> {
+        let socket = self.client.run(|| {
+            let socket = UdpSocket::bind((CLIENT, port))?;
+            socket.set_read_timeout(Some(IO_TIMEOUT))?;
+            socket.set_write_timeout(Some(IO_TIMEOUT))?;
+            Ok::<_, std::io::Error>(socket)
+        })?;
+        let mut answer = String::new();
+        for _ in 0..queries {
+            answer = self.udp_query(&socket)?;
+        }
+        Ok(answer)
+    }
+
     /// `n` UDP queries to the VIP, each from a new socket (a new flow).
     pub fn udp_queries(&self, n: usize) -> Vec<(u16, String)> {
         (0..n)
