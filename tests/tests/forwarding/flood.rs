@@ -196,3 +196,54 @@ fn floods_of_new_flows_evict_no_established_flow() {
         let _ = stream.flush();
     }
 }
+
+/// The standby after a failback: the primary is back and takes new flows,
+/// the flows that went to the standby meanwhile stay there by their
+/// entries (`dead_flows` `keep` and drains leave flows the same way: the
+/// data path sees a backend that may keep flows but takes no new ones).
+#[test]
+fn a_syn_flood_moves_no_flow_kept_on_the_standby_after_failback() {
+    let mut lab = Lab::new();
+    lab.make_tcp_active_passive();
+    let primary = crate::lab::BACKENDS[0].name;
+    let standby = crate::lab::BACKENDS[1].name;
+    let primary_id = Lab::backend_id(&lab.tcp, primary);
+    lab.dp
+        .set_backend_state(primary_id, BackendState::Down)
+        .unwrap();
+    let mut long: Vec<_> = (0..6).map(|_| lab.connect()).collect();
+    for stream in &mut long {
+        assert_eq!(ask(stream).expect("answer"), standby, "failed over");
+    }
+    // Failback: new flows to the primary again.
+    lab.dp
+        .set_backend_state(primary_id, BackendState::Up)
+        .unwrap();
+    for (_, name) in lab.short_requests(10) {
+        assert_eq!(name, primary, "new flows back on the primary");
+    }
+    let entries = lab.dp.flows().count();
+    let mut harness = harness(&lab);
+    flood(&lab, &mut harness, TCP_SYN, 600_000);
+    assert_eq!(
+        lab.dp.flows().count(),
+        entries,
+        "the SYN flood recorded flows (the kernel's LRU would still spare the kept \
+         ones, seen more than once, but not for long)\n{}",
+        lab.diag()
+    );
+    for stream in &mut long {
+        let answer = ask(stream).unwrap_or_else(|e| {
+            panic!(
+                "a flow kept on the standby broke in the flood: {e}\n{}",
+                lab.diag()
+            )
+        });
+        assert_eq!(
+            answer,
+            standby,
+            "a flow kept on the standby moved\n{}",
+            lab.diag()
+        );
+    }
+}

@@ -170,6 +170,26 @@ impl Lab {
         }
     }
 
+    /// Makes the TCP service active-passive: the first backend in tier 0,
+    /// the second in tier 1 (the service is added again, with new ids).
+    pub fn make_tcp_active_passive(&mut self) {
+        self.dp
+            .remove_service(self.tcp.id)
+            .expect("remove the tcp service");
+        self.tcp = self
+            .dp
+            .add_service(
+                ServiceSpec::new(VIP, TCP_PORT, Proto::Tcp),
+                &[
+                    BackendSpec::new(BACKENDS[0].addr).port(BACKEND_TCP_PORT),
+                    BackendSpec::new(BACKENDS[1].addr)
+                        .port(BACKEND_TCP_PORT)
+                        .tier(1),
+                ],
+            )
+            .expect("add the tcp service with tiers");
+    }
+
     /// Runs `f` in the edge host's namespace (BPF_PROG_TEST_RUN of its
     /// program resolves routes and interfaces there).
     pub fn in_lb<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
