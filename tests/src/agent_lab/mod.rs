@@ -29,7 +29,9 @@
 //! The test attaches the pass program to the veth peers (native
 //! XDP_TX/redirect into a veth needs one there) from its own data path with
 //! its own pin directory, and turns transmit checksum offload off on every
-//! sender, the lb included (ENVIRONMENT.md, "veth + XDP pitfalls").
+//! sender, the lb included (a local sender with offload on leaves partial
+//! checksums; README, data path step 5, says how the product copes, and
+//! the layouts with `offload_on` test it).
 //!
 //! Drop order: the agent process (SIGTERM, then SIGKILL, always reaped), then
 //! its pins (which detach its pinned links), then servers, the peers' data

@@ -16,8 +16,8 @@
 //! escapes the data path's rewrite has nowhere to go. The client and backend
 //! ends of the veth pairs carry the pass program (native XDP_TX/redirect into
 //! a veth needs an XDP program on its peer) and send with checksum offload
-//! off (locally generated packets are CHECKSUM_PARTIAL, see ENVIRONMENT.md,
-//! "veth + XDP pitfalls").
+//! off (locally generated packets would be CHECKSUM_PARTIAL: README, data
+//! path step 5; the skb-mode test runs with offload on).
 //!
 //! Each test builds its own lab (namespaces are uniquely named), so they run
 //! in parallel.
