@@ -112,13 +112,19 @@ pub const ADDRESS_F_VIP: u32 = 1;
 /// Some backend hashes here.
 pub const ADDRESS_F_BACKEND: u32 = 2;
 
-/// The `FO_ADDRESSES` slot of an address (words in network order). Shared
-/// by the program and the agent that writes the filter.
-pub const fn address_slot(addr: &AddrBe) -> u32 {
+/// The slot of an address (words in network order) in a table of `slots`
+/// (a power of two): the address folded to 32 bits, then Fibonacci hashing
+/// (the top bits of the product spread any input).
+const fn address_hash_slot(addr: &AddrBe, slots: u32) -> u32 {
     let folded =
         addr[0] ^ addr[1].rotate_left(8) ^ addr[2].rotate_left(16) ^ addr[3].rotate_left(24);
-    // Fibonacci hashing: the top bits of the product spread any input.
-    folded.wrapping_mul(0x9E37_79B1) >> (32 - ADDRESS_SLOTS.trailing_zeros())
+    folded.wrapping_mul(0x9E37_79B1) >> (32 - slots.trailing_zeros())
+}
+
+/// The `FO_ADDRESSES` slot of an address. Shared by the program and the
+/// agent that writes the filter.
+pub const fn address_slot(addr: &AddrBe) -> u32 {
+    address_hash_slot(addr, ADDRESS_SLOTS)
 }
 
 /// Value of `FO_SETTINGS` (an array of one), written by the agent at start
@@ -163,9 +169,7 @@ pub const CLIENT_HOP_SLOTS: u32 = 1 << 14;
 
 /// The `FO_CLIENT_HOPS` slot of a client address.
 pub const fn client_hop_slot(addr: &AddrBe) -> u32 {
-    let folded =
-        addr[0] ^ addr[1].rotate_left(8) ^ addr[2].rotate_left(16) ^ addr[3].rotate_left(24);
-    folded.wrapping_mul(0x9E37_79B1) >> (32 - CLIENT_HOP_SLOTS.trailing_zeros())
+    address_hash_slot(addr, CLIENT_HOP_SLOTS)
 }
 
 /// Value of the (unpinned) `FO_SYNS`, an array indexed by the low bits of
