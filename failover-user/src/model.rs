@@ -123,6 +123,13 @@ pub struct BackendSpec {
 }
 
 impl BackendSpec {
+    /// Where this backend serves `service`, as its replies carry it:
+    /// address, port (its own or the service's), protocol. One endpoint
+    /// serves one service: a reply finds its VIP by the endpoint alone.
+    pub fn endpoint(&self, service: &ServiceSpec) -> (Ipv4Addr, u16, Proto) {
+        (self.addr, self.port.unwrap_or(service.port), service.proto)
+    }
+
     /// An up backend in tier 0 on the service's port.
     pub const fn new(addr: Ipv4Addr) -> Self {
         Self {

@@ -17,43 +17,47 @@ use super::{
 };
 use crate::model::{BackendSpec, ServiceSpec};
 
-/// The endpoint a backend's replies come from: its address, the port it
-/// serves the service on, the protocol.
+/// A backend endpoint's `FO_REVERSE` key.
 pub fn endpoint(service: &ServiceSpec, backend: &BackendSpec) -> ReverseKey {
+    let (addr, port, proto) = backend.endpoint(service);
     ReverseKey {
-        addr: ipv4_addr(backend.addr.octets()),
-        port_be: backend.port.unwrap_or(service.port).to_be(),
-        proto: service.proto.number(),
+        addr: ipv4_addr(addr.octets()),
+        port_be: port.to_be(),
+        proto: proto.number(),
         family: FAMILY_IPV4,
     }
 }
 
-/// Refuses a wanted set in which two services have a backend endpoint in
-/// common.
-pub(super) fn check_wanted(wanted: &[super::WantedService]) -> Result<(), SpecError> {
+/// Refuses services of which two have a backend endpoint in common,
+/// naming the later one's backend and the earlier service.
+fn endpoints_unshared<'a>(
+    services: impl IntoIterator<Item = (&'a ServiceSpec, Vec<&'a BackendSpec>)>,
+) -> Result<(), SpecError> {
     let mut owners: BTreeMap<ReverseKey, &ServiceSpec> = BTreeMap::new();
-    for want in wanted {
-        for backend in &want.backends {
-            let key = endpoint(&want.spec, backend);
-            match owners.get(&key) {
-                Some(other) if other.key() != want.spec.key() => {
-                    return Err(shared(&want.spec, backend, other));
-                }
-                _ => {
-                    owners.insert(key, &want.spec);
-                }
+    for (spec, backends) in services {
+        for backend in backends {
+            let owner = *owners.entry(endpoint(spec, backend)).or_insert(spec);
+            if owner.key() != spec.key() {
+                let (addr, port, _) = backend.endpoint(spec);
+                return Err(SpecError::SharedEndpoint {
+                    backend: format!("{addr}:{port}"),
+                    service: spec.to_string(),
+                    other: owner.to_string(),
+                });
             }
         }
     }
     Ok(())
 }
 
-fn shared(spec: &ServiceSpec, backend: &BackendSpec, other: &ServiceSpec) -> SpecError {
-    SpecError::SharedEndpoint {
-        backend: format!("{}:{}", backend.addr, backend.port.unwrap_or(spec.port)),
-        service: spec.to_string(),
-        other: other.to_string(),
-    }
+/// Refuses a wanted set in which two services have a backend endpoint in
+/// common.
+pub(super) fn check_wanted(wanted: &[super::WantedService]) -> Result<(), SpecError> {
+    endpoints_unshared(
+        wanted
+            .iter()
+            .map(|w| (&w.spec, w.backends.iter().collect())),
+    )
 }
 
 /// Filter slots (and flags) of a service's VIP and backends.
@@ -74,20 +78,12 @@ impl Dataplane {
         spec: &ServiceSpec,
         backends: &[BackendSpec],
     ) -> Result<(), SpecError> {
-        for backend in backends {
-            let wanted = endpoint(spec, backend);
-            let other = self.services.values().find(|entry| {
-                entry.spec.key() != spec.key()
-                    && entry
-                        .backends
-                        .values()
-                        .any(|b| endpoint(&entry.spec, b) == wanted)
-            });
-            if let Some(other) = other {
-                return Err(shared(spec, backend, &other.spec));
-            }
-        }
-        Ok(())
+        let others = self
+            .services
+            .values()
+            .filter(|entry| entry.spec.key() != spec.key())
+            .map(|entry| (&entry.spec, entry.backends.values().collect()));
+        endpoints_unshared(others.chain([(spec, backends.iter().collect())]))
     }
 
     /// Covers the service's addresses in the filter and writes the reverse

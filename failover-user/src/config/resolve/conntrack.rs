@@ -2,12 +2,15 @@
 //! rule that no two services share a backend endpoint (a reply finds its
 //! VIP by the endpoint alone).
 
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::{collections::HashMap, net::Ipv4Addr};
 
 use toml::Spanned;
 
 use super::Resolver;
-use crate::config::{ConfigError, ConntrackConfig, ServicePlan, limits, raw::RawConntrack};
+use crate::{
+    config::{ConfigError, ConntrackConfig, ServicePlan, limits, raw::RawConntrack},
+    model::Proto,
+};
 
 impl Resolver<'_> {
     pub(super) fn conntrack(&self, raw: &RawConntrack) -> Result<ConntrackConfig, ConfigError> {
@@ -53,13 +56,13 @@ impl Resolver<'_> {
     /// be told apart. `at`: where the service is written.
     pub(super) fn endpoints_unshared<'s>(
         &self,
-        owners: &mut BTreeMap<(Ipv4Addr, u16, u8), &'s str>,
+        owners: &mut HashMap<(Ipv4Addr, u16, Proto), &'s str>,
         service: &'s ServicePlan,
         at: usize,
     ) -> Result<(), ConfigError> {
         for backend in &service.backends {
-            let port = backend.spec.port.unwrap_or(service.spec.port);
-            let key = (backend.spec.addr, port, service.spec.proto.number());
+            let key = backend.spec.endpoint(&service.spec);
+            let (addr, port, proto) = key;
             if let Some(other) = owners.insert(key, &service.name)
                 && other != service.name
             {
@@ -67,9 +70,8 @@ impl Resolver<'_> {
                     format!("services.{}.backends.{}", service.name, backend.name),
                     at,
                     format!(
-                        "{}:{port}/{} also serves service {other}: replies from it could not \
-                         be told apart; give each service its own backend port",
-                        backend.spec.addr, service.spec.proto
+                        "{addr}:{port}/{proto} also serves service {other}: replies from it \
+                         could not be told apart; give each service its own backend port"
                     ),
                 );
             }

@@ -111,7 +111,7 @@ impl Resolver<'_> {
             }
             services.push(service);
         }
-        let mut owners = std::collections::BTreeMap::new();
+        let mut owners = std::collections::HashMap::new();
         for (service, raw_service) in services.iter().zip(&raw.services) {
             self.endpoints_unshared(&mut owners, service, raw_service.name.span().start)?;
         }
