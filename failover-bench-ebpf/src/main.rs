@@ -11,11 +11,18 @@
 //! XDP_TX sends the frame out of the ctx's ingress veth; `bench_sink` sits on
 //! the far veth, counts what arrives and drops it.
 //!
+//! The SYN flood adds a second generator, `bench_syn_flood` (a new spoofed
+//! source for every frame, checksums kept valid), and `bench_door` on the
+//! backends' interfaces, which counts and drops the spoofed SYNs that
+//! reach them: the lab's backends share our two cores, so their kernels
+//! must not spend them on a flood a real backend would absorb elsewhere.
+//!
 //! `reference` holds the minimal NAT and pass programs our data path is
 //! compared with.
 #![no_std]
 #![no_main]
 
+mod flood;
 mod reference;
 
 use aya_ebpf::{
@@ -40,7 +47,7 @@ static TARGET: ProgramArray = ProgramArray::with_max_entries(1, 0);
 /// Writes the template over the frame's first `FRAME_LEN` bytes and returns
 /// where the frame starts; `None` for a shorter frame or a missing template.
 #[inline(always)]
-fn write_template(ctx: &XdpContext) -> Option<usize> {
+pub(crate) fn write_template(ctx: &XdpContext) -> Option<usize> {
     let start = ctx.data();
     if start + FRAME_LEN > ctx.data_end() {
         return None;
@@ -62,7 +69,7 @@ fn write_template(ctx: &XdpContext) -> Option<usize> {
 
 /// The next number of a per-CPU sequence (only this CPU writes its slot).
 #[inline(always)]
-fn next_in(sequence: &PerCpuArray<u32>) -> Option<u32> {
+pub(crate) fn next_in(sequence: &PerCpuArray<u32>) -> Option<u32> {
     let slot = sequence.get_ptr_mut(0)?;
     // SAFETY: a per-CPU slot only this CPU writes.
     unsafe {
@@ -131,7 +138,7 @@ const GENERATED_FLOWS: u16 = 1024;
 const FIRST_SOURCE_PORT: u16 = 10_000;
 /// Offset of the UDP (or TCP) source port in an untagged IPv4 frame without
 /// options.
-const UDP_SOURCE_PORT_AT: usize = 34;
+pub(crate) const UDP_SOURCE_PORT_AT: usize = 34;
 /// Offsets of the IPv4 destination address and the L4 destination port.
 const IPV4_DST_AT: usize = 30;
 const L4_DST_PORT_AT: usize = 36;

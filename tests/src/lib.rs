@@ -9,6 +9,8 @@ pub mod agent_lab;
 pub mod bench;
 pub mod config;
 pub mod fixture;
+pub mod flood;
+pub mod forwarding_lab;
 pub mod fuzz;
 pub mod lab;
 pub mod metrics;

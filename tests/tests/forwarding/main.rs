@@ -22,16 +22,17 @@
 //! Each test builds its own lab (namespaces are uniquely named), so they run
 //! in parallel.
 //!
-//! The rig in `lab`, what the tests tally and compare in `checks`; the
-//! tests by concern: `spread`, `stickiness`, `backend_down`, `counters`,
-//! `icmp`, `flood`, `eviction`.
+//! The rig in `failover_tests::forwarding_lab` (the flood tests, a target
+//! of their own, use it too), what the tests tally and compare in
+//! `checks`; the tests by concern: `spread`, `stickiness`, `backend_down`,
+//! `counters`, `icmp`, `eviction`.
 
 mod backend_down;
 mod checks;
 mod counters;
 mod eviction;
-mod flood;
 mod icmp;
-mod lab;
 mod spread;
 mod stickiness;
+
+use failover_tests::forwarding_lab as lab;

@@ -89,6 +89,7 @@ fn harness(lab: &Lab) -> Ebpf {
 
 #[test]
 fn floods_of_new_flows_evict_no_established_flow() {
+    let _serial = crate::one_at_a_time();
     let mut lab = Lab::new();
     // Long connections; then their backends are drained: the table sends
     // new flows elsewhere, so only their entries keep them where they are.
@@ -203,6 +204,7 @@ fn floods_of_new_flows_evict_no_established_flow() {
 /// data path sees a backend that may keep flows but takes no new ones).
 #[test]
 fn a_syn_flood_moves_no_flow_kept_on_the_standby_after_failback() {
+    let _serial = crate::one_at_a_time();
     let mut lab = Lab::new();
     lab.make_tcp_active_passive();
     let primary = crate::lab::BACKENDS[0].name;

@@ -8,19 +8,20 @@ use std::{
     time::Duration,
 };
 
+use crate::{
+    netns::NetNs,
+    pins::PinDir,
+    servers::{BackendServer, ask},
+};
+use aya::programs::{Xdp, XdpMode};
 use failover::{
     AttachMode, BackendSpec, Dataplane, Proto, ServiceSpec,
     dataplane::ServiceEntry,
-    lab::topology::{self, BackendLink, Topology},
+    lab::topology::{self, BackendLink, PEER_IF, Topology},
 };
 use failover_common::{
     Counter, TrafficStats,
     stats::{VERDICT_NAMES, reason},
-};
-use failover_tests::{
-    netns::NetNs,
-    pins::PinDir,
-    servers::{BackendServer, ask},
 };
 
 pub const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
@@ -96,16 +97,26 @@ impl Lab {
     /// XDP in `mode`; in skb mode on veth links as `ip link add` leaves
     /// them (nothing on the peers, transmit checksum offload on).
     pub fn with_mode(mode: AttachMode) -> Self {
-        Self::build(mode, failover_common::DEFAULT_MAX_FLOWS)
+        Self::build(mode, failover_common::DEFAULT_MAX_FLOWS, None)
     }
 
     /// Native XDP with a flow table of `max_flows` entries.
     pub fn with_max_flows(max_flows: u32) -> Self {
-        Self::build(AttachMode::Native, max_flows)
+        Self::build(AttachMode::Native, max_flows, None)
     }
 
-    fn build(mode: AttachMode, max_flows: u32) -> Self {
-        failover_tests::require_root();
+    /// Native XDP, with `door` (loaded, not attached) instead of the pass
+    /// program on the backends' side of their links: a flood's filter.
+    pub fn with_backend_door(door: &mut Xdp) -> Self {
+        Self::build(
+            AttachMode::Native,
+            failover_common::DEFAULT_MAX_FLOWS,
+            Some(door),
+        )
+    }
+
+    fn build(mode: AttachMode, max_flows: u32, door: Option<&mut Xdp>) -> Self {
+        crate::require_root();
         let links = BACKENDS.map(|host| BackendLink {
             role: "fwd-backend",
             lb_if: host.lb_side,
@@ -128,9 +139,20 @@ impl Lab {
                 assert_eq!(used.expect("attach the forwarder"), mode, "{interface}");
             }
         });
-        if !plain {
-            net.attach_pass_on_peers(&mut dp)
-                .expect("attach the pass program");
+        match (plain, door) {
+            (true, _) => {}
+            (false, None) => net
+                .attach_pass_on_peers(&mut dp)
+                .expect("attach the pass program"),
+            (false, Some(door)) => {
+                net.client
+                    .run(|| dp.attach_pass(PEER_IF, AttachMode::Native))
+                    .expect("attach the pass program on the client");
+                for ns in &net.backends {
+                    ns.run(|| door.attach(PEER_IF, XdpMode::Driver))
+                        .expect("attach the door on a backend");
+                }
+            }
         }
         let tcp = dp
             .add_service(
@@ -190,6 +212,33 @@ impl Lab {
             .expect("add the tcp service with tiers");
     }
 
+    /// Adds a TCP service on the VIP's `port`, served by both backends on
+    /// `backend_port` (a service's backend endpoints are its own).
+    pub fn add_tcp_service(&mut self, port: u16, backend_port: u16) -> ServiceEntry {
+        let servers = std::mem::take(&mut self.servers);
+        self.servers = servers
+            .into_iter()
+            .zip(&self._backend_ns)
+            .map(|(server, ns)| server.also_on(ns, backend_port))
+            .collect();
+        self.dp
+            .add_service(
+                ServiceSpec::new(VIP, port, Proto::Tcp),
+                &BACKENDS.map(|b| BackendSpec::new(b.addr).port(backend_port)),
+            )
+            .expect("add a tcp service")
+    }
+
+    /// The client's namespace.
+    pub fn client(&self) -> &NetNs {
+        &self.client
+    }
+
+    /// The client's interface towards the edge host.
+    pub fn client_ifindex(&self) -> u32 {
+        self.client.ifindex(PEER_IF)
+    }
+
     /// Runs `f` in the edge host's namespace (BPF_PROG_TEST_RUN of its
     /// program resolves routes and interfaces there).
     pub fn in_lb<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
@@ -203,16 +252,27 @@ impl Lab {
 
     /// A TCP connection to the VIP from the client namespace.
     pub fn connect(&self) -> TcpStream {
+        self.connect_to(TCP_PORT)
+    }
+
+    /// A TCP connection to the VIP's `port` from the client namespace.
+    pub fn connect_to(&self, port: u16) -> TcpStream {
         self.client
-            .run(connect_vip)
+            .run(|| connect_vip(port))
             .unwrap_or_else(|e| panic!("connect to the vip: {e}\n{}", self.diag()))
+    }
+
+    /// One short connection to the VIP's `port` (one request): the local
+    /// port and the answering backend, or why it failed.
+    pub fn try_short_request(&self, port: u16) -> std::io::Result<(u16, String)> {
+        self.client.run(|| short_request(port))
     }
 
     /// `n` short connections from the client, one request each.
     pub fn short_requests(&self, n: usize) -> Vec<(u16, String)> {
         let results = self
             .client
-            .run(|| (0..n).map(|_| short_request()).collect::<Vec<_>>());
+            .run(|| (0..n).map(|_| short_request(TCP_PORT)).collect::<Vec<_>>());
         let failed: Vec<String> = results
             .iter()
             .filter_map(|r| r.as_ref().err())
@@ -347,8 +407,8 @@ impl Lab {
     }
 }
 
-fn connect_vip() -> std::io::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(&SocketAddr::from((VIP, TCP_PORT)), IO_TIMEOUT)?;
+fn connect_vip(port: u16) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&SocketAddr::from((VIP, port)), IO_TIMEOUT)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     stream.set_nodelay(true)?;
@@ -357,10 +417,10 @@ fn connect_vip() -> std::io::Result<TcpStream> {
 
 /// Connects, checks the peer is the VIP, asks once; returns (local port,
 /// answering backend).
-fn short_request() -> std::io::Result<(u16, String)> {
-    let mut stream = connect_vip()?;
+fn short_request(port: u16) -> std::io::Result<(u16, String)> {
+    let mut stream = connect_vip(port)?;
     let peer = stream.peer_addr()?;
-    if peer != SocketAddr::from((VIP, TCP_PORT)) {
+    if peer != SocketAddr::from((VIP, port)) {
         return Err(std::io::Error::other(format!(
             "connected to {peer}, not the vip"
         )));
