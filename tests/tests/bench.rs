@@ -30,6 +30,7 @@ fn quick_benchmark_passes_its_checks_and_reports_every_section() {
         "datapath",
         "packet_rate",
         "requests",
+        "syn_flood",
         "failover",
         "control_plane",
         "maglev",

@@ -18,6 +18,7 @@ pub mod packet_rate;
 pub mod peers;
 pub mod requests;
 pub mod serving;
+pub mod syn_flood;
 
 use std::{panic::AssertUnwindSafe, process::ExitCode, time::Instant};
 
@@ -93,6 +94,7 @@ const SECTIONS: &[(&str, SectionFn)] = &[
     ("datapath", datapath::run),
     ("packet_rate", packet_rate::run),
     ("requests", requests::run),
+    ("syn_flood", syn_flood::run),
     ("failover", failover_trials::run),
     ("control_plane", control_plane::run),
     ("maglev", maglev::run),

@@ -40,11 +40,12 @@ const BACKEND_IF: &str = "lbb0";
 const CLIENTS: usize = 16;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
-struct Round {
-    requests: usize,
-    errors: usize,
-    seconds: f64,
-    latencies_us: Vec<f64>,
+/// One round of short connections from `CLIENTS` concurrent clients.
+pub(super) struct Round {
+    pub(super) requests: usize,
+    pub(super) errors: usize,
+    pub(super) seconds: f64,
+    pub(super) latencies_us: Vec<f64>,
 }
 
 struct Case {
@@ -305,7 +306,9 @@ fn wait_listening(client: &NetNs, target: SocketAddr) {
 
 /// [`CLIENTS`] threads in the client namespace doing short connections
 /// back to back for `length`.
-fn load(client: &NetNs, target: SocketAddr, length: Duration) -> Round {
+/// `CLIENTS` clients in `client`, each connecting to `target` for one
+/// request back to back, for `length`.
+pub(super) fn load(client: &NetNs, target: SocketAddr, length: Duration) -> Round {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let results: Vec<(usize, usize, Vec<f64>)> = std::thread::scope(|scope| {
