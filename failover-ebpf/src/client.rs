@@ -45,6 +45,10 @@ pub fn from_client(ctx: &XdpContext, parsed: &Parsed, bytes: u64) -> Option<Outc
     if let Some(entry) = FLOWS.get_ptr_mut(key) {
         if conntrack::expired(entry, now) {
             counters::reason(reason::EVENT_FLOW_EXPIRED, bytes);
+        } else if fresh_syn && conntrack::closing(entry) {
+            // A new connection on a closed flow's tuple (a reused port):
+            // picked afresh, recorded open by its first ACK.
+            let _ = FLOWS.remove(key);
         } else if let Some((backend_id, backend)) = conntrack::established(entry) {
             conntrack::touch(entry, l4.proto, l4.tcp_flags, now, bytes);
             let route = Route::Tracked {

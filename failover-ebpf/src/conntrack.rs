@@ -72,6 +72,13 @@ pub fn expired(entry: *mut Flow, now: u64) -> bool {
     now > unsafe { (*entry).expires_ns }
 }
 
+/// Whether the flow saw a FIN or RST.
+#[inline(always)]
+pub fn closing(entry: *mut Flow) -> bool {
+    // SAFETY: a live LRU value.
+    unsafe { (*entry).state == flow_state::CLOSING }
+}
+
 /// Lifetime without packets of a flow of `proto` in `state`.
 #[inline(always)]
 fn lifetime(proto: u8, state: u8) -> u64 {
