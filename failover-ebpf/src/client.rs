@@ -18,7 +18,7 @@ use crate::{
     maps::{BACKEND_HOPS, FLOWS, REVERSE, SERVICES},
     nat::End,
     outcome::{Outcome, drop, pass},
-    parse::{Parsed, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN},
+    parse::{L4, Parsed, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN},
 };
 
 /// A packet to a VIP address; `None` when no service has its port and
@@ -41,15 +41,16 @@ pub fn from_client(ctx: &XdpContext, parsed: &Parsed, bytes: u64) -> Option<Outc
     let fresh_syn =
         l4.proto == PROTO_TCP && l4.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
     // Tracked flows first: one lookup for every packet of a recorded flow.
+    // A SYN skips it and is picked by the table (as Katran does): it
+    // records nothing, and looking up a tuple nobody recorded would cost a
+    // cache miss per SYN, which is what a flood sends.
     let mut repick = false;
-    if let Some(entry) = FLOWS.get_ptr_mut(key) {
+    if !fresh_syn && let Some(entry) = FLOWS.get_ptr_mut(key) {
         if conntrack::expired(entry, now) {
             counters::reason(reason::EVENT_FLOW_EXPIRED, bytes);
-        } else if fresh_syn && conntrack::closing(entry) {
-            // A new connection on a closed flow's tuple (a reused port):
-            // picked afresh, recorded open by its first ACK.
-            let _ = FLOWS.remove(key);
-        } else if let Some((backend_id, backend)) = conntrack::established(entry) {
+        } else if let Some((backend_id, backend)) = conntrack::established(entry)
+            && !(conntrack::closing(entry) && first_ack_of_new_connection(&key, l4, now))
+        {
             conntrack::touch(entry, l4.proto, l4.tcp_flags, now, bytes);
             let route = Route::Tracked {
                 entry,
@@ -57,13 +58,12 @@ pub fn from_client(ctx: &XdpContext, parsed: &Parsed, bytes: u64) -> Option<Outc
                 backend,
             };
             return Some(to_backend(ctx, parsed, &key, route, now, bytes));
-        } else if fresh_syn {
-            // A new connection on a dead flow's tuple: picked afresh, not
-            // reset.
-            let _ = FLOWS.remove(key);
-        } else {
+        } else if !first_ack_of_new_connection(&key, l4, now) {
             repick = true;
         }
+        // Otherwise the first ACK of a new connection on the tuple of a
+        // closed flow (a reused port) or a dead one: it follows its SYN,
+        // as a new flow, and records the flow again.
     }
     let service_key = ServiceKey {
         addr: [dst, 0, 0, 0],
@@ -104,6 +104,15 @@ pub fn from_client(ctx: &XdpContext, parsed: &Parsed, bytes: u64) -> Option<Outc
     ))
 }
 
+/// Whether the packet is a first ACK whose SYN is remembered: a new
+/// connection, whatever an entry of its tuple says.
+#[inline(always)]
+fn first_ack_of_new_connection(key: &FlowKey, l4: &L4, now: u64) -> bool {
+    l4.proto == PROTO_TCP
+        && conntrack::starts_flow(l4.proto, l4.tcp_flags)
+        && conntrack::syn_backend(flow_hash(key, FLOW_HASH_SEED), now).is_some()
+}
+
 /// How a client → VIP packet found its backend.
 enum Route<'a> {
     /// A tracked flow whose backend may keep it.
@@ -135,6 +144,7 @@ fn to_backend(
     }
     let ingress = ingress_ifindex(ctx);
     let mut hash = 0;
+    let mut followed_syn = false;
     let (backend_id, backend, service_id, tracked) = match route {
         // SAFETY: a live LRU value.
         Route::Tracked {
@@ -159,6 +169,7 @@ fn to_backend(
             let (backend_id, backend) = match handshake {
                 Some(found) => {
                     counters::reason(reason::EVENT_SYN_FOLLOWED, bytes);
+                    followed_syn = true;
                     found
                 }
                 None => match conntrack::pick(hash, service, bytes) {
@@ -206,7 +217,7 @@ fn to_backend(
             learn_reply_interface(backend_addr, backend_port, l4.proto, &hop);
         }
         if conntrack::starts_flow(l4.proto, l4.tcp_flags) {
-            conntrack::record(
+            let recorded = conntrack::record(
                 &NewFlow {
                     key,
                     service_id,
@@ -218,6 +229,11 @@ fn to_backend(
                 now,
                 bytes,
             );
+            if recorded && followed_syn {
+                // Used up: a SYN remembered for this tuple from now on
+                // is a new connection's (see from_client).
+                conntrack::forget_syn(hash);
+            }
         } else if l4.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN {
             conntrack::remember_syn(hash, backend_id, backend.generation, now);
         } else if l4.tcp_flags & TCP_FLAG_SYN == 0 {

@@ -6,10 +6,14 @@
 //!
 //! Only a packet that can belong to a connection records one: UDP, or a TCP
 //! ACK without SYN, FIN or RST (the client's first ACK completes its
-//! handshake). A SYN leaves no flow entry, so a SYN flood evicts no
-//! established flow: the backend it was sent to is remembered briefly in
-//! `FO_SYNS`, a direct-mapped array (a store, no insert), for the first ACK
-//! to follow even if the table changed in between. A per-CPU flood guard
+//! handshake). A SYN neither reads nor leaves a flow entry, so a SYN flood
+//! evicts no established flow and costs no table miss: the table picks it,
+//! and the backend it was sent to is remembered briefly in `FO_SYNS`, a
+//! direct-mapped array (a store, no insert), for the first ACK to follow
+//! even if the table changed in between. The record uses the memory up, so
+//! a SYN remembered for a tuple whose entry is closing or dead is a new
+//! connection's (a reused port): its first ACK follows it and records the
+//! flow again. A per-CPU flood guard
 //! caps how many flows a CPU records per second. Replies find their VIP in
 //! `FO_REVERSE` (no per-flow state); a backend's FIN or RST closes the
 //! entry.
@@ -208,6 +212,19 @@ pub fn remember_syn(hash: u32, backend_id: u32, backend_generation: u32, now: u6
     }
 }
 
+/// Forgets the SYN of flow hash `hash` (its flow is recorded).
+#[inline(always)]
+pub fn forget_syn(hash: u32) {
+    if let Some(slot) = SYNS.get_ptr_mut(hash & (SYN_SLOTS - 1)) {
+        // SAFETY: a live array slot; a racing writer stores a whole record.
+        unsafe {
+            if (*slot).flow_hash == hash {
+                (*slot).backend_generation = 0;
+            }
+        }
+    }
+}
+
 /// The backend the flow's SYN was sent to, if it is remembered, still has
 /// that owner and may keep an established flow.
 #[inline(always)]
@@ -275,13 +292,13 @@ pub struct NewFlow<'a> {
 }
 
 /// Records the flow (one insert), with the next hop towards the backend,
-/// unless the flood guard refuses. A failed insert (the map is full of
-/// entries the LRU could not evict) is counted; the packet is forwarded
-/// anyway.
+/// unless the flood guard refuses; whether it did. A failed insert (the map
+/// is full of entries the LRU could not evict) is counted; the packet is
+/// forwarded anyway.
 #[inline(always)]
-pub fn record(flow: &NewFlow, now: u64, bytes: u64) {
+pub fn record(flow: &NewFlow, now: u64, bytes: u64) -> bool {
     if !flood_guard_allows(now, bytes) {
-        return;
+        return false;
     }
     let mut entry = Flow {
         backend_id: flow.backend_id,
@@ -301,7 +318,8 @@ pub fn record(flow: &NewFlow, now: u64, bytes: u64) {
     );
     if FLOWS.insert(flow.key, &entry, 0).is_err() {
         counters::reason(reason::EVENT_CONNTRACK_INSERT_FAILED, bytes);
-    } else {
-        counters::reason(reason::EVENT_FLOW_RECORDED, bytes);
+        return false;
     }
+    counters::reason(reason::EVENT_FLOW_RECORDED, bytes);
+    true
 }

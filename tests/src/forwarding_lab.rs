@@ -90,6 +90,10 @@ pub struct Lab {
 impl Lab {
     /// Native XDP, peers set up for it (a pass program), senders without
     /// transmit checksum offload.
+    #[expect(
+        clippy::new_without_default,
+        reason = "a lab makes namespaces and links: no default value"
+    )]
     pub fn new() -> Self {
         Self::with_mode(AttachMode::Native)
     }

@@ -56,7 +56,8 @@ pub(super) fn explain(
             ));
         } else if recorded && usable_for_established(backend.state) {
             steps.push(format!(
-                "tracked flow on backend {} ({}, {}): stays there; the entry expires in {:.1} s without packets",
+                "tracked flow on backend {} ({}, {}): stays there; the entry expires in {:.1} s without packets \
+                 (a SYN skips the entry and is picked by the table, as below)",
                 flow.backend_id,
                 describe(&backend),
                 state_name(backend.state),
@@ -70,7 +71,7 @@ pub(super) fn explain(
                 "gone (its id has another owner or none)".to_owned()
             };
             steps.push(format!(
-                "tracked flow's backend {} is {why}: re-picked (a fresh SYN forgets the entry instead)",
+                "tracked flow's backend {} is {why}: re-picked (the first ACK of a new connection follows its SYN instead)",
                 flow.backend_id
             ));
             repick = true;
@@ -101,7 +102,7 @@ pub(super) fn explain(
         && service.flags & failover_common::SERVICE_F_RESET_DEAD_FLOWS != 0
     {
         steps.push(
-            "dead-flow policy reset: a TCP packet (other than a RST or a fresh SYN, which is re-picked) is answered with a RST from the VIP (tx_reset)"
+            "dead-flow policy reset: a TCP packet (other than a RST, a SYN, or the first ACK of a new connection, which follows its SYN) is answered with a RST from the VIP (tx_reset)"
                 .into(),
         );
         return Ok(json!({"path": "tx_reset", "steps": steps}));

@@ -204,10 +204,17 @@ fn new_flow_cases() -> Vec<Case> {
     cases
 }
 
+/// Offset of the TCP flags in the cases' untagged IPv4 frames.
+const TCP_FLAGS_AT: usize = 14 + 20 + 13;
+
+/// Whether the case's frame is a TCP SYN, which records no flow.
+pub(super) fn is_syn(frame: &[u8]) -> bool {
+    frame[TCP_FLAGS_AT] & crate::packet::TCP_SYN != 0
+}
+
 /// The frame with other TCP flags (checksums left stale: the program
 /// under test never validates them).
 pub(super) fn with_tcp_flags(frame: &[u8], flags: u8) -> Vec<u8> {
-    const TCP_FLAGS_AT: usize = 14 + 20 + 13;
     let mut frame = frame.to_vec();
     frame[TCP_FLAGS_AT] = flags;
     frame
