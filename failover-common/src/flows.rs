@@ -184,8 +184,13 @@ pub struct SynSeen {
     pub flow_hash: u32,
     pub backend_id: u32,
     pub backend_generation: u32,
-    /// `bpf_ktime_get_coarse_ns` >> 30 (about seconds) when the SYN passed.
-    pub stamp: u32,
+    /// `bpf_ktime_get_coarse_ns` >> 30 (about seconds) when the SYN passed,
+    /// wrapping (every 18 hours).
+    pub stamp: u16,
+    /// Non-zero once a first ACK recorded the flow: the SYN still guides an
+    /// evicted flow's next packet, but no longer starts a new connection on
+    /// an entry of its tuple.
+    pub recorded: u16,
 }
 const _: () = assert!(size_of::<SynSeen>() == 16);
 
@@ -197,7 +202,7 @@ const _: () = assert!(size_of::<SynSeen>() == 16);
 /// connections a second, a SYN's slot may be taken before its ACK: then
 /// the table decides the ACK, which matters only if it changed in between.
 pub const SYN_SLOTS: u32 = 1 << 15;
-pub const SYN_LIFETIME_STAMPS: u32 = 10;
+pub const SYN_LIFETIME_STAMPS: u16 = 10;
 
 /// Value of the (per-CPU, unpinned) `FO_FLOOD`: this CPU's new flows in the
 /// current one-second window.

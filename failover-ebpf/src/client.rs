@@ -110,7 +110,7 @@ pub fn from_client(ctx: &XdpContext, parsed: &Parsed, bytes: u64) -> Option<Outc
 fn first_ack_of_new_connection(key: &FlowKey, l4: &L4, now: u64) -> bool {
     l4.proto == PROTO_TCP
         && conntrack::starts_flow(l4.proto, l4.tcp_flags)
-        && conntrack::syn_backend(flow_hash(key, FLOW_HASH_SEED), now).is_some()
+        && conntrack::new_connection_syn(flow_hash(key, FLOW_HASH_SEED), now)
 }
 
 /// How a client → VIP packet found its backend.
@@ -230,9 +230,9 @@ fn to_backend(
                 bytes,
             );
             if recorded && followed_syn {
-                // Used up: a SYN remembered for this tuple from now on
+                // A SYN remembered unrecorded for this tuple from now on
                 // is a new connection's (see from_client).
-                conntrack::forget_syn(hash);
+                conntrack::syn_recorded(hash);
             }
         } else if l4.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN {
             conntrack::remember_syn(hash, backend_id, backend.generation, now);

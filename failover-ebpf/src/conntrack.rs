@@ -10,10 +10,11 @@
 //! evicts no established flow and costs no table miss: the table picks it,
 //! and the backend it was sent to is remembered briefly in `FO_SYNS`, a
 //! direct-mapped array (a store, no insert), for the first ACK to follow
-//! even if the table changed in between. The record uses the memory up, so
-//! a SYN remembered for a tuple whose entry is closing or dead is a new
-//! connection's (a reused port): its first ACK follows it and records the
-//! flow again. A per-CPU flood guard
+//! even if the table changed in between (or the entry was evicted). The
+//! record marks the memory recorded, so a SYN remembered unrecorded for a
+//! tuple whose entry is closing or dead is a new connection's (a reused
+//! port): its first ACK follows it and records the flow again. A per-CPU
+//! flood guard
 //! caps how many flows a CPU records per second. Replies find their VIP in
 //! `FO_REVERSE` (no per-flow state); a backend's FIN or RST closes the
 //! entry.
@@ -188,10 +189,10 @@ pub fn pick(hash: u32, service: &Service, bytes: u64) -> Option<(u32, Backend)> 
     picked.map(|p| (p.backend_id, p.backend))
 }
 
-/// `FO_SYNS`'s clock: about seconds.
+/// `FO_SYNS`'s clock: about seconds, wrapping.
 #[inline(always)]
-fn syn_stamp(now: u64) -> u32 {
-    (now >> 30) as u32
+fn syn_stamp(now: u64) -> u16 {
+    (now >> 30) as u16
 }
 
 /// Remembers the backend a SYN (of flow hash `hash`) was sent to, for its
@@ -207,38 +208,56 @@ pub fn remember_syn(hash: u32, backend_id: u32, backend_generation: u32, now: u6
                 backend_id,
                 backend_generation,
                 stamp: syn_stamp(now),
+                recorded: 0,
             };
         }
     }
 }
 
-/// Forgets the SYN of flow hash `hash` (its flow is recorded).
+/// Notes that the flow of the SYN of flow hash `hash` is recorded.
 #[inline(always)]
-pub fn forget_syn(hash: u32) {
+pub fn syn_recorded(hash: u32) {
     if let Some(slot) = SYNS.get_ptr_mut(hash & (SYN_SLOTS - 1)) {
         // SAFETY: a live array slot; a racing writer stores a whole record.
         unsafe {
             if (*slot).flow_hash == hash {
-                (*slot).backend_generation = 0;
+                (*slot).recorded = 1;
             }
         }
     }
+}
+
+/// The SYN of flow hash `hash`, if it is remembered and recent.
+#[inline(always)]
+fn remembered_syn(hash: u32, now: u64) -> Option<SynSeen> {
+    let seen = *SYNS.get(hash & (SYN_SLOTS - 1))?;
+    (seen.flow_hash == hash
+        && seen.backend_generation != 0
+        && syn_stamp(now).wrapping_sub(seen.stamp) <= SYN_LIFETIME_STAMPS)
+        .then_some(seen)
 }
 
 /// The backend the flow's SYN was sent to, if it is remembered, still has
 /// that owner and may keep an established flow.
 #[inline(always)]
 pub fn syn_backend(hash: u32, now: u64) -> Option<(u32, Backend)> {
-    let seen = *SYNS.get(hash & (SYN_SLOTS - 1))?;
-    if seen.flow_hash != hash
-        || seen.backend_generation == 0
-        || syn_stamp(now).wrapping_sub(seen.stamp) > SYN_LIFETIME_STAMPS
-    {
-        return None;
-    }
+    keeping_backend(&remembered_syn(hash, now)?)
+}
+
+/// The SYN's backend, if it still has that owner and may keep a flow.
+#[inline(always)]
+fn keeping_backend(seen: &SynSeen) -> Option<(u32, Backend)> {
     let backend = backend(seen.backend_id)?;
     (backend.generation == seen.backend_generation && usable_for_established(backend.state))
         .then_some((seen.backend_id, backend))
+}
+
+/// Whether a SYN of flow hash `hash` came after the flow was last
+/// recorded, to a backend that may keep it: a new connection's.
+#[inline(always)]
+pub fn new_connection_syn(hash: u32, now: u64) -> bool {
+    remembered_syn(hash, now)
+        .is_some_and(|seen| seen.recorded == 0 && keeping_backend(&seen).is_some())
 }
 
 /// Whether a packet without an entry may record its flow: UDP, or a TCP ACK
