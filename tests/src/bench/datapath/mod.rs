@@ -20,7 +20,7 @@ use super::{Section, Spread};
 use crate::lab::{self, *};
 
 mod cases;
-mod reference;
+pub(super) mod reference;
 mod report;
 
 use cases::{Conntrack, ESTABLISHED_CLIENT, FILLING_REPEAT, add_services, cases, fill_conntrack};

@@ -13,24 +13,26 @@ use crate::lab::{BACKEND_1, BACKEND_SIDE_MAC, VIP, backend_mac};
 
 /// The maps' layouts, as the programs declare them (network-order fields
 /// loaded into native integers).
+/// Key of `BENCH_REF_FLOWS` (network-order fields), as the harness has it.
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct FlowTuple {
-    src: u32,
-    dst: u32,
-    src_port: u16,
-    dst_port: u16,
-    proto: u32,
+pub(in crate::bench) struct FlowTuple {
+    pub src: u32,
+    pub dst: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub proto: u32,
 }
 
+/// Value of `BENCH_REF_FLOWS`, as the harness has it.
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct Nat {
-    addr: u32,
-    port: u16,
-    dst_mac: [u8; 6],
-    src_mac: [u8; 6],
-    _pad: [u8; 2],
+pub(in crate::bench) struct Nat {
+    pub addr: u32,
+    pub port: u16,
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+    pub _pad: [u8; 2],
 }
 
 #[repr(C)]
@@ -51,7 +53,8 @@ unsafe impl aya::Pod for Destination {}
 
 const TCP: u8 = 6;
 
-fn raw(addr: Ipv4Addr) -> u32 {
+/// An address as its network-order bytes in a native integer.
+pub(in crate::bench) fn raw(addr: Ipv4Addr) -> u32 {
     u32::from_ne_bytes(addr.octets())
 }
 

@@ -3,15 +3,23 @@
 
 use std::net::Ipv4Addr;
 
-use aya::Ebpf;
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap},
+    programs::{Xdp, XdpMode},
+};
 use failover::{AttachMode, BackendSpec, Dataplane, Proto, ServiceSpec};
 
 use super::{
-    BACKEND, BACKEND_PORT, FIRST_SOURCE_PORT, FRAME_LEN, GEN_ADDR, GEN_IF, GEN_MAC, LB_IN_IF,
-    LB_IN_MAC, LB_OUT_IF, LB_OUT_MAC, SINK_IF, SINK_MAC, VIP, VIP_PORT, harness::load_harness,
+    BACKEND, BACKEND_PORT, FIRST_SOURCE_PORT, FRAME_LEN, GEN_ADDR, GEN_IF, GEN_MAC,
+    GENERATED_FLOWS, LB_IN_IF, LB_IN_MAC, LB_OUT_IF, LB_OUT_MAC, SINK_IF, SINK_MAC, VIP, VIP_PORT,
+    harness::load_harness,
 };
 use crate::{
-    bench::peers,
+    bench::{
+        datapath::reference::{FlowTuple, Nat, raw},
+        peers,
+    },
     netns::{self, NetNs},
     packet::{Frame, L4},
     pins::PinDir,
@@ -22,6 +30,8 @@ pub(super) enum Forwarder {
     /// The floor: generator straight into the sink.
     None,
     Ours(AttachMode),
+    /// `bench_reference_redirect`: the same rewrite with the least work.
+    ReferenceNat,
     NftDnat,
 }
 
@@ -31,6 +41,7 @@ impl Forwarder {
             Self::None => "floor: generator → sink, no forwarder",
             Self::Ours(AttachMode::Skb) => "ours, skb (generic) mode",
             Self::Ours(_) => "ours, native",
+            Self::ReferenceNat => "reference: minimal NAT + redirect (native)",
             Self::NftDnat => "nftables DNAT (kernel forwarding)",
         }
     }
@@ -131,6 +142,48 @@ fn start_ours(lb: &NetNs, mode: AttachMode) -> (Dataplane, PinDir) {
     (dataplane, pins)
 }
 
+/// The reference forwarder on `lbc`: one flow entry per generated flow,
+/// each to the backend (the sink) out of `lbs`.
+fn start_reference(lb: &NetNs, harness: &mut Ebpf) {
+    let mut flows: HashMap<_, FlowTuple, Nat> =
+        HashMap::try_from(harness.map_mut("BENCH_REF_FLOWS").expect("reference flows"))
+            .expect("reference flows");
+    for i in 0..GENERATED_FLOWS {
+        let tuple = FlowTuple {
+            src: raw(GEN_ADDR),
+            dst: raw(VIP),
+            src_port: (FIRST_SOURCE_PORT + i).to_be(),
+            dst_port: VIP_PORT.to_be(),
+            proto: 17,
+        };
+        let nat = Nat {
+            addr: raw(BACKEND),
+            port: BACKEND_PORT.to_be(),
+            dst_mac: SINK_MAC,
+            src_mac: LB_OUT_MAC,
+            _pad: [0; 2],
+        };
+        flows.insert(tuple, nat, 0).expect("reference flow");
+    }
+    let mut egress: Array<_, u32> = Array::try_from(
+        harness
+            .map_mut("BENCH_REF_EGRESS")
+            .expect("reference egress"),
+    )
+    .expect("reference egress");
+    egress
+        .set(0, lb.ifindex(LB_OUT_IF), 0)
+        .expect("reference egress");
+    let program: &mut Xdp = harness
+        .program_mut("bench_reference_redirect")
+        .expect("reference program")
+        .try_into()
+        .expect("reference program");
+    program.load().expect("load the reference forwarder");
+    lb.run(|| program.attach(LB_IN_IF, XdpMode::Driver))
+        .expect("attach the reference forwarder");
+}
+
 pub(super) fn build_lab(forwarder: Forwarder) -> Lab {
     let gen_ns = new_namespace("rate-gen");
     let sink = new_namespace("rate-sink");
@@ -153,11 +206,15 @@ pub(super) fn build_lab(forwarder: Forwarder) -> Lab {
     set_mac(&sink, SINK_IF, SINK_MAC);
 
     let frame = generated_frame(next_hop_mac);
-    let harness = load_harness(&sink, &frame, forwarder.expected_dst());
+    let mut harness = load_harness(&sink, &frame, forwarder.expected_dst());
     let (dataplane, pins) = match (forwarder, &lb) {
         (Forwarder::Ours(mode), Some(lb)) => {
             let (dataplane, pins) = start_ours(lb, mode);
             (Some(dataplane), Some(pins))
+        }
+        (Forwarder::ReferenceNat, Some(lb)) => {
+            start_reference(lb, &mut harness);
+            (None, None)
         }
         (Forwarder::NftDnat, Some(lb)) => {
             lb.enable_gro(LB_IN_IF);

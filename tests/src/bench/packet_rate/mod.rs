@@ -20,6 +20,9 @@
 //!
 //! - floor: generator straight into the sink, no forwarder;
 //! - ours, native: the data path attached in driver mode on `lbc`;
+//! - reference: minimal NAT + redirect, native on `lbc`: the same rewrite
+//!   with one hash lookup and nothing else (`bench_reference_redirect`),
+//!   what the extra hop through a forwarder costs by itself;
 //! - ours, skb: the data path in generic mode on `lbc`;
 //! - nftables DNAT: plain kernel forwarding with a DNAT rule in `lbc`'s
 //!   prerouting hook.
@@ -115,9 +118,10 @@ struct Settings {
     warm_up_packets: u32,
 }
 
-const CASES: [Forwarder; 4] = [
+const CASES: [Forwarder; 5] = [
     Forwarder::None,
     Forwarder::Ours(AttachMode::Native),
+    Forwarder::ReferenceNat,
     Forwarder::Ours(AttachMode::Skb),
     Forwarder::NftDnat,
 ];

@@ -61,7 +61,8 @@ pub(super) fn report(
             })).collect::<Vec<_>>(),
         }));
     }
-    md += "\nNAPI on the lb's receiving veth: our native program (native case); GRO on \
+    md += "\nNAPI on the lb's receiving veth: our native program (native case), the \
+           reference's (reference case); GRO on \
            (skb and nftables cases: generic XDP and kernel forwarding run on the skb GRO \
            hands up). The sink's XDP program is the NAPI the lb's redirect needs.\n";
 
@@ -78,8 +79,20 @@ pub(super) fn report(
     let vs_nft = |measure, ours, reference, digits| {
         Row::compared(measure, ours, reference, "nftables DNAT", digits)
     };
+    let reference = median_of(Forwarder::ReferenceNat, Round::mpps);
     let summary = vec![
         vs_floor("Packet rate through the lab, ours native, Mpps", native),
+        vs_floor(
+            "Packet rate through the lab, reference: minimal NAT + redirect, Mpps",
+            reference,
+        ),
+        Row::compared(
+            "Packet rate through the lab, ours native vs minimal NAT + redirect, Mpps",
+            native,
+            reference,
+            "minimal NAT + redirect",
+            2,
+        ),
         vs_floor("Packet rate through the lab, ours skb mode, Mpps", skb),
         vs_nft(
             "Packet rate, ours native vs nftables DNAT, Mpps",
