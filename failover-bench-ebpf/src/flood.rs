@@ -1,5 +1,6 @@
-//! The SYN flood: `bench_syn_flood` generates TCP SYNs from a new spoofed
-//! source each (live-frames test runs, like `bench_generate`), and
+//! The SYN flood: `bench_syn_flood` generates TCP SYNs (or whatever TCP
+//! template it is given) from a new spoofed source each (live-frames test
+//! runs, like `bench_generate`), and
 //! `bench_door`, on the backends' interfaces, counts and drops those that
 //! reach a backend.
 
@@ -52,8 +53,8 @@ unsafe fn set_field(at: usize, value: u16) {
     unsafe { (at as *mut [u8; 2]).write_unaligned(value.to_be_bytes()) }
 }
 
-/// SYN flood generator for live-frames test runs: the template is a TCP SYN
-/// from `x.y.0.0:FIRST_SPOOFED_PORT`; the `n`th frame of CPU `c` comes from
+/// Flood generator for live-frames test runs: the template is a TCP frame
+/// (a SYN, or a first ACK) from `x.y.0.0:FIRST_SPOOFED_PORT`; the `n`th frame of CPU `c` comes from
 /// source port `FIRST_SPOOFED_PORT + n % SPOOFED_PORTS` of address `x.y.h.l`
 /// where `hl`, 16 bits, is `c` (4 bits) then `n / SPOOFED_PORTS` (12 bits):
 /// 262 million tuples per CPU before one repeats, none shared between CPUs

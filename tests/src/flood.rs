@@ -1,7 +1,8 @@
-//! A SYN flood of unique spoofed sources at the generator's full rate, sent
-//! as live frames out of a lab interface, and the backends' door that
-//! counts and drops what of it reaches them (the harness programs
-//! `bench_syn_flood` and `bench_door`).
+//! A flood of TCP SYNs (or first ACKs) from unique spoofed sources at the
+//! generator's full rate, sent as live frames out of a lab interface, and
+//! the backends' door that counts and drops what of it reaches them (the
+//! harness programs `bench_syn_flood`, which varies the source of whatever
+//! template it is given, and `bench_door`).
 //!
 //! The generator runs BPF_PROG_TEST_RUN in live-frames mode on the calling
 //! thread's CPU: every frame it sends out of the client's veth is received
@@ -22,7 +23,7 @@ use aya::{
 use crate::{
     bench::harness_object,
     netns::NetNs,
-    packet::{Frame, TCP_SYN},
+    packet::{Frame, TCP_ACK, TCP_SYN},
 };
 
 /// Every flood frame has exactly this many bytes (a SYN and Ethernet
@@ -50,21 +51,31 @@ impl Sent {
 }
 
 /// The generator and the door, loaded.
-pub struct SynFlood {
+pub struct Flood {
     harness: Ebpf,
     frame: Vec<u8>,
 }
 
-impl SynFlood {
-    /// Loads both programs; the flood's SYNs go to `target`.
-    pub fn load(target: (Ipv4Addr, u16)) -> Self {
+impl Flood {
+    /// A flood of SYNs to `target` (they record no flow).
+    pub fn syns(target: (Ipv4Addr, u16)) -> Self {
+        Self::load(target, TCP_SYN)
+    }
+
+    /// A flood of first ACKs to `target`: each would record a flow.
+    pub fn first_acks(target: (Ipv4Addr, u16)) -> Self {
+        Self::load(target, TCP_ACK)
+    }
+
+    /// Loads both programs; the flood's frames carry TCP `flags`.
+    fn load(target: (Ipv4Addr, u16), flags: u8) -> Self {
         let mut harness = Ebpf::load(harness_object()).expect("load the bench harness");
         for name in ["bench_syn_flood", "bench_door"] {
             xdp_mut(&mut harness, name).load().expect(name);
         }
         // Any MACs: XDP sees every frame on a veth, and the forwarder
         // writes the next hop's.
-        let mut frame = Frame::tcp(SPOOFED, target, TCP_SYN)
+        let mut frame = Frame::tcp(SPOOFED, target, flags)
             .macs([0x02, 0, 0, 0, 0xf1, 0x01], [0x02, 0, 0, 0, 0xf1, 0x02])
             .with_payload(&[])
             .build();
@@ -89,26 +100,10 @@ impl SynFlood {
     /// Floods out of `ifindex` in `ns` for `length` (whole test runs, so a
     /// little longer); returns what was sent.
     pub fn run(&self, ns: &NetNs, ifindex: u32, length: Duration) -> Sent {
-        let generator: &Xdp = self
-            .harness
-            .program("bench_syn_flood")
-            .expect("generator")
-            .try_into()
-            .expect("generator");
-        let ctx = crate::lab::xdp_md(FRAME_LEN as u32, ifindex);
         let started = Instant::now();
         let mut frames = 0;
         while started.elapsed() < length {
-            ns.run(|| {
-                generator.test_run(TestRunOptions {
-                    data_in: Some(&self.frame),
-                    ctx_in: Some(&ctx),
-                    repeat: CHUNK,
-                    attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
-                    ..TestRunOptions::new()
-                })
-            })
-            .expect("BPF_PROG_TEST_RUN (live frames)");
+            self.burst(ns, ifindex, CHUNK);
             frames += u64::from(CHUNK);
         }
         Sent {
@@ -117,15 +112,34 @@ impl SynFlood {
         }
     }
 
-    /// The frame the generator makes at its `n`th repetition on this CPU
-    /// (a plain test run, `n` ≥ 1): for checking its bytes.
-    pub fn frame_after(&self, n: u32) -> Vec<u8> {
-        let generator: &Xdp = self
-            .harness
+    /// Sends `frames` frames out of `ifindex` in `ns` in one test run.
+    pub fn burst(&self, ns: &NetNs, ifindex: u32, frames: u32) {
+        let generator = self.generator();
+        let ctx = crate::lab::xdp_md(FRAME_LEN as u32, ifindex);
+        ns.run(|| {
+            generator.test_run(TestRunOptions {
+                data_in: Some(&self.frame),
+                ctx_in: Some(&ctx),
+                repeat: frames,
+                attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+                ..TestRunOptions::new()
+            })
+        })
+        .expect("BPF_PROG_TEST_RUN (live frames)");
+    }
+
+    fn generator(&self) -> &Xdp {
+        self.harness
             .program("bench_syn_flood")
             .expect("generator")
             .try_into()
-            .expect("generator");
+            .expect("generator")
+    }
+
+    /// The frame the generator makes at its `n`th repetition on this CPU
+    /// (a plain test run, `n` ≥ 1): for checking its bytes.
+    pub fn frame_after(&self, n: u32) -> Vec<u8> {
+        let generator = self.generator();
         let mut out = vec![0; FRAME_LEN];
         let result = generator
             .test_run(TestRunOptions {

@@ -1,6 +1,7 @@
 //! The data path's own troubles that no probe sees: frames the kernel drops
-//! after our redirects (per egress interface) and packets that arrive with
-//! partial checksums. A thread looks every [`WATCH_EVERY`], off the decision
+//! after our redirects (per egress interface), packets that arrive with
+//! partial checksums, and the flood guard's episodes (`flood_guard`). A
+//! thread looks every [`WATCH_EVERY`], off the decision
 //! loop. An interface that drops redirected frames is sent its packets
 //! through the kernel stack from then on (`pass_via_stack`) until the agent
 //! starts again; each finding is logged once with its remedy and shown in
@@ -17,9 +18,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use failover_common::stats::reason;
+use failover_common::{Counter, stats::reason};
 use tracing::{error, warn};
 
+use super::flood_guard::FloodEpisodes;
 use crate::{
     dataplane::error::DataplaneError,
     dataplane::maps::{Counters, EgressMap, PinDir, RedirectDrops},
@@ -63,6 +65,7 @@ impl EgressWatch {
             },
             partial_seen: None,
             partial_warned: None,
+            flood: FloodEpisodes::default(),
         };
         watch.baseline = watch.drops.all();
         watch.publish();
@@ -109,6 +112,7 @@ struct Watch {
     /// Partial checksums counted at the last look.
     partial_seen: Option<u64>,
     partial_warned: Option<Instant>,
+    flood: FloodEpisodes,
 }
 
 impl Watch {
@@ -145,16 +149,16 @@ impl Watch {
                 changed = true;
             }
         }
-        self.look_at_partial_checksums();
+        if let Ok(reasons) = self.counters.reasons() {
+            self.look_at_partial_checksums(&reasons);
+            self.flood.look(&reasons);
+        }
         if changed {
             self.publish();
         }
     }
 
-    fn look_at_partial_checksums(&mut self) {
-        let Ok(reasons) = self.counters.reasons() else {
-            return;
-        };
+    fn look_at_partial_checksums(&mut self, reasons: &[Counter]) {
         let partial = reasons[reason::EVENT_PARTIAL_CHECKSUM as usize].packets;
         let before = self.partial_seen.replace(partial);
         let Some(before) = before else { return };

@@ -11,6 +11,7 @@ mod apply;
 mod cold;
 mod egress;
 mod flip;
+mod flood_guard;
 mod flows;
 mod lock;
 mod op_error;

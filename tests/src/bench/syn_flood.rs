@@ -17,7 +17,7 @@ use super::{
     requests::{self, Round},
 };
 use crate::{
-    flood::{Sent, SynFlood},
+    flood::{Flood, Sent},
     forwarding_lab::{Lab, TCP_PORT, VIP},
 };
 
@@ -35,7 +35,7 @@ pub fn run(quick: bool) -> Section {
     } else {
         (3, Duration::from_secs(4))
     };
-    let mut flood = SynFlood::load((VIP, TCP_PORT));
+    let mut flood = Flood::syns((VIP, TCP_PORT));
     let lab = Lab::with_backend_door(flood.door());
     // Short connections by the hundred thousand: reuse TIME_WAIT ports.
     lab.client().sysctl("net/ipv4/tcp_tw_reuse", "1");

@@ -55,6 +55,8 @@ pub struct ConfigToml {
     pub interfaces: Vec<InterfaceToml>,
     pub services: Vec<ServiceToml>,
     pub alerts: Vec<AlertToml>,
+    /// `[conntrack] max_new_flows_per_cpu`: the flood guard's rate.
+    pub max_new_flows_per_cpu: Option<u32>,
 }
 
 impl ConfigToml {
@@ -81,6 +83,12 @@ impl ConfigToml {
     /// The event journal's file.
     pub fn journal(mut self, path: impl Into<PathBuf>) -> Self {
         self.journal = Some(path.into());
+        self
+    }
+
+    /// The flood guard's rate (`[conntrack] max_new_flows_per_cpu`).
+    pub fn max_new_flows_per_cpu(mut self, rate: u32) -> Self {
+        self.max_new_flows_per_cpu = Some(rate);
         self
     }
 
@@ -148,6 +156,10 @@ impl ConfigToml {
         if let Some(path) = &self.journal {
             out.table("[journal]");
             out.key("path", path.as_path());
+        }
+        if let Some(rate) = self.max_new_flows_per_cpu {
+            out.table("[conntrack]");
+            out.key("max_new_flows_per_cpu", rate);
         }
         for interface in &self.interfaces {
             out.table("[[interfaces]]");

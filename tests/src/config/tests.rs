@@ -14,6 +14,7 @@ fn everything() -> ConfigToml {
         .control_socket("/tmp/fo \"x\"/control.sock")
         .metrics("127.0.0.1:9399")
         .journal("/tmp/journal.jsonl")
+        .max_new_flows_per_cpu(5_000)
         .interface("lbc", XdpMode::Native)
         .service(
             ServiceToml::tcp("web", Ipv4Addr::new(203, 0, 113, 10), 80)
@@ -57,6 +58,7 @@ fn the_agent_accepts_every_key_the_builder_writes() {
     let parsed =
         failover::config::AgentConfig::parse(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
     assert_eq!(parsed.services.len(), 2);
+    assert_eq!(parsed.conntrack.max_new_flows_per_cpu, 5_000);
     assert_eq!(
         parsed.control_socket,
         PathBuf::from("/tmp/fo \"x\"/control.sock")

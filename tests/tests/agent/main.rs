@@ -9,11 +9,13 @@
 //! and log), so they run in parallel; failure messages carry the agent's log.
 //!
 //! The checks every failover test shares in `switch`; the tests by
-//! concern: `faults`, `flapping`, `failback`, `restart`, `first_reply`.
+//! concern: `faults`, `flapping`, `failback`, `restart`, `first_reply`,
+//! `flood_guard`.
 
 mod failback;
 mod faults;
 mod first_reply;
 mod flapping;
+mod flood_guard;
 mod restart;
 mod switch;

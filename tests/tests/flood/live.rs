@@ -24,7 +24,7 @@ use std::{
 use failover::BackendState;
 use failover_common::stats::reason;
 use failover_tests::{
-    flood::{SPOOFED, SynFlood},
+    flood::{Flood, SPOOFED},
     packet::{TCP_SYN, checksums_valid, parse},
     servers::ask,
 };
@@ -46,7 +46,7 @@ const CLIENT_PAUSE: Duration = Duration::from_millis(20);
 fn generated_syns_are_valid_and_each_from_a_new_source() {
     let _serial = crate::one_at_a_time();
     failover_tests::require_root();
-    let flood = SynFlood::load((VIP, TCP_PORT));
+    let flood = Flood::syns((VIP, TCP_PORT));
     let mut tuples = BTreeSet::new();
     // Repetitions accumulate in the generator's per-CPU count: these reach
     // past 64,000 (the address changes) and far beyond.
@@ -166,7 +166,7 @@ fn legitimate_clients(lab: &Lab, done: &AtomicBool) -> (usize, usize, BTreeSet<S
 #[test]
 fn ten_seconds_of_spoofed_syns_move_no_kept_flow_and_fail_no_new_connection() {
     let _serial = crate::one_at_a_time();
-    let mut flood = SynFlood::load((VIP, TCP_PORT));
+    let mut flood = Flood::syns((VIP, TCP_PORT));
     let mut lab = Lab::with_backend_door(flood.door());
     let mut kept = [
         kept_on_the_standby_after_failback(&mut lab),
