@@ -17,7 +17,7 @@ use crate::switch::tcp_probe;
 const ON: &str = "the flood guard is on";
 const OFF: &str = "the flood guard is off again";
 /// Frames per burst: far more than one CPU may record in a second.
-const BURST: u32 = 20_000;
+const BURST: u32 = 5_000;
 
 /// Waits (bounded) until the log has `count` lines with `pattern`.
 fn wait_lines(lab: &AgentLab, pattern: &str, count: usize, bound: Duration) {
