@@ -39,7 +39,10 @@ pub struct CachedHop {
     pub ingress_ifindex: u32,
     pub src_mac: [u8; 6],
     pub dst_mac: [u8; 6],
-    pub _pad: u32,
+    /// The longest IPv4 total length the route lookup let through: a longer
+    /// packet is looked up again (its next hop's MTU may be smaller).
+    pub fits_len: u16,
+    pub _pad: u16,
 }
 const _: () = assert!(size_of::<CachedHop>() == 32);
 

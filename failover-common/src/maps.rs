@@ -50,6 +50,9 @@ pub mod names {
     /// Maps of earlier layouts the agent removes at start (their programs
     /// are replaced): the conntrack of two entries per flow.
     pub const RETIRED: [&str; 1] = ["FO_CONNTRACK"];
+    /// Maps that only count: one of another layout (a build that counts
+    /// other reasons) is replaced, its counts lost, rather than refused.
+    pub const COUNTERS: [&str; 2] = [VERDICTS, REASONS];
 }
 
 /// Slots of `FO_PROGRAMS`: programs the data path hands a frame to.

@@ -19,6 +19,7 @@ use crate::{
     nat::End,
     outcome::{Outcome, drop, pass},
     parse::{L4, Parsed, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN},
+    pmtu,
 };
 
 /// A packet to a VIP address; `None` when no service has its port and
@@ -205,6 +206,11 @@ fn to_backend(
         None => BACKEND_HOPS.get_ptr_mut(backend_id),
     };
     let (hop, looked_up) = next_hop(ctx, cache, &lookup, now);
+    if let NextHop::TooBig { mtu, .. } = hop
+        && pmtu::dont_fragment(ip)
+    {
+        return pmtu::answer(ctx, &parsed.l3, mtu);
+    }
     let via_stack = match via_stack(&hop) {
         Ok(via_stack) => via_stack,
         Err(outcome) => return outcome,
@@ -225,6 +231,7 @@ fn to_backend(
                     backend_generation: backend.generation,
                     hop: &hop,
                     ingress_ifindex: ingress,
+                    tot_len: lookup.tot_len,
                 },
                 now,
                 bytes,
@@ -249,8 +256,8 @@ fn to_backend(
         bytes,
     );
     counters::traffic(service_id, backend_id, Towards::Backend, bytes);
-    if via_stack {
-        return pass(reason::PASS_NO_NEIGHBOUR);
+    if let Some(reason) = via_stack {
+        return pass(reason);
     }
     let forwarded = if tracked.is_some() {
         reason::FWD_ESTABLISHED

@@ -120,14 +120,21 @@ pub fn touch(entry: *mut Flow, proto: u8, tcp_flags: u8, now: u64, bytes: u64) {
     }
 }
 
-/// The cached next hop, if it is fresh and for this ingress interface.
+/// The cached next hop, if it is fresh, for this ingress interface and
+/// known to fit a packet of `tot_len` bytes.
 #[inline(always)]
-pub fn cached_hop(hop: *mut CachedHop, ingress_ifindex: u32, now: u64) -> Option<NextHop> {
+pub fn cached_hop(
+    hop: *mut CachedHop,
+    ingress_ifindex: u32,
+    tot_len: u16,
+    now: u64,
+) -> Option<NextHop> {
     // SAFETY: a field of a live LRU value.
     unsafe {
         let ifindex = (*hop).ifindex;
         if ifindex == 0
             || (*hop).ingress_ifindex != ingress_ifindex
+            || tot_len > (*hop).fits_len
             || now.wrapping_sub((*hop).stamp_ns) > LAST_SEEN_GRANULARITY_NS
         {
             return None;
@@ -140,9 +147,17 @@ pub fn cached_hop(hop: *mut CachedHop, ingress_ifindex: u32, now: u64) -> Option
     }
 }
 
-/// Caches a resolved next hop (only a forwarding one).
+/// Caches a resolved next hop (only a forwarding one), known to fit
+/// packets of `tot_len` bytes: a longer one than the cache knew to fit
+/// raises the bound, a refreshed hop starts from it.
 #[inline(always)]
-pub fn store_hop(cache: *mut CachedHop, hop: &NextHop, ingress_ifindex: u32, now: u64) {
+pub fn store_hop(
+    cache: *mut CachedHop,
+    hop: &NextHop,
+    ingress_ifindex: u32,
+    tot_len: u16,
+    now: u64,
+) {
     if let NextHop::Forward {
         ifindex,
         src_mac,
@@ -151,6 +166,13 @@ pub fn store_hop(cache: *mut CachedHop, hop: &NextHop, ingress_ifindex: u32, now
     {
         // SAFETY: a field of a live LRU value (or of a value on the stack).
         unsafe {
+            let same = (*cache).ifindex == *ifindex
+                && now.wrapping_sub((*cache).stamp_ns) <= LAST_SEEN_GRANULARITY_NS;
+            (*cache).fits_len = if same {
+                tot_len.max((*cache).fits_len)
+            } else {
+                tot_len
+            };
             (*cache).stamp_ns = now;
             (*cache).ifindex = *ifindex;
             (*cache).ingress_ifindex = ingress_ifindex;
@@ -308,6 +330,8 @@ pub struct NewFlow<'a> {
     pub backend_generation: u32,
     pub hop: &'a NextHop,
     pub ingress_ifindex: u32,
+    /// The packet's IPv4 total length (host order): the hop fits it.
+    pub tot_len: u16,
 }
 
 /// Records the flow (one insert), with the next hop towards the backend,
@@ -333,6 +357,7 @@ pub fn record(flow: &NewFlow, now: u64, bytes: u64) -> bool {
         &raw mut entry.to_backend,
         flow.hop,
         flow.ingress_ifindex,
+        flow.tot_len,
         now,
     );
     if FLOWS.insert(flow.key, &entry, 0).is_err() {

@@ -26,26 +26,29 @@ pub fn next_hop(
 ) -> (NextHop, bool) {
     let ingress = lookup.ingress_ifindex;
     if let Some(cache) = cache
-        && let Some(hop) = conntrack::cached_hop(cache, ingress, now)
+        && let Some(hop) = conntrack::cached_hop(cache, ingress, lookup.tot_len, now)
     {
         return (hop, false);
     }
     let hop = fib::next_hop(ctx, lookup);
     if let Some(cache) = cache {
-        conntrack::store_hop(cache, &hop, ingress, now);
+        conntrack::store_hop(cache, &hop, ingress, lookup.tot_len, now);
     }
     (hop, true)
 }
 
-/// Whether the rewritten packet goes through the stack (unresolved
-/// neighbour); `Err` with the outcome when it is not forwarded at all.
+/// Whether the rewritten packet goes through the stack, and why (an
+/// unresolved neighbour; too big for the next hop but fragmentable); `Err`
+/// with the outcome when it is not forwarded at all. A too-big packet
+/// that may not be fragmented is answered before this (`pmtu`).
 #[inline(always)]
-pub fn via_stack(hop: &NextHop) -> Result<bool, Outcome> {
+pub fn via_stack(hop: &NextHop) -> Result<Option<u32>, Outcome> {
     match *hop {
         NextHop::Drop(reason) => Err(drop(reason)),
         NextHop::PassUntouched(reason) => Err(pass(reason)),
-        NextHop::ResolveInStack { .. } => Ok(true),
-        NextHop::Forward { .. } => Ok(false),
+        NextHop::ResolveInStack { .. } => Ok(Some(reason::PASS_NO_NEIGHBOUR)),
+        NextHop::TooBig { .. } => Ok(Some(reason::PASS_TOO_BIG)),
+        NextHop::Forward { .. } => Ok(None),
     }
 }
 

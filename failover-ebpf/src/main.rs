@@ -15,6 +15,7 @@ mod maps;
 mod nat;
 mod outcome;
 mod parse;
+mod pmtu;
 mod reply;
 mod reset;
 mod watch;

@@ -13,11 +13,12 @@ use crate::{
     complete, conntrack,
     counters::{self, Towards},
     egress::{ingress_ifindex, next_hop, send, via_stack},
-    fib::Lookup,
+    fib::{Lookup, NextHop},
     maps::{CLIENT_HOPS, FLOWS},
     nat::End,
     outcome::{Outcome, drop, pass},
     parse::{L3, Parsed, TCP_FLAG_FIN, TCP_FLAG_RST},
+    pmtu,
 };
 
 /// Whether a packet with a backend endpoint's source came from where the
@@ -108,14 +109,19 @@ pub fn to_client(
         dst_port: l4.dst_port,
     };
     let (hop, _) = next_hop(ctx, cache, &lookup, now);
+    if let NextHop::TooBig { mtu, .. } = hop
+        && pmtu::dont_fragment(ip)
+    {
+        return pmtu::answer(ctx, l3, mtu);
+    }
     let via_stack = match via_stack(&hop) {
         Ok(via_stack) => via_stack,
         Err(outcome) => return outcome,
     };
     complete::rewrite(ctx, ip, l4, End::Source, (vip, vip_port), bytes);
     counters::traffic(service_id, backend_id, Towards::Client, bytes);
-    if via_stack {
-        return pass(reason::PASS_NO_NEIGHBOUR);
+    if let Some(reason) = via_stack {
+        return pass(reason);
     }
     send(ctx, l3, hop, reason::FWD_REPLY, ingress)
 }

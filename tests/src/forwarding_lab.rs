@@ -39,7 +39,8 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct BackendHost {
     pub name: &'static str,
     pub addr: Ipv4Addr,
-    lb_side: &'static str,
+    /// The edge host's interface towards it.
+    pub lb_side: &'static str,
 }
 
 pub const BACKENDS: [BackendHost; 2] = [
@@ -231,6 +232,11 @@ impl Lab {
                 &BACKENDS.map(|b| BackendSpec::new(b.addr).port(backend_port)),
             )
             .expect("add a tcp service")
+    }
+
+    /// The edge host's namespace.
+    pub fn lb(&self) -> &NetNs {
+        &self._lb
     }
 
     /// The client's namespace.

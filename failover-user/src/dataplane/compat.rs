@@ -89,7 +89,7 @@ pub fn remove_retired(pin_dir: &Path) -> Result<(), DataplaneError> {
 }
 
 /// Refuses pins under `pin_dir` whose layout is not this build's (the flow
-/// table: `max_flows` entries).
+/// table: `max_flows` entries); counters of another layout are removed.
 pub fn check_pins(pin_dir: &Path, max_flows: u32) -> Result<(), DataplaneError> {
     for (name, key, value, entries) in layouts(max_flows) {
         let path = pin_dir.join(name);
@@ -109,6 +109,16 @@ pub fn check_pins(pin_dir: &Path, max_flows: u32) -> Result<(), DataplaneError> 
                 wanted: entries,
                 pin_dir: pin_dir.to_owned(),
             });
+        }
+        if found != (key, value, entries) && names::COUNTERS.contains(&name) {
+            // Counters of another build count other things under these
+            // indices: they start again from zero.
+            std::fs::remove_file(&path).map_err(|source| DataplaneError::Unpin {
+                path: path.clone(),
+                source,
+            })?;
+            info!(pin = %path.display(), "removed the data path's counters of another build (it counted other reasons); they start again from zero");
+            continue;
         }
         if found != (key, value, entries) {
             return Err(DataplaneError::IncompatiblePin {

@@ -25,13 +25,14 @@
 //! The rig in `failover_tests::forwarding_lab` (the flood tests, a target
 //! of their own, use it too), what the tests tally and compare in
 //! `checks`; the tests by concern: `spread`, `stickiness`, `backend_down`,
-//! `counters`, `icmp`, `eviction`.
+//! `counters`, `icmp`, `pmtu`, `eviction`.
 
 mod backend_down;
 mod checks;
 mod counters;
 mod eviction;
 mod icmp;
+mod pmtu;
 mod spread;
 mod stickiness;
 

@@ -1,21 +1,30 @@
-//! The flow table across versions and sizes: the earlier layout's table is
-//! retired at start, and a pinned table of another size is refused with
-//! both remedies, never half-adopted.
+//! Pinned maps across versions and sizes: the earlier layout's flow table
+//! is retired at start, a pinned table of another size is refused with
+//! both remedies, never half-adopted, and counters of a build that counted
+//! other reasons start again from zero.
 
 use std::ffi::CString;
 
 use failover::{Dataplane, DataplaneError};
-use failover_common::{DEFAULT_MAX_FLOWS, names};
+use failover_common::{Counter, DEFAULT_MAX_FLOWS, names, stats::reason};
 use failover_tests::pins::PinDir;
+
+const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 
 /// Creates an LRU hash like the earlier layout's `FO_CONNTRACK` (40-byte
 /// keys, 64-byte values) and pins it at `path`.
 fn pin_earlier_conntrack(path: &std::path::Path) {
+    pin_map(path, [BPF_MAP_TYPE_LRU_HASH, 40, 64, 1024]);
+}
+
+/// Creates a map of `[type, key size, value size, entries]` and pins it at
+/// `path`.
+fn pin_map(path: &std::path::Path, layout: [u32; 4]) {
     const BPF_MAP_CREATE: libc::c_long = 0;
     const BPF_OBJ_PIN: libc::c_long = 6;
-    const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
     let mut create = [0u32; 30];
-    create[..4].copy_from_slice(&[BPF_MAP_TYPE_LRU_HASH, 40, 64, 1024]);
+    create[..4].copy_from_slice(&layout);
     // SAFETY: bpf(2) with a zeroed attribute block of the right size.
     let fd = unsafe {
         libc::syscall(
@@ -75,4 +84,28 @@ fn the_earlier_flow_table_is_retired_and_another_size_refused() {
     // The same size is adopted.
     let again = Dataplane::load_with(pins.path(), DEFAULT_MAX_FLOWS).expect("same size");
     assert_eq!(again.flows().capacity(), DEFAULT_MAX_FLOWS);
+}
+
+#[test]
+fn counters_of_another_build_start_again_from_zero() {
+    failover_tests::require_root();
+    let pins = PinDir::new();
+    std::fs::create_dir_all(pins.path()).unwrap();
+    // An earlier build counted two reasons fewer.
+    let reasons = pins.path().join(names::REASONS);
+    let earlier = reason::COUNT - 2;
+    pin_map(
+        &reasons,
+        [
+            BPF_MAP_TYPE_PERCPU_ARRAY,
+            4,
+            size_of::<Counter>() as u32,
+            earlier,
+        ],
+    );
+    let dataplane = Dataplane::load(pins.path()).expect("load over the earlier counters");
+    let info = aya::maps::MapInfo::from_pin(&reasons).expect("the counters are pinned again");
+    assert_eq!(info.max_entries(), reason::COUNT);
+    let counted = dataplane.counters().reasons().expect("read the counters");
+    assert!(counted.iter().all(|c| c.packets == 0));
 }

@@ -1,0 +1,225 @@
+//! Path MTU discovery through the balancer. A packet longer than its next
+//! hop's MTU (the route lookup says so, and gives the MTU) that may not be
+//! fragmented — IPv4 with "don't fragment", which every TCP stack sets — is
+//! answered like a router answers it: ICMP "fragmentation needed" with the
+//! MTU, back to the sender, so it resends smaller instead of retrying the
+//! same size until the connection times out. The answer comes from the
+//! address the packet was sent to (the VIP, for a client), quotes the
+//! packet's IP header and first 8 bytes as the sender sent them, and is
+//! rate-limited per CPU. A packet that may be fragmented is rewritten and
+//! handed to the stack, which fragments it (`egress::via_stack`).
+//!
+//! Contract: `l3` comes from the parser, which proved the IPv4 header and
+//! at least 8 bytes of transport header are in the frame. The frame is
+//! turned into the answer in place: 28 bytes of room are made in front of
+//! the IP header for the new IP and ICMP headers, the L2 header moves
+//! there, and the tail is cut after the quoted bytes.
+
+use core::ptr::{read_unaligned, write_unaligned};
+
+use aya_ebpf::{
+    bindings::xdp_action::XDP_TX,
+    helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
+    macros::map,
+    maps::PerCpuArray,
+    programs::XdpContext,
+};
+use failover_common::{csum, stats::reason};
+
+use crate::{
+    conntrack,
+    outcome::{Outcome, drop},
+    parse::{ETH_LEN, EthHdr, IPV4_MIN_LEN, Ipv4Hdr, L3, VLAN_LEN, VlanHdr, ptr_at},
+};
+
+/// ICMP answers a CPU sends a second at most (Linux's own ICMP rate is of
+/// this order).
+const ANSWERS_PER_CPU_SECOND: u32 = 1_000;
+const ICMP_HEADER_LEN: usize = 8;
+/// What the answer adds in front of the quoted packet.
+const ADDED: usize = IPV4_MIN_LEN + ICMP_HEADER_LEN;
+/// Transport bytes quoted after the IP header.
+const QUOTED_L4: usize = 8;
+/// Longest quote: an IP header with 40 bytes of options, and 8 bytes.
+const MAX_QUOTED: usize = 60 + QUOTED_L4;
+const ICMP_DEST_UNREACHABLE: u8 = 3;
+const ICMP_FRAG_NEEDED: u8 = 4;
+const PROTO_ICMP: u8 = 1;
+const IPV4_DF_BE: u16 = 0x4000u16.to_be();
+/// Precedence "internetwork control", as routers send ICMP errors.
+const TOS_INTERNETWORK_CONTROL: u8 = 0xc0;
+
+/// This CPU's answers in the current second.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct AnswerWindow {
+    started_ns: u64,
+    sent: u32,
+    _pad: u32,
+}
+
+/// Per CPU: the answers' rate limit. Not pinned: each program its own.
+#[map(name = "FO_ICMP_BUDGET")]
+static BUDGET: PerCpuArray<AnswerWindow> = PerCpuArray::with_max_entries(1, 0);
+
+/// Whether the packet may not be fragmented on the way.
+#[inline(always)]
+pub fn dont_fragment(ip: *const Ipv4Hdr) -> bool {
+    // SAFETY: the parser proved the header is in the frame.
+    unsafe { (*ip).frag_off & IPV4_DF_BE != 0 }
+}
+
+/// Whether this CPU may send another answer this second (counts it).
+#[inline(always)]
+fn budget_allows() -> bool {
+    let Some(window) = BUDGET.get_ptr_mut(0) else {
+        return false;
+    };
+    let now = conntrack::now();
+    // SAFETY: this CPU's slot.
+    unsafe {
+        if now.wrapping_sub((*window).started_ns) > 1_000_000_000 {
+            (*window).started_ns = now;
+            (*window).sent = 0;
+        }
+        if (*window).sent >= ANSWERS_PER_CPU_SECOND {
+            return false;
+        }
+        (*window).sent += 1;
+    }
+    true
+}
+
+/// Answers the packet with ICMP "fragmentation needed" carrying `mtu`.
+#[inline(always)]
+pub fn answer(ctx: &XdpContext, l3: &L3, mtu: u16) -> Outcome {
+    if !budget_allows() {
+        return drop(reason::DROP_FRAG_NEEDED);
+    }
+    let tagged = l3.tagged;
+    // SAFETY: the parser proved the header is in the frame.
+    let (ihl, sender, receiver) = unsafe {
+        (
+            usize::from((*l3.ip).version_ihl & 0x0f) * 4,
+            (*l3.ip).src,
+            (*l3.ip).dst,
+        )
+    };
+    if !(IPV4_MIN_LEN..=60).contains(&ihl) {
+        return drop(reason::DROP_FRAG_NEEDED);
+    }
+    // Constant offsets, for the verifier.
+    let l3_offset = if tagged { ETH_LEN + VLAN_LEN } else { ETH_LEN };
+    let quoted = ihl + QUOTED_L4;
+    // SAFETY: helper calls on this program's frame; every pointer below
+    // is made afresh by `ptr_at` after them.
+    unsafe {
+        if bpf_xdp_adjust_head(ctx.ctx, -(ADDED as i32)) != 0 {
+            return drop(reason::DROP_FRAG_NEEDED);
+        }
+        let wanted = l3_offset + ADDED + quoted;
+        let len = ctx.data_end() - ctx.data();
+        if len > wanted {
+            // Failing to cut leaves padding after what the IP header
+            // covers, which receivers ignore.
+            let _ = bpf_xdp_adjust_tail(ctx.ctx, wanted as i32 - len as i32);
+        }
+    }
+    if !move_l2_header(ctx, tagged) {
+        return drop(reason::DROP_FRAG_NEEDED);
+    }
+    let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, l3_offset) else {
+        return drop(reason::DROP_FRAG_NEEDED);
+    };
+    // SAFETY: `ip` is bounds-checked; the ICMP header and the quote are
+    // checked word by word below.
+    unsafe {
+        (*ip).version_ihl = 0x45;
+        (*ip).tos = TOS_INTERNETWORK_CONTROL;
+        (*ip).tot_len = ((ADDED + quoted) as u16).to_be();
+        (*ip).id = 0;
+        (*ip).frag_off = 0;
+        (*ip).ttl = 64;
+        (*ip).proto = PROTO_ICMP;
+        (*ip).check = 0;
+        (*ip).src = receiver;
+        (*ip).dst = sender;
+        (*ip).check = !csum::fold(sum_words(ctx, l3_offset, IPV4_MIN_LEN / 2));
+    }
+    let icmp_offset = l3_offset + IPV4_MIN_LEN;
+    let Some(icmp) = ptr_at::<[u8; ICMP_HEADER_LEN]>(ctx, icmp_offset) else {
+        return drop(reason::DROP_FRAG_NEEDED);
+    };
+    let mtu = mtu.to_be_bytes();
+    // SAFETY: bounds-checked above.
+    unsafe {
+        write_unaligned(
+            icmp,
+            [
+                ICMP_DEST_UNREACHABLE,
+                ICMP_FRAG_NEEDED,
+                0,
+                0,
+                0,
+                0,
+                mtu[0],
+                mtu[1],
+            ],
+        );
+    }
+    let words = (ICMP_HEADER_LEN + quoted) / 2;
+    let sum = sum_words(ctx, icmp_offset, words);
+    let Some(check) = ptr_at::<u16>(ctx, icmp_offset + 2) else {
+        return drop(reason::DROP_FRAG_NEEDED);
+    };
+    // SAFETY: bounds-checked above.
+    unsafe { write_unaligned(check, !csum::fold(sum)) };
+    Outcome {
+        action: XDP_TX,
+        reason: reason::TX_FRAG_NEEDED,
+    }
+}
+
+/// Moves the L2 header (and its VLAN tag) from behind the added room to
+/// the front, addressed back to the sender.
+#[inline(always)]
+fn move_l2_header(ctx: &XdpContext, tagged: bool) -> bool {
+    let (Some(old), Some(new)) = (ptr_at::<EthHdr>(ctx, ADDED), ptr_at::<EthHdr>(ctx, 0)) else {
+        return false;
+    };
+    // SAFETY: both bounds-checked; they do not overlap (ADDED > ETH_LEN).
+    unsafe {
+        let (dst, src, ether_type) = ((*old).dst, (*old).src, (*old).ether_type);
+        (*new).dst = src;
+        (*new).src = dst;
+        (*new).ether_type = ether_type;
+    }
+    if tagged {
+        let (Some(old), Some(new)) = (
+            ptr_at::<VlanHdr>(ctx, ADDED + ETH_LEN),
+            ptr_at::<VlanHdr>(ctx, ETH_LEN),
+        ) else {
+            return false;
+        };
+        // SAFETY: both bounds-checked; they do not overlap.
+        unsafe { write_unaligned(new, read_unaligned(old)) };
+    }
+    true
+}
+
+/// One's-complement sum of `words` 16-bit words from `offset` (raw loads),
+/// each bounds-checked; at most the longest answer's.
+#[inline(always)]
+fn sum_words(ctx: &XdpContext, offset: usize, words: usize) -> u64 {
+    let mut sum = 0u64;
+    let mut i = 0;
+    while i < (ICMP_HEADER_LEN + MAX_QUOTED) / 2 && i < words {
+        let Some(word) = ptr_at::<u16>(ctx, offset + 2 * i) else {
+            break;
+        };
+        // SAFETY: bounds-checked.
+        sum += u64::from(unsafe { read_unaligned(word) });
+        i += 1;
+    }
+    sum
+}

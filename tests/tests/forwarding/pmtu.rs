@@ -1,0 +1,47 @@
+//! Path MTU discovery through the balancer: the edge host's links to the
+//! backends carry 1,280-byte packets, the backends' own interfaces and the
+//! client's 1,500, so the client sends full 1,500-byte segments (the
+//! backend announced an MSS of 1,460) that cannot go on. The data path
+//! answers each with ICMP "fragmentation needed" from the VIP; the client
+//! resends smaller and a large upload completes. Dropping them silently,
+//! as the data path did, stalls the upload until its timeout.
+
+use std::{io::Write as _, time::Instant};
+
+use failover_common::stats::reason;
+use failover_tests::servers::ask;
+
+use crate::lab::{BACKENDS, Lab};
+
+const LINK_MTU: &str = "1280";
+const UPLOAD: usize = 512 * 1024;
+
+#[test]
+fn a_large_upload_through_the_vip_completes_over_smaller_backend_links() {
+    let lab = Lab::new();
+    for backend in &BACKENDS {
+        lab.lb()
+            .ip(&["link", "set", "dev", backend.lb_side, "mtu", LINK_MTU]);
+    }
+    let answered = lab.reason(reason::TX_FRAG_NEEDED);
+    let mut stream = lab.connect();
+    let started = Instant::now();
+    stream
+        .write_all(&vec![b'x'; UPLOAD])
+        .unwrap_or_else(|e| panic!("the upload stalled: {e}\n{}", lab.diag()));
+    let answer = ask(&mut stream)
+        .unwrap_or_else(|e| panic!("no answer after the upload: {e}\n{}", lab.diag()));
+    let took = started.elapsed();
+    assert!(
+        BACKENDS.iter().any(|b| b.name == answer),
+        "answered by {answer:?}"
+    );
+    let answers = lab.reason(reason::TX_FRAG_NEEDED) - answered;
+    eprintln!("{UPLOAD} bytes uploaded in {took:?}; {answers} fragmentation-needed answers");
+    assert!(
+        answers >= 1,
+        "the upload went through without an answer: the MTU was not in the way\n{}",
+        lab.diag()
+    );
+    assert_eq!(lab.reason(reason::DROP_FRAG_NEEDED), 0, "{}", lab.diag());
+}
