@@ -1,4 +1,4 @@
-//! ICMP errors about tracked flows, from the backend's side to the client.
+//! ICMP errors about tracked flows, in both directions.
 //!
 //! A backend (or a router on the way to it) answers a client's packet it
 //! cannot take with an ICMP error — port unreachable from a UDP backend
@@ -8,7 +8,12 @@
 //! tracked flow the error is translated as the flow's replies are: the
 //! outer source becomes the VIP, the embedded destination the VIP and
 //! service port, every checksum follows; the client's socket then learns of
-//! the error at once instead of timing out.
+//! the error at once instead of timing out. The other way, an error from
+//! the path towards a client (a router's "fragmentation needed" about a
+//! large reply) embeds the reply as it left us (VIP:port → client) and is
+//! addressed to the VIP: for a tracked flow it goes to the flow's backend,
+//! with the backend put back where the VIP is, so the backend's socket
+//! learns of it.
 //!
 //! Contract: pointers come from [`parse_error`], which proves every header
 //! used here is in the frame and in the datagram. Checksums are updated
@@ -22,8 +27,9 @@ use core::{
 };
 
 use aya_ebpf::programs::XdpContext;
-use failover_common::{FAMILY_IPV4, PROTO_TCP, PROTO_UDP, ReverseKey, csum};
+use failover_common::{FAMILY_IPV4, FlowKey, PROTO_TCP, PROTO_UDP, ReverseKey, csum};
 
+use crate::nat::End;
 use crate::parse::{
     IPV4_FRAGMENT_MASK_BE, IPV4_MIN_LEN, Ipv4Hdr, L3, TcpHdr, UdpHdr, datagram_complete, ptr_at,
 };
@@ -46,6 +52,7 @@ const UDP_HEADER_LEN: usize = size_of::<UdpHdr>();
 /// The first 4 bytes of an embedded TCP or UDP header: all an ICMP error is
 /// sure to carry beyond the 8 that RFC 792 requires.
 #[repr(C, packed(2))]
+#[derive(Clone, Copy)]
 struct Ports {
     src: u16,
     dst: u16,
@@ -140,38 +147,91 @@ pub fn client(error: &IcmpError) -> u32 {
     unsafe { (*error.inner).src }
 }
 
+/// The flow the embedded packet is a reply of (VIP:port → client, as the
+/// data path sent it): its `FO_FLOWS` key, client → VIP.
+#[inline(always)]
+pub fn reply_flow_key(error: &IcmpError) -> FlowKey {
+    // SAFETY: bounds proven by parse_error().
+    let (vip, client, ports) = unsafe {
+        (
+            (*error.inner).src,
+            (*error.inner).dst,
+            read_unaligned(error.inner_ports),
+        )
+    };
+    FlowKey {
+        src: [client, 0, 0, 0],
+        dst: [vip, 0, 0, 0],
+        src_port_be: ports.dst,
+        dst_port_be: ports.src,
+        proto: error.inner_proto,
+        family: FAMILY_IPV4,
+        _pad: [0; 2],
+    }
+}
+
 /// Rewrites the error as if the VIP had sent it about the client's packet
 /// to the VIP: outer source, embedded destination address and port, and
 /// the outer, embedded and ICMP checksums.
 #[inline(always)]
 pub fn translate_to_client(ip: *mut Ipv4Hdr, error: &IcmpError, vip: u32, vip_port: u16) {
-    // SAFETY: `ip` from parse_l3(), the rest proven by parse_error().
+    // SAFETY: `ip` from parse_l3().
     unsafe {
         let old_src = (*ip).src;
         (*ip).src = vip;
         (*ip).check = csum::update32((*ip).check, old_src, vip);
+    }
+    rewrite_embedded(error, End::Destination, vip, vip_port);
+}
 
+/// Rewrites the error for the backend that sent the reply it embeds:
+/// outer destination, embedded source address and port, and every
+/// checksum.
+#[inline(always)]
+pub fn translate_to_backend(ip: *mut Ipv4Hdr, error: &IcmpError, backend: u32, port: u16) {
+    // SAFETY: `ip` from parse_l3().
+    unsafe {
+        let old_dst = (*ip).dst;
+        (*ip).dst = backend;
+        (*ip).check = csum::update32((*ip).check, old_dst, backend);
+    }
+    rewrite_embedded(error, End::Source, backend, port);
+}
+
+/// Rewrites one end of the embedded packet to `addr`:`port`, with its IP
+/// and L4 checksums and the ICMP checksum that covers them.
+#[inline(always)]
+fn rewrite_embedded(error: &IcmpError, end: End, addr: u32, port: u16) {
+    // SAFETY: proven by parse_error().
+    unsafe {
         let inner = error.inner;
         let mut icmp_check = (*error.icmp).check;
-        let old_dst = (*inner).dst;
+        let addr_ptr = match end {
+            End::Source => &raw mut (*inner).src,
+            End::Destination => &raw mut (*inner).dst,
+        };
+        let old_addr = read_unaligned(addr_ptr);
         let old_inner_check = (*inner).check;
-        (*inner).dst = vip;
-        (*inner).check = csum::update32(old_inner_check, old_dst, vip);
-        icmp_check = csum::update32(icmp_check, old_dst, vip);
+        write_unaligned(addr_ptr, addr);
+        (*inner).check = csum::update32(old_inner_check, old_addr, addr);
+        icmp_check = csum::update32(icmp_check, old_addr, addr);
         icmp_check = csum::update16(icmp_check, old_inner_check, (*inner).check);
 
-        let port_ptr = &raw mut (*error.inner_ports).dst;
+        let port_ptr = match end {
+            End::Source => &raw mut (*error.inner_ports).src,
+            End::Destination => &raw mut (*error.inner_ports).dst,
+        };
         let old_port = read_unaligned(port_ptr);
-        write_unaligned(port_ptr, vip_port);
-        icmp_check = csum::update16(icmp_check, old_port, vip_port);
+        write_unaligned(port_ptr, port);
+        icmp_check = csum::update16(icmp_check, old_port, port);
 
         if !error.inner_check.is_null() {
             let old = read_unaligned(error.inner_check);
             let new = crate::nat::l4_check_after(
                 error.inner_proto,
                 old,
-                (old_dst, vip),
-                (old_port, vip_port),
+                (old_addr, addr),
+                (old_port, port),
             );
             write_unaligned(error.inner_check, new);
             icmp_check = csum::update16(icmp_check, old, new);

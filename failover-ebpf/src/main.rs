@@ -32,7 +32,7 @@ use failover_common::{
 
 use crate::{
     counters::Towards,
-    maps::{ADDRESSES, PROGRAMS, REVERSE},
+    maps::{ADDRESSES, FLOWS, PROGRAMS, REVERSE},
     outcome::{Outcome, pass},
     parse::ParseError,
 };
@@ -152,7 +152,7 @@ fn not_tcp_udp(ctx: &XdpContext, bytes: u64) -> Outcome {
         return pass(reason::PASS_NOT_TCP_UDP);
     };
     let Some(reverse) = REVERSE.get_ptr(icmp::reverse_key(&error)) else {
-        return pass(reason::PASS_NOT_TCP_UDP);
+        return about_a_reply(&l3, &error, bytes).unwrap_or(pass(reason::PASS_NOT_TCP_UDP));
     };
     // SAFETY: bounds checked by the parser.
     let dst = unsafe { (*l3.ip).dst };
@@ -176,6 +176,34 @@ fn not_tcp_udp(ctx: &XdpContext, bytes: u64) -> Outcome {
     icmp::translate_to_client(l3.ip, &error, vip, vip_port);
     counters::traffic(service_id, backend_id, Towards::Client, bytes);
     pass(reason::PASS_ICMP_TRANSLATED)
+}
+
+/// An ICMP error from the path towards a client, addressed to the VIP,
+/// about a reply of a tracked flow: translated for the flow's backend and
+/// handed to the stack to forward; `None` for anything else.
+#[inline(always)]
+fn about_a_reply(l3: &parse::L3, error: &icmp::IcmpError, bytes: u64) -> Option<Outcome> {
+    let key = icmp::reply_flow_key(error);
+    // SAFETY: bounds checked by the parser.
+    let dst = unsafe { (*l3.ip).dst };
+    if dst != key.dst[0] {
+        return None;
+    }
+    let entry = FLOWS.get_ptr_mut(key)?;
+    if conntrack::expired(entry, conntrack::now()) {
+        return None;
+    }
+    let (backend_id, backend) = conntrack::established(entry)?;
+    let port = if backend.port_be != 0 {
+        backend.port_be
+    } else {
+        key.dst_port_be
+    };
+    icmp::translate_to_backend(l3.ip, error, backend.addr[0], port);
+    // SAFETY: a live LRU value.
+    let service_id = unsafe { (*entry).service_id };
+    counters::traffic(service_id, backend_id, Towards::Backend, bytes);
+    Some(pass(reason::PASS_ICMP_TRANSLATED))
 }
 
 failover_ebpf::program_boilerplate!();

@@ -1,8 +1,10 @@
-//! ICMP errors about tracked flows, from the backend's side to the client:
-//! translated to come from the VIP about the client's packet to the VIP and
-//! handed to the stack to forward (exact output bytes, every checksum
-//! computed from scratch by the test's builder); anything else passes as
-//! before.
+//! ICMP errors about tracked flows, in both directions, handed to the stack
+//! to forward (exact output bytes, every checksum computed from scratch by
+//! the test's builder): from the backend's side to the client, translated
+//! to come from the VIP about the client's packet to the VIP; from the
+//! path towards a client to the VIP about a reply, translated for the
+//! flow's backend about the reply as the backend sent it. Anything else
+//! passes as before.
 
 use std::net::Ipv4Addr;
 
@@ -90,6 +92,41 @@ impl Forwarded {
         .after(first.build(), Side::Clients)
         .counts(&["pass_icmp_translated"])
     }
+}
+
+/// A router on the clients' side.
+const CLIENT_ROUTER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 254);
+
+/// A row: the error `kind` that `from` sends the VIP about `reply` (as the
+/// edge host sent it to the client) is translated for `backend`, about the
+/// reply as the backend sent it, and passed to the stack; `first` recorded
+/// the flow.
+fn about_a_reply(
+    name: &str,
+    (from, kind, keep): (Ipv4Addr, (u8, u8, u32), usize),
+    reply: &Frame,
+    backend: (Ipv4Addr, u16),
+    first: Frame,
+) -> Fixture {
+    let as_backend_sent = reply.clone().with_src(backend.0, backend.1);
+    fixture(
+        name,
+        from_client(Frame::icmp_error(from, VIP, kind, reply, keep)).build(),
+        Side::Clients,
+        XDP_PASS,
+        Expect::Bytes(
+            from_client(Frame::icmp_error(
+                from,
+                backend.0,
+                kind,
+                &as_backend_sent,
+                keep,
+            ))
+            .build(),
+        ),
+    )
+    .after(first.build(), Side::Clients)
+    .counts(&["pass_icmp_translated"])
 }
 
 fn rows() -> Vec<Fixture> {
@@ -205,6 +242,66 @@ fn rows() -> Vec<Fixture> {
         .counts(&["drop_reply_wrong_interface"]),
     );
 
+    // From the path towards the client, about a reply: to the backend.
+    let frag_needed = (ICMP_DEST_UNREACHABLE, ICMP_FRAG_NEEDED, 1400);
+    let first_ack = from_client(Frame::tcp(client(40120), vip(WEB), TCP_ACK));
+    let reply = Frame::tcp(vip(WEB), client(40120), TCP_ACK | TCP_PSH);
+    rows.push(about_a_reply(
+        "fragmentation needed from a client-side router about a reply reaches its backend",
+        (CLIENT_ROUTER, frag_needed, WHOLE),
+        &reply,
+        (BACKEND_1, WEB),
+        first_ack,
+    ));
+    let query = dns_query(5120);
+    let answer = Frame::udp(vip(DNS), client(5120));
+    rows.push(about_a_reply(
+        "port unreachable from the client about a udp reply reaches its backend, port-mapped",
+        (CLIENT, unreachable, MINIMAL),
+        &answer,
+        (BACKEND_2, 5353),
+        query,
+    ));
+    // No tracked flow, or not addressed to the VIP: the stack's, untouched.
+    let untracked = Frame::tcp(vip(WEB), client(40121), TCP_ACK);
+    rows.push(
+        fixture(
+            "an icmp error about a reply of no tracked flow passes untouched",
+            from_client(Frame::icmp_error(
+                CLIENT_ROUTER,
+                VIP,
+                frag_needed,
+                &untracked,
+                WHOLE,
+            ))
+            .build(),
+            Clients,
+            XDP_PASS,
+            Unchanged,
+        )
+        .counts(&["pass_not_tcp_udp"]),
+    );
+    let first_ack = from_client(Frame::tcp(client(40122), vip(WEB), TCP_ACK));
+    let reply = Frame::tcp(vip(WEB), client(40122), TCP_ACK);
+    rows.push(
+        fixture(
+            "an icmp error about a tracked reply addressed elsewhere than the vip passes",
+            from_client(Frame::icmp_error(
+                CLIENT_ROUTER,
+                Ipv4Addr::new(203, 0, 113, 99),
+                frag_needed,
+                &reply,
+                WHOLE,
+            ))
+            .build(),
+            Clients,
+            XDP_PASS,
+            Unchanged,
+        )
+        .after(first_ack.build(), Clients)
+        .counts(&["pass_not_tcp_udp"]),
+    );
+
     // Errors the program does not translate, and malformed ones.
     let query = dns_query(5105);
     let flow = Forwarded::dns(&query);
@@ -265,6 +362,6 @@ fn rows() -> Vec<Fixture> {
 #[test]
 fn icmp_error_fixtures() {
     let rows = rows();
-    assert!(rows.len() >= 12, "the table lost rows: {}", rows.len());
+    assert!(rows.len() >= 16, "the table lost rows: {}", rows.len());
     run_table(&rows);
 }
