@@ -108,44 +108,49 @@ pub mod reason {
     /// rewritten and handed to the stack, which fragments and forwards it.
     pub const PASS_TOO_BIG: u32 = 25;
 
+    // Outcomes: dropped (continued).
+    /// An ICMP error about a tracked flow past its service's rate of
+    /// translated errors (per CPU and second): not passed on.
+    pub const DROP_ICMP_RATE: u32 = 26;
+
     // Events (not outcomes).
     /// A tracked flow's backend was no longer usable; it was picked again.
-    pub const EVENT_REPICK: u32 = 26;
+    pub const EVENT_REPICK: u32 = 27;
     /// A TCP packet without SYN had no entry and could not start one (a FIN
     /// or RST, or the flood guard was on): a backend was picked for it from
     /// the table, which decides the same way while it does not change.
-    pub const EVENT_MIDFLOW_PICK: u32 = 27;
+    pub const EVENT_MIDFLOW_PICK: u32 = 28;
     /// Conntrack insert failed; the packet was still forwarded.
-    pub const EVENT_CONNTRACK_INSERT_FAILED: u32 = 28;
+    pub const EVENT_CONNTRACK_INSERT_FAILED: u32 = 29;
     /// A pick hit a selection slot whose backend was not usable (the agent was
     /// between two map updates) and probed the next slots.
-    pub const EVENT_STALE_SELECTION: u32 = 29;
+    pub const EVENT_STALE_SELECTION: u32 = 30;
     /// A rewritten packet's L4 checksum was partial (the pseudo-header sum
     /// only, as a local socket sends it over veth with transmit checksum
     /// offload): the data path computed it in full, since a native redirect
     /// loses the state that would have completed it.
-    pub const EVENT_PARTIAL_CHECKSUM: u32 = 30;
+    pub const EVENT_PARTIAL_CHECKSUM: u32 = 31;
     /// A flow was recorded: a UDP packet, or a TCP ACK without SYN, FIN or
     /// RST (the client's first ACK completes its handshake: a SYN alone
     /// records nothing, so a SYN flood fills nothing).
-    pub const EVENT_FLOW_RECORDED: u32 = 31;
+    pub const EVENT_FLOW_RECORDED: u32 = 32;
     /// A packet met its flow's entry past its lifetime: treated as absent.
-    pub const EVENT_FLOW_EXPIRED: u32 = 32;
+    pub const EVENT_FLOW_EXPIRED: u32 = 33;
     /// A TCP flow saw a FIN or RST and is closing (short lifetime).
-    pub const EVENT_FLOW_CLOSING: u32 = 33;
+    pub const EVENT_FLOW_CLOSING: u32 = 34;
     /// A flow was not recorded because this CPU had recorded its most new
     /// flows this second (the flood guard); the table decided its packet.
-    pub const EVENT_FLOOD_GUARD_SKIP: u32 = 34;
+    pub const EVENT_FLOOD_GUARD_SKIP: u32 = 35;
     /// A one-second window in which the flood guard tripped on a CPU (time
     /// under the guard, in CPU-seconds).
-    pub const EVENT_FLOOD_GUARD_SECOND: u32 = 35;
+    pub const EVENT_FLOOD_GUARD_SECOND: u32 = 36;
 
     /// A client's first ACK without an entry went to the backend its SYN
     /// was sent to (remembered in `FO_SYNS`), not to a new pick: a table
     /// change between them does not reset the connection.
-    pub const EVENT_SYN_FOLLOWED: u32 = 36;
+    pub const EVENT_SYN_FOLLOWED: u32 = 37;
 
-    pub const COUNT: u32 = 37;
+    pub const COUNT: u32 = 38;
     /// First index that is an event rather than an outcome.
     pub const FIRST_EVENT: u32 = EVENT_REPICK;
 
@@ -177,6 +182,7 @@ pub mod reason {
         "pass_icmp_translated",
         "tx_frag_needed",
         "pass_too_big",
+        "drop_icmp_rate",
         "event_repick",
         "event_midflow_pick",
         "event_conntrack_insert_failed",

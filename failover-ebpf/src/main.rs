@@ -16,6 +16,7 @@ mod nat;
 mod outcome;
 mod parse;
 mod pmtu;
+mod ratelimit;
 mod reply;
 mod reset;
 mod watch;
@@ -33,7 +34,7 @@ use failover_common::{
 use crate::{
     counters::Towards,
     maps::{ADDRESSES, FLOWS, PROGRAMS, REVERSE},
-    outcome::{Outcome, pass},
+    outcome::{Outcome, drop, pass},
     parse::ParseError,
 };
 
@@ -173,6 +174,9 @@ fn not_tcp_udp(ctx: &XdpContext, bytes: u64) -> Outcome {
             (*reverse).backend_id,
         )
     };
+    if !ratelimit::translation_allowed(service_id) {
+        return drop(reason::DROP_ICMP_RATE);
+    }
     icmp::translate_to_client(l3.ip, &error, vip, vip_port);
     counters::traffic(service_id, backend_id, Towards::Client, bytes);
     pass(reason::PASS_ICMP_TRANSLATED)
@@ -199,9 +203,12 @@ fn about_a_reply(l3: &parse::L3, error: &icmp::IcmpError, bytes: u64) -> Option<
     } else {
         key.dst_port_be
     };
-    icmp::translate_to_backend(l3.ip, error, backend.addr[0], port);
     // SAFETY: a live LRU value.
     let service_id = unsafe { (*entry).service_id };
+    if !ratelimit::translation_allowed(service_id) {
+        return Some(drop(reason::DROP_ICMP_RATE));
+    }
+    icmp::translate_to_backend(l3.ip, error, backend.addr[0], port);
     counters::traffic(service_id, backend_id, Towards::Backend, bytes);
     Some(pass(reason::PASS_ICMP_TRANSLATED))
 }

@@ -6,8 +6,9 @@
 //! same size until the connection times out. The answer comes from the
 //! address the packet was sent to (the VIP, for a client), quotes the
 //! packet's IP header and first 8 bytes as the sender sent them, and is
-//! rate-limited per CPU. A packet that may be fragmented is rewritten and
-//! handed to the stack, which fragments it (`egress::via_stack`).
+//! rate-limited per CPU (`ratelimit`). A packet that may be fragmented is
+//! rewritten and handed to the stack, which fragments it
+//! (`egress::via_stack`).
 //!
 //! Contract: `l3` comes from the parser, which proved the IPv4 header and
 //! at least 8 bytes of transport header are in the frame. The frame is
@@ -20,21 +21,16 @@ use core::ptr::{read_unaligned, write_unaligned};
 use aya_ebpf::{
     bindings::xdp_action::XDP_TX,
     helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
-    macros::map,
-    maps::PerCpuArray,
     programs::XdpContext,
 };
 use failover_common::{csum, stats::reason};
 
 use crate::{
-    conntrack,
     outcome::{Outcome, drop},
     parse::{ETH_LEN, EthHdr, IPV4_MIN_LEN, Ipv4Hdr, L3, VLAN_LEN, VlanHdr, ptr_at},
+    ratelimit,
 };
 
-/// ICMP answers a CPU sends a second at most (Linux's own ICMP rate is of
-/// this order).
-const ANSWERS_PER_CPU_SECOND: u32 = 1_000;
 const ICMP_HEADER_LEN: usize = 8;
 /// What the answer adds in front of the quoted packet.
 const ADDED: usize = IPV4_MIN_LEN + ICMP_HEADER_LEN;
@@ -49,19 +45,6 @@ const IPV4_DF_BE: u16 = 0x4000u16.to_be();
 /// Precedence "internetwork control", as routers send ICMP errors.
 const TOS_INTERNETWORK_CONTROL: u8 = 0xc0;
 
-/// This CPU's answers in the current second.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct AnswerWindow {
-    started_ns: u64,
-    sent: u32,
-    _pad: u32,
-}
-
-/// Per CPU: the answers' rate limit. Not pinned: each program its own.
-#[map(name = "FO_ICMP_BUDGET")]
-static BUDGET: PerCpuArray<AnswerWindow> = PerCpuArray::with_max_entries(1, 0);
-
 /// Whether the packet may not be fragmented on the way.
 #[inline(always)]
 pub fn dont_fragment(ip: *const Ipv4Hdr) -> bool {
@@ -69,31 +52,10 @@ pub fn dont_fragment(ip: *const Ipv4Hdr) -> bool {
     unsafe { (*ip).frag_off & IPV4_DF_BE != 0 }
 }
 
-/// Whether this CPU may send another answer this second (counts it).
-#[inline(always)]
-fn budget_allows() -> bool {
-    let Some(window) = BUDGET.get_ptr_mut(0) else {
-        return false;
-    };
-    let now = conntrack::now();
-    // SAFETY: this CPU's slot.
-    unsafe {
-        if now.wrapping_sub((*window).started_ns) > 1_000_000_000 {
-            (*window).started_ns = now;
-            (*window).sent = 0;
-        }
-        if (*window).sent >= ANSWERS_PER_CPU_SECOND {
-            return false;
-        }
-        (*window).sent += 1;
-    }
-    true
-}
-
 /// Answers the packet with ICMP "fragmentation needed" carrying `mtu`.
 #[inline(always)]
 pub fn answer(ctx: &XdpContext, l3: &L3, mtu: u16) -> Outcome {
-    if !budget_allows() {
+    if !ratelimit::answer_allowed() {
         return drop(reason::DROP_FRAG_NEEDED);
     }
     let tagged = l3.tagged;

@@ -21,6 +21,21 @@ pub mod status;
 
 /// Privileged tests call this first. As root it returns; otherwise it fails
 /// the test (a privileged test never reports a skip as a pass).
+/// Runs the current thread on one CPU: the data path keeps some state per
+/// CPU (the flood guard's window, the client-hop cache, rate limits).
+pub fn pin_to_one_cpu() {
+    // SAFETY: a zeroed cpu_set_t with one bit set, for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "sched_setaffinity"
+        );
+    }
+}
+
 pub fn require_root() {
     // SAFETY: trivial libc call.
     let euid = unsafe { libc::geteuid() };

@@ -365,3 +365,38 @@ fn icmp_error_fixtures() {
     assert!(rows.len() >= 16, "the table lost rows: {}", rows.len());
     run_table(&rows);
 }
+
+/// Translated errors are limited per service, CPU and second: past 1,000
+/// they are dropped and counted. Run on one CPU, well within a second.
+#[test]
+fn translated_errors_are_rate_limited_per_service() {
+    failover_tests::pin_to_one_cpu();
+    let mut lab = TestRunLab::new();
+    setup(&mut lab);
+    let query = dns_query(5200);
+    let error = Forwarded::dns(&query)
+        .error(
+            BACKEND_2,
+            (ICMP_DEST_UNREACHABLE, ICMP_PORT_UNREACHABLE, 0),
+            WHOLE,
+        )
+        .build();
+    let count = |lab: &TestRunLab, name: &str| {
+        let index = failover_common::stats::reason::by_name(name).expect(name);
+        lab.reasons()[index as usize].packets
+    };
+    let program = lab.dataplane.program().expect("program");
+    let started = std::time::Instant::now();
+    lab.ns.run(|| {
+        for _ in 0..1_100 {
+            run_xdp(program, &error, lab.backend_ifindex);
+        }
+    });
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(900),
+        "too slow to stay within one window: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(count(&lab, "pass_icmp_translated"), 1_000);
+    assert_eq!(count(&lab, "drop_icmp_rate"), 100);
+}

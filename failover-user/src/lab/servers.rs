@@ -2,7 +2,8 @@
 //!
 //! A [`BackendServer`] answers every line on a TCP connection, and every UDP
 //! datagram, with its name (`"backend1\n"`), so a client can tell which
-//! backend the data path sent it to ([`ask`] is the client's half). Its
+//! backend the data path sent it to ([`ask`] is the client's half); a line
+//! `big N` gets N bytes of `y` before the name (a download). Its
 //! sockets are created inside the backend's namespace (by a thread that
 //! joined it, through [`NetNs::run`]); a socket stays in the namespace it was
 //! created in, so the threads serving them need not be in any namespace
@@ -232,13 +233,25 @@ fn serve_connection(
         return;
     }
     let mut buf = [0u8; 4096];
+    // The start of the current line, enough to tell a `big N` request.
+    let mut line = Vec::with_capacity(LINE_START);
     while !stopping(shutdown, started) {
         match stream.read(&mut buf) {
             Ok(0) => return,
             Ok(n) => {
-                for _ in buf[..n].iter().filter(|&&b| b == b'\n') {
+                for &byte in &buf[..n] {
+                    if byte != b'\n' {
+                        if line.len() < LINE_START {
+                            line.push(byte);
+                        }
+                        continue;
+                    }
                     stats.tcp_lines.fetch_add(1, Ordering::Relaxed);
-                    if stream.write_all(answer).is_err() {
+                    let bulk = big_request(&line).map(|len| vec![b'y'; len]);
+                    line.clear();
+                    if bulk.is_some_and(|bulk| stream.write_all(&bulk).is_err())
+                        || stream.write_all(answer).is_err()
+                    {
                         return;
                     }
                 }
@@ -250,6 +263,22 @@ fn serve_connection(
 }
 
 /// Answers every datagram with `answer` (no newline).
+/// Bytes of a line kept to recognise a request.
+const LINE_START: usize = 32;
+/// The most bytes a `big N` request gets.
+pub const MAX_BIG: usize = 16 << 20;
+
+/// `big N` (N ≤ [`MAX_BIG`]): the client wants N bytes of `y` before the
+/// answer (a large download, for path-MTU tests).
+fn big_request(line: &[u8]) -> Option<usize> {
+    let len: usize = std::str::from_utf8(line.strip_prefix(b"big ")?)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (len <= MAX_BIG).then_some(len)
+}
+
 fn serve_udp(socket: UdpSocket, answer: &[u8], shutdown: &AtomicBool, stats: &ServerStats) {
     let started = Instant::now();
     let mut buf = [0u8; 2048];

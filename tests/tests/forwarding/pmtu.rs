@@ -1,12 +1,17 @@
-//! Path MTU discovery through the balancer: the edge host's links to the
-//! backends carry 1,280-byte packets, the backends' own interfaces and the
-//! client's 1,500, so the client sends full 1,500-byte segments (the
-//! backend announced an MSS of 1,460) that cannot go on. The data path
-//! answers each with ICMP "fragmentation needed" from the VIP; the client
-//! resends smaller and a large upload completes. Dropping them silently,
-//! as the data path did, stalls the upload until its timeout.
+//! Path MTU discovery through the balancer, both ways. Upload: the edge
+//! host's links to the backends carry 1,280-byte packets, the backends' own
+//! interfaces and the client's 1,500, so the client sends full 1,500-byte
+//! segments (the backend announced an MSS of 1,460) that cannot go on. The
+//! data path answers each with ICMP "fragmentation needed" from the VIP;
+//! the client resends smaller and the upload completes. Dropping them
+//! silently, as the data path did, stalls it until its timeout. Download:
+//! the same with the edge host's link to the client, the backend's large
+//! replies answered from the client's address.
 
-use std::{io::Write as _, time::Instant};
+use std::{
+    io::{Read as _, Write as _},
+    time::Instant,
+};
 
 use failover_common::stats::reason;
 use failover_tests::servers::ask;
@@ -41,6 +46,32 @@ fn a_large_upload_through_the_vip_completes_over_smaller_backend_links() {
     assert!(
         answers >= 1,
         "the upload went through without an answer: the MTU was not in the way\n{}",
+        lab.diag()
+    );
+    assert_eq!(lab.reason(reason::DROP_FRAG_NEEDED), 0, "{}", lab.diag());
+}
+
+#[test]
+fn a_large_download_through_the_vip_completes_over_a_smaller_client_link() {
+    let lab = Lab::new();
+    lab.lb().ip(&["link", "set", "dev", "lbc", "mtu", LINK_MTU]);
+    let answered = lab.reason(reason::TX_FRAG_NEEDED);
+    let mut stream = lab.connect();
+    let started = Instant::now();
+    stream
+        .write_all(format!("big {UPLOAD}\n").as_bytes())
+        .expect("ask for the download");
+    let mut body = vec![0; UPLOAD];
+    stream
+        .read_exact(&mut body)
+        .unwrap_or_else(|e| panic!("the download stalled: {e}\n{}", lab.diag()));
+    assert!(body.iter().all(|&b| b == b'y'));
+    let took = started.elapsed();
+    let answers = lab.reason(reason::TX_FRAG_NEEDED) - answered;
+    eprintln!("{UPLOAD} bytes downloaded in {took:?}; {answers} fragmentation-needed answers");
+    assert!(
+        answers >= 1,
+        "the download went through without an answer: the MTU was not in the way\n{}",
         lab.diag()
     );
     assert_eq!(lab.reason(reason::DROP_FRAG_NEEDED), 0, "{}", lab.diag());
