@@ -15,12 +15,13 @@ fn random_and_mutated_frames_keep_the_invariants() {
     fuzz::set_up(&mut lab);
     let report = fuzz::run(&lab, &mut rng, seed, PACKETS);
     eprintln!(
-        "seed {seed}: {PACKETS} frames in {:.1} s ({:.0} frames/s), {} rewritten ({} with valid checksums), {} icmp errors translated",
+        "seed {seed}: {PACKETS} frames in {:.1} s ({:.0} frames/s), {} rewritten ({} with valid checksums), {} icmp errors translated ({} about replies)",
         report.elapsed.as_secs_f64(),
         report.packets_per_second(),
         report.rewritten,
         report.valid_rewritten,
-        report.icmp_translated
+        report.icmp_translated,
+        report.icmp_replies_translated
     );
     assert!(
         report.failures.is_empty(),

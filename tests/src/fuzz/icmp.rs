@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::{OTHER_ADDRS, SERVICES, XDP_DROP, XDP_PASS, owners_of};
+use super::{OTHER_ADDRS, SERVICES, XDP_DROP, XDP_PASS, icmp_replies, owners_of};
 use crate::{
     lab::{CLIENT, RunResult},
     packet::{self, Frame, IcmpErrorFrame, TCP_SYN},
@@ -48,37 +48,44 @@ pub(super) fn check(input: &[u8], result: &RunResult) -> Option<Result<(), Strin
     let before = packet::parse_icmp_error(input)?;
     let (proto, (addr, port)) = (before.inner_proto, before.inner_dst);
     let about_a_backend = owners_of(proto, addr, port).next().is_some();
+    let about_a_reply = icmp_replies::about_a_reply(&before);
     if result.output == input {
         return Some(match result.action {
             XDP_PASS => Ok(()),
-            XDP_DROP if about_a_backend => Ok(()),
+            // From the wrong side, or past the service's rate.
+            XDP_DROP if about_a_backend || about_a_reply => Ok(()),
             action => Err(format!("an untouched icmp error got action {action}")),
         });
     }
-    Some(translation(input, result))
+    if input.len() != result.output.len() {
+        return Some(Err("icmp error: length changed".into()));
+    }
+    let Some(after) = packet::parse_icmp_error(&result.output) else {
+        return Some(Err("a translated icmp error no longer parses".into()));
+    };
+    if about_a_reply && after.dst != before.dst {
+        return Some(icmp_replies::translation(input, result, &before, &after));
+    }
+    Some(translation(input, result, &before, &after))
 }
 
 /// A translated error, handed to the stack: only the translated fields
 /// changed, to the VIP and port of a service owning the embedded backend
 /// endpoint, for the client that sent the embedded packet; every checksum
 /// keeps its error.
-fn translation(input: &[u8], result: &RunResult) -> Result<(), String> {
+fn translation(
+    input: &[u8],
+    result: &RunResult,
+    before: &IcmpErrorFrame,
+    after: &IcmpErrorFrame,
+) -> Result<(), String> {
     if result.action != XDP_PASS {
         return Err(format!(
             "a translated icmp error got action {}",
             result.action
         ));
     }
-    if input.len() != result.output.len() {
-        return Err("icmp error: length changed".into());
-    }
-    let (Some(before), Some(after)) = (
-        packet::parse_icmp_error(input),
-        packet::parse_icmp_error(&result.output),
-    ) else {
-        return Err("a translated icmp error no longer parses".into());
-    };
-    let allowed = allowed_changes(&before);
+    let allowed = allowed_changes(before);
     if let Some(i) =
         (0..input.len()).find(|i| input[*i] != result.output[*i] && !allowed.contains(i))
     {
@@ -99,6 +106,16 @@ fn translation(input: &[u8], result: &RunResult) -> Result<(), String> {
     if after.dst != before.inner_src.0 || after.inner_src != before.inner_src {
         return Err("a translated icmp error is not for the embedded packet's sender".into());
     }
+    same_residues(input, result, before, after)
+}
+
+/// Every checksum of a translated error keeps the error it had.
+pub(super) fn same_residues(
+    input: &[u8],
+    result: &RunResult,
+    before: &IcmpErrorFrame,
+    after: &IcmpErrorFrame,
+) -> Result<(), String> {
     let residues = |frame: &[u8], p: &IcmpErrorFrame| {
         (
             packet::residue(&frame[p.l3..p.l3 + p.ihl]),
@@ -106,8 +123,8 @@ fn translation(input: &[u8], result: &RunResult) -> Result<(), String> {
             packet::residue(&frame[p.inner..p.inner + p.inner_ihl]),
         )
     };
-    let (ip_in, icmp_in, inner_in) = residues(input, &before);
-    let (ip_out, icmp_out, inner_out) = residues(&result.output, &after);
+    let (ip_in, icmp_in, inner_in) = residues(input, before);
+    let (ip_out, icmp_out, inner_out) = residues(&result.output, after);
     let same = |a: u16, b: u16| a == b || (a == 0 && b == 0xffff) || (a == 0xffff && b == 0);
     if !same(ip_in, ip_out) || !same(icmp_in, icmp_out) || !same(inner_in, inner_out) {
         return Err(format!(

@@ -27,6 +27,7 @@
 
 mod answers;
 mod icmp;
+mod icmp_replies;
 
 use failover_common::stats::action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX};
 use std::{
@@ -186,7 +187,8 @@ fn well_formed(rng: &mut Rng) -> (Frame, bool) {
                 false,
             )
         }
-        7 => (icmp::error_frame(rng, client_port), rng.chance(90)),
+        7 if rng.chance(70) => (icmp::error_frame(rng, client_port), rng.chance(90)),
+        7 => (icmp_replies::error_frame(rng, client_port), rng.chance(10)),
         _ => {
             let proto = rng.pick(&[1, 47, 50, 58, 132]);
             let mut frame = Frame::new(CLIENT, rng.pick(&[VIP, VIP_2]), L4::Other { proto });
@@ -406,8 +408,10 @@ pub struct Report {
     pub failures: Vec<String>,
     pub rewritten: usize,
     pub valid_rewritten: usize,
-    /// ICMP errors translated for a client (`pass_icmp_translated`).
+    /// ICMP errors translated, either way (`pass_icmp_translated`).
     pub icmp_translated: u64,
+    /// Of those, errors about replies translated for a backend.
+    pub icmp_replies_translated: u64,
     pub elapsed: Duration,
 }
 
@@ -422,9 +426,9 @@ pub fn run(lab: &TestRunLab, rng: &mut Rng, seed: u64, packets: usize) -> Report
     let program = lab.dataplane.program().expect("program");
     let (client_if, backend_if) = (lab.client_ifindex, lab.backend_ifindex);
     let started = Instant::now();
-    let (failures, rewritten, valid_rewritten) = lab.ns.run(|| {
+    let (failures, rewritten, valid_rewritten, replies) = lab.ns.run(|| {
         let mut failures = Vec::new();
-        let (mut rewritten, mut valid_rewritten) = (0, 0);
+        let (mut rewritten, mut valid_rewritten, mut replies) = (0, 0, 0);
         for n in 0..packets {
             let (frame, from_backends) = well_formed(rng);
             let mut bytes = frame.build();
@@ -437,6 +441,7 @@ pub fn run(lab: &TestRunLab, rng: &mut Rng, seed: u64, packets: usize) -> Report
             }
             let ingress = if from_backends { backend_if } else { client_if };
             let result = lab::run_xdp(program, &bytes, ingress);
+            replies += u64::from(icmp_replies::translated(&bytes, &result));
             // Answers (ICMP) are checked by `check`.
             if result.output != bytes && !answers::is_answer(&result) {
                 rewritten += 1;
@@ -455,7 +460,7 @@ pub fn run(lab: &TestRunLab, rng: &mut Rng, seed: u64, packets: usize) -> Report
                 failures.push(format!("#{n}: {problem}: {}", hex(&bytes)));
             }
         }
-        (failures, rewritten, valid_rewritten)
+        (failures, rewritten, valid_rewritten, replies)
     });
     let elapsed = started.elapsed();
     let mut report = Report {
@@ -465,6 +470,7 @@ pub fn run(lab: &TestRunLab, rng: &mut Rng, seed: u64, packets: usize) -> Report
         rewritten,
         valid_rewritten,
         icmp_translated: 0,
+        icmp_replies_translated: replies,
         elapsed,
     };
     let verdicts = lab.verdicts();
@@ -489,6 +495,11 @@ pub fn run(lab: &TestRunLab, rng: &mut Rng, seed: u64, packets: usize) -> Report
     if translated < (packets / 1000) as u64 {
         report.failures.push(format!(
             "only {translated} icmp errors were translated: the generator lost its aim"
+        ));
+    }
+    if replies < (packets / 1000) as u64 {
+        report.failures.push(format!(
+            "only {replies} icmp errors about replies were translated: the generator lost its aim"
         ));
     }
     report.icmp_translated = translated;
