@@ -146,14 +146,20 @@ pub fn ingress(lab: &TestRunLab, from: Side) -> u32 {
 pub fn run_table(rows: &[Fixture]) {
     let mut lab = TestRunLab::new();
     setup(&mut lab);
+    run_rows(&lab, rows);
+}
+
+/// Runs every row in `lab` (set up, and changed as a test needs), in
+/// order, and fails with every row that did not behave.
+pub fn run_rows(lab: &TestRunLab, rows: &[Fixture]) {
     let mut failures = Vec::new();
     for row in rows {
         for (packet, from) in &row.before {
-            lab.run(packet, ingress(&lab, *from));
+            lab.run(packet, ingress(lab, *from));
         }
         let reasons_before = lab.reasons();
         let verdicts_before = lab.verdicts();
-        let result = lab.run(&row.input, ingress(&lab, row.from));
+        let result = lab.run(&row.input, ingress(lab, row.from));
         let reasons_after = lab.reasons();
         let verdicts_after = lab.verdicts();
 

@@ -1,11 +1,13 @@
 //! The data path's own troubles that no probe sees: frames the kernel drops
-//! after our redirects (per egress interface), packets that arrive with
+//! after our redirects (per egress interface), VLAN devices (frames for
+//! them must get their tag from the kernel), packets that arrive with
 //! partial checksums, and the flood guard's episodes (`flood_guard`). A
 //! thread looks every [`WATCH_EVERY`], off the decision
 //! loop. An interface that drops redirected frames is sent its packets
 //! through the kernel stack from then on (`pass_via_stack`) until the agent
-//! starts again; each finding is logged once with its remedy and shown in
-//! status and metrics.
+//! starts again, and so is a VLAN device from the moment it is seen (the
+//! program cannot know its tag); each finding is logged once with its
+//! remedy and shown in status and metrics.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -19,7 +21,7 @@ use std::{
 };
 
 use failover_common::{Counter, stats::reason};
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use super::flood_guard::FloodEpisodes;
 use crate::{
@@ -30,6 +32,8 @@ use crate::{
 };
 
 const WATCH_EVERY: Duration = Duration::from_millis(250);
+/// New interfaces are checked for VLAN devices every this many looks.
+const VLAN_SCAN_EVERY: u64 = 4;
 /// A partial-checksum warning is repeated at most this often.
 const PARTIAL_WARNING_EVERY: Duration = Duration::from_secs(60);
 
@@ -66,8 +70,11 @@ impl EgressWatch {
             partial_seen: None,
             partial_warned: None,
             flood: FloodEpisodes::default(),
+            classified: BTreeSet::new(),
+            looks: 0,
         };
         watch.baseline = watch.drops.all();
+        watch.mark_vlan_devices();
         watch.publish();
         let thread = {
             let stop = stop.clone();
@@ -113,11 +120,15 @@ struct Watch {
     partial_seen: Option<u64>,
     partial_warned: Option<Instant>,
     flood: FloodEpisodes,
+    /// Interfaces already checked for being VLAN devices.
+    classified: BTreeSet<u32>,
+    looks: u64,
 }
 
 impl Watch {
     fn once(&mut self) {
-        let mut changed = false;
+        self.looks += 1;
+        let mut changed = self.looks % VLAN_SCAN_EVERY == 0 && self.mark_vlan_devices();
         for (ifindex, total) in self.drops.all() {
             let dropped = total.saturating_sub(self.baseline.get(&ifindex).copied().unwrap_or(0));
             if dropped == 0 {
@@ -156,6 +167,34 @@ impl Watch {
         if changed {
             self.publish();
         }
+    }
+
+    /// Sends the data path's packets for VLAN devices not seen before
+    /// through the stack; whether there were any.
+    fn mark_vlan_devices(&mut self) -> bool {
+        let mut found = false;
+        for (ifindex, name) in netdev::interfaces() {
+            if !self.classified.insert(ifindex)
+                || !netdev::driver(&name).is_ok_and(|d| netdev::is_vlan_driver(&d))
+            {
+                continue;
+            }
+            // Drops counted later update this entry, not a second one.
+            self.flagged.insert(ifindex);
+            let via_stack = self.egress.set_via_stack(ifindex, true).is_ok();
+            info!(
+                interface = %name,
+                "a VLAN device: packets the data path forwards out of it go through the kernel stack, which adds its tag (pass_via_stack)"
+            );
+            self.report.interfaces.push(EgressStatus {
+                interface: name,
+                ifindex,
+                redirect_drops: 0,
+                via_stack,
+            });
+            found = true;
+        }
+        found
     }
 
     fn look_at_partial_checksums(&mut self, reasons: &[Counter]) {

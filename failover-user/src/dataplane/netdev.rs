@@ -118,6 +118,39 @@ pub fn driver(interface: &str) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
 }
 
+/// What a VLAN device says its driver is (the kernel's 8021q module).
+const VLAN_DRIVER: &str = "802.1Q VLAN Support";
+
+/// Whether a device with this driver is a VLAN device: frames sent out of
+/// it get its tag from the kernel, which an XDP redirect bypasses (a VLAN
+/// device takes no XDP frames at all).
+pub fn is_vlan_driver(driver: &str) -> bool {
+    driver == VLAN_DRIVER
+}
+
+/// The interfaces of the calling thread's netns: index and name.
+pub fn interfaces() -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    // SAFETY: if_nameindex returns an array ended by a zero entry, or null;
+    // it is freed once, after the names are copied.
+    unsafe {
+        let list = libc::if_nameindex();
+        if list.is_null() {
+            return found;
+        }
+        let mut entry = list;
+        while (*entry).if_index != 0 && !(*entry).if_name.is_null() {
+            let name = CStr::from_ptr((*entry).if_name)
+                .to_string_lossy()
+                .into_owned();
+            found.push(((*entry).if_index, name));
+            entry = entry.add(1);
+        }
+        libc::if_freenameindex(list);
+    }
+    found
+}
+
 /// The name of interface `ifindex` in the calling thread's netns.
 pub fn name_of(ifindex: u32) -> Option<String> {
     let mut buf = [0 as libc::c_char; libc::IFNAMSIZ];
@@ -137,6 +170,23 @@ pub fn name_of(ifindex: u32) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vlan_devices_are_told_by_their_driver() {
+        assert!(is_vlan_driver("802.1Q VLAN Support"));
+        for other in ["veth", "mlx5_core", "bridge", "802.1Q"] {
+            assert!(!is_vlan_driver(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn the_loopback_interface_is_listed() {
+        assert!(
+            interfaces()
+                .iter()
+                .any(|(index, name)| *index == 1 && name == "lo")
+        );
+    }
 
     #[test]
     fn the_loopback_interface_is_known() {

@@ -65,6 +65,8 @@ fn each_flood_guard_episode_is_logged_once_when_it_starts_and_once_when_it_ends(
     flood.burst(&lab.client, client_if, BURST);
     wait_lines(&lab, ON, 2, Duration::from_secs(3));
     wait_lines(&lab, OFF, 2, Duration::from_secs(5));
+    // The lab's veths are no VLAN devices (the egress watch marks those).
+    assert!(lab.log_lines("a VLAN device").is_empty(), "{}", lab.diag());
     // And connections still work.
     lab.client
         .run(|| failover_tests::agent_lab::request(Duration::from_secs(3)))
