@@ -128,7 +128,7 @@ struct Watch {
 impl Watch {
     fn once(&mut self) {
         self.looks += 1;
-        let mut changed = self.looks % VLAN_SCAN_EVERY == 0 && self.mark_vlan_devices();
+        let mut changed = self.looks.is_multiple_of(VLAN_SCAN_EVERY) && self.mark_vlan_devices();
         for (ifindex, total) in self.drops.all() {
             let dropped = total.saturating_sub(self.baseline.get(&ifindex).copied().unwrap_or(0));
             if dropped == 0 {
