@@ -1,7 +1,7 @@
 //! The configuration file as written: serde's view, unknown fields
 //! rejected, every value still unchecked.
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{net::IpAddr, path::PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -87,7 +87,7 @@ pub(super) enum RawMode {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawService {
     pub(super) name: Spanned<String>,
-    pub(super) vip: Ipv4Addr,
+    pub(super) vip: Spanned<IpAddr>,
     pub(super) port: u16,
     pub(super) protocol: RawProto,
     #[serde(default)]
@@ -161,7 +161,7 @@ pub(super) enum RawFailback {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawBackend {
     pub(super) name: Spanned<String>,
-    pub(super) address: Ipv4Addr,
+    pub(super) address: Spanned<IpAddr>,
     pub(super) port: Option<u16>,
     #[serde(default)]
     pub(super) tier: u8,

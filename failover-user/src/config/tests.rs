@@ -372,3 +372,25 @@ fn conntrack_settings_have_defaults_and_bounds() {
     let err = error_of(&format!("{EXAMPLE}\n[conntrack]\nmax_entries = 5\n"));
     assert!(err.contains("max_entries"), "{err}");
 }
+
+#[test]
+fn ipv6_addresses_are_refused_by_name_with_their_line() {
+    let vip = EXAMPLE.replace("vip = \"203.0.113.10\"", "vip = \"2001:db8::10\"");
+    let err = error_of(&vip);
+    assert!(
+        err.contains("services.web.vip")
+            && err.contains("line 10")
+            && err.contains("2001:db8::10 is an IPv6 address")
+            && err.contains("IPv4 services only"),
+        "{err}"
+    );
+    let backend = EXAMPLE.replace("address = \"198.51.100.12\"", "address = \"fd00::12\"");
+    let err = error_of(&backend);
+    assert!(
+        err.contains("address") && err.contains("line 32") && err.contains("fd00::12"),
+        "{err}"
+    );
+    // Still a plain syntax error for what is no address at all.
+    let bad = EXAMPLE.replace("vip = \"203.0.113.10\"", "vip = \"203.0.113\"");
+    assert!(error_of(&bad).contains("invalid IP address syntax"));
+}

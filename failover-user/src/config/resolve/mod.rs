@@ -9,6 +9,7 @@ mod service;
 
 use std::{
     collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr},
     ops::RangeInclusive,
     path::{Path, PathBuf},
     time::Duration,
@@ -44,6 +45,22 @@ impl Resolver<'_> {
             .matches('\n')
             .count()
             + 1
+    }
+
+    /// An address the data path can serve: IPv4 for now. An IPv6 one is
+    /// refused by name, with what to do meanwhile.
+    fn ipv4(&self, field: &str, addr: &Spanned<IpAddr>) -> Result<Ipv4Addr, ConfigError> {
+        match *addr.get_ref() {
+            IpAddr::V4(v4) => Ok(v4),
+            IpAddr::V6(v6) => self.invalid(
+                field,
+                addr.span().start,
+                format!(
+                    "{v6} is an IPv6 address: this version serves IPv4 services only \
+                     (VIPs and backends); balance IPv6 with another tool meanwhile"
+                ),
+            ),
+        }
     }
 
     fn invalid<T>(

@@ -21,7 +21,7 @@ impl Resolver<'_> {
             return self.invalid("services.name", at, "must not be empty");
         }
         let spec = ServiceSpec {
-            vip: raw.vip,
+            vip: self.ipv4(&field("vip"), &raw.vip)?,
             port: raw.port,
             proto: match raw.protocol {
                 RawProto::Tcp => Proto::Tcp,
@@ -85,7 +85,8 @@ impl Resolver<'_> {
                     "backend name used twice in this service",
                 );
             }
-            if !endpoints.insert((raw_backend.address, raw_backend.port)) {
+            let address = self.ipv4(&bfield("address"), &raw_backend.address)?;
+            if !endpoints.insert((address, raw_backend.port)) {
                 return self.invalid(
                     bfield("address"),
                     bat,
@@ -171,7 +172,7 @@ impl Resolver<'_> {
             backends.push(BackendPlan {
                 name: backend_name.clone(),
                 spec: BackendSpec {
-                    addr: raw_backend.address,
+                    addr: address,
                     port: raw_backend.port,
                     tier: raw_backend.tier,
                     weight: raw_backend.weight,

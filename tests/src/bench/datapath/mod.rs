@@ -6,8 +6,9 @@
 //! verdict and output bytes first, and a wrong result fails the benchmark.
 //! Floors are measured in the same run through the same harness: the
 //! wrapper tail-calling the empty program, and the bare empty and MAC-swap
-//! programs in the kernel's repeat loop. Figures are kernel-reported
-//! ns/packet; compare ratios, not absolute times (shared, noisy machines).
+//! programs in the kernel's repeat loop. Rounds of all measurements
+//! interleave. Figures are kernel-reported ns/packet; compare ratios, not
+//! absolute times (shared, noisy machines).
 
 use aya::{
     Ebpf,
@@ -54,33 +55,42 @@ fn xdp<'a>(ebpf: &'a Ebpf, name: &str) -> &'a Xdp {
     ebpf.program(name).expect(name).try_into().expect(name)
 }
 
-/// Kernel-reported ns per repetition, `rounds` times.
-fn measure(
-    lab: &TestRunLab,
-    program: &Xdp,
-    frame: &[u8],
+/// One measurement: `program` (a wrapper, tail-calling `target`, or a bare
+/// program) on `frame` as if received on `ingress`, `repeat` times a round.
+struct Job<'a> {
+    name: String,
+    lab: &'a TestRunLab,
+    program: &'a Xdp,
+    target: Option<&'a Xdp>,
+    frame: Vec<u8>,
     ingress: u32,
-    settings: &Settings,
-) -> Vec<f64> {
-    let ctx = lab::xdp_md(frame.len() as u32, ingress);
-    lab.ns.run(|| {
-        (0..settings.rounds)
-            .map(|_| {
-                let result = program
-                    .test_run(TestRunOptions {
-                        data_in: Some(frame),
-                        ctx_in: Some(&ctx),
-                        repeat: settings.repeat,
-                        ..TestRunOptions::new()
-                    })
-                    .expect("BPF_PROG_TEST_RUN");
-                result.duration.as_nanos() as f64
+    repeat: u32,
+    new_flow: bool,
+    /// Flow entries before, for a case of SYNs (which must record none).
+    syn_entries: Option<u64>,
+}
+
+/// Kernel-reported ns per repetition of one round of `job`.
+fn one_round(job: &Job) -> f64 {
+    let ctx = lab::xdp_md(job.frame.len() as u32, job.ingress);
+    job.lab.ns.run(|| {
+        let result = job
+            .program
+            .test_run(TestRunOptions {
+                data_in: Some(&job.frame),
+                ctx_in: Some(&ctx),
+                repeat: job.repeat,
+                ..TestRunOptions::new()
             })
-            .collect()
+            .expect("BPF_PROG_TEST_RUN");
+        result.duration.as_nanos() as f64
     })
 }
 
 /// Per-packet cost of each case and the floors, measured in this run.
+/// Rounds interleave: round `r` of every measurement runs before round
+/// `r + 1` of any, so a slow phase of a noisy machine is shared by all
+/// rather than landing on one case (and on one side of a ratio).
 pub fn run(quick: bool) -> Section {
     let settings = if quick {
         Settings {
@@ -96,7 +106,6 @@ pub fn run(quick: bool) -> Section {
 
     let mut lab = TestRunLab::new();
     add_services(&mut lab);
-
     let mut harness = Ebpf::load(super::harness_object()).expect("load bench harness");
     for name in [
         "bench_restore",
@@ -126,6 +135,19 @@ pub fn run(quick: bool) -> Section {
         };
         lab.run(frame, ingress);
     }
+    // New-flow cases each get a fresh lab, so the state of the conntrack
+    // table (filling up, or full and evicting on every insert) is the one
+    // the case names, not what other cases leave.
+    let fresh: Vec<Option<TestRunLab>> = cases
+        .iter()
+        .map(|case| {
+            case.new_flow.map(|_| {
+                let mut fresh = TestRunLab::new();
+                add_services(&mut fresh);
+                fresh
+            })
+        })
+        .collect();
 
     let set_template = |template: &mut Array<_, [u64; FRAME_LEN / 8]>, frame: &[u8]| {
         assert_eq!(frame.len(), FRAME_LEN, "bench frames are {FRAME_LEN} bytes");
@@ -135,54 +157,51 @@ pub fn run(quick: bool) -> Section {
         }
         template.set(0, words, 0).expect("template write");
     };
+    let set_target = |target: &mut ProgramArray<_>, program: &Xdp| {
+        target
+            .set(0, program.fd().expect("target fd"), 0)
+            .expect("target write");
+    };
 
-    let mut results = Vec::new();
     let floor_frame = cases[0].frame.clone();
-
-    // Floors.
-    target
-        .set(0, pass.fd().expect("pass fd"), 0)
-        .expect("target = pass");
-    set_template(&mut template, &floor_frame);
-    results.push(Measured {
-        name: "floor: restore + empty program".into(),
-        samples: measure(&lab, restore, &floor_frame, lab.client_ifindex, &settings),
-        new_flow: false,
-    });
-    results.push(Measured {
-        name: "floor: empty program (repeat loop)".into(),
-        samples: measure(&lab, pass, &floor_frame, lab.client_ifindex, &settings),
-        new_flow: false,
-    });
-    results.push(Measured {
-        name: "floor: restore with a new 5-tuple + empty program".into(),
-        samples: measure(
-            &lab,
-            restore_new_flow,
-            &floor_frame,
-            lab.client_ifindex,
-            &settings,
-        ),
-        new_flow: true,
-    });
+    let job = |name: &str, program, target, new_flow| Job {
+        name: name.into(),
+        lab: &lab,
+        program,
+        target,
+        frame: floor_frame.clone(),
+        ingress: lab.client_ifindex,
+        repeat: settings.repeat,
+        new_flow,
+        syn_entries: None,
+    };
     let macswap = xdp(&harness, "bench_macswap");
     let macswap_check = lab
         .ns
         .run(|| lab::run_xdp(macswap, &floor_frame, lab.client_ifindex));
     assert_eq!(macswap_check.action, XDP_TX, "macswap verdict");
-    results.push(Measured {
-        name: "floor: mac swap + XDP_TX (repeat loop)".into(),
-        samples: measure(&lab, macswap, &floor_frame, lab.client_ifindex, &settings),
-        new_flow: false,
-    });
+    let mut jobs = vec![
+        job("floor: restore + empty program", restore, Some(pass), false),
+        job("floor: empty program (repeat loop)", pass, None, false),
+        job(
+            "floor: restore with a new 5-tuple + empty program",
+            restore_new_flow,
+            Some(pass),
+            true,
+        ),
+        job(
+            "floor: mac swap + XDP_TX (repeat loop)",
+            macswap,
+            None,
+            false,
+        ),
+    ];
 
-    // The reference programs, checked like a case, then measured.
+    // The reference programs, checked like a case.
     let mut failures = Vec::new();
     for reference in reference::references(&cases) {
         let program = xdp(&harness, reference.program);
-        target
-            .set(0, program.fd().expect("reference fd"), 0)
-            .expect("target = reference");
+        set_target(&mut target, program);
         set_template(&mut template, &reference.frame);
         let check = lab
             .ns
@@ -194,33 +213,17 @@ pub fn run(quick: bool) -> Section {
             ));
             continue;
         }
-        results.push(Measured {
-            name: reference.name.into(),
-            samples: measure(
-                &lab,
-                restore,
-                &reference.frame,
-                lab.client_ifindex,
-                &settings,
-            ),
-            new_flow: false,
+        jobs.push(Job {
+            frame: reference.frame.clone(),
+            ..job(reference.name, restore, Some(program), false)
         });
     }
 
-    // The data path. New-flow cases each get a fresh lab, so the state of
-    // the conntrack table (filling up, or full and evicting on every insert)
-    // is the one the case names, not what earlier cases left.
-    for case in &cases {
-        let fresh = case.new_flow.map(|_| {
-            let mut fresh = TestRunLab::new();
-            add_services(&mut fresh);
-            fresh
-        });
+    // The data path's cases, each checked first.
+    for (case, fresh) in cases.iter().zip(&fresh) {
         let lab = fresh.as_ref().unwrap_or(&lab);
         let forwarder = lab.dataplane.program().expect("forwarder");
-        target
-            .set(0, forwarder.fd().expect("forwarder fd"), 0)
-            .expect("target = forwarder");
+        set_target(&mut target, forwarder);
         let ingress = if case.from_backends {
             lab.backend_ifindex
         } else {
@@ -239,18 +242,14 @@ pub fn run(quick: bool) -> Section {
             ));
             continue;
         }
-        let (wrapper, case_settings) = match case.new_flow {
-            None => (restore, settings),
+        let (wrapper, repeat) = match case.new_flow {
+            None => (restore, settings.repeat),
             // SYNs record nothing, so as many as any case (checked below).
-            Some(Conntrack::Filling) if cases::is_syn(&case.frame) => (restore_new_flow, settings),
-            Some(Conntrack::Filling) => (
-                restore_new_flow,
-                // Few enough new flows that the table never fills.
-                Settings {
-                    rounds: settings.rounds,
-                    repeat: FILLING_REPEAT,
-                },
-            ),
+            Some(Conntrack::Filling) if cases::is_syn(&case.frame) => {
+                (restore_new_flow, settings.repeat)
+            }
+            // Few enough new flows that the table never fills.
+            Some(Conntrack::Filling) => (restore_new_flow, FILLING_REPEAT),
             Some(Conntrack::Full) => {
                 // SYNs record nothing: fill with first ACKs of other tuples.
                 set_template(
@@ -258,20 +257,48 @@ pub fn run(quick: bool) -> Section {
                     &cases::with_tcp_flags(&case.frame, crate::packet::TCP_ACK),
                 );
                 fill_conntrack(lab, restore_new_flow, &case.frame, ingress);
-                set_template(&mut template, &case.frame);
-                (restore_new_flow, settings)
+                (restore_new_flow, settings.repeat)
             }
         };
-        let entries = lab.dataplane.flows().count();
-        results.push(Measured {
+        jobs.push(Job {
             name: case.name.into(),
-            samples: measure(lab, wrapper, &case.frame, ingress, &case_settings),
+            lab,
+            program: wrapper,
+            target: Some(forwarder),
+            frame: case.frame.clone(),
+            ingress,
+            repeat,
             new_flow: case.new_flow.is_some(),
+            syn_entries: cases::is_syn(&case.frame).then(|| lab.dataplane.flows().count()),
         });
-        if cases::is_syn(&case.frame) && lab.dataplane.flows().count() != entries {
-            failures.push(format!("{}: SYNs recorded flows", case.name));
-        }
     }
 
+    let mut samples = vec![Vec::new(); jobs.len()];
+    for _ in 0..settings.rounds {
+        for (job, samples) in jobs.iter().zip(&mut samples) {
+            if let Some(program) = job.target {
+                set_target(&mut target, program);
+            }
+            set_template(&mut template, &job.frame);
+            samples.push(one_round(job));
+        }
+    }
+    for job in &jobs {
+        if job
+            .syn_entries
+            .is_some_and(|before| job.lab.dataplane.flows().count() != before)
+        {
+            failures.push(format!("{}: SYNs recorded flows", job.name));
+        }
+    }
+    let results: Vec<Measured> = jobs
+        .iter()
+        .zip(samples)
+        .map(|(job, samples)| Measured {
+            name: job.name.clone(),
+            samples,
+            new_flow: job.new_flow,
+        })
+        .collect();
     report::section(&results, &settings, failures)
 }
