@@ -3,15 +3,15 @@
 
 use aya_ebpf::{bindings::xdp_action::XDP_TX, programs::XdpContext};
 use failover_common::{
-    Backend, FAMILY_IPV4, Flow, FlowKey, PROTO_TCP, ReverseKey, SERVICE_F_RESET_DEAD_FLOWS,
-    Service, ServiceKey,
+    FAMILY_IPV4, Flow, FlowKey, PROTO_TCP, ReverseKey, SERVICE_F_RESET_DEAD_FLOWS, Service,
+    ServiceKey,
     hash::{FLOW_HASH_SEED, flow_hash},
     stats::reason,
 };
 
 use crate::{
     complete,
-    conntrack::{self, NewFlow},
+    conntrack::{self, NewFlow, Target},
     counters::{self, Towards},
     egress::{ingress_ifindex, next_hop, send, via_stack},
     fib::{Lookup, NextHop},
@@ -120,7 +120,7 @@ enum Route<'a> {
     Tracked {
         entry: *mut Flow,
         backend_id: u32,
-        backend: Backend,
+        backend: Target,
     },
     /// No usable entry: the table decides.
     New { service: &'a Service },
@@ -178,11 +178,11 @@ fn to_backend(
                     None => return drop(reason::DROP_NO_BACKEND),
                 },
             };
-            (backend_id, backend, service.id, None)
+            (backend_id, Target::of(&backend), service.id, None)
         }
     };
 
-    let backend_addr = backend.addr[0];
+    let backend_addr = backend.addr;
     let backend_port = if backend.port_be != 0 {
         backend.port_be
     } else {

@@ -23,7 +23,7 @@ use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use failover_common::{
     Backend, CachedHop, DEFAULT_MAX_NEW_FLOWS_PER_CPU, DEFAULT_TCP_CLOSING_NS, DEFAULT_TCP_OPEN_NS,
     DEFAULT_UDP_NS, FloodWindow, Flow, FlowKey, LAST_SEEN_GRANULARITY_NS, MaglevKey, PROTO_TCP,
-    SYN_LIFETIME_STAMPS, SYN_SLOTS, Service, SynSeen, backend_state, flow_state,
+    SYN_LIFETIME_STAMPS, SYN_SLOTS, Service, SynSeen, flow_state,
     pick::{self, PickMaps},
     stats::reason,
     usable_for_established,
@@ -50,23 +50,51 @@ fn backend(id: u32) -> Option<Backend> {
     BACKENDS.get(id).copied()
 }
 
-/// The backend an entry was recorded with, if its slot still has that owner
-/// (same generation): an id freed by a reload and given to another backend
-/// or service never inherits the old owner's flows.
-#[inline(always)]
-pub fn recorded_backend(entry: *mut Flow) -> Option<(u32, Backend)> {
-    // SAFETY: a live LRU value.
-    let (backend_id, generation) = unsafe { ((*entry).backend_id, (*entry).backend_generation) };
-    let backend = backend(backend_id)?;
-    (backend.generation == generation && backend.state != backend_state::EMPTY)
-        .then_some((backend_id, backend))
+/// What forwarding to a backend needs of it (read from its slot without
+/// copying the whole value: this is the per-packet path).
+#[derive(Clone, Copy)]
+pub struct Target {
+    pub addr: u32,
+    /// Network order; 0 keeps the service's port.
+    pub port_be: u16,
+    pub generation: u32,
 }
 
-/// The backend of a tracked flow, if it may keep the flow.
+impl Target {
+    #[inline(always)]
+    pub fn of(backend: &Backend) -> Self {
+        Self {
+            addr: backend.addr[0],
+            port_be: backend.port_be,
+            generation: backend.generation,
+        }
+    }
+}
+
+/// The backend of a tracked flow, if its slot still has the owner the flow
+/// was recorded with (same generation: an id freed by a reload and given
+/// to another backend or service never inherits the old owner's flows)
+/// and that owner may keep the flow.
 #[inline(always)]
-pub fn established(entry: *mut Flow) -> Option<(u32, Backend)> {
-    let (backend_id, backend) = recorded_backend(entry)?;
-    usable_for_established(backend.state).then_some((backend_id, backend))
+pub fn established(entry: *mut Flow) -> Option<(u32, Target)> {
+    // SAFETY: a live LRU value.
+    let (backend_id, generation) = unsafe { ((*entry).backend_id, (*entry).backend_generation) };
+    let backend = BACKENDS.get_ptr(backend_id)?;
+    // SAFETY: a live array slot; the agent replaces it whole.
+    unsafe {
+        ((*backend).generation == generation && usable_for_established((*backend).state)).then(
+            || {
+                (
+                    backend_id,
+                    Target {
+                        addr: (*backend).addr[0],
+                        port_be: (*backend).port_be,
+                        generation,
+                    },
+                )
+            },
+        )
+    }
 }
 
 /// Whether the entry is past its lifetime: it then counts as absent (the

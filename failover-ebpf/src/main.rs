@@ -208,7 +208,7 @@ fn about_a_reply(l3: &parse::L3, error: &icmp::IcmpError, bytes: u64) -> Option<
     if !ratelimit::translation_allowed(service_id) {
         return Some(drop(reason::DROP_ICMP_RATE));
     }
-    icmp::translate_to_backend(l3.ip, error, backend.addr[0], port);
+    icmp::translate_to_backend(l3.ip, error, backend.addr, port);
     counters::traffic(service_id, backend_id, Towards::Backend, bytes);
     Some(pass(reason::PASS_ICMP_TRANSLATED))
 }
