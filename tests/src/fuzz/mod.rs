@@ -307,8 +307,12 @@ pub fn run(lab: &TestRunLab, rng: &mut Rng, seed: u64, packets: usize) -> Report
         let mut failures = Vec::new();
         let (mut rewritten, mut valid_rewritten, mut replies) = (0, 0, 0);
         for n in 0..packets {
-            let (frame, from_backends) = frames::well_formed(rng);
-            let mut bytes = frame.build();
+            let (mut bytes, from_backends) = if rng.chance(5) {
+                (frames::ipv6(rng), rng.chance(50))
+            } else {
+                let (frame, from_backends) = frames::well_formed(rng);
+                (frame.build(), from_backends)
+            };
             frames::retag(rng, &mut bytes);
             if rng.chance(60) {
                 frames::mutate(rng, &mut bytes);
