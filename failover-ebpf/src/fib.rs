@@ -28,8 +28,9 @@ pub enum NextHop {
     /// which resolves it and forwards (and decrements the TTL itself) out of
     /// `ifindex`.
     ResolveInStack { ifindex: u32 },
-    /// The packet is longer than the next hop's MTU (out of `ifindex`).
-    TooBig { ifindex: u32, mtu: u16 },
+    /// The packet is longer than the next hop's MTU. (The lookup stops
+    /// before it names the egress interface: there is none to learn.)
+    TooBig { mtu: u16 },
     /// Leave the packet untouched and give it to the stack, for this reason.
     PassUntouched(u32),
     /// Drop, for this reason.
@@ -41,10 +42,8 @@ impl NextHop {
     #[inline(always)]
     pub fn egress_ifindex(&self) -> u32 {
         match *self {
-            NextHop::Forward { ifindex, .. }
-            | NextHop::ResolveInStack { ifindex }
-            | NextHop::TooBig { ifindex, .. } => ifindex,
-            NextHop::PassUntouched(_) | NextHop::Drop(_) => 0,
+            NextHop::Forward { ifindex, .. } | NextHop::ResolveInStack { ifindex } => ifindex,
+            NextHop::TooBig { .. } | NextHop::PassUntouched(_) | NextHop::Drop(_) => 0,
         }
     }
 }
@@ -106,7 +105,6 @@ pub fn next_hop(ctx: &XdpContext, lookup: &Lookup) -> NextHop {
         }
         // SAFETY: the kernel writes the MTU over the total length here.
         BPF_FIB_LKUP_RET_FRAG_NEEDED => NextHop::TooBig {
-            ifindex: params.ifindex,
             mtu: unsafe { params.__bindgen_anon_1.mtu_result },
         },
         _ => NextHop::Drop(reason::DROP_FIB_ERROR),

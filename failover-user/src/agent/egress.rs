@@ -174,18 +174,36 @@ impl Watch {
     fn mark_vlan_devices(&mut self) -> bool {
         let mut found = false;
         for (ifindex, name) in netdev::interfaces() {
-            if !self.classified.insert(ifindex)
-                || !netdev::driver(&name).is_ok_and(|d| netdev::is_vlan_driver(&d))
-            {
+            if self.classified.contains(&ifindex) {
+                continue;
+            }
+            // An interface whose driver cannot be read is asked again.
+            let Ok(driver) = netdev::driver(&name) else {
+                continue;
+            };
+            self.classified.insert(ifindex);
+            if !netdev::is_vlan_driver(&driver) {
                 continue;
             }
             // Drops counted later update this entry, not a second one.
             self.flagged.insert(ifindex);
-            let via_stack = self.egress.set_via_stack(ifindex, true).is_ok();
-            info!(
-                interface = %name,
-                "a VLAN device: packets the data path forwards out of it go through the kernel stack, which adds its tag (pass_via_stack)"
-            );
+            let via_stack = match self.egress.set_via_stack(ifindex, true) {
+                Ok(()) => {
+                    info!(
+                        interface = %name,
+                        "a VLAN device: packets the data path forwards out of it go through the kernel stack, which adds its tag (pass_via_stack)"
+                    );
+                    true
+                }
+                Err(err) => {
+                    error!(
+                        interface = %name,
+                        cause = %crate::util::chain(&err),
+                        "a VLAN device the data path cannot mark: packets it redirects there are dropped by the kernel until the redirect watch sees it"
+                    );
+                    false
+                }
+            };
             self.report.interfaces.push(EgressStatus {
                 interface: name,
                 ifindex,

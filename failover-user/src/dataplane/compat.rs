@@ -91,6 +91,7 @@ pub fn remove_retired(pin_dir: &Path) -> Result<(), DataplaneError> {
 /// Refuses pins under `pin_dir` whose layout is not this build's (the flow
 /// table: `max_flows` entries); counters of another layout are removed.
 pub fn check_pins(pin_dir: &Path, max_flows: u32) -> Result<(), DataplaneError> {
+    let mut stale_counters = Vec::new();
     for (name, key, value, entries) in layouts(max_flows) {
         let path = pin_dir.join(name);
         if !path.exists() {
@@ -112,12 +113,9 @@ pub fn check_pins(pin_dir: &Path, max_flows: u32) -> Result<(), DataplaneError> 
         }
         if found != (key, value, entries) && names::COUNTERS.contains(&name) {
             // Counters of another build count other things under these
-            // indices: they start again from zero.
-            std::fs::remove_file(&path).map_err(|source| DataplaneError::Unpin {
-                path: path.clone(),
-                source,
-            })?;
-            info!(pin = %path.display(), "removed the data path's counters of another build (it counted other reasons); they start again from zero");
+            // indices: they start again from zero (once nothing else is
+            // refused).
+            stale_counters.push(path);
             continue;
         }
         if found != (key, value, entries) {
@@ -131,6 +129,13 @@ pub fn check_pins(pin_dir: &Path, max_flows: u32) -> Result<(), DataplaneError> 
                 pin_dir: pin_dir.to_owned(),
             });
         }
+    }
+    for path in stale_counters {
+        std::fs::remove_file(&path).map_err(|source| DataplaneError::Unpin {
+            path: path.clone(),
+            source,
+        })?;
+        info!(pin = %path.display(), "removed the data path's counters of another build (it counted other reasons); they start again from zero");
     }
     Ok(())
 }

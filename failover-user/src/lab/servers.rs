@@ -262,7 +262,6 @@ fn serve_connection(
     }
 }
 
-/// Answers every datagram with `answer` (no newline).
 /// Bytes of a line kept to recognise a request.
 const LINE_START: usize = 32;
 /// The most bytes a `big N` request gets.
@@ -279,6 +278,7 @@ fn big_request(line: &[u8]) -> Option<usize> {
     (len <= MAX_BIG).then_some(len)
 }
 
+/// Answers every datagram with `answer` (no newline).
 fn serve_udp(socket: UdpSocket, answer: &[u8], shutdown: &AtomicBool, stats: &ServerStats) {
     let started = Instant::now();
     let mut buf = [0u8; 2048];
