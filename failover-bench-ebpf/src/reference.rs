@@ -118,20 +118,61 @@ pub fn bench_reference_nat(ctx: XdpContext) -> u32 {
     let Some(h) = tcp_headers(&ctx) else {
         return XDP_PASS;
     };
-    // SAFETY: `h` covers the bounds-checked headers; the map value is live.
+    // SAFETY: `h` covers the bounds-checked headers, the TCP checksum
+    // included.
+    let found = unsafe { rewrite(h.cast(), PROTO_TCP, &raw mut (*h).tcp_check, false) };
+    if !found {
+        return XDP_PASS;
+    }
+    XDP_TX
+}
+
+/// The headers both NAT references rewrite: Ethernet, IPv4 without
+/// options, the ports (packed: the addresses sit at offsets not
+/// 4-aligned).
+#[repr(C, packed)]
+struct NatHeaders {
+    eth_dst: [u8; 6],
+    eth_src: [u8; 6],
+    ethertype: u16,
+    version_ihl: u8,
+    tos: u8,
+    tot_len: u16,
+    id: u16,
+    frag_off: u16,
+    ttl: u8,
+    proto: u8,
+    ip_check: u16,
+    src: u32,
+    dst: u32,
+    src_port: u16,
+    dst_port: u16,
+}
+
+/// The least a stateful NAT does for an established packet of `proto`:
+/// one lookup, then the destination address and port, the TTL down by
+/// one, the IPv4 checksum and the L4 one at `l4_check` (left alone when
+/// `zero_is_none` and it is 0: UDP without a checksum), the MACs. Whether
+/// the flow was found (nothing is changed otherwise).
+///
+/// # Safety
+/// `h` and `l4_check` point into the frame, bounds checked by the caller.
+#[inline(always)]
+unsafe fn rewrite(h: *mut NatHeaders, proto: u8, l4_check: *mut u16, zero_is_none: bool) -> bool {
+    // SAFETY: as the caller promised; unaligned accesses of packed fields;
+    // the map value is live.
     unsafe {
         let key = FlowTuple {
             src: (&raw const (*h).src).read_unaligned(),
             dst: (&raw const (*h).dst).read_unaligned(),
             src_port: (&raw const (*h).src_port).read_unaligned(),
             dst_port: (&raw const (*h).dst_port).read_unaligned(),
-            proto: u32::from(PROTO_TCP),
+            proto: u32::from(proto),
         };
         let Some(nat) = FLOWS.get(&key) else {
-            return XDP_PASS;
+            return false;
         };
         let ip_check = (&raw const (*h).ip_check).read_unaligned();
-        let tcp_check = (&raw const (*h).tcp_check).read_unaligned();
         // TTL and protocol share a 16-bit word of the IPv4 checksum.
         let ttl_proto = (&raw const (*h).ttl).cast::<u16>();
         let old_word = ttl_proto.read_unaligned();
@@ -144,15 +185,18 @@ pub fn bench_reference_nat(ctx: XdpContext) -> u32 {
             old_word,
             new_word,
         ));
-        (&raw mut (*h).tcp_check).write_unaligned(csum::update16(
-            csum::update32(tcp_check, key.dst, nat.addr),
-            key.dst_port,
-            nat.port,
-        ));
+        let check = l4_check.read_unaligned();
+        if !(zero_is_none && check == 0) {
+            l4_check.write_unaligned(csum::update16(
+                csum::update32(check, key.dst, nat.addr),
+                key.dst_port,
+                nat.port,
+            ));
+        }
         (&raw mut (*h).eth_dst).write_unaligned(nat.dst_mac);
         (&raw mut (*h).eth_src).write_unaligned(nat.src_mac);
     }
-    XDP_TX
+    true
 }
 
 /// Minimal pass: one lookup of the destination; a frame for no service
@@ -227,38 +271,9 @@ pub fn bench_reference_redirect(ctx: XdpContext) -> u32 {
         if ethertype != ETHERTYPE_IPV4_BE || (*h).version_ihl != 0x45 || (*h).proto != PROTO_UDP {
             return XDP_PASS;
         }
-        let key = FlowTuple {
-            src: (&raw const (*h).src).read_unaligned(),
-            dst: (&raw const (*h).dst).read_unaligned(),
-            src_port: (&raw const (*h).src_port).read_unaligned(),
-            dst_port: (&raw const (*h).dst_port).read_unaligned(),
-            proto: u32::from(PROTO_UDP),
-        };
-        let Some(nat) = FLOWS.get(&key) else {
+        if !rewrite(h.cast(), PROTO_UDP, &raw mut (*h).check, true) {
             return XDP_PASS;
-        };
-        let ip_check = (&raw const (*h).ip_check).read_unaligned();
-        let ttl_proto = (&raw const (*h).ttl).cast::<u16>();
-        let old_word = ttl_proto.read_unaligned();
-        (*h).ttl = (*h).ttl.wrapping_sub(1);
-        let new_word = ttl_proto.read_unaligned();
-        (&raw mut (*h).dst).write_unaligned(nat.addr);
-        (&raw mut (*h).dst_port).write_unaligned(nat.port);
-        (&raw mut (*h).ip_check).write_unaligned(csum::update16(
-            csum::update32(ip_check, key.dst, nat.addr),
-            old_word,
-            new_word,
-        ));
-        let check = (&raw const (*h).check).read_unaligned();
-        if check != 0 {
-            (&raw mut (*h).check).write_unaligned(csum::update16(
-                csum::update32(check, key.dst, nat.addr),
-                key.dst_port,
-                nat.port,
-            ));
         }
-        (&raw mut (*h).eth_dst).write_unaligned(nat.dst_mac);
-        (&raw mut (*h).eth_src).write_unaligned(nat.src_mac);
         bpf_redirect(egress, 0) as u32
     }
 }

@@ -79,20 +79,7 @@ fn translation(
     before: &IcmpErrorFrame,
     after: &IcmpErrorFrame,
 ) -> Result<(), String> {
-    if result.action != XDP_PASS {
-        return Err(format!(
-            "a translated icmp error got action {}",
-            result.action
-        ));
-    }
-    let allowed = allowed_changes(before);
-    if let Some(i) =
-        (0..input.len()).find(|i| input[*i] != result.output[*i] && !allowed.contains(i))
-    {
-        return Err(format!(
-            "icmp error: byte {i} changed outside the translated fields"
-        ));
-    }
+    passed_changing_only(input, result, &allowed_changes(before), "icmp error")?;
     let (addr, port) = before.inner_dst;
     let owner = owners_of(before.inner_proto, addr, port)
         .find(|s| after.src == s.vip && after.inner_dst == (s.vip, s.port));
@@ -107,6 +94,25 @@ fn translation(
         return Err("a translated icmp error is not for the embedded packet's sender".into());
     }
     same_residues(input, result, before, after)
+}
+
+/// A translation is handed to the stack and changes no byte but those
+/// `allowed`.
+pub(super) fn passed_changing_only(
+    input: &[u8],
+    result: &RunResult,
+    allowed: &[usize],
+    what: &str,
+) -> Result<(), String> {
+    if result.action != XDP_PASS {
+        return Err(format!("a translated {what} got action {}", result.action));
+    }
+    match (0..input.len()).find(|i| input[*i] != result.output[*i] && !allowed.contains(i)) {
+        Some(i) => Err(format!(
+            "{what}: byte {i} changed outside the translated fields"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Every checksum of a translated error keeps the error it had.

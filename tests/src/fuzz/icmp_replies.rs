@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::{OTHER_ADDRS, SERVICES, XDP_PASS, service_of};
+use super::{OTHER_ADDRS, SERVICES, service_of};
 use crate::{
     lab::{CLIENT, RunResult},
     packet::{self, Frame, IcmpErrorFrame, TCP_ACK},
@@ -65,20 +65,12 @@ pub(super) fn translation(
     before: &IcmpErrorFrame,
     after: &IcmpErrorFrame,
 ) -> Result<(), String> {
-    if result.action != XDP_PASS {
-        return Err(format!(
-            "a translated icmp error about a reply got action {}",
-            result.action
-        ));
-    }
-    let allowed = allowed_changes(before);
-    if let Some(i) =
-        (0..input.len()).find(|i| input[*i] != result.output[*i] && !allowed.contains(i))
-    {
-        return Err(format!(
-            "icmp error about a reply: byte {i} changed outside the translated fields"
-        ));
-    }
+    super::icmp::passed_changing_only(
+        input,
+        result,
+        &allowed_changes(before),
+        "icmp error about a reply",
+    )?;
     let (vip, port) = before.inner_src;
     let service = service_of(before.inner_proto, vip, port).expect("about a reply");
     let to_backend = service
