@@ -226,6 +226,26 @@ pub struct FlowKey {
 const _: () = assert!(size_of::<FlowKey>() == 40);
 
 impl FlowKey {
+    /// An IPv4 flow (addresses as [`ipv4_addr`] makes them, ports in
+    /// network order).
+    pub const fn ipv4(
+        src: AddrBe,
+        dst: AddrBe,
+        src_port_be: u16,
+        dst_port_be: u16,
+        proto: u8,
+    ) -> Self {
+        Self {
+            src,
+            dst,
+            src_port_be,
+            dst_port_be,
+            proto,
+            family: FAMILY_IPV4,
+            _pad: [0; 2],
+        }
+    }
+
     /// The same flow seen from the other side.
     pub const fn reversed(&self) -> Self {
         Self {

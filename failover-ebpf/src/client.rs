@@ -29,15 +29,13 @@ pub fn from_client(ctx: &XdpContext, parsed: &Parsed, bytes: u64) -> Option<Outc
     // SAFETY: bounds checked by the parser.
     let (src, dst) = unsafe { ((*parsed.l3.ip).src, (*parsed.l3.ip).dst) };
     let l4 = &parsed.l4;
-    let key = FlowKey {
-        src: [src, 0, 0, 0],
-        dst: [dst, 0, 0, 0],
-        src_port_be: l4.src_port,
-        dst_port_be: l4.dst_port,
-        proto: l4.proto,
-        family: FAMILY_IPV4,
-        _pad: [0; 2],
-    };
+    let key = FlowKey::ipv4(
+        [src, 0, 0, 0],
+        [dst, 0, 0, 0],
+        l4.src_port,
+        l4.dst_port,
+        l4.proto,
+    );
     let now = conntrack::now();
     let fresh_syn =
         l4.proto == PROTO_TCP && l4.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
@@ -49,22 +47,27 @@ pub fn from_client(ctx: &XdpContext, parsed: &Parsed, bytes: u64) -> Option<Outc
     if !fresh_syn && let Some(entry) = FLOWS.get_ptr_mut(key) {
         if conntrack::expired(entry, now) {
             counters::reason(reason::EVENT_FLOW_EXPIRED, bytes);
-        } else if let Some((backend_id, backend)) = conntrack::established(entry)
-            && !(conntrack::closing(entry) && first_ack_of_new_connection(&key, l4, now))
-        {
-            conntrack::touch(entry, l4.proto, l4.tcp_flags, now, bytes);
-            let route = Route::Tracked {
-                entry,
-                backend_id,
-                backend,
-            };
-            return Some(to_backend(ctx, parsed, &key, route, now, bytes));
-        } else if !first_ack_of_new_connection(&key, l4, now) {
-            repick = true;
+        } else {
+            let established = conntrack::established(entry);
+            // The first ACK of a new connection on the tuple of a closed
+            // flow (a reused port) or a dead one follows its SYN, as a new
+            // flow, and records the flow again.
+            let new_connection = (established.is_none() || conntrack::closing(entry))
+                && first_ack_of_new_connection(&key, l4, now);
+            match established {
+                _ if new_connection => {}
+                Some((backend_id, backend)) => {
+                    conntrack::touch(entry, l4.proto, l4.tcp_flags, now, bytes);
+                    let route = Route::Tracked {
+                        entry,
+                        backend_id,
+                        backend,
+                    };
+                    return Some(to_backend(ctx, parsed, &key, route, now, bytes));
+                }
+                None => repick = true,
+            }
         }
-        // Otherwise the first ACK of a new connection on the tuple of a
-        // closed flow (a reused port) or a dead one: it follows its SYN,
-        // as a new flow, and records the flow again.
     }
     let service_key = ServiceKey {
         addr: [dst, 0, 0, 0],

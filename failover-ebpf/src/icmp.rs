@@ -159,15 +159,13 @@ pub fn reply_flow_key(error: &IcmpError) -> FlowKey {
             read_unaligned(error.inner_ports),
         )
     };
-    FlowKey {
-        src: [client, 0, 0, 0],
-        dst: [vip, 0, 0, 0],
-        src_port_be: ports.dst,
-        dst_port_be: ports.src,
-        proto: error.inner_proto,
-        family: FAMILY_IPV4,
-        _pad: [0; 2],
-    }
+    FlowKey::ipv4(
+        [client, 0, 0, 0],
+        [vip, 0, 0, 0],
+        ports.dst,
+        ports.src,
+        error.inner_proto,
+    )
 }
 
 /// Rewrites the error as if the VIP had sent it about the client's packet

@@ -5,9 +5,7 @@
 //! close it.
 
 use aya_ebpf::programs::XdpContext;
-use failover_common::{
-    CachedHop, FAMILY_IPV4, FlowKey, ReverseNat, client_hop_slot, stats::reason,
-};
+use failover_common::{CachedHop, FlowKey, ReverseNat, client_hop_slot, stats::reason};
 
 use crate::{
     complete, conntrack,
@@ -80,15 +78,13 @@ pub fn to_client(
         return pass(reason::PASS_TTL_EXPIRED);
     }
     let now = conntrack::now();
-    let key = FlowKey {
-        src: [client, 0, 0, 0],
-        dst: [vip, 0, 0, 0],
-        src_port_be: l4.dst_port,
-        dst_port_be: vip_port,
-        proto: l4.proto,
-        family: FAMILY_IPV4,
-        _pad: [0; 2],
-    };
+    let key = FlowKey::ipv4(
+        [client, 0, 0, 0],
+        [vip, 0, 0, 0],
+        l4.dst_port,
+        vip_port,
+        l4.proto,
+    );
     // A FIN or RST from the backend closes its flow; other replies leave
     // the entry alone (the client's packets keep it alive).
     if l4.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST) != 0

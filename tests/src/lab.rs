@@ -233,15 +233,13 @@ pub fn client_syn(client_port: u16, service_port: u16) -> crate::packet::Frame {
 
 /// The flow-table key of that client's TCP flow to the VIP.
 pub fn client_flow_key(client_port: u16, service_port: u16) -> failover_common::FlowKey {
-    failover_common::FlowKey {
-        src: failover_common::ipv4_addr(CLIENT.octets()),
-        dst: failover_common::ipv4_addr(VIP.octets()),
-        src_port_be: client_port.to_be(),
-        dst_port_be: service_port.to_be(),
-        proto: failover_common::PROTO_TCP,
-        family: failover_common::FAMILY_IPV4,
-        _pad: [0; 2],
-    }
+    failover_common::FlowKey::ipv4(
+        failover_common::ipv4_addr(CLIENT.octets()),
+        failover_common::ipv4_addr(VIP.octets()),
+        client_port.to_be(),
+        service_port.to_be(),
+        failover_common::PROTO_TCP,
+    )
 }
 
 pub fn mac_string(mac: [u8; 6]) -> String {

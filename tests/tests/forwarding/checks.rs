@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
 
-use failover_common::{FAMILY_IPV4, FlowKey, ipv4_addr};
+use failover_common::{FlowKey, ipv4_addr};
 
 use crate::lab::BACKENDS;
 
@@ -35,15 +35,13 @@ pub fn assert_spread(what: &str, counts: &BTreeMap<String, usize>, total: usize,
 }
 
 pub fn flow_key(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), proto: u8) -> FlowKey {
-    FlowKey {
-        src: ipv4_addr(src.0.octets()),
-        dst: ipv4_addr(dst.0.octets()),
-        src_port_be: src.1.to_be(),
-        dst_port_be: dst.1.to_be(),
+    FlowKey::ipv4(
+        ipv4_addr(src.0.octets()),
+        ipv4_addr(dst.0.octets()),
+        src.1.to_be(),
+        dst.1.to_be(),
         proto,
-        family: FAMILY_IPV4,
-        _pad: [0; 2],
-    }
+    )
 }
 
 /// Reads counters until two reads 100 ms apart agree (late FIN/ACKs settle).

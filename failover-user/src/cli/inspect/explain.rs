@@ -25,15 +25,13 @@ pub(super) fn explain(
         "udp" => Proto::Udp,
         other => bail!("protocol {other:?}: expected tcp or udp"),
     };
-    let key = FlowKey {
-        src: failover_common::ipv4_addr(src.ip().octets()),
-        dst: failover_common::ipv4_addr(dst.ip().octets()),
-        src_port_be: src.port().to_be(),
-        dst_port_be: dst.port().to_be(),
-        proto: proto.number(),
-        family: FAMILY_IPV4,
-        _pad: [0; 2],
-    };
+    let key = FlowKey::ipv4(
+        failover_common::ipv4_addr(src.ip().octets()),
+        failover_common::ipv4_addr(dst.ip().octets()),
+        src.port().to_be(),
+        dst.port().to_be(),
+        proto.number(),
+    );
     let service_key = crate::model::ServiceSpec {
         vip: *dst.ip(),
         port: dst.port(),
