@@ -19,9 +19,6 @@ use aya_ebpf::{
 };
 use failover_common::csum;
 
-const ETH_LEN: usize = 14;
-const IPV4_LEN: usize = 20;
-const TCP_LEN: usize = 20;
 const ETHERTYPE_IPV4_BE: u16 = 0x0800u16.to_be();
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
@@ -66,24 +63,10 @@ static FLOWS: HashMap<FlowTuple, Nat> = HashMap::with_max_entries(1024, 0);
 static SERVICES: HashMap<Destination, u32> = HashMap::with_max_entries(1024, 0);
 
 /// The Ethernet, IPv4 and TCP headers of an untagged frame without IP
-/// options (packed: the addresses sit at offsets not 4-aligned).
+/// options.
 #[repr(C, packed)]
 struct Headers {
-    eth_dst: [u8; 6],
-    eth_src: [u8; 6],
-    ethertype: u16,
-    version_ihl: u8,
-    tos: u8,
-    tot_len: u16,
-    id: u16,
-    frag_off: u16,
-    ttl: u8,
-    proto: u8,
-    ip_check: u16,
-    src: u32,
-    dst: u32,
-    src_port: u16,
-    dst_port: u16,
+    nat: NatHeaders,
     seq: u32,
     ack: u32,
     off_flags: u16,
@@ -92,35 +75,38 @@ struct Headers {
     urgent: u16,
 }
 
-/// The frame's headers, if it is Ethernet + IPv4 without options + TCP.
+/// The frame's headers as `T` (Ethernet, IPv4 without options, then the
+/// transport header), if it is such a frame of `proto`.
 #[inline(always)]
-fn tcp_headers(ctx: &XdpContext) -> Option<*mut Headers> {
+fn headers<T>(ctx: &XdpContext, proto: u8) -> Option<*mut T> {
     let start = ctx.data();
-    if start + ETH_LEN + IPV4_LEN + TCP_LEN > ctx.data_end() {
+    if start + size_of::<T>() > ctx.data_end() {
         return None;
     }
-    let headers = start as *mut Headers;
-    // SAFETY: bounds checked above; unaligned reads of packed fields.
-    let (ethertype, version_ihl, proto) = unsafe {
+    let nat = start as *const NatHeaders;
+    // SAFETY: bounds checked above (every `T` starts with `NatHeaders`);
+    // unaligned reads of packed fields.
+    let (ethertype, version_ihl, found) = unsafe {
         (
-            (&raw const (*headers).ethertype).read_unaligned(),
-            (*headers).version_ihl,
-            (*headers).proto,
+            (&raw const (*nat).ethertype).read_unaligned(),
+            (*nat).version_ihl,
+            (*nat).proto,
         )
     };
-    (ethertype == ETHERTYPE_IPV4_BE && version_ihl == 0x45 && proto == PROTO_TCP).then_some(headers)
+    (ethertype == ETHERTYPE_IPV4_BE && version_ihl == 0x45 && found == proto)
+        .then_some(start as *mut T)
 }
 
 /// Minimal NAT: one lookup, destination address and port rewritten with
 /// both checksums updated, MACs written, bounced.
 #[xdp]
 pub fn bench_reference_nat(ctx: XdpContext) -> u32 {
-    let Some(h) = tcp_headers(&ctx) else {
+    let Some(h) = headers::<Headers>(&ctx, PROTO_TCP) else {
         return XDP_PASS;
     };
     // SAFETY: `h` covers the bounds-checked headers, the TCP checksum
     // included.
-    let found = unsafe { rewrite(h.cast(), PROTO_TCP, &raw mut (*h).tcp_check, false) };
+    let found = unsafe { rewrite(&raw mut (*h).nat, PROTO_TCP, &raw mut (*h).tcp_check, false) };
     if !found {
         return XDP_PASS;
     }
@@ -203,14 +189,14 @@ unsafe fn rewrite(h: *mut NatHeaders, proto: u8, l4_check: *mut u16, zero_is_non
 /// goes to the stack.
 #[xdp]
 pub fn bench_reference_pass(ctx: XdpContext) -> u32 {
-    let Some(h) = tcp_headers(&ctx) else {
+    let Some(h) = headers::<Headers>(&ctx, PROTO_TCP) else {
         return XDP_PASS;
     };
     // SAFETY: `h` covers the bounds-checked headers.
     let key = unsafe {
         Destination {
-            addr: (&raw const (*h).dst).read_unaligned(),
-            port: (&raw const (*h).dst_port).read_unaligned(),
+            addr: (&raw const (*h).nat.dst).read_unaligned(),
+            port: (&raw const (*h).nat.dst_port).read_unaligned(),
             proto: u16::from(PROTO_TCP),
         }
     };
@@ -230,21 +216,7 @@ static EGRESS: Array<u32> = Array::with_max_entries(1, 0);
 /// options.
 #[repr(C, packed)]
 struct UdpHeaders {
-    eth_dst: [u8; 6],
-    eth_src: [u8; 6],
-    ethertype: u16,
-    version_ihl: u8,
-    tos: u8,
-    tot_len: u16,
-    id: u16,
-    frag_off: u16,
-    ttl: u8,
-    proto: u8,
-    ip_check: u16,
-    src: u32,
-    dst: u32,
-    src_port: u16,
-    dst_port: u16,
+    nat: NatHeaders,
     len: u16,
     check: u16,
 }
@@ -256,22 +228,16 @@ struct UdpHeaders {
 /// data path sends, with the least work that can produce them.
 #[xdp]
 pub fn bench_reference_redirect(ctx: XdpContext) -> u32 {
-    let start = ctx.data();
-    if start + size_of::<UdpHeaders>() > ctx.data_end() {
+    let Some(h) = headers::<UdpHeaders>(&ctx, PROTO_UDP) else {
         return XDP_PASS;
-    }
-    let h = start as *mut UdpHeaders;
+    };
     let Some(&egress) = EGRESS.get(0) else {
         return XDP_ABORTED;
     };
-    // SAFETY: bounds checked above; unaligned accesses of packed fields;
-    // the map value is live.
+    // SAFETY: `h` covers the bounds-checked headers, the UDP checksum
+    // included.
     unsafe {
-        let ethertype = (&raw const (*h).ethertype).read_unaligned();
-        if ethertype != ETHERTYPE_IPV4_BE || (*h).version_ihl != 0x45 || (*h).proto != PROTO_UDP {
-            return XDP_PASS;
-        }
-        if !rewrite(h.cast(), PROTO_UDP, &raw mut (*h).check, true) {
+        if !rewrite(&raw mut (*h).nat, PROTO_UDP, &raw mut (*h).check, true) {
             return XDP_PASS;
         }
         bpf_redirect(egress, 0) as u32
