@@ -21,7 +21,7 @@ use aya::{
 };
 
 use crate::{
-    bench::harness_object,
+    bench::{harness_object, xdp_mut},
     netns::NetNs,
     packet::{Frame, TCP_ACK, TCP_SYN},
 };
@@ -160,8 +160,4 @@ impl Flood {
                 .expect("door counts");
         counts.get(&0, 0).expect("door counts").iter().sum()
     }
-}
-
-fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut Xdp {
-    ebpf.program_mut(name).expect(name).try_into().expect(name)
 }

@@ -28,6 +28,11 @@ pub fn harness_object() -> &'static [u8] {
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/failover-bench"))
 }
 
+/// Program `name` of a harness object, as XDP.
+pub(crate) fn xdp_mut<'a>(ebpf: &'a mut aya::Ebpf, name: &str) -> &'a mut aya::programs::Xdp {
+    ebpf.program_mut(name).expect(name).try_into().expect(name)
+}
+
 /// One part of the report.
 pub struct Section {
     pub title: &'static str,

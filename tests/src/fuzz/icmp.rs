@@ -26,15 +26,20 @@ pub(super) fn error_frame(rng: &mut Rng, client_port: u16) -> Frame {
         Frame::udp((CLIENT, client_port), backend)
     };
     about.ttl = 63;
-    about.payload = (0..rng.below(64)).map(|_| rng.byte()).collect();
     let src = rng.pick(&[addr, ROUTER]);
+    random_error(rng, src, CLIENT, about)
+}
+
+/// An ICMP error from `src` about `about` (given a random payload),
+/// mostly to `to`: mostly of the types that are translated (redirects and
+/// parameter problems are not), embedding a random share of `about`.
+pub(super) fn random_error(rng: &mut Rng, src: Ipv4Addr, to: Ipv4Addr, mut about: Frame) -> Frame {
+    about.payload = (0..rng.below(64)).map(|_| rng.byte()).collect();
     let dst = if rng.chance(90) {
-        CLIENT
+        to
     } else {
         rng.pick(&OTHER_ADDRS)
     };
-    // Mostly the errors that are translated; redirects and parameter
-    // problems are not.
     let kind = rng.pick(&[3, 3, 3, 11, 5, 12]);
     let code = rng.pick(&[0, 1, 3, 4]);
     let any = rng.below(80) as usize;

@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::{OTHER_ADDRS, SERVICES, service_of};
+use super::{SERVICES, service_of};
 use crate::{
     lab::{CLIENT, RunResult},
     packet::{self, Frame, IcmpErrorFrame, TCP_ACK},
@@ -20,23 +20,13 @@ const CLIENT_ROUTER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 254);
 pub(super) fn error_frame(rng: &mut Rng, client_port: u16) -> Frame {
     let service = &SERVICES[rng.below(SERVICES.len() as u64) as usize];
     let vip = (service.vip, service.port);
-    let mut about = if service.proto == 6 {
+    let about = if service.proto == 6 {
         Frame::tcp(vip, (CLIENT, client_port), TCP_ACK)
     } else {
         Frame::udp(vip, (CLIENT, client_port))
     };
-    about.payload = (0..rng.below(64)).map(|_| rng.byte()).collect();
     let src = rng.pick(&[CLIENT, CLIENT_ROUTER]);
-    let dst = if rng.chance(90) {
-        service.vip
-    } else {
-        rng.pick(&OTHER_ADDRS)
-    };
-    let kind = rng.pick(&[3, 3, 3, 11, 5, 12]);
-    let code = rng.pick(&[0, 1, 3, 4]);
-    let any = rng.below(80) as usize;
-    let keep = rng.pick(&[28, 40, 48, usize::MAX, any]);
-    Frame::icmp_error(src, dst, (kind, code, rng.next_u64() as u32), &about, keep)
+    super::icmp::random_error(rng, src, service.vip, about)
 }
 
 /// Whether the run translated an error about a reply (its outer

@@ -17,7 +17,7 @@ use aya::{
 };
 use failover_common::stats::action::XDP_TX;
 
-use super::{Section, Spread};
+use super::{Section, Spread, xdp_mut};
 use crate::lab::{self, *};
 
 mod cases;
@@ -45,10 +45,6 @@ impl Measured {
     fn spread(&self) -> Spread {
         Spread::of(&self.samples)
     }
-}
-
-fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut Xdp {
-    ebpf.program_mut(name).expect(name).try_into().expect(name)
 }
 
 fn xdp<'a>(ebpf: &'a Ebpf, name: &str) -> &'a Xdp {

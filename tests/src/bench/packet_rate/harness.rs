@@ -10,11 +10,10 @@ use aya::{
 };
 
 use super::{BATCH, FRAME_LEN, SINK_IF, lab::Lab};
-use crate::{bench::harness_object, netns::NetNs};
-
-fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut Xdp {
-    ebpf.program_mut(name).expect(name).try_into().expect(name)
-}
+use crate::{
+    bench::{harness_object, xdp_mut},
+    netns::NetNs,
+};
 
 fn frame_words(frame: &[u8]) -> [u64; FRAME_LEN / 8] {
     let mut words = [0u64; FRAME_LEN / 8];
