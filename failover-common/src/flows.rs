@@ -85,6 +85,19 @@ pub struct ReverseKey {
 }
 const _: () = assert!(size_of::<ReverseKey>() == 20);
 
+impl ReverseKey {
+    /// An IPv4 endpoint (the address as [`crate::ipv4_addr`] makes it, the
+    /// port in network order).
+    pub const fn ipv4(addr: AddrBe, port_be: u16, proto: u8) -> Self {
+        Self {
+            addr,
+            port_be,
+            proto,
+            family: crate::maps::FAMILY_IPV4,
+        }
+    }
+}
+
 /// Value of `FO_REVERSE`, written by the agent with the backend: what a reply
 /// from the endpoint is rewritten to come from. One endpoint serves one
 /// service (the configuration refuses two), so a reply needs no per-flow

@@ -278,12 +278,7 @@ fn learn_reply_interface(addr: u32, port_be: u16, proto: u8, hop: &NextHop) {
     if egress == 0 {
         return;
     }
-    let key = ReverseKey {
-        addr: [addr, 0, 0, 0],
-        port_be,
-        proto,
-        family: FAMILY_IPV4,
-    };
+    let key = ReverseKey::ipv4([addr, 0, 0, 0], port_be, proto);
     if let Some(reverse) = REVERSE.get_ptr_mut(key) {
         // SAFETY: a live map value; a 4-byte store, racing writers store
         // the same interface.

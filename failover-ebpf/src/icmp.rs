@@ -27,7 +27,7 @@ use core::{
 };
 
 use aya_ebpf::programs::XdpContext;
-use failover_common::{FAMILY_IPV4, FlowKey, PROTO_TCP, PROTO_UDP, ReverseKey, csum};
+use failover_common::{FlowKey, PROTO_TCP, PROTO_UDP, ReverseKey, csum};
 
 use crate::nat::End;
 use crate::parse::{
@@ -132,12 +132,7 @@ pub fn parse_error(ctx: &XdpContext, l3: &L3) -> Option<IcmpError> {
 pub fn reverse_key(error: &IcmpError) -> ReverseKey {
     // SAFETY: bounds proven by parse_error().
     let (backend, backend_port) = unsafe { ((*error.inner).dst, (*error.inner_ports).dst) };
-    ReverseKey {
-        addr: [backend, 0, 0, 0],
-        port_be: backend_port,
-        proto: error.inner_proto,
-        family: FAMILY_IPV4,
-    }
+    ReverseKey::ipv4([backend, 0, 0, 0], backend_port, error.inner_proto)
 }
 
 /// The client the error is about (the embedded packet's sender).

@@ -27,8 +27,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use failover_common::{
-    ADDRESS_F_BACKEND, ADDRESS_F_VIP, FAMILY_IPV4, ReverseKey, address_slot, programs,
-    stats::reason,
+    ADDRESS_F_BACKEND, ADDRESS_F_VIP, ReverseKey, address_slot, programs, stats::reason,
 };
 
 use crate::{
@@ -104,12 +103,7 @@ fn process(ctx: &XdpContext, bytes: u64) -> Outcome {
     }
     if address_flags(src) & ADDRESS_F_BACKEND != 0 {
         let l4 = &parsed.l4;
-        let endpoint = ReverseKey {
-            addr: [src, 0, 0, 0],
-            port_be: l4.src_port,
-            proto: l4.proto,
-            family: FAMILY_IPV4,
-        };
+        let endpoint = ReverseKey::ipv4([src, 0, 0, 0], l4.src_port, l4.proto);
         if let Some(reverse) = REVERSE.get_ptr(endpoint) {
             return reply::to_client(ctx, &parsed, reverse, bytes);
         }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use failover_common::{
-    ADDRESS_F_BACKEND, ADDRESS_F_VIP, FAMILY_IPV4, ReverseKey, ReverseNat, address_slot, ipv4_addr,
+    ADDRESS_F_BACKEND, ADDRESS_F_VIP, ReverseKey, ReverseNat, address_slot, ipv4_addr,
 };
 
 use super::{
@@ -20,12 +20,7 @@ use crate::model::{BackendSpec, ServiceSpec};
 /// A backend endpoint's `FO_REVERSE` key.
 pub fn endpoint(service: &ServiceSpec, backend: &BackendSpec) -> ReverseKey {
     let (addr, port, proto) = backend.endpoint(service);
-    ReverseKey {
-        addr: ipv4_addr(addr.octets()),
-        port_be: port.to_be(),
-        proto: proto.number(),
-        family: FAMILY_IPV4,
-    }
+    ReverseKey::ipv4(ipv4_addr(addr.octets()), port.to_be(), proto.number())
 }
 
 /// Refuses services of which two have a backend endpoint in common,

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use failover_common::{
-    Counter, FAMILY_IPV4, PROTO_TCP, PROTO_UDP, ReverseKey, TrafficStats, ipv4_addr, stats::reason,
+    Counter, PROTO_TCP, PROTO_UDP, ReverseKey, TrafficStats, ipv4_addr, stats::reason,
 };
 
 use crate::{
@@ -175,12 +175,11 @@ fn counters_and_conntrack_agree_with_the_traffic() {
             Lab::backend_id(service, name),
             "flow from port {port} answered by {name}"
         );
-        let endpoint = ReverseKey {
-            addr: ipv4_addr(backend.addr.octets()),
-            port_be: backend_port.to_be(),
+        let endpoint = ReverseKey::ipv4(
+            ipv4_addr(backend.addr.octets()),
+            backend_port.to_be(),
             proto,
-            family: FAMILY_IPV4,
-        };
+        );
         let nat = lab
             .dp
             .reverse_map()

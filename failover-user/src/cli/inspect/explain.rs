@@ -4,7 +4,7 @@
 
 use anyhow::bail;
 use failover_common::{
-    Backend, FAMILY_IPV4, FlowKey, MaglevKey, ReverseKey, Service,
+    Backend, FlowKey, MaglevKey, ReverseKey, Service,
     hash::{FLOW_HASH_SEED, flow_hash},
     pick::{self, Found, PickMaps},
     usable_for_established,
@@ -138,12 +138,11 @@ fn reply(
     src: std::net::SocketAddrV4,
     dst: std::net::SocketAddrV4,
 ) -> Option<(u32, Vec<String>)> {
-    let endpoint = ReverseKey {
-        addr: failover_common::ipv4_addr(src.ip().octets()),
-        port_be: src.port().to_be(),
-        proto: proto.number(),
-        family: FAMILY_IPV4,
-    };
+    let endpoint = ReverseKey::ipv4(
+        failover_common::ipv4_addr(src.ip().octets()),
+        src.port().to_be(),
+        proto.number(),
+    );
     let nat = p.reverse.get(&endpoint)?;
     let mut steps = vec![format!(
         "{src} is backend {} of service id {}: a reply, source rewritten to {}:{} for {dst}",
