@@ -86,15 +86,20 @@ pub struct ReverseKey {
 const _: () = assert!(size_of::<ReverseKey>() == 20);
 
 impl ReverseKey {
-    /// An IPv4 endpoint (the address as [`crate::ipv4_addr`] makes it, the
-    /// port in network order).
-    pub const fn ipv4(addr: AddrBe, port_be: u16, proto: u8) -> Self {
+    /// An endpoint of `family` (the address as [`crate::ipv4_addr`] or
+    /// [`crate::ipv6_addr`] makes it, the port in network order).
+    pub const fn new(family: u8, addr: AddrBe, port_be: u16, proto: u8) -> Self {
         Self {
             addr,
             port_be,
             proto,
-            family: crate::maps::FAMILY_IPV4,
+            family,
         }
+    }
+
+    /// An IPv4 endpoint.
+    pub const fn ipv4(addr: AddrBe, port_be: u16, proto: u8) -> Self {
+        Self::new(crate::maps::FAMILY_IPV4, addr, port_be, proto)
     }
 }
 

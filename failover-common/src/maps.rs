@@ -50,16 +50,19 @@ pub mod names {
     /// Maps of earlier layouts the agent removes at start (their programs
     /// are replaced): the conntrack of two entries per flow.
     pub const RETIRED: [&str; 1] = ["FO_CONNTRACK"];
-    /// Maps that only count: one of another layout (a build that counts
-    /// other reasons) is replaced, its counts lost, rather than refused.
-    pub const COUNTERS: [&str; 2] = [VERDICTS, REASONS];
+    /// Maps that hold nothing another build needs kept: counters (a build
+    /// that counts other reasons) and the tail-call slots (refilled at
+    /// every load). One of another layout is replaced, rather than refused.
+    pub const REBUILT: [&str; 3] = [VERDICTS, REASONS, PROGRAMS];
 }
 
 /// Slots of `FO_PROGRAMS`: programs the data path hands a frame to.
 pub mod programs {
     /// IPv4 that is neither TCP nor UDP (ICMP errors about tracked flows).
     pub const NOT_TCP_UDP: u32 = 0;
-    pub const COUNT: u32 = 1;
+    /// IPv6.
+    pub const IPV6: u32 = 1;
+    pub const COUNT: u32 = 2;
 }
 
 /// Most services one edge host can carry.
@@ -83,6 +86,16 @@ pub type AddrBe = [u32; 4];
 /// Builds an [`AddrBe`] from an IPv4 address given as its four octets.
 pub const fn ipv4_addr(octets: [u8; 4]) -> AddrBe {
     [u32::from_ne_bytes(octets), 0, 0, 0]
+}
+
+/// Builds an [`AddrBe`] from an IPv6 address given as its sixteen octets.
+pub const fn ipv6_addr(o: [u8; 16]) -> AddrBe {
+    [
+        u32::from_ne_bytes([o[0], o[1], o[2], o[3]]),
+        u32::from_ne_bytes([o[4], o[5], o[6], o[7]]),
+        u32::from_ne_bytes([o[8], o[9], o[10], o[11]]),
+        u32::from_ne_bytes([o[12], o[13], o[14], o[15]]),
+    ]
 }
 
 /// Key of `FO_SERVICES`: one service is (virtual IP, port, protocol).
@@ -226,9 +239,10 @@ pub struct FlowKey {
 const _: () = assert!(size_of::<FlowKey>() == 40);
 
 impl FlowKey {
-    /// An IPv4 flow (addresses as [`ipv4_addr`] makes them, ports in
-    /// network order).
-    pub const fn ipv4(
+    /// A flow of `family` (addresses as [`ipv4_addr`] or [`ipv6_addr`]
+    /// make them, ports in network order).
+    pub const fn new(
+        family: u8,
         src: AddrBe,
         dst: AddrBe,
         src_port_be: u16,
@@ -241,9 +255,20 @@ impl FlowKey {
             src_port_be,
             dst_port_be,
             proto,
-            family: FAMILY_IPV4,
+            family,
             _pad: [0; 2],
         }
+    }
+
+    /// An IPv4 flow.
+    pub const fn ipv4(
+        src: AddrBe,
+        dst: AddrBe,
+        src_port_be: u16,
+        dst_port_be: u16,
+        proto: u8,
+    ) -> Self {
+        Self::new(FAMILY_IPV4, src, dst, src_port_be, dst_port_be, proto)
     }
 
     /// The same flow seen from the other side.

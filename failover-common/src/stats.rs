@@ -32,8 +32,8 @@ pub mod reason {
     pub const FWD_REPLY: u32 = 2;
 
     // Outcomes: passed to the kernel stack untouched.
-    /// Not IPv4 (ARP, IPv6 for now, ...).
-    pub const PASS_NOT_IPV4: u32 = 3;
+    /// Neither IPv4 nor IPv6 (ARP, LLDP, ...).
+    pub const PASS_NOT_IP: u32 = 3;
     /// IPv4 but neither TCP nor UDP (nor an ICMP error about a tracked flow).
     pub const PASS_NOT_TCP_UDP: u32 = 4;
     /// An IPv4 fragment (first or later): reassembly is the stack's job.
@@ -113,44 +113,55 @@ pub mod reason {
     /// translated errors (per CPU and second): not passed on.
     pub const DROP_ICMP_RATE: u32 = 26;
 
+    // Outcomes: malformed or not ours, IPv6 (passed untouched).
+    pub const PASS_TRUNCATED_IPV6: u32 = 27;
+    /// Version not 6, or a payload length the headers do not fit in.
+    pub const PASS_BAD_IPV6_HEADER: u32 = 28;
+    /// An IPv6 extension header chain the parser does not finish: longer
+    /// than it walks, or a header it does not know (ESP, mobility, ...).
+    pub const PASS_IPV6_EXTENSIONS: u32 = 29;
+    /// Neighbour discovery or router messages (ICMPv6 133-137): the
+    /// stack's, always untouched.
+    pub const PASS_NEIGHBOUR_DISCOVERY: u32 = 30;
+
     // Events (not outcomes).
     /// A tracked flow's backend was no longer usable; it was picked again.
-    pub const EVENT_REPICK: u32 = 27;
+    pub const EVENT_REPICK: u32 = 31;
     /// A TCP packet without SYN had no entry and could not start one (a FIN
     /// or RST, or the flood guard was on): a backend was picked for it from
     /// the table, which decides the same way while it does not change.
-    pub const EVENT_MIDFLOW_PICK: u32 = 28;
+    pub const EVENT_MIDFLOW_PICK: u32 = 32;
     /// Conntrack insert failed; the packet was still forwarded.
-    pub const EVENT_CONNTRACK_INSERT_FAILED: u32 = 29;
+    pub const EVENT_CONNTRACK_INSERT_FAILED: u32 = 33;
     /// A pick hit a selection slot whose backend was not usable (the agent was
     /// between two map updates) and probed the next slots.
-    pub const EVENT_STALE_SELECTION: u32 = 30;
+    pub const EVENT_STALE_SELECTION: u32 = 34;
     /// A rewritten packet's L4 checksum was partial (the pseudo-header sum
     /// only, as a local socket sends it over veth with transmit checksum
     /// offload): the data path computed it in full, since a native redirect
     /// loses the state that would have completed it.
-    pub const EVENT_PARTIAL_CHECKSUM: u32 = 31;
+    pub const EVENT_PARTIAL_CHECKSUM: u32 = 35;
     /// A flow was recorded: a UDP packet, or a TCP ACK without SYN, FIN or
     /// RST (the client's first ACK completes its handshake: a SYN alone
     /// records nothing, so a SYN flood fills nothing).
-    pub const EVENT_FLOW_RECORDED: u32 = 32;
+    pub const EVENT_FLOW_RECORDED: u32 = 36;
     /// A packet met its flow's entry past its lifetime: treated as absent.
-    pub const EVENT_FLOW_EXPIRED: u32 = 33;
+    pub const EVENT_FLOW_EXPIRED: u32 = 37;
     /// A TCP flow saw a FIN or RST and is closing (short lifetime).
-    pub const EVENT_FLOW_CLOSING: u32 = 34;
+    pub const EVENT_FLOW_CLOSING: u32 = 38;
     /// A flow was not recorded because this CPU had recorded its most new
     /// flows this second (the flood guard); the table decided its packet.
-    pub const EVENT_FLOOD_GUARD_SKIP: u32 = 35;
+    pub const EVENT_FLOOD_GUARD_SKIP: u32 = 39;
     /// A one-second window in which the flood guard tripped on a CPU (time
     /// under the guard, in CPU-seconds).
-    pub const EVENT_FLOOD_GUARD_SECOND: u32 = 36;
+    pub const EVENT_FLOOD_GUARD_SECOND: u32 = 40;
 
     /// A client's first ACK without an entry went to the backend its SYN
     /// was sent to (remembered in `FO_SYNS`), not to a new pick: a table
     /// change between them does not reset the connection.
-    pub const EVENT_SYN_FOLLOWED: u32 = 37;
+    pub const EVENT_SYN_FOLLOWED: u32 = 41;
 
-    pub const COUNT: u32 = 38;
+    pub const COUNT: u32 = 42;
     /// First index that is an event rather than an outcome.
     pub const FIRST_EVENT: u32 = EVENT_REPICK;
 
@@ -159,7 +170,7 @@ pub mod reason {
         "fwd_new_flow",
         "fwd_established",
         "fwd_reply",
-        "pass_not_ipv4",
+        "pass_not_ip",
         "pass_not_tcp_udp",
         "pass_fragment",
         "pass_no_service",
@@ -183,6 +194,10 @@ pub mod reason {
         "tx_frag_needed",
         "pass_too_big",
         "drop_icmp_rate",
+        "pass_truncated_ipv6",
+        "pass_bad_ipv6_header",
+        "pass_ipv6_extensions",
+        "pass_neighbour_discovery",
         "event_repick",
         "event_midflow_pick",
         "event_conntrack_insert_failed",

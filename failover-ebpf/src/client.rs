@@ -3,8 +3,7 @@
 
 use aya_ebpf::{bindings::xdp_action::XDP_TX, programs::XdpContext};
 use failover_common::{
-    FAMILY_IPV4, Flow, FlowKey, PROTO_TCP, ReverseKey, SERVICE_F_RESET_DEAD_FLOWS, Service,
-    ServiceKey,
+    Flow, FlowKey, PROTO_TCP, ReverseKey, SERVICE_F_RESET_DEAD_FLOWS, Service, ServiceKey,
     hash::{FLOW_HASH_SEED, flow_hash},
     stats::reason,
 };
@@ -14,24 +13,24 @@ use crate::{
     conntrack::{self, NewFlow, Target},
     counters::{self, Towards},
     egress::{ingress_ifindex, next_hop, send, via_stack},
+    family::Family,
     fib::{Lookup, NextHop},
     maps::{BACKEND_HOPS, FLOWS, REVERSE, SERVICES},
     nat::End,
     outcome::{Outcome, drop, pass},
     parse::{L4, Parsed, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN},
-    pmtu,
 };
 
 /// A packet to a VIP address; `None` when no service has its port and
 /// protocol (and no tracked flow does).
 #[inline(always)]
-pub fn from_client(ctx: &XdpContext, parsed: &Parsed, bytes: u64) -> Option<Outcome> {
-    // SAFETY: bounds checked by the parser.
-    let (src, dst) = unsafe { ((*parsed.l3.ip).src, (*parsed.l3.ip).dst) };
+pub fn from_client<F: Family>(ctx: &XdpContext, parsed: &Parsed<F>, bytes: u64) -> Option<Outcome> {
+    let (src, dst) = (F::src(parsed.l3.ip), F::dst(parsed.l3.ip));
     let l4 = &parsed.l4;
-    let key = FlowKey::ipv4(
-        [src, 0, 0, 0],
-        [dst, 0, 0, 0],
+    let key = FlowKey::new(
+        F::FAMILY,
+        F::key(src),
+        F::key(dst),
         l4.src_port,
         l4.dst_port,
         l4.proto,
@@ -48,7 +47,7 @@ pub fn from_client(ctx: &XdpContext, parsed: &Parsed, bytes: u64) -> Option<Outc
         if conntrack::expired(entry, now) {
             counters::reason(reason::EVENT_FLOW_EXPIRED, bytes);
         } else {
-            let established = conntrack::established(entry);
+            let established = conntrack::established::<F>(entry);
             // The first ACK of a new connection on the tuple of a closed
             // flow (a reused port) or a dead one follows its SYN, as a new
             // flow, and records the flow again.
@@ -70,10 +69,10 @@ pub fn from_client(ctx: &XdpContext, parsed: &Parsed, bytes: u64) -> Option<Outc
         }
     }
     let service_key = ServiceKey {
-        addr: [dst, 0, 0, 0],
+        addr: F::key(dst),
         port_be: l4.dst_port,
         proto: l4.proto,
-        family: FAMILY_IPV4,
+        family: F::FAMILY,
     };
     let Some(service) = SERVICES.get_ptr(service_key) else {
         if repick {
@@ -88,7 +87,7 @@ pub fn from_client(ctx: &XdpContext, parsed: &Parsed, bytes: u64) -> Option<Outc
         if service.flags & SERVICE_F_RESET_DEAD_FLOWS != 0
             && l4.proto == PROTO_TCP
             && l4.tcp_flags & TCP_FLAG_RST == 0
-            && crate::reset::answer(ctx, parsed)
+            && F::reset(ctx, parsed)
         {
             let _ = FLOWS.remove(key);
             return Some(Outcome {
@@ -118,12 +117,12 @@ fn first_ack_of_new_connection(key: &FlowKey, l4: &L4, now: u64) -> bool {
 }
 
 /// How a client → VIP packet found its backend.
-enum Route<'a> {
+enum Route<'a, F: Family> {
     /// A tracked flow whose backend may keep it.
     Tracked {
         entry: *mut Flow,
         backend_id: u32,
-        backend: Target,
+        backend: Target<F>,
     },
     /// No usable entry: the table decides.
     New { service: &'a Service },
@@ -131,19 +130,17 @@ enum Route<'a> {
 
 /// Rewrites the destination to the backend and forwards.
 #[inline(always)]
-fn to_backend(
+fn to_backend<F: Family>(
     ctx: &XdpContext,
-    parsed: &Parsed,
+    parsed: &Parsed<F>,
     key: &FlowKey,
-    route: Route,
+    route: Route<F>,
     now: u64,
     bytes: u64,
 ) -> Outcome {
     let ip = parsed.l3.ip;
     let l4 = &parsed.l4;
-    // SAFETY: bounds checked by the parser.
-    let (ttl, tos, tot_len) = unsafe { ((*ip).ttl, (*ip).tos, (*ip).tot_len) };
-    if ttl <= 1 {
+    if F::hop_limit(ip) <= 1 {
         return pass(reason::PASS_TTL_EXPIRED);
     }
     let ingress = ingress_ifindex(ctx);
@@ -181,7 +178,7 @@ fn to_backend(
                     None => return drop(reason::DROP_NO_BACKEND),
                 },
             };
-            (backend_id, Target::of(&backend), service.id, None)
+            (backend_id, Target::<F>::of(&backend), service.id, None)
         }
     };
 
@@ -191,12 +188,12 @@ fn to_backend(
     } else {
         l4.dst_port
     };
-    let lookup = Lookup {
+    let lookup = Lookup::<F> {
         ingress_ifindex: ingress,
         proto: l4.proto,
-        tos,
-        tot_len: u16::from_be(tot_len),
-        src: key.src[0],
+        tos: F::tos(ip),
+        tot_len: F::packet_len(ip),
+        src: F::src(ip),
         dst: backend_addr,
         src_port: l4.src_port,
         dst_port: backend_port,
@@ -209,10 +206,10 @@ fn to_backend(
         None => BACKEND_HOPS.get_ptr_mut(backend_id),
     };
     let (hop, looked_up) = next_hop(ctx, cache, &lookup, now);
-    if let NextHop::TooBig { mtu, .. } = hop
-        && pmtu::dont_fragment(ip)
+    if let NextHop::TooBig { mtu } = hop
+        && !F::may_fragment(ip)
     {
-        return pmtu::answer(ctx, &parsed.l3, mtu);
+        return F::too_big(ctx, &parsed.l3, mtu);
     }
     let via_stack = match via_stack(&hop) {
         Ok(via_stack) => via_stack,
@@ -223,7 +220,7 @@ fn to_backend(
         if looked_up {
             // Where the backend's replies must arrive (at most once a
             // second per backend, as its hop is looked up again).
-            learn_reply_interface(backend_addr, backend_port, l4.proto, &hop);
+            learn_reply_interface::<F>(backend_addr, backend_port, l4.proto, &hop);
         }
         if conntrack::starts_flow(l4.proto, l4.tcp_flags) {
             let recorded = conntrack::record(
@@ -252,7 +249,7 @@ fn to_backend(
     }
     complete::rewrite(
         ctx,
-        ip,
+        &parsed.l3,
         l4,
         End::Destination,
         (backend_addr, backend_port),
@@ -273,12 +270,12 @@ fn to_backend(
 /// Notes in the backend's reverse entry the interface its packets leave by,
 /// which its replies must arrive on (written only when it changes).
 #[inline(always)]
-fn learn_reply_interface(addr: u32, port_be: u16, proto: u8, hop: &NextHop) {
+fn learn_reply_interface<F: Family>(addr: F::Addr, port_be: u16, proto: u8, hop: &NextHop) {
     let egress = hop.egress_ifindex();
     if egress == 0 {
         return;
     }
-    let key = ReverseKey::ipv4([addr, 0, 0, 0], port_be, proto);
+    let key = ReverseKey::new(F::FAMILY, F::key(addr), port_be, proto);
     if let Some(reverse) = REVERSE.get_ptr_mut(key) {
         // SAFETY: a live map value; a 4-byte store, racing writers store
         // the same interface.

@@ -16,8 +16,10 @@ use aya_ebpf::{
 use failover_common::{PROTO_UDP, csum};
 
 use crate::{
+    family::Family,
     maps::SCRATCH,
-    parse::{Ipv4Hdr, L4},
+    nat::l4_len,
+    parse::{L3, L4},
 };
 
 /// Bytes summed per helper call (the scratch buffer; the helper's limit).
@@ -26,28 +28,10 @@ const CHUNK: u32 = 512;
 /// they are.
 const MAX_CHUNKS: u32 = 18;
 
-/// One's-complement sum of the IPv4 pseudo-header (raw loads).
-#[inline(always)]
-fn pseudo_sum(ip: *const Ipv4Hdr, proto: u8, l4_len: u16) -> u64 {
-    // SAFETY: `ip` was bounds-checked by the parser.
-    let (src, dst) = unsafe { ((*ip).src, (*ip).dst) };
-    u64::from(src & 0xffff)
-        + u64::from(src >> 16)
-        + u64::from(dst & 0xffff)
-        + u64::from(dst >> 16)
-        + u64::from(u16::from_ne_bytes([0, proto]))
-        + u64::from(u16::from_ne_bytes(l4_len.to_be_bytes()))
-}
-
 /// The L4 segment's length and offset in the frame.
 #[inline(always)]
-fn segment(ctx: &XdpContext, ip: *const Ipv4Hdr, l4: &L4) -> (u16, u32) {
-    // SAFETY: `ip` was bounds-checked by the parser.
-    let (version_ihl, tot_len) = unsafe { ((*ip).version_ihl, (*ip).tot_len) };
-    let header = u16::from(version_ihl & 0x0f) * 4;
-    let len = u16::from_be(tot_len).saturating_sub(header);
-    let offset = (l4.src_port_ptr as usize).wrapping_sub(ctx.data()) as u32;
-    (len, offset)
+fn segment<F: Family>(l3: &L3<F>) -> (u16, u32) {
+    (l4_len(l3), l3.payload as u32)
 }
 
 /// One's-complement sum of `len` bytes at `offset`, or `None` when the
@@ -113,10 +97,10 @@ fn data_sum(ctx: &XdpContext, offset: u32, len: u16) -> Option<u64> {
 /// when the segment does not verify as a full checksum. Call before the
 /// rewrite.
 #[inline(always)]
-pub fn really_partial(ctx: &XdpContext, ip: *const Ipv4Hdr, l4: &L4) -> bool {
-    let (len, offset) = segment(ctx, ip, l4);
+pub fn really_partial<F: Family>(ctx: &XdpContext, l3: &L3<F>, l4: &L4) -> bool {
+    let (len, offset) = segment(l3);
     match data_sum(ctx, offset, len) {
-        Some(data) => csum::fold(pseudo_sum(ip, l4.proto, len) + data) != 0xffff,
+        Some(data) => csum::fold(F::pseudo_sum(l3.ip, l4.proto, len) + data) != 0xffff,
         // Cannot tell: leave the packet as it is.
         None => false,
     }
@@ -124,8 +108,8 @@ pub fn really_partial(ctx: &XdpContext, ip: *const Ipv4Hdr, l4: &L4) -> bool {
 
 /// Computes the L4 checksum of the (rewritten) packet in full.
 #[inline(always)]
-pub fn complete(ctx: &XdpContext, ip: *const Ipv4Hdr, l4: &L4) {
-    let (len, offset) = segment(ctx, ip, l4);
+pub fn complete<F: Family>(ctx: &XdpContext, l3: &L3<F>, l4: &L4) {
+    let (len, offset) = segment(l3);
     // SAFETY: the checksum pointer was bounds-checked by the parser.
     let old = unsafe { core::ptr::read_unaligned(l4.check_ptr) };
     // SAFETY: as above.
@@ -135,7 +119,7 @@ pub fn complete(ctx: &XdpContext, ip: *const Ipv4Hdr, l4: &L4) {
         unsafe { core::ptr::write_unaligned(l4.check_ptr, old) };
         return;
     };
-    let mut check = !csum::fold(pseudo_sum(ip, l4.proto, len) + data);
+    let mut check = !csum::fold(F::pseudo_sum(l3.ip, l4.proto, len) + data);
     if check == 0 && l4.proto == PROTO_UDP {
         check = 0xffff;
     }
@@ -145,8 +129,8 @@ pub fn complete(ctx: &XdpContext, ip: *const Ipv4Hdr, l4: &L4) {
 
 /// Whether the packet's L4 checksum is partial; counted.
 #[inline(always)]
-pub fn is_partial(ctx: &XdpContext, ip: *mut Ipv4Hdr, l4: &L4, bytes: u64) -> bool {
-    let partial = crate::nat::looks_partial(ip, l4) && really_partial(ctx, ip, l4);
+pub fn is_partial<F: Family>(ctx: &XdpContext, l3: &L3<F>, l4: &L4, bytes: u64) -> bool {
+    let partial = crate::nat::looks_partial(l3, l4) && really_partial(ctx, l3, l4);
     if partial {
         crate::counters::reason(
             failover_common::stats::reason::EVENT_PARTIAL_CHECKSUM,
@@ -159,17 +143,17 @@ pub fn is_partial(ctx: &XdpContext, ip: *mut Ipv4Hdr, l4: &L4, bytes: u64) -> bo
 /// Rewrites one end's address and port (`nat::rewrite`), leaving the L4
 /// checksum complete when the sender had left it partial.
 #[inline(always)]
-pub fn rewrite(
+pub fn rewrite<F: Family>(
     ctx: &XdpContext,
-    ip: *mut Ipv4Hdr,
+    l3: &L3<F>,
     l4: &L4,
     end: crate::nat::End,
-    (addr, port): (u32, u16),
+    (addr, port): (F::Addr, u16),
     bytes: u64,
 ) {
-    let partial = is_partial(ctx, ip, l4, bytes);
-    crate::nat::rewrite(ip, l4, end, addr, port);
+    let partial = is_partial(ctx, l3, l4, bytes);
+    crate::nat::rewrite::<F>(l3.ip, l4, end, addr, port);
     if partial {
-        complete(ctx, ip, l4);
+        complete(ctx, l3, l4);
     }
 }

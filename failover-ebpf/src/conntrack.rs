@@ -19,7 +19,7 @@
 //! `FO_REVERSE` (no per-flow state); a backend's FIN or RST closes the
 //! entry.
 
-use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
+use aya_ebpf::{helpers::bpf_ktime_get_coarse_ns, macros::map, maps::PerCpuArray};
 use failover_common::{
     Backend, CachedHop, DEFAULT_MAX_NEW_FLOWS_PER_CPU, DEFAULT_TCP_CLOSING_NS, DEFAULT_TCP_OPEN_NS,
     DEFAULT_UDP_NS, FloodWindow, Flow, FlowKey, LAST_SEEN_GRANULARITY_NS, MaglevKey, PROTO_TCP,
@@ -31,10 +31,16 @@ use failover_common::{
 
 use crate::{
     counters,
+    family::Family,
     fib::NextHop,
     maps::{BACKENDS, FLOOD, FLOWS, MAGLEV, SETTINGS, SYNS},
     parse::{TCP_FLAG_ACK, TCP_FLAG_FIN, TCP_FLAG_RST, TCP_FLAG_SYN},
 };
+
+/// A flow entry being recorded, per CPU. Not pinned: nothing outlives an
+/// insert.
+#[map(name = "FO_NEW_FLOW")]
+static NEW_FLOW: PerCpuArray<Flow> = PerCpuArray::with_max_entries(1, 0);
 
 /// One second, the flood guard's window.
 const FLOOD_WINDOW_NS: u64 = 1_000_000_000;
@@ -52,19 +58,25 @@ fn backend(id: u32) -> Option<Backend> {
 
 /// What forwarding to a backend needs of it (read from its slot without
 /// copying the whole value: this is the per-packet path).
-#[derive(Clone, Copy)]
-pub struct Target {
-    pub addr: u32,
+pub struct Target<F: Family> {
+    pub addr: F::Addr,
     /// Network order; 0 keeps the service's port.
     pub port_be: u16,
     pub generation: u32,
 }
 
-impl Target {
+impl<F: Family> Clone for Target<F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<F: Family> Copy for Target<F> {}
+
+impl<F: Family> Target<F> {
     #[inline(always)]
     pub fn of(backend: &Backend) -> Self {
         Self {
-            addr: backend.addr[0],
+            addr: F::from_key(&backend.addr),
             port_be: backend.port_be,
             generation: backend.generation,
         }
@@ -76,7 +88,7 @@ impl Target {
 /// to another backend or service never inherits the old owner's flows)
 /// and that owner may keep the flow.
 #[inline(always)]
-pub fn established(entry: *mut Flow) -> Option<(u32, Target)> {
+pub fn established<F: Family>(entry: *mut Flow) -> Option<(u32, Target<F>)> {
     // SAFETY: a live LRU value.
     let (backend_id, generation) = unsafe { ((*entry).backend_id, (*entry).backend_generation) };
     let backend = BACKENDS.get_ptr(backend_id)?;
@@ -87,7 +99,7 @@ pub fn established(entry: *mut Flow) -> Option<(u32, Target)> {
                 (
                     backend_id,
                     Target {
-                        addr: (*backend).addr[0],
+                        addr: F::from_key(&raw const (*backend).addr),
                         port_be: (*backend).port_be,
                         generation,
                     },
@@ -371,7 +383,14 @@ pub fn record(flow: &NewFlow, now: u64, bytes: u64) -> bool {
     if !flood_guard_allows(now, bytes) {
         return false;
     }
-    let mut entry = Flow {
+    // Built in this CPU's slot, not on the stack the IPv6 program's
+    // addresses fill.
+    let Some(entry) = NEW_FLOW.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: this CPU's slot; nothing else writes it.
+    let entry = unsafe { &mut *entry };
+    *entry = Flow {
         backend_id: flow.backend_id,
         service_id: flow.service_id,
         backend_generation: flow.backend_generation,
@@ -388,7 +407,7 @@ pub fn record(flow: &NewFlow, now: u64, bytes: u64) -> bool {
         flow.tot_len,
         now,
     );
-    if FLOWS.insert(flow.key, &entry, 0).is_err() {
+    if FLOWS.insert(flow.key, &*entry, 0).is_err() {
         counters::reason(reason::EVENT_CONNTRACK_INSERT_FAILED, bytes);
         return false;
     }

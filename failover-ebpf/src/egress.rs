@@ -7,6 +7,7 @@ use failover_common::{CachedHop, EGRESS_F_VIA_STACK, EGRESS_SLOTS, stats::reason
 
 use crate::{
     conntrack,
+    family::Family,
     fib::{self, Lookup, NextHop},
     maps::EGRESS,
     nat,
@@ -18,10 +19,10 @@ use crate::{
 /// backend's for a new flow) when fresh, else from the route lookup (then
 /// cached). The flag says whether the route lookup ran.
 #[inline(always)]
-pub fn next_hop(
+pub fn next_hop<F: Family>(
     ctx: &XdpContext,
     cache: Option<*mut CachedHop>,
-    lookup: &Lookup,
+    lookup: &Lookup<F>,
     now: u64,
 ) -> (NextHop, bool) {
     let ingress = lookup.ingress_ifindex;
@@ -57,7 +58,13 @@ pub fn via_stack(hop: &NextHop) -> Result<Option<u32>, Outcome> {
 /// verifier refuses a derived context pointer kept across the program), a
 /// redirect otherwise.
 #[inline(always)]
-pub fn send(ctx: &XdpContext, l3: &L3, hop: NextHop, reason: u32, ingress: u32) -> Outcome {
+pub fn send<F: Family>(
+    ctx: &XdpContext,
+    l3: &L3<F>,
+    hop: NextHop,
+    reason: u32,
+    ingress: u32,
+) -> Outcome {
     let NextHop::Forward {
         ifindex,
         src_mac,
@@ -71,7 +78,7 @@ pub fn send(ctx: &XdpContext, l3: &L3, hop: NextHop, reason: u32, ingress: u32) 
         // the rewritten packet (it decrements the TTL and sets the MACs).
         return pass(reason::PASS_VIA_STACK);
     }
-    nat::decrement_ttl(l3.ip);
+    F::decrement_hop_limit(l3.ip);
     if l3.tagged {
         // The route names an untagged device (a VLAN device cannot take
         // XDP frames and goes through the stack): the tag comes off.

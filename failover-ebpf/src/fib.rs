@@ -10,11 +10,13 @@ use aya_ebpf::{
         BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_UNREACHABLE, bpf_fib_lookup as FibParams,
     },
     helpers::bpf_fib_lookup,
+    macros::map,
+    maps::PerCpuArray,
     programs::XdpContext,
 };
 use failover_common::stats::reason;
 
-const AF_INET: u8 = 2;
+use crate::family::Family;
 
 /// What to do with a packet whose new addresses are known.
 pub enum NextHop {
@@ -49,37 +51,47 @@ impl NextHop {
 }
 
 /// Addresses and ports of the packet as it will leave (all network order).
-pub struct Lookup {
+pub struct Lookup<F: Family> {
     pub ingress_ifindex: u32,
     pub proto: u8,
     pub tos: u8,
-    /// Host order, for the MTU check.
+    /// The whole datagram's length, host order, for the MTU check.
     pub tot_len: u16,
-    pub src: u32,
-    pub dst: u32,
+    pub src: F::Addr,
+    pub dst: F::Addr,
     pub src_port: u16,
     pub dst_port: u16,
 }
 
+/// The route lookup's parameters, per CPU: off the stack, which the IPv6
+/// program's addresses fill. Not pinned: nothing outlives a lookup.
+#[map(name = "FO_FIB_PARAMS")]
+static FIB_PARAMS: PerCpuArray<FibParams> = PerCpuArray::with_max_entries(1, 0);
+
 #[inline(always)]
-pub fn next_hop(ctx: &XdpContext, lookup: &Lookup) -> NextHop {
-    // SAFETY: all-zero is a valid value of this plain C struct.
-    let mut params: FibParams = unsafe { zeroed() };
-    params.family = AF_INET;
+pub fn next_hop<F: Family>(ctx: &XdpContext, lookup: &Lookup<F>) -> NextHop {
+    let Some(params) = FIB_PARAMS.get_ptr_mut(0) else {
+        return NextHop::Drop(reason::DROP_FIB_ERROR);
+    };
+    // SAFETY: this CPU's slot; all-zero is a valid value of this plain C
+    // struct.
+    let params = unsafe {
+        *params = zeroed();
+        &mut *params
+    };
     params.l4_protocol = lookup.proto;
     params.sport = lookup.src_port;
     params.dport = lookup.dst_port;
     params.__bindgen_anon_1.tot_len = lookup.tot_len;
     params.__bindgen_anon_2.tos = lookup.tos;
     params.ifindex = lookup.ingress_ifindex;
-    params.__bindgen_anon_3.ipv4_src = lookup.src;
-    params.__bindgen_anon_4.ipv4_dst = lookup.dst;
+    F::fib_addresses(params, lookup.src, lookup.dst);
 
     // SAFETY: params is a valid, fully initialised struct of the size passed.
     let ret = unsafe {
         bpf_fib_lookup(
             ctx.ctx.cast(),
-            &raw mut params,
+            &raw mut *params,
             size_of::<FibParams>() as i32,
             0,
         )

@@ -29,6 +29,7 @@ use core::{
 use aya_ebpf::programs::XdpContext;
 use failover_common::{FlowKey, PROTO_TCP, PROTO_UDP, ReverseKey, csum};
 
+use crate::family::{Family, V4};
 use crate::nat::End;
 use crate::parse::{
     IPV4_FRAGMENT_MASK_BE, IPV4_MIN_LEN, Ipv4Hdr, L3, TcpHdr, UdpHdr, datagram_complete, ptr_at,
@@ -73,7 +74,7 @@ pub struct IcmpError {
 /// unreachable or time exceeded about an unfragmented TCP or UDP packet whose
 /// headers are all in the frame; `None` for anything else.
 #[inline(always)]
-pub fn parse_error(ctx: &XdpContext, l3: &L3) -> Option<IcmpError> {
+pub fn parse_error(ctx: &XdpContext, l3: &L3<V4>) -> Option<IcmpError> {
     if l3.proto != PROTO_ICMP {
         return None;
     }
@@ -220,11 +221,11 @@ fn rewrite_embedded(error: &IcmpError, end: End, addr: u32, port: u16) {
 
         if !error.inner_check.is_null() {
             let old = read_unaligned(error.inner_check);
-            let new = crate::nat::l4_check_after(
+            let new = crate::nat::l4_check_after_port(
                 error.inner_proto,
-                old,
-                (old_addr, addr),
-                (old_port, port),
+                V4::l4_check_after_addr(error.inner_proto, old, old_addr, addr),
+                old_port,
+                port,
             );
             write_unaligned(error.inner_check, new);
             icmp_check = csum::update16(icmp_check, old, new);

@@ -9,8 +9,10 @@ mod complete;
 mod conntrack;
 mod counters;
 mod egress;
+mod family;
 mod fib;
 mod icmp;
+mod ipv6;
 mod maps;
 mod nat;
 mod outcome;
@@ -27,14 +29,15 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use failover_common::{
-    ADDRESS_F_BACKEND, ADDRESS_F_VIP, ReverseKey, address_slot, programs, stats::reason,
+    ADDRESS_F_BACKEND, ADDRESS_F_VIP, AddrBe, ReverseKey, address_slot, programs, stats::reason,
 };
 
 use crate::{
     counters::Towards,
+    family::{Family, V4},
     maps::{ADDRESSES, FLOWS, PROGRAMS, REVERSE},
     outcome::{Outcome, drop, pass},
-    parse::ParseError,
+    parse::{ParseError, Parsed},
 };
 
 /// The data path. Attach to every interface that carries service traffic or
@@ -55,6 +58,15 @@ pub fn failover(ctx: XdpContext) -> u32 {
 pub fn failover_not_tcp_udp(ctx: XdpContext) -> u32 {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     finish(not_tcp_udp(&ctx, bytes), bytes)
+}
+
+/// IPv6, handed over by [`failover`] with a tail call: the same data path
+/// compiled for IPv6 (`family`), a program of its own so IPv4 pays
+/// nothing for it.
+#[xdp]
+pub fn failover_ipv6(ctx: XdpContext) -> u32 {
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    finish(process_ipv6(&ctx, bytes), bytes)
 }
 
 /// Counts the verdict and its reason; returns the action.
@@ -80,6 +92,12 @@ pub fn failover_pass(_ctx: XdpContext) -> u32 {
 fn process(ctx: &XdpContext, bytes: u64) -> Outcome {
     let l3 = match parse::parse_l3(ctx) {
         Ok(l3) => l3,
+        Err(ParseError::Ipv6) => {
+            // SAFETY: a tail call; it returns only when it fails (the agent
+            // has not set the slot yet), and then the frame passes.
+            let _ = unsafe { PROGRAMS.tail_call(ctx, programs::IPV6) };
+            return pass(reason::PASS_NOT_IP);
+        }
         Err(err) => return pass(parse_reason(err)),
     };
     let parsed = match parse::parse_l4(ctx, l3) {
@@ -92,20 +110,45 @@ fn process(ctx: &XdpContext, bytes: u64) -> Outcome {
         }
         Err(err) => return pass(parse_reason(err)),
     };
-    // SAFETY: bounds checked by the parser.
-    let (src, dst) = unsafe { ((*parsed.l3.ip).src, (*parsed.l3.ip).dst) };
+    serve(ctx, &parsed, bytes)
+}
+
+#[inline(always)]
+fn process_ipv6(ctx: &XdpContext, bytes: u64) -> Outcome {
+    let l3 = match ipv6::parse(ctx) {
+        Ok(l3) => l3,
+        Err(err) => return pass(parse_reason(err)),
+    };
+    let parsed = match parse::parse_l4(ctx, l3) {
+        Ok(parsed) => parsed,
+        Err(ParseError::NotTcpUdp) => {
+            let reason = match ipv6::icmp_type(ctx, &l3) {
+                Some(ipv6::ND_FIRST..=ipv6::ND_LAST) => reason::PASS_NEIGHBOUR_DISCOVERY,
+                _ => reason::PASS_NOT_TCP_UDP,
+            };
+            return pass(reason);
+        }
+        Err(err) => return pass(parse_reason(err)),
+    };
+    serve(ctx, &parsed, bytes)
+}
+
+/// A parsed TCP/UDP packet: to a service, a reply of one, or neither.
+#[inline(always)]
+fn serve<F: Family>(ctx: &XdpContext, parsed: &Parsed<F>, bytes: u64) -> Outcome {
+    let (src, dst) = (F::key(F::src(parsed.l3.ip)), F::key(F::dst(parsed.l3.ip)));
     // The address filter first: traffic that is neither to a VIP nor from a
     // backend (most of an edge host's) passes without a hash lookup.
-    if address_flags(dst) & ADDRESS_F_VIP != 0
-        && let Some(outcome) = client::from_client(ctx, &parsed, bytes)
+    if address_flags(&dst) & ADDRESS_F_VIP != 0
+        && let Some(outcome) = client::from_client(ctx, parsed, bytes)
     {
         return outcome;
     }
-    if address_flags(src) & ADDRESS_F_BACKEND != 0 {
+    if address_flags(&src) & ADDRESS_F_BACKEND != 0 {
         let l4 = &parsed.l4;
-        let endpoint = ReverseKey::ipv4([src, 0, 0, 0], l4.src_port, l4.proto);
+        let endpoint = ReverseKey::new(F::FAMILY, src, l4.src_port, l4.proto);
         if let Some(reverse) = REVERSE.get_ptr(endpoint) {
-            return reply::to_client(ctx, &parsed, reverse, bytes);
+            return reply::to_client(ctx, parsed, reverse, bytes);
         }
     }
     pass(reason::PASS_NO_SERVICE)
@@ -113,23 +156,23 @@ fn process(ctx: &XdpContext, bytes: u64) -> Outcome {
 
 /// The address filter's flags for `addr` (`ADDRESS_F_*`).
 #[inline(always)]
-fn address_flags(addr: u32) -> u32 {
-    ADDRESSES
-        .get(address_slot(&[addr, 0, 0, 0]))
-        .copied()
-        .unwrap_or(0)
+fn address_flags(addr: &AddrBe) -> u32 {
+    ADDRESSES.get(address_slot(addr)).copied().unwrap_or(0)
 }
 
 const fn parse_reason(err: ParseError) -> u32 {
     match err {
         ParseError::TruncatedEth => reason::PASS_TRUNCATED_ETH,
         ParseError::TruncatedVlan => reason::PASS_TRUNCATED_VLAN,
-        ParseError::NotIpv4 => reason::PASS_NOT_IPV4,
+        ParseError::NotIp | ParseError::Ipv6 => reason::PASS_NOT_IP,
         ParseError::TruncatedIpv4 => reason::PASS_TRUNCATED_IPV4,
         ParseError::BadIpv4Header => reason::PASS_BAD_IPV4_HEADER,
         ParseError::Fragment => reason::PASS_FRAGMENT,
         ParseError::NotTcpUdp => reason::PASS_NOT_TCP_UDP,
         ParseError::TruncatedL4 => reason::PASS_TRUNCATED_L4,
+        ParseError::TruncatedIpv6 => reason::PASS_TRUNCATED_IPV6,
+        ParseError::BadIpv6Header => reason::PASS_BAD_IPV6_HEADER,
+        ParseError::Ipv6Extensions => reason::PASS_IPV6_EXTENSIONS,
     }
 }
 
@@ -180,7 +223,7 @@ fn not_tcp_udp(ctx: &XdpContext, bytes: u64) -> Outcome {
 /// about a reply of a tracked flow: translated for the flow's backend and
 /// handed to the stack to forward; `None` for anything else.
 #[inline(always)]
-fn about_a_reply(l3: &parse::L3, error: &icmp::IcmpError, bytes: u64) -> Option<Outcome> {
+fn about_a_reply(l3: &parse::L3<V4>, error: &icmp::IcmpError, bytes: u64) -> Option<Outcome> {
     let key = icmp::reply_flow_key(error);
     // SAFETY: bounds checked by the parser.
     let dst = unsafe { (*l3.ip).dst };
@@ -191,7 +234,7 @@ fn about_a_reply(l3: &parse::L3, error: &icmp::IcmpError, bytes: u64) -> Option<
     if conntrack::expired(entry, conntrack::now()) {
         return None;
     }
-    let (backend_id, backend) = conntrack::established(entry)?;
+    let (backend_id, backend) = conntrack::established::<V4>(entry)?;
     let port = if backend.port_be != 0 {
         backend.port_be
     } else {

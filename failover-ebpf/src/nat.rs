@@ -11,7 +11,10 @@ use failover_common::{PROTO_UDP, csum};
 
 use aya_ebpf::{helpers::bpf_xdp_adjust_head, programs::XdpContext};
 
-use crate::parse::{EthHdr, Ipv4Hdr, L4, VLAN_LEN, ptr_at};
+use crate::{
+    family::Family,
+    parse::{EthHdr, L3, L4, VLAN_LEN, ptr_at},
+};
 
 /// Which end of the packet to rewrite.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -22,44 +25,35 @@ pub enum End {
     Source,
 }
 
-/// Rewrites one end's address and port, updating the IPv4 and L4 checksums.
+/// Rewrites one end's address and port, updating the IP (IPv4) and L4
+/// checksums.
 #[inline(always)]
-pub fn rewrite(ip: *mut Ipv4Hdr, l4: &L4, end: End, addr: u32, port: u16) {
-    // SAFETY: `ip` and the L4 field pointers were bounds-checked by the parser.
+pub fn rewrite<F: Family>(ip: *mut F::Hdr, l4: &L4, end: End, addr: F::Addr, port: u16) {
+    let old_addr = F::set_addr(ip, end, addr);
+    let port_ptr = match end {
+        End::Destination => l4.dst_port_ptr,
+        End::Source => l4.src_port_ptr,
+    };
+    // SAFETY: the L4 field pointers were bounds-checked by the parser.
     unsafe {
-        let old_addr = match end {
-            End::Destination => (*ip).dst,
-            End::Source => (*ip).src,
-        };
-        match end {
-            End::Destination => (*ip).dst = addr,
-            End::Source => (*ip).src = addr,
-        }
-        (*ip).check = csum::update32((*ip).check, old_addr, addr);
-
-        let port_ptr = match end {
-            End::Destination => l4.dst_port_ptr,
-            End::Source => l4.src_port_ptr,
-        };
         let old_port = read_unaligned(port_ptr);
         write_unaligned(port_ptr, port);
-
-        let check = read_unaligned(l4.check_ptr);
+        let check = F::l4_check_after_addr(l4.proto, read_unaligned(l4.check_ptr), old_addr, addr);
         write_unaligned(
             l4.check_ptr,
-            l4_check_after(l4.proto, check, (old_addr, addr), (old_port, port)),
+            l4_check_after_port(l4.proto, check, old_port, port),
         );
     }
 }
 
-/// A TCP or UDP checksum after one address of its pseudo-header and one
-/// port changed (`(old, new)` each): a UDP checksum of zero stays zero.
+/// A TCP or UDP checksum after a port changed: a UDP checksum of zero
+/// stays zero.
 #[inline(always)]
-pub fn l4_check_after(proto: u8, check: u16, addr: (u32, u32), port: (u16, u16)) -> u16 {
+pub fn l4_check_after_port(proto: u8, check: u16, old: u16, new: u16) -> u16 {
     if proto == PROTO_UDP {
-        csum::udp_update16(csum::udp_update32(check, addr.0, addr.1), port.0, port.1)
+        csum::udp_update16(check, old, new)
     } else {
-        csum::update16(csum::update32(check, addr.0, addr.1), port.0, port.1)
+        csum::update16(check, old, new)
     }
 }
 
@@ -68,39 +62,19 @@ pub fn l4_check_after(proto: u8, check: u16, addr: (u32, u32), port: (u16, u16))
 /// veth). XDP cannot see the kernel's checksum state: one full checksum in
 /// 65,536 looks like this too (`complete::really_partial` tells them apart).
 #[inline(always)]
-pub fn looks_partial(ip: *const Ipv4Hdr, l4: &L4) -> bool {
-    // SAFETY: `ip` and the L4 checksum pointer were bounds-checked by the parser.
-    unsafe {
-        let check = read_unaligned(l4.check_ptr);
-        if check == 0 {
-            return false;
-        }
-        let header_len = u16::from((*ip).version_ihl & 0x0f) * 4;
-        let l4_len = u16::from_be((*ip).tot_len).saturating_sub(header_len);
-        let (src, dst) = ((*ip).src, (*ip).dst);
-        let sum = u64::from(src & 0xffff)
-            + u64::from(src >> 16)
-            + u64::from(dst & 0xffff)
-            + u64::from(dst >> 16)
-            + u64::from(u16::from_ne_bytes([0, l4.proto]))
-            + u64::from(u16::from_ne_bytes(l4_len.to_be_bytes()));
-        csum::fold(sum) == check
+pub fn looks_partial<F: Family>(l3: &L3<F>, l4: &L4) -> bool {
+    // SAFETY: the L4 checksum pointer was bounds-checked by the parser.
+    let check = unsafe { read_unaligned(l4.check_ptr) };
+    if check == 0 {
+        return false;
     }
+    csum::fold(F::pseudo_sum(l3.ip, l4.proto, l4_len(l3))) == check
 }
 
-/// Decrements the TTL as a router does. The caller made sure it is above 1.
+/// The transport segment's length, from the IP header's.
 #[inline(always)]
-pub fn decrement_ttl(ip: *mut Ipv4Hdr) {
-    // SAFETY: `ip` was bounds-checked by the parser; TTL and protocol form the
-    // 16-bit word the header checksum sees.
-    unsafe {
-        let ttl = (*ip).ttl;
-        let proto = (*ip).proto;
-        let old_word = u16::from_ne_bytes([ttl, proto]);
-        let new_word = u16::from_ne_bytes([ttl - 1, proto]);
-        (*ip).ttl = ttl - 1;
-        (*ip).check = csum::update16((*ip).check, old_word, new_word);
-    }
+pub fn l4_len<F: Family>(l3: &L3<F>) -> u16 {
+    l3.end.saturating_sub(l3.payload) as u16
 }
 
 /// Removes the frame's VLAN tag and writes the MACs of the untagged

@@ -11,7 +11,10 @@ use core::mem::size_of;
 
 use aya_ebpf::programs::XdpContext;
 
+use crate::family::{Family, V4};
+
 pub const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
+pub const ETH_P_IPV6_BE: u16 = 0x86ddu16.to_be();
 pub const ETH_P_8021Q_BE: u16 = 0x8100u16.to_be();
 pub const ETH_P_8021AD_BE: u16 = 0x88a8u16.to_be();
 
@@ -88,17 +91,24 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     Some((start + offset) as *mut T)
 }
 
-/// Why a frame could not be parsed as IPv4 TCP/UDP; mapped to a counter.
+/// Why a frame could not be parsed as TCP/UDP over IP; mapped to a
+/// counter.
 #[derive(Clone, Copy)]
 pub enum ParseError {
     TruncatedEth,
     TruncatedVlan,
-    NotIpv4,
+    /// Neither IPv4 nor IPv6.
+    NotIp,
+    /// IPv6, for the IPv6 program.
+    Ipv6,
     TruncatedIpv4,
     BadIpv4Header,
     Fragment,
     NotTcpUdp,
     TruncatedL4,
+    TruncatedIpv6,
+    BadIpv6Header,
+    Ipv6Extensions,
 }
 
 /// Where the transport header is, and the fields the data path needs.
@@ -116,42 +126,60 @@ pub struct L4 {
     pub check_ptr: *mut u16,
 }
 
-/// The Ethernet and IPv4 headers of a frame, and where its payload starts.
-#[derive(Clone, Copy)]
-pub struct L3 {
+/// The Ethernet and IP headers of a frame, and where its payload starts.
+pub struct L3<F: Family> {
     pub eth: *mut EthHdr,
     /// The frame carries an 802.1Q or 802.1ad tag.
     pub tagged: bool,
-    pub ip: *mut Ipv4Hdr,
+    pub ip: *mut F::Hdr,
+    /// The transport protocol (after IPv6 extension headers).
     pub proto: u8,
-    /// Offset of the IPv4 payload in the frame.
+    /// Offset of the transport header in the frame.
     pub payload: usize,
-    /// Offset of the datagram's end (from the IPv4 total length).
+    /// Offset of the datagram's end (from the IP header's length).
     pub end: usize,
 }
 
-/// A parsed IPv4 TCP/UDP frame.
-pub struct Parsed {
-    pub l3: L3,
+impl<F: Family> Clone for L3<F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<F: Family> Copy for L3<F> {}
+
+/// A parsed TCP/UDP frame.
+pub struct Parsed<F: Family> {
+    pub l3: L3<F>,
     pub l4: L4,
+}
+
+/// Parses Ethernet and at most one 802.1Q/802.1ad tag: the EtherType
+/// after them and where the IP header starts.
+#[inline(always)]
+pub fn parse_l2(ctx: &XdpContext) -> Result<(*mut EthHdr, u16, usize), ParseError> {
+    let eth: *mut EthHdr = ptr_at(ctx, 0).ok_or(ParseError::TruncatedEth)?;
+    // SAFETY: ptr_at checked the bounds; packed fields are read by value.
+    let ether_type = unsafe { (*eth).ether_type };
+    if ether_type == ETH_P_8021Q_BE || ether_type == ETH_P_8021AD_BE {
+        let vlan: *mut VlanHdr = ptr_at(ctx, ETH_LEN).ok_or(ParseError::TruncatedVlan)?;
+        // SAFETY: as above.
+        return Ok((eth, unsafe { (*vlan).ether_type }, ETH_LEN + VLAN_LEN));
+    }
+    Ok((eth, ether_type, ETH_LEN))
 }
 
 /// Parses Ethernet, at most one 802.1Q/802.1ad tag and an unfragmented
 /// IPv4 header (with options). Never touches the frame; nor does
 /// [`parse_l4`], which goes on from here for TCP and UDP.
 #[inline(always)]
-pub fn parse_l3(ctx: &XdpContext) -> Result<L3, ParseError> {
-    let eth: *mut EthHdr = ptr_at(ctx, 0).ok_or(ParseError::TruncatedEth)?;
-    let mut l3 = ETH_LEN;
-    // SAFETY: ptr_at checked the bounds; packed fields are read by value.
-    let mut ether_type = unsafe { (*eth).ether_type };
-    if ether_type == ETH_P_8021Q_BE || ether_type == ETH_P_8021AD_BE {
-        let vlan: *mut VlanHdr = ptr_at(ctx, ETH_LEN).ok_or(ParseError::TruncatedVlan)?;
-        ether_type = unsafe { (*vlan).ether_type };
-        l3 += VLAN_LEN;
-    }
+pub fn parse_l3(ctx: &XdpContext) -> Result<L3<V4>, ParseError> {
+    let (eth, ether_type, l3) = parse_l2(ctx)?;
     if ether_type != ETH_P_IP_BE {
-        return Err(ParseError::NotIpv4);
+        return Err(if ether_type == ETH_P_IPV6_BE {
+            ParseError::Ipv6
+        } else {
+            ParseError::NotIp
+        });
     }
 
     let ip: *mut Ipv4Hdr = ptr_at(ctx, l3).ok_or(ParseError::TruncatedIpv4)?;
@@ -191,15 +219,16 @@ pub fn parse_l3(ctx: &XdpContext) -> Result<L3, ParseError> {
 
 /// Whether the whole datagram is in the frame (trailing Ethernet padding is
 /// fine). Checked after the headers a caller needs: the first incomplete
-/// header names the reason, after that a short frame is truncated IPv4.
+/// header names the reason, after that a short frame is a truncated IP
+/// datagram.
 #[inline(always)]
-pub fn datagram_complete(ctx: &XdpContext, l3: &L3) -> bool {
+pub fn datagram_complete<F: Family>(ctx: &XdpContext, l3: &L3<F>) -> bool {
     ctx.data() + l3.end <= ctx.data_end()
 }
 
 /// Parses the fixed part of TCP or UDP after `l3`.
 #[inline(always)]
-pub fn parse_l4(ctx: &XdpContext, l3: L3) -> Result<Parsed, ParseError> {
+pub fn parse_l4<F: Family>(ctx: &XdpContext, l3: L3<F>) -> Result<Parsed<F>, ParseError> {
     let offset = l3.payload;
     let proto = l3.proto;
     let l4 = match proto {
@@ -241,7 +270,11 @@ pub fn parse_l4(ctx: &XdpContext, l3: L3) -> Result<Parsed, ParseError> {
         _ => return Err(ParseError::NotTcpUdp),
     };
     if !datagram_complete(ctx, &l3) {
-        return Err(ParseError::TruncatedIpv4);
+        return Err(if F::FAMILY == failover_common::FAMILY_IPV4 {
+            ParseError::TruncatedIpv4
+        } else {
+            ParseError::TruncatedIpv6
+        });
     }
     Ok(Parsed { l3, l4 })
 }

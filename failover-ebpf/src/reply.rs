@@ -11,19 +11,23 @@ use crate::{
     complete, conntrack,
     counters::{self, Towards},
     egress::{ingress_ifindex, next_hop, send, via_stack},
+    family::Family,
     fib::{Lookup, NextHop},
     maps::{CLIENT_HOPS, FLOWS},
     nat::End,
     outcome::{Outcome, drop, pass},
     parse::{L3, Parsed, TCP_FLAG_FIN, TCP_FLAG_RST},
-    pmtu,
 };
 
 /// Whether a packet with a backend endpoint's source came from where the
 /// backend is; `Err` with the outcome when not (a spoofed or stray packet
 /// is never rewritten to come from the VIP).
 #[inline(always)]
-pub fn from_backend_side(ingress: u32, l3: &L3, reverse: *const ReverseNat) -> Result<(), Outcome> {
+pub fn from_backend_side<F: Family>(
+    ingress: u32,
+    l3: &L3<F>,
+    reverse: *const ReverseNat,
+) -> Result<(), Outcome> {
     // SAFETY: a live map value.
     let expected = unsafe { (*reverse).reply_ifindex };
     // Tagged frames are not checked: the route names the VLAN device, the
@@ -37,8 +41,8 @@ pub fn from_backend_side(ingress: u32, l3: &L3, reverse: *const ReverseNat) -> R
 /// This CPU's cached next hop towards `client`, its slot claimed for it
 /// (a slot held for another client starts empty).
 #[inline(always)]
-fn client_hop(client: u32) -> Option<*mut CachedHop> {
-    let addr = [client, 0, 0, 0];
+fn client_hop<F: Family>(client: F::Addr) -> Option<*mut CachedHop> {
+    let addr = F::key(client);
     let slot = CLIENT_HOPS.get_ptr_mut(client_hop_slot(&addr))?;
     // SAFETY: this CPU's slot; nothing else writes it.
     unsafe {
@@ -52,9 +56,9 @@ fn client_hop(client: u32) -> Option<*mut CachedHop> {
 
 /// Puts the VIP back as the source and forwards to the client.
 #[inline(always)]
-pub fn to_client(
+pub fn to_client<F: Family>(
     ctx: &XdpContext,
-    parsed: &Parsed,
+    parsed: &Parsed<F>,
     reverse: *const ReverseNat,
     bytes: u64,
 ) -> Outcome {
@@ -64,23 +68,24 @@ pub fn to_client(
     }
     let (l3, l4) = (&parsed.l3, &parsed.l4);
     let ip = l3.ip;
-    // SAFETY: bounds checked by the parser; `reverse` is a live map value.
-    let (ttl, tos, tot_len, client) = unsafe { ((*ip).ttl, (*ip).tos, (*ip).tot_len, (*ip).dst) };
+    let client = F::dst(ip);
+    // SAFETY: `reverse` is a live map value.
     let (vip, vip_port, service_id, backend_id) = unsafe {
         (
-            (*reverse).vip[0],
+            F::from_key(&raw const (*reverse).vip),
             (*reverse).vip_port_be,
             (*reverse).service_id,
             (*reverse).backend_id,
         )
     };
-    if ttl <= 1 {
+    if F::hop_limit(ip) <= 1 {
         return pass(reason::PASS_TTL_EXPIRED);
     }
     let now = conntrack::now();
-    let key = FlowKey::ipv4(
-        [client, 0, 0, 0],
-        [vip, 0, 0, 0],
+    let key = FlowKey::new(
+        F::FAMILY,
+        F::key(client),
+        F::key(vip),
         l4.dst_port,
         vip_port,
         l4.proto,
@@ -93,28 +98,28 @@ pub fn to_client(
     {
         conntrack::touch(entry, l4.proto, l4.tcp_flags, now, bytes);
     }
-    let cache = client_hop(client);
-    let lookup = Lookup {
+    let cache = client_hop::<F>(client);
+    let lookup = Lookup::<F> {
         ingress_ifindex: ingress,
         proto: l3.proto,
-        tos,
-        tot_len: u16::from_be(tot_len),
+        tos: F::tos(ip),
+        tot_len: F::packet_len(ip),
         src: vip,
         dst: client,
         src_port: vip_port,
         dst_port: l4.dst_port,
     };
     let (hop, _) = next_hop(ctx, cache, &lookup, now);
-    if let NextHop::TooBig { mtu, .. } = hop
-        && pmtu::dont_fragment(ip)
+    if let NextHop::TooBig { mtu } = hop
+        && !F::may_fragment(ip)
     {
-        return pmtu::answer(ctx, l3, mtu);
+        return F::too_big(ctx, l3, mtu);
     }
     let via_stack = match via_stack(&hop) {
         Ok(via_stack) => via_stack,
         Err(outcome) => return outcome,
     };
-    complete::rewrite(ctx, ip, l4, End::Source, (vip, vip_port), bytes);
+    complete::rewrite(ctx, l3, l4, End::Source, (vip, vip_port), bytes);
     counters::traffic(service_id, backend_id, Towards::Client, bytes);
     if let Some(reason) = via_stack {
         return pass(reason);

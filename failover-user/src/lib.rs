@@ -31,5 +31,16 @@ pub const PASS_PROGRAM_NAME: &str = "failover_pass";
 /// Name of the program the forwarding program hands frames that are
 /// neither TCP nor UDP to (ICMP errors), by tail call.
 pub const NOT_TCP_UDP_PROGRAM_NAME: &str = "failover_not_tcp_udp";
+/// Name of the program the forwarding program hands IPv6 frames to, by
+/// tail call.
+pub const IPV6_PROGRAM_NAME: &str = "failover_ipv6";
+/// The tail-called programs and their `FO_PROGRAMS` slots.
+pub const TAIL_CALLED: [(&str, u32); 2] = [
+    (
+        NOT_TCP_UDP_PROGRAM_NAME,
+        failover_common::programs::NOT_TCP_UDP,
+    ),
+    (IPV6_PROGRAM_NAME, failover_common::programs::IPV6),
+];
 /// Where the agent pins its maps unless told otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/failover";

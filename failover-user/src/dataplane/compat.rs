@@ -111,10 +111,10 @@ pub fn check_pins(pin_dir: &Path, max_flows: u32) -> Result<(), DataplaneError> 
                 pin_dir: pin_dir.to_owned(),
             });
         }
-        if found != (key, value, entries) && names::COUNTERS.contains(&name) {
+        if found != (key, value, entries) && names::REBUILT.contains(&name) {
             // Counters of another build count other things under these
             // indices: they start again from zero (once nothing else is
-            // refused).
+            // refused); the tail-call slots are filled again at load.
             stale_counters.push(path);
             continue;
         }
@@ -135,7 +135,7 @@ pub fn check_pins(pin_dir: &Path, max_flows: u32) -> Result<(), DataplaneError> 
             path: path.clone(),
             source,
         })?;
-        info!(pin = %path.display(), "removed the data path's counters of another build (it counted other reasons); they start again from zero");
+        info!(pin = %path.display(), "removed a counter or tail-call map of another build's layout; counters start again from zero");
     }
     Ok(())
 }

@@ -42,7 +42,8 @@ pub use self::{
     services::{ServiceEntry, ServiceSettings, Snapshot, WantedService},
 };
 use crate::{
-    NOT_TCP_UDP_PROGRAM_NAME, PASS_PROGRAM_NAME, PROGRAM_NAME, dataplane::error::DataplaneError,
+    IPV6_PROGRAM_NAME, NOT_TCP_UDP_PROGRAM_NAME, PASS_PROGRAM_NAME, PROGRAM_NAME, TAIL_CALLED,
+    dataplane::error::DataplaneError,
 };
 
 /// How to attach XDP to an interface.
@@ -98,7 +99,12 @@ impl Dataplane {
             .map_max_entries(names::FLOWS, max_flows)
             .load(crate::ebpf_object())
             .map_err(DataplaneError::Load)?;
-        for name in [PROGRAM_NAME, PASS_PROGRAM_NAME, NOT_TCP_UDP_PROGRAM_NAME] {
+        for name in [
+            PROGRAM_NAME,
+            PASS_PROGRAM_NAME,
+            NOT_TCP_UDP_PROGRAM_NAME,
+            IPV6_PROGRAM_NAME,
+        ] {
             program_mut(&mut ebpf, name)?
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;
@@ -276,29 +282,29 @@ pub fn remove_pins(pin_dir: &Path) -> std::io::Result<()> {
 /// Puts the programs the forwarding program tail-calls into `FO_PROGRAMS`
 /// (pinned: they stay there when the agent exits).
 fn hand_over(ebpf: &mut Ebpf) -> Result<(), DataplaneError> {
-    let name = NOT_TCP_UDP_PROGRAM_NAME;
-    let fd = program(ebpf, name)?
-        .fd()
-        .map_err(|source| DataplaneError::Program { name, source })?
-        .try_clone()
-        .map_err(|source| DataplaneError::Program {
-            name,
-            source: source.into(),
-        })?;
-    let map_err = |source| DataplaneError::Map {
-        name: names::PROGRAMS,
-        source,
-    };
-    let mut slots: ProgramArray<_> = ebpf
-        .map_mut(names::PROGRAMS)
-        .ok_or(DataplaneError::MissingMap {
+    for (name, slot) in TAIL_CALLED {
+        let fd = program(ebpf, name)?
+            .fd()
+            .map_err(|source| DataplaneError::Program { name, source })?
+            .try_clone()
+            .map_err(|source| DataplaneError::Program {
+                name,
+                source: source.into(),
+            })?;
+        let map_err = |source| DataplaneError::Map {
             name: names::PROGRAMS,
-        })?
-        .try_into()
-        .map_err(map_err)?;
-    slots
-        .set(failover_common::programs::NOT_TCP_UDP, &fd, 0)
-        .map_err(map_err)
+            source,
+        };
+        let mut slots: ProgramArray<_> = ebpf
+            .map_mut(names::PROGRAMS)
+            .ok_or(DataplaneError::MissingMap {
+                name: names::PROGRAMS,
+            })?
+            .try_into()
+            .map_err(map_err)?;
+        slots.set(slot, &fd, 0).map_err(map_err)?;
+    }
+    Ok(())
 }
 
 fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, DataplaneError> {
