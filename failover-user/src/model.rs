@@ -1,10 +1,14 @@
 //! Services and backends as the agent describes them, and the pure rules that
 //! turn them into map values.
 
-use std::{fmt, net::Ipv4Addr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use failover_common::{
-    Backend, FAMILY_IPV4, PROTO_TCP, PROTO_UDP, ServiceKey, backend_state, ipv4_addr,
+    AddrBe, Backend, FAMILY_IPV4, FAMILY_IPV6, PROTO_TCP, PROTO_UDP, ServiceKey, backend_state,
+    ipv4_addr, ipv6_addr,
 };
 
 /// Transport protocol of a service.
@@ -40,32 +44,65 @@ impl fmt::Display for Proto {
     }
 }
 
+/// An address as map keys hold it, and its family (`FAMILY_*`).
+pub fn addr_key(addr: IpAddr) -> (AddrBe, u8) {
+    match addr {
+        IpAddr::V4(v4) => (ipv4_addr(v4.octets()), FAMILY_IPV4),
+        IpAddr::V6(v6) => (ipv6_addr(v6.octets()), FAMILY_IPV6),
+    }
+}
+
+/// The address a map key holds; `None` for an unknown family.
+pub fn addr_of_key(addr: &AddrBe, family: u8) -> Option<IpAddr> {
+    match family {
+        FAMILY_IPV4 => Some(Ipv4Addr::from(addr[0].to_ne_bytes()).into()),
+        FAMILY_IPV6 => {
+            let mut octets = [0u8; 16];
+            for (i, word) in addr.iter().enumerate() {
+                octets[4 * i..4 * i + 4].copy_from_slice(&word.to_ne_bytes());
+            }
+            Some(Ipv6Addr::from(octets).into())
+        }
+        _ => None,
+    }
+}
+
+/// `addr:port`, with brackets around an IPv6 address.
+pub fn endpoint_text(addr: IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(addr, port).to_string()
+}
+
 /// A service: traffic to (vip, port, proto) is spread over its backends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ServiceSpec {
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     pub port: u16,
     pub proto: Proto,
 }
 
 impl ServiceSpec {
-    pub const fn new(vip: Ipv4Addr, port: u16, proto: Proto) -> Self {
-        Self { vip, port, proto }
+    pub fn new(vip: impl Into<IpAddr>, port: u16, proto: Proto) -> Self {
+        Self {
+            vip: vip.into(),
+            port,
+            proto,
+        }
     }
 
     pub fn key(&self) -> ServiceKey {
+        let (addr, family) = addr_key(self.vip);
         ServiceKey {
-            addr: ipv4_addr(self.vip.octets()),
+            addr,
             port_be: self.port.to_be(),
             proto: self.proto.number(),
-            family: FAMILY_IPV4,
+            family,
         }
     }
 }
 
 impl fmt::Display for ServiceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}/{}", self.vip, self.port, self.proto)
+        write!(f, "{}/{}", endpoint_text(self.vip, self.port), self.proto)
     }
 }
 
@@ -112,7 +149,7 @@ impl fmt::Display for BackendState {
 /// One backend of a service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BackendSpec {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// `None` keeps the service's port; `Some` maps to another port.
     pub port: Option<u16>,
     /// Priority tier, 0 most preferred. New flows go to the lowest-numbered
@@ -126,14 +163,14 @@ impl BackendSpec {
     /// Where this backend serves `service`, as its replies carry it:
     /// address, port (its own or the service's), protocol. One endpoint
     /// serves one service: a reply finds its VIP by the endpoint alone.
-    pub fn endpoint(&self, service: &ServiceSpec) -> (Ipv4Addr, u16, Proto) {
+    pub fn endpoint(&self, service: &ServiceSpec) -> (IpAddr, u16, Proto) {
         (self.addr, self.port.unwrap_or(service.port), service.proto)
     }
 
     /// An up backend in tier 0 on the service's port.
-    pub const fn new(addr: Ipv4Addr) -> Self {
+    pub fn new(addr: impl Into<IpAddr>) -> Self {
         Self {
-            addr,
+            addr: addr.into(),
             port: None,
             tier: 0,
             weight: 1,
@@ -159,10 +196,11 @@ impl BackendSpec {
     /// The `FO_BACKENDS` value; the slot's generation is the data path's to
     /// set ([`crate::Dataplane`]).
     pub fn to_map_value(&self, service_id: u32) -> Backend {
+        let (addr, family) = addr_key(self.addr);
         Backend {
-            addr: ipv4_addr(self.addr.octets()),
+            addr,
             port_be: self.port.unwrap_or(0).to_be(),
-            family: FAMILY_IPV4,
+            family,
             tier: self.tier,
             state: self.state.raw(),
             service_id,
@@ -176,7 +214,7 @@ impl BackendSpec {
 impl fmt::Display for BackendSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.port {
-            Some(port) => write!(f, "{}:{}", self.addr, port),
+            Some(port) => f.write_str(&endpoint_text(self.addr, port)),
             None => write!(f, "{}", self.addr),
         }
     }
@@ -188,11 +226,7 @@ mod tests {
 
     #[test]
     fn service_key_is_network_order() {
-        let spec = ServiceSpec {
-            vip: Ipv4Addr::new(203, 0, 113, 10),
-            port: 80,
-            proto: Proto::Tcp,
-        };
+        let spec = ServiceSpec::new(Ipv4Addr::new(203, 0, 113, 10), 80, Proto::Tcp);
         let key = spec.key();
         assert_eq!(key.addr[0].to_ne_bytes(), [203, 0, 113, 10]);
         assert_eq!(key.port_be.to_ne_bytes(), [0, 80]);

@@ -103,11 +103,7 @@ pub fn syn(port: u16, service: u16) -> Frame {
 
 pub fn setup(lab: &mut TestRunLab) {
     let dp = &mut lab.dataplane;
-    let tcp = |port| ServiceSpec {
-        vip: VIP,
-        port,
-        proto: Proto::Tcp,
-    };
+    let tcp = |port| ServiceSpec::new(VIP, port, Proto::Tcp);
     dp.add_service(tcp(WEB), &[BackendSpec::new(BACKEND_1)])
         .unwrap();
     dp.add_service(

@@ -102,7 +102,7 @@ fn explain_agrees_with_the_program_for_random_tuples() {
             &[BackendSpec::new(BACKEND_1).port(9999)],
         )
         .unwrap();
-    let backends: Vec<(u32, Ipv4Addr, Option<u16>)> = [&web, &dns, &reset, &dead, &gone]
+    let backends: Vec<(u32, std::net::IpAddr, Option<u16>)> = [&web, &dns, &reset, &dead, &gone]
         .iter()
         .flat_map(|e| e.backends.iter().map(|(id, b)| (*id, b.addr, b.port)))
         .collect();
@@ -174,6 +174,9 @@ fn explain_agrees_with_the_program_for_random_tuples() {
             ((CLIENT, client_port), (VIP, service_port))
         } else {
             let (_, addr, port) = rng.pick(&backends);
+            let std::net::IpAddr::V4(addr) = addr else {
+                unreachable!("the lab's backends are IPv4")
+            };
             (
                 (addr, port.unwrap_or_else(|| rng.pick(&PORTS))),
                 (CLIENT, client_port),

@@ -9,7 +9,7 @@
 
 use std::{
     collections::{HashMap, hash_map::Entry},
-    net::Ipv4Addr,
+    net::IpAddr,
     time::{Duration, Instant},
 };
 
@@ -37,7 +37,7 @@ pub struct Target {
     pub service: usize,
     pub backend: usize,
     pub spec: ProbeSpec,
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
 }
 
 pub struct ProbeSet {
@@ -94,7 +94,7 @@ impl ProbeSet {
 /// One probe task: an address, a probe, and the (service, backend) pairs
 /// that get its results.
 struct SharedProbe {
-    address: Ipv4Addr,
+    address: IpAddr,
     spec: ProbeSpec,
     members: Vec<(usize, usize)>,
 }
@@ -103,7 +103,7 @@ struct SharedProbe {
 /// order.
 fn shared(targets: Vec<Target>) -> Vec<SharedProbe> {
     let mut probes: Vec<SharedProbe> = Vec::new();
-    let mut index: HashMap<(Ipv4Addr, ProbeSpec), usize> = HashMap::new();
+    let mut index: HashMap<(IpAddr, ProbeSpec), usize> = HashMap::new();
     for target in targets {
         // Thresholds are applied per service: they do not split a probe.
         let key = ProbeSpec {
@@ -215,11 +215,13 @@ mod tests {
         assert_eq!(period(interval, Duration::ZERO, &mut rng), interval);
     }
 
+    use std::net::Ipv4Addr;
+
     fn target(service: usize, backend: usize, last: u8, port: u16, fall: u32) -> Target {
         Target {
             service,
             backend,
-            address: Ipv4Addr::new(198, 51, 100, last),
+            address: Ipv4Addr::new(198, 51, 100, last).into(),
             spec: ProbeSpec {
                 kind: ProbeKind::Tcp { port },
                 interval: Duration::from_millis(100),
@@ -246,7 +248,10 @@ mod tests {
             members,
             vec![vec![(0, 0), (1, 0), (2, 0)], vec![(0, 1)], vec![(1, 1)]]
         );
-        assert_eq!(probes[0].address, Ipv4Addr::new(198, 51, 100, 2));
+        assert_eq!(
+            probes[0].address,
+            IpAddr::from(Ipv4Addr::new(198, 51, 100, 2))
+        );
         assert_eq!(probes[2].spec.kind, ProbeKind::Tcp { port: 8081 });
     }
 }

@@ -132,7 +132,7 @@ pub(super) fn let_local_vip_replies_through(config: &AgentConfig) {
     let vips: Vec<String> = config
         .services
         .iter()
-        .filter(|s| local.contains(&s.spec.vip))
+        .filter(|s| matches!(s.spec.vip, std::net::IpAddr::V4(vip) if local.contains(&vip)))
         .map(|s| s.spec.vip.to_string())
         .collect();
     if vips.is_empty() {

@@ -41,7 +41,7 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
         for service in config
             .services
             .iter()
-            .filter(|s| local.contains(&s.spec.vip))
+            .filter(|s| matches!(s.spec.vip, std::net::IpAddr::V4(vip) if local.contains(&vip)))
         {
             println!(
                 "service {}: its VIP {} is an address of this host; the agent turns \

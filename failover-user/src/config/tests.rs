@@ -374,20 +374,41 @@ fn conntrack_settings_have_defaults_and_bounds() {
 }
 
 #[test]
-fn ipv6_addresses_are_refused_by_name_with_their_line() {
-    let vip = EXAMPLE.replace("vip = \"203.0.113.10\"", "vip = \"2001:db8::10\"");
-    let err = error_of(&vip);
-    assert!(
-        err.contains("services.web.vip")
-            && err.contains("line 10")
-            && err.contains("2001:db8::10 is an IPv6 address")
-            && err.contains("IPv4 services only"),
-        "{err}"
+fn ipv6_services_resolve_and_mixed_families_are_refused_with_their_line() {
+    let v6 = EXAMPLE
+        .replace("vip = \"203.0.113.10\"", "vip = \"2001:db8::10\"")
+        .replace("198.51.100.11", "2001:db8:1::11")
+        .replace("198.51.100.12", "2001:db8:1::12");
+    let config = AgentConfig::parse(&v6).unwrap();
+    let web = &config.services[0];
+    assert_eq!(
+        web.spec.vip,
+        "2001:db8::10".parse::<std::net::IpAddr>().unwrap()
     );
+    assert_eq!(web.spec.to_string(), "[2001:db8::10]:80/tcp");
+    assert_eq!(
+        web.backends[1].spec.addr,
+        "2001:db8:1::12".parse::<std::net::IpAddr>().unwrap()
+    );
+
+    // An IPv4 VIP with an IPv6 backend, and the other way round.
     let backend = EXAMPLE.replace("address = \"198.51.100.12\"", "address = \"fd00::12\"");
     let err = error_of(&backend);
     assert!(
-        err.contains("address") && err.contains("line 32") && err.contains("fd00::12"),
+        err.contains("services.web.backends.standby.address")
+            && err.contains("line 32")
+            && err
+                .contains("fd00::12 is an IPv6 address but the service's VIP 203.0.113.10 is IPv4")
+            && err.contains("one family"),
+        "{err}"
+    );
+    let vip = EXAMPLE.replace("vip = \"203.0.113.10\"", "vip = \"2001:db8::10\"");
+    let err = error_of(&vip);
+    assert!(
+        err.contains("services.web.backends.primary.address")
+            && err.contains(
+                "198.51.100.11 is an IPv4 address but the service's VIP 2001:db8::10 is IPv6"
+            ),
         "{err}"
     );
     // Still a plain syntax error for what is no address at all.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use failover_common::{FAMILY_IPV4, ServiceKey};
+use failover_common::ServiceKey;
 
 use super::{
     Dataplane,
@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     decide::select,
-    model::{BackendSpec, BackendState, ServiceSpec},
+    model::{BackendSpec, BackendState, ServiceSpec, addr_of_key},
 };
 
 impl Dataplane {
@@ -121,22 +121,16 @@ impl Dataplane {
 }
 
 fn service_spec_of(key: &ServiceKey) -> Option<ServiceSpec> {
-    if key.family != FAMILY_IPV4 {
-        return None;
-    }
     Some(ServiceSpec {
-        vip: std::net::Ipv4Addr::from(key.addr[0].to_ne_bytes()),
+        vip: addr_of_key(&key.addr, key.family)?,
         port: u16::from_be(key.port_be),
         proto: crate::model::Proto::from_number(key.proto)?,
     })
 }
 
 fn backend_spec_of(backend: &failover_common::Backend) -> Option<BackendSpec> {
-    if backend.family != FAMILY_IPV4 {
-        return None;
-    }
     Some(BackendSpec {
-        addr: std::net::Ipv4Addr::from(backend.addr[0].to_ne_bytes()),
+        addr: addr_of_key(&backend.addr, backend.family)?,
         port: (backend.port_be != 0).then(|| u16::from_be(backend.port_be)),
         tier: backend.tier,
         weight: backend.weight,

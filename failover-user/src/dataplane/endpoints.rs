@@ -6,21 +6,20 @@
 
 use std::collections::BTreeMap;
 
-use failover_common::{
-    ADDRESS_F_BACKEND, ADDRESS_F_VIP, ReverseKey, ReverseNat, address_slot, ipv4_addr,
-};
+use failover_common::{ADDRESS_F_BACKEND, ADDRESS_F_VIP, ReverseKey, ReverseNat, address_slot};
 
 use super::{
     Dataplane,
     error::{DataplaneError, SpecError},
     services::ServiceEntry,
 };
-use crate::model::{BackendSpec, ServiceSpec};
+use crate::model::{BackendSpec, ServiceSpec, addr_key, endpoint_text};
 
 /// A backend endpoint's `FO_REVERSE` key.
 pub fn endpoint(service: &ServiceSpec, backend: &BackendSpec) -> ReverseKey {
     let (addr, port, proto) = backend.endpoint(service);
-    ReverseKey::ipv4(ipv4_addr(addr.octets()), port.to_be(), proto.number())
+    let (addr, family) = addr_key(addr);
+    ReverseKey::new(family, addr, port.to_be(), proto.number())
 }
 
 /// Refuses services of which two have a backend endpoint in common,
@@ -35,7 +34,7 @@ fn endpoints_unshared<'a>(
             if owner.key() != spec.key() {
                 let (addr, port, _) = backend.endpoint(spec);
                 return Err(SpecError::SharedEndpoint {
-                    backend: format!("{addr}:{port}"),
+                    backend: endpoint_text(addr, port),
                     service: spec.to_string(),
                     other: owner.to_string(),
                 });
@@ -57,10 +56,10 @@ pub(super) fn check_wanted(wanted: &[super::WantedService]) -> Result<(), SpecEr
 
 /// Filter slots (and flags) of a service's VIP and backends.
 fn address_flags(entry: &ServiceEntry, into: &mut BTreeMap<u32, u32>) {
-    let vip = ipv4_addr(entry.spec.vip.octets());
+    let (vip, _) = addr_key(entry.spec.vip);
     *into.entry(address_slot(&vip)).or_default() |= ADDRESS_F_VIP;
     for backend in entry.backends.values() {
-        let addr = ipv4_addr(backend.addr.octets());
+        let (addr, _) = addr_key(backend.addr);
         *into.entry(address_slot(&addr)).or_default() |= ADDRESS_F_BACKEND;
     }
 }
@@ -90,7 +89,7 @@ impl Dataplane {
         for (id, backend) in &entry.backends {
             let key = endpoint(&entry.spec, backend);
             let value = ReverseNat {
-                vip: ipv4_addr(entry.spec.vip.octets()),
+                vip: addr_key(entry.spec.vip).0,
                 vip_port_be: entry.spec.port.to_be(),
                 service_id: entry.id,
                 backend_id: *id,

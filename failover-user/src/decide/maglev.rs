@@ -7,7 +7,7 @@
 //! table is filled, and hashed with fixed functions. The same configuration
 //! therefore yields a byte-identical table on every edge host behind ECMP.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// Default table size: a prime comfortably above 100 × the most backends a
 /// service may have (64), so each backend's share is even to within ~1 %.
@@ -16,17 +16,21 @@ pub const DEFAULT_TABLE_SIZE: u32 = 16_411;
 /// A backend as Maglev sees it: a stable identity and a weight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Member {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     /// 0 when the backend uses the service's port.
     pub port: u16,
     pub weight: u32,
 }
 
 impl Member {
-    fn identity(&self) -> [u8; 6] {
-        let mut bytes = [0u8; 6];
-        bytes[..4].copy_from_slice(&self.address.octets());
-        bytes[4..].copy_from_slice(&self.port.to_be_bytes());
+    /// Address and port bytes (an IPv4 member's 6 bytes are what every
+    /// earlier version hashed: its tables stay byte-identical).
+    fn identity(&self) -> Vec<u8> {
+        let mut bytes = match self.address {
+            IpAddr::V4(v4) => v4.octets().to_vec(),
+            IpAddr::V6(v6) => v6.octets().to_vec(),
+        };
+        bytes.extend_from_slice(&self.port.to_be_bytes());
         bytes
     }
 }
@@ -128,6 +132,7 @@ pub fn shares(table: &[u32], members: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     /// The members of the golden table (addresses, ports, weights).
     fn golden_members() -> Vec<Member> {
@@ -140,7 +145,7 @@ mod tests {
         ]
         .into_iter()
         .map(|(last, port, weight)| Member {
-            address: Ipv4Addr::new(198, 51, 100, last),
+            address: Ipv4Addr::new(198, 51, 100, last).into(),
             port,
             weight,
         })
@@ -174,7 +179,7 @@ mod tests {
     fn members(n: usize) -> Vec<Member> {
         (0..n)
             .map(|i| Member {
-                address: Ipv4Addr::new(198, 51, (100 + i / 250) as u8, (i % 250 + 1) as u8),
+                address: Ipv4Addr::new(198, 51, (100 + i / 250) as u8, (i % 250 + 1) as u8).into(),
                 port: 8080,
                 weight: 1,
             })

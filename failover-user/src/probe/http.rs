@@ -1,7 +1,7 @@
 //! HTTP probes: a GET, its status and optionally a body substring, read no
 //! further than the response says (keep-alive backends are healthy).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -11,7 +11,7 @@ use tokio::{
 use super::{ProbeError, Step, tcp::tcp};
 
 pub(super) async fn http(
-    address: Ipv4Addr,
+    address: IpAddr,
     port: u16,
     path: &str,
     status: &std::ops::RangeInclusive<u16>,
@@ -19,8 +19,12 @@ pub(super) async fn http(
     max_bytes: usize,
 ) -> Result<(), ProbeError> {
     let mut stream = tcp(address, port).await?;
+    let host = match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    };
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nUser-Agent: failover-probe\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: failover-probe\r\nConnection: close\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())

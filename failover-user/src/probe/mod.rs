@@ -14,7 +14,7 @@ pub use error::{ProbeError, Step};
 pub use http::parse_status;
 
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -34,7 +34,7 @@ pub struct ProbeOutcome {
 }
 
 /// Runs one probe of `spec` against `address`.
-pub async fn probe(spec: &ProbeSpec, address: Ipv4Addr) -> ProbeOutcome {
+pub async fn probe(spec: &ProbeSpec, address: IpAddr) -> ProbeOutcome {
     let started = Instant::now();
     let result = match timeout(spec.timeout, attempt(spec, address)).await {
         Ok(result) => result,
@@ -48,7 +48,7 @@ pub async fn probe(spec: &ProbeSpec, address: Ipv4Addr) -> ProbeOutcome {
     }
 }
 
-async fn attempt(spec: &ProbeSpec, address: Ipv4Addr) -> Result<(), ProbeError> {
+async fn attempt(spec: &ProbeSpec, address: IpAddr) -> Result<(), ProbeError> {
     match &spec.kind {
         ProbeKind::Tcp { port } => tcp::tcp(address, *port).await.map(tcp::close_with_reset),
         ProbeKind::Http {
@@ -90,7 +90,7 @@ async fn attempt(spec: &ProbeSpec, address: Ipv4Addr) -> Result<(), ProbeError> 
 }
 
 /// The socket address a TCP/HTTP/UDP probe of `kind` targets, for logs.
-pub fn target(kind: &ProbeKind, address: Ipv4Addr) -> String {
+pub fn target(kind: &ProbeKind, address: IpAddr) -> String {
     match kind {
         ProbeKind::Tcp { port } | ProbeKind::Http { port, .. } | ProbeKind::Udp { port, .. } => {
             SocketAddr::from((address, *port)).to_string()

@@ -1,7 +1,7 @@
 //! TCP connect probes.
 
 use std::{
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, SocketAddr},
     time::Duration,
 };
 
@@ -19,8 +19,8 @@ pub(super) fn close_with_reset(stream: TcpStream) {
     let _ = stream.set_linger(Some(Duration::ZERO));
 }
 
-pub(super) async fn tcp(address: Ipv4Addr, port: u16) -> Result<TcpStream, ProbeError> {
-    TcpStream::connect(SocketAddrV4::new(address, port))
+pub(super) async fn tcp(address: IpAddr, port: u16) -> Result<TcpStream, ProbeError> {
+    TcpStream::connect(SocketAddr::new(address, port))
         .await
         .map_err(ProbeError::io(Step::Connect))
 }

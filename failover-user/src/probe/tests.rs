@@ -1,4 +1,7 @@
-use std::time::Duration;
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -43,7 +46,7 @@ async fn serve_once(response: &'static [u8]) -> u16 {
 
 #[tokio::test]
 async fn http_checks_status_and_body() {
-    let localhost = Ipv4Addr::LOCALHOST;
+    let localhost = IpAddr::from(Ipv4Addr::LOCALHOST);
     let ok = serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nhealthy").await;
     let kind = |port, body: Option<&str>| ProbeKind::Http {
         port,
@@ -91,7 +94,7 @@ async fn serve_keeping_open(response: &'static [u8]) -> u16 {
 
 #[tokio::test]
 async fn a_keep_alive_backend_answers_within_the_timeout() {
-    let localhost = Ipv4Addr::LOCALHOST;
+    let localhost = IpAddr::from(Ipv4Addr::LOCALHOST);
     let kind = |port, body: Option<&str>| ProbeKind::Http {
         port,
         path: "/".into(),
@@ -133,8 +136,12 @@ async fn udp_checks_the_expected_answer() {
         send: b"ping".to_vec(),
         expect: Some(b"pong".to_vec()),
     };
-    assert!(probe(&spec(kind.clone()), Ipv4Addr::LOCALHOST).await.ok);
-    let outcome = probe(&spec(kind), Ipv4Addr::LOCALHOST).await;
+    assert!(
+        probe(&spec(kind.clone()), Ipv4Addr::LOCALHOST.into())
+            .await
+            .ok
+    );
+    let outcome = probe(&spec(kind), Ipv4Addr::LOCALHOST.into()).await;
     assert!(
         !outcome.ok
             && matches!(&outcome.error, Some(ProbeError::AnswerMismatch(text)) if text == "pong"),
@@ -154,7 +161,7 @@ async fn max_response_bytes_bounds_what_is_read() {
     };
     let mut small = spec(kind);
     small.max_response_bytes = 32;
-    let outcome = probe(&small, Ipv4Addr::LOCALHOST).await;
+    let outcome = probe(&small, Ipv4Addr::LOCALHOST.into()).await;
     assert!(!outcome.ok, "read past max_response_bytes");
 }
 
@@ -176,7 +183,7 @@ async fn a_silent_backend_costs_one_timeout() {
         body: None,
     };
     let started = Instant::now();
-    let outcome = probe(&spec(kind), Ipv4Addr::LOCALHOST).await;
+    let outcome = probe(&spec(kind), Ipv4Addr::LOCALHOST.into()).await;
     assert!(
         !outcome.ok && matches!(outcome.error, Some(ProbeError::TimedOut(_))),
         "{outcome:?}"
@@ -191,9 +198,12 @@ async fn tcp_refused_fails_and_exec_follows_exit_code() {
         l.local_addr().unwrap().port()
     };
     assert!(
-        !probe(&spec(ProbeKind::Tcp { port: closed }), Ipv4Addr::LOCALHOST)
-            .await
-            .ok
+        !probe(
+            &spec(ProbeKind::Tcp { port: closed }),
+            Ipv4Addr::LOCALHOST.into()
+        )
+        .await
+        .ok
     );
     assert!(
         probe(
@@ -201,7 +211,7 @@ async fn tcp_refused_fails_and_exec_follows_exit_code() {
                 command: vec!["true".into()],
                 port: 1,
             }),
-            Ipv4Addr::LOCALHOST
+            Ipv4Addr::LOCALHOST.into()
         )
         .await
         .ok
@@ -212,7 +222,7 @@ async fn tcp_refused_fails_and_exec_follows_exit_code() {
                 command: vec!["false".into()],
                 port: 1,
             }),
-            Ipv4Addr::LOCALHOST
+            Ipv4Addr::LOCALHOST.into()
         )
         .await
         .ok
@@ -235,14 +245,28 @@ fn icmp_echo() {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let alive = probe(&spec(ProbeKind::Icmp), Ipv4Addr::LOCALHOST).await;
-            // No route to TEST-NET-1 in this namespace: no echo reply.
-            let unreachable = probe(&spec(ProbeKind::Icmp), Ipv4Addr::new(192, 0, 2, 99)).await;
+            let mut alive = Vec::new();
+            let mut unreachable = Vec::new();
+            // ICMP and ICMPv6 echo. No route to TEST-NET-1 or the
+            // documentation prefix in this namespace: no echo reply.
+            for (up, down) in [
+                (
+                    IpAddr::from(Ipv4Addr::LOCALHOST),
+                    "192.0.2.99".parse().unwrap(),
+                ),
+                (
+                    std::net::Ipv6Addr::LOCALHOST.into(),
+                    "2001:db8::99".parse().unwrap(),
+                ),
+            ] {
+                alive.push(probe(&spec(ProbeKind::Icmp), up).await);
+                unreachable.push(probe(&spec(ProbeKind::Icmp), down).await);
+            }
             (alive, unreachable)
         })
     });
-    assert!(alive.ok, "{alive:?}");
-    assert!(!unreachable.ok, "{unreachable:?}");
+    assert!(alive.iter().all(|a| a.ok), "{alive:?}");
+    assert!(unreachable.iter().all(|u| !u.ok), "{unreachable:?}");
 }
 
 #[tokio::test]
@@ -260,5 +284,5 @@ async fn udp_expects_an_answer() {
         send: b"ping".to_vec(),
         expect: Some(b"pong".to_vec()),
     };
-    assert!(probe(&spec(kind), Ipv4Addr::LOCALHOST).await.ok);
+    assert!(probe(&spec(kind), Ipv4Addr::LOCALHOST.into()).await.ok);
 }

@@ -1,23 +1,28 @@
 //! UDP probes: send a payload, expect an answer (containing `expect`).
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use tokio::net::UdpSocket;
 
 use super::{ProbeError, Step};
 
 pub(super) async fn udp(
-    address: Ipv4Addr,
+    address: IpAddr,
     port: u16,
     payload: &[u8],
     expect: Option<&[u8]>,
     max_bytes: usize,
 ) -> Result<(), ProbeError> {
-    let socket = UdpSocket::bind("0.0.0.0:0")
+    let any = if address.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let socket = UdpSocket::bind(any)
         .await
         .map_err(ProbeError::io(Step::Bind))?;
     socket
-        .connect(SocketAddrV4::new(address, port))
+        .connect(SocketAddr::new(address, port))
         .await
         .map_err(ProbeError::io(Step::Connect))?;
     socket

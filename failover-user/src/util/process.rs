@@ -4,7 +4,7 @@
 //! dropped, e.g. by a probe timeout), the whole group is killed, so helpers
 //! the program started go too.
 
-use std::{net::Ipv4Addr, process::ExitStatus, time::Duration};
+use std::{net::IpAddr, process::ExitStatus, time::Duration};
 
 use tokio::{io::AsyncWriteExt, process::Command};
 
@@ -32,7 +32,7 @@ pub enum RunError {
 }
 
 /// `{address}` and `{port}` in each argument replaced.
-pub fn substitute(args: &[String], address: Ipv4Addr, port: u16) -> Vec<String> {
+pub fn substitute(args: &[String], address: IpAddr, port: u16) -> Vec<String> {
     args.iter()
         .map(|arg| {
             arg.replace("{address}", &address.to_string())
@@ -206,7 +206,7 @@ mod tests {
     fn address_and_port_are_substituted() {
         let out = substitute(
             &args(&["check", "{address}:{port}", "x"]),
-            Ipv4Addr::new(198, 51, 100, 2),
+            std::net::Ipv4Addr::new(198, 51, 100, 2).into(),
             8080,
         );
         assert_eq!(out, ["check", "198.51.100.2:8080", "x"]);

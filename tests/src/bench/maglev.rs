@@ -23,7 +23,7 @@ pub fn run(quick: bool) -> Section {
         }
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
-                address: Ipv4Addr::from(0xc633_6400u32 + i as u32),
+                address: Ipv4Addr::from(0xc633_6400u32 + i as u32).into(),
                 port: 8080,
                 weight: 1,
             })

@@ -11,33 +11,33 @@ use failover_common::{
 };
 use serde_json::{Value, json};
 
-use super::{Pinned, addr, state_name};
-use crate::model::Proto;
+use super::{Pinned, addr, endpoint_of_key, state_name};
+use crate::model::{Proto, addr_key};
 
 pub(super) fn explain(
     p: &Pinned,
     proto: &str,
-    src: std::net::SocketAddrV4,
-    dst: std::net::SocketAddrV4,
+    src: std::net::SocketAddr,
+    dst: std::net::SocketAddr,
 ) -> anyhow::Result<Value> {
     let proto = match proto {
         "tcp" => Proto::Tcp,
         "udp" => Proto::Udp,
         other => bail!("protocol {other:?}: expected tcp or udp"),
     };
-    let key = FlowKey::ipv4(
-        failover_common::ipv4_addr(src.ip().octets()),
-        failover_common::ipv4_addr(dst.ip().octets()),
+    if src.is_ipv4() != dst.is_ipv4() {
+        bail!("{src} and {dst} are of two families: a packet has one (IPv4 or IPv6)");
+    }
+    let ((src_addr, family), (dst_addr, _)) = (addr_key(src.ip()), addr_key(dst.ip()));
+    let key = FlowKey::new(
+        family,
+        src_addr,
+        dst_addr,
         src.port().to_be(),
         dst.port().to_be(),
         proto.number(),
     );
-    let service_key = crate::model::ServiceSpec {
-        vip: *dst.ip(),
-        port: dst.port(),
-        proto,
-    }
-    .key();
+    let service_key = crate::model::ServiceSpec::new(dst.ip(), dst.port(), proto).key();
     // The program's order: the flow's entry, the service, then whether the
     // packet is a reply from a backend.
     let mut steps = Vec::new();
@@ -135,21 +135,17 @@ pub(super) fn explain(
 fn reply(
     p: &Pinned,
     proto: Proto,
-    src: std::net::SocketAddrV4,
-    dst: std::net::SocketAddrV4,
+    src: std::net::SocketAddr,
+    dst: std::net::SocketAddr,
 ) -> Option<(u32, Vec<String>)> {
-    let endpoint = ReverseKey::ipv4(
-        failover_common::ipv4_addr(src.ip().octets()),
-        src.port().to_be(),
-        proto.number(),
-    );
+    let (src_addr, family) = addr_key(src.ip());
+    let endpoint = ReverseKey::new(family, src_addr, src.port().to_be(), proto.number());
     let nat = p.reverse.get(&endpoint)?;
     let mut steps = vec![format!(
-        "{src} is backend {} of service id {}: a reply, source rewritten to {}:{} for {dst}",
+        "{src} is backend {} of service id {}: a reply, source rewritten to {} for {dst}",
         nat.backend_id,
         nat.service_id,
-        addr(nat.vip),
-        u16::from_be(nat.vip_port_be)
+        endpoint_of_key(nat.vip, family, nat.vip_port_be)
     )];
     if nat.reply_ifindex != 0 {
         let name = crate::dataplane::netdev::name_of(nat.reply_ifindex)
@@ -167,7 +163,15 @@ fn describe(backend: &Backend) -> String {
     } else {
         u16::from_be(backend.port_be).to_string()
     };
-    format!("{}:{port}, tier {}", addr(backend.addr), backend.tier)
+    let address = addr(backend.addr, backend.family);
+    if backend.port_be == 0 {
+        return format!("{address}:{port}, tier {}", backend.tier);
+    }
+    format!(
+        "{}, tier {}",
+        crate::model::endpoint_text(address, u16::from_be(backend.port_be)),
+        backend.tier
+    )
 }
 
 /// The pinned maps as the shared per-packet pick reads them; the first

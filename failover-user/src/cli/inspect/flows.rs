@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use failover_common::{FAMILY_IPV4, Flow, FlowKey, PROTO_TCP, flow_state};
+use failover_common::{Flow, FlowKey, PROTO_TCP, flow_state};
 use serde_json::{Value, json};
 
-use super::{Pinned, addr};
+use super::{Pinned, endpoint_of_key};
 use crate::model::Proto;
 
 /// Seconds with one decimal.
@@ -30,8 +30,8 @@ fn state(key: &FlowKey, flow: &Flow, now: u64) -> &'static str {
 fn flow_row(key: &FlowKey, flow: &Flow, now: u64) -> Value {
     json!({
         "proto": Proto::from_number(key.proto).map_or("?".into(), |p| p.to_string()),
-        "src": format!("{}:{}", addr(key.src), u16::from_be(key.src_port_be)),
-        "dst": format!("{}:{}", addr(key.dst), u16::from_be(key.dst_port_be)),
+        "src": endpoint_of_key(key.src, key.family, key.src_port_be),
+        "dst": endpoint_of_key(key.dst, key.family, key.dst_port_be),
         "backend": flow.backend_id,
         "service": flow.service_id,
         "state": state(key, flow, now),
@@ -46,7 +46,6 @@ pub(super) fn flows(p: &Pinned, filter: Option<&str>, limit: usize) -> Value {
         .flows
         .entries()
         .iter()
-        .filter(|(key, _)| key.family == FAMILY_IPV4)
         .map(|(key, flow)| flow_row(key, flow, now))
         .filter(|row| {
             filter.is_none_or(|f| {

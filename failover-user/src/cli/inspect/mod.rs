@@ -1,7 +1,10 @@
 //! `failover inspect`: reads the pinned maps directly, so it works with the
 //! agent dead. Human tables by default, `--json` for scripts.
 
-use std::{net::Ipv4Addr, path::Path};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+};
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
@@ -44,18 +47,27 @@ pub enum What {
     /// Which service, backend and path a packet would take, and why.
     ///
     /// Example: failover inspect explain tcp 192.0.2.7:40000 203.0.113.10:80
+    /// (IPv6: tcp [2001:db8::7]:40000 [2001:db8::10]:80)
     Explain {
         /// tcp or udp
         proto: String,
-        /// source address:port
-        src: std::net::SocketAddrV4,
-        /// destination address:port
-        dst: std::net::SocketAddrV4,
+        /// source address:port ([address]:port for IPv6)
+        src: std::net::SocketAddr,
+        /// destination address:port ([address]:port for IPv6)
+        dst: std::net::SocketAddr,
     },
 }
 
-fn addr(words: [u32; 4]) -> Ipv4Addr {
-    Ipv4Addr::from(words[0].to_ne_bytes())
+/// The address a key holds (an unknown family's shown as IPv4's first word).
+fn addr(words: [u32; 4], family: u8) -> IpAddr {
+    crate::model::addr_of_key(&words, family)
+        .unwrap_or_else(|| Ipv4Addr::from(words[0].to_ne_bytes()).into())
+}
+
+/// `address:port` (bracketed for IPv6) of a key's address and a port in
+/// network order.
+fn endpoint_of_key(words: [u32; 4], family: u8, port_be: u16) -> String {
+    crate::model::endpoint_text(addr(words, family), u16::from_be(port_be))
 }
 
 fn state_name(raw: u32) -> String {
@@ -120,7 +132,7 @@ fn services(p: &Pinned) -> anyhow::Result<Value> {
         let selection: Vec<u32> = service.selection[..service.selection_len as usize].to_vec();
         rows.push(json!({
             "id": service.id,
-            "vip": addr(key.addr).to_string(),
+            "vip": addr(key.addr, key.family).to_string(),
             "port": u16::from_be(key.port_be),
             "proto": Proto::from_number(key.proto).map_or("?".into(), |p| p.to_string()),
             "active_tier": service.active_tier,
@@ -142,7 +154,7 @@ fn backends(p: &Pinned) -> anyhow::Result<Value> {
         rows.push(json!({
             "id": id,
             "service": backend.service_id,
-            "address": addr(backend.addr).to_string(),
+            "address": addr(backend.addr, backend.family).to_string(),
             "port": if backend.port_be == 0 { Value::from("service") } else { Value::from(u16::from_be(backend.port_be)) },
             "tier": backend.tier,
             "state": state_name(backend.state),

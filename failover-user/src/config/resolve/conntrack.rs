@@ -2,7 +2,7 @@
 //! rule that no two services share a backend endpoint (a reply finds its
 //! VIP by the endpoint alone).
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::{collections::HashMap, net::IpAddr};
 
 use toml::Spanned;
 
@@ -56,7 +56,7 @@ impl Resolver<'_> {
     /// be told apart. `at`: where the service is written.
     pub(super) fn endpoints_unshared<'s>(
         &self,
-        owners: &mut HashMap<(Ipv4Addr, u16, Proto), &'s str>,
+        owners: &mut HashMap<(IpAddr, u16, Proto), &'s str>,
         service: &'s ServicePlan,
         at: usize,
     ) -> Result<(), ConfigError> {

@@ -9,7 +9,7 @@ mod service;
 
 use std::{
     collections::BTreeSet,
-    net::{IpAddr, Ipv4Addr},
+    net::IpAddr,
     ops::RangeInclusive,
     path::{Path, PathBuf},
     time::Duration,
@@ -47,20 +47,33 @@ impl Resolver<'_> {
             + 1
     }
 
-    /// An address the data path can serve: IPv4 for now. An IPv6 one is
-    /// refused by name, with what to do meanwhile.
-    fn ipv4(&self, field: &str, addr: &Spanned<IpAddr>) -> Result<Ipv4Addr, ConfigError> {
-        match *addr.get_ref() {
-            IpAddr::V4(v4) => Ok(v4),
-            IpAddr::V6(v6) => self.invalid(
-                field,
-                addr.span().start,
-                format!(
-                    "{v6} is an IPv6 address: this version serves IPv4 services only \
-                     (VIPs and backends); balance IPv6 with another tool meanwhile"
-                ),
-            ),
+    /// A backend's address, of its service VIP's family: the data path
+    /// translates IPv4 to IPv4 and IPv6 to IPv6 (no NAT46/64).
+    fn same_family(
+        &self,
+        field: &str,
+        addr: &Spanned<IpAddr>,
+        vip: IpAddr,
+    ) -> Result<IpAddr, ConfigError> {
+        let address = *addr.get_ref();
+        if address.is_ipv4() == vip.is_ipv4() {
+            return Ok(address);
         }
+        let family = |a: IpAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
+        self.invalid(
+            field,
+            addr.span().start,
+            format!(
+                "{address} is an {} address but the service's VIP {vip} is {}: a service's \
+                 VIP and backends must be one family (failover does not translate between \
+                 IPv4 and IPv6); give this backend an {} address, or make a second service \
+                 on an {} VIP for it",
+                family(address),
+                family(vip),
+                family(vip),
+                family(address),
+            ),
+        )
     }
 
     fn invalid<T>(

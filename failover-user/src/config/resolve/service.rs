@@ -21,7 +21,7 @@ impl Resolver<'_> {
             return self.invalid("services.name", at, "must not be empty");
         }
         let spec = ServiceSpec {
-            vip: self.ipv4(&field("vip"), &raw.vip)?,
+            vip: *raw.vip.get_ref(),
             port: raw.port,
             proto: match raw.protocol {
                 RawProto::Tcp => Proto::Tcp,
@@ -85,7 +85,7 @@ impl Resolver<'_> {
                     "backend name used twice in this service",
                 );
             }
-            let address = self.ipv4(&bfield("address"), &raw_backend.address)?;
+            let address = self.same_family(&bfield("address"), &raw_backend.address, spec.vip)?;
             if !endpoints.insert((address, raw_backend.port)) {
                 return self.invalid(
                     bfield("address"),

@@ -234,11 +234,7 @@ pub(super) fn add_services(lab: &mut TestRunLab) {
             ..Default::default()
         })
         .expect("flow settings");
-    let tcp = |port| ServiceSpec {
-        vip: VIP,
-        port,
-        proto: Proto::Tcp,
-    };
+    let tcp = |port| ServiceSpec::new(VIP, port, Proto::Tcp);
     let dp = &mut lab.dataplane;
     dp.add_service(tcp(80), &[BackendSpec::new(BACKEND_1)])
         .expect("tcp service");
