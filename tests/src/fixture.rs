@@ -11,7 +11,7 @@ use failover_common::stats::{VERDICT_NAMES, reason};
 
 use crate::{
     lab::*,
-    packet::{self, Frame},
+    packet::{self, Frame, Frame6},
 };
 
 pub use failover_common::stats::action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX};
@@ -101,6 +101,25 @@ pub fn syn(port: u16, service: u16) -> Frame {
     client_syn(port, service)
 }
 
+/// An IPv6 frame as the client sends it to the edge host.
+pub fn from_client6(frame: Frame6) -> Frame6 {
+    frame.macs(CLIENT_MAC, CLIENT_SIDE_MAC)
+}
+
+/// An IPv6 frame as a backend on the backend side sends it.
+pub fn from_backend6(frame: Frame6, last_octet: u8) -> Frame6 {
+    frame.macs(backend_mac(last_octet), BACKEND_SIDE_MAC)
+}
+
+/// The client's IPv6 SYN to `service` on the IPv6 VIP.
+pub fn syn6(port: u16, service: u16) -> Frame6 {
+    from_client6(Frame6::tcp(
+        (CLIENT6, port),
+        (VIP6, service),
+        packet::TCP_SYN,
+    ))
+}
+
 pub fn setup(lab: &mut TestRunLab) {
     let dp = &mut lab.dataplane;
     let tcp = |port| ServiceSpec::new(VIP, port, Proto::Tcp);
@@ -127,6 +146,16 @@ pub fn setup(lab: &mut TestRunLab) {
     dp.add_service(tcp(EDGE_ITSELF), &[BackendSpec::new(EDGE_BACKEND_SIDE)])
         .unwrap();
     dp.add_service(tcp(ENCAP), &[BackendSpec::new(ENCAP_BACKEND)])
+        .unwrap();
+    let tcp6 = |port| ServiceSpec::new(VIP6, port, Proto::Tcp);
+    dp.add_service(tcp6(WEB), &[BackendSpec::new(BACKEND6_1)])
+        .unwrap();
+    dp.add_service(
+        ServiceSpec::new(VIP6, DNS, Proto::Udp),
+        &[BackendSpec::new(BACKEND6_2).port(5353)],
+    )
+    .unwrap();
+    dp.add_service(tcp6(SMALL_MTU), &[BackendSpec::new(SMALL_MTU_BACKEND6)])
         .unwrap();
 }
 
@@ -178,7 +207,8 @@ pub fn run_rows(lab: &TestRunLab, rows: &[Fixture]) {
             ));
         }
         if matches!(row.output, Expect::Bytes(_))
-            && packet::parse(&result.output).is_some()
+            && (packet::parse(&result.output).is_some()
+                || packet::checksum_valid6(&result.output).is_some())
             && !packet::checksums_valid(&result.output)
         {
             problems.push("rewritten packet has invalid checksums".into());

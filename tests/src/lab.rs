@@ -9,9 +9,13 @@
 //!   198.18.1.0/24 (MTU 600, locked: only a locked route MTU is checked by
 //!   the lookup) and 198.18.2.0/24 (an `encap ip` route), both
 //!   via 198.51.100.11
+//!
+//!   IPv6 alike: clients 2001:db8:c::/64, backends 2001:db8:b::/64,
+//!   VIP 2001:db8:10::10, 2001:db8:18::/48 unreachable but for
+//!   2001:db8:18:1::/64 (MTU 1280, locked) via 2001:db8:b::11
 //! ```
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::programs::{TestRun, TestRunOptions};
 use failover::{BackendSpec, Dataplane, Proto, ServiceSpec, dataplane::ServiceEntry};
@@ -37,6 +41,14 @@ pub const SMALL_MTU_BACKEND: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
 pub const ENCAP_BACKEND: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
 /// The edge host's own address on the backend side: not forwarded.
 pub const EDGE_BACKEND_SIDE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, 0x10);
+pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 2);
+pub const BACKEND6_1: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x11);
+pub const BACKEND6_2: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x12);
+pub const BACKEND6_3: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x13);
+/// Behind a route with a 1280-byte MTU (via BACKEND6_1).
+pub const SMALL_MTU_BACKEND6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x18, 1, 0, 0, 0, 1);
 
 pub const CLIENT_SIDE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x0c];
 pub const BACKEND_SIDE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x0b];
@@ -72,13 +84,26 @@ impl TestRunLab {
     pub fn new() -> Self {
         crate::require_root();
         let ns = NetNs::new("fx");
-        for (side, peer, mac, addr) in [
-            (CLIENT_SIDE, "fxcp", CLIENT_SIDE_MAC, "192.0.2.1/24"),
-            (BACKEND_SIDE, "fxbp", BACKEND_SIDE_MAC, "198.51.100.1/24"),
+        for (side, peer, mac, addr, addr6) in [
+            (
+                CLIENT_SIDE,
+                "fxcp",
+                CLIENT_SIDE_MAC,
+                "192.0.2.1/24",
+                "2001:db8:c::1/64",
+            ),
+            (
+                BACKEND_SIDE,
+                "fxbp",
+                BACKEND_SIDE_MAC,
+                "198.51.100.1/24",
+                "2001:db8:b::1/64",
+            ),
         ] {
             ns.ip(&["link", "add", side, "type", "veth", "peer", "name", peer]);
             ns.ip(&["link", "set", side, "address", &mac_string(mac)]);
             ns.ip(&["addr", "add", addr, "dev", side]);
+            ns.ip(&["addr", "add", addr6, "dev", side, "nodad"]);
             ns.ip(&["link", "set", peer, "up"]);
             ns.ip(&["link", "set", side, "up"]);
         }
@@ -89,6 +114,16 @@ impl TestRunLab {
             (BACKEND_2, backend_mac(12), BACKEND_SIDE),
             (BACKEND_3, backend_mac(13), BACKEND_SIDE),
         ];
+        let neighbours6 = [
+            (CLIENT6, CLIENT_MAC, CLIENT_SIDE),
+            (BACKEND6_1, backend_mac(11), BACKEND_SIDE),
+            (BACKEND6_2, backend_mac(12), BACKEND_SIDE),
+            (BACKEND6_3, backend_mac(13), BACKEND_SIDE),
+        ];
+        let neighbours = neighbours
+            .iter()
+            .map(|(a, m, d)| (std::net::IpAddr::from(*a), *m, *d))
+            .chain(neighbours6.iter().map(|(a, m, d)| ((*a).into(), *m, *d)));
         for (addr, mac, dev) in neighbours {
             ns.ip(&[
                 "neigh",
@@ -131,7 +166,22 @@ impl TestRunLab {
             "dev",
             BACKEND_SIDE,
         ]);
+        ns.ip(&["-6", "route", "add", "unreachable", "2001:db8:18::/48"]);
+        ns.ip(&[
+            "-6",
+            "route",
+            "add",
+            "2001:db8:18:1::/64",
+            "via",
+            &BACKEND6_1.to_string(),
+            "dev",
+            BACKEND_SIDE,
+            "mtu",
+            "lock",
+            "1280",
+        ]);
         ns.sysctl("net/ipv4/conf/all/forwarding", "1");
+        ns.sysctl("net/ipv6/conf/all/forwarding", "1");
         let pins = PinDir::new();
         let dataplane = Dataplane::load(pins.path()).expect("load the data path");
         Self {
@@ -179,7 +229,8 @@ impl Default for TestRunLab {
 }
 
 /// The id the service `entry` gave its backend at `addr`.
-pub fn backend_id(entry: &ServiceEntry, addr: Ipv4Addr) -> u32 {
+pub fn backend_id(entry: &ServiceEntry, addr: impl Into<std::net::IpAddr>) -> u32 {
+    let addr = addr.into();
     *entry
         .backends
         .iter()

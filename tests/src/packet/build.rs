@@ -2,43 +2,11 @@
 
 use failover_common::csum::checksum_be;
 
-use super::{ETH_LEN, Frame, L4, checksum::pseudo_header_sum};
+use super::{ETH_LEN, Frame, L4, checksum::pseudo_header_sum, v6::transport};
 
 impl Frame {
     fn l4_bytes(&self) -> (u8, Vec<u8>) {
         match self.l4 {
-            L4::Tcp {
-                src_port,
-                dst_port,
-                flags,
-                seq,
-                ack,
-            } => {
-                let mut h = Vec::with_capacity(20 + self.payload.len());
-                h.extend_from_slice(&src_port.to_be_bytes());
-                h.extend_from_slice(&dst_port.to_be_bytes());
-                h.extend_from_slice(&seq.to_be_bytes());
-                h.extend_from_slice(&ack.to_be_bytes());
-                h.push(5 << 4);
-                h.push(flags);
-                h.extend_from_slice(&self.tcp_window.to_be_bytes());
-                h.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent
-                h.extend_from_slice(&self.payload);
-                (6, h)
-            }
-            L4::Udp {
-                src_port, dst_port, ..
-            } => {
-                let len = (8 + self.payload.len()) as u16;
-                let mut h = Vec::with_capacity(len as usize);
-                h.extend_from_slice(&src_port.to_be_bytes());
-                h.extend_from_slice(&dst_port.to_be_bytes());
-                h.extend_from_slice(&len.to_be_bytes());
-                h.extend_from_slice(&[0, 0]);
-                h.extend_from_slice(&self.payload);
-                (17, h)
-            }
-            L4::Other { proto } => (proto, self.payload.clone()),
             L4::IcmpError {
                 kind,
                 code,
@@ -54,6 +22,7 @@ impl Frame {
                 h[2..4].copy_from_slice(&check.to_be_bytes());
                 (1, h)
             }
+            _ => transport(&self.l4, &self.payload, self.tcp_window),
         }
     }
 

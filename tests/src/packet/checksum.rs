@@ -52,7 +52,11 @@ pub fn looks_partial(frame: &[u8]) -> bool {
     field == failover_common::csum::fold(pseudo).to_be_bytes()
 }
 
-/// Whether every checksum of the frame is valid by full recomputation.
+/// Whether every checksum of the frame (IPv4 or IPv6) is valid by full
+/// recomputation.
 pub fn checksums_valid(frame: &[u8]) -> bool {
+    if let Some(valid) = super::v6::checksum_valid6(frame) {
+        return valid;
+    }
     checksum_residues(frame) == Some((0xffff, 0xffff))
 }

@@ -2,12 +2,14 @@
 //! path produced by full recomputation (never by incremental arithmetic).
 //!
 //! The parts: `frame` (the description), `build` (its bytes), `parse`
-//! (reading output frames), `checksum` (validity by full recomputation).
+//! (reading output frames), `checksum` (validity by full recomputation),
+//! `v6` (all of it for IPv6).
 
 mod build;
 mod checksum;
 mod frame;
 mod parse;
+pub mod v6;
 
 pub use self::{
     checksum::{checksum_residues, checksums_valid, looks_partial, residue},
@@ -16,6 +18,7 @@ pub use self::{
         ICMP_TIME_EXCEEDED, L4, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN,
     },
     parse::{IcmpErrorFrame, Parsed, parse, parse_icmp_error},
+    v6::{Frame6, Parsed6, checksum_valid6, parse6},
 };
 
 #[cfg(test)]
