@@ -183,6 +183,7 @@ impl Lab {
             client,
             lb,
             backends: backend_ns,
+            ..
         } = net;
         Self {
             servers,

@@ -99,29 +99,33 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
     let status = status_answer(socket)?;
     for service in &status.services {
         println!(
-            "service {} {}:{}/{}  new flows -> {}",
+            "service {} {}/{}  new flows -> {}",
             service.name,
-            service.vip,
-            service.port,
+            with_port(&service.vip, service.port),
             service.protocol,
             listed(&service.new_flows_to)
         );
+        let addresses: Vec<String> = service
+            .backends
+            .iter()
+            .map(|b| match b.port {
+                Some(port) => with_port(&b.address, port),
+                None => b.address.clone(),
+            })
+            .collect();
+        let width = addresses.iter().map(String::len).max().unwrap_or(0).max(18);
         println!(
-            "  {:<12} {:<18} {:>4} {:<8} {:<9} {:<26} {:>6} {:>10}  last probe",
+            "  {:<12} {:<width$} {:>4} {:<8} {:<9} {:<26} {:>6} {:>10}  last probe",
             "backend", "address", "tier", "health", "state", "admin", "flows", "pkts to"
         );
-        for b in &service.backends {
-            let address = match b.port {
-                Some(port) => format!("{}:{port}", b.address),
-                None => b.address.clone(),
-            };
+        for (b, address) in service.backends.iter().zip(&addresses) {
             let last = match (&b.probe.last_error, b.probe.last_latency_ms) {
                 (Some(err), _) => format!("failed: {err}"),
                 (None, Some(ms)) => format!("ok {ms:.2} ms"),
                 _ => "none yet".to_owned(),
             };
             println!(
-                "  {:<12} {:<18} {:>4} {:<8} {:<9} {:<26} {:>6} {:>10}  {last}",
+                "  {:<12} {:<width$} {:>4} {:<8} {:<9} {:<26} {:>6} {:>10}  {last}",
                 b.name,
                 address,
                 b.tier,
@@ -144,6 +148,14 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
         status.active_flow_idle_s
     );
     Ok(())
+}
+
+/// `address:port` of an address as status carries it (bracketed for IPv6).
+fn with_port(address: &str, port: u16) -> String {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(ip) => crate::model::endpoint_text(ip, port),
+        Err(_) => format!("{address}:{port}"),
+    }
 }
 
 /// `a,b` (or `nothing`).

@@ -16,7 +16,7 @@
 
 use std::{
     io::{ErrorKind, Read, Write},
-    net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket},
+    net::{Ipv4Addr, Ipv6Addr, TcpListener, TcpStream, UdpSocket},
     os::fd::AsRawFd,
     sync::{
         Arc,
@@ -42,6 +42,13 @@ pub struct ServerStats {
     pub udp_datagrams: AtomicUsize,
 }
 
+/// A TCP listener on `port` for both families (`[::]`, which takes IPv4 as
+/// mapped addresses), or IPv4 only where IPv6 is unavailable.
+pub fn bind_tcp_any(port: u16) -> std::io::Result<TcpListener> {
+    TcpListener::bind((Ipv6Addr::UNSPECIFIED, port))
+        .or_else(|_| TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))
+}
+
 /// A TCP and a UDP server in one namespace, both answering with `name`.
 pub struct BackendServer {
     name: String,
@@ -51,13 +58,15 @@ pub struct BackendServer {
 }
 
 impl BackendServer {
-    /// Binds `0.0.0.0:tcp_port` (TCP) and `0.0.0.0:udp_port` (UDP) inside
-    /// `ns` and starts serving. Panics if it cannot bind.
+    /// Binds `[::]:tcp_port` (TCP) and `[::]:udp_port` (UDP) inside `ns`,
+    /// both families (`0.0.0.0` where IPv6 is unavailable), and starts
+    /// serving. Panics if it cannot bind.
     pub fn start(ns: &NetNs, name: &str, tcp_port: u16, udp_port: u16) -> Self {
         let (listener, udp) = ns.run(|| {
-            let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, tcp_port))
+            let listener = bind_tcp_any(tcp_port)
                 .unwrap_or_else(|e| panic!("{name}: bind tcp {tcp_port}: {e}"));
-            let udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, udp_port))
+            let udp = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, udp_port))
+                .or_else(|_| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, udp_port)))
                 .unwrap_or_else(|e| panic!("{name}: bind udp {udp_port}: {e}"));
             (listener, udp)
         });
@@ -97,7 +106,7 @@ impl BackendServer {
     /// endpoint serves one service), inside `ns`; stops with the server.
     pub fn also_on(mut self, ns: &NetNs, tcp_port: u16) -> Self {
         let listener = ns.run(|| {
-            TcpListener::bind((Ipv4Addr::UNSPECIFIED, tcp_port))
+            bind_tcp_any(tcp_port)
                 .unwrap_or_else(|e| panic!("{}: bind tcp {tcp_port}: {e}", self.name))
         });
         listener

@@ -10,13 +10,15 @@
 //! Documentation address ranges only and no default routes: the client
 //! reaches 203.0.113.0/24 (the VIPs) through the lb, and the backends route
 //! the clients' range back through the lb (NAT mode: replies get the VIP put
-//! back on the way). No IPv6, so no router solicitations or DAD probes
-//! wander through the lab. The client and backends send with transmit
+//! back on the way). IPv6 is off unless a lab asks for it
+//! ([`Topology::add_ipv6`]: the same shape in 2001:db8::/32, no router
+//! advertisements, no duplicate address detection), so no router
+//! solicitations or DAD probes wander through the other labs. The client and backends send with transmit
 //! checksum offload off: locally generated packets are CHECKSUM_PARTIAL, and
 //! once XDP rewrites them in native mode the receiver drops them as bad
 //! checksums (veth pitfall 3).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::netns::{self, NetNs};
 use crate::{AttachMode, Dataplane, DataplaneError};
@@ -41,6 +43,25 @@ pub const fn lb_backend_addr(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 51, 100, 16 * i as u8 + 1)
 }
 
+/// The client's IPv6 address.
+pub const CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 2);
+/// The lb's IPv6 address on the client's segment.
+pub const LB_CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 1);
+/// Where the IPv6 VIPs are (the client routes it through the lb).
+pub const VIP6_PREFIX: &str = "2001:db8:10::/64";
+/// The IPv6 VIP the labs and the demo use.
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, 0x10);
+
+/// Backend `i`'s IPv6 address: 2001:db8:b:i::2, on its own /64 with the lb.
+pub const fn backend_addr6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0xb, i as u16, 0, 0, 0, 2)
+}
+
+/// The lb's IPv6 address toward backend `i`: 2001:db8:b:i::1.
+pub const fn lb_backend_addr6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0xb, i as u16, 0, 0, 0, 1)
+}
+
 /// One backend of a [`Topology`].
 #[derive(Clone, Copy, Debug)]
 pub struct BackendLink<'a> {
@@ -56,6 +77,8 @@ pub struct Topology {
     pub lb: NetNs,
     /// In the order of the [`BackendLink`]s given to [`Topology::build`].
     pub backends: Vec<NetNs>,
+    /// The lb's interface toward each backend, in the same order.
+    pub lb_backend_ifs: Vec<String>,
 }
 
 /// Attaching the pass program to a veth peer failed.
@@ -121,7 +144,81 @@ impl Topology {
             client,
             lb,
             backends: backend_ns,
+            lb_backend_ifs: backends.iter().map(|b| b.lb_if.to_owned()).collect(),
         }
+    }
+
+    /// Turns IPv6 on in every namespace and gives the lab its IPv6 shape
+    /// (see the module doc): addresses without duplicate address detection
+    /// and no router advertisements, so they are usable at once and no
+    /// stray router messages wander through.
+    pub fn add_ipv6(&self) {
+        for ns in self.namespaces() {
+            for key in ["accept_ra", "accept_dad", "router_solicitations"] {
+                ns.sysctl(&format!("net/ipv6/conf/default/{key}"), "0");
+                ns.sysctl(&format!("net/ipv6/conf/all/{key}"), "0");
+            }
+            ns.sysctl("net/ipv6/conf/all/disable_ipv6", "0");
+            ns.sysctl("net/ipv6/conf/default/disable_ipv6", "0");
+            for interface in ns.interfaces() {
+                for key in ["accept_ra", "accept_dad", "router_solicitations"] {
+                    ns.sysctl(&format!("net/ipv6/conf/{interface}/{key}"), "0");
+                }
+                ns.sysctl(&format!("net/ipv6/conf/{interface}/disable_ipv6"), "0");
+            }
+        }
+        let with_prefix = |addr: Ipv6Addr| format!("{addr}/64");
+        self.lb.ip(&[
+            "addr",
+            "add",
+            &with_prefix(LB_CLIENT_ADDR6),
+            "dev",
+            LB_CLIENT_IF,
+            "nodad",
+        ]);
+        self.client.ip(&[
+            "addr",
+            "add",
+            &with_prefix(CLIENT_ADDR6),
+            "dev",
+            PEER_IF,
+            "nodad",
+        ]);
+        self.client.ip(&[
+            "-6",
+            "route",
+            "add",
+            VIP6_PREFIX,
+            "via",
+            &LB_CLIENT_ADDR6.to_string(),
+        ]);
+        for (i, (ns, lb_if)) in self.backends.iter().zip(&self.lb_backend_ifs).enumerate() {
+            self.lb.ip(&[
+                "addr",
+                "add",
+                &with_prefix(lb_backend_addr6(i)),
+                "dev",
+                lb_if,
+                "nodad",
+            ]);
+            ns.ip(&[
+                "addr",
+                "add",
+                &with_prefix(backend_addr6(i)),
+                "dev",
+                PEER_IF,
+                "nodad",
+            ]);
+            ns.ip(&[
+                "-6",
+                "route",
+                "add",
+                "2001:db8:c::/64",
+                "via",
+                &lb_backend_addr6(i).to_string(),
+            ]);
+        }
+        self.lb.sysctl("net/ipv6/conf/all/forwarding", "1");
     }
 
     /// Every namespace: client, lb, backends.

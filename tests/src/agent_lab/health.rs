@@ -3,7 +3,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{Ipv4Addr, TcpListener, TcpStream},
+    net::{TcpListener, TcpStream},
     os::fd::AsRawFd,
     sync::{
         Arc, Mutex,
@@ -106,7 +106,7 @@ fn serve_health(
             if want == Health::Down as u8 {
                 listener = None;
             } else if listener.is_none() {
-                match TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)) {
+                match failover::lab::servers::bind_tcp_any(port) {
                     Ok(l) => {
                         l.set_nonblocking(true).expect("nonblocking listener");
                         listener = Some(l);

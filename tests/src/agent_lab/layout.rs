@@ -73,6 +73,9 @@ pub struct Layout {
     pub offload_on: bool,
     /// The lb's interfaces' XDP mode (native unless set).
     pub mode: XdpMode,
+    /// IPv6 on as well ([`failover::lab::topology::Topology::add_ipv6`]):
+    /// the backends and the client get their IPv6 addresses too.
+    pub ipv6: bool,
 }
 
 impl Layout {
@@ -84,7 +87,14 @@ impl Layout {
             plain_veth: false,
             offload_on: false,
             mode: XdpMode::Native,
+            ipv6: false,
         }
+    }
+
+    /// With IPv6 addresses as well (dual stack).
+    pub fn dual_stack(mut self) -> Self {
+        self.ipv6 = true;
+        self
     }
 
     /// [`HOSTS`]: primary (tier 0) behind `lbp`, standby (tier 1) behind

@@ -170,10 +170,14 @@ impl AgentLab {
             net.attach_pass_on_peers(&mut peers)
                 .expect("attach the pass program to a veth peer");
         }
+        if layout.ipv6 {
+            net.add_ipv6();
+        }
         let Topology {
             client,
             lb,
             backends,
+            ..
         } = net;
         let servers = layout
             .backends

@@ -1,6 +1,6 @@
 //! Rendering: values as TOML writes them, tables separated by blank lines.
 
-use std::{fmt::Write as _, net::Ipv4Addr, path::Path, time::Duration};
+use std::{fmt::Write as _, net::IpAddr, path::Path, time::Duration};
 
 /// A value as TOML writes it.
 pub(super) trait Value {
@@ -31,7 +31,7 @@ impl Value for Path {
     }
 }
 
-impl Value for Ipv4Addr {
+impl Value for IpAddr {
     fn toml(&self) -> String {
         quote(&self.to_string())
     }

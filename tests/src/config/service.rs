@@ -1,6 +1,6 @@
 //! A `[[services]]` table: the service's keys, its probe and its backends.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{net::IpAddr, time::Duration};
 
 use super::{
     keywords::{
@@ -13,7 +13,7 @@ use super::{
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServiceToml {
     pub name: String,
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     pub port: u16,
     pub protocol: Protocol,
     pub failback: Option<FailbackMode>,
@@ -27,10 +27,15 @@ pub struct ServiceToml {
 }
 
 impl ServiceToml {
-    pub fn new(name: impl Into<String>, vip: Ipv4Addr, port: u16, protocol: Protocol) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        vip: impl Into<IpAddr>,
+        port: u16,
+        protocol: Protocol,
+    ) -> Self {
         Self {
             name: name.into(),
-            vip,
+            vip: vip.into(),
             port,
             protocol,
             failback: None,
@@ -42,11 +47,11 @@ impl ServiceToml {
         }
     }
 
-    pub fn tcp(name: impl Into<String>, vip: Ipv4Addr, port: u16) -> Self {
+    pub fn tcp(name: impl Into<String>, vip: impl Into<IpAddr>, port: u16) -> Self {
         Self::new(name, vip, port, Protocol::Tcp)
     }
 
-    pub fn udp(name: impl Into<String>, vip: Ipv4Addr, port: u16) -> Self {
+    pub fn udp(name: impl Into<String>, vip: impl Into<IpAddr>, port: u16) -> Self {
         Self::new(name, vip, port, Protocol::Udp)
     }
 
@@ -245,7 +250,7 @@ impl ProbeToml {
 #[derive(Clone, Debug, PartialEq)]
 pub struct BackendToml {
     pub name: String,
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     /// The port traffic is sent to (the service's unless set).
     pub port: Option<u16>,
     pub tier: Option<u8>,
@@ -258,10 +263,10 @@ pub struct BackendToml {
 }
 
 impl BackendToml {
-    pub fn new(name: impl Into<String>, address: Ipv4Addr) -> Self {
+    pub fn new(name: impl Into<String>, address: impl Into<IpAddr>) -> Self {
         Self {
             name: name.into(),
-            address,
+            address: address.into(),
             port: None,
             tier: None,
             weight: None,

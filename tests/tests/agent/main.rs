@@ -10,8 +10,9 @@
 //!
 //! The checks every failover test shares in `switch`; the tests by
 //! concern: `faults`, `flapping`, `failback`, `restart`, `first_reply`,
-//! `flood_guard`.
+//! `flood_guard`, `dual_stack`.
 
+mod dual_stack;
 mod failback;
 mod faults;
 mod first_reply;
