@@ -82,6 +82,8 @@ pub struct Lab {
     _backend_ns: Vec<NetNs>,
     pub tcp: ServiceEntry,
     pub udp: ServiceEntry,
+    /// The TCP service again on [`topology::VIP6`] (dual-stack labs).
+    pub tcp6: Option<ServiceEntry>,
     /// A handle on every client UDP socket, so no two sockets of a lab ever
     /// share a source port: a new socket is always a new flow (a reused port
     /// would follow the conntrack entry of the earlier socket).
@@ -102,12 +104,23 @@ impl Lab {
     /// XDP in `mode`; in skb mode on veth links as `ip link add` leaves
     /// them (nothing on the peers, transmit checksum offload on).
     pub fn with_mode(mode: AttachMode) -> Self {
-        Self::build(mode, failover_common::DEFAULT_MAX_FLOWS, None)
+        Self::build(mode, failover_common::DEFAULT_MAX_FLOWS, None, false)
     }
 
     /// Native XDP with a flow table of `max_flows` entries.
     pub fn with_max_flows(max_flows: u32) -> Self {
-        Self::build(AttachMode::Native, max_flows, None)
+        Self::build(AttachMode::Native, max_flows, None, false)
+    }
+
+    /// Native XDP, IPv6 on as well, the TCP service also on the IPv6 VIP
+    /// (`tcp6`, the backends at their IPv6 addresses).
+    pub fn dual_stack() -> Self {
+        Self::build(
+            AttachMode::Native,
+            failover_common::DEFAULT_MAX_FLOWS,
+            None,
+            true,
+        )
     }
 
     /// Native XDP, with `door` (loaded, not attached) instead of the pass
@@ -117,16 +130,20 @@ impl Lab {
             AttachMode::Native,
             failover_common::DEFAULT_MAX_FLOWS,
             Some(door),
+            false,
         )
     }
 
-    fn build(mode: AttachMode, max_flows: u32, door: Option<&mut Xdp>) -> Self {
+    fn build(mode: AttachMode, max_flows: u32, door: Option<&mut Xdp>, ipv6: bool) -> Self {
         crate::require_root();
         let links = BACKENDS.map(|host| BackendLink {
             role: "fwd-backend",
             lb_if: host.lb_side,
         });
         let net = Topology::build("fwd-client", "fwd-lb", &links);
+        if ipv6 {
+            net.add_ipv6();
+        }
         let plain = mode == AttachMode::Skb;
         if plain {
             for ns in net.namespaces() {
@@ -171,6 +188,16 @@ impl Lab {
                 &BACKENDS.map(|b| BackendSpec::new(b.addr).port(BACKEND_UDP_PORT)),
             )
             .expect("add the udp service");
+        let tcp6 = ipv6.then(|| {
+            let backends: Vec<BackendSpec> = (0..BACKENDS.len())
+                .map(|i| BackendSpec::new(topology::backend_addr6(i)).port(BACKEND_TCP_PORT))
+                .collect();
+            dp.add_service(
+                ServiceSpec::new(topology::VIP6, TCP_PORT, Proto::Tcp),
+                &backends,
+            )
+            .expect("add the ipv6 tcp service")
+        });
 
         let servers = BACKENDS
             .iter()
@@ -194,6 +221,7 @@ impl Lab {
             _backend_ns: backend_ns,
             tcp,
             udp,
+            tcp6,
             udp_ports_held: Mutex::new(Vec::new()),
         }
     }
@@ -264,6 +292,20 @@ impl Lab {
     /// A TCP connection to the VIP from the client namespace.
     pub fn connect(&self) -> TcpStream {
         self.connect_to(TCP_PORT)
+    }
+
+    /// A TCP connection to the IPv6 VIP from the client namespace.
+    pub fn connect6(&self) -> TcpStream {
+        let target = SocketAddr::new(topology::VIP6.into(), TCP_PORT);
+        self.client
+            .run(|| configured(TcpStream::connect_timeout(&target, IO_TIMEOUT)?))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "connect to the ipv6 vip: {e}
+{}",
+                    self.diag()
+                )
+            })
     }
 
     /// A TCP connection to the VIP's `port` from the client namespace.
@@ -419,7 +461,14 @@ impl Lab {
 }
 
 fn connect_vip(port: u16) -> std::io::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(&SocketAddr::from((VIP, port)), IO_TIMEOUT)?;
+    configured(TcpStream::connect_timeout(
+        &SocketAddr::from((VIP, port)),
+        IO_TIMEOUT,
+    )?)
+}
+
+/// The lab's client socket options: bounded reads and writes, no delay.
+fn configured(stream: TcpStream) -> std::io::Result<TcpStream> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     stream.set_nodelay(true)?;
