@@ -44,15 +44,34 @@ static TEMPLATE: Array<[u64; FRAME_LEN / 8]> = Array::with_max_entries(1, 0);
 #[map(name = "BENCH_TARGET")]
 static TARGET: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
+/// IPv6 benchmark frames have exactly this many bytes (a TCP header after
+/// the 40-byte IPv6 header does not fit in `FRAME_LEN`).
+const FRAME6_LEN: usize = 96;
+
+/// Index 0: the IPv6 frame to restore before each run
+/// (`bench_restore6`). Written by the benchmark.
+#[map(name = "BENCH_TEMPLATE6")]
+static TEMPLATE6: Array<[u64; FRAME6_LEN / 8]> = Array::with_max_entries(1, 0);
+
 /// Writes the template over the frame's first `FRAME_LEN` bytes and returns
 /// where the frame starts; `None` for a shorter frame or a missing template.
 #[inline(always)]
 pub(crate) fn write_template(ctx: &XdpContext) -> Option<usize> {
+    write_words(ctx, &TEMPLATE)
+}
+
+/// Writes the `WORDS` words of `template`'s frame over the frame's start
+/// (see [`write_template`]).
+#[inline(always)]
+fn write_words<const WORDS: usize>(
+    ctx: &XdpContext,
+    template: &Array<[u64; WORDS]>,
+) -> Option<usize> {
     let start = ctx.data();
-    if start + FRAME_LEN > ctx.data_end() {
+    if start + WORDS * 8 > ctx.data_end() {
         return None;
     }
-    let template = TEMPLATE.get(0)?;
+    let template = template.get(0)?;
     let frame = start as *mut u64;
     // SAFETY: bounds checked above. BPF_PROG_TEST_RUN places the frame after
     // a 256-byte headroom, and live-frames pages 256 bytes after their
@@ -87,6 +106,38 @@ pub fn bench_restore(ctx: XdpContext) -> u32 {
     // SAFETY: tail call into the program under test.
     unsafe { TARGET.tail_call(&ctx, 0) };
     // Only reached when the tail call failed.
+    XDP_ABORTED
+}
+
+/// `bench_restore` for IPv6 frames (`BENCH_TEMPLATE6`).
+#[xdp]
+pub fn bench_restore6(ctx: XdpContext) -> u32 {
+    if write_words(&ctx, &TEMPLATE6).is_none() {
+        return XDP_ABORTED;
+    }
+    // SAFETY: tail call into the program under test.
+    unsafe { TARGET.tail_call(&ctx, 0) };
+    XDP_ABORTED
+}
+
+/// Offsets in an untagged IPv6 TCP frame: the source address's last byte
+/// and the source port.
+const IPV6_SRC_LAST_AT: usize = 14 + 8 + 15;
+const IPV6_SOURCE_PORT_AT: usize = 14 + 40;
+
+/// `bench_restore_new_flow` for IPv6 frames.
+#[xdp]
+pub fn bench_restore_new_flow6(ctx: XdpContext) -> u32 {
+    let (Some(start), Some(n)) = (write_words(&ctx, &TEMPLATE6), next_in(&FLOW_SEQ)) else {
+        return XDP_ABORTED;
+    };
+    // SAFETY: both fields lie inside the FRAME6_LEN bytes written; then
+    // the tail call into the program under test.
+    unsafe {
+        ((start + IPV6_SOURCE_PORT_AT) as *mut [u8; 2]).write_unaligned((n as u16).to_be_bytes());
+        ((start + IPV6_SRC_LAST_AT) as *mut u8).write((n >> 16) as u8);
+        TARGET.tail_call(&ctx, 0);
+    }
     XDP_ABORTED
 }
 

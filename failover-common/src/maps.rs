@@ -62,7 +62,9 @@ pub mod programs {
     pub const NOT_TCP_UDP: u32 = 0;
     /// IPv6.
     pub const IPV6: u32 = 1;
-    pub const COUNT: u32 = 2;
+    /// ICMPv6 other than neighbour discovery (errors about tracked flows).
+    pub const IPV6_NOT_TCP_UDP: u32 = 2;
+    pub const COUNT: u32 = 3;
 }
 
 /// Most services one edge host can carry.

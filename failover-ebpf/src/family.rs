@@ -12,7 +12,7 @@ use failover_common::{AddrBe, FAMILY_IPV4, PROTO_UDP, csum};
 use crate::{
     nat::End,
     outcome::Outcome,
-    parse::{Ipv4Hdr, L3, Parsed},
+    parse::{IPV4_FRAGMENT_MASK_BE, IPV4_MIN_LEN, Ipv4Hdr, L3, Parsed, ptr_at},
     pmtu, reset,
 };
 
@@ -26,6 +26,10 @@ pub trait Family: Copy {
     const FAMILY: u8;
     /// `AF_INET` or `AF_INET6`, for the route lookup.
     const AF: u8;
+    /// ICMP's protocol number in this family.
+    const PROTO_ICMP: u8;
+    /// Whether the ICMP checksum covers a pseudo-header (ICMPv6's does).
+    const ICMP_PSEUDO_HEADER: bool;
 
     fn src(ip: *const Self::Hdr) -> Self::Addr;
     fn dst(ip: *const Self::Hdr) -> Self::Addr;
@@ -53,6 +57,15 @@ pub trait Family: Copy {
     fn decrement_hop_limit(ip: *mut Self::Hdr);
     /// Fills the route lookup's family and addresses.
     fn fib_addresses(params: &mut FibParams, src: Self::Addr, dst: Self::Addr);
+    /// The header checksum (0 where the family has none).
+    fn header_check(ip: *const Self::Hdr) -> u16;
+    /// Whether an ICMP message of `kind` is an error about a packet that
+    /// the data path translates (destination unreachable, time exceeded;
+    /// IPv6's Packet Too Big, which IPv4 carries as an unreachable code).
+    fn is_icmp_error(kind: u8) -> bool;
+    /// The unfragmented IP header an ICMP error embeds at `offset`, its
+    /// length and the protocol after it.
+    fn embedded(ctx: &XdpContext, offset: usize) -> Option<(*mut Self::Hdr, usize, u8)>;
     /// Turns the frame into the family's "too big" answer carrying `mtu`
     /// (ICMP fragmentation needed, ICMPv6 Packet Too Big), back to its
     /// sender.
@@ -67,12 +80,16 @@ pub trait Family: Copy {
 pub struct V4;
 
 const IPV4_DF_BE: u16 = 0x4000u16.to_be();
+const ICMP_DEST_UNREACHABLE: u8 = 3;
+const ICMP_TIME_EXCEEDED: u8 = 11;
 
 impl Family for V4 {
     type Hdr = Ipv4Hdr;
     type Addr = u32;
     const FAMILY: u8 = FAMILY_IPV4;
     const AF: u8 = 2;
+    const PROTO_ICMP: u8 = 1;
+    const ICMP_PSEUDO_HEADER: bool = false;
 
     #[inline(always)]
     fn src(ip: *const Ipv4Hdr) -> u32 {
@@ -177,6 +194,28 @@ impl Family for V4 {
         params.family = Self::AF;
         params.__bindgen_anon_3.ipv4_src = src;
         params.__bindgen_anon_4.ipv4_dst = dst;
+    }
+
+    #[inline(always)]
+    fn header_check(ip: *const Ipv4Hdr) -> u16 {
+        // SAFETY: as above.
+        unsafe { (*ip).check }
+    }
+
+    #[inline(always)]
+    fn is_icmp_error(kind: u8) -> bool {
+        kind == ICMP_DEST_UNREACHABLE || kind == ICMP_TIME_EXCEEDED
+    }
+
+    #[inline(always)]
+    fn embedded(ctx: &XdpContext, offset: usize) -> Option<(*mut Ipv4Hdr, usize, u8)> {
+        let inner: *mut Ipv4Hdr = ptr_at(ctx, offset)?;
+        // SAFETY: bounds checked by ptr_at.
+        let (version_ihl, frag_off, proto) =
+            unsafe { ((*inner).version_ihl, (*inner).frag_off, (*inner).proto) };
+        let ihl = usize::from(version_ihl & 0x0f) * 4;
+        (version_ihl >> 4 == 4 && ihl >= IPV4_MIN_LEN && frag_off & IPV4_FRAGMENT_MASK_BE == 0)
+            .then_some((inner, ihl, proto))
     }
 
     #[inline(always)]

@@ -30,6 +30,9 @@ use crate::{
 };
 
 pub const PROTO_ICMPV6: u8 = 58;
+const ICMPV6_DEST_UNREACHABLE: u8 = 1;
+pub const ICMPV6_PACKET_TOO_BIG: u8 = 2;
+const ICMPV6_TIME_EXCEEDED: u8 = 3;
 const NEXT_HOP_BY_HOP: u8 = 0;
 const NEXT_ROUTING: u8 = 43;
 const NEXT_FRAGMENT: u8 = 44;
@@ -187,6 +190,8 @@ impl Family for V6 {
     type Addr = [u32; 4];
     const FAMILY: u8 = FAMILY_IPV6;
     const AF: u8 = 10;
+    const PROTO_ICMP: u8 = PROTO_ICMPV6;
+    const ICMP_PSEUDO_HEADER: bool = true;
 
     #[inline(always)]
     fn src(ip: *const Ipv6Hdr) -> [u32; 4] {
@@ -291,6 +296,29 @@ impl Family for V6 {
         params.__bindgen_anon_2.flowinfo = 0;
         params.__bindgen_anon_3.ipv6_src = src;
         params.__bindgen_anon_4.ipv6_dst = dst;
+    }
+
+    #[inline(always)]
+    fn header_check(_ip: *const Ipv6Hdr) -> u16 {
+        0
+    }
+
+    #[inline(always)]
+    fn is_icmp_error(kind: u8) -> bool {
+        matches!(
+            kind,
+            ICMPV6_DEST_UNREACHABLE | ICMPV6_PACKET_TOO_BIG | ICMPV6_TIME_EXCEEDED
+        )
+    }
+
+    /// Extension headers in the embedded packet are not walked: such an
+    /// error passes untranslated.
+    #[inline(always)]
+    fn embedded(ctx: &XdpContext, offset: usize) -> Option<(*mut Ipv6Hdr, usize, u8)> {
+        let inner: *mut Ipv6Hdr = ptr_at(ctx, offset)?;
+        // SAFETY: bounds checked by ptr_at.
+        let (vtc_flow, next) = unsafe { ((*inner).vtc_flow, (*inner).next_header) };
+        (u32::from_be(vtc_flow) >> 28 == 6).then_some((inner, IPV6_LEN, next))
     }
 
     #[inline(always)]

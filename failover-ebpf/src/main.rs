@@ -21,6 +21,7 @@ mod pmtu;
 mod ratelimit;
 mod reply;
 mod reset;
+mod translate;
 mod watch;
 
 use aya_ebpf::{
@@ -49,15 +50,31 @@ pub fn failover(ctx: XdpContext) -> u32 {
 }
 
 /// IPv4 that is neither TCP nor UDP, handed over by [`failover`] with a
-/// tail call: an ICMP error about a tracked flow is translated, anything
-/// else passes. A program of its own, so its code and stack stay out of the
+/// tail call: an ICMP error about a tracked flow is translated
+/// (`translate`), anything else passes. A program of its own, so its code and stack stay out of the
 /// TCP/UDP path (inlined there, it cost every packet about 12 ns, measured
 /// with `failover-bench --only datapath`; as a subprogram it did not fit the
 /// verifier's stack).
 #[xdp]
 pub fn failover_not_tcp_udp(ctx: XdpContext) -> u32 {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
-    finish(not_tcp_udp(&ctx, bytes), bytes)
+    let outcome = match parse::parse_l3(&ctx) {
+        Ok(l3) => translate::icmp_error(&ctx, &l3, bytes),
+        Err(_) => pass(reason::PASS_NOT_TCP_UDP),
+    };
+    finish(outcome, bytes)
+}
+
+/// ICMPv6 other than neighbour discovery, handed over by [`failover_ipv6`]
+/// with a tail call, as [`failover_not_tcp_udp`] is for IPv4.
+#[xdp]
+pub fn failover_ipv6_not_tcp_udp(ctx: XdpContext) -> u32 {
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    let outcome = match ipv6::parse(&ctx) {
+        Ok(l3) => translate::icmp_error(&ctx, &l3, bytes),
+        Err(_) => pass(reason::PASS_NOT_TCP_UDP),
+    };
+    finish(outcome, bytes)
 }
 
 /// IPv6, handed over by [`failover`] with a tail call: the same data path
@@ -122,11 +139,15 @@ fn process_ipv6(ctx: &XdpContext, bytes: u64) -> Outcome {
     let parsed = match parse::parse_l4(ctx, l3) {
         Ok(parsed) => parsed,
         Err(ParseError::NotTcpUdp) => {
-            let reason = match ipv6::icmp_type(ctx, &l3) {
-                Some(ipv6::ND_FIRST..=ipv6::ND_LAST) => reason::PASS_NEIGHBOUR_DISCOVERY,
-                _ => reason::PASS_NOT_TCP_UDP,
+            return match ipv6::icmp_type(ctx, &l3) {
+                Some(ipv6::ND_FIRST..=ipv6::ND_LAST) => pass(reason::PASS_NEIGHBOUR_DISCOVERY),
+                Some(_) => {
+                    // SAFETY: a tail call, as in `process`.
+                    let _ = unsafe { PROGRAMS.tail_call(ctx, programs::IPV6_NOT_TCP_UDP) };
+                    pass(reason::PASS_NOT_TCP_UDP)
+                }
+                None => pass(reason::PASS_NOT_TCP_UDP),
             };
-            return pass(reason);
         }
         Err(err) => return pass(parse_reason(err)),
     };
@@ -174,80 +195,6 @@ const fn parse_reason(err: ParseError) -> u32 {
         ParseError::BadIpv6Header => reason::PASS_BAD_IPV6_HEADER,
         ParseError::Ipv6Extensions => reason::PASS_IPV6_EXTENSIONS,
     }
-}
-
-/// An ICMP error from a backend's side about a packet the data path could
-/// have sent (client → a backend endpoint, the error on its way to that
-/// client) is translated for the client and handed to the stack to forward
-/// (they are rare); anything else passes. Like a reply, it needs no flow
-/// entry: an error about a SYN (a TCP traceroute to the VIP) is translated.
-#[inline(always)]
-fn not_tcp_udp(ctx: &XdpContext, bytes: u64) -> Outcome {
-    let Ok(l3) = parse::parse_l3(ctx) else {
-        return pass(reason::PASS_NOT_TCP_UDP);
-    };
-    let Some(error) = icmp::parse_error(ctx, &l3) else {
-        return pass(reason::PASS_NOT_TCP_UDP);
-    };
-    let Some(reverse) = REVERSE.get_ptr(icmp::reverse_key(&error)) else {
-        return about_a_reply(&l3, &error, bytes).unwrap_or(pass(reason::PASS_NOT_TCP_UDP));
-    };
-    // SAFETY: bounds checked by the parser.
-    let dst = unsafe { (*l3.ip).dst };
-    // The error must be on its way to the client the embedded packet came
-    // from, and from where the backend is.
-    if dst != icmp::client(&error) {
-        return pass(reason::PASS_NOT_TCP_UDP);
-    }
-    if let Err(outcome) = reply::from_backend_side(egress::ingress_ifindex(ctx), &l3, reverse) {
-        return outcome;
-    }
-    // SAFETY: a live map value.
-    let (vip, vip_port, service_id, backend_id) = unsafe {
-        (
-            (*reverse).vip[0],
-            (*reverse).vip_port_be,
-            (*reverse).service_id,
-            (*reverse).backend_id,
-        )
-    };
-    if !ratelimit::translation_allowed(service_id) {
-        return drop(reason::DROP_ICMP_RATE);
-    }
-    icmp::translate_to_client(l3.ip, &error, vip, vip_port);
-    counters::traffic(service_id, backend_id, Towards::Client, bytes);
-    pass(reason::PASS_ICMP_TRANSLATED)
-}
-
-/// An ICMP error from the path towards a client, addressed to the VIP,
-/// about a reply of a tracked flow: translated for the flow's backend and
-/// handed to the stack to forward; `None` for anything else.
-#[inline(always)]
-fn about_a_reply(l3: &parse::L3<V4>, error: &icmp::IcmpError, bytes: u64) -> Option<Outcome> {
-    let key = icmp::reply_flow_key(error);
-    // SAFETY: bounds checked by the parser.
-    let dst = unsafe { (*l3.ip).dst };
-    if dst != key.dst[0] {
-        return None;
-    }
-    let entry = FLOWS.get_ptr_mut(key)?;
-    if conntrack::expired(entry, conntrack::now()) {
-        return None;
-    }
-    let (backend_id, backend) = conntrack::established::<V4>(entry)?;
-    let port = if backend.port_be != 0 {
-        backend.port_be
-    } else {
-        key.dst_port_be
-    };
-    // SAFETY: a live LRU value.
-    let service_id = unsafe { (*entry).service_id };
-    if !ratelimit::translation_allowed(service_id) {
-        return Some(drop(reason::DROP_ICMP_RATE));
-    }
-    icmp::translate_to_backend(l3.ip, error, backend.addr, port);
-    counters::traffic(service_id, backend_id, Towards::Backend, bytes);
-    Some(pass(reason::PASS_ICMP_TRANSLATED))
 }
 
 failover_ebpf::program_boilerplate!();

@@ -29,7 +29,7 @@ use failover_common::{csum, stats::reason};
 
 use crate::{
     family::{Family, V4},
-    ipv6::{IPV6_LEN, Ipv6Hdr, PROTO_ICMPV6, V6},
+    ipv6::{ICMPV6_PACKET_TOO_BIG, IPV6_LEN, Ipv6Hdr, PROTO_ICMPV6, V6},
     outcome::{Outcome, drop},
     parse::{ETH_LEN, EthHdr, IPV4_MIN_LEN, Ipv4Hdr, L3, VLAN_LEN, VlanHdr, ptr_at},
     ratelimit,
@@ -51,7 +51,6 @@ const TOS_INTERNETWORK_CONTROL: u8 = 0xc0;
 const ADDED_V6: usize = IPV6_LEN + ICMP_HEADER_LEN;
 /// Longest IPv6 quote: the header, 64 bytes of extension headers, and 8.
 const MAX_QUOTED_V6: usize = IPV6_LEN + 64 + QUOTED_L4;
-const ICMPV6_PACKET_TOO_BIG: u8 = 2;
 const IPV6_VERSION_BE: u32 = (6u32 << 28).to_be();
 
 /// Answers the packet with ICMP "fragmentation needed" carrying `mtu`.

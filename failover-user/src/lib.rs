@@ -34,13 +34,20 @@ pub const NOT_TCP_UDP_PROGRAM_NAME: &str = "failover_not_tcp_udp";
 /// Name of the program the forwarding program hands IPv6 frames to, by
 /// tail call.
 pub const IPV6_PROGRAM_NAME: &str = "failover_ipv6";
+/// Name of the program the IPv6 program hands ICMPv6 (other than
+/// neighbour discovery) to, by tail call.
+pub const IPV6_NOT_TCP_UDP_PROGRAM_NAME: &str = "failover_ipv6_not_tcp_udp";
 /// The tail-called programs and their `FO_PROGRAMS` slots.
-pub const TAIL_CALLED: [(&str, u32); 2] = [
+pub const TAIL_CALLED: [(&str, u32); 3] = [
     (
         NOT_TCP_UDP_PROGRAM_NAME,
         failover_common::programs::NOT_TCP_UDP,
     ),
     (IPV6_PROGRAM_NAME, failover_common::programs::IPV6),
+    (
+        IPV6_NOT_TCP_UDP_PROGRAM_NAME,
+        failover_common::programs::IPV6_NOT_TCP_UDP,
+    ),
 ];
 /// Where the agent pins its maps unless told otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/failover";

@@ -11,10 +11,11 @@ use std::{
 /// The demo bounds itself at 90 s; this bounds the test beyond that.
 const BOUND: Duration = Duration::from_secs(150);
 
-fn run_demo() -> (bool, String) {
+fn run_demo(extra: &[&str]) -> (bool, String) {
     failover_tests::require_root();
     let mut child = Command::new(failover_tests::failover_bin())
         .arg("demo")
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -61,7 +62,21 @@ fn request_tally(text: &str) -> Option<(usize, Vec<usize>)> {
 
 #[test]
 fn the_demo_runs_to_the_end_and_narrates_the_agent() {
-    let (success, text) = run_demo();
+    check_demo(&[]);
+}
+
+/// `failover demo --ipv6`: the same lab and story over IPv6.
+#[test]
+fn the_demo_runs_on_ipv6() {
+    let text = check_demo(&["--ipv6"]);
+    assert!(
+        text.contains("VIP [2001:db8:10::10]:80"),
+        "not on the IPv6 VIP:\n{text}"
+    );
+}
+
+fn check_demo(extra: &[&str]) -> String {
+    let (success, text) = run_demo(extra);
     assert!(success, "the demo failed:\n{text}");
     let agent_lines: Vec<&str> = text.lines().filter(|l| l.contains("[agent]")).collect();
     assert!(
@@ -94,4 +109,5 @@ fn the_demo_runs_to_the_end_and_narrates_the_agent() {
         "the tally does not add up:\n{text}"
     );
     assert!(text.contains("cleanup:"), "no cleanup report:\n{text}");
+    text
 }

@@ -4,7 +4,7 @@
 //! to come from the VIP about the client's packet to the VIP; from the
 //! path towards a client to the VIP about a reply, translated for the
 //! flow's backend about the reply as the backend sent it. Anything else
-//! passes as before.
+//! passes as before. The same for ICMPv6 (`rows6`).
 
 use std::net::Ipv4Addr;
 
@@ -357,6 +357,134 @@ fn rows() -> Vec<Fixture> {
         .counts(&["pass_not_tcp_udp"]),
     );
     rows
+}
+
+/// ICMPv6 errors about IPv6 flows, both ways: the ICMPv6 checksum also
+/// covers the outer addresses (its pseudo-header), so the outer rewrite
+/// moves it too.
+fn rows6() -> Vec<Fixture> {
+    use failover_tests::packet::{
+        Frame6, TCP_ACK,
+        v6::{
+            ICMPV6_DEST_UNREACHABLE, ICMPV6_PACKET_TOO_BIG, ICMPV6_PORT_UNREACHABLE,
+            ICMPV6_TIME_EXCEEDED,
+        },
+    };
+    let mut rows = Vec::new();
+    let forwarded6 = |packet: &Frame6, to: (std::net::Ipv6Addr, u16)| {
+        let mut forwarded = packet.clone().with_dst(to.0, to.1);
+        forwarded.hop_limit -= 1;
+        forwarded
+    };
+    // UDP port unreachable from the port-mapped DNS backend.
+    let query = from_client6(Frame6::udp((CLIENT6, 5600), (VIP6, DNS)));
+    let sent = forwarded6(&query, (BACKEND6_2, 5353));
+    let as_sent = sent.clone().with_dst(VIP6, DNS);
+    let unreachable = (ICMPV6_DEST_UNREACHABLE, ICMPV6_PORT_UNREACHABLE, 0);
+    rows.push(
+        fixture(
+            "icmpv6 port unreachable from a backend reaches the client from the vip",
+            from_backend6(
+                Frame6::icmp_error(BACKEND6_2, CLIENT6, unreachable, &sent, 1232),
+                12,
+            )
+            .build(),
+            Side::Backends,
+            XDP_PASS,
+            Expect::Bytes(
+                from_backend6(
+                    Frame6::icmp_error(VIP6, CLIENT6, unreachable, &as_sent, 1232),
+                    12,
+                )
+                .build(),
+            ),
+        )
+        .after(query.build(), Side::Clients)
+        .counts(&["pass_icmp_translated"]),
+    );
+    // Packet Too Big from a router on the backends' side, about a whole
+    // TCP segment (its checksum is embedded and follows too), and time
+    // exceeded quoting only the header and 8 bytes.
+    let router = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0xfe);
+    let segment = from_client6(Frame6::tcp((CLIENT6, 41600), (VIP6, WEB), TCP_ACK));
+    let sent = forwarded6(&segment, (BACKEND6_1, WEB));
+    let as_sent = sent.clone().with_dst(VIP6, WEB);
+    for (name, kind, keep) in [
+        ("packet too big", (ICMPV6_PACKET_TOO_BIG, 0, 1280), 1232),
+        ("time exceeded", (ICMPV6_TIME_EXCEEDED, 0, 0), 48),
+    ] {
+        rows.push(
+            fixture(
+                &format!("icmpv6 {name} about a client's segment reaches it from the vip"),
+                from_backend6(Frame6::icmp_error(router, CLIENT6, kind, &sent, keep), 11).build(),
+                Side::Backends,
+                XDP_PASS,
+                Expect::Bytes(
+                    from_backend6(Frame6::icmp_error(VIP6, CLIENT6, kind, &as_sent, keep), 11)
+                        .build(),
+                ),
+            )
+            .after(segment.build(), Side::Clients)
+            .counts(&["pass_icmp_translated"]),
+        );
+    }
+    // Packet Too Big from the clients' side about a reply of a tracked
+    // flow: for the backend, about the reply as the backend sent it.
+    let first_ack = from_client6(Frame6::tcp((CLIENT6, 41601), (VIP6, WEB), TCP_ACK));
+    let mut reply = Frame6::tcp((VIP6, WEB), (CLIENT6, 41601), TCP_ACK);
+    reply.hop_limit = 63;
+    let as_backend_sent = reply.clone().with_src(BACKEND6_1, WEB);
+    let client_router = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 0xfe);
+    let too_big = (ICMPV6_PACKET_TOO_BIG, 0, 1280);
+    rows.push(
+        fixture(
+            "icmpv6 packet too big about a reply reaches its backend",
+            from_client6(Frame6::icmp_error(
+                client_router,
+                VIP6,
+                too_big,
+                &reply,
+                1232,
+            ))
+            .build(),
+            Side::Clients,
+            XDP_PASS,
+            Expect::Bytes(
+                from_client6(Frame6::icmp_error(
+                    client_router,
+                    BACKEND6_1,
+                    too_big,
+                    &as_backend_sent,
+                    1232,
+                ))
+                .build(),
+            ),
+        )
+        .after(first_ack.build(), Side::Clients)
+        .counts(&["pass_icmp_translated"]),
+    );
+    // About nothing of ours: passes untouched.
+    let stray = from_client6(Frame6::tcp((CLIENT6, 41602), (BACKEND6_3, WEB), TCP_ACK));
+    rows.push(
+        fixture(
+            "icmpv6 error about another host's packet passes",
+            from_backend6(
+                Frame6::icmp_error(router, CLIENT6, unreachable, &stray, 1232),
+                13,
+            )
+            .build(),
+            Side::Backends,
+            XDP_PASS,
+            Expect::Unchanged,
+        )
+        .counts(&["pass_not_tcp_udp"]),
+    );
+    rows
+}
+
+#[test]
+fn icmpv6_error_fixtures() {
+    run_table(&rows6());
 }
 
 #[test]

@@ -162,12 +162,15 @@ pub enum Command {
     /// connecting, and shows the failover gaps (about 20 s, needs root).
     /// Everything it creates is removed when it ends, also on Ctrl-C.
     ///
-    /// Example: failover demo --probe-interval 10ms
+    /// Example: failover demo --probe-interval 10ms (add --ipv6 for IPv6)
     Demo {
         /// Probe interval (timeout is half of it; fall 3, rise 2). The agent's
         /// own default is 1s.
         #[arg(long, default_value = "100ms", value_parser = parse_duration_arg)]
         probe_interval: std::time::Duration,
+        /// Run the lab on IPv6 (VIP 2001:db8:10::10, backends in 2001:db8:b::/48).
+        #[arg(long)]
+        ipv6: bool,
     },
     /// Print the data path's counter and map names.
     ///
@@ -306,7 +309,10 @@ impl Cli {
                 dry_run,
             } => ops::drill(&self.control_socket()?, &service, verify_for, dry_run),
             #[cfg(feature = "lab")]
-            Command::Demo { probe_interval } => demo::run(probe_interval),
+            Command::Demo {
+                probe_interval,
+                ipv6,
+            } => demo::run(probe_interval, ipv6),
             #[cfg(not(feature = "lab"))]
             Command::Demo { .. } => Err(anyhow::anyhow!(
                 "this `failover` was built without the demo lab (cargo feature `lab`); \

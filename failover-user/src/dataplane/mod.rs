@@ -41,10 +41,7 @@ pub use self::{
     links::{Attached, interface_index, link_pin_name},
     services::{ServiceEntry, ServiceSettings, Snapshot, WantedService},
 };
-use crate::{
-    IPV6_PROGRAM_NAME, NOT_TCP_UDP_PROGRAM_NAME, PASS_PROGRAM_NAME, PROGRAM_NAME, TAIL_CALLED,
-    dataplane::error::DataplaneError,
-};
+use crate::{PASS_PROGRAM_NAME, PROGRAM_NAME, TAIL_CALLED, dataplane::error::DataplaneError};
 
 /// How to attach XDP to an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,12 +96,10 @@ impl Dataplane {
             .map_max_entries(names::FLOWS, max_flows)
             .load(crate::ebpf_object())
             .map_err(DataplaneError::Load)?;
-        for name in [
-            PROGRAM_NAME,
-            PASS_PROGRAM_NAME,
-            NOT_TCP_UDP_PROGRAM_NAME,
-            IPV6_PROGRAM_NAME,
-        ] {
+        for name in [PROGRAM_NAME, PASS_PROGRAM_NAME]
+            .into_iter()
+            .chain(TAIL_CALLED.map(|(name, _)| name))
+        {
             program_mut(&mut ebpf, name)?
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;

@@ -1,6 +1,6 @@
 //! The fuzzer's frames: well-formed ones of every shape an edge host sees
 //! (client packets to services, replies from backends, ICMP errors either
-//! way, other protocols, IPv6 with extension headers), then tags and
+//! way, other protocols; IPv6 is `ipv6`'s), then tags and
 //! mutations.
 
 use std::net::Ipv4Addr;
@@ -134,84 +134,4 @@ pub(super) fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
             _ => {}
         }
     }
-}
-
-/// An IPv6 frame of the shapes the data path must pass untouched today:
-/// TCP, UDP, neighbour discovery and other ICMPv6, after up to three
-/// extension headers (hop-by-hop, routing, destination options, fragment),
-/// between documentation addresses. (No IPv6 service exists yet: every one
-/// must pass to the stack untouched, which `check` holds it to.)
-pub(super) fn ipv6(rng: &mut Rng) -> Vec<u8> {
-    const HOP_BY_HOP: u8 = 0;
-    const ROUTING: u8 = 43;
-    const FRAGMENT: u8 = 44;
-    const DEST_OPTIONS: u8 = 60;
-    const TCP: u8 = 6;
-    const UDP: u8 = 17;
-    const ICMPV6: u8 = 58;
-    let (last, mut payload): (u8, Vec<u8>) = match rng.below(4) {
-        0 => (TCP, tcp_like(rng)),
-        1 => (
-            UDP,
-            vec![0x9c, 0x40, 0, 80, 0, 16, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8],
-        ),
-        // Router and neighbour solicitations and advertisements, redirect.
-        2 => (
-            ICMPV6,
-            vec![rng.pick(&[133, 134, 135, 136, 137]), 0, 0, 0, 0, 0, 0, 0],
-        ),
-        _ => (
-            ICMPV6,
-            vec![rng.pick(&[1, 2, 3, 128, 129]), 0, 0, 0, 0, 0, 5, 0x78],
-        ),
-    };
-    let mut chain = Vec::new();
-    let mut next = last;
-    for _ in 0..rng.below(4) {
-        let kind = rng.pick(&[HOP_BY_HOP, ROUTING, DEST_OPTIONS, FRAGMENT]);
-        let header = if kind == FRAGMENT {
-            // Offset and "more fragments" at random: first, middle, last.
-            vec![
-                next,
-                0,
-                rng.byte() & 0xf8,
-                rng.pick(&[0, 1]),
-                0,
-                0,
-                0x12,
-                0x34,
-            ]
-        } else {
-            // Eight bytes: the next header, length 0, a PadN option.
-            vec![next, 0, 1, 4, 0, 0, 0, 0]
-        };
-        chain.splice(0..0, header);
-        next = kind;
-    }
-    chain.append(&mut payload);
-    let mut frame = Vec::with_capacity(54 + chain.len());
-    frame.extend_from_slice(&[2, 0, 0, 0, 1, 12, 2, 0, 0, 0, 12, 2, 0x86, 0xdd]);
-    frame.extend_from_slice(&[0x60, 0, 0, 0]);
-    frame.extend_from_slice(&(chain.len() as u16).to_be_bytes());
-    frame.push(next);
-    frame.push(rng.pick(&[1, 64, 255]));
-    let address = |rng: &mut Rng| {
-        let mut address = [0u8; 16];
-        address[..4].copy_from_slice(&rng.pick(&[[0x20, 0x01, 0x0d, 0xb8], [0xfd, 0, 0, 0]]));
-        address[15] = rng.pick(&[1, 2, 10, 11, 0xff]);
-        address
-    };
-    frame.extend_from_slice(&address(rng));
-    frame.extend_from_slice(&address(rng));
-    frame.extend_from_slice(&chain);
-    frame
-}
-
-fn tcp_like(rng: &mut Rng) -> Vec<u8> {
-    let mut tcp = vec![
-        0x9c, 0x40, 0, 80, 1, 2, 3, 4, 0, 0, 0, 0, 0x50, 0, 0xfa, 0xf0,
-    ];
-    tcp[13] = rng.pick(&[0x02, 0x10, 0x18]);
-    tcp.extend_from_slice(&[0, 0, 0, 0]);
-    tcp
 }

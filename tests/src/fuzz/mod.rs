@@ -2,7 +2,8 @@
 //! well-formed frames of every shape the program parses — Ethernet, 802.1Q
 //! and 802.1ad tags, IPv4 with options and fragments, TCP with any flags,
 //! UDP with and without checksums, ICMP errors about packets sent through a
-//! VIP (tracked or not), other protocols and ether types — and
+//! VIP (tracked or not), other protocols and ether types, IPv6 to and from
+//! its services behind extension headers (`ipv6`) — and
 //! mutations of them (bit flips, truncations, garbage, wrong lengths), each
 //! checked against invariants that hold for any input:
 //!
@@ -29,6 +30,7 @@ mod answers;
 mod frames;
 mod icmp;
 mod icmp_replies;
+mod ipv6;
 
 use failover_common::stats::action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX};
 use std::{
@@ -122,6 +124,7 @@ pub fn set_up(lab: &mut TestRunLab) {
             )
             .expect("add a fuzzing service");
     }
+    ipv6::set_up(lab);
 }
 
 fn service_of(proto: u8, dst: Ipv4Addr, port: u16) -> Option<&'static FuzzService> {
@@ -192,6 +195,9 @@ pub fn check(input: &[u8], result: &RunResult) -> Result<(), String> {
     }
     if result.action > XDP_REDIRECT {
         return Err(format!("unknown action {}", result.action));
+    }
+    if ipv6::is_ipv6(input) {
+        return ipv6::check(input, result);
     }
     if answers::is_answer(result) {
         return answers::check(input, result);
@@ -307,8 +313,8 @@ pub fn run(lab: &TestRunLab, rng: &mut Rng, seed: u64, packets: usize) -> Report
         let mut failures = Vec::new();
         let (mut rewritten, mut valid_rewritten, mut replies) = (0, 0, 0);
         for n in 0..packets {
-            let (mut bytes, from_backends) = if rng.chance(5) {
-                (frames::ipv6(rng), rng.chance(50))
+            let (mut bytes, from_backends) = if rng.chance(15) {
+                ipv6::frame(rng)
             } else {
                 let (frame, from_backends) = frames::well_formed(rng);
                 (frame.build(), from_backends)

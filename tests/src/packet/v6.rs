@@ -15,7 +15,10 @@ pub const NEXT_FRAGMENT: u8 = 44;
 pub const NEXT_AUTH: u8 = 51;
 pub const NEXT_DEST_OPTIONS: u8 = 60;
 pub const PROTO_ICMPV6: u8 = 58;
+pub const ICMPV6_DEST_UNREACHABLE: u8 = 1;
+pub const ICMPV6_PORT_UNREACHABLE: u8 = 4;
 pub const ICMPV6_PACKET_TOO_BIG: u8 = 2;
+pub const ICMPV6_TIME_EXCEEDED: u8 = 3;
 pub const ICMPV6_ECHO_REQUEST: u8 = 128;
 pub const ND_ROUTER_ADVERTISEMENT: u8 = 134;
 pub const ND_NEIGHBOUR_SOLICITATION: u8 = 135;
@@ -99,6 +102,32 @@ impl Frame6 {
             },
         )
         .with_payload(&[kind, 0, 0, 0, 0, 0, 0, 0])
+    }
+
+    /// An ICMPv6 error (`kind`, `code`, the 4 bytes after the checksum)
+    /// from `src` to `dst` about `about`, embedding the first `keep` bytes
+    /// of its IPv6 packet.
+    pub fn icmp_error(
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        (kind, code, rest): (u8, u8, u32),
+        about: &Frame6,
+        keep: usize,
+    ) -> Self {
+        let embedded = about.ip_packet();
+        let mut message = vec![kind, code, 0, 0];
+        message.extend_from_slice(&rest.to_be_bytes());
+        message.extend_from_slice(&embedded[..keep.min(embedded.len())]);
+        let mut error = Self::new(
+            src,
+            dst,
+            L4::Other {
+                proto: PROTO_ICMPV6,
+            },
+        )
+        .with_payload(&message);
+        error.flow_label = 0;
+        error
     }
 
     pub fn macs(mut self, src: [u8; 6], dst: [u8; 6]) -> Self {
@@ -332,15 +361,40 @@ pub fn parse6(frame: &[u8]) -> Option<Parsed6> {
     })
 }
 
-/// Whether the IPv6 frame's TCP, UDP or ICMPv6 checksum is valid by full
-/// recomputation (IPv6 has no header checksum); `None` if it is no such
-/// frame.
-pub fn checksum_valid6(frame: &[u8]) -> Option<bool> {
+/// How far the IPv6 frame's TCP, UDP or ICMPv6 checksum is from valid, as
+/// the folded sum over the pseudo-header and segment (0xffff: valid);
+/// `None` if it is no such frame.
+pub fn residue6(frame: &[u8]) -> Option<u16> {
     let p = parse6(frame)?;
     if !matches!(p.proto, 6 | 17 | PROTO_ICMPV6) {
         return None;
     }
     let l4 = frame.get(p.l4..p.end)?;
     let pseudo = pseudo_header_sum(p.src, p.dst, p.proto, l4.len());
-    Some(fold(sum_be_words(l4, pseudo)) == 0xffff)
+    Some(fold(sum_be_words(l4, pseudo)))
+}
+
+/// Whether the IPv6 frame's TCP, UDP or ICMPv6 checksum is valid by full
+/// recomputation (IPv6 has no header checksum); `None` if it is no such
+/// frame.
+pub fn checksum_valid6(frame: &[u8]) -> Option<bool> {
+    residue6(frame).map(|residue| residue == 0xffff)
+}
+
+/// Whether the IPv6 frame's TCP or UDP checksum is the pseudo-header sum
+/// alone, as a local sender with offload leaves it.
+pub fn looks_partial6(frame: &[u8]) -> bool {
+    let Some(p) = parse6(frame) else {
+        return false;
+    };
+    let at = match p.proto {
+        6 => p.l4 + 16,
+        17 => p.l4 + 6,
+        _ => return false,
+    };
+    let (Some(field), Some(l4)) = (frame.get(at..at + 2), frame.get(p.l4..p.end)) else {
+        return false;
+    };
+    let pseudo = pseudo_header_sum(p.src, p.dst, p.proto, l4.len());
+    field != [0, 0] && field == fold(pseudo).to_be_bytes()
 }

@@ -2,12 +2,9 @@
 //! [`REQUEST_EVERY`] from the client namespace (the lab's shared load
 //! recorder), read as who answered.
 
-use std::{
-    net::{SocketAddr, SocketAddrV4},
-    time::Instant,
-};
+use std::{net::SocketAddr, time::Instant};
 
-use super::{CLIENT_MAX_LIFETIME, HOSTS, IO_TIMEOUT, REQUEST_EVERY, VIP, VIP_PORT};
+use super::{CLIENT_MAX_LIFETIME, HOSTS, IO_TIMEOUT, REQUEST_EVERY, VIP_PORT, vip};
 use crate::lab::{
     load::{FailureKind, Load, Plan, Sample},
     netns::NetNs,
@@ -61,7 +58,7 @@ pub(super) struct Client {
 
 impl Client {
     pub(super) fn start(ns: &NetNs) -> anyhow::Result<Self> {
-        let vip = SocketAddr::V4(SocketAddrV4::new(VIP, VIP_PORT));
+        let vip = SocketAddr::new(vip(), VIP_PORT);
         let plan = Plan {
             lifetime: CLIENT_MAX_LIFETIME,
             ..Plan::new_flows(vip, REQUEST_EVERY, IO_TIMEOUT)

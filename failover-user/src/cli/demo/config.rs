@@ -2,7 +2,7 @@
 
 use std::{fmt::Write as _, path::Path};
 
-use super::{BACKEND_PORT, FAILBACK_DELAY, HOSTS, VIP, VIP_PORT, probe_interval};
+use super::{BACKEND_PORT, FAILBACK_DELAY, HOSTS, VIP_PORT, probe_interval, vip};
 use crate::lab::topology::LB_CLIENT_IF;
 
 /// The demo's configuration: one TCP service, active-passive over three tiers.
@@ -33,7 +33,7 @@ mode = "native"
         r#"
 [[services]]
 name = "web"
-vip = "{VIP}"
+vip = "{vip}"
 port = {VIP_PORT}
 protocol = "tcp"
 failback = "auto"
@@ -46,6 +46,7 @@ timeout = "{timeout}ms"
 fall = 3
 rise = 2
 "#,
+        vip = vip(),
         delay = FAILBACK_DELAY.as_secs(),
         interval = probe_interval().as_millis(),
         timeout = (probe_interval() / 2).as_millis().max(1)
@@ -54,7 +55,9 @@ rise = 2
         let _ = write!(
             text,
             "\n[[services.backends]]\nname = \"{}\"\naddress = \"{}\"\nport = {BACKEND_PORT}\ntier = {}\n",
-            host.name, host.addr, host.tier
+            host.name,
+            host.addr(),
+            host.tier
         );
     }
     text

@@ -63,7 +63,11 @@ impl Lab {
                 lb_if: host.lb_if,
             })
             .collect();
-        self.net = Some(Topology::build("demo-client", "demo-lb", &links));
+        let net = Topology::build("demo-client", "demo-lb", &links);
+        if super::ipv6() {
+            net.add_ipv6();
+        }
+        self.net = Some(net);
         let net = self.net.as_ref().expect("just built");
         println!(
             "  namespaces: {}",
@@ -96,7 +100,7 @@ impl Lab {
             "  backend servers: {} (each answers a TCP line with its name)",
             HOSTS
                 .iter()
-                .map(|h| format!("{} {}:{BACKEND_PORT}", h.name, h.addr))
+                .map(|h| format!("{} {}", h.name, super::endpoint(h.addr(), BACKEND_PORT)))
                 .collect::<Vec<_>>()
                 .join(", ")
         );

@@ -44,14 +44,33 @@ mod report;
 mod scenario;
 mod signal;
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
 
 use anyhow::bail;
 
 use self::{lab::Lab, scenario::Scenario};
-use crate::lab::topology::backend_addr;
+use crate::lab::topology::{VIP6, backend_addr, backend_addr6};
 
-const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+const VIP4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+/// Whether this run is on IPv6 (`failover demo --ipv6`).
+static IPV6: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+fn ipv6() -> bool {
+    *IPV6.get().unwrap_or(&false)
+}
+
+/// The demo's VIP: IPv4, or IPv6 with `--ipv6`.
+fn vip() -> IpAddr {
+    if ipv6() { VIP6.into() } else { VIP4.into() }
+}
+
+/// `address:port` (bracketed for IPv6).
+fn endpoint(addr: IpAddr, port: u16) -> String {
+    crate::model::endpoint_text(addr, port)
+}
 const VIP_PORT: u16 = 80;
 const BACKEND_PORT: u16 = 8080;
 /// The lab's servers also answer UDP; the demo does not use it.
@@ -97,9 +116,21 @@ const BAR_MAX: usize = 24;
 struct Host {
     name: &'static str,
     tier: u8,
-    addr: Ipv4Addr,
+    /// Its index in the topology (its addresses).
+    index: usize,
     /// The lb's interface toward it.
     lb_if: &'static str,
+}
+
+impl Host {
+    /// Its address in this run's family.
+    fn addr(&self) -> IpAddr {
+        if ipv6() {
+            backend_addr6(self.index).into()
+        } else {
+            backend_addr(self.index).into()
+        }
+    }
 }
 
 const PRIMARY: usize = 0;
@@ -110,19 +141,19 @@ const HOSTS: [Host; 3] = [
     Host {
         name: "primary",
         tier: 0,
-        addr: backend_addr(PRIMARY),
+        index: PRIMARY,
         lb_if: "lbb1",
     },
     Host {
         name: "standby",
         tier: 1,
-        addr: backend_addr(STANDBY),
+        index: STANDBY,
         lb_if: "lbb2",
     },
     Host {
         name: "backup",
         tier: 2,
-        addr: backend_addr(BACKUP),
+        index: BACKUP,
         lb_if: "lbb3",
     },
 ];
@@ -140,11 +171,12 @@ impl From<anyhow::Error> for Stop {
     }
 }
 
-pub fn run(probe_interval: Duration) -> anyhow::Result<()> {
+pub fn run(probe_interval: Duration, ipv6: bool) -> anyhow::Result<()> {
     if probe_interval < Duration::from_millis(5) || probe_interval > Duration::from_secs(5) {
         bail!("--probe-interval must be between 5ms and 5s");
     }
     let _ = PROBE_INTERVAL.set(probe_interval);
+    let _ = IPV6.set(ipv6);
     // SAFETY: trivial libc call.
     if unsafe { libc::geteuid() } != 0 {
         bail!(

@@ -4,9 +4,9 @@
 use std::{fmt::Write as _, time::Duration};
 
 use super::{
-    BACKEND_PORT, BAR_MAX, FAILBACK_DELAY, HOSTS, REQUEST_EVERY, VIP, VIP_PORT, WINDOW,
+    BACKEND_PORT, BAR_MAX, FAILBACK_DELAY, HOSTS, REQUEST_EVERY, VIP_PORT, WINDOW,
     client::{Outcome, Record},
-    probe_interval,
+    endpoint, probe_interval, vip,
 };
 
 /// What the summary reports about one failover.
@@ -22,7 +22,8 @@ pub(super) fn print_intro() {
     println!();
     println!("the lab:");
     println!(
-        "  client 192.0.2.2 ──► VIP {VIP}:{VIP_PORT} on the edge host \"lb\" (XDP on its interfaces, agent probing)"
+        "  client ──► VIP {} on the edge host \"lb\" (XDP on its interfaces, agent probing)",
+        endpoint(vip(), VIP_PORT)
     );
     for (i, host) in HOSTS.iter().enumerate() {
         let role = match host.tier {
@@ -38,7 +39,7 @@ pub(super) fn print_intro() {
         println!(
             "      {branch} {:<8} {:<19} tier {} ({role})",
             host.name,
-            format!("{}:{BACKEND_PORT}", host.addr),
+            endpoint(host.addr(), BACKEND_PORT),
             host.tier
         );
     }
@@ -55,7 +56,8 @@ pub(super) fn print_intro() {
         FAILBACK_DELAY.as_secs()
     );
     println!(
-        "  the client opens a new TCP connection to {VIP}:{VIP_PORT} every {} ms; each line below",
+        "  the client opens a new TCP connection to {} every {} ms; each line below",
+        endpoint(vip(), VIP_PORT),
         REQUEST_EVERY.as_millis()
     );
     println!(

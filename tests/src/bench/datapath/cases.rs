@@ -10,8 +10,12 @@ use failover::{BackendSpec, Proto, ServiceSpec};
 use super::FRAME_LEN;
 use crate::{
     lab::{self, *},
-    packet::{Frame, TCP_ACK, TCP_SYN},
+    packet::{Frame, Frame6, TCP_ACK, TCP_SYN},
 };
+
+/// IPv6 frames are this long (the TCP header after 40 bytes of IPv6
+/// header does not fit in `FRAME_LEN`).
+pub(super) const FRAME6_LEN: usize = 96;
 
 #[derive(Clone)]
 pub(super) struct Case {
@@ -64,9 +68,17 @@ fn padded(frame: Frame) -> Frame {
     frame.with_payload(&payload)
 }
 
+fn padded6(frame: Frame6) -> Frame6 {
+    let payload = vec![0x5a; FRAME6_LEN - 14 - 40 - 20];
+    frame.with_payload(&payload)
+}
+
 /// The cases the reference programs stand beside, and the established
 /// flow's client.
 pub(super) const ESTABLISHED: &str = "tcp established (conntrack hit)";
+pub(super) const SYN_FILLING: &str = "tcp syn, new tuple: no Maglev table (table filling)";
+pub(super) const ESTABLISHED6: &str = "ipv6 tcp established (conntrack hit)";
+pub(super) const SYN6: &str = "ipv6 tcp syn, new tuple: no Maglev table (table filling)";
 pub(super) const NOT_FOR_A_SERVICE: &str = "non-vip tcp (pass)";
 pub(super) const ESTABLISHED_CLIENT: (Ipv4Addr, u16) = (CLIENT, 41000);
 
@@ -134,7 +146,64 @@ pub(super) fn cases() -> (Vec<(Vec<u8>, bool)>, Vec<Case>) {
         },
     ];
     cases.extend(new_flow_cases());
-    (warmup, cases)
+    let (warmup6, cases6) = ipv6_cases();
+    (
+        warmup.into_iter().chain(warmup6).collect(),
+        cases.into_iter().chain(cases6).collect(),
+    )
+}
+
+/// The IPv6 twins of the established, reply and new-flow cases.
+fn ipv6_cases() -> (Vec<(Vec<u8>, bool)>, Vec<Case>) {
+    let client = (CLIENT6, 41000);
+    let ack = padded6(Frame6::tcp(client, (VIP6, 80), TCP_ACK).macs(CLIENT_MAC, CLIENT_SIDE_MAC));
+    let reply = padded6(
+        Frame6::tcp((BACKEND6_1, 80), client, TCP_ACK).macs(backend_mac(11), BACKEND_SIDE_MAC),
+    );
+    let syn = padded6(
+        Frame6::tcp((CLIENT6, 42000), (VIP6, SELECTION_PORT), TCP_SYN)
+            .macs(CLIENT_MAC, CLIENT_SIDE_MAC),
+    );
+    let to_backend = |frame: &Frame6, port| {
+        frame
+            .clone()
+            .with_dst(BACKEND6_1, port)
+            .routed(BACKEND_SIDE_MAC, backend_mac(11))
+            .build()
+    };
+    let cases = vec![
+        Case {
+            name: ESTABLISHED6,
+            expected: vec![to_backend(&ack, 80)],
+            frame: ack.clone().build(),
+            from_backends: false,
+            verdict: XDP_REDIRECT,
+            new_flow: None,
+        },
+        Case {
+            name: "ipv6 tcp backend reply (reverse nat)",
+            expected: vec![
+                reply
+                    .clone()
+                    .with_src(VIP6, 80)
+                    .routed(CLIENT_SIDE_MAC, CLIENT_MAC)
+                    .build(),
+            ],
+            frame: reply.build(),
+            from_backends: true,
+            verdict: XDP_REDIRECT,
+            new_flow: None,
+        },
+        Case {
+            name: SYN6,
+            expected: vec![to_backend(&syn, SELECTION_PORT)],
+            frame: syn.build(),
+            from_backends: false,
+            verdict: XDP_REDIRECT,
+            new_flow: Some(Conntrack::Filling),
+        },
+    ];
+    (vec![(ack.build(), false)], cases)
 }
 
 /// SYNs of new flows into the two services that differ only in how the
@@ -143,7 +212,7 @@ fn new_flow_cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for (name, port, flags, backends, table) in [
         (
-            "tcp syn, new tuple: no Maglev table (table filling)",
+            SYN_FILLING,
             SELECTION_PORT,
             TCP_SYN,
             &[BACKEND_1][..],
@@ -204,19 +273,26 @@ fn new_flow_cases() -> Vec<Case> {
     cases
 }
 
-/// Offset of the TCP flags in the cases' untagged IPv4 frames.
-const TCP_FLAGS_AT: usize = 14 + 20 + 13;
+/// Offset of the TCP flags in the cases' untagged frames (IPv4 or IPv6).
+fn tcp_flags_at(frame: &[u8]) -> usize {
+    if frame.len() == FRAME6_LEN {
+        14 + 40 + 13
+    } else {
+        14 + 20 + 13
+    }
+}
 
 /// Whether the case's frame is a TCP SYN, which records no flow.
 pub(super) fn is_syn(frame: &[u8]) -> bool {
-    frame[TCP_FLAGS_AT] & crate::packet::TCP_SYN != 0
+    frame[tcp_flags_at(frame)] & crate::packet::TCP_SYN != 0
 }
 
 /// The frame with other TCP flags (checksums left stale: the program
 /// under test never validates them).
 pub(super) fn with_tcp_flags(frame: &[u8], flags: u8) -> Vec<u8> {
+    let at = tcp_flags_at(frame);
     let mut frame = frame.to_vec();
-    frame[TCP_FLAGS_AT] = flags;
+    frame[at] = flags;
     frame
 }
 
@@ -256,4 +332,11 @@ pub(super) fn add_services(lab: &mut TestRunLab) {
         &[BACKEND_1, BACKEND_2, BACKEND_3].map(BackendSpec::new),
     )
     .expect("maglev service");
+    let tcp6 = |port| ServiceSpec::new(VIP6, port, Proto::Tcp);
+    dp.add_service(tcp6(80), &[BackendSpec::new(BACKEND6_1)])
+        .expect("ipv6 tcp service");
+    let selection6 = dp
+        .add_service(tcp6(SELECTION_PORT), &[BackendSpec::new(BACKEND6_1)])
+        .expect("ipv6 selection service");
+    dp.set_settings(selection6.id, no_table).expect("no table");
 }

@@ -28,6 +28,46 @@ use cases::{Conntrack, ESTABLISHED_CLIENT, FILLING_REPEAT, add_services, cases, 
 
 const FRAME_LEN: usize = 64;
 
+/// The harness's template frames, by family.
+struct Templates {
+    v4: Array<aya::maps::MapData, [u64; FRAME_LEN / 8]>,
+    v6: Array<aya::maps::MapData, [u64; cases::FRAME6_LEN / 8]>,
+}
+
+impl Templates {
+    /// Writes `frame` into the template of its length.
+    fn set(&mut self, frame: &[u8]) {
+        let words = |frame: &[u8]| -> Vec<u64> {
+            frame
+                .chunks_exact(8)
+                .map(|chunk| u64::from_ne_bytes(chunk.try_into().unwrap()))
+                .collect()
+        };
+        match frame.len() {
+            FRAME_LEN => self
+                .v4
+                .set(
+                    0,
+                    <[u64; FRAME_LEN / 8]>::try_from(words(frame)).unwrap(),
+                    0,
+                )
+                .expect("template write"),
+            cases::FRAME6_LEN => self
+                .v6
+                .set(
+                    0,
+                    <[u64; cases::FRAME6_LEN / 8]>::try_from(words(frame)).unwrap(),
+                    0,
+                )
+                .expect("template6 write"),
+            other => panic!(
+                "bench frames are {FRAME_LEN} or {} bytes, not {other}",
+                cases::FRAME6_LEN
+            ),
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Settings {
     rounds: usize,
@@ -37,8 +77,50 @@ struct Settings {
 struct Measured {
     name: String,
     samples: Vec<f64>,
-    /// Measured through the new-flow wrapper (compare with its floor).
-    new_flow: bool,
+    /// The wrapper it was measured through (compare with its floor).
+    wrapper: Wrapper,
+}
+
+/// The harness program a case runs through, each with its floor (the
+/// wrapper tail-calling the empty program).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wrapper {
+    Restore,
+    /// Also gives every repetition a new 5-tuple.
+    NewFlow,
+    /// `Restore` for the larger IPv6 frames.
+    Restore6,
+    NewFlow6,
+}
+
+impl Wrapper {
+    fn program(self) -> &'static str {
+        match self {
+            Self::Restore => "bench_restore",
+            Self::NewFlow => "bench_restore_new_flow",
+            Self::Restore6 => "bench_restore6",
+            Self::NewFlow6 => "bench_restore_new_flow6",
+        }
+    }
+
+    fn floor(self) -> &'static str {
+        match self {
+            Self::Restore => "floor: restore + empty program",
+            Self::NewFlow => "floor: restore with a new 5-tuple + empty program",
+            Self::Restore6 => "floor: ipv6 restore + empty program",
+            Self::NewFlow6 => "floor: ipv6 restore with a new 5-tuple + empty program",
+        }
+    }
+
+    /// The wrapper for `frame` (IPv6 frames are longer), new tuples or not.
+    fn of(frame: &[u8], new_flow: bool) -> Self {
+        match (frame.len() == cases::FRAME6_LEN, new_flow) {
+            (false, false) => Self::Restore,
+            (false, true) => Self::NewFlow,
+            (true, false) => Self::Restore6,
+            (true, true) => Self::NewFlow6,
+        }
+    }
 }
 
 impl Measured {
@@ -61,7 +143,7 @@ struct Job<'a> {
     frame: Vec<u8>,
     ingress: u32,
     repeat: u32,
-    new_flow: bool,
+    wrapper: Wrapper,
     /// Flow entries before, for a case of SYNs (which must record none).
     syn_entries: Option<u64>,
 }
@@ -103,23 +185,30 @@ pub fn run(quick: bool) -> Section {
     let mut lab = TestRunLab::new();
     add_services(&mut lab);
     let mut harness = Ebpf::load(super::harness_object()).expect("load bench harness");
-    for name in [
-        "bench_restore",
-        "bench_restore_new_flow",
+    let wrappers = [
+        Wrapper::Restore,
+        Wrapper::NewFlow,
+        Wrapper::Restore6,
+        Wrapper::NewFlow6,
+    ];
+    for name in wrappers.map(Wrapper::program).into_iter().chain([
         "bench_macswap",
         "bench_reference_nat",
         "bench_reference_pass",
-    ] {
+    ]) {
         xdp_mut(&mut harness, name).load().expect(name);
     }
     reference::fill_maps(&mut harness, ESTABLISHED_CLIENT);
-    let mut template: Array<_, [u64; FRAME_LEN / 8]> =
-        Array::try_from(harness.take_map("BENCH_TEMPLATE").expect("template map"))
-            .expect("template");
+    let mut templates = Templates {
+        v4: Array::try_from(harness.take_map("BENCH_TEMPLATE").expect("template map"))
+            .expect("template"),
+        v6: Array::try_from(harness.take_map("BENCH_TEMPLATE6").expect("template6 map"))
+            .expect("template6"),
+    };
     let mut target = ProgramArray::try_from(harness.take_map("BENCH_TARGET").expect("target map"))
         .expect("target");
-    let restore = xdp(&harness, "bench_restore");
-    let restore_new_flow = xdp(&harness, "bench_restore_new_flow");
+    let wrapper = |w: Wrapper| xdp(&harness, w.program());
+    let restore = wrapper(Wrapper::Restore);
     let pass = lab.dataplane.pass_program().expect("pass");
 
     let (warmup, cases) = cases();
@@ -145,14 +234,7 @@ pub fn run(quick: bool) -> Section {
         })
         .collect();
 
-    let set_template = |template: &mut Array<_, [u64; FRAME_LEN / 8]>, frame: &[u8]| {
-        assert_eq!(frame.len(), FRAME_LEN, "bench frames are {FRAME_LEN} bytes");
-        let mut words = [0u64; FRAME_LEN / 8];
-        for (word, chunk) in words.iter_mut().zip(frame.chunks_exact(8)) {
-            *word = u64::from_ne_bytes(chunk.try_into().unwrap());
-        }
-        template.set(0, words, 0).expect("template write");
-    };
+    let set_template = |templates: &mut Templates, frame: &[u8]| templates.set(frame);
     let set_target = |target: &mut ProgramArray<_>, program: &Xdp| {
         target
             .set(0, program.fd().expect("target fd"), 0)
@@ -160,7 +242,13 @@ pub fn run(quick: bool) -> Section {
     };
 
     let floor_frame = cases[0].frame.clone();
-    let job = |name: &str, program, target, new_flow| Job {
+    let floor_frame6 = cases
+        .iter()
+        .find(|c| c.frame.len() == cases::FRAME6_LEN)
+        .expect("an ipv6 case")
+        .frame
+        .clone();
+    let job = |name: &str, program, target, wrapper| Job {
         name: name.into(),
         lab: &lab,
         program,
@@ -168,7 +256,7 @@ pub fn run(quick: bool) -> Section {
         frame: floor_frame.clone(),
         ingress: lab.client_ifindex,
         repeat: settings.repeat,
-        new_flow,
+        wrapper,
         syn_entries: None,
     };
     let macswap = xdp(&harness, "bench_macswap");
@@ -176,29 +264,38 @@ pub fn run(quick: bool) -> Section {
         .ns
         .run(|| lab::run_xdp(macswap, &floor_frame, lab.client_ifindex));
     assert_eq!(macswap_check.action, XDP_TX, "macswap verdict");
-    let mut jobs = vec![
-        job("floor: restore + empty program", restore, Some(pass), false),
-        job("floor: empty program (repeat loop)", pass, None, false),
-        job(
-            "floor: restore with a new 5-tuple + empty program",
-            restore_new_flow,
-            Some(pass),
-            true,
-        ),
-        job(
-            "floor: mac swap + XDP_TX (repeat loop)",
-            macswap,
-            None,
-            false,
-        ),
-    ];
+    let mut jobs: Vec<Job> = wrappers
+        .iter()
+        .map(|&w| {
+            let frame = match w {
+                Wrapper::Restore | Wrapper::NewFlow => floor_frame.clone(),
+                Wrapper::Restore6 | Wrapper::NewFlow6 => floor_frame6.clone(),
+            };
+            Job {
+                frame,
+                ..job(w.floor(), wrapper(w), Some(pass), w)
+            }
+        })
+        .collect();
+    jobs.push(job(
+        "floor: empty program (repeat loop)",
+        pass,
+        None,
+        Wrapper::Restore,
+    ));
+    jobs.push(job(
+        "floor: mac swap + XDP_TX (repeat loop)",
+        macswap,
+        None,
+        Wrapper::Restore,
+    ));
 
     // The reference programs, checked like a case.
     let mut failures = Vec::new();
     for reference in reference::references(&cases) {
         let program = xdp(&harness, reference.program);
         set_target(&mut target, program);
-        set_template(&mut template, &reference.frame);
+        set_template(&mut templates, &reference.frame);
         let check = lab
             .ns
             .run(|| lab::run_xdp(restore, &reference.frame, lab.client_ifindex));
@@ -211,7 +308,7 @@ pub fn run(quick: bool) -> Section {
         }
         jobs.push(Job {
             frame: reference.frame.clone(),
-            ..job(reference.name, restore, Some(program), false)
+            ..job(reference.name, restore, Some(program), Wrapper::Restore)
         });
     }
 
@@ -225,8 +322,9 @@ pub fn run(quick: bool) -> Section {
         } else {
             lab.client_ifindex
         };
-        set_template(&mut template, &case.frame);
-        let check = lab.ns.run(|| lab::run_xdp(restore, &case.frame, ingress));
+        set_template(&mut templates, &case.frame);
+        let plain = wrapper(Wrapper::of(&case.frame, false));
+        let check = lab.ns.run(|| lab::run_xdp(plain, &case.frame, ingress));
         let output_ok = case.expected.contains(&check.output);
         if check.action != case.verdict || !output_ok {
             failures.push(format!(
@@ -238,33 +336,33 @@ pub fn run(quick: bool) -> Section {
             ));
             continue;
         }
-        let (wrapper, repeat) = match case.new_flow {
-            None => (restore, settings.repeat),
+        let chosen = Wrapper::of(&case.frame, case.new_flow.is_some());
+        let program = wrapper(chosen);
+        let repeat = match case.new_flow {
+            None => settings.repeat,
             // SYNs record nothing, so as many as any case (checked below).
-            Some(Conntrack::Filling) if cases::is_syn(&case.frame) => {
-                (restore_new_flow, settings.repeat)
-            }
+            Some(Conntrack::Filling) if cases::is_syn(&case.frame) => settings.repeat,
             // Few enough new flows that the table never fills.
-            Some(Conntrack::Filling) => (restore_new_flow, FILLING_REPEAT),
+            Some(Conntrack::Filling) => FILLING_REPEAT,
             Some(Conntrack::Full) => {
                 // SYNs record nothing: fill with first ACKs of other tuples.
                 set_template(
-                    &mut template,
+                    &mut templates,
                     &cases::with_tcp_flags(&case.frame, crate::packet::TCP_ACK),
                 );
-                fill_conntrack(lab, restore_new_flow, &case.frame, ingress);
-                (restore_new_flow, settings.repeat)
+                fill_conntrack(lab, program, &case.frame, ingress);
+                settings.repeat
             }
         };
         jobs.push(Job {
             name: case.name.into(),
             lab,
-            program: wrapper,
+            program,
             target: Some(forwarder),
             frame: case.frame.clone(),
             ingress,
             repeat,
-            new_flow: case.new_flow.is_some(),
+            wrapper: chosen,
             syn_entries: cases::is_syn(&case.frame).then(|| lab.dataplane.flows().count()),
         });
     }
@@ -275,7 +373,7 @@ pub fn run(quick: bool) -> Section {
             if let Some(program) = job.target {
                 set_target(&mut target, program);
             }
-            set_template(&mut template, &job.frame);
+            set_template(&mut templates, &job.frame);
             samples.push(one_round(job));
         }
     }
@@ -293,7 +391,7 @@ pub fn run(quick: bool) -> Section {
         .map(|(job, samples)| Measured {
             name: job.name.clone(),
             samples,
-            new_flow: job.new_flow,
+            wrapper: job.wrapper,
         })
         .collect();
     report::section(&results, &settings, failures)
