@@ -309,9 +309,9 @@ pub fn run(lab: &TestRunLab, rng: &mut Rng, seed: u64, packets: usize) -> Report
     let program = lab.dataplane.program().expect("program");
     let (client_if, backend_if) = (lab.client_ifindex, lab.backend_ifindex);
     let started = Instant::now();
-    let (failures, rewritten, valid_rewritten, replies) = lab.ns.run(|| {
+    let (failures, rewritten, valid_rewritten, replies, rewritten6) = lab.ns.run(|| {
         let mut failures = Vec::new();
-        let (mut rewritten, mut valid_rewritten, mut replies) = (0, 0, 0);
+        let (mut rewritten, mut valid_rewritten, mut replies, mut rewritten6) = (0, 0, 0, 0);
         for n in 0..packets {
             let (mut bytes, from_backends) = if rng.chance(15) {
                 ipv6::frame(rng)
@@ -332,6 +332,7 @@ pub fn run(lab: &TestRunLab, rng: &mut Rng, seed: u64, packets: usize) -> Report
             // Answers (ICMP) are checked by `check`.
             if result.output != bytes && !answers::is_answer(&result) {
                 rewritten += 1;
+                rewritten6 += usize::from(ipv6::is_ipv6(&bytes));
                 if packet::checksums_valid(&bytes) {
                     valid_rewritten += 1;
                     if !packet::checksums_valid(&result.output) {
@@ -347,7 +348,7 @@ pub fn run(lab: &TestRunLab, rng: &mut Rng, seed: u64, packets: usize) -> Report
                 failures.push(format!("#{n}: {problem}: {}", hex(&bytes)));
             }
         }
-        (failures, rewritten, valid_rewritten, replies)
+        (failures, rewritten, valid_rewritten, replies, rewritten6)
     });
     let elapsed = started.elapsed();
     let mut report = Report {
@@ -376,6 +377,11 @@ pub fn run(lab: &TestRunLab, rng: &mut Rng, seed: u64, packets: usize) -> Report
     if rewritten < packets / 10 || valid_rewritten < packets / 20 {
         report.failures.push(format!(
             "only {rewritten} frames were rewritten ({valid_rewritten} valid): the generator lost its aim"
+        ));
+    }
+    if rewritten6 < packets / 100 {
+        report.failures.push(format!(
+            "only {rewritten6} ipv6 frames were rewritten: the generator lost its aim"
         ));
     }
     let translated = reasons[reason::PASS_ICMP_TRANSLATED as usize].packets;
