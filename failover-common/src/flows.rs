@@ -179,13 +179,16 @@ pub const DEFAULT_MAX_NEW_FLOWS_PER_CPU: u32 = 200_000;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct ClientHop {
-    /// The client the hop is for (a slot holds one of many).
+    /// The client the hop is for (a slot holds one of many), and its
+    /// family (an IPv4 address and an IPv6 one can hold the same words).
     pub addr: AddrBe,
+    pub family: u8,
+    pub _pad: [u8; 7],
     pub hop: CachedHop,
 }
-const _: () = assert!(size_of::<ClientHop>() == 48);
+const _: () = assert!(size_of::<ClientHop>() == 56);
 
-/// Slots of `FO_CLIENT_HOPS` per CPU (a power of two: 768 KiB a CPU).
+/// Slots of `FO_CLIENT_HOPS` per CPU (a power of two: 896 KiB a CPU).
 pub const CLIENT_HOP_SLOTS: u32 = 1 << 14;
 
 /// The `FO_CLIENT_HOPS` slot of a client address.

@@ -55,8 +55,9 @@ pub trait Family: Copy {
     /// Decrements the TTL or hop limit as a router does (the caller made
     /// sure it is above 1).
     fn decrement_hop_limit(ip: *mut Self::Hdr);
-    /// Fills the route lookup's family and addresses.
-    fn fib_addresses(params: &mut FibParams, src: Self::Addr, dst: Self::Addr);
+    /// Fills the route lookup's family, addresses and type of service
+    /// (traffic class).
+    fn fib_addresses(params: &mut FibParams, src: Self::Addr, dst: Self::Addr, tos: u8);
     /// The header checksum (0 where the family has none).
     fn header_check(ip: *const Self::Hdr) -> u16;
     /// Whether an ICMP message of `kind` is an error about a packet that
@@ -190,8 +191,9 @@ impl Family for V4 {
     }
 
     #[inline(always)]
-    fn fib_addresses(params: &mut FibParams, src: u32, dst: u32) {
+    fn fib_addresses(params: &mut FibParams, src: u32, dst: u32, tos: u8) {
         params.family = Self::AF;
+        params.__bindgen_anon_2.tos = tos;
         params.__bindgen_anon_3.ipv4_src = src;
         params.__bindgen_anon_4.ipv4_dst = dst;
     }

@@ -83,9 +83,8 @@ pub fn next_hop<F: Family>(ctx: &XdpContext, lookup: &Lookup<F>) -> NextHop {
     params.sport = lookup.src_port;
     params.dport = lookup.dst_port;
     params.__bindgen_anon_1.tot_len = lookup.tot_len;
-    params.__bindgen_anon_2.tos = lookup.tos;
     params.ifindex = lookup.ingress_ifindex;
-    F::fib_addresses(params, lookup.src, lookup.dst);
+    F::fib_addresses(params, lookup.src, lookup.dst, lookup.tos);
 
     // SAFETY: params is a valid, fully initialised struct of the size passed.
     let ret = unsafe {

@@ -4,9 +4,13 @@
 //! decremented as a router does.
 //!
 //! The parser walks at most [`MAX_EXTENSIONS`] extension headers
-//! (hop-by-hop, routing, destination options, authentication); a fragment
-//! header passes the frame to the stack (reassembly is its job), as does a
-//! chain the parser cannot finish, each counted by reason. Neighbour
+//! (hop-by-hop, routing with no segments left, destination options); a
+//! fragment header passes the frame to the stack (reassembly is its job),
+//! as does a chain the parser cannot finish, each counted by reason. A
+//! routing header with segments left names a destination the checksum
+//! covers and a next hop after the VIP: never ours to rewrite. An
+//! authentication header's check value covers the addresses: rewriting
+//! them would break it, so such a packet passes too. Neighbour
 //! discovery and router messages are ICMPv6, never TCP or UDP: they pass
 //! untouched.
 
@@ -56,13 +60,16 @@ pub struct Ipv6Hdr {
 }
 pub const IPV6_LEN: usize = size_of::<Ipv6Hdr>();
 
-/// The two bytes every walked extension header starts with.
+/// The first four bytes of every walked extension header.
 #[repr(C)]
 struct ExtHdr {
     next_header: u8,
-    /// In 8-byte units after the first 8 (4-byte units after the first 8
-    /// for authentication).
+    /// In 8-byte units after the first 8.
     len: u8,
+    /// A routing header's type; an option otherwise.
+    routing_type: u8,
+    /// A routing header's segments left; an option otherwise.
+    segments_left: u8,
 }
 
 /// Parses Ethernet, at most one VLAN tag, the IPv6 header and its
@@ -117,17 +124,25 @@ fn walk_extensions(
 ) -> Result<(usize, u8), ParseError> {
     let mut walked = 0;
     while walked < MAX_EXTENSIONS {
-        let unit_len = match next {
-            NEXT_HOP_BY_HOP | NEXT_ROUTING | NEXT_DEST_OPTIONS => 8,
-            NEXT_AUTH => 4,
+        match next {
+            NEXT_HOP_BY_HOP | NEXT_ROUTING | NEXT_DEST_OPTIONS => {}
             NEXT_FRAGMENT => return Err(ParseError::Fragment),
+            NEXT_AUTH => return Err(ParseError::Ipv6Extensions),
             _ => break,
-        };
+        }
         let ext: *const ExtHdr = ptr_at(ctx, offset).ok_or(ParseError::TruncatedIpv6)?;
         // SAFETY: bounds checked above.
-        let (following, len) = unsafe { ((*ext).next_header, usize::from((*ext).len)) };
-        let extra = if unit_len == 8 { 1 } else { 2 };
-        offset += (len + extra) * unit_len;
+        let (following, len, segments_left) = unsafe {
+            (
+                (*ext).next_header,
+                usize::from((*ext).len),
+                (*ext).segments_left,
+            )
+        };
+        if next == NEXT_ROUTING && segments_left != 0 {
+            return Err(ParseError::Ipv6Extensions);
+        }
+        offset += (len + 1) * 8;
         next = following;
         walked += 1;
     }
@@ -291,9 +306,10 @@ impl Family for V6 {
     }
 
     #[inline(always)]
-    fn fib_addresses(params: &mut FibParams, src: [u32; 4], dst: [u32; 4]) {
+    fn fib_addresses(params: &mut FibParams, src: [u32; 4], dst: [u32; 4], tos: u8) {
         params.family = Self::AF;
-        params.__bindgen_anon_2.flowinfo = 0;
+        // The traffic class, for policy routing by it (no flow label).
+        params.__bindgen_anon_2.flowinfo = (u32::from(tos) << 20).to_be();
         params.__bindgen_anon_3.ipv6_src = src;
         params.__bindgen_anon_4.ipv6_dst = dst;
     }

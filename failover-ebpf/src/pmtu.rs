@@ -49,8 +49,9 @@ const PROTO_ICMP: u8 = 1;
 const TOS_INTERNETWORK_CONTROL: u8 = 0xc0;
 /// What an IPv6 answer adds in front of the quoted packet.
 const ADDED_V6: usize = IPV6_LEN + ICMP_HEADER_LEN;
-/// Longest IPv6 quote: the header, 64 bytes of extension headers, and 8.
-const MAX_QUOTED_V6: usize = IPV6_LEN + 64 + QUOTED_L4;
+/// Longest IPv6 quote: the header, the most extension headers the parser
+/// walks (256 bytes), and 8: the quote always reaches the ports.
+const MAX_QUOTED_V6: usize = IPV6_LEN + 256 + QUOTED_L4;
 const IPV6_VERSION_BE: u32 = (6u32 << 28).to_be();
 
 /// Answers the packet with ICMP "fragmentation needed" carrying `mtu`.
@@ -150,8 +151,8 @@ fn finish(ctx: &XdpContext, icmp_offset: usize, sum: u64) -> Outcome {
 }
 
 /// Answers the packet with ICMPv6 "Packet Too Big" carrying `mtu`
-/// (RFC 4443), quoting its IPv6 header, extension headers (up to 64 bytes)
-/// and 8 bytes of transport header.
+/// (RFC 4443), quoting its IPv6 header, extension headers and 8 bytes of
+/// transport header.
 #[inline(always)]
 pub fn answer_v6(ctx: &XdpContext, l3: &L3<V6>, mtu: u16) -> Outcome {
     if !ratelimit::answer_allowed() {

@@ -46,8 +46,9 @@ fn client_hop<F: Family>(client: F::Addr) -> Option<*mut CachedHop> {
     let slot = CLIENT_HOPS.get_ptr_mut(client_hop_slot(&addr))?;
     // SAFETY: this CPU's slot; nothing else writes it.
     unsafe {
-        if (*slot).addr != addr {
+        if (*slot).addr != addr || (*slot).family != F::FAMILY {
             (*slot).addr = addr;
+            (*slot).family = F::FAMILY;
             (*slot).hop.ifindex = 0;
         }
         Some(&raw mut (*slot).hop)
