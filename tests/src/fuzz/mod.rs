@@ -309,9 +309,10 @@ pub fn run(lab: &TestRunLab, rng: &mut Rng, seed: u64, packets: usize) -> Report
     let program = lab.dataplane.program().expect("program");
     let (client_if, backend_if) = (lab.client_ifindex, lab.backend_ifindex);
     let started = Instant::now();
-    let (failures, rewritten, valid_rewritten, replies, rewritten6) = lab.ns.run(|| {
+    let (failures, rewritten, valid_rewritten, replies, (rewritten6, errors6)) = lab.ns.run(|| {
         let mut failures = Vec::new();
-        let (mut rewritten, mut valid_rewritten, mut replies, mut rewritten6) = (0, 0, 0, 0);
+        let (mut rewritten, mut valid_rewritten, mut replies) = (0, 0, 0);
+        let (mut rewritten6, mut errors6) = (0, 0);
         for n in 0..packets {
             let (mut bytes, from_backends) = if rng.chance(15) {
                 ipv6::frame(rng)
@@ -329,6 +330,7 @@ pub fn run(lab: &TestRunLab, rng: &mut Rng, seed: u64, packets: usize) -> Report
             let ingress = if from_backends { backend_if } else { client_if };
             let result = lab::run_xdp(program, &bytes, ingress);
             replies += u64::from(icmp_replies::translated(&bytes, &result));
+            errors6 += usize::from(ipv6::translated_error(&bytes, &result));
             // Answers (ICMP) are checked by `check`.
             if result.output != bytes && !answers::is_answer(&result) {
                 rewritten += 1;
@@ -348,7 +350,13 @@ pub fn run(lab: &TestRunLab, rng: &mut Rng, seed: u64, packets: usize) -> Report
                 failures.push(format!("#{n}: {problem}: {}", hex(&bytes)));
             }
         }
-        (failures, rewritten, valid_rewritten, replies, rewritten6)
+        (
+            failures,
+            rewritten,
+            valid_rewritten,
+            replies,
+            (rewritten6, errors6),
+        )
     });
     let elapsed = started.elapsed();
     let mut report = Report {
@@ -379,9 +387,10 @@ pub fn run(lab: &TestRunLab, rng: &mut Rng, seed: u64, packets: usize) -> Report
             "only {rewritten} frames were rewritten ({valid_rewritten} valid): the generator lost its aim"
         ));
     }
-    if rewritten6 < packets / 100 {
+    if rewritten6 < packets / 100 || errors6 < packets / 1000 {
         report.failures.push(format!(
-            "only {rewritten6} ipv6 frames were rewritten: the generator lost its aim"
+            "only {rewritten6} ipv6 frames were rewritten, {errors6} icmpv6 errors translated: \
+             the generator lost its aim"
         ));
     }
     let translated = reasons[reason::PASS_ICMP_TRANSLATED as usize].packets;
