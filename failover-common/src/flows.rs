@@ -215,10 +215,13 @@ pub struct SynSeen {
     /// evicted flow's next packet, but no longer starts a new connection on
     /// an entry of its tuple.
     pub recorded: u16,
+    /// The SYN's sequence number (host order): a RST answering it
+    /// acknowledges this plus one.
+    pub seq: u32,
 }
-const _: () = assert!(size_of::<SynSeen>() == 16);
+const _: () = assert!(size_of::<SynSeen>() == 20);
 
-/// Slots of `FO_SYNS` (a power of two: 512 KiB, small enough to stay in a
+/// Slots of `FO_SYNS` (a power of two: 640 KiB, small enough to stay in a
 /// CPU's cache — each SYN writes a random slot; at 4 MiB that cost a SYN
 /// ~50–100 ns more, measured), and how long, in its stamp's units of about
 /// a second, a SYN is remembered (a handshake, with the client's SYN

@@ -7,11 +7,13 @@
 #![no_std]
 
 pub mod csum;
+pub mod evidence;
 pub mod flows;
 pub mod hash;
 pub mod maps;
 pub mod pick;
 pub mod stats;
 
+pub use evidence::Evidence;
 pub use flows::*;
 pub use maps::*;

@@ -30,7 +30,9 @@ pub mod names {
     pub const EGRESS: &str = "FO_EGRESS";
     pub const REDIRECT_DROPS: &str = "FO_REDIRECT_DROPS";
     pub const PROGRAMS: &str = "FO_PROGRAMS";
-    pub const ALL: [&str; 15] = [
+    /// Backend id → what the data path saw of its handshakes (per CPU).
+    pub const EVIDENCE: &str = "FO_EVIDENCE";
+    pub const ALL: [&str; 16] = [
         SERVICES,
         BACKENDS,
         FLOWS,
@@ -46,6 +48,7 @@ pub mod names {
         EGRESS,
         REDIRECT_DROPS,
         PROGRAMS,
+        EVIDENCE,
     ];
     /// Maps of earlier layouts the agent removes at start (their programs
     /// are replaced): the conntrack of two entries per flow.

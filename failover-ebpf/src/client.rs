@@ -13,12 +13,13 @@ use crate::{
     conntrack::{self, NewFlow, Target},
     counters::{self, Towards},
     egress::{ingress_ifindex, next_hop, send, via_stack},
+    evidence,
     family::Family,
     fib::{Lookup, NextHop},
     maps::{BACKEND_HOPS, FLOWS, REVERSE, SERVICES},
     nat::End,
     outcome::{Outcome, drop, pass},
-    parse::{L4, Parsed, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN},
+    parse::{L4, Parsed, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN, tcp_seq_ack},
 };
 
 /// A packet to a VIP address; `None` when no service has its port and
@@ -242,7 +243,9 @@ fn to_backend<F: Family>(
                 conntrack::syn_recorded(hash);
             }
         } else if l4.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN {
-            conntrack::remember_syn(hash, backend_id, backend.generation, now);
+            let (seq, _) = tcp_seq_ack(l4);
+            conntrack::remember_syn(hash, backend_id, backend.generation, seq, now);
+            evidence::syn_sent(backend_id);
         } else if l4.tcp_flags & TCP_FLAG_SYN == 0 {
             counters::reason(reason::EVENT_MIDFLOW_PICK, bytes);
         }

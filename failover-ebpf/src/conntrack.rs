@@ -260,7 +260,7 @@ fn syn_stamp(now: u64) -> u16 {
 /// Remembers the backend a SYN (of flow hash `hash`) was sent to, for its
 /// first ACK.
 #[inline(always)]
-pub fn remember_syn(hash: u32, backend_id: u32, backend_generation: u32, now: u64) {
+pub fn remember_syn(hash: u32, backend_id: u32, backend_generation: u32, seq: u32, now: u64) {
     if let Some(slot) = SYNS.get_ptr_mut(hash & (SYN_SLOTS - 1)) {
         // SAFETY: a live array slot; racing writers each store a whole
         // record a reader checks by its hash.
@@ -271,6 +271,7 @@ pub fn remember_syn(hash: u32, backend_id: u32, backend_generation: u32, now: u6
                 backend_generation,
                 stamp: syn_stamp(now),
                 recorded: 0,
+                seq,
             };
         }
     }
@@ -320,6 +321,16 @@ fn keeping_backend(seen: &SynSeen) -> Option<(u32, Backend)> {
 pub fn new_connection_syn(hash: u32, now: u64) -> bool {
     remembered_syn(hash, now)
         .is_some_and(|seen| seen.recorded == 0 && keeping_backend(&seen).is_some())
+}
+
+/// Whether a RST acknowledging `ack` from `backend_id` answers the SYN of
+/// flow hash `hash`: remembered, recent, unrecorded, sent there, and
+/// acknowledged exactly.
+#[inline(always)]
+pub fn syn_answered(hash: u32, backend_id: u32, ack: u32, now: u64) -> bool {
+    remembered_syn(hash, now).is_some_and(|seen| {
+        seen.recorded == 0 && seen.backend_id == backend_id && seen.seq.wrapping_add(1) == ack
+    })
 }
 
 /// Whether a packet without an entry may record its flow: UDP, or a TCP ACK

@@ -30,6 +30,8 @@ pub trait Family: Copy {
     const PROTO_ICMP: u8;
     /// Whether the ICMP checksum covers a pseudo-header (ICMPv6's does).
     const ICMP_PSEUDO_HEADER: bool;
+    /// ICMP's "destination unreachable" type in this family.
+    const ICMP_UNREACHABLE: u8;
 
     fn src(ip: *const Self::Hdr) -> Self::Addr;
     fn dst(ip: *const Self::Hdr) -> Self::Addr;
@@ -91,6 +93,7 @@ impl Family for V4 {
     const AF: u8 = 2;
     const PROTO_ICMP: u8 = 1;
     const ICMP_PSEUDO_HEADER: bool = false;
+    const ICMP_UNREACHABLE: u8 = ICMP_DEST_UNREACHABLE;
 
     #[inline(always)]
     fn src(ip: *const Ipv4Hdr) -> u32 {

@@ -119,6 +119,13 @@ pub fn parse_error<F: Family>(ctx: &XdpContext, l3: &L3<F>) -> Option<IcmpError<
     })
 }
 
+/// The error's ICMP type.
+#[inline(always)]
+pub fn kind<F: Family>(error: &IcmpError<F>) -> u8 {
+    // SAFETY: bounds proven by parse_error().
+    unsafe { (*error.icmp).kind }
+}
+
 /// The backend endpoint the embedded packet was sent to (client →
 /// backend, as the data path forwarded it): its `FO_REVERSE` key.
 #[inline(always)]

@@ -207,6 +207,7 @@ impl Family for V6 {
     const AF: u8 = 10;
     const PROTO_ICMP: u8 = PROTO_ICMPV6;
     const ICMP_PSEUDO_HEADER: bool = true;
+    const ICMP_UNREACHABLE: u8 = ICMPV6_DEST_UNREACHABLE;
 
     #[inline(always)]
     fn src(ip: *const Ipv6Hdr) -> [u32; 4] {

@@ -9,6 +9,7 @@ mod complete;
 mod conntrack;
 mod counters;
 mod egress;
+mod evidence;
 mod family;
 mod fib;
 mod icmp;

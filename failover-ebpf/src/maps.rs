@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use failover_common::{
     ADDRESS_SLOTS, AdminRecord, Backend, CLIENT_HOP_SLOTS, CachedHop, ClientHop, Counter,
-    DEFAULT_MAX_FLOWS, EGRESS_SLOTS, Egress, FloodWindow, Flow, FlowKey, LastRedirect,
+    DEFAULT_MAX_FLOWS, EGRESS_SLOTS, Egress, Evidence, FloodWindow, Flow, FlowKey, LastRedirect,
     MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES, MaglevChunk, MaglevKey, REDIRECT_DROP_ENTRIES,
     ReverseKey, ReverseNat, SYN_SLOTS, Service, ServiceKey, Settings, SynSeen, TrafficStats,
     programs,
@@ -77,6 +77,11 @@ pub static SYNS: Array<SynSeen> = Array::with_max_entries(SYN_SLOTS, 0);
 /// a new program starts a new window.
 #[map(name = "FO_FLOOD")]
 pub static FLOOD: PerCpuArray<FloodWindow> = PerCpuArray::with_max_entries(1, 0);
+
+/// Backend id → what this program saw of its handshakes (`Evidence`), per
+/// CPU. Written by this program, read by the agent.
+#[map(name = "FO_EVIDENCE")]
+pub static EVIDENCE: PerCpuArray<Evidence> = PerCpuArray::pinned(MAX_BACKENDS, 0);
 
 /// XDP action → packets/bytes. Written by this program.
 #[map(name = "FO_VERDICTS")]

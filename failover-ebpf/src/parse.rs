@@ -147,6 +147,15 @@ impl<F: Family> Clone for L3<F> {
 }
 impl<F: Family> Copy for L3<F> {}
 
+/// A TCP segment's sequence and acknowledgement numbers (host order).
+/// Only for TCP: the parser proved the whole fixed header is in the frame.
+#[inline(always)]
+pub fn tcp_seq_ack(l4: &L4) -> (u32, u32) {
+    let tcp = l4.src_port_ptr as *const TcpHdr;
+    // SAFETY: `src_port_ptr` starts the TCP header the parser bounds-checked.
+    unsafe { (u32::from_be((*tcp).seq), u32::from_be((*tcp).ack)) }
+}
+
 /// A parsed TCP/UDP frame.
 pub struct Parsed<F: Family> {
     pub l3: L3<F>,

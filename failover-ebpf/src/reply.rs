@@ -5,12 +5,13 @@
 //! close it.
 
 use aya_ebpf::programs::XdpContext;
-use failover_common::{CachedHop, FlowKey, ReverseNat, client_hop_slot, stats::reason};
+use failover_common::{CachedHop, FlowKey, PROTO_TCP, ReverseNat, client_hop_slot, stats::reason};
 
 use crate::{
     complete, conntrack,
     counters::{self, Towards},
     egress::{ingress_ifindex, next_hop, send, via_stack},
+    evidence,
     family::Family,
     fib::{Lookup, NextHop},
     maps::{CLIENT_HOPS, FLOWS},
@@ -91,6 +92,9 @@ pub fn to_client<F: Family>(
         vip_port,
         l4.proto,
     );
+    if l4.proto == PROTO_TCP {
+        evidence::reply(backend_id, l4, &key, now);
+    }
     // A FIN or RST from the backend closes its flow; other replies leave
     // the entry alone (the client's packets keep it alive).
     if l4.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST) != 0

@@ -8,7 +8,7 @@ use failover_common::stats::reason;
 use crate::{
     conntrack,
     counters::{self, Towards},
-    egress,
+    egress, evidence,
     family::Family,
     icmp::{self, IcmpError},
     maps::{FLOWS, REVERSE},
@@ -39,6 +39,10 @@ pub fn icmp_error<F: Family>(ctx: &XdpContext, l3: &L3<F>, bytes: u64) -> Outcom
     }
     if let Err(outcome) = reply::from_backend_side(egress::ingress_ifindex(ctx), l3, reverse) {
         return outcome;
+    }
+    if icmp::kind(&error) == F::ICMP_UNREACHABLE {
+        // SAFETY: a live map value.
+        evidence::unreachable(unsafe { (*reverse).backend_id });
     }
     // SAFETY: a live map value.
     let (vip, vip_port, service_id, backend_id) = unsafe {

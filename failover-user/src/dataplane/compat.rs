@@ -10,7 +10,7 @@ use std::path::Path;
 
 use aya::maps::MapInfo;
 use failover_common::{
-    ADDRESS_SLOTS, AdminRecord, Backend, Counter, EGRESS_SLOTS, Egress, Flow, FlowKey,
+    ADDRESS_SLOTS, AdminRecord, Backend, Counter, EGRESS_SLOTS, Egress, Evidence, Flow, FlowKey,
     MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES, MaglevChunk, MaglevKey, REDIRECT_DROP_ENTRIES,
     ReverseKey, ReverseNat, Service, ServiceKey, Settings, TrafficStats, names, programs,
     stats::{VERDICT_COUNT, reason},
@@ -20,7 +20,7 @@ use tracing::info;
 use crate::dataplane::error::DataplaneError;
 
 /// Key size, value size and entries of every map, as this build defines them.
-fn layouts(max_flows: u32) -> [(&'static str, usize, usize, u32); 15] {
+fn layouts(max_flows: u32) -> [(&'static str, usize, usize, u32); 16] {
     [
         (
             names::SERVICES,
@@ -67,6 +67,7 @@ fn layouts(max_flows: u32) -> [(&'static str, usize, usize, u32); 15] {
         (names::EGRESS, 4, size_of::<Egress>(), EGRESS_SLOTS),
         (names::REDIRECT_DROPS, 4, 8, REDIRECT_DROP_ENTRIES),
         (names::PROGRAMS, 4, 4, programs::COUNT),
+        (names::EVIDENCE, 4, size_of::<Evidence>(), MAX_BACKENDS),
     ]
 }
 

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
 use failover_common::{
-    AdminRecord, Backend, Counter, EGRESS_F_VIA_STACK, EGRESS_SLOTS, Egress, MAGLEV_CHUNK_SLOTS,
-    MaglevChunk, MaglevKey, Service, ServiceKey, TrafficStats, names,
+    AdminRecord, Backend, Counter, EGRESS_F_VIA_STACK, EGRESS_SLOTS, Egress, Evidence,
+    MAGLEV_CHUNK_SLOTS, MaglevChunk, MaglevKey, Service, ServiceKey, TrafficStats, names,
     stats::{VERDICT_COUNT, reason},
 };
 
@@ -303,6 +303,7 @@ pub struct Counters {
     reasons: PerCpuArray<MapData, Counter>,
     backends: PerCpuArray<MapData, TrafficStats>,
     services: PerCpuArray<MapData, TrafficStats>,
+    evidence: PerCpuArray<MapData, Evidence>,
 }
 
 impl Counters {
@@ -318,6 +319,7 @@ impl Counters {
             reasons: open_one(source, names::REASONS)?,
             backends: open_one(source, names::BACKEND_STATS)?,
             services: open_one(source, names::SERVICE_STATS)?,
+            evidence: open_one(source, names::EVIDENCE)?,
         })
     }
 
@@ -355,8 +357,8 @@ impl Counters {
         })
     }
 
-    fn zero(
-        map: &mut PerCpuArray<MapData, TrafficStats>,
+    fn zero<V: aya::Pod + Default>(
+        map: &mut PerCpuArray<MapData, V>,
         name: &'static str,
         id: u32,
     ) -> Result<(), DataplaneError> {
@@ -365,14 +367,23 @@ impl Counters {
             source,
         };
         let cpus = aya::util::nr_cpus().map_err(|(_, source)| system(source))?;
-        let zeros = aya::maps::PerCpuValues::try_from(vec![TrafficStats::default(); cpus])
-            .map_err(system)?;
+        let zeros = aya::maps::PerCpuValues::try_from(vec![V::default(); cpus]).map_err(system)?;
         map.set(id, zeros, 0).map_err(map_err(name))
     }
 
-    /// Zeroes a backend id's traffic (for its next owner).
+    /// Zeroes a backend id's traffic and evidence (for its next owner).
     pub fn reset_backend(&mut self, id: u32) -> Result<(), DataplaneError> {
-        Self::zero(&mut self.backends, names::BACKEND_STATS, id)
+        Self::zero(&mut self.backends, names::BACKEND_STATS, id)?;
+        Self::zero(&mut self.evidence, names::EVIDENCE, id)
+    }
+
+    /// What the data path saw of a backend id's handshakes.
+    pub fn evidence(&self, id: u32) -> Result<Evidence, DataplaneError> {
+        let per_cpu = self
+            .evidence
+            .get(&id, 0)
+            .map_err(map_err(names::EVIDENCE))?;
+        Ok(Evidence::sum(&per_cpu))
     }
 
     /// Zeroes a service id's traffic (for its next owner).

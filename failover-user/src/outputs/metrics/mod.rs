@@ -27,7 +27,7 @@ use std::{
     time::Duration,
 };
 
-use failover_common::{Counter, TrafficStats};
+use failover_common::{Counter, Evidence, TrafficStats};
 use tokio::{
     net::TcpListener,
     sync::{Mutex, Semaphore},
@@ -73,6 +73,8 @@ pub struct DatapathCounters {
     pub backends: BTreeMap<u32, TrafficStats>,
     /// By service id.
     pub services: BTreeMap<u32, TrafficStats>,
+    /// In-band evidence, by backend id.
+    pub evidence: BTreeMap<u32, Evidence>,
     /// Entries in `FO_FLOWS` (one per flow, expired ones until reclaimed).
     pub flow_entries: u64,
     /// Entries `FO_FLOWS` holds at most (`max_flows`).
@@ -88,10 +90,12 @@ impl DatapathCounters {
         let flows = Flows::open(&mut PinDir(pin_dir))?;
         let mut backends = BTreeMap::new();
         let mut services = BTreeMap::new();
+        let mut evidence = BTreeMap::new();
         for service in &snapshot.services {
             services.insert(service.id, counters.service(service.id)?);
             for backend in &service.backends {
                 backends.insert(backend.id, counters.backend(backend.id)?);
+                evidence.insert(backend.id, counters.evidence(backend.id)?);
             }
         }
         Ok(Self {
@@ -99,6 +103,7 @@ impl DatapathCounters {
             reasons: counters.reasons()?,
             backends,
             services,
+            evidence,
             flow_entries: flows.count(),
             flow_capacity: flows.capacity(),
         })

@@ -308,6 +308,27 @@ pub(super) fn render_datapath(
         }
     }
 
+    let name = "failover_backend_evidence_total";
+    out.family(
+        name,
+        "counter",
+        "What the data path saw of the backend's handshakes, by signal: SYNs sent to it, \
+         SYN-ACKs from it, RSTs answering a SYN exactly, ICMP unreachable from its side.",
+    );
+    for (_, backend, labels) in backends(snapshot) {
+        let Some(evidence) = datapath.evidence.get(&backend.id) else {
+            continue;
+        };
+        for (signal, value) in [
+            ("syns", evidence.syns),
+            ("syn_acks", evidence.syn_acks),
+            ("syn_resets", evidence.syn_resets),
+            ("unreachable", evidence.unreachable),
+        ] {
+            out.sample(name, &with(&labels, ("signal", signal)), value);
+        }
+    }
+
     for (unit, what) in [("packets", "Packets"), ("bytes", "Bytes")] {
         let name = format!("failover_service_{unit}_total");
         out.family(

@@ -83,6 +83,16 @@ fn datapath() -> DatapathCounters {
             .collect(),
         backends: [(1, stats(10)), (2, stats(20))].into(),
         services: [(7, stats(30))].into(),
+        evidence: [(
+            1,
+            failover_common::Evidence {
+                syns: 5,
+                syn_acks: 4,
+                syn_resets: 1,
+                unreachable: 0,
+            },
+        )]
+        .into(),
         flow_entries: 42,
         flow_capacity: 262_144,
     }
@@ -247,6 +257,10 @@ fn datapath_counters_are_labelled() {
     let expected = failover_common::stats::reason::EVENT_REPICK.to_string();
     assert_eq!(value(&text, series), Some(expected));
     assert_eq!(value(&text, "failover_flow_entries").as_deref(), Some("42"));
+    let series = format!("failover_backend_evidence_total{{{PRIMARY},signal=\"syn_resets\"}}");
+    assert_eq!(value(&text, &series).as_deref(), Some("1"));
+    let series = format!("failover_backend_evidence_total{{{PRIMARY},signal=\"syns\"}}");
+    assert_eq!(value(&text, &series).as_deref(), Some("5"));
 }
 
 #[test]
