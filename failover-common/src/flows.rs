@@ -206,22 +206,30 @@ pub const fn client_hop_slot(addr: &AddrBe) -> u32 {
 pub struct SynSeen {
     /// The whole flow hash, checked by the ACK (the slot holds one of many).
     pub flow_hash: u32,
-    pub backend_id: u32,
     pub backend_generation: u32,
-    /// `bpf_ktime_get_coarse_ns` >> 30 (about seconds) when the SYN passed,
-    /// wrapping (every 18 hours).
-    pub stamp: u16,
-    /// Non-zero once a first ACK recorded the flow: the SYN still guides an
-    /// evicted flow's next packet, but no longer starts a new connection on
-    /// an entry of its tuple.
-    pub recorded: u16,
     /// The SYN's sequence number (host order): a RST answering it
     /// acknowledges this plus one.
     pub seq: u32,
+    /// Below [`MAX_BACKENDS`](crate::MAX_BACKENDS).
+    pub backend_id: u16,
+    /// Bits 0–14: `bpf_ktime_get_coarse_ns` >> 30 (about seconds) when the
+    /// SYN passed, wrapping (every 9 hours). [`SynSeen::RECORDED`]: a first
+    /// ACK recorded the flow: the SYN still guides an evicted flow's next
+    /// packet, but no longer starts a new connection on an entry of its
+    /// tuple. (Sixteen bytes a slot keep the array in a core's cache.)
+    pub stamp: u16,
 }
-const _: () = assert!(size_of::<SynSeen>() == 20);
+const _: () = assert!(size_of::<SynSeen>() == 16);
+const _: () = assert!(crate::MAX_BACKENDS <= u16::MAX as u32);
 
-/// Slots of `FO_SYNS` (a power of two: 640 KiB, small enough to stay in a
+impl SynSeen {
+    /// [`SynSeen::stamp`]'s bit for a recorded flow.
+    pub const RECORDED: u16 = 0x8000;
+    /// [`SynSeen::stamp`]'s time bits.
+    pub const TIME: u16 = 0x7fff;
+}
+
+/// Slots of `FO_SYNS` (a power of two: 512 KiB, small enough to stay in a
 /// CPU's cache — each SYN writes a random slot; at 4 MiB that cost a SYN
 /// ~50–100 ns more, measured), and how long, in its stamp's units of about
 /// a second, a SYN is remembered (a handshake, with the client's SYN

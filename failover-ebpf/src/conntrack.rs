@@ -254,7 +254,7 @@ pub fn pick(hash: u32, service: &Service, bytes: u64) -> Option<(u32, Backend)> 
 /// `FO_SYNS`'s clock: about seconds, wrapping.
 #[inline(always)]
 fn syn_stamp(now: u64) -> u16 {
-    (now >> 30) as u16
+    (now >> 30) as u16 & SynSeen::TIME
 }
 
 /// Remembers the backend a SYN (of flow hash `hash`) was sent to, for its
@@ -267,11 +267,10 @@ pub fn remember_syn(hash: u32, backend_id: u32, backend_generation: u32, seq: u3
         unsafe {
             *slot = SynSeen {
                 flow_hash: hash,
-                backend_id,
                 backend_generation,
-                stamp: syn_stamp(now),
-                recorded: 0,
                 seq,
+                backend_id: backend_id as u16,
+                stamp: syn_stamp(now),
             };
         }
     }
@@ -284,7 +283,7 @@ pub fn syn_recorded(hash: u32) {
         // SAFETY: a live array slot; a racing writer stores a whole record.
         unsafe {
             if (*slot).flow_hash == hash {
-                (*slot).recorded = 1;
+                (*slot).stamp |= SynSeen::RECORDED;
             }
         }
     }
@@ -296,7 +295,7 @@ fn remembered_syn(hash: u32, now: u64) -> Option<SynSeen> {
     let seen = *SYNS.get(hash & (SYN_SLOTS - 1))?;
     (seen.flow_hash == hash
         && seen.backend_generation != 0
-        && syn_stamp(now).wrapping_sub(seen.stamp) <= SYN_LIFETIME_STAMPS)
+        && syn_stamp(now).wrapping_sub(seen.stamp) & SynSeen::TIME <= SYN_LIFETIME_STAMPS)
         .then_some(seen)
 }
 
@@ -310,9 +309,10 @@ pub fn syn_backend(hash: u32, now: u64) -> Option<(u32, Backend)> {
 /// The SYN's backend, if it still has that owner and may keep a flow.
 #[inline(always)]
 fn keeping_backend(seen: &SynSeen) -> Option<(u32, Backend)> {
-    let backend = backend(seen.backend_id)?;
+    let id = u32::from(seen.backend_id);
+    let backend = backend(id)?;
     (backend.generation == seen.backend_generation && usable_for_established(backend.state))
-        .then_some((seen.backend_id, backend))
+        .then_some((id, backend))
 }
 
 /// Whether a SYN of flow hash `hash` came after the flow was last
@@ -320,7 +320,13 @@ fn keeping_backend(seen: &SynSeen) -> Option<(u32, Backend)> {
 #[inline(always)]
 pub fn new_connection_syn(hash: u32, now: u64) -> bool {
     remembered_syn(hash, now)
-        .is_some_and(|seen| seen.recorded == 0 && keeping_backend(&seen).is_some())
+        .is_some_and(|seen| !recorded(&seen) && keeping_backend(&seen).is_some())
+}
+
+/// Whether a first ACK recorded the flow of the remembered SYN.
+#[inline(always)]
+fn recorded(seen: &SynSeen) -> bool {
+    seen.stamp & SynSeen::RECORDED != 0
 }
 
 /// Whether a RST acknowledging `ack` from `backend_id` answers the SYN of
@@ -329,7 +335,9 @@ pub fn new_connection_syn(hash: u32, now: u64) -> bool {
 #[inline(always)]
 pub fn syn_answered(hash: u32, backend_id: u32, ack: u32, now: u64) -> bool {
     remembered_syn(hash, now).is_some_and(|seen| {
-        seen.recorded == 0 && seen.backend_id == backend_id && seen.seq.wrapping_add(1) == ack
+        !recorded(&seen)
+            && u32::from(seen.backend_id) == backend_id
+            && seen.seq.wrapping_add(1) == ack
     })
 }
 
