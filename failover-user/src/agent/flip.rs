@@ -10,7 +10,10 @@ use super::{
     probes::ProbeEvent,
     runtime::{self, Cause},
 };
-use crate::events::{Event, EventKind};
+use crate::{
+    decide::health::Flip,
+    events::{Event, EventKind},
+};
 
 impl Agent {
     /// Records a probe result; returns whether it flipped a backend's health.
@@ -33,14 +36,24 @@ impl Agent {
             });
             return false;
         };
+        self.on_flip(event.service, event.backend, flip)
+    }
+
+    /// Acts on a backend's health flip (from its probes or the data path's
+    /// evidence): the service's policy, the maps, then what changed is
+    /// told. Returns true (something moved).
+    pub(super) fn on_flip(&mut self, s: usize, b: usize, flip: Flip) -> bool {
+        if flip.healthy {
+            self.services[s].backends[b].ejected = false;
+        }
         self.totals.transitions_total += 1;
         // The data path first: the decision reaches the maps before anything
         // is logged or published.
         let now = Instant::now();
-        let service = &mut self.services[event.service];
+        let service = &mut self.services[s];
         let before = service.active_names(&self.dataplane);
         let pinned = service.policy.switched_to();
-        let changes = service.policy.on_health(event.backend, flip.healthy, now);
+        let changes = service.policy.on_health(b, flip.healthy, now);
         if let Some(target) = pinned
             && service.policy.switched_to().is_none()
         {
@@ -54,12 +67,11 @@ impl Agent {
                 decided: flip.evidence.last().map(|o| o.at + o.latency),
             }
         };
-        let decided_to_map = self.write_changes(event.service, &changes, cause);
-        let service = &self.services[event.service];
-        let backend_name = service.backends[event.backend].name.clone();
-        let address = service.plan.backends[event.backend].spec.addr;
-        let in_maintenance =
-            service.policy.admin(event.backend) == crate::decide::policy::Admin::Maintenance;
+        let decided_to_map = self.write_changes(s, &changes, cause);
+        let service = &self.services[s];
+        let backend_name = service.backends[b].name.clone();
+        let address = service.plan.backends[b].spec.addr;
+        let in_maintenance = service.policy.admin(b) == crate::decide::policy::Admin::Maintenance;
         // Quoted (`?`): the evidence has spaces, and log readers split fields.
         let evidence = runtime::evidence(&flip);
         if flip.healthy {
@@ -87,20 +99,20 @@ impl Agent {
                 .details(serde_json::json!({"evidence": evidence})),
             );
         }
-        self.report_changes(event.service, before, &changes, cause, decided_to_map);
-        let service = &self.services[event.service];
-        if flip.healthy && !service.policy.serving(event.backend) {
-            match service.policy.hold_remaining(event.backend, now) {
+        self.report_changes(s, before, &changes, cause, decided_to_map);
+        let service = &self.services[s];
+        if flip.healthy && !service.policy.serving(b) {
+            match service.policy.hold_remaining(b, now) {
                 Some(left) => {
                     info!(service = %service.name, backend = %backend_name, failback_in = ?left, "healthy again; failback held for the failback delay")
                 }
-                None if service.policy.hold(event.backend).is_some() => {
+                None if service.policy.hold(b).is_some() => {
                     info!(service = %service.name, backend = %backend_name, "healthy again; waiting for an operator failback (failover failback)")
                 }
                 None => {}
             }
         }
-        self.refresh_service_telemetry(event.service);
+        self.refresh_service_telemetry(s);
         true
     }
 }

@@ -16,6 +16,7 @@ mod flows;
 mod lock;
 mod op_error;
 mod ops;
+mod passive;
 mod persist;
 mod probes;
 mod reload_diff;
@@ -227,10 +228,14 @@ pub async fn run(
     // after something that can move one (a flip, a timer, an operator call),
     // not after every probe result.
     let mut deadline = agent.next_deadline();
+    let mut passive_tick = tokio::time::interval(passive::SAMPLE_EVERY);
+    passive_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         let mut moved = true;
+        let watching = agent.has_passive();
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = passive_tick.tick(), if watching => moved = agent.on_passive_tick(),
             Some(event) = probe_events.recv() => {
                 // Take every result already queued: the bookkeeping after
                 // each pass of this loop (deadlines, cold standbys) looks at

@@ -22,6 +22,11 @@ pub(crate) struct BackendRuntime {
     pub id: u32,
     pub health: Health,
     pub stats: ProbeStats,
+    /// The data path's evidence of it, sampled (services with passive
+    /// detection only).
+    pub watch: crate::decide::passive::Watch,
+    /// Unhealthy because of that evidence (until it is healthy again).
+    pub ejected: bool,
     /// Cold standbys only.
     pub cold: Option<ColdState>,
 }
@@ -77,6 +82,9 @@ impl Cause {
 
 /// The probe results that decided a flip, as one line.
 pub(crate) fn evidence(flip: &Flip) -> String {
+    if let Some(why) = &flip.passive {
+        return format!("data path: {why}");
+    }
     flip.evidence
         .iter()
         .map(|o| match &o.error {
@@ -110,6 +118,8 @@ impl ServiceRuntime {
                 id: *id,
                 health: Health::new(backend.probe.rise, backend.probe.fall, healthy),
                 stats: ProbeStats::default(),
+                watch: Default::default(),
+                ejected: false,
                 // An adopted cold standby that is up stays started.
                 cold: backend.cold.as_ref().map(|_| {
                     if healthy {
@@ -319,6 +329,8 @@ impl ServiceRuntime {
                     id: b.id,
                     health: b.health.clone(),
                     stats: b.stats.clone(),
+                    watch: b.watch.clone(),
+                    ejected: b.ejected,
                     cold: b.cold,
                 })
                 .collect(),

@@ -49,6 +49,10 @@ pub const MAX_FLOWS: RangeInclusive<u32> =
 pub const FLOW_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(7 * 24 * 3600);
 /// New flows one CPU records per second before the flood guard.
 pub const NEW_FLOWS_PER_CPU: RangeInclusive<u32> = 1_000..=100_000_000;
+/// `[services.passive]`: the window, the counts that eject, the cap.
+pub const PASSIVE_WINDOW: RangeInclusive<Duration> = ms(100)..=secs(60);
+pub const PASSIVE_COUNT: RangeInclusive<u64> = 1..=1_000_000;
+pub const PASSIVE_MAX_EJECTED_PERCENT: RangeInclusive<u32> = 1..=100;
 
 /// "between A and B" for error messages.
 pub fn describe<T: std::fmt::Debug>(range: &RangeInclusive<T>) -> String {

@@ -120,6 +120,8 @@ pub struct ServicePlan {
         crate::decide::policy::Quorum,
         crate::decide::policy::QuorumPolicy,
     )>,
+    /// Passive detection; `None`: off.
+    pub passive: Option<crate::decide::passive::PassiveSettings>,
     pub backends: Vec<BackendPlan>,
 }
 

@@ -105,8 +105,19 @@ pub(super) struct RawService {
     pub(super) quorum_policy: Option<Spanned<RawQuorumPolicy>>,
     #[serde(default)]
     pub(super) probe: RawProbe,
+    /// Passive detection from the data path's evidence; absent: off.
+    pub(super) passive: Option<Spanned<RawPassive>>,
     #[serde(default)]
     pub(super) backends: Vec<RawBackend>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPassive {
+    pub(super) window: Option<Spanned<String>>,
+    pub(super) resets: Option<u64>,
+    pub(super) unreachable: Option<u64>,
+    pub(super) max_ejected_percent: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone, Copy)]

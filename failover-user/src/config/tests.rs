@@ -415,3 +415,40 @@ fn ipv6_services_resolve_and_mixed_families_are_refused_with_their_line() {
     let bad = EXAMPLE.replace("vip = \"203.0.113.10\"", "vip = \"203.0.113\"");
     assert!(error_of(&bad).contains("invalid IP address syntax"));
 }
+
+#[test]
+fn passive_detection_is_off_unless_configured_and_bounded() {
+    let config = AgentConfig::parse(EXAMPLE).unwrap();
+    assert_eq!(config.services[0].passive, None);
+    let on = EXAMPLE.replace(
+        "[services.probe]",
+        "[services.passive]\nresets = 5\nwindow = \"500ms\"\n\n[services.probe]",
+    );
+    let passive = AgentConfig::parse(&on).unwrap().services[0]
+        .passive
+        .expect("passive settings");
+    assert_eq!(passive.resets, 5);
+    assert_eq!(passive.window, Duration::from_millis(500));
+    assert_eq!(passive.unreachable, 3);
+    assert_eq!(passive.max_ejected_percent, 50);
+    for (line, field) in [
+        ("window = \"10ms\"", "passive.window"),
+        ("resets = 0", "passive.resets"),
+        ("max_ejected_percent = 101", "passive.max_ejected_percent"),
+    ] {
+        let text = EXAMPLE.replace(
+            "[services.probe]",
+            &format!("[services.passive]\n{line}\n\n[services.probe]"),
+        );
+        let err = error_of(&text);
+        assert!(
+            err.contains(field) && err.contains("out of bounds"),
+            "{line}: {err}"
+        );
+    }
+    let unknown = EXAMPLE.replace(
+        "[services.probe]",
+        "[services.passive]\nresetz = 5\n\n[services.probe]",
+    );
+    assert!(error_of(&unknown).contains("resetz"));
+}

@@ -14,6 +14,9 @@ pub struct Flip {
     pub evidence: Vec<ProbeOutcome>,
     /// For a flip to unhealthy: the first failed probe of the decisive run.
     pub first_failure_at: Option<Instant>,
+    /// An ejection on the data path's evidence (`decide::passive`): what
+    /// it saw.
+    pub passive: Option<String>,
 }
 
 /// How many results are kept as evidence.
@@ -80,6 +83,24 @@ impl Health {
             healthy: ok,
             evidence: self.recent.iter().cloned().collect(),
             first_failure_at: if ok { None } else { started },
+            passive: None,
+        })
+    }
+
+    /// Marks a healthy backend unhealthy on the data path's evidence
+    /// (`why`), at `now`; it comes back through `rise` passing probes.
+    pub fn eject(&mut self, now: Instant, why: String) -> Option<Flip> {
+        if !self.healthy {
+            return None;
+        }
+        self.healthy = false;
+        self.streak = 0;
+        self.streak_started = None;
+        Some(Flip {
+            healthy: false,
+            evidence: self.recent.iter().cloned().collect(),
+            first_failure_at: Some(now),
+            passive: Some(why),
         })
     }
 }

@@ -5,5 +5,6 @@
 
 pub mod health;
 pub mod maglev;
+pub mod passive;
 pub mod policy;
 pub mod select;

@@ -39,7 +39,7 @@ pub use self::{
         DeadFlows, FailbackMode, ProbeType, Protocol, Quorum, QuorumPolicy, Redundancy,
         Temperature, XdpMode,
     },
-    service::{BackendToml, Policies, ProbeToml, ServiceToml, SetPolicies},
+    service::{BackendToml, PassiveToml, Policies, ProbeToml, ServiceToml, SetPolicies},
 };
 
 /// A whole configuration file.

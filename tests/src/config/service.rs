@@ -23,7 +23,18 @@ pub struct ServiceToml {
     pub policies: Policies,
     /// `[services.probe]` (left out when no key is set).
     pub probe: ProbeToml,
+    /// `[services.passive]` (left out when `None`: passive detection off).
+    pub passive: Option<PassiveToml>,
     pub backends: Vec<BackendToml>,
+}
+
+/// A `[services.passive]` table; `None` keys are left out (defaults).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PassiveToml {
+    pub window: Option<Duration>,
+    pub resets: Option<u64>,
+    pub unreachable: Option<u64>,
+    pub max_ejected_percent: Option<u32>,
 }
 
 impl ServiceToml {
@@ -43,6 +54,7 @@ impl ServiceToml {
             table_size: None,
             policies: Policies::default(),
             probe: ProbeToml::default(),
+            passive: None,
             backends: Vec::new(),
         }
     }
@@ -126,6 +138,13 @@ impl ServiceToml {
         if self.probe != ProbeToml::default() {
             out.table("[services.probe]");
             self.probe.render(out);
+        }
+        if let Some(passive) = &self.passive {
+            out.table("[services.passive]");
+            out.opt("window", passive.window);
+            out.opt("resets", passive.resets);
+            out.opt("unreachable", passive.unreachable);
+            out.opt("max_ejected_percent", passive.max_ejected_percent);
         }
         for backend in &self.backends {
             out.table("[[services.backends]]");

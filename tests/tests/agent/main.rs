@@ -10,7 +10,7 @@
 //!
 //! The checks every failover test shares in `switch`; the tests by
 //! concern: `faults`, `flapping`, `failback`, `restart`, `first_reply`,
-//! `flood_guard`, `dual_stack`.
+//! `flood_guard`, `dual_stack`, `passive` (ejection on the data path's evidence).
 
 mod dual_stack;
 mod failback;
@@ -18,5 +18,6 @@ mod faults;
 mod first_reply;
 mod flapping;
 mod flood_guard;
+mod passive;
 mod restart;
 mod switch;

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use failover_common::MAX_SELECTION;
+use toml::Spanned;
 
 use super::Resolver;
 use crate::{
@@ -265,6 +266,10 @@ impl Resolver<'_> {
                 Some((quorum, policy))
             }
         };
+        let passive = match &raw.passive {
+            None => None,
+            Some(passive) => Some(self.passive(&name, passive)?),
+        };
         Ok(ServicePlan {
             name,
             spec,
@@ -273,7 +278,47 @@ impl Resolver<'_> {
             mode,
             dead_flows,
             quorum,
+            passive,
             backends,
+        })
+    }
+
+    /// `[services.passive]`, every value within its bounds.
+    fn passive(
+        &self,
+        name: &str,
+        raw: &Spanned<RawPassive>,
+    ) -> Result<crate::decide::passive::PassiveSettings, ConfigError> {
+        let at = raw.span().start;
+        let field = |f: &str| format!("services.{name}.passive.{f}");
+        let raw = raw.get_ref();
+        let defaults = crate::decide::passive::PassiveSettings::default();
+        Ok(crate::decide::passive::PassiveSettings {
+            window: match &raw.window {
+                None => defaults.window,
+                Some(text) => self.duration(&field("window"), text, limits::PASSIVE_WINDOW)?,
+            },
+            resets: self.number(
+                &field("resets"),
+                raw.resets,
+                at,
+                defaults.resets,
+                limits::PASSIVE_COUNT,
+            )?,
+            unreachable: self.number(
+                &field("unreachable"),
+                raw.unreachable,
+                at,
+                defaults.unreachable,
+                limits::PASSIVE_COUNT,
+            )?,
+            max_ejected_percent: self.number(
+                &field("max_ejected_percent"),
+                raw.max_ejected_percent,
+                at,
+                defaults.max_ejected_percent,
+                limits::PASSIVE_MAX_EJECTED_PERCENT,
+            )?,
         })
     }
 }
