@@ -42,9 +42,18 @@ fn long_connections(lab: &mut Lab) -> (Vec<TcpStream>, Vec<String>, String) {
 fn overflow(lab: &Lab, long: usize, round: u16) -> u64 {
     let recorded_before = lab.reason(reason::EVENT_FLOW_RECORDED);
     let first = 20_000 + round * 2 * MAX_FLOWS as u16;
-    for port in first..first + 2 * MAX_FLOWS as u16 {
-        lab.udp_queries_from(port, 2)
-            .unwrap_or_else(|e| panic!("udp queries from :{port}: {e}\n{}", lab.diag()));
+    let ports: Vec<u16> = (first..first + 2 * MAX_FLOWS as u16).collect();
+    // From every CPU in turn: the kernel's LRU keeps a CPU's newest entries
+    // on that CPU's own list until the CPU inserts again, so an overflow
+    // from one CPU alone never evicts a flow another CPU recorded.
+    let cpus = online_cpus();
+    for (cpu, share) in ports.chunks(ports.len().div_ceil(cpus)).enumerate() {
+        on_cpu(cpu, || {
+            for &port in share {
+                lab.udp_queries_from(port, 2)
+                    .unwrap_or_else(|e| panic!("udp queries from :{port}: {e}\n{}", lab.diag()));
+            }
+        });
     }
     let recorded = lab.reason(reason::EVENT_FLOW_RECORDED) - recorded_before;
     let entries = lab.dp.flows().count();
@@ -53,6 +62,31 @@ fn overflow(lab: &Lab, long: usize, round: u16) -> u64 {
     eprintln!("{recorded} flows recorded, {entries} in the table: {evicted} evicted");
     assert!(evicted >= u64::from(MAX_FLOWS), "{}", lab.diag());
     evicted
+}
+
+/// CPUs this test may run on.
+fn online_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs `f` with this thread (and the threads it starts, which inherit
+/// it) on `cpu` alone, then restores the thread's CPUs.
+fn on_cpu(cpu: usize, f: impl FnOnce()) {
+    // SAFETY: cpu_set_t values for this thread's affinity, read and set.
+    unsafe {
+        let mut saved: libc::cpu_set_t = std::mem::zeroed();
+        let size = size_of::<libc::cpu_set_t>();
+        assert_eq!(libc::sched_getaffinity(0, size, &mut saved), 0);
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut one);
+        assert_eq!(
+            libc::sched_setaffinity(0, size, &one),
+            0,
+            "pin to cpu {cpu}"
+        );
+        f();
+        assert_eq!(libc::sched_setaffinity(0, size, &saved), 0);
+    }
 }
 
 /// Whether each long connection's entry is gone from the table.
