@@ -212,11 +212,14 @@ pub struct SynSeen {
     pub seq: u32,
     /// Below [`MAX_BACKENDS`](crate::MAX_BACKENDS).
     pub backend_id: u16,
-    /// Bits 0–14: `bpf_ktime_get_coarse_ns` >> 30 (about seconds) when the
-    /// SYN passed, wrapping (every 9 hours). [`SynSeen::RECORDED`]: a first
-    /// ACK recorded the flow: the SYN still guides an evicted flow's next
-    /// packet, but no longer starts a new connection on an entry of its
-    /// tuple. (Sixteen bytes a slot keep the array in a core's cache.)
+    /// Bits 0–13: `bpf_ktime_get_coarse_ns` >> 30 (about seconds) when the
+    /// SYN passed, wrapping (every 4.5 hours). [`SynSeen::RECORDED`]: a
+    /// first ACK recorded the flow: the SYN still guides an evicted flow's
+    /// next packet, but no longer starts a new connection on an entry of
+    /// its tuple. [`SynSeen::ANSWERED`]: the backend answered the
+    /// handshake with a SYN-ACK (kept across the client's repeated SYNs of
+    /// the tuple): a later RST is no evidence of a dead service. (Sixteen
+    /// bytes a slot keep the array in a core's cache.)
     pub stamp: u16,
 }
 const _: () = assert!(size_of::<SynSeen>() == 16);
@@ -225,8 +228,10 @@ const _: () = assert!(crate::MAX_BACKENDS <= u16::MAX as u32);
 impl SynSeen {
     /// [`SynSeen::stamp`]'s bit for a recorded flow.
     pub const RECORDED: u16 = 0x8000;
+    /// [`SynSeen::stamp`]'s bit for a handshake the backend answered.
+    pub const ANSWERED: u16 = 0x4000;
     /// [`SynSeen::stamp`]'s time bits.
-    pub const TIME: u16 = 0x7fff;
+    pub const TIME: u16 = 0x3fff;
 }
 
 /// Slots of `FO_SYNS` (a power of two: 512 KiB, small enough to stay in a

@@ -265,13 +265,39 @@ pub fn remember_syn(hash: u32, backend_id: u32, backend_generation: u32, seq: u3
         // SAFETY: a live array slot; racing writers each store a whole
         // record a reader checks by its hash.
         unsafe {
+            // A repeated SYN of a handshake the backend answered keeps
+            // that: its RST to a SYN in the window is no evidence.
+            let answered = if (*slot).flow_hash == hash && recent((*slot).stamp, now) {
+                (*slot).stamp & SynSeen::ANSWERED
+            } else {
+                0
+            };
             *slot = SynSeen {
                 flow_hash: hash,
                 backend_generation,
                 seq,
                 backend_id: backend_id as u16,
-                stamp: syn_stamp(now),
+                stamp: syn_stamp(now) | answered,
             };
+        }
+    }
+}
+
+/// Whether a stamp is within the SYN memory's lifetime.
+#[inline(always)]
+fn recent(stamp: u16, now: u64) -> bool {
+    syn_stamp(now).wrapping_sub(stamp) & SynSeen::TIME <= SYN_LIFETIME_STAMPS
+}
+
+/// Notes that the backend answered the SYN of flow hash `hash` (a SYN-ACK).
+#[inline(always)]
+pub fn syn_acked(hash: u32) {
+    if let Some(slot) = SYNS.get_ptr_mut(hash & (SYN_SLOTS - 1)) {
+        // SAFETY: a live array slot; a racing writer stores a whole record.
+        unsafe {
+            if (*slot).flow_hash == hash {
+                (*slot).stamp |= SynSeen::ANSWERED;
+            }
         }
     }
 }
@@ -293,9 +319,7 @@ pub fn syn_recorded(hash: u32) {
 #[inline(always)]
 fn remembered_syn(hash: u32, now: u64) -> Option<SynSeen> {
     let seen = *SYNS.get(hash & (SYN_SLOTS - 1))?;
-    (seen.flow_hash == hash
-        && seen.backend_generation != 0
-        && syn_stamp(now).wrapping_sub(seen.stamp) & SynSeen::TIME <= SYN_LIFETIME_STAMPS)
+    (seen.flow_hash == hash && seen.backend_generation != 0 && recent(seen.stamp, now))
         .then_some(seen)
 }
 
@@ -330,14 +354,16 @@ fn recorded(seen: &SynSeen) -> bool {
 }
 
 /// Whether a RST acknowledging `ack` from `backend_id` answers the SYN of
-/// flow hash `hash`: remembered, recent, unrecorded, sent there, and
-/// acknowledged exactly.
+/// flow hash `hash`: remembered, recent, unrecorded, never answered with a
+/// SYN-ACK, sent to this owner of the id, and acknowledged exactly.
 #[inline(always)]
 pub fn syn_answered(hash: u32, backend_id: u32, ack: u32, now: u64) -> bool {
     remembered_syn(hash, now).is_some_and(|seen| {
         !recorded(&seen)
+            && seen.stamp & SynSeen::ANSWERED == 0
             && u32::from(seen.backend_id) == backend_id
             && seen.seq.wrapping_add(1) == ack
+            && backend(backend_id).is_some_and(|b| b.generation == seen.backend_generation)
     })
 }
 

@@ -36,15 +36,17 @@ pub fn unreachable(backend_id: u32) {
 }
 
 /// A TCP packet from the backend to the client of flow `key` (client →
-/// VIP): a SYN-ACK counts; so does a RST answering the flow's SYN exactly
-/// (remembered unrecorded, sent to this backend, acknowledged as its
-/// sequence number plus one). Any other RST — an application closing an
-/// established connection — counts nothing.
+/// VIP): a SYN-ACK counts (and marks the handshake answered); so does a RST
+/// answering the flow's SYN exactly (remembered unrecorded and unanswered,
+/// sent to this backend, acknowledged as its sequence number plus one).
+/// Any other RST — an application closing an established connection, a
+/// live backend's answer to a client's repeated SYN — counts nothing.
 #[inline(always)]
 pub fn reply(backend_id: u32, l4: &L4, key: &FlowKey, now: u64) {
     let flags = l4.tcp_flags;
     if flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN | TCP_FLAG_ACK {
         bump(backend_id, |e| e.syn_acks += 1);
+        conntrack::syn_acked(flow_hash(key, FLOW_HASH_SEED));
     } else if flags & (TCP_FLAG_RST | TCP_FLAG_ACK) == TCP_FLAG_RST | TCP_FLAG_ACK {
         let (_, ack) = tcp_seq_ack(l4);
         if conntrack::syn_answered(flow_hash(key, FLOW_HASH_SEED), backend_id, ack, now) {

@@ -30,8 +30,6 @@ pub trait Family: Copy {
     const PROTO_ICMP: u8;
     /// Whether the ICMP checksum covers a pseudo-header (ICMPv6's does).
     const ICMP_PSEUDO_HEADER: bool;
-    /// ICMP's "destination unreachable" type in this family.
-    const ICMP_UNREACHABLE: u8;
 
     fn src(ip: *const Self::Hdr) -> Self::Addr;
     fn dst(ip: *const Self::Hdr) -> Self::Addr;
@@ -62,6 +60,10 @@ pub trait Family: Copy {
     fn fib_addresses(params: &mut FibParams, src: Self::Addr, dst: Self::Addr, tos: u8);
     /// The header checksum (0 where the family has none).
     fn header_check(ip: *const Self::Hdr) -> u16;
+    /// Whether an ICMP message of `kind` and `code` says the destination
+    /// is unreachable (evidence of a failure; not "fragmentation needed",
+    /// which is path MTU discovery).
+    fn is_failure(kind: u8, code: u8) -> bool;
     /// Whether an ICMP message of `kind` is an error about a packet that
     /// the data path translates (destination unreachable, time exceeded;
     /// IPv6's Packet Too Big, which IPv4 carries as an unreachable code).
@@ -85,6 +87,7 @@ pub struct V4;
 const IPV4_DF_BE: u16 = 0x4000u16.to_be();
 const ICMP_DEST_UNREACHABLE: u8 = 3;
 const ICMP_TIME_EXCEEDED: u8 = 11;
+const ICMP_FRAG_NEEDED: u8 = 4;
 
 impl Family for V4 {
     type Hdr = Ipv4Hdr;
@@ -93,7 +96,6 @@ impl Family for V4 {
     const AF: u8 = 2;
     const PROTO_ICMP: u8 = 1;
     const ICMP_PSEUDO_HEADER: bool = false;
-    const ICMP_UNREACHABLE: u8 = ICMP_DEST_UNREACHABLE;
 
     #[inline(always)]
     fn src(ip: *const Ipv4Hdr) -> u32 {
@@ -210,6 +212,11 @@ impl Family for V4 {
     #[inline(always)]
     fn is_icmp_error(kind: u8) -> bool {
         kind == ICMP_DEST_UNREACHABLE || kind == ICMP_TIME_EXCEEDED
+    }
+
+    #[inline(always)]
+    fn is_failure(kind: u8, code: u8) -> bool {
+        kind == ICMP_DEST_UNREACHABLE && code != ICMP_FRAG_NEEDED
     }
 
     #[inline(always)]

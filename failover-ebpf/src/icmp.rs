@@ -126,6 +126,13 @@ pub fn kind<F: Family>(error: &IcmpError<F>) -> u8 {
     unsafe { (*error.icmp).kind }
 }
 
+/// The error's ICMP code.
+#[inline(always)]
+pub fn code<F: Family>(error: &IcmpError<F>) -> u8 {
+    // SAFETY: bounds proven by parse_error().
+    unsafe { (*error.icmp).code }
+}
+
 /// The backend endpoint the embedded packet was sent to (client →
 /// backend, as the data path forwarded it): its `FO_REVERSE` key.
 #[inline(always)]

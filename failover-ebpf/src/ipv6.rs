@@ -207,7 +207,6 @@ impl Family for V6 {
     const AF: u8 = 10;
     const PROTO_ICMP: u8 = PROTO_ICMPV6;
     const ICMP_PSEUDO_HEADER: bool = true;
-    const ICMP_UNREACHABLE: u8 = ICMPV6_DEST_UNREACHABLE;
 
     #[inline(always)]
     fn src(ip: *const Ipv6Hdr) -> [u32; 4] {
@@ -318,6 +317,12 @@ impl Family for V6 {
     #[inline(always)]
     fn header_check(_ip: *const Ipv6Hdr) -> u16 {
         0
+    }
+
+    /// Packet Too Big is a type of its own.
+    #[inline(always)]
+    fn is_failure(kind: u8, _code: u8) -> bool {
+        kind == ICMPV6_DEST_UNREACHABLE
     }
 
     #[inline(always)]

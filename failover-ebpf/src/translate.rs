@@ -40,7 +40,7 @@ pub fn icmp_error<F: Family>(ctx: &XdpContext, l3: &L3<F>, bytes: u64) -> Outcom
     if let Err(outcome) = reply::from_backend_side(egress::ingress_ifindex(ctx), l3, reverse) {
         return outcome;
     }
-    if icmp::kind(&error) == F::ICMP_UNREACHABLE {
+    if F::is_failure(icmp::kind(&error), icmp::code(&error)) {
         // SAFETY: a live map value.
         evidence::unreachable(unsafe { (*reverse).backend_id });
     }

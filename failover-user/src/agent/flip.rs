@@ -44,7 +44,8 @@ impl Agent {
     /// told. Returns true (something moved).
     pub(super) fn on_flip(&mut self, s: usize, b: usize, flip: Flip) -> bool {
         if flip.healthy {
-            self.services[s].backends[b].ejected = false;
+            // Evidence from before it recovered does not count against it.
+            self.services[s].backends[b].watch.clear();
         }
         self.totals.transitions_total += 1;
         // The data path first: the decision reaches the maps before anything
@@ -64,7 +65,12 @@ impl Agent {
         } else {
             Cause::Failed {
                 first_failure: flip.first_failure_at,
-                decided: flip.evidence.last().map(|o| o.at + o.latency),
+                // An ejection decides when the evidence was read.
+                decided: if flip.passive.is_some() {
+                    flip.first_failure_at
+                } else {
+                    flip.evidence.last().map(|o| o.at + o.latency)
+                },
             }
         };
         let decided_to_map = self.write_changes(s, &changes, cause);

@@ -2,7 +2,8 @@
 //! backend of a service with `[services.passive]`, sampled every
 //! [`SAMPLE_EVERY`]; a backend the evidence condemns (`decide::passive`)
 //! is ejected through the same path as a probe's flip, within the
-//! service's cap, and returns through `rise` passing probes.
+//! service's cap, never its last healthy backend, and returns through
+//! `rise` passing probes.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,8 @@ use super::Agent;
 
 /// How often the evidence counters are read (one syscall per backend).
 pub(super) const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+/// A refused ejection is logged at most this often per backend.
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Agent {
     /// Whether any service watches the data path's evidence.
@@ -35,8 +38,14 @@ impl Agent {
                     continue;
                 };
                 let service = &mut self.services[s];
-                let ejected = service.backends.iter().filter(|b| b.ejected).count();
-                let name = service.name.clone();
+                // Every unhealthy backend counts against the cap, whatever
+                // made it so (a restart or reload keeps health, not why).
+                let unhealthy = service
+                    .backends
+                    .iter()
+                    .filter(|b| !b.health.healthy())
+                    .count();
+                let healthy = service.backends.len() - unhealthy;
                 let backend = &mut service.backends[b];
                 let Some(why) = backend.watch.observe(now, evidence, &settings) else {
                     continue;
@@ -46,14 +55,24 @@ impl Agent {
                 if !backend.health.healthy() {
                     continue;
                 }
-                if ejected >= cap {
-                    warn!(service = %name, backend = %backend.name, evidence = %why, ejected, cap, "not ejected: the service's cap of backends ejected on evidence is reached (max_ejected_percent)");
+                if unhealthy >= cap || healthy <= 1 {
+                    if backend
+                        .passive_refused_at
+                        .is_none_or(|at| now.duration_since(at) >= REFUSED_LOG_EVERY)
+                    {
+                        backend.passive_refused_at = Some(now);
+                        let reason = if healthy <= 1 {
+                            "it is the service's last healthy backend"
+                        } else {
+                            "the service's cap of unhealthy backends is reached (max_ejected_percent)"
+                        };
+                        warn!(service = %service.name, backend = %backend.name, evidence = %why, unhealthy, cap, "not ejected: {reason}");
+                    }
                     continue;
                 }
                 let Some(flip) = backend.health.eject(now, why) else {
                     continue;
                 };
-                backend.ejected = true;
                 moved |= self.on_flip(s, b, flip);
             }
         }

@@ -25,8 +25,9 @@ pub(crate) struct BackendRuntime {
     /// The data path's evidence of it, sampled (services with passive
     /// detection only).
     pub watch: crate::decide::passive::Watch,
-    /// Unhealthy because of that evidence (until it is healthy again).
-    pub ejected: bool,
+    /// When an ejection on that evidence was last refused (the cap, or the
+    /// last healthy backend): its warning is logged at most every 10 s.
+    pub passive_refused_at: Option<Instant>,
     /// Cold standbys only.
     pub cold: Option<ColdState>,
 }
@@ -119,7 +120,7 @@ impl ServiceRuntime {
                 health: Health::new(backend.probe.rise, backend.probe.fall, healthy),
                 stats: ProbeStats::default(),
                 watch: Default::default(),
-                ejected: false,
+                passive_refused_at: None,
                 // An adopted cold standby that is up stays started.
                 cold: backend.cold.as_ref().map(|_| {
                     if healthy {
@@ -330,7 +331,7 @@ impl ServiceRuntime {
                     health: b.health.clone(),
                     stats: b.stats.clone(),
                     watch: b.watch.clone(),
-                    ejected: b.ejected,
+                    passive_refused_at: b.passive_refused_at,
                     cold: b.cold,
                 })
                 .collect(),

@@ -72,11 +72,14 @@ impl Watch {
         }
         let (_, base) = self.samples.front()?;
         let resets = evidence.syn_resets.saturating_sub(base.syn_resets);
+        let syns = evidence.syns.saturating_sub(base.syns);
         let unreachable = evidence.unreachable.saturating_sub(base.unreachable);
         let within = settings.window;
-        if resets >= settings.resets {
+        // Most of the SYNs refused, not a few among many answered: a
+        // backend that takes most connections is not dead.
+        if resets >= settings.resets && resets * 2 >= syns {
             return Some(format!(
-                "{resets} RSTs answering SYNs within {within:?} (threshold {})",
+                "{resets} RSTs answering {syns} SYNs within {within:?} (threshold {})",
                 settings.resets
             ));
         }
@@ -101,9 +104,28 @@ mod tests {
 
     fn resets(n: u64) -> Evidence {
         Evidence {
+            syns: n,
             syn_resets: n,
             ..Evidence::default()
         }
+    }
+
+    #[test]
+    fn a_few_resets_among_many_answered_syns_eject_nothing() {
+        let settings = PassiveSettings::default();
+        let mut watch = Watch::default();
+        let t0 = Instant::now();
+        watch.observe(t0, Evidence::default(), &settings);
+        let busy = Evidence {
+            syns: 100,
+            syn_acks: 95,
+            syn_resets: 5,
+            ..Evidence::default()
+        };
+        assert_eq!(
+            watch.observe(t0 + Duration::from_millis(50), busy, &settings),
+            None
+        );
     }
 
     #[test]
@@ -119,7 +141,7 @@ mod tests {
         let why = watch
             .observe(t0 + Duration::from_millis(40), resets(13), &settings)
             .expect("three resets within the window");
-        assert!(why.starts_with("3 RSTs answering SYNs"), "{why}");
+        assert!(why.starts_with("3 RSTs answering 3 SYNs"), "{why}");
     }
 
     #[test]
