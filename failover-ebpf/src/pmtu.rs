@@ -75,21 +75,7 @@ pub fn answer(ctx: &XdpContext, l3: &L3<V4>, mtu: u16) -> Outcome {
     // Constant offsets, for the verifier.
     let l3_offset = if tagged { ETH_LEN + VLAN_LEN } else { ETH_LEN };
     let quoted = ihl + QUOTED_L4;
-    // SAFETY: helper calls on this program's frame; every pointer below
-    // is made afresh by `ptr_at` after them.
-    unsafe {
-        if bpf_xdp_adjust_head(ctx.ctx, -(ADDED as i32)) != 0 {
-            return drop(reason::DROP_FRAG_NEEDED);
-        }
-        let wanted = l3_offset + ADDED + quoted;
-        let len = ctx.data_end() - ctx.data();
-        if len > wanted {
-            // Failing to cut leaves padding after what the IP header
-            // covers, which receivers ignore.
-            let _ = bpf_xdp_adjust_tail(ctx.ctx, wanted as i32 - len as i32);
-        }
-    }
-    if !move_l2_header::<ADDED>(ctx, tagged) {
+    if !make_room::<ADDED>(ctx, tagged, l3_offset + ADDED + quoted) {
         return drop(reason::DROP_FRAG_NEEDED);
     }
     let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, l3_offset) else {
@@ -162,19 +148,7 @@ pub fn answer_v6(ctx: &XdpContext, l3: &L3<V6>, mtu: u16) -> Outcome {
     let (sender, receiver) = (V6::src(l3.ip), V6::dst(l3.ip));
     let l3_offset = if tagged { ETH_LEN + VLAN_LEN } else { ETH_LEN };
     let quoted = (l3.payload - l3_offset + QUOTED_L4).min(MAX_QUOTED_V6);
-    // SAFETY: helper calls on this program's frame; every pointer below
-    // is made afresh by `ptr_at` after them.
-    unsafe {
-        if bpf_xdp_adjust_head(ctx.ctx, -(ADDED_V6 as i32)) != 0 {
-            return drop(reason::DROP_FRAG_NEEDED);
-        }
-        let wanted = l3_offset + ADDED_V6 + quoted;
-        let len = ctx.data_end() - ctx.data();
-        if len > wanted {
-            let _ = bpf_xdp_adjust_tail(ctx.ctx, wanted as i32 - len as i32);
-        }
-    }
-    if !move_l2_header::<ADDED_V6>(ctx, tagged) {
+    if !make_room::<ADDED_V6>(ctx, tagged, l3_offset + ADDED_V6 + quoted) {
         return drop(reason::DROP_FRAG_NEEDED);
     }
     let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, l3_offset) else {
@@ -203,6 +177,27 @@ pub fn answer_v6(ctx: &XdpContext, l3: &L3<V6>, mtu: u16) -> Outcome {
     let sum = sum_words::<MAX_QUOTED_V6>(ctx, icmp_offset, words)
         + V6::pseudo_sum(ip, PROTO_ICMPV6, message_len);
     finish(ctx, icmp_offset, sum)
+}
+
+/// Makes `ADDED` bytes of room in front of the IP header for the answer's
+/// headers, cuts the frame to `wanted` bytes and moves the L2 header to the
+/// front; false if the frame cannot be adjusted. Every pointer must be made
+/// afresh by `ptr_at` after it.
+#[inline(always)]
+fn make_room<const ADDED: usize>(ctx: &XdpContext, tagged: bool, wanted: usize) -> bool {
+    // SAFETY: helper calls on this program's frame.
+    unsafe {
+        if bpf_xdp_adjust_head(ctx.ctx, -(ADDED as i32)) != 0 {
+            return false;
+        }
+        let len = ctx.data_end() - ctx.data();
+        if len > wanted {
+            // Failing to cut leaves padding after what the IP header
+            // covers, which receivers ignore.
+            let _ = bpf_xdp_adjust_tail(ctx.ctx, wanted as i32 - len as i32);
+        }
+    }
+    move_l2_header::<ADDED>(ctx, tagged)
 }
 
 /// Moves the L2 header (and its VLAN tag) from behind the added room to

@@ -40,10 +40,6 @@ pub fn icmp_error<F: Family>(ctx: &XdpContext, l3: &L3<F>, bytes: u64) -> Outcom
     if let Err(outcome) = reply::from_backend_side(egress::ingress_ifindex(ctx), l3, reverse) {
         return outcome;
     }
-    if F::is_failure(icmp::kind(&error), icmp::code(&error)) {
-        // SAFETY: a live map value.
-        evidence::unreachable(unsafe { (*reverse).backend_id });
-    }
     // SAFETY: a live map value.
     let (vip, vip_port, service_id, backend_id) = unsafe {
         (
@@ -53,6 +49,9 @@ pub fn icmp_error<F: Family>(ctx: &XdpContext, l3: &L3<F>, bytes: u64) -> Outcom
             (*reverse).backend_id,
         )
     };
+    if F::is_failure(icmp::kind(&error), icmp::code(&error)) {
+        evidence::unreachable(backend_id);
+    }
     if !ratelimit::translation_allowed(service_id) {
         return drop(reason::DROP_ICMP_RATE);
     }

@@ -196,10 +196,19 @@ impl TestRunLab {
     /// A new lab with one TCP service, the VIP's `port` on `backends`: the
     /// lab and the service's entry (its id and its backends' ids).
     pub fn with_tcp_service(port: u16, backends: &[BackendSpec]) -> (Self, ServiceEntry) {
+        Self::with_tcp_service_on(VIP, port, backends)
+    }
+
+    /// [`Self::with_tcp_service`] on another VIP (e.g. [`VIP6`]).
+    pub fn with_tcp_service_on(
+        vip: impl Into<std::net::IpAddr>,
+        port: u16,
+        backends: &[BackendSpec],
+    ) -> (Self, ServiceEntry) {
         let mut lab = Self::new();
         let entry = lab
             .dataplane
-            .add_service(ServiceSpec::new(VIP, port, Proto::Tcp), backends)
+            .add_service(ServiceSpec::new(vip, port, Proto::Tcp), backends)
             .unwrap();
         (lab, entry)
     }

@@ -15,7 +15,7 @@ use std::net::Ipv6Addr;
 
 use failover::{BackendSpec, Proto, ServiceSpec};
 
-use super::{XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, same_residue, untagged_like};
+use super::{XDP_DROP, XDP_PASS, action_verdict, same_residue, untagged_like};
 use crate::{
     lab::*,
     packet::{
@@ -325,24 +325,8 @@ pub(super) fn check(input: &[u8], result: &RunResult) -> Result<(), String> {
     if let Some(verdict) = check_error(input, result) {
         return verdict;
     }
-    let matches = could_match(input);
-    if result.output == input {
-        return match (matches, result.action) {
-            (false, XDP_PASS) | (true, XDP_PASS | XDP_DROP) => Ok(()),
-            (false, action) => Err(format!(
-                "an ipv6 frame for no service and from no backend got action {action}"
-            )),
-            (true, action) => Err(format!("an untouched ipv6 frame got action {action}")),
-        };
-    }
-    if !matches {
-        return Err("an ipv6 frame that matches no service or backend was modified".into());
-    }
-    if ![XDP_TX, XDP_REDIRECT, XDP_PASS].contains(&result.action) {
-        return Err(format!(
-            "a rewritten ipv6 frame got action {}",
-            result.action
-        ));
+    if let Some(verdict) = action_verdict(input, result, could_match(input), "ipv6 frame") {
+        return verdict;
     }
     let input = &*untagged_like(input, &result.output);
     if result.output.len() != input.len() {

@@ -205,21 +205,8 @@ pub fn check(input: &[u8], result: &RunResult) -> Result<(), String> {
     if let Some(verdict) = icmp::check(input, result) {
         return verdict;
     }
-    let matches = could_match(input);
-    if result.output == input {
-        return match (matches, result.action) {
-            (false, XDP_PASS) | (true, XDP_PASS | XDP_DROP) => Ok(()),
-            (false, action) => Err(format!(
-                "a frame for no service and from no backend got action {action} (must pass to the stack)"
-            )),
-            (true, action) => Err(format!("an untouched frame got action {action}")),
-        };
-    }
-    if !matches {
-        return Err("a frame that matches no service or backend was modified".into());
-    }
-    if ![XDP_TX, XDP_REDIRECT, XDP_PASS].contains(&result.action) {
-        return Err(format!("a rewritten frame got action {}", result.action));
+    if let Some(verdict) = action_verdict(input, result, could_match(input), "frame") {
+        return verdict;
     }
     let input = &*untagged_like(input, &result.output);
     if result.output.len() != input.len() {
@@ -281,6 +268,40 @@ pub fn check(input: &[u8], result: &RunResult) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The invariants on a frame's action, for both families (`what` names
+/// the frame in messages): an untouched frame for no service and from no
+/// backend passes, one that may be ours passes or drops (`Some`: the
+/// verdict); a rewritten one must be ours, sent on or passed (`None`: go on
+/// checking the rewrite).
+fn action_verdict(
+    input: &[u8],
+    result: &RunResult,
+    matches: bool,
+    what: &str,
+) -> Option<Result<(), String>> {
+    if result.output == input {
+        return Some(match (matches, result.action) {
+            (false, XDP_PASS) | (true, XDP_PASS | XDP_DROP) => Ok(()),
+            (false, action) => Err(format!(
+                "a {what} for no service and from no backend got action {action} (must pass to the stack)"
+            )),
+            (true, action) => Err(format!("an untouched {what} got action {action}")),
+        });
+    }
+    if !matches {
+        return Some(Err(format!(
+            "a {what} that matches no service or backend was modified"
+        )));
+    }
+    if ![XDP_TX, XDP_REDIRECT, XDP_PASS].contains(&result.action) {
+        return Some(Err(format!(
+            "a rewritten {what} got action {}",
+            result.action
+        )));
+    }
+    None
 }
 
 /// What a fuzzing run found.
