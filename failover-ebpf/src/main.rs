@@ -35,10 +35,9 @@ use failover_common::{
 };
 
 use crate::{
-    counters::Towards,
-    family::{Family, V4},
-    maps::{ADDRESSES, FLOWS, PROGRAMS, REVERSE},
-    outcome::{Outcome, drop, pass},
+    family::Family,
+    maps::{ADDRESSES, PROGRAMS, REVERSE},
+    outcome::{Outcome, pass},
     parse::{ParseError, Parsed},
 };
 

@@ -118,6 +118,8 @@ pub(crate) struct Agent {
     flows: flows::FlowCounter,
     /// Kernel drops of redirected frames, partial checksums.
     _egress: egress::EgressWatch,
+    /// Where bursts of probes confirming the data path's evidence report.
+    confirms: mpsc::Sender<passive::Confirmed>,
 }
 
 /// Sets up the data path from `config` and runs until `shutdown` resolves.
@@ -180,6 +182,7 @@ pub async fn run(
             }
         };
     let (probe_tx, mut probe_events) = mpsc::channel::<ProbeEvent>(1024);
+    let (confirms, mut confirmed) = passive::channel();
     let mut agent = Agent {
         source,
         config: config.clone(),
@@ -192,6 +195,7 @@ pub async fn run(
         resync: resync::Resync::default(),
         flows: flow_counter,
         _egress: egress_watch,
+        confirms,
     };
     for warning in config.warnings() {
         warn!("{warning}");
@@ -236,6 +240,7 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = passive_tick.tick(), if watching => moved = agent.on_passive_tick(),
+            Some(done) = confirmed.recv() => moved = agent.on_confirmed(done),
             Some(event) = probe_events.recv() => {
                 // Take every result already queued: the bookkeeping after
                 // each pass of this loop (deadlines, cold standbys) looks at

@@ -28,6 +28,8 @@ pub(crate) struct BackendRuntime {
     /// When an ejection on that evidence was last refused (the cap, or the
     /// last healthy backend): its warning is logged at most every 10 s.
     pub passive_refused_at: Option<Instant>,
+    /// Whether probes are confirming the evidence against it.
+    pub confirming: bool,
     /// Cold standbys only.
     pub cold: Option<ColdState>,
 }
@@ -121,6 +123,7 @@ impl ServiceRuntime {
                 stats: ProbeStats::default(),
                 watch: Default::default(),
                 passive_refused_at: None,
+                confirming: false,
                 // An adopted cold standby that is up stays started.
                 cold: backend.cold.as_ref().map(|_| {
                     if healthy {
@@ -332,6 +335,7 @@ impl ServiceRuntime {
                     stats: b.stats.clone(),
                     watch: b.watch.clone(),
                     passive_refused_at: b.passive_refused_at,
+                    confirming: b.confirming,
                     cold: b.cold,
                 })
                 .collect(),

@@ -52,6 +52,8 @@ pub const NEW_FLOWS_PER_CPU: RangeInclusive<u32> = 1_000..=100_000_000;
 /// `[services.passive]`: the window, the counts that eject, the cap.
 pub const PASSIVE_WINDOW: RangeInclusive<Duration> = ms(100)..=secs(60);
 pub const PASSIVE_COUNT: RangeInclusive<u64> = 1..=1_000_000;
+/// How long a SYN may wait for its SYN-ACK (`syn_timeout`).
+pub const PASSIVE_SYN_TIMEOUT: RangeInclusive<Duration> = ms(5)..=secs(10);
 pub const PASSIVE_MAX_EJECTED_PERCENT: RangeInclusive<u32> = 1..=100;
 
 /// "between A and B" for error messages.

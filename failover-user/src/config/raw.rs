@@ -117,6 +117,8 @@ pub(super) struct RawPassive {
     pub(super) window: Option<Spanned<String>>,
     pub(super) resets: Option<u64>,
     pub(super) unreachable: Option<u64>,
+    pub(super) unanswered: Option<u64>,
+    pub(super) syn_timeout: Option<Spanned<String>>,
     pub(super) max_ejected_percent: Option<u32>,
 }
 

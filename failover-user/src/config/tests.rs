@@ -430,10 +430,14 @@ fn passive_detection_is_off_unless_configured_and_bounded() {
     assert_eq!(passive.resets, 5);
     assert_eq!(passive.window, Duration::from_millis(500));
     assert_eq!(passive.unreachable, 3);
+    assert_eq!(passive.unanswered, 5);
+    assert_eq!(passive.syn_timeout, Duration::from_millis(200));
     assert_eq!(passive.max_ejected_percent, 50);
     for (line, field) in [
         ("window = \"10ms\"", "passive.window"),
         ("resets = 0", "passive.resets"),
+        ("unanswered = 0", "passive.unanswered"),
+        ("syn_timeout = \"1ms\"", "passive.syn_timeout"),
         ("max_ejected_percent = 101", "passive.max_ejected_percent"),
     ] {
         let text = EXAMPLE.replace(
@@ -446,6 +450,15 @@ fn passive_detection_is_off_unless_configured_and_bounded() {
             "{line}: {err}"
         );
     }
+    let longer = EXAMPLE.replace(
+        "[services.probe]",
+        "[services.passive]\nsyn_timeout = \"1s\"\n\n[services.probe]",
+    );
+    let err = error_of(&longer);
+    assert!(
+        err.contains("passive.syn_timeout") && err.contains("not shorter than the window"),
+        "{err}"
+    );
     let unknown = EXAMPLE.replace(
         "[services.probe]",
         "[services.passive]\nresetz = 5\n\n[services.probe]",

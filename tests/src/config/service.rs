@@ -34,6 +34,8 @@ pub struct PassiveToml {
     pub window: Option<Duration>,
     pub resets: Option<u64>,
     pub unreachable: Option<u64>,
+    pub unanswered: Option<u64>,
+    pub syn_timeout: Option<Duration>,
     pub max_ejected_percent: Option<u32>,
 }
 
@@ -144,6 +146,8 @@ impl ServiceToml {
             out.opt("window", passive.window);
             out.opt("resets", passive.resets);
             out.opt("unreachable", passive.unreachable);
+            out.opt("unanswered", passive.unanswered);
+            out.opt("syn_timeout", passive.syn_timeout);
             out.opt("max_ejected_percent", passive.max_ejected_percent);
         }
         for backend in &self.backends {

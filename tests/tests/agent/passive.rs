@@ -3,7 +3,8 @@
 //! 2 s with fall 3, would take 4 s or more to notice. The data path counts
 //! RSTs answering SYNs exactly; the agent ejects the primary on them and
 //! new flows go to the standby within a fraction of a second, logged with
-//! the evidence.
+//! the evidence. A primary that goes silent (its replies blackholed) leaves
+//! SYNs unanswered: confirmed by a burst of probes, it is ejected too.
 
 use std::time::{Duration, Instant};
 
@@ -14,18 +15,7 @@ use failover_tests::{
 
 #[test]
 fn a_primary_answering_syns_with_resets_is_ejected_before_its_probes_notice() {
-    let options = Options {
-        probe: Probe::Tcp { port: BACKEND_PORT },
-        failback: Failback::Manual,
-    };
-    let layout =
-        Layout::primary_standby().probe_timing(Duration::from_secs(2), Duration::from_millis(500));
-    let mut lab = AgentLab::start_layout(options, layout, |_, config| {
-        config.with_service("web", |mut web| {
-            web.passive = Some(PassiveToml::default());
-            web
-        })
-    });
+    let mut lab = slow_probes_lab(PassiveToml::default());
     let t0 = Instant::now();
     // Its server gone, the primary's host answers SYNs to :8080 with RSTs.
     lab.servers[PRIMARY] = None;
@@ -59,5 +49,83 @@ fn a_primary_answering_syns_with_resets_is_ejected_before_its_probes_notice() {
     assert!(
         lab.counter("fwd_new_flow") > 0,
         "no new flow went through the data path"
+    );
+}
+
+/// Options and layout of the tests here: a TCP probe of the service port
+/// every 2 s (timeout 500 ms), fall 3, failback by the operator.
+fn slow_probes_lab(passive: PassiveToml) -> AgentLab {
+    let options = Options {
+        probe: Probe::Tcp { port: BACKEND_PORT },
+        failback: Failback::Manual,
+    };
+    let layout =
+        Layout::primary_standby().probe_timing(Duration::from_secs(2), Duration::from_millis(500));
+    AgentLab::start_layout(options, layout, |_, config| {
+        config.with_service("web", |mut web| {
+            web.passive = Some(passive);
+            web
+        })
+    })
+}
+
+#[test]
+fn a_silent_primary_is_ejected_once_probes_confirm_its_unanswered_syns() {
+    let lab = slow_probes_lab(PassiveToml {
+        unanswered: Some(3),
+        syn_timeout: Some(Duration::from_millis(50)),
+        ..PassiveToml::default()
+    });
+    let t0 = Instant::now();
+    // The primary's host still takes packets but every answer is dropped
+    // by its routing: no RST, no ICMP, nothing.
+    lab.backends[PRIMARY].ip(&["rule", "add", "pref", "10", "blackhole"]);
+    let samples = lab.sample_until_since(
+        "standby",
+        Duration::from_secs(10),
+        t0,
+        Duration::from_millis(100),
+    );
+    let gap = samples
+        .reached()
+        .unwrap_or_else(|| panic!("never failed over: {}\n{}", samples.summary(), lab.diag()));
+    eprintln!(
+        "blackhole: first new flow on the standby {} ms after the primary went silent; samples {}",
+        gap.as_millis(),
+        samples.summary()
+    );
+    assert!(
+        gap < Duration::from_millis(1500),
+        "took {gap:?}: the probes, not the evidence, decided\n{}",
+        lab.diag()
+    );
+    lab.wait_log("backend unhealthy", Duration::from_secs(2));
+    let unhealthy = lab.log_lines("backend unhealthy");
+    assert!(
+        unhealthy[0].contains("primary")
+            && unhealthy[0].contains("SYNs unanswered")
+            && unhealthy[0].contains("confirming probes failed"),
+        "{unhealthy:#?}"
+    );
+}
+
+#[test]
+fn unanswered_syns_a_probe_still_answers_eject_nothing() {
+    let lab = slow_probes_lab(PassiveToml {
+        unanswered: Some(3),
+        syn_timeout: Some(Duration::from_millis(50)),
+        ..PassiveToml::default()
+    });
+    // Answers to the clients' network are lost (an asymmetric fault
+    // beyond the backend), the agent's probes still get theirs: the
+    // confirming probes pass and the primary stays.
+    lab.backends[PRIMARY].ip(&["route", "replace", "blackhole", "192.0.2.0/24"]);
+    let samples = lab.sample(8, Duration::from_millis(20));
+    assert_eq!(samples.answered_by("standby"), 0, "{}", samples.summary());
+    lab.wait_log("a confirming probe passed", Duration::from_secs(5));
+    assert!(
+        lab.log_lines("backend unhealthy").is_empty(),
+        "{:#?}",
+        lab.log_lines("backend unhealthy")
     );
 }

@@ -293,11 +293,35 @@ impl Resolver<'_> {
         let field = |f: &str| format!("services.{name}.passive.{f}");
         let raw = raw.get_ref();
         let defaults = crate::decide::passive::PassiveSettings::default();
+        let window = match &raw.window {
+            None => defaults.window,
+            Some(text) => self.duration(&field("window"), text, limits::PASSIVE_WINDOW)?,
+        };
+        let syn_timeout = match &raw.syn_timeout {
+            None => defaults.syn_timeout,
+            Some(text) => {
+                self.duration(&field("syn_timeout"), text, limits::PASSIVE_SYN_TIMEOUT)?
+            }
+        };
+        if syn_timeout >= window {
+            return self.invalid(
+                field("syn_timeout"),
+                at,
+                format!(
+                    "{syn_timeout:?} is not shorter than the window ({window:?}): the window must hold the SYNs and the time they wait; raise `window` or lower `syn_timeout`"
+                ),
+            );
+        }
         Ok(crate::decide::passive::PassiveSettings {
-            window: match &raw.window {
-                None => defaults.window,
-                Some(text) => self.duration(&field("window"), text, limits::PASSIVE_WINDOW)?,
-            },
+            window,
+            syn_timeout,
+            unanswered: self.number(
+                &field("unanswered"),
+                raw.unanswered,
+                at,
+                defaults.unanswered,
+                limits::PASSIVE_COUNT,
+            )?,
             resets: self.number(
                 &field("resets"),
                 raw.resets,
