@@ -32,7 +32,10 @@ pub mod names {
     pub const PROGRAMS: &str = "FO_PROGRAMS";
     /// Backend id → what the data path saw of its handshakes (per CPU).
     pub const EVIDENCE: &str = "FO_EVIDENCE";
-    pub const ALL: [&str; 16] = [
+    /// Service id → the backends a refused SYN may go to besides the
+    /// selection.
+    pub const SPARES: &str = "FO_SPARES";
+    pub const ALL: [&str; 17] = [
         SERVICES,
         BACKENDS,
         FLOWS,
@@ -49,6 +52,7 @@ pub mod names {
         REDIRECT_DROPS,
         PROGRAMS,
         EVIDENCE,
+        SPARES,
     ];
     /// Maps of earlier layouts the agent removes at start (their programs
     /// are replaced): the conntrack of two entries per flow.
@@ -67,7 +71,10 @@ pub mod programs {
     pub const IPV6: u32 = 1;
     /// ICMPv6 other than neighbour discovery (errors about tracked flows).
     pub const IPV6_NOT_TCP_UDP: u32 = 2;
-    pub const COUNT: u32 = 3;
+    /// IPv4 again (the attached program): a SYN redispatched from a
+    /// backend's RST goes through it as the client's.
+    pub const IPV4: u32 = 3;
+    pub const COUNT: u32 = 4;
 }
 
 /// Most services one edge host can carry.
@@ -145,6 +152,24 @@ const _: () = assert!(size_of::<Service>() == 24 + 4 * MAX_SELECTION);
 /// `Service::flags`: answer packets of tracked TCP flows whose backend is
 /// gone with a TCP RST (dead-flow policy `reset`) instead of re-picking them.
 pub const SERVICE_F_RESET_DEAD_FLOWS: u32 = 1;
+/// `Service::flags`: a SYN its backend refuses (RST) or leaves unanswered
+/// (the client repeats it) is sent to another backend (`FO_SPARES`).
+pub const SERVICE_F_REDISPATCH: u32 = 2;
+
+/// Most backends `FO_SPARES` names per service.
+pub const MAX_SPARES: usize = 7;
+
+/// Value of `FO_SPARES` (by service id): where a SYN goes when every
+/// backend of the selection refused it — who would take new flows if the
+/// selection's backends were all down (the next tier's, or N+1's spares).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Spares {
+    /// How many entries of `ids` are in use.
+    pub len: u32,
+    pub ids: [u32; MAX_SPARES],
+}
+const _: () = assert!(size_of::<Spares>() == 32);
 
 impl Service {
     pub const fn new(id: u32) -> Self {
@@ -392,6 +417,7 @@ mod pod {
     // (checked by the size assertions above).
     unsafe impl aya::Pod for ServiceKey {}
     unsafe impl aya::Pod for Service {}
+    unsafe impl aya::Pod for Spares {}
     unsafe impl aya::Pod for MaglevKey {}
     unsafe impl aya::Pod for Backend {}
     unsafe impl aya::Pod for FlowKey {}

@@ -160,8 +160,12 @@ pub mod reason {
     /// was sent to (remembered in `FO_SYNS`), not to a new pick: a table
     /// change between them does not reset the connection.
     pub const EVENT_SYN_FOLLOWED: u32 = 41;
+    /// A SYN its backend refused (a RST answering it, turned back into the
+    /// client's SYN) or left unanswered (the client sent it again) was
+    /// sent to another backend of the service (`redispatch`).
+    pub const EVENT_SYN_REDISPATCHED: u32 = 42;
 
-    pub const COUNT: u32 = 42;
+    pub const COUNT: u32 = 43;
     /// First index that is an event rather than an outcome.
     pub const FIRST_EVENT: u32 = EVENT_REPICK;
 
@@ -209,6 +213,7 @@ pub mod reason {
         "event_flood_guard_skip",
         "event_flood_guard_second",
         "event_syn_followed",
+        "event_syn_redispatched",
     ];
 
     /// Index of a reason by name.

@@ -3,7 +3,8 @@
 
 use aya_ebpf::{bindings::xdp_action::XDP_TX, programs::XdpContext};
 use failover_common::{
-    Flow, FlowKey, PROTO_TCP, ReverseKey, SERVICE_F_RESET_DEAD_FLOWS, Service, ServiceKey,
+    Flow, FlowKey, PROTO_TCP, ReverseKey, SERVICE_F_REDISPATCH, SERVICE_F_RESET_DEAD_FLOWS,
+    Service, ServiceKey,
     hash::{FLOW_HASH_SEED, flow_hash},
     stats::reason,
 };
@@ -98,11 +99,18 @@ pub fn from_client<F: Family>(ctx: &XdpContext, parsed: &Parsed<F>, bytes: u64) 
         }
         counters::reason(reason::EVENT_REPICK, bytes);
     }
+    // A repeated SYN its backend never answered goes elsewhere (redispatch).
+    let refused = if fresh_syn && service.flags & SERVICE_F_REDISPATCH != 0 {
+        let (seq, _) = tcp_seq_ack(l4);
+        conntrack::refused_syn(flow_hash(&key, FLOW_HASH_SEED), seq, now)
+    } else {
+        None
+    };
     Some(to_backend(
         ctx,
         parsed,
         &key,
-        Route::New { service },
+        Route::New { service, refused },
         now,
         bytes,
     ))
@@ -125,8 +133,12 @@ enum Route<'a, F: Family> {
         backend_id: u32,
         backend: Target<F>,
     },
-    /// No usable entry: the table decides.
-    New { service: &'a Service },
+    /// No usable entry: the table decides, unless the packet is a SYN a
+    /// backend refused (`refused`: its id), which goes to another.
+    New {
+        service: &'a Service,
+        refused: Option<u32>,
+    },
 }
 
 /// Rewrites the destination to the backend and forwards.
@@ -147,6 +159,7 @@ fn to_backend<F: Family>(
     let ingress = ingress_ifindex(ctx);
     let mut hash = 0;
     let mut followed_syn = false;
+    let mut redispatched = false;
     let (backend_id, backend, service_id, tracked) = match route {
         // SAFETY: a live LRU value.
         Route::Tracked {
@@ -159,7 +172,7 @@ fn to_backend<F: Family>(
             unsafe { (*entry).service_id },
             Some(entry),
         ),
-        Route::New { service } => {
+        Route::New { service, refused } => {
             hash = flow_hash(key, FLOW_HASH_SEED);
             // A first ACK goes where its SYN went, if that is remembered.
             let handshake =
@@ -168,13 +181,19 @@ fn to_backend<F: Family>(
                 } else {
                     None
                 };
-            let (backend_id, backend) = match handshake {
-                Some(found) => {
+            let other = refused.and_then(|id| conntrack::pick_other(hash, service, id));
+            let (backend_id, backend) = match (handshake, other) {
+                (Some(found), _) => {
                     counters::reason(reason::EVENT_SYN_FOLLOWED, bytes);
                     followed_syn = true;
                     found
                 }
-                None => match conntrack::pick(hash, service, bytes) {
+                (None, Some(other)) => {
+                    counters::reason(reason::EVENT_SYN_REDISPATCHED, bytes);
+                    redispatched = true;
+                    other
+                }
+                (None, None) => match conntrack::pick(hash, service, bytes) {
                     Some(picked) => picked,
                     None => return drop(reason::DROP_NO_BACKEND),
                 },
@@ -244,7 +263,7 @@ fn to_backend<F: Family>(
             }
         } else if l4.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN {
             let (seq, _) = tcp_seq_ack(l4);
-            conntrack::remember_syn(hash, backend_id, backend.generation, seq, now);
+            conntrack::remember_syn(hash, backend_id, backend.generation, seq, now, redispatched);
             evidence::syn_sent(backend_id);
         } else if l4.tcp_flags & TCP_FLAG_SYN == 0 {
             counters::reason(reason::EVENT_MIDFLOW_PICK, bytes);

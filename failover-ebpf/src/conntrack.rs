@@ -22,18 +22,18 @@
 use aya_ebpf::{helpers::bpf_ktime_get_coarse_ns, macros::map, maps::PerCpuArray};
 use failover_common::{
     Backend, CachedHop, DEFAULT_MAX_NEW_FLOWS_PER_CPU, DEFAULT_TCP_CLOSING_NS, DEFAULT_TCP_OPEN_NS,
-    DEFAULT_UDP_NS, FloodWindow, Flow, FlowKey, LAST_SEEN_GRANULARITY_NS, MaglevKey, PROTO_TCP,
-    SYN_LIFETIME_STAMPS, SYN_SLOTS, Service, SynSeen, flow_state,
+    DEFAULT_UDP_NS, FloodWindow, Flow, FlowKey, LAST_SEEN_GRANULARITY_NS, MAX_SELECTION,
+    MAX_SPARES, MaglevKey, PROTO_TCP, SYN_LIFETIME_STAMPS, SYN_SLOTS, Service, SynSeen, flow_state,
     pick::{self, PickMaps},
     stats::reason,
-    usable_for_established,
+    usable_for_established, usable_for_new,
 };
 
 use crate::{
     counters,
     family::Family,
     fib::NextHop,
-    maps::{BACKENDS, FLOOD, FLOWS, MAGLEV, SETTINGS, SYNS},
+    maps::{BACKENDS, FLOOD, FLOWS, MAGLEV, SETTINGS, SPARES, SYNS},
     parse::{TCP_FLAG_ACK, TCP_FLAG_FIN, TCP_FLAG_RST, TCP_FLAG_SYN},
 };
 
@@ -258,17 +258,31 @@ fn syn_stamp(now: u64) -> u16 {
 }
 
 /// Remembers the backend a SYN (of flow hash `hash`) was sent to, for its
-/// first ACK.
+/// first ACK; `redispatched`: sent there instead of to a backend that
+/// refused it.
 #[inline(always)]
-pub fn remember_syn(hash: u32, backend_id: u32, backend_generation: u32, seq: u32, now: u64) {
+pub fn remember_syn(
+    hash: u32,
+    backend_id: u32,
+    backend_generation: u32,
+    seq: u32,
+    now: u64,
+    redispatched: bool,
+) {
     if let Some(slot) = SYNS.get_ptr_mut(hash & (SYN_SLOTS - 1)) {
         // SAFETY: a live array slot; racing writers each store a whole
         // record a reader checks by its hash.
         unsafe {
             // A repeated SYN of a handshake the backend answered keeps
-            // that: its RST to a SYN in the window is no evidence.
-            let answered = if (*slot).flow_hash == hash && recent((*slot).stamp, now) {
-                (*slot).stamp & SynSeen::ANSWERED
+            // that: its RST to a SYN in the window is no evidence. One
+            // redispatched stays so: it is not redispatched again.
+            let kept = if (*slot).flow_hash == hash && recent((*slot).stamp, now) {
+                (*slot).stamp & (SynSeen::ANSWERED | SynSeen::REDISPATCHED)
+            } else {
+                0
+            };
+            let redispatched = if redispatched {
+                SynSeen::REDISPATCHED
             } else {
                 0
             };
@@ -277,10 +291,60 @@ pub fn remember_syn(hash: u32, backend_id: u32, backend_generation: u32, seq: u3
                 backend_generation,
                 seq,
                 backend_id: backend_id as u16,
-                stamp: syn_stamp(now) | answered,
+                stamp: syn_stamp(now) | kept | redispatched,
             };
         }
     }
+}
+
+/// The backend a repeated SYN (sequence number `seq`) of flow hash `hash`
+/// was first sent to, if it never answered and the SYN was never
+/// redispatched: a backend that refused it (`redispatch`).
+#[inline(always)]
+pub fn refused_syn(hash: u32, seq: u32, now: u64) -> Option<u32> {
+    let seen = remembered_syn(hash, now)?;
+    let settled = SynSeen::ANSWERED | SynSeen::RECORDED | SynSeen::REDISPATCHED;
+    (seen.seq == seq && seen.stamp & settled == 0).then_some(u32::from(seen.backend_id))
+}
+
+/// Selection entries [`pick_other`] tries (a bounded loop keeps the
+/// verifier's work small; four unusable in a row is a service in trouble).
+const OTHER_TRIES: u32 = 4;
+
+/// Another backend than `refused` for a new flow of flow hash `hash`: one
+/// of the next usable entries of the selection from the hash, else the
+/// service's first usable spare (`FO_SPARES`).
+#[inline(always)]
+pub fn pick_other(hash: u32, service: &Service, refused: u32) -> Option<(u32, Backend)> {
+    let usable = |id: u32| {
+        backend(id)
+            .filter(|b| id != refused && b.service_id == service.id && usable_for_new(b.state))
+    };
+    let len = service.selection_len;
+    if len != 0 && len <= MAX_SELECTION as u32 {
+        let start = hash % len;
+        let mut i = 0;
+        while i < OTHER_TRIES && i < len {
+            // As in `failover_common::pick`: the mask must survive LLVM.
+            // SAFETY: reading a local.
+            let entry = unsafe { core::ptr::read_volatile(&((start + i) % len)) };
+            let id = service.selection[entry as usize & (MAX_SELECTION - 1)];
+            if let Some(found) = usable(id) {
+                return Some((id, found));
+            }
+            i += 1;
+        }
+    }
+    let spares = SPARES.get(service.id)?;
+    let mut i = 0;
+    while i < MAX_SPARES && i < spares.len as usize {
+        let id = spares.ids[i];
+        if let Some(found) = usable(id) {
+            return Some((id, found));
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Whether a stamp is within the SYN memory's lifetime.
@@ -355,16 +419,17 @@ fn recorded(seen: &SynSeen) -> bool {
 
 /// Whether a RST acknowledging `ack` from `backend_id` answers the SYN of
 /// flow hash `hash`: remembered, recent, unrecorded, never answered with a
-/// SYN-ACK, sent to this owner of the id, and acknowledged exactly.
+/// SYN-ACK, sent to this owner of the id, and acknowledged exactly. If so,
+/// whether that SYN was already redispatched once.
 #[inline(always)]
-pub fn syn_answered(hash: u32, backend_id: u32, ack: u32, now: u64) -> bool {
-    remembered_syn(hash, now).is_some_and(|seen| {
-        !recorded(&seen)
-            && seen.stamp & SynSeen::ANSWERED == 0
-            && u32::from(seen.backend_id) == backend_id
-            && seen.seq.wrapping_add(1) == ack
-            && backend(backend_id).is_some_and(|b| b.generation == seen.backend_generation)
-    })
+pub fn syn_answered(hash: u32, backend_id: u32, ack: u32, now: u64) -> Option<bool> {
+    let seen = remembered_syn(hash, now)?;
+    (!recorded(&seen)
+        && seen.stamp & SynSeen::ANSWERED == 0
+        && u32::from(seen.backend_id) == backend_id
+        && seen.seq.wrapping_add(1) == ack
+        && backend(backend_id).is_some_and(|b| b.generation == seen.backend_generation))
+    .then_some(seen.stamp & SynSeen::REDISPATCHED != 0)
 }
 
 /// Whether a packet without an entry may record its flow: UDP, or a TCP ACK

@@ -13,7 +13,7 @@ use crate::{
     nat::End,
     outcome::Outcome,
     parse::{IPV4_FRAGMENT_MASK_BE, IPV4_MIN_LEN, Ipv4Hdr, L3, Parsed, ptr_at},
-    pmtu, reset,
+    pmtu, redispatch, reset,
 };
 
 /// One address family of the data path.
@@ -30,6 +30,8 @@ pub trait Family: Copy {
     const PROTO_ICMP: u8;
     /// Whether the ICMP checksum covers a pseudo-header (ICMPv6's does).
     const ICMP_PSEUDO_HEADER: bool;
+    /// The `FO_PROGRAMS` slot of the program that serves this family.
+    const ENTRY: u32;
 
     fn src(ip: *const Self::Hdr) -> Self::Addr;
     fn dst(ip: *const Self::Hdr) -> Self::Addr;
@@ -78,6 +80,15 @@ pub trait Family: Copy {
     /// Turns a TCP frame into a RST from its destination to its source;
     /// whether it did.
     fn reset(ctx: &XdpContext, parsed: &Parsed<Self>) -> bool;
+    /// Turns a backend's RST into the client's SYN (sequence number `seq`)
+    /// to `vip`:`vip_port_be` (`redispatch`).
+    fn rebuild_syn(
+        ctx: &XdpContext,
+        parsed: &Parsed<Self>,
+        vip: Self::Addr,
+        vip_port_be: u16,
+        seq: u32,
+    ) -> redispatch::Rebuilt;
 }
 
 /// IPv4.
@@ -96,6 +107,7 @@ impl Family for V4 {
     const AF: u8 = 2;
     const PROTO_ICMP: u8 = 1;
     const ICMP_PSEUDO_HEADER: bool = false;
+    const ENTRY: u32 = failover_common::programs::IPV4;
 
     #[inline(always)]
     fn src(ip: *const Ipv4Hdr) -> u32 {
@@ -238,5 +250,16 @@ impl Family for V4 {
     #[inline(always)]
     fn reset(ctx: &XdpContext, parsed: &Parsed<Self>) -> bool {
         reset::answer(ctx, parsed)
+    }
+
+    #[inline(always)]
+    fn rebuild_syn(
+        ctx: &XdpContext,
+        parsed: &Parsed<Self>,
+        vip: u32,
+        vip_port_be: u16,
+        seq: u32,
+    ) -> redispatch::Rebuilt {
+        redispatch::syn_v4(ctx, parsed, vip, vip_port_be, seq)
     }
 }

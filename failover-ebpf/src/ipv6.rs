@@ -30,7 +30,7 @@ use crate::{
     nat::End,
     outcome::Outcome,
     parse::{ETH_P_IPV6_BE, L3, ParseError, Parsed, parse_l2, ptr_at},
-    pmtu, reset,
+    pmtu, redispatch, reset,
 };
 
 pub const PROTO_ICMPV6: u8 = 58;
@@ -207,6 +207,7 @@ impl Family for V6 {
     const AF: u8 = 10;
     const PROTO_ICMP: u8 = PROTO_ICMPV6;
     const ICMP_PSEUDO_HEADER: bool = true;
+    const ENTRY: u32 = failover_common::programs::IPV6;
 
     #[inline(always)]
     fn src(ip: *const Ipv6Hdr) -> [u32; 4] {
@@ -351,5 +352,16 @@ impl Family for V6 {
     #[inline(always)]
     fn reset(ctx: &XdpContext, parsed: &Parsed<Self>) -> bool {
         reset::answer_v6(ctx, parsed)
+    }
+
+    #[inline(always)]
+    fn rebuild_syn(
+        ctx: &XdpContext,
+        parsed: &Parsed<Self>,
+        vip: [u32; 4],
+        vip_port_be: u16,
+        seq: u32,
+    ) -> redispatch::Rebuilt {
+        redispatch::syn_v6(ctx, parsed, vip, vip_port_be, seq)
     }
 }

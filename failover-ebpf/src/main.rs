@@ -20,6 +20,7 @@ mod outcome;
 mod parse;
 mod pmtu;
 mod ratelimit;
+mod redispatch;
 mod reply;
 mod reset;
 mod translate;

@@ -10,8 +10,8 @@ use failover_common::{
     ADDRESS_SLOTS, AdminRecord, Backend, CLIENT_HOP_SLOTS, CachedHop, ClientHop, Counter,
     DEFAULT_MAX_FLOWS, EGRESS_SLOTS, Egress, Evidence, FloodWindow, Flow, FlowKey, LastRedirect,
     MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES, MaglevChunk, MaglevKey, REDIRECT_DROP_ENTRIES,
-    ReverseKey, ReverseNat, SYN_SLOTS, Service, ServiceKey, Settings, SynSeen, TrafficStats,
-    programs,
+    ReverseKey, ReverseNat, SYN_SLOTS, Service, ServiceKey, Settings, Spares, SynSeen,
+    TrafficStats, programs,
     stats::{VERDICT_COUNT, reason},
 };
 
@@ -57,6 +57,11 @@ pub static ADDRESSES: Array<u32> = Array::pinned(ADDRESS_SLOTS, 0);
 /// agent.
 #[map(name = "FO_SETTINGS")]
 pub static SETTINGS: Array<Settings> = Array::pinned(1, 0);
+
+/// Service id → the backends a refused SYN may go to besides the
+/// selection (`redispatch`). Written by the agent.
+#[map(name = "FO_SPARES")]
+pub static SPARES: Array<Spares> = Array::pinned(MAX_SERVICES, 0);
 
 /// Backend id → the next hop of new flows to it, refreshed at most once a
 /// second (as a flow's own). Not pinned: a cache.

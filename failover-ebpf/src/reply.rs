@@ -18,6 +18,7 @@ use crate::{
     nat::End,
     outcome::{Outcome, drop, pass},
     parse::{L3, Parsed, TCP_FLAG_FIN, TCP_FLAG_RST},
+    redispatch,
 };
 
 /// Whether a packet with a backend endpoint's source came from where the
@@ -92,8 +93,11 @@ pub fn to_client<F: Family>(
         vip_port,
         l4.proto,
     );
-    if l4.proto == PROTO_TCP {
-        evidence::reply(backend_id, l4, &key, now);
+    if l4.proto == PROTO_TCP
+        && let Some(seq) = evidence::reply(backend_id, l4, &key, now)
+        && let Some(outcome) = redispatch::refused(ctx, parsed, vip, vip_port, seq)
+    {
+        return outcome;
     }
     // A FIN or RST from the backend closes its flow; other replies leave
     // the entry alone (the client's packets keep it alive).

@@ -28,7 +28,7 @@ const TCP_LEN: u16 = 20;
 
 /// One's-complement sum of `words` 16-bit words at `ptr` (raw loads).
 #[inline(always)]
-fn sum_words(ptr: *const u16, words: usize) -> u64 {
+pub(crate) fn sum_words(ptr: *const u16, words: usize) -> u64 {
     let mut sum = 0u64;
     let mut i = 0;
     while i < words {

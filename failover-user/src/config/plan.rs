@@ -116,6 +116,9 @@ pub struct ServicePlan {
     pub table_size: u32,
     pub mode: crate::decide::select::Mode,
     pub dead_flows: crate::decide::policy::DeadFlows,
+    /// SYNs a backend refuses (RST) or leaves unanswered (repeated by the
+    /// client) go to another backend, in the data path.
+    pub redispatch: bool,
     pub quorum: Option<(
         crate::decide::policy::Quorum,
         crate::decide::policy::QuorumPolicy,
@@ -194,11 +197,13 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
 impl ServicePlan {
     /// What the data path carries for this service.
     pub fn wanted(&self) -> crate::dataplane::WantedService {
-        let flags = if self.dead_flows == crate::decide::policy::DeadFlows::Reset {
-            failover_common::SERVICE_F_RESET_DEAD_FLOWS
-        } else {
-            0
-        };
+        let mut flags = 0;
+        if self.dead_flows == crate::decide::policy::DeadFlows::Reset {
+            flags |= failover_common::SERVICE_F_RESET_DEAD_FLOWS;
+        }
+        if self.redispatch && self.spec.proto == crate::model::Proto::Tcp {
+            flags |= failover_common::SERVICE_F_REDISPATCH;
+        }
         crate::dataplane::WantedService {
             spec: self.spec,
             backends: self.backends.iter().map(|b| b.spec).collect(),

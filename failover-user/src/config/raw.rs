@@ -100,6 +100,8 @@ pub(super) struct RawService {
     /// rehash | keep | reset
     #[serde(default)]
     pub(super) dead_flows: RawDeadFlows,
+    /// Send SYNs a backend refuses to another one (default on).
+    pub(super) redispatch: Option<bool>,
     /// A count (2) or a percentage ("50%") of the active tier's members.
     pub(super) min_healthy: Option<Spanned<RawQuorum>>,
     pub(super) quorum_policy: Option<Spanned<RawQuorumPolicy>>,

@@ -6,7 +6,8 @@ use std::path::Path;
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
 use failover_common::{
     AdminRecord, Backend, Counter, EGRESS_F_VIA_STACK, EGRESS_SLOTS, Egress, Evidence,
-    MAGLEV_CHUNK_SLOTS, MaglevChunk, MaglevKey, Service, ServiceKey, TrafficStats, names,
+    MAGLEV_CHUNK_SLOTS, MAX_SPARES, MaglevChunk, MaglevKey, Service, ServiceKey, Spares,
+    TrafficStats, names,
     stats::{VERDICT_COUNT, reason},
 };
 
@@ -85,6 +86,27 @@ impl Services {
             .iter()
             .map(|entry| entry.map_err(map_err(names::SERVICES)))
             .collect()
+    }
+}
+
+/// `FO_SPARES`: per service id, where a refused SYN may go besides the
+/// selection.
+pub struct SparesMap(Array<MapData, Spares>);
+
+impl SparesMap {
+    pub fn open(source: &mut impl MapSource) -> Result<Self, DataplaneError> {
+        let map = source.take(names::SPARES)?;
+        Ok(Self(Array::try_from(map).map_err(map_err(names::SPARES))?))
+    }
+
+    pub fn set(&mut self, service_id: u32, ids: &[u32]) -> Result<(), DataplaneError> {
+        let mut value = Spares::default();
+        let len = ids.len().min(MAX_SPARES);
+        value.ids[..len].copy_from_slice(&ids[..len]);
+        value.len = len as u32;
+        self.0
+            .set(service_id, value, 0)
+            .map_err(map_err(names::SPARES))
     }
 }
 

@@ -34,7 +34,7 @@ use failover_common::names;
 use tracing::info;
 
 use self::flow_maps::{Addresses, Flows, Reverse, SettingsMap};
-use self::maps::{AdminRecords, Backends, Counters, MaglevTables, Services};
+use self::maps::{AdminRecords, Backends, Counters, MaglevTables, Services, SparesMap};
 use self::services::{Released, Slot};
 pub use self::{
     capacity::{Capacity, CapacityError, ServiceNeeds},
@@ -59,6 +59,7 @@ pub struct Dataplane {
     ebpf: Ebpf,
     pin_dir: PathBuf,
     services_map: Services,
+    spares: SparesMap,
     backends_map: Backends,
     tables: MaglevTables,
     flows: Flows,
@@ -107,6 +108,7 @@ impl Dataplane {
         hand_over(&mut ebpf)?;
         Ok(Self {
             services_map: Services::open(&mut ebpf)?,
+            spares: SparesMap::open(&mut ebpf)?,
             backends_map: Backends::open(&mut ebpf)?,
             tables: MaglevTables::open(&mut ebpf)?,
             flows: Flows::open(&mut ebpf)?,
@@ -277,7 +279,10 @@ pub fn remove_pins(pin_dir: &Path) -> std::io::Result<()> {
 /// Puts the programs the forwarding program tail-calls into `FO_PROGRAMS`
 /// (pinned: they stay there when the agent exits).
 fn hand_over(ebpf: &mut Ebpf) -> Result<(), DataplaneError> {
-    for (name, slot) in TAIL_CALLED {
+    // The forwarding program itself too: a redispatched SYN goes through
+    // it again.
+    let itself = (PROGRAM_NAME, failover_common::programs::IPV4);
+    for (name, slot) in TAIL_CALLED.into_iter().chain([itself]) {
         let fd = program(ebpf, name)?
             .fd()
             .map_err(|source| DataplaneError::Program { name, source })?

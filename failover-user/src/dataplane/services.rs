@@ -303,6 +303,8 @@ impl Dataplane {
             value.table_size = settings.table_size;
             value.table_generation = generation;
         }
+        let spares = select::spares(&entry.backends, settings.mode, &plan.selection);
+        self.spares.set(entry.id, &spares)?;
         self.services_map.put(&entry.spec.key(), &value)?;
         entry.table_generation = value.table_generation;
         Ok(())

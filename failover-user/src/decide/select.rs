@@ -50,6 +50,21 @@ pub fn new_flows_to(backends: &BTreeMap<u32, BackendSpec>, mode: Mode) -> Vec<u3
     plan(backends, mode, 0).selection
 }
 
+/// Where a SYN goes when every backend of `selection` refused it
+/// (`redispatch`): who would take new flows if they were all down — the
+/// next tier's backends, or N+1's spares. At most `MAX_SPARES`.
+pub fn spares(backends: &BTreeMap<u32, BackendSpec>, mode: Mode, selection: &[u32]) -> Vec<u32> {
+    let mut without = backends.clone();
+    for id in selection {
+        if let Some(backend) = without.get_mut(id) {
+            backend.state = BackendState::Down;
+        }
+    }
+    let mut ids = plan(&without, mode, 0).selection;
+    ids.truncate(failover_common::MAX_SPARES);
+    ids
+}
+
 /// How a service survives failures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {

@@ -140,6 +140,7 @@ fn services(p: &Pinned) -> anyhow::Result<Value> {
             "table_size": service.table_size,
             "table_generation": service.table_generation,
             "reset_dead_flows": service.flags & failover_common::SERVICE_F_RESET_DEAD_FLOWS != 0,
+            "redispatch": service.flags & failover_common::SERVICE_F_REDISPATCH != 0,
             "packets_to_backends": traffic.to_backend.packets,
             "packets_from_backends": traffic.from_backend.packets,
         }));

@@ -277,6 +277,7 @@ impl Resolver<'_> {
             table_size,
             mode,
             dead_flows,
+            redispatch: raw.redispatch.unwrap_or(true),
             quorum,
             passive,
             backends,
