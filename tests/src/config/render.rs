@@ -46,7 +46,7 @@ macro_rules! number {
         })*
     };
 }
-number!(u8, u16, u32, u64);
+number!(u8, u16, u32, u64, bool);
 
 /// A duration in the agent's notation, in the largest unit that keeps it
 /// whole ("5s", "250ms", "100us").

@@ -137,6 +137,7 @@ impl ServiceToml {
         out.opt("dead_flows", self.policies.dead_flows);
         out.opt("min_healthy", self.policies.min_healthy);
         out.opt("quorum_policy", self.policies.quorum_policy);
+        out.opt("redispatch", self.policies.redispatch);
         if self.probe != ProbeToml::default() {
             out.table("[services.probe]");
             self.probe.render(out);
@@ -171,6 +172,8 @@ pub struct Policies {
     pub dead_flows: Option<DeadFlows>,
     pub min_healthy: Option<Quorum>,
     pub quorum_policy: Option<QuorumPolicy>,
+    /// `redispatch`: SYNs a backend refuses go to another (default on).
+    pub redispatch: Option<bool>,
 }
 
 /// The setters of a service's [`Policies`], for whatever states them: a
@@ -196,6 +199,11 @@ pub trait SetPolicies: Sized {
 
     fn quorum_policy(mut self, policy: QuorumPolicy) -> Self {
         self.policies_mut().quorum_policy = Some(policy);
+        self
+    }
+
+    fn redispatch(mut self, on: bool) -> Self {
+        self.policies_mut().redispatch = Some(on);
         self
     }
 }

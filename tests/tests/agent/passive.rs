@@ -5,17 +5,21 @@
 //! new flows go to the standby within a fraction of a second, logged with
 //! the evidence. A primary that goes silent (its replies blackholed) leaves
 //! SYNs unanswered: confirmed by a burst of probes, it is ejected too.
+//! With redispatch (the default), the SYNs the primary refuses meanwhile
+//! reach the standby instead: no client sees the failure.
 
 use std::time::{Duration, Instant};
 
 use failover_tests::{
     agent_lab::{AgentLab, BACKEND_PORT, Failback, Layout, Options, PRIMARY, Probe},
-    config::PassiveToml,
+    config::{PassiveToml, SetPolicies},
 };
 
 #[test]
 fn a_primary_answering_syns_with_resets_is_ejected_before_its_probes_notice() {
-    let mut lab = slow_probes_lab(PassiveToml::default());
+    // Without redispatch the refused connections fail: what they measure
+    // is the ejection alone.
+    let mut lab = slow_probes_lab(PassiveToml::default(), false);
     let t0 = Instant::now();
     // Its server gone, the primary's host answers SYNs to :8080 with RSTs.
     lab.servers[PRIMARY] = None;
@@ -53,14 +57,16 @@ fn a_primary_answering_syns_with_resets_is_ejected_before_its_probes_notice() {
 }
 
 /// Options and layout of the tests here: a TCP probe of the service port
-/// every 2 s (timeout 500 ms), fall 3, failback by the operator.
-fn slow_probes_lab(passive: PassiveToml) -> AgentLab {
+/// every 2 s (timeout 500 ms), fall 3, failback by the operator; SYN
+/// redispatch on or off.
+fn slow_probes_lab(passive: PassiveToml, redispatch: bool) -> AgentLab {
     let options = Options {
         probe: Probe::Tcp { port: BACKEND_PORT },
         failback: Failback::Manual,
     };
-    let layout =
-        Layout::primary_standby().probe_timing(Duration::from_secs(2), Duration::from_millis(500));
+    let layout = Layout::primary_standby()
+        .probe_timing(Duration::from_secs(2), Duration::from_millis(500))
+        .redispatch(redispatch);
     AgentLab::start_layout(options, layout, |_, config| {
         config.with_service("web", |mut web| {
             web.passive = Some(passive);
@@ -71,11 +77,14 @@ fn slow_probes_lab(passive: PassiveToml) -> AgentLab {
 
 #[test]
 fn a_silent_primary_is_ejected_once_probes_confirm_its_unanswered_syns() {
-    let lab = slow_probes_lab(PassiveToml {
-        unanswered: Some(3),
-        syn_timeout: Some(Duration::from_millis(50)),
-        ..PassiveToml::default()
-    });
+    let lab = slow_probes_lab(
+        PassiveToml {
+            unanswered: Some(3),
+            syn_timeout: Some(Duration::from_millis(50)),
+            ..PassiveToml::default()
+        },
+        true,
+    );
     let t0 = Instant::now();
     // The primary's host still takes packets but every answer is dropped
     // by its routing: no RST, no ICMP, nothing.
@@ -111,11 +120,14 @@ fn a_silent_primary_is_ejected_once_probes_confirm_its_unanswered_syns() {
 
 #[test]
 fn unanswered_syns_a_probe_still_answers_eject_nothing() {
-    let lab = slow_probes_lab(PassiveToml {
-        unanswered: Some(3),
-        syn_timeout: Some(Duration::from_millis(50)),
-        ..PassiveToml::default()
-    });
+    let lab = slow_probes_lab(
+        PassiveToml {
+            unanswered: Some(3),
+            syn_timeout: Some(Duration::from_millis(50)),
+            ..PassiveToml::default()
+        },
+        true,
+    );
     // Answers to the clients' network are lost (an asymmetric fault
     // beyond the backend), the agent's probes still get theirs: the
     // confirming probes pass and the primary stays.
@@ -128,4 +140,40 @@ fn unanswered_syns_a_probe_still_answers_eject_nothing() {
         "{:#?}",
         lab.log_lines("backend unhealthy")
     );
+}
+
+#[test]
+fn with_redispatch_no_client_sees_the_primary_refuse() {
+    let mut lab = slow_probes_lab(PassiveToml::default(), true);
+    let before = lab.counter("event_syn_redispatched");
+    let t0 = Instant::now();
+    lab.servers[PRIMARY] = None;
+    let redispatched = || lab.counter("event_syn_redispatched");
+    // New connections every 10 ms for half a second: the first few are
+    // refused by the primary and redispatched, then it is ejected.
+    let samples = lab.sample(50, Duration::from_millis(10));
+    eprintln!(
+        "redispatch: {} of 50 answered by the standby, {} failed, {} redispatched, in {} ms; {}",
+        samples.answered_by("standby"),
+        samples.failures(),
+        redispatched() - before,
+        t0.elapsed().as_millis(),
+        samples.summary()
+    );
+    assert_eq!(
+        samples.failures(),
+        0,
+        "{}\n{}",
+        samples.summary(),
+        lab.diag()
+    );
+    assert_eq!(samples.answered_by("standby"), 50, "{}", samples.summary());
+    let moved = redispatched() - before;
+    assert!(
+        (3..10).contains(&moved),
+        "{moved} SYNs redispatched: the refusals before the ejection (3) and no more\n{}",
+        lab.diag()
+    );
+    lab.wait_log("backend unhealthy", Duration::from_secs(2));
+    assert!(lab.log_lines("backend unhealthy")[0].contains("RSTs answering"));
 }
