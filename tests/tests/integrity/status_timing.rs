@@ -73,6 +73,8 @@ fn status_on_a_full_flow_table_does_not_delay_a_failover() {
     std::thread::sleep(Duration::from_millis(500));
     drop(lab.servers[PRIMARY].take());
     expect_new_flows_on(&lab, "standby", Instant::now(), Duration::from_secs(6));
+    // Redispatch moves refused SYNs before the agent decides: wait for it.
+    lab.wait_log("new flows switched", Duration::from_secs(6));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let answers = asker.join().unwrap();
     assert!(answers >= 3, "status was hardly answered ({answers})");
