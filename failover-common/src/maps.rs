@@ -35,7 +35,9 @@ pub mod names {
     /// Service id → the backends a refused SYN may go to besides the
     /// selection.
     pub const SPARES: &str = "FO_SPARES";
-    pub const ALL: [&str; 17] = [
+    /// Backend id → its flap-damping penalty and suppression (the agent's).
+    pub const DAMPING: &str = "FO_DAMPING";
+    pub const ALL: [&str; 18] = [
         SERVICES,
         BACKENDS,
         FLOWS,
@@ -53,6 +55,7 @@ pub mod names {
         PROGRAMS,
         EVIDENCE,
         SPARES,
+        DAMPING,
     ];
     /// Maps of earlier layouts the agent removes at start (their programs
     /// are replaced): the conntrack of two entries per flow.
@@ -336,6 +339,24 @@ pub struct AdminRecord {
 }
 const _: () = assert!(size_of::<AdminRecord>() == 24);
 
+/// Value of `FO_DAMPING` (an array indexed by backend id): a backend's
+/// flap-damping penalty and suppression, kept like [`AdminRecord`] for the
+/// next agent. The XDP program never reads it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DampingRecord {
+    /// [`Backend::generation`] of the slot the record was written for (0:
+    /// no record).
+    pub generation: u32,
+    /// The penalty (whole units) as of `at_ns`.
+    pub penalty: u32,
+    /// When the penalty was last set (CLOCK_MONOTONIC ns; 0: never).
+    pub at_ns: u64,
+    /// End of its suppression (CLOCK_MONOTONIC ns; 0: not suppressed).
+    pub suppressed_until_ns: u64,
+}
+const _: () = assert!(size_of::<DampingRecord>() == 24);
+
 /// [`AdminRecord::admin`]: who overrides health.
 pub mod admin_kind {
     /// Nothing: health and policy decide.
@@ -418,6 +439,7 @@ mod pod {
     unsafe impl aya::Pod for ServiceKey {}
     unsafe impl aya::Pod for Service {}
     unsafe impl aya::Pod for Spares {}
+    unsafe impl aya::Pod for DampingRecord {}
     unsafe impl aya::Pod for MaglevKey {}
     unsafe impl aya::Pod for Backend {}
     unsafe impl aya::Pod for FlowKey {}

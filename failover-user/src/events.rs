@@ -26,6 +26,10 @@ pub enum EventKind {
     QuorumLost,
     /// A planned operation: drain, undrain, switchover, maintenance, reload, drill.
     Operation,
+    /// A flapping backend was suppressed (flap damping): no new flows.
+    BackendSuppressed,
+    /// A suppressed backend's penalty decayed: it may take new flows again.
+    BackendReused,
 }
 
 impl EventKind {
@@ -39,6 +43,8 @@ impl EventKind {
             Self::Failback => "failback",
             Self::QuorumLost => "quorum_lost",
             Self::Operation => "operation",
+            Self::BackendSuppressed => "backend_suppressed",
+            Self::BackendReused => "backend_reused",
         }
     }
 
@@ -52,6 +58,8 @@ impl EventKind {
             Self::Failback,
             Self::QuorumLost,
             Self::Operation,
+            Self::BackendSuppressed,
+            Self::BackendReused,
         ]
         .into_iter()
         .find(|kind| kind.name() == name)

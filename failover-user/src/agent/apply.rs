@@ -1,4 +1,4 @@
-//! Decisions reach the maps: timers (holds, drain deadlines), changes
+//! Decisions reach the maps: timers (holds, drain deadlines, suppressions), changes
 //! written backend by backend, a failed write marked for resync.
 
 use std::time::Instant;
@@ -33,7 +33,9 @@ impl Agent {
                 continue;
             }
             let before = self.services[s].active_names(&self.dataplane);
+            let suppressed = self.suppressed(s);
             let changes = self.services[s].policy.on_tick(now);
+            self.report_reused(s, &suppressed);
             self.apply(s, before, changes, Cause::Timer);
             self.refresh_service_telemetry(s);
         }

@@ -54,7 +54,7 @@ impl Agent {
         let service = &mut self.services[s];
         let before = service.active_names(&self.dataplane);
         let pinned = service.policy.switched_to();
-        let changes = service.policy.on_health(b, flip.healthy, now);
+        let mut changes = service.policy.on_health(b, flip.healthy, now);
         if let Some(target) = pinned
             && service.policy.switched_to().is_none()
         {
@@ -73,6 +73,9 @@ impl Agent {
                 },
             }
         };
+        if !flip.healthy {
+            changes.extend(self.damp(s, b, now));
+        }
         let decided_to_map = self.write_changes(s, &changes, cause);
         let service = &self.services[s];
         let backend_name = service.backends[b].name.clone();

@@ -9,6 +9,7 @@
 
 mod apply;
 mod cold;
+mod damping;
 mod egress;
 mod flip;
 mod flood_guard;

@@ -1,6 +1,7 @@
 //! The agent's own state of every backend, kept in `FO_ADMIN` next to the
 //! maps it explains: admin state (maintenance, operator drain and its
-//! deadline), health, failback holds and the switchover target. A
+//! deadline), health, failback holds and the switchover target; and in
+//! `FO_DAMPING`, its flap-damping penalty and suppression. A
 //! restarted agent (after SIGTERM, a crash or SIGKILL) resumes exactly what
 //! its predecessor decided; records of an earlier owner of a backend id are
 //! told apart by the slot's generation and ignored.
@@ -12,14 +13,17 @@ use std::time::{Duration, Instant};
 
 use failover_common::{
     ADMIN_F_HEALTHY, ADMIN_F_HOLD_OPERATOR, ADMIN_F_HOLD_TIMED, ADMIN_F_SERVING,
-    ADMIN_F_SWITCHOVER_TARGET, ADMIN_F_VALID, AdminRecord, admin_kind,
+    ADMIN_F_SWITCHOVER_TARGET, ADMIN_F_VALID, AdminRecord, DampingRecord, admin_kind,
 };
 use tracing::warn;
 
 use super::{Agent, runtime::ServiceRuntime};
 use crate::{
     Dataplane,
-    decide::policy::{Admin, Hold, MemberState},
+    decide::{
+        damping::Damping,
+        policy::{Admin, Hold, MemberState},
+    },
 };
 
 /// Converts between `Instant` and CLOCK_MONOTONIC nanoseconds.
@@ -130,6 +134,53 @@ fn state_of(record: &AdminRecord, generation: u32, clock: Clock) -> Option<(Memb
     ))
 }
 
+/// A backend's flap damping as a record for a slot of `generation`.
+fn damping_record(
+    damping: &Damping,
+    suppressed_until: Option<Instant>,
+    generation: u32,
+    clock: Clock,
+) -> DampingRecord {
+    let (penalty, at) = damping.saved().unwrap_or((0.0, clock.instant));
+    DampingRecord {
+        generation,
+        penalty: penalty.round().clamp(0.0, f64::from(u32::MAX)) as u32,
+        at_ns: damping.saved().map_or(0, |_| clock.to_ns(at)),
+        suppressed_until_ns: suppressed_until.map_or(0, |until| clock.to_ns(until)),
+    }
+}
+
+/// The flap damping saved in `record` for a slot of `generation`: the
+/// penalty and the end of a suppression.
+fn damping_of(
+    record: &DampingRecord,
+    generation: u32,
+    clock: Clock,
+) -> Option<(Damping, Option<Instant>)> {
+    if record.generation != generation || generation == 0 || record.at_ns == 0 {
+        return None;
+    }
+    let damping = Damping::resumed(f64::from(record.penalty), clock.to_instant(record.at_ns));
+    let until =
+        (record.suppressed_until_ns != 0).then(|| clock.to_instant(record.suppressed_until_ns));
+    Some((damping, until))
+}
+
+/// The flap damping an earlier agent saved for these backend ids.
+pub(super) fn saved_damping(
+    dataplane: &Dataplane,
+    ids: &[u32],
+) -> Vec<Option<(Damping, Option<Instant>)>> {
+    let clock = Clock::now();
+    ids.iter()
+        .map(|id| {
+            let generation = dataplane.backend_generation(*id)?;
+            let record = dataplane.admin_records().damping(*id).ok()?;
+            damping_of(&record, generation, clock)
+        })
+        .collect()
+}
+
 /// The states an earlier agent saved for these backend ids (`None` where
 /// there is no valid record), and the switchover target among them.
 pub(super) fn saved_states(
@@ -156,7 +207,11 @@ pub(super) fn saved_states(
 
 impl ServiceRuntime {
     /// The records this service's backends should have now.
-    fn records(&self, dataplane: &Dataplane, clock: Clock) -> Vec<(u32, AdminRecord)> {
+    fn records(
+        &self,
+        dataplane: &Dataplane,
+        clock: Clock,
+    ) -> Vec<(u32, AdminRecord, DampingRecord)> {
         let target = self.policy.switched_to();
         self.backends
             .iter()
@@ -164,9 +219,11 @@ impl ServiceRuntime {
             .filter_map(|(i, backend)| {
                 let generation = dataplane.backend_generation(backend.id)?;
                 let state = self.policy.member_state(i);
+                let suppressed_until = self.policy.suppressed_until(i);
                 Some((
                     backend.id,
                     record_of(state, target == Some(i), generation, clock),
+                    damping_record(&backend.damping, suppressed_until, generation, clock),
                 ))
             })
             .collect()
@@ -179,13 +236,18 @@ impl Agent {
     pub(super) fn persist(&mut self, s: usize) {
         let clock = Clock::now();
         let records = self.services[s].records(&self.dataplane, clock);
-        for (id, record) in records {
-            if self.services[s].saved.get(&id) == Some(&record) {
+        for (id, record, damping) in records {
+            let saved = self.services[s].saved.get(&id);
+            if saved == Some(&(record, damping)) {
                 continue;
             }
-            match self.dataplane.admin_records_mut().set(id, &record) {
+            let records = self.dataplane.admin_records_mut();
+            match records
+                .set(id, &record)
+                .and_then(|()| records.set_damping(id, &damping))
+            {
                 Ok(()) => {
-                    self.services[s].saved.insert(id, record);
+                    self.services[s].saved.insert(id, (record, damping));
                 }
                 Err(err) => {
                     warn!(service = %self.services[s].name, backend_id = id, cause = %crate::util::chain(&err), "saving the backend's state for the next agent failed")
@@ -259,5 +321,24 @@ mod tests {
             assert!(state_of(&record, 8, later).is_none());
         }
         assert!(state_of(&AdminRecord::default(), 0, clock).is_none());
+    }
+
+    #[test]
+    fn damping_survives_a_round_trip() {
+        let clock = Clock::now();
+        let settings = crate::decide::damping::DampingSettings::default();
+        let mut damping = Damping::default();
+        let until = damping.failed(clock.instant, &settings, true);
+        let record = damping_record(&damping, until, 3, clock);
+        let later = Clock::now();
+        let (back, back_until) = damping_of(&record, 3, later).expect("valid");
+        let now = Instant::now();
+        assert!((back.penalty(now, &settings) - damping.penalty(now, &settings)).abs() < 1.0);
+        let (a, b) = (until.unwrap(), back_until.unwrap());
+        assert!(a.max(b) - a.min(b) < Duration::from_millis(1));
+        // Another owner of the id, or no penalty ever: nothing.
+        assert!(damping_of(&record, 4, later).is_none());
+        let none = damping_record(&Damping::default(), None, 3, clock);
+        assert!(damping_of(&none, 3, later).is_none());
     }
 }

@@ -30,6 +30,8 @@ pub(crate) struct BackendRuntime {
     pub passive_refused_at: Option<Instant>,
     /// Whether probes are confirming the evidence against it.
     pub confirming: bool,
+    /// Its flap-damping penalty (services with `[services.damping]`).
+    pub damping: crate::decide::damping::Damping,
     /// Cold standbys only.
     pub cold: Option<ColdState>,
 }
@@ -56,7 +58,10 @@ pub(crate) struct ServiceRuntime {
     pub backends: Vec<BackendRuntime>,
     pub policy: ServicePolicy,
     /// The `FO_ADMIN` records last written, by backend id.
-    pub saved: std::collections::BTreeMap<u32, failover_common::AdminRecord>,
+    pub saved: std::collections::BTreeMap<
+        u32,
+        (failover_common::AdminRecord, failover_common::DampingRecord),
+    >,
 }
 
 /// Why new flows moved, for logs and events.
@@ -111,6 +116,7 @@ impl ServiceRuntime {
         let mut backends = Vec::new();
         let mut members = Vec::new();
         let (saved, switched_to) = super::persist::saved_states(dataplane, ids);
+        let damped = super::persist::saved_damping(dataplane, ids);
         for ((backend, id), saved) in plan.backends.iter().zip(ids).zip(&saved) {
             let raw = dataplane.backends_map().get(*id)?.state;
             let state = BackendState::from_raw(raw).unwrap_or(BackendState::Down);
@@ -124,6 +130,7 @@ impl ServiceRuntime {
                 watch: Default::default(),
                 passive_refused_at: None,
                 confirming: false,
+                damping: Default::default(),
                 // An adopted cold standby that is up stays started.
                 cold: backend.cold.as_ref().map(|_| {
                     if healthy {
@@ -134,17 +141,30 @@ impl ServiceRuntime {
                 }),
             });
         }
+        let mut policy = ServicePolicy::new(plan.failback, members)
+            .n_plus_one(plan.mode == crate::decide::select::Mode::NPlusOne)
+            .dead_flows(plan.dead_flows)
+            .quorum(plan.quorum)
+            .resume(&saved, switched_to);
+        // Flap damping resumes too, while the service damps.
+        if plan.damping.is_some() {
+            for (b, damped) in damped.into_iter().enumerate() {
+                let Some((damping, until)) = damped else {
+                    continue;
+                };
+                backends[b].damping = damping;
+                if let Some(until) = until {
+                    policy.resume_suppression(b, until);
+                }
+            }
+        }
         Ok(Self {
             name: plan.name.clone(),
             id,
             has_cold: plan.backends.iter().any(|b| b.cold.is_some()),
             plan: plan.clone(),
             backends,
-            policy: ServicePolicy::new(plan.failback, members)
-                .n_plus_one(plan.mode == crate::decide::select::Mode::NPlusOne)
-                .dead_flows(plan.dead_flows)
-                .quorum(plan.quorum)
-                .resume(&saved, switched_to),
+            policy,
             saved: Default::default(),
         })
     }
@@ -229,6 +249,9 @@ impl ServiceRuntime {
                     Admin::Normal if matches!(b.cold, Some(ColdState::Failed { .. })) => {
                         Some("cold standby failed to start".to_owned())
                     }
+                    Admin::Normal if self.policy.suppressed_until(i).is_some() => {
+                        Some("suppressed (flapping)".to_owned())
+                    }
                     Admin::Normal => {
                         match (self.policy.hold(i), self.policy.hold_remaining(i, now)) {
                             (_, Some(left)) => {
@@ -254,6 +277,14 @@ impl ServiceRuntime {
                     healthy: b.health.healthy(),
                     state,
                     admin,
+                    damping_penalty: self
+                        .plan
+                        .damping
+                        .map(|settings| b.damping.penalty(now, &settings).round()),
+                    suppressed_for_s: self
+                        .policy
+                        .suppressed_until(i)
+                        .map(|until| until.saturating_duration_since(now).as_secs_f64()),
                     probe: b.stats.clone(),
                 }
             })
@@ -336,6 +367,7 @@ impl ServiceRuntime {
                     watch: b.watch.clone(),
                     passive_refused_at: b.passive_refused_at,
                     confirming: b.confirming,
+                    damping: b.damping.clone(),
                     cold: b.cold,
                 })
                 .collect(),

@@ -56,6 +56,12 @@ pub const PASSIVE_COUNT: RangeInclusive<u64> = 1..=1_000_000;
 pub const PASSIVE_SYN_TIMEOUT: RangeInclusive<Duration> = ms(5)..=secs(10);
 pub const PASSIVE_MAX_EJECTED_PERCENT: RangeInclusive<u32> = 1..=100;
 
+/// `[services.damping]`: the half-life, the longest suppression, the
+/// penalties and thresholds.
+pub const DAMPING_HALF_LIFE: RangeInclusive<Duration> = secs(1)..=secs(3600);
+pub const DAMPING_MAX_SUPPRESS: RangeInclusive<Duration> = secs(1)..=secs(24 * 3600);
+pub const DAMPING_PENALTY: RangeInclusive<u32> = 1..=1_000_000;
+
 /// "between A and B" for error messages.
 pub fn describe<T: std::fmt::Debug>(range: &RangeInclusive<T>) -> String {
     format!("between {:?} and {:?}", range.start(), range.end())

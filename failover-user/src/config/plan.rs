@@ -125,6 +125,8 @@ pub struct ServicePlan {
     )>,
     /// Passive detection; `None`: off.
     pub passive: Option<crate::decide::passive::PassiveSettings>,
+    /// Flap damping; `None`: off.
+    pub damping: Option<crate::decide::damping::DampingSettings>,
     pub backends: Vec<BackendPlan>,
 }
 

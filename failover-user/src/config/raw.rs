@@ -109,6 +109,8 @@ pub(super) struct RawService {
     pub(super) probe: RawProbe,
     /// Passive detection from the data path's evidence; absent: off.
     pub(super) passive: Option<Spanned<RawPassive>>,
+    /// Flap damping; absent: off.
+    pub(super) damping: Option<Spanned<RawDamping>>,
     #[serde(default)]
     pub(super) backends: Vec<RawBackend>,
 }
@@ -122,6 +124,16 @@ pub(super) struct RawPassive {
     pub(super) unanswered: Option<u64>,
     pub(super) syn_timeout: Option<Spanned<String>>,
     pub(super) max_ejected_percent: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDamping {
+    pub(super) half_life: Option<Spanned<String>>,
+    pub(super) suppress: Option<u32>,
+    pub(super) reuse: Option<u32>,
+    pub(super) max_suppress: Option<Spanned<String>>,
+    pub(super) penalty: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone, Copy)]

@@ -465,3 +465,39 @@ fn passive_detection_is_off_unless_configured_and_bounded() {
     );
     assert!(error_of(&unknown).contains("resetz"));
 }
+
+#[test]
+fn flap_damping_is_off_unless_configured_and_consistent() {
+    let config = AgentConfig::parse(EXAMPLE).unwrap();
+    assert_eq!(config.services[0].damping, None);
+    let with = |lines: &str| {
+        EXAMPLE.replace(
+            "[services.probe]",
+            &format!("[services.damping]\n{lines}\n\n[services.probe]"),
+        )
+    };
+    let damping = AgentConfig::parse(&with("half_life = \"5s\""))
+        .unwrap()
+        .services[0]
+        .damping
+        .expect("damping settings");
+    assert_eq!(damping.half_life, Duration::from_secs(5));
+    assert_eq!(
+        (damping.suppress, damping.reuse, damping.penalty),
+        (2000, 1000, 1000)
+    );
+    assert_eq!(damping.max_suppress, Duration::from_secs(60));
+    for (lines, field, says) in [
+        ("half_life = \"10ms\"", "damping.half_life", "out of bounds"),
+        ("penalty = 0", "damping.penalty", "out of bounds"),
+        ("reuse = 3000", "damping.reuse", "not below suppress"),
+        (
+            "max_suppress = \"5s\"",
+            "damping.max_suppress",
+            "nothing would ever be suppressed",
+        ),
+    ] {
+        let err = error_of(&with(lines));
+        assert!(err.contains(field) && err.contains(says), "{lines}: {err}");
+    }
+}

@@ -10,9 +10,10 @@ use std::path::Path;
 
 use aya::maps::MapInfo;
 use failover_common::{
-    ADDRESS_SLOTS, AdminRecord, Backend, Counter, EGRESS_SLOTS, Egress, Evidence, Flow, FlowKey,
-    MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES, MaglevChunk, MaglevKey, REDIRECT_DROP_ENTRIES,
-    ReverseKey, ReverseNat, Service, ServiceKey, Settings, Spares, TrafficStats, names, programs,
+    ADDRESS_SLOTS, AdminRecord, Backend, Counter, DampingRecord, EGRESS_SLOTS, Egress, Evidence,
+    Flow, FlowKey, MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES, MaglevChunk, MaglevKey,
+    REDIRECT_DROP_ENTRIES, ReverseKey, ReverseNat, Service, ServiceKey, Settings, Spares,
+    TrafficStats, names, programs,
     stats::{VERDICT_COUNT, reason},
 };
 use tracing::info;
@@ -20,7 +21,7 @@ use tracing::info;
 use crate::dataplane::error::DataplaneError;
 
 /// Key size, value size and entries of every map, as this build defines them.
-fn layouts(max_flows: u32) -> [(&'static str, usize, usize, u32); 17] {
+fn layouts(max_flows: u32) -> [(&'static str, usize, usize, u32); 18] {
     [
         (
             names::SERVICES,
@@ -69,6 +70,7 @@ fn layouts(max_flows: u32) -> [(&'static str, usize, usize, u32); 17] {
         (names::PROGRAMS, 4, 4, programs::COUNT),
         (names::EVIDENCE, 4, size_of::<Evidence>(), MAX_BACKENDS),
         (names::SPARES, 4, size_of::<Spares>(), MAX_SERVICES),
+        (names::DAMPING, 4, size_of::<DampingRecord>(), MAX_BACKENDS),
     ]
 }
 

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
 use failover_common::{
-    AdminRecord, Backend, Counter, EGRESS_F_VIA_STACK, EGRESS_SLOTS, Egress, Evidence,
-    MAGLEV_CHUNK_SLOTS, MAX_SPARES, MaglevChunk, MaglevKey, Service, ServiceKey, Spares,
+    AdminRecord, Backend, Counter, DampingRecord, EGRESS_F_VIA_STACK, EGRESS_SLOTS, Egress,
+    Evidence, MAGLEV_CHUNK_SLOTS, MAX_SPARES, MaglevChunk, MaglevKey, Service, ServiceKey, Spares,
     TrafficStats, names,
     stats::{VERDICT_COUNT, reason},
 };
@@ -231,20 +231,38 @@ impl Backends {
 }
 
 /// `FO_ADMIN`: backend id → the agent's own state of it.
-pub struct AdminRecords(Array<MapData, AdminRecord>);
+pub struct AdminRecords {
+    admin: Array<MapData, AdminRecord>,
+    damping: Array<MapData, DampingRecord>,
+}
 
 impl AdminRecords {
     pub fn open(source: &mut impl MapSource) -> Result<Self, DataplaneError> {
-        let map = source.take(names::ADMIN)?;
-        Ok(Self(Array::try_from(map).map_err(map_err(names::ADMIN))?))
+        let admin = source.take(names::ADMIN)?;
+        let damping = source.take(names::DAMPING)?;
+        Ok(Self {
+            admin: Array::try_from(admin).map_err(map_err(names::ADMIN))?,
+            damping: Array::try_from(damping).map_err(map_err(names::DAMPING))?,
+        })
     }
 
     pub fn set(&mut self, id: u32, value: &AdminRecord) -> Result<(), DataplaneError> {
-        self.0.set(id, value, 0).map_err(map_err(names::ADMIN))
+        self.admin.set(id, value, 0).map_err(map_err(names::ADMIN))
     }
 
     pub fn get(&self, id: u32) -> Result<AdminRecord, DataplaneError> {
-        self.0.get(&id, 0).map_err(map_err(names::ADMIN))
+        self.admin.get(&id, 0).map_err(map_err(names::ADMIN))
+    }
+
+    /// `FO_DAMPING`: a backend's flap-damping record.
+    pub fn set_damping(&mut self, id: u32, value: &DampingRecord) -> Result<(), DataplaneError> {
+        self.damping
+            .set(id, value, 0)
+            .map_err(map_err(names::DAMPING))
+    }
+
+    pub fn damping(&self, id: u32) -> Result<DampingRecord, DataplaneError> {
+        self.damping.get(&id, 0).map_err(map_err(names::DAMPING))
     }
 }
 

@@ -63,6 +63,12 @@ pub struct BackendView {
     /// Why it is in that state when not plain health: held (failback
     /// pending), drained, maintenance.
     pub admin: Option<String>,
+    /// Flap damping (services with `[services.damping]`): the penalty now,
+    /// and how long it stays suppressed if it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damping_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed_for_s: Option<f64>,
     pub probe: ProbeStats,
 }
 

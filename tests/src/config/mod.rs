@@ -39,7 +39,9 @@ pub use self::{
         DeadFlows, FailbackMode, ProbeType, Protocol, Quorum, QuorumPolicy, Redundancy,
         Temperature, XdpMode,
     },
-    service::{BackendToml, PassiveToml, Policies, ProbeToml, ServiceToml, SetPolicies},
+    service::{
+        BackendToml, DampingToml, PassiveToml, Policies, ProbeToml, ServiceToml, SetPolicies,
+    },
 };
 
 /// A whole configuration file.

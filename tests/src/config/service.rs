@@ -25,7 +25,19 @@ pub struct ServiceToml {
     pub probe: ProbeToml,
     /// `[services.passive]` (left out when `None`: passive detection off).
     pub passive: Option<PassiveToml>,
+    /// `[services.damping]` (left out when `None`: flap damping off).
+    pub damping: Option<DampingToml>,
     pub backends: Vec<BackendToml>,
+}
+
+/// A `[services.damping]` table; `None` keys are left out (defaults).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DampingToml {
+    pub half_life: Option<Duration>,
+    pub suppress: Option<u32>,
+    pub reuse: Option<u32>,
+    pub max_suppress: Option<Duration>,
+    pub penalty: Option<u32>,
 }
 
 /// A `[services.passive]` table; `None` keys are left out (defaults).
@@ -57,6 +69,7 @@ impl ServiceToml {
             policies: Policies::default(),
             probe: ProbeToml::default(),
             passive: None,
+            damping: None,
             backends: Vec::new(),
         }
     }
@@ -150,6 +163,14 @@ impl ServiceToml {
             out.opt("unanswered", passive.unanswered);
             out.opt("syn_timeout", passive.syn_timeout);
             out.opt("max_ejected_percent", passive.max_ejected_percent);
+        }
+        if let Some(damping) = &self.damping {
+            out.table("[services.damping]");
+            out.opt("half_life", damping.half_life);
+            out.opt("suppress", damping.suppress);
+            out.opt("reuse", damping.reuse);
+            out.opt("max_suppress", damping.max_suppress);
+            out.opt("penalty", damping.penalty);
         }
         for backend in &self.backends {
             out.table("[[services.backends]]");

@@ -110,3 +110,83 @@ fn flapping_primary_does_not_flap_traffic() {
         lab.diag()
     );
 }
+
+/// Flap damping (`[services.damping]`, half-life 5 s): the primary fails
+/// three times within two seconds and is suppressed — healthy, yet the
+/// standby keeps new flows, status and the log say why, and a restarted
+/// agent keeps it so — until its penalty decays below reuse; then it takes
+/// them again.
+#[test]
+fn a_flapping_primary_is_suppressed_until_its_penalty_decays() {
+    let layout = failover_tests::agent_lab::Layout::primary_standby();
+    let options = Options {
+        probe: Probe::Tcp { port: HEALTH_PORT },
+        failback: Failback::Auto(Duration::from_millis(200)),
+    };
+    let mut lab = AgentLab::start_layout(options, layout, |_, config| {
+        config.with_service("web", |mut web| {
+            web.damping = Some(failover_tests::config::DampingToml {
+                half_life: Some(Duration::from_secs(5)),
+                max_suppress: Some(Duration::from_secs(10)),
+                ..Default::default()
+            });
+            web
+        })
+    });
+    let health = &lab.health[PRIMARY];
+    for _ in 0..3 {
+        health.set(Health::Down);
+        std::thread::sleep(Duration::from_millis(500));
+        health.set(Health::Up);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    lab.wait_log("backend suppressed", Duration::from_secs(3));
+    let suppressed_at = Instant::now();
+    // Healthy again, but suppressed: the standby keeps new flows.
+    let status = lab.status();
+    let primary = failover_tests::status::backend(&status, "web", "primary");
+    assert!(primary.healthy, "{status:#?}");
+    assert_eq!(primary.admin.as_deref(), Some("suppressed (flapping)"));
+    assert!(
+        primary.suppressed_for_s.is_some_and(|s| s > 0.5),
+        "{status:#?}"
+    );
+    assert!(
+        primary.damping_penalty.is_some_and(|p| p > 1000.0),
+        "{status:#?}"
+    );
+    let held = lab.sample(10, Duration::from_millis(20));
+    assert_eq!(held.answered_by("standby"), 10, "{}", held.summary());
+    // A restarted agent resumes the suppression (FO_DAMPING).
+    lab.stop_agent();
+    lab.start_agent();
+    let status = lab.status();
+    let primary = failover_tests::status::backend(&status, "web", "primary");
+    assert_eq!(
+        primary.admin.as_deref(),
+        Some("suppressed (flapping)"),
+        "after a restart: {status:#?}"
+    );
+    let held = lab.sample(5, Duration::from_millis(20));
+    assert_eq!(held.answered_by("standby"), 5, "{}", held.summary());
+    // Reused once the penalty decays (about 7 s from the third failure).
+    lab.wait_log("backend reused", Duration::from_secs(10));
+    let back = lab.sample_until("primary", Duration::from_secs(3));
+    let reused_after = suppressed_at.elapsed();
+    eprintln!(
+        "damping: suppressed after three failures; reused and back on the primary {} ms after the suppression; {}",
+        reused_after.as_millis(),
+        back.summary()
+    );
+    assert!(
+        back.reached().is_some(),
+        "{}\n{}",
+        back.summary(),
+        lab.diag()
+    );
+    assert_eq!(
+        lab.log_lines("backend suppressed").len(),
+        1,
+        "resumed after the restart, not suppressed anew"
+    );
+}

@@ -270,6 +270,10 @@ impl Resolver<'_> {
             None => None,
             Some(passive) => Some(self.passive(&name, passive)?),
         };
+        let damping = match &raw.damping {
+            None => None,
+            Some(damping) => Some(self.damping(&name, damping)?),
+        };
         Ok(ServicePlan {
             name,
             spec,
@@ -280,8 +284,70 @@ impl Resolver<'_> {
             redispatch: raw.redispatch.unwrap_or(true),
             quorum,
             passive,
+            damping,
             backends,
         })
+    }
+
+    /// `[services.damping]`, every value within its bounds, `reuse` below
+    /// `suppress`, and a ceiling (`max_suppress`) that lets it suppress.
+    fn damping(
+        &self,
+        name: &str,
+        raw: &Spanned<RawDamping>,
+    ) -> Result<crate::decide::damping::DampingSettings, ConfigError> {
+        let at = raw.span().start;
+        let field = |f: &str| format!("services.{name}.damping.{f}");
+        let raw = raw.get_ref();
+        let defaults = crate::decide::damping::DampingSettings::default();
+        let duration = |key: &str, text: &Option<Spanned<String>>, default, bounds| match text {
+            None => Ok(default),
+            Some(text) => self.duration(&field(key), text, bounds),
+        };
+        let number = |key: &str, value: Option<u32>, default| {
+            self.number(&field(key), value, at, default, limits::DAMPING_PENALTY)
+        };
+        let settings = crate::decide::damping::DampingSettings {
+            half_life: duration(
+                "half_life",
+                &raw.half_life,
+                defaults.half_life,
+                limits::DAMPING_HALF_LIFE,
+            )?,
+            max_suppress: duration(
+                "max_suppress",
+                &raw.max_suppress,
+                defaults.max_suppress,
+                limits::DAMPING_MAX_SUPPRESS,
+            )?,
+            suppress: number("suppress", raw.suppress, defaults.suppress)?,
+            reuse: number("reuse", raw.reuse, defaults.reuse)?,
+            penalty: number("penalty", raw.penalty, defaults.penalty)?,
+        };
+        if settings.reuse >= settings.suppress {
+            return self.invalid(
+                field("reuse"),
+                at,
+                format!(
+                    "{} is not below suppress ({}): a suppressed backend would never be reused; lower `reuse` or raise `suppress`",
+                    settings.reuse, settings.suppress
+                ),
+            );
+        }
+        if !settings.can_suppress() {
+            return self.invalid(
+                field("max_suppress"),
+                at,
+                format!(
+                    "{:?} caps the penalty at {:.0}, below suppress ({}): nothing would ever be suppressed; raise `max_suppress` (at least {:?}) or lower `suppress`",
+                    settings.max_suppress,
+                    settings.ceiling(),
+                    settings.suppress,
+                    settings.min_max_suppress(),
+                ),
+            );
+        }
+        Ok(settings)
     }
 
     /// `[services.passive]`, every value within its bounds.

@@ -80,6 +80,9 @@ struct Member {
     serving: bool,
     hold: Option<Hold>,
     admin: Admin,
+    /// Flap damping: kept out of new flows until then, healthy or not
+    /// (`decide::damping`).
+    suppressed_until: Option<Instant>,
     /// The state last handed to the data path.
     applied: BackendState,
 }
@@ -164,6 +167,7 @@ impl ServicePolicy {
                     } else {
                         Admin::Normal
                     },
+                    suppressed_until: None,
                     applied: state,
                 })
                 .collect(),
@@ -263,7 +267,7 @@ impl ServicePolicy {
     }
 
     /// Every backend's data-path state: health and holds, operator overrides,
-    /// the dead-flow policy, then the quorum rule.
+    /// the dead-flow policy, flap damping, then the quorum rule.
     pub fn states(&self, now: Instant) -> Vec<BackendState> {
         let mut states: Vec<BackendState> = self
             .members
@@ -279,6 +283,7 @@ impl ServicePolicy {
                 Admin::Normal => BackendState::Down,
             })
             .collect();
+        self.apply_damping(&mut states);
         if let Some((quorum, policy)) = self.quorum {
             self.apply_quorum(&mut states, quorum, policy);
         }
@@ -290,6 +295,41 @@ impl ServicePolicy {
             }
         }
         states
+    }
+
+    /// Suppressed backends take no new flows (their established flows
+    /// stay: draining) — unless that would leave none taking them: a
+    /// flapping backend beats no backend.
+    fn apply_damping(&self, states: &mut [BackendState]) {
+        let suppressed: Vec<usize> = (0..states.len())
+            .filter(|&i| {
+                states[i] == BackendState::Up && self.members[i].suppressed_until.is_some()
+            })
+            .collect();
+        let up = states.iter().filter(|s| **s == BackendState::Up).count();
+        if up == suppressed.len() {
+            return;
+        }
+        for i in suppressed {
+            states[i] = BackendState::Draining;
+        }
+    }
+
+    /// Suppresses a backend until `until` (flap damping), or extends it.
+    pub fn suppress(&mut self, backend: usize, until: Instant, now: Instant) -> Vec<Change> {
+        self.members[backend].suppressed_until = Some(until);
+        self.changes(now)
+    }
+
+    /// Restores a suppression an earlier agent saved, without changes:
+    /// the next tick compares it with what the data path has.
+    pub fn resume_suppression(&mut self, backend: usize, until: Instant) {
+        self.members[backend].suppressed_until = Some(until);
+    }
+
+    /// Until when a backend is suppressed.
+    pub fn suppressed_until(&self, backend: usize) -> Option<Instant> {
+        self.members[backend].suppressed_until
     }
 
     /// Up backends that would share new flows with `target` (or take them
@@ -438,9 +478,15 @@ impl ServicePolicy {
         }
     }
 
-    /// Releases holds whose delay has passed and ends expired drains.
+    /// Releases holds whose delay has passed, ends expired drains and
+    /// suppressions.
     pub fn on_tick(&mut self, now: Instant) -> Vec<Change> {
         self.release(|hold| matches!(hold, Hold::Until(at) if at <= now));
+        for member in &mut self.members {
+            if member.suppressed_until.is_some_and(|at| at <= now) {
+                member.suppressed_until = None;
+            }
+        }
         self.changes(now)
     }
 
@@ -455,18 +501,15 @@ impl ServicePolicy {
         self.members.iter().any(|m| m.hold.is_some())
     }
 
-    /// When the next timed hold or drain deadline ends, if any.
+    /// When the next timed hold, drain deadline or suppression ends, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.members
-            .iter()
-            .filter_map(|m| match (m.hold, m.admin) {
-                (Some(Hold::Until(at)), _) => Some(at),
-                (_, Admin::Drained { until: Some(at) }) if m.applied != BackendState::Down => {
-                    Some(at)
-                }
-                _ => None,
-            })
-            .min()
+        let holds = self.members.iter().filter_map(|m| match (m.hold, m.admin) {
+            (Some(Hold::Until(at)), _) => Some(at),
+            (_, Admin::Drained { until: Some(at) }) if m.applied != BackendState::Down => Some(at),
+            _ => None,
+        });
+        let suppressions = self.members.iter().filter_map(|m| m.suppressed_until);
+        holds.chain(suppressions).min()
     }
 
     fn release(&mut self, matches: impl Fn(Hold) -> bool) {

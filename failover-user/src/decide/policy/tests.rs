@@ -336,3 +336,39 @@ fn maintenance_takes_all_traffic_away_and_health_is_ignored_meanwhile() {
         vec![to(PRIMARY, BackendState::Up)]
     );
 }
+
+#[test]
+fn a_suppressed_backend_keeps_its_flows_but_takes_no_new_ones_until_reused() {
+    let t0 = Instant::now();
+    let until = t0 + Duration::from_secs(12);
+    let mut policy = active_passive(Failback::Auto {
+        delay: Duration::ZERO,
+    });
+    assert_eq!(
+        policy.suppress(PRIMARY, until, t0),
+        vec![to(PRIMARY, BackendState::Draining)]
+    );
+    assert_eq!(active(&policy), vec![STANDBY]);
+    assert_eq!(policy.next_deadline(), Some(until));
+    assert!(policy.on_tick(until - Duration::from_millis(1)).is_empty());
+    assert_eq!(policy.on_tick(until), vec![to(PRIMARY, BackendState::Up)]);
+    assert_eq!(policy.suppressed_until(PRIMARY), None);
+    assert_eq!(active(&policy), vec![PRIMARY]);
+}
+
+#[test]
+fn suppression_never_leaves_a_service_without_a_backend() {
+    let t0 = Instant::now();
+    let mut policy = active_passive(Failback::Manual);
+    policy.on_health(STANDBY, false, t0);
+    // The primary flaps but is the only healthy backend: it keeps serving.
+    assert!(
+        policy
+            .suppress(PRIMARY, t0 + Duration::from_secs(30), t0)
+            .is_empty()
+    );
+    assert_eq!(active(&policy), vec![PRIMARY]);
+    // Once the standby is back, the suppression applies.
+    policy.on_health(STANDBY, true, t0);
+    assert_eq!(active(&policy), vec![STANDBY]);
+}

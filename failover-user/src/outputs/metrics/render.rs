@@ -132,6 +132,27 @@ pub(super) fn render_agent(out: &mut Exposition, snapshot: &Snapshot) {
     }
 
     out.family(
+        "failover_backend_suppressed",
+        "gauge",
+        "1 while flap damping keeps the backend out of new flows.",
+    );
+    for (_, backend, labels) in backends(snapshot) {
+        let suppressed = backend.suppressed_for_s.is_some();
+        out.sample("failover_backend_suppressed", &labels, u8::from(suppressed));
+    }
+
+    out.family(
+        "failover_backend_damping_penalty",
+        "gauge",
+        "Flap-damping penalty of the backend (services with damping), as of its last change.",
+    );
+    for (_, backend, labels) in backends(snapshot) {
+        if let Some(penalty) = backend.damping_penalty {
+            out.sample("failover_backend_damping_penalty", &labels, penalty);
+        }
+    }
+
+    out.family(
         "failover_probe_results_total",
         "counter",
         "Health probes by result.",

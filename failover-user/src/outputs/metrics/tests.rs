@@ -19,6 +19,8 @@ fn backend(name: &str, id: u32, healthy: bool, state: &str) -> BackendView {
         healthy,
         state: state.to_owned(),
         admin: None,
+        damping_penalty: None,
+        suppressed_for_s: None,
         probe: ProbeStats::default(),
     }
 }
