@@ -35,8 +35,9 @@ pub mod names {
     /// Service id → the backends a refused SYN may go to besides the
     /// selection.
     pub const SPARES: &str = "FO_SPARES";
-    /// Backend id → its flap-damping penalty and suppression (the agent's).
-    pub const DAMPING: &str = "FO_DAMPING";
+    /// Backend id → its flap-damping penalty, suppression and slow start
+    /// (the agent's).
+    pub const TIMERS: &str = "FO_TIMERS";
     pub const ALL: [&str; 18] = [
         SERVICES,
         BACKENDS,
@@ -55,7 +56,7 @@ pub mod names {
         PROGRAMS,
         EVIDENCE,
         SPARES,
-        DAMPING,
+        TIMERS,
     ];
     /// Maps of earlier layouts the agent removes at start (their programs
     /// are replaced): the conntrack of two entries per flow.
@@ -339,23 +340,25 @@ pub struct AdminRecord {
 }
 const _: () = assert!(size_of::<AdminRecord>() == 24);
 
-/// Value of `FO_DAMPING` (an array indexed by backend id): a backend's
-/// flap-damping penalty and suppression, kept like [`AdminRecord`] for the
-/// next agent. The XDP program never reads it.
+/// Value of `FO_TIMERS` (an array indexed by backend id): a backend's
+/// flap-damping penalty and suppression and its slow start, kept like
+/// [`AdminRecord`] for the next agent. The XDP program never reads it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct DampingRecord {
+pub struct TimersRecord {
     /// [`Backend::generation`] of the slot the record was written for (0:
     /// no record).
     pub generation: u32,
-    /// The penalty (whole units) as of `at_ns`.
+    /// The flap-damping penalty (whole units) as of `penalty_at_ns`.
     pub penalty: u32,
     /// When the penalty was last set (CLOCK_MONOTONIC ns; 0: never).
-    pub at_ns: u64,
+    pub penalty_at_ns: u64,
     /// End of its suppression (CLOCK_MONOTONIC ns; 0: not suppressed).
     pub suppressed_until_ns: u64,
+    /// Start of its slow start (CLOCK_MONOTONIC ns; 0: not ramping).
+    pub slow_start_since_ns: u64,
 }
-const _: () = assert!(size_of::<DampingRecord>() == 24);
+const _: () = assert!(size_of::<TimersRecord>() == 32);
 
 /// [`AdminRecord::admin`]: who overrides health.
 pub mod admin_kind {
@@ -439,7 +442,7 @@ mod pod {
     unsafe impl aya::Pod for ServiceKey {}
     unsafe impl aya::Pod for Service {}
     unsafe impl aya::Pod for Spares {}
-    unsafe impl aya::Pod for DampingRecord {}
+    unsafe impl aya::Pod for TimersRecord {}
     unsafe impl aya::Pod for MaglevKey {}
     unsafe impl aya::Pod for Backend {}
     unsafe impl aya::Pod for FlowKey {}

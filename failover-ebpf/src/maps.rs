@@ -8,10 +8,10 @@ use aya_ebpf::{
 };
 use failover_common::{
     ADDRESS_SLOTS, AdminRecord, Backend, CLIENT_HOP_SLOTS, CachedHop, ClientHop, Counter,
-    DEFAULT_MAX_FLOWS, DampingRecord, EGRESS_SLOTS, Egress, Evidence, FloodWindow, Flow, FlowKey,
-    LastRedirect, MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES, MaglevChunk, MaglevKey,
-    REDIRECT_DROP_ENTRIES, ReverseKey, ReverseNat, SYN_SLOTS, Service, ServiceKey, Settings,
-    Spares, SynSeen, TrafficStats, programs,
+    DEFAULT_MAX_FLOWS, EGRESS_SLOTS, Egress, Evidence, FloodWindow, Flow, FlowKey, LastRedirect,
+    MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES, MaglevChunk, MaglevKey, REDIRECT_DROP_ENTRIES,
+    ReverseKey, ReverseNat, SYN_SLOTS, Service, ServiceKey, Settings, Spares, SynSeen,
+    TimersRecord, TrafficStats, programs,
     stats::{VERDICT_COUNT, reason},
 };
 
@@ -112,8 +112,8 @@ pub static ADMIN: Array<AdminRecord> = Array::pinned(MAX_BACKENDS, 0);
 
 /// Backend id → its flap-damping penalty and suppression, kept by the
 /// agent for its successor. Never read here.
-#[map(name = "FO_DAMPING")]
-pub static DAMPING: Array<DampingRecord> = Array::pinned(MAX_BACKENDS, 0);
+#[map(name = "FO_TIMERS")]
+pub static DAMPING: Array<TimersRecord> = Array::pinned(MAX_BACKENDS, 0);
 
 /// ifindex modulo `EGRESS_SLOTS` → how to send there (the agent marks an
 /// interface that drops redirected frames; see `failover_redirect_watch`).

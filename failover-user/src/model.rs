@@ -157,7 +157,14 @@ pub struct BackendSpec {
     pub tier: u8,
     pub weight: u32,
     pub state: BackendState,
+    /// Slow start: how much of its weight new flows see, per mille
+    /// ([`RAMP_FULL`] but while a returning backend ramps up). Agent
+    /// state, not configuration: kept when a reload keeps the backend.
+    pub ramp: u16,
 }
+
+/// [`BackendSpec::ramp`] of a backend at its full weight.
+pub const RAMP_FULL: u16 = 1000;
 
 impl BackendSpec {
     /// Where this backend serves `service`, as its replies carry it:
@@ -175,6 +182,7 @@ impl BackendSpec {
             tier: 0,
             weight: 1,
             state: BackendState::Up,
+            ramp: RAMP_FULL,
         }
     }
 

@@ -18,11 +18,14 @@ impl Agent {
             let changes = self.services[s].policy.on_tick(now);
             self.apply(s, before, changes, Cause::Timer);
         }
+        // Slow starts an earlier agent began go on from their stage.
+        self.advance_ramps(now);
     }
 
     pub(super) fn on_tick(&mut self) {
         self.resync();
         let now = Instant::now();
+        self.advance_ramps(now);
         for s in 0..self.services.len() {
             // Only a due hold or drain deadline gives a service work here.
             if self.services[s]
@@ -63,6 +66,7 @@ impl Agent {
         changes: &[crate::decide::policy::Change],
         cause: Cause,
     ) -> Option<std::time::Duration> {
+        self.start_ramps(s, changes, Instant::now());
         let service = &self.services[s];
         let mut failed = false;
         for change in changes {

@@ -27,7 +27,11 @@ impl Agent {
                 Some(ColdState::Failed { retry_at }) => Some(retry_at),
                 _ => None,
             });
-        policy.chain(cold).chain(self.resync.due()).min()
+        policy
+            .chain(cold)
+            .chain(self.resync.due())
+            .chain(self.next_ramp_stage())
+            .min()
     }
 
     /// Whether any service has cold standbys (whose start and retry

@@ -24,6 +24,7 @@ mod reload_diff;
 mod report;
 mod resync;
 mod runtime;
+mod slow_start;
 mod start;
 
 pub use self::lock::{LockError, PinDirLock, is_agent, remove_pid_file, write_pid_file};

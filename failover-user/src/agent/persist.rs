@@ -1,7 +1,7 @@
 //! The agent's own state of every backend, kept in `FO_ADMIN` next to the
 //! maps it explains: admin state (maintenance, operator drain and its
 //! deadline), health, failback holds and the switchover target; and in
-//! `FO_DAMPING`, its flap-damping penalty and suppression. A
+//! `FO_TIMERS`, its flap-damping penalty and suppression. A
 //! restarted agent (after SIGTERM, a crash or SIGKILL) resumes exactly what
 //! its predecessor decided; records of an earlier owner of a backend id are
 //! told apart by the slot's generation and ignored.
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use failover_common::{
     ADMIN_F_HEALTHY, ADMIN_F_HOLD_OPERATOR, ADMIN_F_HOLD_TIMED, ADMIN_F_SERVING,
-    ADMIN_F_SWITCHOVER_TARGET, ADMIN_F_VALID, AdminRecord, DampingRecord, admin_kind,
+    ADMIN_F_SWITCHOVER_TARGET, ADMIN_F_VALID, AdminRecord, TimersRecord, admin_kind,
 };
 use tracing::warn;
 
@@ -134,49 +134,53 @@ fn state_of(record: &AdminRecord, generation: u32, clock: Clock) -> Option<(Memb
     ))
 }
 
-/// A backend's flap damping as a record for a slot of `generation`.
-fn damping_record(
-    damping: &Damping,
-    suppressed_until: Option<Instant>,
-    generation: u32,
-    clock: Clock,
-) -> DampingRecord {
-    let (penalty, at) = damping.saved().unwrap_or((0.0, clock.instant));
-    DampingRecord {
+/// A backend's timers as an earlier agent left them.
+#[derive(Clone, Debug, Default)]
+pub(super) struct SavedTimers {
+    pub damping: Damping,
+    pub suppressed_until: Option<Instant>,
+    pub slow_start_since: Option<Instant>,
+}
+
+/// A backend's timers as a record for a slot of `generation`.
+fn timers_record(timers: &SavedTimers, generation: u32, clock: Clock) -> TimersRecord {
+    let (penalty, penalty_at_ns) = timers
+        .damping
+        .saved()
+        .map_or((0.0, 0), |(penalty, at)| (penalty, clock.to_ns(at)));
+    let ns = |at: Option<Instant>| at.map_or(0, |at| clock.to_ns(at));
+    TimersRecord {
         generation,
         penalty: penalty.round().clamp(0.0, f64::from(u32::MAX)) as u32,
-        at_ns: damping.saved().map_or(0, |_| clock.to_ns(at)),
-        suppressed_until_ns: suppressed_until.map_or(0, |until| clock.to_ns(until)),
+        penalty_at_ns,
+        suppressed_until_ns: ns(timers.suppressed_until),
+        slow_start_since_ns: ns(timers.slow_start_since),
     }
 }
 
-/// The flap damping saved in `record` for a slot of `generation`: the
-/// penalty and the end of a suppression.
-fn damping_of(
-    record: &DampingRecord,
-    generation: u32,
-    clock: Clock,
-) -> Option<(Damping, Option<Instant>)> {
-    if record.generation != generation || generation == 0 || record.at_ns == 0 {
+/// The timers saved in `record` for a slot of `generation`.
+fn timers_of(record: &TimersRecord, generation: u32, clock: Clock) -> Option<SavedTimers> {
+    if record.generation != generation || generation == 0 {
         return None;
     }
-    let damping = Damping::resumed(f64::from(record.penalty), clock.to_instant(record.at_ns));
-    let until =
-        (record.suppressed_until_ns != 0).then(|| clock.to_instant(record.suppressed_until_ns));
-    Some((damping, until))
+    let at = |ns: u64| (ns != 0).then(|| clock.to_instant(ns));
+    Some(SavedTimers {
+        damping: at(record.penalty_at_ns)
+            .map(|at| Damping::resumed(f64::from(record.penalty), at))
+            .unwrap_or_default(),
+        suppressed_until: at(record.suppressed_until_ns),
+        slow_start_since: at(record.slow_start_since_ns),
+    })
 }
 
-/// The flap damping an earlier agent saved for these backend ids.
-pub(super) fn saved_damping(
-    dataplane: &Dataplane,
-    ids: &[u32],
-) -> Vec<Option<(Damping, Option<Instant>)>> {
+/// The timers an earlier agent saved for these backend ids.
+pub(super) fn saved_timers(dataplane: &Dataplane, ids: &[u32]) -> Vec<Option<SavedTimers>> {
     let clock = Clock::now();
     ids.iter()
         .map(|id| {
             let generation = dataplane.backend_generation(*id)?;
-            let record = dataplane.admin_records().damping(*id).ok()?;
-            damping_of(&record, generation, clock)
+            let record = dataplane.admin_records().timers(*id).ok()?;
+            timers_of(&record, generation, clock)
         })
         .collect()
 }
@@ -211,7 +215,7 @@ impl ServiceRuntime {
         &self,
         dataplane: &Dataplane,
         clock: Clock,
-    ) -> Vec<(u32, AdminRecord, DampingRecord)> {
+    ) -> Vec<(u32, AdminRecord, TimersRecord)> {
         let target = self.policy.switched_to();
         self.backends
             .iter()
@@ -219,11 +223,15 @@ impl ServiceRuntime {
             .filter_map(|(i, backend)| {
                 let generation = dataplane.backend_generation(backend.id)?;
                 let state = self.policy.member_state(i);
-                let suppressed_until = self.policy.suppressed_until(i);
+                let timers = SavedTimers {
+                    damping: backend.damping.clone(),
+                    suppressed_until: self.policy.suppressed_until(i),
+                    slow_start_since: backend.ramp_since,
+                };
                 Some((
                     backend.id,
                     record_of(state, target == Some(i), generation, clock),
-                    damping_record(&backend.damping, suppressed_until, generation, clock),
+                    timers_record(&timers, generation, clock),
                 ))
             })
             .collect()
@@ -244,7 +252,7 @@ impl Agent {
             let records = self.dataplane.admin_records_mut();
             match records
                 .set(id, &record)
-                .and_then(|()| records.set_damping(id, &damping))
+                .and_then(|()| records.set_timers(id, &damping))
             {
                 Ok(()) => {
                     self.services[s].saved.insert(id, (record, damping));
@@ -324,21 +332,30 @@ mod tests {
     }
 
     #[test]
-    fn damping_survives_a_round_trip() {
+    fn timers_survive_a_round_trip() {
         let clock = Clock::now();
         let settings = crate::decide::damping::DampingSettings::default();
         let mut damping = Damping::default();
         let until = damping.failed(clock.instant, &settings, true);
-        let record = damping_record(&damping, until, 3, clock);
+        let since = clock.instant - Duration::from_secs(3);
+        let timers = SavedTimers {
+            damping: damping.clone(),
+            suppressed_until: until,
+            slow_start_since: Some(since),
+        };
+        let record = timers_record(&timers, 3, clock);
         let later = Clock::now();
-        let (back, back_until) = damping_of(&record, 3, later).expect("valid");
+        let back = timers_of(&record, 3, later).expect("valid");
         let now = Instant::now();
-        assert!((back.penalty(now, &settings) - damping.penalty(now, &settings)).abs() < 1.0);
-        let (a, b) = (until.unwrap(), back_until.unwrap());
-        assert!(a.max(b) - a.min(b) < Duration::from_millis(1));
-        // Another owner of the id, or no penalty ever: nothing.
-        assert!(damping_of(&record, 4, later).is_none());
-        let none = damping_record(&Damping::default(), None, 3, clock);
-        assert!(damping_of(&none, 3, later).is_none());
+        let penalty = |d: &Damping| d.penalty(now, &settings);
+        assert!((penalty(&back.damping) - penalty(&damping)).abs() < 1.0);
+        let close = |a: Instant, b: Instant| a.max(b) - a.min(b) < Duration::from_millis(1);
+        assert!(close(back.suppressed_until.unwrap(), until.unwrap()));
+        assert!(close(back.slow_start_since.unwrap(), since));
+        // Another owner of the id: nothing; nothing saved: nothing set.
+        assert!(timers_of(&record, 4, later).is_none());
+        let none = timers_of(&timers_record(&SavedTimers::default(), 3, clock), 3, later).unwrap();
+        assert!(none.damping.saved().is_none());
+        assert!(none.suppressed_until.is_none() && none.slow_start_since.is_none());
     }
 }

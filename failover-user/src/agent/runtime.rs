@@ -32,6 +32,8 @@ pub(crate) struct BackendRuntime {
     pub confirming: bool,
     /// Its flap-damping penalty (services with `[services.damping]`).
     pub damping: crate::decide::damping::Damping,
+    /// Since when its share of new flows ramps up (slow start).
+    pub ramp_since: Option<Instant>,
     /// Cold standbys only.
     pub cold: Option<ColdState>,
 }
@@ -60,7 +62,7 @@ pub(crate) struct ServiceRuntime {
     /// The `FO_ADMIN` records last written, by backend id.
     pub saved: std::collections::BTreeMap<
         u32,
-        (failover_common::AdminRecord, failover_common::DampingRecord),
+        (failover_common::AdminRecord, failover_common::TimersRecord),
     >,
 }
 
@@ -116,7 +118,7 @@ impl ServiceRuntime {
         let mut backends = Vec::new();
         let mut members = Vec::new();
         let (saved, switched_to) = super::persist::saved_states(dataplane, ids);
-        let damped = super::persist::saved_damping(dataplane, ids);
+        let timers = super::persist::saved_timers(dataplane, ids);
         for ((backend, id), saved) in plan.backends.iter().zip(ids).zip(&saved) {
             let raw = dataplane.backends_map().get(*id)?.state;
             let state = BackendState::from_raw(raw).unwrap_or(BackendState::Down);
@@ -131,6 +133,7 @@ impl ServiceRuntime {
                 passive_refused_at: None,
                 confirming: false,
                 damping: Default::default(),
+                ramp_since: None,
                 // An adopted cold standby that is up stays started.
                 cold: backend.cold.as_ref().map(|_| {
                     if healthy {
@@ -146,16 +149,19 @@ impl ServiceRuntime {
             .dead_flows(plan.dead_flows)
             .quorum(plan.quorum)
             .resume(&saved, switched_to);
-        // Flap damping resumes too, while the service damps.
-        if plan.damping.is_some() {
-            for (b, damped) in damped.into_iter().enumerate() {
-                let Some((damping, until)) = damped else {
-                    continue;
-                };
-                backends[b].damping = damping;
-                if let Some(until) = until {
+        // Flap damping and slow start resume too, where the service has them.
+        for (b, saved) in timers.into_iter().enumerate() {
+            let Some(saved) = saved else {
+                continue;
+            };
+            if plan.damping.is_some() {
+                backends[b].damping = saved.damping;
+                if let Some(until) = saved.suppressed_until {
                     policy.resume_suppression(b, until);
                 }
+            }
+            if plan.slow_start.is_some() {
+                backends[b].ramp_since = saved.slow_start_since;
             }
         }
         Ok(Self {
@@ -285,6 +291,10 @@ impl ServiceRuntime {
                         .policy
                         .suppressed_until(i)
                         .map(|until| until.saturating_duration_since(now).as_secs_f64()),
+                    slow_start_share: b.ramp_since.and_then(|_| {
+                        let spec = dataplane.service(self.id)?.backends.get(&b.id)?;
+                        Some(f64::from(spec.ramp) / f64::from(crate::model::RAMP_FULL))
+                    }),
                     probe: b.stats.clone(),
                 }
             })
@@ -368,6 +378,7 @@ impl ServiceRuntime {
                     passive_refused_at: b.passive_refused_at,
                     confirming: b.confirming,
                     damping: b.damping.clone(),
+                    ramp_since: b.ramp_since,
                     cold: b.cold,
                 })
                 .collect(),

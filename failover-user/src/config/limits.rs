@@ -62,6 +62,9 @@ pub const DAMPING_HALF_LIFE: RangeInclusive<Duration> = secs(1)..=secs(3600);
 pub const DAMPING_MAX_SUPPRESS: RangeInclusive<Duration> = secs(1)..=secs(24 * 3600);
 pub const DAMPING_PENALTY: RangeInclusive<u32> = 1..=1_000_000;
 
+/// `slow_start`: how long a returning backend's share ramps up.
+pub const SLOW_START: RangeInclusive<Duration> = secs(1)..=secs(3600);
+
 /// "between A and B" for error messages.
 pub fn describe<T: std::fmt::Debug>(range: &RangeInclusive<T>) -> String {
     format!("between {:?} and {:?}", range.start(), range.end())

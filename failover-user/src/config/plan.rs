@@ -119,6 +119,9 @@ pub struct ServicePlan {
     /// SYNs a backend refuses (RST) or leaves unanswered (repeated by the
     /// client) go to another backend, in the data path.
     pub redispatch: bool,
+    /// A returning backend's share of new flows ramps up linearly over
+    /// this; `None`: at once.
+    pub slow_start: Option<std::time::Duration>,
     pub quorum: Option<(
         crate::decide::policy::Quorum,
         crate::decide::policy::QuorumPolicy,

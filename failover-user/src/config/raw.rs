@@ -102,6 +102,8 @@ pub(super) struct RawService {
     pub(super) dead_flows: RawDeadFlows,
     /// Send SYNs a backend refuses to another one (default on).
     pub(super) redispatch: Option<bool>,
+    /// A returning backend's share of new flows ramps up over this.
+    pub(super) slow_start: Option<Spanned<String>>,
     /// A count (2) or a percentage ("50%") of the active tier's members.
     pub(super) min_healthy: Option<Spanned<RawQuorum>>,
     pub(super) quorum_policy: Option<Spanned<RawQuorumPolicy>>,

@@ -501,3 +501,20 @@ fn flap_damping_is_off_unless_configured_and_consistent() {
         assert!(err.contains(field) && err.contains(says), "{lines}: {err}");
     }
 }
+
+#[test]
+fn slow_start_and_redispatch_are_read_and_bounded() {
+    let config = AgentConfig::parse(EXAMPLE).unwrap();
+    assert_eq!(config.services[0].slow_start, None);
+    assert!(config.services[0].redispatch, "redispatch is on by default");
+    let with =
+        |line: &str| EXAMPLE.replace("[services.probe]", &format!("{line}\n\n[services.probe]"));
+    let on = AgentConfig::parse(&with("slow_start = \"30s\"\nredispatch = false")).unwrap();
+    assert_eq!(on.services[0].slow_start, Some(Duration::from_secs(30)));
+    assert!(!on.services[0].redispatch);
+    let err = error_of(&with("slow_start = \"2h\""));
+    assert!(
+        err.contains("slow_start") && err.contains("out of bounds"),
+        "{err}"
+    );
+}

@@ -135,5 +135,6 @@ fn backend_spec_of(backend: &failover_common::Backend) -> Option<BackendSpec> {
         tier: backend.tier,
         weight: backend.weight,
         state: BackendState::from_raw(backend.state)?,
+        ramp: crate::model::RAMP_FULL,
     })
 }

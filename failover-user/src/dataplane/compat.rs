@@ -10,10 +10,10 @@ use std::path::Path;
 
 use aya::maps::MapInfo;
 use failover_common::{
-    ADDRESS_SLOTS, AdminRecord, Backend, Counter, DampingRecord, EGRESS_SLOTS, Egress, Evidence,
-    Flow, FlowKey, MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES, MaglevChunk, MaglevKey,
-    REDIRECT_DROP_ENTRIES, ReverseKey, ReverseNat, Service, ServiceKey, Settings, Spares,
-    TrafficStats, names, programs,
+    ADDRESS_SLOTS, AdminRecord, Backend, Counter, EGRESS_SLOTS, Egress, Evidence, Flow, FlowKey,
+    MAGLEV_CHUNKS, MAX_BACKENDS, MAX_SERVICES, MaglevChunk, MaglevKey, REDIRECT_DROP_ENTRIES,
+    ReverseKey, ReverseNat, Service, ServiceKey, Settings, Spares, TimersRecord, TrafficStats,
+    names, programs,
     stats::{VERDICT_COUNT, reason},
 };
 use tracing::info;
@@ -70,7 +70,7 @@ fn layouts(max_flows: u32) -> [(&'static str, usize, usize, u32); 18] {
         (names::PROGRAMS, 4, 4, programs::COUNT),
         (names::EVIDENCE, 4, size_of::<Evidence>(), MAX_BACKENDS),
         (names::SPARES, 4, size_of::<Spares>(), MAX_SERVICES),
-        (names::DAMPING, 4, size_of::<DampingRecord>(), MAX_BACKENDS),
+        (names::TIMERS, 4, size_of::<TimersRecord>(), MAX_BACKENDS),
     ]
 }
 

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
 use failover_common::{
-    AdminRecord, Backend, Counter, DampingRecord, EGRESS_F_VIA_STACK, EGRESS_SLOTS, Egress,
-    Evidence, MAGLEV_CHUNK_SLOTS, MAX_SPARES, MaglevChunk, MaglevKey, Service, ServiceKey, Spares,
-    TrafficStats, names,
+    AdminRecord, Backend, Counter, EGRESS_F_VIA_STACK, EGRESS_SLOTS, Egress, Evidence,
+    MAGLEV_CHUNK_SLOTS, MAX_SPARES, MaglevChunk, MaglevKey, Service, ServiceKey, Spares,
+    TimersRecord, TrafficStats, names,
     stats::{VERDICT_COUNT, reason},
 };
 
@@ -233,16 +233,16 @@ impl Backends {
 /// `FO_ADMIN`: backend id → the agent's own state of it.
 pub struct AdminRecords {
     admin: Array<MapData, AdminRecord>,
-    damping: Array<MapData, DampingRecord>,
+    timers: Array<MapData, TimersRecord>,
 }
 
 impl AdminRecords {
     pub fn open(source: &mut impl MapSource) -> Result<Self, DataplaneError> {
         let admin = source.take(names::ADMIN)?;
-        let damping = source.take(names::DAMPING)?;
+        let timers = source.take(names::TIMERS)?;
         Ok(Self {
             admin: Array::try_from(admin).map_err(map_err(names::ADMIN))?,
-            damping: Array::try_from(damping).map_err(map_err(names::DAMPING))?,
+            timers: Array::try_from(timers).map_err(map_err(names::TIMERS))?,
         })
     }
 
@@ -254,15 +254,15 @@ impl AdminRecords {
         self.admin.get(&id, 0).map_err(map_err(names::ADMIN))
     }
 
-    /// `FO_DAMPING`: a backend's flap-damping record.
-    pub fn set_damping(&mut self, id: u32, value: &DampingRecord) -> Result<(), DataplaneError> {
-        self.damping
+    /// `FO_TIMERS`: a backend's flap damping and slow start.
+    pub fn set_timers(&mut self, id: u32, value: &TimersRecord) -> Result<(), DataplaneError> {
+        self.timers
             .set(id, value, 0)
-            .map_err(map_err(names::DAMPING))
+            .map_err(map_err(names::TIMERS))
     }
 
-    pub fn damping(&self, id: u32) -> Result<DampingRecord, DataplaneError> {
-        self.damping.get(&id, 0).map_err(map_err(names::DAMPING))
+    pub fn timers(&self, id: u32) -> Result<TimersRecord, DataplaneError> {
+        self.timers.get(&id, 0).map_err(map_err(names::TIMERS))
     }
 }
 

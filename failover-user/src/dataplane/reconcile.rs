@@ -71,10 +71,17 @@ impl Dataplane {
                 .find(|(bid, b)| {
                     b.addr == backend.addr && b.port == backend.port && !next.contains_key(*bid)
                 })
-                .map(|(bid, b)| (*bid, b.state));
+                .map(|(bid, b)| (*bid, b.state, b.ramp));
             let bid = match kept {
-                Some((bid, state)) => {
-                    next.insert(bid, BackendSpec { state, ..*backend });
+                Some((bid, state, ramp)) => {
+                    next.insert(
+                        bid,
+                        BackendSpec {
+                            state,
+                            ramp,
+                            ..*backend
+                        },
+                    );
                     bid
                 }
                 None => {

@@ -334,6 +334,33 @@ impl Dataplane {
         self.tables.slot(service_id, entry.table_generation, slot)
     }
 
+    /// Sets how much of a backend's weight new flows see (slow start), in
+    /// the record only: the service's next publish (a state change, or
+    /// [`Self::republish`]) writes it.
+    pub fn set_ramp(&mut self, backend_id: u32, ramp: u16) -> Result<(), DataplaneError> {
+        let service_id = self
+            .slots
+            .get(&backend_id)
+            .ok_or(SpecError::UnknownBackend { id: backend_id })?
+            .service;
+        let entry = self
+            .services
+            .get_mut(&service_id)
+            .ok_or(SpecError::UnknownService { id: service_id })?;
+        if let Some(backend) = entry.backends.get_mut(&backend_id) {
+            backend.ramp = ramp;
+        }
+        Ok(())
+    }
+
+    /// Writes a service's value and table again from its record.
+    pub fn republish(&mut self, service_id: u32) -> Result<(), DataplaneError> {
+        let mut entry = self.entry(service_id)?;
+        self.publish(&mut entry)?;
+        self.services.insert(service_id, entry);
+        Ok(())
+    }
+
     /// Changes a backend's state, ordering the backend slot and the service's
     /// selection/table so new flows are never dropped in between.
     pub fn set_backend_state(

@@ -4,7 +4,9 @@
 //!
 //! - `Tiers`: new flows go to the up backends of the most preferred tier that
 //!   has any (active-passive is one backend per tier; active-active is several
-//!   in tier 0). The table is Maglev over them.
+//!   in tier 0). The table is Maglev over them, each weighted by its slow
+//!   start's ramp; while the whole tier is ramping up (a failback), the
+//!   next tier that has up backends keeps the rest of the weight.
 //! - `NPlusOne`: the most preferred configured tier holds the N active
 //!   members; up backends of later tiers are spares. The table is Maglev over
 //!   all N members, so each owns fixed slots; a member that is not up hands
@@ -18,7 +20,7 @@ use failover_common::MAX_SELECTION;
 
 use crate::{
     decide::maglev::{self, Member},
-    model::{BackendSpec, BackendState},
+    model::{BackendSpec, BackendState, RAMP_FULL},
 };
 
 /// The selection new flows are hashed over: the ids of the up backends in
@@ -82,26 +84,94 @@ pub struct Plan {
     pub table: Option<Vec<u32>>,
 }
 
+/// A backend's Maglev member: its weight in thousandths, times its ramp
+/// (a uniform factor leaves every table as it was).
 fn member(spec: &BackendSpec) -> Member {
+    member_weighted(spec, spec.ramp)
+}
+
+fn member_weighted(spec: &BackendSpec, per_mille: u16) -> Member {
     Member {
         address: spec.addr,
         port: spec.port.unwrap_or(0),
-        weight: spec.weight,
+        weight: spec.weight * u32::from(per_mille.min(RAMP_FULL)),
     }
 }
 
 fn maglev_over(backends: &BTreeMap<u32, BackendSpec>, ids: &[u32], size: u32) -> Vec<u32> {
-    let members: Vec<Member> = ids.iter().map(|id| member(&backends[id])).collect();
+    maglev_blended(backends, ids, &[], RAMP_FULL, size)
+}
+
+/// Maglev over `ids` at their full weights: N+1's members own fixed slots,
+/// which a ramp would move (slow start does not apply there).
+fn maglev_fixed(backends: &BTreeMap<u32, BackendSpec>, ids: &[u32], size: u32) -> Vec<u32> {
+    let members: Vec<Member> = ids
+        .iter()
+        .map(|id| member_weighted(&backends[id], RAMP_FULL))
+        .collect();
     maglev::build(&members, size)
         .into_iter()
         .map(|i| ids[i as usize])
         .collect()
 }
 
+/// While every backend of the active tier ramps up (slow start after a
+/// failback), the next tier with up backends keeps the share they do not
+/// take yet: the ids to add and the per-mille of their weight.
+fn ramp_blend(backends: &BTreeMap<u32, BackendSpec>, active: &[u32]) -> Option<(Vec<u32>, u16)> {
+    let ramp = active.iter().map(|id| backends[id].ramp).max()?;
+    if ramp >= RAMP_FULL {
+        return None;
+    }
+    let tier = backends[active.first()?].tier;
+    let (_, next) = selection(
+        backends
+            .iter()
+            .filter(|(_, spec)| spec.tier > tier)
+            .map(|(id, spec)| (*id, spec)),
+    );
+    (!next.is_empty()).then_some((next, RAMP_FULL - ramp))
+}
+
+/// Maglev over `ids` and, blended in, `rest` at `rest_ramp` of its weight.
+fn maglev_blended(
+    backends: &BTreeMap<u32, BackendSpec>,
+    ids: &[u32],
+    rest: &[u32],
+    rest_ramp: u16,
+    size: u32,
+) -> Vec<u32> {
+    let all: Vec<u32> = ids.iter().chain(rest).copied().collect();
+    let members: Vec<Member> = ids
+        .iter()
+        .map(|id| member(&backends[id]))
+        .chain(
+            rest.iter()
+                .map(|id| member_weighted(&backends[id], rest_ramp)),
+        )
+        .collect();
+    maglev::build(&members, size)
+        .into_iter()
+        .map(|i| all[i as usize])
+        .collect()
+}
+
 pub fn plan(backends: &BTreeMap<u32, BackendSpec>, mode: Mode, table_size: u32) -> Plan {
     match mode {
         Mode::Tiers => {
-            let (active_tier, ids) = selection(backends.iter().map(|(id, spec)| (*id, spec)));
+            let (active_tier, mut ids) = selection(backends.iter().map(|(id, spec)| (*id, spec)));
+            if table_size != 0
+                && let Some((rest, rest_ramp)) = ramp_blend(backends, &ids)
+            {
+                let table = maglev_blended(backends, &ids, &rest, rest_ramp, table_size);
+                ids.extend(rest);
+                ids.truncate(MAX_SELECTION);
+                return Plan {
+                    active_tier,
+                    selection: ids,
+                    table: Some(table),
+                };
+            }
             // One backend needs no table: the selection picks it alike, and a
             // failover to a single standby then writes one service value
             // instead of a whole table.
@@ -163,11 +233,11 @@ fn n_plus_one(backends: &BTreeMap<u32, BackendSpec>, table_size: u32) -> Plan {
             table,
         };
     }
-    let base = maglev_over(backends, &members, table_size);
+    let base = maglev_fixed(backends, &members, table_size);
     let needs_fallback = members
         .iter()
         .any(|id| !up(id) && !stand_in.contains_key(id));
-    let fallback = needs_fallback.then(|| maglev_over(backends, &serving, table_size));
+    let fallback = needs_fallback.then(|| maglev_fixed(backends, &serving, table_size));
     let table = base
         .iter()
         .enumerate()
@@ -292,6 +362,64 @@ mod tests {
         BackendSpec::new(Ipv4Addr::new(198, 51, 100, last))
             .tier(tier)
             .state(state)
+    }
+
+    /// Share of the table's slots per backend id.
+    fn shares(table: &[u32]) -> BTreeMap<u32, f64> {
+        let mut counts = BTreeMap::new();
+        for id in table {
+            *counts.entry(*id).or_insert(0usize) += 1;
+        }
+        counts
+            .into_iter()
+            .map(|(id, n)| (id, n as f64 / table.len() as f64))
+            .collect()
+    }
+
+    #[test]
+    fn a_failing_back_primary_ramps_its_share_and_the_standby_keeps_the_rest() {
+        for ramp in [100u16, 250, 500, 900] {
+            let mut primary = spec(1, 0, BackendState::Up);
+            primary.ramp = ramp;
+            let all: BTreeMap<u32, BackendSpec> =
+                [(0, primary), (1, spec(2, 1, BackendState::Up))].into();
+            let plan = plan(&all, Mode::Tiers, SIZE);
+            assert_eq!(plan.active_tier, 0);
+            assert_eq!(plan.selection, vec![0, 1]);
+            let share = shares(&plan.table.unwrap())[&0];
+            let want = f64::from(ramp) / f64::from(RAMP_FULL);
+            assert!((share - want).abs() < 0.01, "ramp {ramp}: {share}");
+        }
+        // At full weight: the primary alone, no table.
+        let all: BTreeMap<u32, BackendSpec> = [
+            (0, spec(1, 0, BackendState::Up)),
+            (1, spec(2, 1, BackendState::Up)),
+        ]
+        .into();
+        let plan = plan(&all, Mode::Tiers, SIZE);
+        assert_eq!((plan.selection, plan.table), (vec![0], None));
+    }
+
+    #[test]
+    fn a_returning_member_of_a_tier_ramps_its_weight_among_the_others() {
+        let mut returning = spec(3, 0, BackendState::Up);
+        returning.ramp = 200;
+        let all: BTreeMap<u32, BackendSpec> = [
+            (0, spec(1, 0, BackendState::Up)),
+            (1, spec(2, 0, BackendState::Up)),
+            (2, returning),
+            (3, spec(4, 1, BackendState::Up)),
+        ]
+        .into();
+        let plan = plan(&all, Mode::Tiers, SIZE);
+        assert_eq!(
+            plan.selection,
+            vec![0, 1, 2],
+            "the next tier is not blended in"
+        );
+        let share = shares(&plan.table.unwrap())[&2];
+        // 0.2 / (1 + 1 + 0.2)
+        assert!((share - 0.2 / 2.2).abs() < 0.01, "{share}");
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub struct BackendView {
     pub damping_penalty: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suppressed_for_s: Option<f64>,
+    /// Slow start: the share of its weight new flows see while it ramps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slow_start_share: Option<f64>,
     pub probe: ProbeStats,
 }
 

@@ -151,6 +151,7 @@ impl ServiceToml {
         out.opt("min_healthy", self.policies.min_healthy);
         out.opt("quorum_policy", self.policies.quorum_policy);
         out.opt("redispatch", self.policies.redispatch);
+        out.opt("slow_start", self.policies.slow_start);
         if self.probe != ProbeToml::default() {
             out.table("[services.probe]");
             self.probe.render(out);
@@ -195,6 +196,8 @@ pub struct Policies {
     pub quorum_policy: Option<QuorumPolicy>,
     /// `redispatch`: SYNs a backend refuses go to another (default on).
     pub redispatch: Option<bool>,
+    /// `slow_start`: a returning backend's share ramps up over this.
+    pub slow_start: Option<Duration>,
 }
 
 /// The setters of a service's [`Policies`], for whatever states them: a
@@ -225,6 +228,11 @@ pub trait SetPolicies: Sized {
 
     fn redispatch(mut self, on: bool) -> Self {
         self.policies_mut().redispatch = Some(on);
+        self
+    }
+
+    fn slow_start(mut self, over: Duration) -> Self {
+        self.policies_mut().slow_start = Some(over);
         self
     }
 }

@@ -157,7 +157,7 @@ fn a_flapping_primary_is_suppressed_until_its_penalty_decays() {
     );
     let held = lab.sample(10, Duration::from_millis(20));
     assert_eq!(held.answered_by("standby"), 10, "{}", held.summary());
-    // A restarted agent resumes the suppression (FO_DAMPING).
+    // A restarted agent resumes the suppression (FO_TIMERS).
     lab.stop_agent();
     lab.start_agent();
     let status = lab.status();

@@ -10,7 +10,8 @@
 //!
 //! The checks every failover test shares in `switch`; the tests by
 //! concern: `faults`, `flapping`, `failback`, `restart`, `first_reply`,
-//! `flood_guard`, `dual_stack`, `passive` (ejection on the data path's evidence).
+//! `flood_guard`, `dual_stack`, `passive` (ejection on the data path's evidence),
+//! `slow_start`.
 
 mod dual_stack;
 mod failback;
@@ -20,4 +21,5 @@ mod flapping;
 mod flood_guard;
 mod passive;
 mod restart;
+mod slow_start;
 mod switch;

@@ -184,6 +184,7 @@ impl Resolver<'_> {
                     } else {
                         crate::model::BackendState::Up
                     },
+                    ramp: crate::model::RAMP_FULL,
                 },
                 probe,
                 cold,
@@ -270,6 +271,14 @@ impl Resolver<'_> {
             None => None,
             Some(passive) => Some(self.passive(&name, passive)?),
         };
+        let slow_start = match &raw.slow_start {
+            None => None,
+            Some(text) => Some(self.duration(
+                &format!("services.{name}.slow_start"),
+                text,
+                limits::SLOW_START,
+            )?),
+        };
         let damping = match &raw.damping {
             None => None,
             Some(damping) => Some(self.damping(&name, damping)?),
@@ -282,6 +291,7 @@ impl Resolver<'_> {
             mode,
             dead_flows,
             redispatch: raw.redispatch.unwrap_or(true),
+            slow_start,
             quorum,
             passive,
             damping,

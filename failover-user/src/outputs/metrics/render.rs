@@ -153,6 +153,17 @@ pub(super) fn render_agent(out: &mut Exposition, snapshot: &Snapshot) {
     }
 
     out.family(
+        "failover_backend_slow_start_share",
+        "gauge",
+        "Share of its weight a returning backend gets while its slow start ramps up.",
+    );
+    for (_, backend, labels) in backends(snapshot) {
+        if let Some(share) = backend.slow_start_share {
+            out.sample("failover_backend_slow_start_share", &labels, share);
+        }
+    }
+
+    out.family(
         "failover_probe_results_total",
         "counter",
         "Health probes by result.",

@@ -21,6 +21,7 @@ fn backend(name: &str, id: u32, healthy: bool, state: &str) -> BackendView {
         admin: None,
         damping_penalty: None,
         suppressed_for_s: None,
+        slow_start_share: None,
         probe: ProbeStats::default(),
     }
 }
