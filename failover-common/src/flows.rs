@@ -212,15 +212,17 @@ pub struct SynSeen {
     pub seq: u32,
     /// Below [`MAX_BACKENDS`](crate::MAX_BACKENDS).
     pub backend_id: u16,
-    /// Bits 0–12: `bpf_ktime_get_coarse_ns` >> 30 (about seconds) when the
-    /// SYN passed, wrapping (every 2.3 hours). [`SynSeen::RECORDED`]: a
+    /// Bits 0–11: `bpf_ktime_get_coarse_ns` >> 30 (about seconds) when the
+    /// SYN passed, wrapping (every 73 minutes). [`SynSeen::RECORDED`]: a
     /// first ACK recorded the flow: the SYN still guides an evicted flow's
     /// next packet, but no longer starts a new connection on an entry of
     /// its tuple. [`SynSeen::ANSWERED`]: the backend answered the
     /// handshake with a SYN-ACK (kept across the client's repeated SYNs of
     /// the tuple): a later RST is no evidence of a dead service.
     /// [`SynSeen::REDISPATCHED`]: the SYN was already sent to another
-    /// backend once; it is not redispatched again. (Sixteen
+    /// backend once (or redispatch found none); it is not redispatched
+    /// again. [`SynSeen::REFUSED`]: a RST answering it was rebuilt into
+    /// it; a later RST is not. (Sixteen
     /// bytes a slot keep the array in a core's cache.)
     pub stamp: u16,
 }
@@ -234,8 +236,10 @@ impl SynSeen {
     pub const ANSWERED: u16 = 0x4000;
     /// [`SynSeen::stamp`]'s bit for a SYN redispatched once.
     pub const REDISPATCHED: u16 = 0x2000;
+    /// [`SynSeen::stamp`]'s bit for a SYN rebuilt from its backend's RST.
+    pub const REFUSED: u16 = 0x1000;
     /// [`SynSeen::stamp`]'s time bits.
-    pub const TIME: u16 = 0x1fff;
+    pub const TIME: u16 = 0x0fff;
 }
 
 /// Slots of `FO_SYNS` (a power of two: 512 KiB, small enough to stay in a

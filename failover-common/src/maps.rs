@@ -75,10 +75,12 @@ pub mod programs {
     pub const IPV6: u32 = 1;
     /// ICMPv6 other than neighbour discovery (errors about tracked flows).
     pub const IPV6_NOT_TCP_UDP: u32 = 2;
-    /// IPv4 again (the attached program): a SYN redispatched from a
-    /// backend's RST goes through it as the client's.
-    pub const IPV4: u32 = 3;
-    pub const COUNT: u32 = 4;
+    /// An IPv4 SYN redispatch acts on (repeated unanswered, or rebuilt
+    /// from its backend's RST).
+    pub const REDISPATCH: u32 = 3;
+    /// The same for IPv6.
+    pub const IPV6_REDISPATCH: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
 
 /// Most services one edge host can carry.

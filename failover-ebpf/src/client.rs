@@ -11,13 +11,13 @@ use failover_common::{
 
 use crate::{
     complete,
-    conntrack::{self, NewFlow, Target},
+    conntrack::{self, NO_BACKEND, NewFlow, RepeatedSyn, Target},
     counters::{self, Towards},
     egress::{ingress_ifindex, next_hop, send, via_stack},
     evidence,
     family::Family,
     fib::{Lookup, NextHop},
-    maps::{BACKEND_HOPS, FLOWS, REVERSE, SERVICES},
+    maps::{BACKEND_HOPS, FLOWS, PROGRAMS, REVERSE, SERVICES},
     nat::End,
     outcome::{Outcome, drop, pass},
     parse::{L4, Parsed, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN, tcp_seq_ack},
@@ -99,18 +99,64 @@ pub fn from_client<F: Family>(ctx: &XdpContext, parsed: &Parsed<F>, bytes: u64) 
         }
         counters::reason(reason::EVENT_REPICK, bytes);
     }
-    // A repeated SYN its backend never answered goes elsewhere (redispatch).
-    let refused = if fresh_syn && service.flags & SERVICE_F_REDISPATCH != 0 {
-        let (seq, _) = tcp_seq_ack(l4);
-        conntrack::refused_syn(flow_hash(&key, FLOW_HASH_SEED), seq, now)
-    } else {
-        None
-    };
+    // A repeated SYN redispatch acts on goes to its own program (which
+    // returns here only if the agent has not filled its slot).
+    if fresh_syn
+        && service.flags & SERVICE_F_REDISPATCH != 0
+        && conntrack::repeated_syn(flow_hash(&key, FLOW_HASH_SEED), tcp_seq_ack(l4).0, now).any()
+    {
+        // SAFETY: a tail call; on failure the table decides, as without
+        // redispatch.
+        let _ = unsafe { PROGRAMS.tail_call(ctx, F::REDISPATCH) };
+    }
+    let repeated = RepeatedSyn::NONE;
     Some(to_backend(
         ctx,
         parsed,
         &key,
-        Route::New { service, refused },
+        Route::New { service, repeated },
+        now,
+        bytes,
+    ))
+}
+
+/// A SYN redispatch acts on (`redispatch`), in the program of its own:
+/// its backend never answered it, so it goes to another; or it went to
+/// another already, and goes there again.
+#[inline(always)]
+pub fn repeated_syn<F: Family>(
+    ctx: &XdpContext,
+    parsed: &Parsed<F>,
+    bytes: u64,
+) -> Option<Outcome> {
+    let (src, dst) = (F::src(parsed.l3.ip), F::dst(parsed.l3.ip));
+    let l4 = &parsed.l4;
+    if l4.proto != PROTO_TCP || l4.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) != TCP_FLAG_SYN {
+        return None;
+    }
+    let key = FlowKey::new(
+        F::FAMILY,
+        F::key(src),
+        F::key(dst),
+        l4.src_port,
+        l4.dst_port,
+        l4.proto,
+    );
+    let service_key = ServiceKey {
+        addr: F::key(dst),
+        port_be: l4.dst_port,
+        proto: l4.proto,
+        family: F::FAMILY,
+    };
+    // SAFETY: the agent replaces values whole (RCU); we only read.
+    let service = unsafe { &*SERVICES.get_ptr(service_key)? };
+    let now = conntrack::now();
+    let repeated = conntrack::repeated_syn(flow_hash(&key, FLOW_HASH_SEED), tcp_seq_ack(l4).0, now);
+    Some(to_backend(
+        ctx,
+        parsed,
+        &key,
+        Route::New { service, repeated },
         now,
         bytes,
     ))
@@ -133,11 +179,11 @@ enum Route<'a, F: Family> {
         backend_id: u32,
         backend: Target<F>,
     },
-    /// No usable entry: the table decides, unless the packet is a SYN a
-    /// backend refused (`refused`: its id), which goes to another.
+    /// No usable entry: the table decides, unless the packet is a repeated
+    /// SYN redispatch acts on.
     New {
         service: &'a Service,
-        refused: Option<u32>,
+        repeated: RepeatedSyn,
     },
 }
 
@@ -159,7 +205,6 @@ fn to_backend<F: Family>(
     let ingress = ingress_ifindex(ctx);
     let mut hash = 0;
     let mut followed_syn = false;
-    let mut redispatched = false;
     let (backend_id, backend, service_id, tracked) = match route {
         // SAFETY: a live LRU value.
         Route::Tracked {
@@ -172,7 +217,7 @@ fn to_backend<F: Family>(
             unsafe { (*entry).service_id },
             Some(entry),
         ),
-        Route::New { service, refused } => {
+        Route::New { service, repeated } => {
             hash = flow_hash(key, FLOW_HASH_SEED);
             // A first ACK goes where its SYN went, if that is remembered.
             let handshake =
@@ -181,23 +226,48 @@ fn to_backend<F: Family>(
                 } else {
                     None
                 };
-            let other = refused.and_then(|id| conntrack::pick_other(hash, service, id));
+            // Another backend for a repeated SYN redispatch acts on.
+            let other = if repeated.refused != NO_BACKEND {
+                let other = conntrack::pick_other(hash, service, repeated.refused);
+                if other.is_some() {
+                    counters::reason(reason::EVENT_SYN_REDISPATCHED, bytes);
+                }
+                other
+            } else if repeated.redispatched_to != NO_BACKEND {
+                conntrack::for_new_flow(repeated.redispatched_to)
+            } else {
+                None
+            };
             let (backend_id, backend) = match (handshake, other) {
                 (Some(found), _) => {
                     counters::reason(reason::EVENT_SYN_FOLLOWED, bytes);
                     followed_syn = true;
                     found
                 }
-                (None, Some(other)) => {
-                    counters::reason(reason::EVENT_SYN_REDISPATCHED, bytes);
-                    redispatched = true;
-                    other
-                }
+                (None, Some(other)) => other,
                 (None, None) => match conntrack::pick(hash, service, bytes) {
                     Some(picked) => picked,
                     None => return drop(reason::DROP_NO_BACKEND),
                 },
             };
+            if l4.proto == PROTO_TCP && l4.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN
+            {
+                // Remembered here, where the pick is made (the rest of the
+                // path needs no more of it): once redispatch had its say, it
+                // never acts on this SYN again (with no other backend, the
+                // refusal reaches the client).
+                let (seq, _) = tcp_seq_ack(l4);
+                let redispatched = repeated.any();
+                conntrack::remember_syn(
+                    hash,
+                    backend_id,
+                    backend.generation,
+                    seq,
+                    now,
+                    redispatched,
+                );
+                evidence::syn_sent(backend_id);
+            }
             (backend_id, Target::<F>::of(&backend), service.id, None)
         }
     };
@@ -261,10 +331,6 @@ fn to_backend<F: Family>(
                 // is a new connection's (see from_client).
                 conntrack::syn_recorded(hash);
             }
-        } else if l4.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN {
-            let (seq, _) = tcp_seq_ack(l4);
-            conntrack::remember_syn(hash, backend_id, backend.generation, seq, now, redispatched);
-            evidence::syn_sent(backend_id);
         } else if l4.tcp_flags & TCP_FLAG_SYN == 0 {
             counters::reason(reason::EVENT_MIDFLOW_PICK, bytes);
         }

@@ -277,7 +277,7 @@ pub fn remember_syn(
             // that: its RST to a SYN in the window is no evidence. One
             // redispatched stays so: it is not redispatched again.
             let kept = if (*slot).flow_hash == hash && recent((*slot).stamp, now) {
-                (*slot).stamp & (SynSeen::ANSWERED | SynSeen::REDISPATCHED)
+                (*slot).stamp & (SynSeen::ANSWERED | SynSeen::REDISPATCHED | SynSeen::REFUSED)
             } else {
                 0
             };
@@ -297,14 +297,82 @@ pub fn remember_syn(
     }
 }
 
-/// The backend a repeated SYN (sequence number `seq`) of flow hash `hash`
-/// was first sent to, if it never answered and the SYN was never
-/// redispatched: a backend that refused it (`redispatch`).
+/// No backend, in [`RepeatedSyn`].
+pub const NO_BACKEND: u32 = u32::MAX;
+
+/// What a SYN repeating the remembered one (the same sequence number)
+/// means for redispatch. Plain ids, [`NO_BACKEND`] for none: values the
+/// verifier sees initialized on every path.
+#[derive(Clone, Copy)]
+pub struct RepeatedSyn {
+    /// Its backend never answered it: send it to another than this.
+    pub refused: u32,
+    /// It was redispatched to this backend already: it goes there again.
+    pub redispatched_to: u32,
+}
+
+impl RepeatedSyn {
+    pub const NONE: Self = Self {
+        refused: NO_BACKEND,
+        redispatched_to: NO_BACKEND,
+    };
+
+    /// Whether redispatch acts on the SYN.
+    pub fn any(&self) -> bool {
+        self.refused != NO_BACKEND || self.redispatched_to != NO_BACKEND
+    }
+}
+
+/// A SYN of flow hash `hash` with sequence number `seq`: what redispatch
+/// makes of it ([`RepeatedSyn::NONE`] for a first SYN).
 #[inline(always)]
-pub fn refused_syn(hash: u32, seq: u32, now: u64) -> Option<u32> {
-    let seen = remembered_syn(hash, now)?;
-    let settled = SynSeen::ANSWERED | SynSeen::RECORDED | SynSeen::REDISPATCHED;
-    (seen.seq == seq && seen.stamp & settled == 0).then_some(u32::from(seen.backend_id))
+pub fn repeated_syn(hash: u32, seq: u32, now: u64) -> RepeatedSyn {
+    let Some(seen) = remembered_syn(hash, now) else {
+        return RepeatedSyn::NONE;
+    };
+    if seen.seq != seq || recorded(&seen) {
+        return RepeatedSyn::NONE;
+    }
+    let id = u32::from(seen.backend_id);
+    if seen.stamp & SynSeen::REDISPATCHED != 0 {
+        let follows = backend(id).is_some_and(|backend| {
+            backend.generation == seen.backend_generation && usable_for_new(backend.state)
+        });
+        return RepeatedSyn {
+            refused: NO_BACKEND,
+            redispatched_to: if follows { id } else { NO_BACKEND },
+        };
+    }
+    if seen.stamp & SynSeen::ANSWERED != 0 {
+        return RepeatedSyn::NONE;
+    }
+    RepeatedSyn {
+        refused: id,
+        redispatched_to: NO_BACKEND,
+    }
+}
+
+/// Backend `id`, if it may take a new flow.
+#[inline(always)]
+pub fn for_new_flow(id: u32) -> Option<(u32, Backend)> {
+    backend(id)
+        .filter(|b| usable_for_new(b.state))
+        .map(|b| (id, b))
+}
+
+/// Marks the SYN of flow hash `hash` refused (before its backend's RST is
+/// rebuilt into it): a later RST to it is not rebuilt again by this
+/// program, whichever program the rebuilt SYN goes through.
+#[inline(always)]
+pub fn mark_refused(hash: u32) {
+    if let Some(slot) = SYNS.get_ptr_mut(hash & (SYN_SLOTS - 1)) {
+        // SAFETY: a live array slot; a racing writer stores a whole record.
+        unsafe {
+            if (*slot).flow_hash == hash {
+                (*slot).stamp |= SynSeen::REFUSED;
+            }
+        }
+    }
 }
 
 /// Selection entries [`pick_other`] tries (a bounded loop keeps the
@@ -317,8 +385,8 @@ const OTHER_TRIES: u32 = 4;
 #[inline(always)]
 pub fn pick_other(hash: u32, service: &Service, refused: u32) -> Option<(u32, Backend)> {
     let usable = |id: u32| {
-        backend(id)
-            .filter(|b| id != refused && b.service_id == service.id && usable_for_new(b.state))
+        id != refused
+            && backend(id).is_some_and(|b| b.service_id == service.id && usable_for_new(b.state))
     };
     let len = service.selection_len;
     if len != 0 && len <= MAX_SELECTION as u32 {
@@ -329,8 +397,8 @@ pub fn pick_other(hash: u32, service: &Service, refused: u32) -> Option<(u32, Ba
             // SAFETY: reading a local.
             let entry = unsafe { core::ptr::read_volatile(&((start + i) % len)) };
             let id = service.selection[entry as usize & (MAX_SELECTION - 1)];
-            if let Some(found) = usable(id) {
-                return Some((id, found));
+            if usable(id) {
+                return for_new_flow(id);
             }
             i += 1;
         }
@@ -339,8 +407,8 @@ pub fn pick_other(hash: u32, service: &Service, refused: u32) -> Option<(u32, Ba
     let mut i = 0;
     while i < MAX_SPARES && i < spares.len as usize {
         let id = spares.ids[i];
-        if let Some(found) = usable(id) {
-            return Some((id, found));
+        if usable(id) {
+            return for_new_flow(id);
         }
         i += 1;
     }
@@ -420,7 +488,8 @@ fn recorded(seen: &SynSeen) -> bool {
 /// Whether a RST acknowledging `ack` from `backend_id` answers the SYN of
 /// flow hash `hash`: remembered, recent, unrecorded, never answered with a
 /// SYN-ACK, sent to this owner of the id, and acknowledged exactly. If so,
-/// whether that SYN was already redispatched once.
+/// whether redispatch is done with that SYN (redispatched once, or
+/// already rebuilt from a RST).
 #[inline(always)]
 pub fn syn_answered(hash: u32, backend_id: u32, ack: u32, now: u64) -> Option<bool> {
     let seen = remembered_syn(hash, now)?;
@@ -429,7 +498,7 @@ pub fn syn_answered(hash: u32, backend_id: u32, ack: u32, now: u64) -> Option<bo
         && u32::from(seen.backend_id) == backend_id
         && seen.seq.wrapping_add(1) == ack
         && backend(backend_id).is_some_and(|b| b.generation == seen.backend_generation))
-    .then_some(seen.stamp & SynSeen::REDISPATCHED != 0)
+    .then_some(seen.stamp & (SynSeen::REDISPATCHED | SynSeen::REFUSED) != 0)
 }
 
 /// Whether a packet without an entry may record its flow: UDP, or a TCP ACK

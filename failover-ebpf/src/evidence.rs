@@ -41,8 +41,8 @@ pub fn unreachable(backend_id: u32) {
 /// sent to this backend, acknowledged as its sequence number plus one).
 /// Any other RST — an application closing an established connection, a
 /// live backend's answer to a client's repeated SYN — counts nothing.
-/// Returns the refused SYN's sequence number if it was never redispatched
-/// (`redispatch` may send it elsewhere).
+/// Returns the refused SYN's sequence number if redispatch is not done
+/// with it (`redispatch` may send it elsewhere).
 #[inline(always)]
 pub fn reply(backend_id: u32, l4: &L4, key: &FlowKey, now: u64) -> Option<u32> {
     let flags = l4.tcp_flags;
@@ -51,10 +51,10 @@ pub fn reply(backend_id: u32, l4: &L4, key: &FlowKey, now: u64) -> Option<u32> {
         conntrack::syn_acked(flow_hash(key, FLOW_HASH_SEED));
     } else if flags & (TCP_FLAG_RST | TCP_FLAG_ACK) == TCP_FLAG_RST | TCP_FLAG_ACK {
         let (_, ack) = tcp_seq_ack(l4);
-        let redispatched =
+        let settled =
             conntrack::syn_answered(flow_hash(key, FLOW_HASH_SEED), backend_id, ack, now)?;
         bump(backend_id, |e| e.syn_resets += 1);
-        return (!redispatched).then_some(ack.wrapping_sub(1));
+        return (!settled).then_some(ack.wrapping_sub(1));
     }
     None
 }

@@ -30,8 +30,9 @@ pub trait Family: Copy {
     const PROTO_ICMP: u8;
     /// Whether the ICMP checksum covers a pseudo-header (ICMPv6's does).
     const ICMP_PSEUDO_HEADER: bool;
-    /// The `FO_PROGRAMS` slot of the program that serves this family.
-    const ENTRY: u32;
+    /// The `FO_PROGRAMS` slot of the program that redispatches this
+    /// family's SYNs.
+    const REDISPATCH: u32;
 
     fn src(ip: *const Self::Hdr) -> Self::Addr;
     fn dst(ip: *const Self::Hdr) -> Self::Addr;
@@ -107,7 +108,7 @@ impl Family for V4 {
     const AF: u8 = 2;
     const PROTO_ICMP: u8 = 1;
     const ICMP_PSEUDO_HEADER: bool = false;
-    const ENTRY: u32 = failover_common::programs::IPV4;
+    const REDISPATCH: u32 = failover_common::programs::REDISPATCH;
 
     #[inline(always)]
     fn src(ip: *const Ipv4Hdr) -> u32 {

@@ -207,7 +207,7 @@ impl Family for V6 {
     const AF: u8 = 10;
     const PROTO_ICMP: u8 = PROTO_ICMPV6;
     const ICMP_PSEUDO_HEADER: bool = true;
-    const ENTRY: u32 = failover_common::programs::IPV6;
+    const REDISPATCH: u32 = failover_common::programs::IPV6_REDISPATCH;
 
     #[inline(always)]
     fn src(ip: *const Ipv6Hdr) -> [u32; 4] {

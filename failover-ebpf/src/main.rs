@@ -87,6 +87,32 @@ pub fn failover_ipv6(ctx: XdpContext) -> u32 {
     finish(process_ipv6(&ctx, bytes), bytes)
 }
 
+/// An IPv4 SYN redispatch acts on, handed over by [`failover`] (a
+/// client's repeated SYN) or by itself (a backend's RST rebuilt into the
+/// SYN) with a tail call (`redispatch`).
+#[xdp]
+pub fn failover_redispatch(ctx: XdpContext) -> u32 {
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    let outcome = parse::parse_l3(&ctx)
+        .and_then(|l3| parse::parse_l4(&ctx, l3))
+        .ok()
+        .and_then(|parsed| client::repeated_syn(&ctx, &parsed, bytes))
+        .unwrap_or(pass(reason::PASS_NO_SERVICE));
+    finish(outcome, bytes)
+}
+
+/// The same for IPv6, handed over by [`failover_ipv6`].
+#[xdp]
+pub fn failover_ipv6_redispatch(ctx: XdpContext) -> u32 {
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    let outcome = ipv6::parse(&ctx)
+        .and_then(|l3| parse::parse_l4(&ctx, l3))
+        .ok()
+        .and_then(|parsed| client::repeated_syn(&ctx, &parsed, bytes))
+        .unwrap_or(pass(reason::PASS_NO_SERVICE));
+    finish(outcome, bytes)
+}
+
 /// Counts the verdict and its reason; returns the action.
 #[inline(always)]
 fn finish(outcome: Outcome, bytes: u64) -> u32 {

@@ -4,22 +4,30 @@
 //!
 //! - A RST that answers a SYN exactly (`evidence::reply`) is turned back
 //!   into the client's SYN — client → VIP, the SYN's sequence number —
-//!   and handed to the program's own entry (`programs::IPV4`/`IPV6`) by a
-//!   tail call, where the client path sees a repeated, unanswered SYN.
-//! - A repeated SYN (the client's retransmission, or the one rebuilt here)
-//!   whose first went to a backend that never answered goes to another
-//!   backend of the service: the selection without it, else `FO_SPARES`.
+//!   and handed by a tail call to the redispatch program of its family
+//!   (`programs::REDISPATCH`, `IPV6_REDISPATCH`): the client path for a
+//!   repeated, unanswered SYN.
+//! - So is a repeated SYN (the client's retransmission) whose first went
+//!   to a backend that never answered: it goes to another backend of the
+//!   service, the selection without it, else `FO_SPARES`. Programs of
+//!   their own, so the main path's verification does not carry them.
 //!
-//! Each SYN is redispatched once (`SynSeen::REDISPATCHED`): a second
-//! refusal reaches the client. What it keeps per flow: nothing beyond the
+//! Each SYN is redispatched once (`SynSeen::REDISPATCHED`, and a RST is
+//! rebuilt once: `SynSeen::REFUSED`): a second refusal reaches the client,
+//! and so does the first when no other backend is there. What it keeps per flow: nothing beyond the
 //! SYN memory every SYN writes anyway. What it costs: a rebuilt SYN carries
 //! only an MSS option, so that connection runs without window scaling,
 //! SACK or timestamps (both ends agree on that from the handshake).
 
 use aya_ebpf::{helpers::bpf_xdp_adjust_tail, programs::XdpContext};
-use failover_common::{PROTO_TCP, SERVICE_F_REDISPATCH, ServiceKey, csum, stats::reason};
+use failover_common::{
+    FlowKey, PROTO_TCP, SERVICE_F_REDISPATCH, ServiceKey, csum,
+    hash::{FLOW_HASH_SEED, flow_hash},
+    stats::reason,
+};
 
 use crate::{
+    conntrack,
     family::{Family, V4},
     ipv6::{IPV6_LEN, Ipv6Hdr, V6},
     maps::{PROGRAMS, SERVICES},
@@ -29,10 +37,12 @@ use crate::{
 };
 
 const IPV4_DF_BE: u16 = 0x4000u16.to_be();
-/// What the rebuilt SYN announces: an Ethernet MTU's segment (path MTU
-/// discovery corrects it), and the largest unscaled window.
-const MSS_V4: u16 = 1460;
-const MSS_V6: u16 = 1440;
+/// What the rebuilt SYN announces (the client's own options are not
+/// known here): a segment that fits links with tunnel or PPPoE overhead,
+/// so a path whose MTU discovery is broken still carries it, and the
+/// largest unscaled window.
+const MSS_V4: u16 = 1360;
+const MSS_V6: u16 = 1220;
 const WINDOW: u16 = 65535;
 
 /// A SYN's TCP header with one MSS option.
@@ -57,35 +67,39 @@ pub enum Rebuilt {
     Lost,
 }
 
-/// The backend's RST (of flow client → `vip`:`vip_port`) answered the
-/// SYN with sequence number `seq`: if the service redispatches, the frame
-/// becomes that SYN again and goes through the client path, which sends
-/// it elsewhere. `None`: the RST goes on to the client.
+/// The backend's RST (of flow `key`, client → `vip`:`vip_port`) answered
+/// the SYN with sequence number `seq`: if the service redispatches, the
+/// frame becomes that SYN again and goes through the client path, which
+/// sends it elsewhere. `None`: the RST goes on to the client.
 #[inline(always)]
 pub fn refused<F: Family>(
     ctx: &XdpContext,
     parsed: &Parsed<F>,
-    vip: F::Addr,
-    vip_port_be: u16,
+    key: &FlowKey,
+    (vip, vip_port_be): (F::Addr, u16),
     seq: u32,
 ) -> Option<Outcome> {
-    let key = ServiceKey {
+    let service = ServiceKey {
         addr: F::key(vip),
         port_be: vip_port_be,
         proto: PROTO_TCP,
         family: F::FAMILY,
     };
     // SAFETY: the agent replaces values whole; we only read.
-    let flags = unsafe { (*SERVICES.get_ptr(key)?).flags };
+    let flags = unsafe { (*SERVICES.get_ptr(service)?).flags };
     if flags & SERVICE_F_REDISPATCH == 0 {
         return None;
     }
+    // Marked in this program's SYN memory: the SYN may go through a newer
+    // program with a memory of its own (an agent replacing the program),
+    // and this one must not rebuild the next RST again.
+    conntrack::mark_refused(flow_hash(key, FLOW_HASH_SEED));
     match F::rebuild_syn(ctx, parsed, vip, vip_port_be, seq) {
         Rebuilt::Untouched => return None,
         Rebuilt::Syn => {
             // SAFETY: a tail call; it returns only when it fails (the
             // agent has not filled the slot).
-            let _ = unsafe { PROGRAMS.tail_call(ctx, F::ENTRY) };
+            let _ = unsafe { PROGRAMS.tail_call(ctx, F::REDISPATCH) };
         }
         Rebuilt::Lost => {}
     }

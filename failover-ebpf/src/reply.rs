@@ -95,7 +95,7 @@ pub fn to_client<F: Family>(
     );
     if l4.proto == PROTO_TCP
         && let Some(seq) = evidence::reply(backend_id, l4, &key, now)
-        && let Some(outcome) = redispatch::refused(ctx, parsed, vip, vip_port, seq)
+        && let Some(outcome) = redispatch::refused(ctx, parsed, &key, (vip, vip_port), seq)
     {
         return outcome;
     }

@@ -37,8 +37,11 @@ pub const IPV6_PROGRAM_NAME: &str = "failover_ipv6";
 /// Name of the program the IPv6 program hands ICMPv6 (other than
 /// neighbour discovery) to, by tail call.
 pub const IPV6_NOT_TCP_UDP_PROGRAM_NAME: &str = "failover_ipv6_not_tcp_udp";
+/// The program SYNs redispatch acts on go to, by tail call (IPv4, IPv6).
+pub const REDISPATCH_PROGRAM_NAME: &str = "failover_redispatch";
+pub const IPV6_REDISPATCH_PROGRAM_NAME: &str = "failover_ipv6_redispatch";
 /// The tail-called programs and their `FO_PROGRAMS` slots.
-pub const TAIL_CALLED: [(&str, u32); 3] = [
+pub const TAIL_CALLED: [(&str, u32); 5] = [
     (
         NOT_TCP_UDP_PROGRAM_NAME,
         failover_common::programs::NOT_TCP_UDP,
@@ -47,6 +50,14 @@ pub const TAIL_CALLED: [(&str, u32); 3] = [
     (
         IPV6_NOT_TCP_UDP_PROGRAM_NAME,
         failover_common::programs::IPV6_NOT_TCP_UDP,
+    ),
+    (
+        REDISPATCH_PROGRAM_NAME,
+        failover_common::programs::REDISPATCH,
+    ),
+    (
+        IPV6_REDISPATCH_PROGRAM_NAME,
+        failover_common::programs::IPV6_REDISPATCH,
     ),
 ];
 /// Where the agent pins its maps unless told otherwise.

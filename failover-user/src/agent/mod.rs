@@ -122,6 +122,9 @@ pub(crate) struct Agent {
     _egress: egress::EgressWatch,
     /// Where bursts of probes confirming the data path's evidence report.
     confirms: mpsc::Sender<passive::Confirmed>,
+    /// Bumped whenever `services` is rebuilt (start, reload): a result
+    /// about backend indexes of another epoch is stale.
+    services_epoch: u64,
 }
 
 /// Sets up the data path from `config` and runs until `shutdown` resolves.
@@ -198,6 +201,7 @@ pub async fn run(
         flows: flow_counter,
         _egress: egress_watch,
         confirms,
+        services_epoch: 0,
     };
     for warning in config.warnings() {
         warn!("{warning}");

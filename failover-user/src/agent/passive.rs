@@ -29,9 +29,9 @@ const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// A confirming burst's result on its way to the decision loop.
 pub(super) struct Confirmed {
-    /// The probe set's generation when the burst started (a reload or a
-    /// restart of the probes makes it stale).
-    generation: u64,
+    /// The services' epoch when the burst started (a reload that rebuilt
+    /// them makes it stale: indexes may name other backends).
+    epoch: u64,
     service: usize,
     backend: usize,
     why: String,
@@ -65,7 +65,7 @@ impl Agent {
                     continue;
                 };
                 let backend = &mut self.services[s].backends[b];
-                if backend.confirming {
+                if backend.confirming == Some(self.services_epoch) {
                     continue;
                 }
                 let Some(verdict) = backend.watch.observe(now, evidence, &settings) else {
@@ -131,7 +131,7 @@ impl Agent {
     fn confirm(&mut self, s: usize, b: usize, why: String, read_at: Instant, timeout: Duration) {
         let service = &mut self.services[s];
         let backend = &mut service.backends[b];
-        backend.confirming = true;
+        backend.confirming = Some(self.services_epoch);
         info!(service = %service.name, backend = %backend.name, evidence = %why, "confirming the data path's evidence with {CONFIRM_PROBES} probes");
         let plan = &service.plan.backends[b];
         let spec = ProbeSpec {
@@ -139,13 +139,13 @@ impl Agent {
             ..plan.probe.clone()
         };
         let address = plan.spec.addr;
-        let generation = self.probes.generation();
+        let epoch = self.services_epoch;
         let results = self.confirms.clone();
         tokio::spawn(async move {
             let (failed, detail) = burst(&spec, address).await;
             let _ = results
                 .send(Confirmed {
-                    generation,
+                    epoch,
                     service: s,
                     backend: b,
                     why,
@@ -160,13 +160,8 @@ impl Agent {
     /// Acts on a confirming burst: ejects the backend if every probe
     /// failed. Returns whether it was ejected.
     pub(super) fn on_confirmed(&mut self, done: Confirmed) -> bool {
-        if done.generation != self.probes.generation() {
-            // Reloaded meanwhile: indexes may name other backends now.
-            for service in &mut self.services {
-                for backend in &mut service.backends {
-                    backend.confirming = false;
-                }
-            }
+        if done.epoch != self.services_epoch {
+            // Rebuilt meanwhile: the flag it set is of an old epoch.
             return false;
         }
         let Some(backend) = self
@@ -176,7 +171,7 @@ impl Agent {
         else {
             return false;
         };
-        backend.confirming = false;
+        backend.confirming = None;
         let name = backend.name.clone();
         let service = self.services[done.service].name.clone();
         if done.failed < CONFIRM_PROBES {

@@ -28,8 +28,9 @@ pub(crate) struct BackendRuntime {
     /// When an ejection on that evidence was last refused (the cap, or the
     /// last healthy backend): its warning is logged at most every 10 s.
     pub passive_refused_at: Option<Instant>,
-    /// Whether probes are confirming the evidence against it.
-    pub confirming: bool,
+    /// Probes are confirming the evidence against it, since this services
+    /// epoch (a flag of another epoch means nothing).
+    pub confirming: Option<u64>,
     /// Its flap-damping penalty (services with `[services.damping]`).
     pub damping: crate::decide::damping::Damping,
     /// Since when its share of new flows ramps up (slow start).
@@ -131,7 +132,7 @@ impl ServiceRuntime {
                 stats: ProbeStats::default(),
                 watch: Default::default(),
                 passive_refused_at: None,
-                confirming: false,
+                confirming: None,
                 damping: Default::default(),
                 ramp_since: None,
                 // An adopted cold standby that is up stays started.
@@ -256,7 +257,11 @@ impl ServiceRuntime {
                         Some("cold standby failed to start".to_owned())
                     }
                     Admin::Normal if self.policy.suppressed_until(i).is_some() => {
-                        Some("suppressed (flapping)".to_owned())
+                        Some(if self.policy.desired(i, now) == BackendState::Up {
+                            "suppressed (flapping), but the only backend for new flows".to_owned()
+                        } else {
+                            "suppressed (flapping)".to_owned()
+                        })
                     }
                     Admin::Normal => {
                         match (self.policy.hold(i), self.policy.hold_remaining(i, now)) {
@@ -326,6 +331,8 @@ impl super::Agent {
     ) -> Result<Vec<ServiceRuntime>, DataplaneError> {
         let wanted: Vec<_> = config.services.iter().map(ServicePlan::wanted).collect();
         let ids = self.dataplane.reconcile(&wanted)?;
+        // Confirmations under way are about the old indexes.
+        self.services_epoch += 1;
         let mut runtimes = Vec::new();
         for (plan, (id, backend_ids)) in config.services.iter().zip(&ids) {
             match previous.iter().position(|old| &old.plan == plan) {
@@ -376,7 +383,7 @@ impl ServiceRuntime {
                     stats: b.stats.clone(),
                     watch: b.watch.clone(),
                     passive_refused_at: b.passive_refused_at,
-                    confirming: b.confirming,
+                    confirming: None,
                     damping: b.damping.clone(),
                     ramp_since: b.ramp_since,
                     cold: b.cold,

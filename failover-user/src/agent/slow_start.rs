@@ -21,11 +21,15 @@ use crate::{
 const STAGES: u32 = 30;
 
 /// The ramp (per mille) `elapsed` into a slow start of `duration`: the
-/// stage it is in, the first from the start.
+/// linear ramp's value at the middle of the stage it is in (so each
+/// stage's share averages the ramp over it), full from `duration` on.
 fn ramp_at(elapsed: Duration, duration: Duration) -> u16 {
+    if elapsed >= duration {
+        return RAMP_FULL;
+    }
     let stage = (elapsed.as_secs_f64() / duration.as_secs_f64() * f64::from(STAGES)).floor();
-    let stage = (stage as u32 + 1).min(STAGES);
-    (stage * u32::from(RAMP_FULL) / STAGES) as u16
+    let middle = (stage + 0.5) / f64::from(STAGES);
+    ((middle * f64::from(RAMP_FULL)).round() as u16).clamp(1, RAMP_FULL)
 }
 
 /// When the stage after the one `elapsed` is in begins.
@@ -43,6 +47,9 @@ impl Agent {
         let Some(duration) = service.plan.slow_start else {
             return;
         };
+        if service.plan.mode == crate::decide::select::Mode::NPlusOne {
+            return;
+        }
         for change in changes.iter().filter(|c| c.state == BackendState::Up) {
             let backend = &mut service.backends[change.backend];
             let was_up = self
@@ -65,10 +72,12 @@ impl Agent {
     }
 
     /// Moves every ramp to its stage at `now`, republishing the services
-    /// whose tables change; ends the ramps that reached full weight.
+    /// whose tables change; ends the ramps that reached full weight, and
+    /// those of services that no longer have a slow start (a reload).
     pub(super) fn advance_ramps(&mut self, now: Instant) {
         for s in 0..self.services.len() {
             let Some(duration) = self.services[s].plan.slow_start else {
+                self.end_ramps(s);
                 continue;
             };
             let service_id = self.services[s].id;
@@ -104,6 +113,38 @@ impl Agent {
         }
     }
 
+    /// Puts every backend of service `s` (which has no slow start) back at
+    /// its full weight, if a ramp was left in its record.
+    fn end_ramps(&mut self, s: usize) {
+        let service_id = self.services[s].id;
+        let ramping: Vec<u32> = self
+            .dataplane
+            .service(service_id)
+            .map(|entry| {
+                entry
+                    .backends
+                    .iter()
+                    .filter(|(_, spec)| spec.ramp != RAMP_FULL)
+                    .map(|(id, _)| *id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if ramping.is_empty() {
+            return;
+        }
+        for backend in &mut self.services[s].backends {
+            backend.ramp_since = None;
+        }
+        for id in ramping {
+            let _ = self.dataplane.set_ramp(id, RAMP_FULL);
+        }
+        if self.dataplane.republish(service_id).is_err() {
+            self.mark_dirty(s);
+        }
+        self.persist(s);
+        self.refresh_service_telemetry(s);
+    }
+
     /// When the next ramp stage begins, if any backend ramps.
     pub(super) fn next_ramp_stage(&self) -> Option<Instant> {
         let now = Instant::now();
@@ -131,11 +172,12 @@ mod tests {
     #[test]
     fn the_ramp_grows_linearly_in_stages_to_full() {
         let duration = Duration::from_secs(30);
-        assert_eq!(ramp_at(Duration::ZERO, duration), 33);
-        assert_eq!(ramp_at(Duration::from_millis(999), duration), 33);
-        assert_eq!(ramp_at(Duration::from_secs(1), duration), 66);
-        assert_eq!(ramp_at(Duration::from_secs(15), duration), 533);
-        assert_eq!(ramp_at(Duration::from_millis(29_999), duration), RAMP_FULL);
+        assert_eq!(ramp_at(Duration::ZERO, duration), 17);
+        assert_eq!(ramp_at(Duration::from_millis(999), duration), 17);
+        assert_eq!(ramp_at(Duration::from_secs(1), duration), 50);
+        assert_eq!(ramp_at(Duration::from_secs(15), duration), 517);
+        assert_eq!(ramp_at(Duration::from_millis(29_999), duration), 983);
+        assert_eq!(ramp_at(duration, duration), RAMP_FULL);
         assert_eq!(ramp_at(Duration::from_secs(90), duration), RAMP_FULL);
         let since = Instant::now();
         assert_eq!(

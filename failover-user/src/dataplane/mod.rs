@@ -279,10 +279,7 @@ pub fn remove_pins(pin_dir: &Path) -> std::io::Result<()> {
 /// Puts the programs the forwarding program tail-calls into `FO_PROGRAMS`
 /// (pinned: they stay there when the agent exits).
 fn hand_over(ebpf: &mut Ebpf) -> Result<(), DataplaneError> {
-    // The forwarding program itself too: a redispatched SYN goes through
-    // it again.
-    let itself = (PROGRAM_NAME, failover_common::programs::IPV4);
-    for (name, slot) in TAIL_CALLED.into_iter().chain([itself]) {
+    for (name, slot) in TAIL_CALLED {
         let fd = program(ebpf, name)?
             .fd()
             .map_err(|source| DataplaneError::Program { name, source })?

@@ -123,7 +123,7 @@ impl Watch {
                 settings.unreachable
             )));
         }
-        let unanswered = self.unanswered(now, settings.syn_timeout);
+        let unanswered = self.unanswered(now, evidence, settings.syn_timeout);
         (unanswered >= settings.unanswered).then(|| Verdict {
             why: format!(
                 "{unanswered} SYNs unanswered for {:?} since its last SYN-ACK (threshold {})",
@@ -134,10 +134,11 @@ impl Watch {
     }
 
     /// SYNs sent after the last sample in which SYN-ACKs advanced (or
-    /// the first sample) and at least `timeout` before `now`: none of them
-    /// has been answered. Not bound by the window: a service with a SYN a
-    /// second is judged as one with a thousand.
-    fn unanswered(&self, now: Instant, timeout: Duration) -> u64 {
+    /// the first sample) and at least `timeout` before `now`, less those
+    /// answered by a RST since (`latest` is the newest sample): none of
+    /// them has been answered. Not bound by the window: a service with a
+    /// SYN a second is judged as one with a thousand.
+    fn unanswered(&self, now: Instant, latest: Evidence, timeout: Duration) -> u64 {
         let Some((answered_at, answered)) = self.answered else {
             return 0;
         };
@@ -152,7 +153,11 @@ impl Watch {
         if *at < answered_at {
             return 0;
         }
-        old_enough.syns.saturating_sub(answered.syns)
+        let refused = latest.syn_resets.saturating_sub(answered.syn_resets);
+        old_enough
+            .syns
+            .saturating_sub(answered.syns)
+            .saturating_sub(refused)
     }
 
     /// Forgets the samples (after an ejection: the next one starts afresh).
@@ -300,6 +305,26 @@ mod tests {
             }
         }
         assert!(verdict.is_some());
+    }
+
+    #[test]
+    fn syns_refused_with_a_rst_are_not_unanswered() {
+        let settings = PassiveSettings {
+            syn_timeout: Duration::from_millis(50),
+            resets: 1000,
+            ..PassiveSettings::default()
+        };
+        let mut watch = Watch::default();
+        let t0 = Instant::now();
+        for i in 0..20u64 {
+            let at = t0 + Duration::from_millis(10 * i);
+            let refused = Evidence {
+                syns: i,
+                syn_resets: i,
+                ..Evidence::default()
+            };
+            assert_eq!(watch.observe(at, refused, &settings), None, "sample {i}");
+        }
     }
 
     #[test]

@@ -267,7 +267,7 @@ impl ServicePolicy {
     }
 
     /// Every backend's data-path state: health and holds, operator overrides,
-    /// the dead-flow policy, flap damping, then the quorum rule.
+    /// the dead-flow policy, the quorum rule, then flap damping.
     pub fn states(&self, now: Instant) -> Vec<BackendState> {
         let mut states: Vec<BackendState> = self
             .members
@@ -283,10 +283,11 @@ impl ServicePolicy {
                 Admin::Normal => BackendState::Down,
             })
             .collect();
-        self.apply_damping(&mut states);
+        // Quorum counts health; a suppressed backend is healthy.
         if let Some((quorum, policy)) = self.quorum {
             self.apply_quorum(&mut states, quorum, policy);
         }
+        self.apply_damping(&mut states);
         if let Some(target) = self.switched_to
             && states[target] == BackendState::Up
         {

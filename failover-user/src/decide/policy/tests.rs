@@ -372,3 +372,20 @@ fn suppression_never_leaves_a_service_without_a_backend() {
     policy.on_health(STANDBY, true, t0);
     assert_eq!(active(&policy), vec![STANDBY]);
 }
+
+#[test]
+fn a_suppressed_healthy_member_does_not_trip_the_quorum() {
+    let t0 = Instant::now();
+    let mut policy = ServicePolicy::new(
+        Failback::Manual,
+        [
+            (0, BackendState::Up),
+            (0, BackendState::Up),
+            (1, BackendState::Up),
+        ],
+    )
+    .quorum(Some((Quorum::Count(2), QuorumPolicy::FailClosed)));
+    policy.suppress(0, t0 + Duration::from_secs(30), t0);
+    // Two healthy members: quorum holds; the suppressed one takes nothing.
+    assert_eq!(active(&policy), vec![1]);
+}
