@@ -18,9 +18,13 @@ use crate::{
 impl Agent {
     /// Records a probe result; returns whether it flipped a backend's health.
     pub(super) fn on_probe(&mut self, event: ProbeEvent) -> bool {
-        let Some(service) = self.services.get_mut(event.service) else {
+        if event.service >= self.services.len()
+            || event.backend >= self.services[event.service].backends.len()
+        {
             return false;
-        };
+        }
+        self.note_streak(event.service, event.backend, &event.outcome);
+        let service = &mut self.services[event.service];
         let Some(flip) = service.record_probe(event.backend, event.outcome) else {
             // Most results change nothing but the statistics: update only those
             // (a full refresh reads every backend's map slot).
@@ -36,6 +40,9 @@ impl Agent {
             });
             return false;
         };
+        if !flip.healthy && self.kept_by_the_data_path(event.service, event.backend, &flip) {
+            return false;
+        }
         self.on_flip(event.service, event.backend, flip)
     }
 

@@ -14,6 +14,7 @@ mod egress;
 mod flip;
 mod flood_guard;
 mod flows;
+mod lag;
 mod lock;
 mod op_error;
 mod ops;
@@ -24,6 +25,7 @@ mod reload_diff;
 mod report;
 mod resync;
 mod runtime;
+mod second_opinion;
 mod slow_start;
 mod start;
 
@@ -125,6 +127,8 @@ pub(crate) struct Agent {
     /// Bumped whenever `services` is rebuilt (start, reload): a result
     /// about backend indexes of another epoch is stale.
     services_epoch: u64,
+    /// How late the agent's own timers fire (a starved edge host).
+    lag: lag::LagMeter,
 }
 
 /// Sets up the data path from `config` and runs until `shutdown` resolves.
@@ -202,6 +206,7 @@ pub async fn run(
         _egress: egress_watch,
         confirms,
         services_epoch: 0,
+        lag: lag::LagMeter::start(),
     };
     for warning in config.warnings() {
         warn!("{warning}");

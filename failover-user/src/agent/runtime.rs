@@ -35,6 +35,11 @@ pub(crate) struct BackendRuntime {
     pub damping: crate::decide::damping::Damping,
     /// Since when its share of new flows ramps up (slow start).
     pub ramp_since: Option<Instant>,
+    /// Its evidence at the first failure of the current run of failed
+    /// probes (`decide::second_opinion`).
+    pub streak_evidence: Option<(Instant, failover_common::Evidence)>,
+    /// When a flip the data path contradicted was last logged.
+    pub kept_logged_at: Option<Instant>,
     /// Cold standbys only.
     pub cold: Option<ColdState>,
 }
@@ -135,6 +140,8 @@ impl ServiceRuntime {
                 confirming: None,
                 damping: Default::default(),
                 ramp_since: None,
+                streak_evidence: None,
+                kept_logged_at: None,
                 // An adopted cold standby that is up stays started.
                 cold: backend.cold.as_ref().map(|_| {
                     if healthy {
@@ -386,6 +393,8 @@ impl ServiceRuntime {
                     confirming: None,
                     damping: b.damping.clone(),
                     ramp_since: b.ramp_since,
+                    streak_evidence: b.streak_evidence,
+                    kept_logged_at: b.kept_logged_at,
                     cold: b.cold,
                 })
                 .collect(),

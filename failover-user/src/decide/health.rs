@@ -87,6 +87,15 @@ impl Health {
         })
     }
 
+    /// Undoes a flip to unhealthy that the data path contradicts
+    /// (`decide::second_opinion`): healthy, and the next failure starts a
+    /// new run.
+    pub fn keep_healthy(&mut self) {
+        self.healthy = true;
+        self.streak = 0;
+        self.streak_started = None;
+    }
+
     /// Marks a healthy backend unhealthy on the data path's evidence
     /// (`why`), at `now`; it comes back through `rise` passing probes.
     pub fn eject(&mut self, now: Instant, why: String) -> Option<Flip> {

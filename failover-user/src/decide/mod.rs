@@ -9,4 +9,5 @@ pub mod health;
 pub mod maglev;
 pub mod passive;
 pub mod policy;
+pub mod second_opinion;
 pub mod select;

@@ -101,6 +101,7 @@ const SECTIONS: &[(&str, SectionFn)] = &[
     ("requests", requests::run),
     ("syn_flood", syn_flood::run),
     ("failover", failover_trials::run),
+    ("in_band", failover_trials::in_band::run),
     ("control_plane", control_plane::run),
     ("maglev", maglev::run),
 ];

@@ -11,7 +11,7 @@
 //! The checks every failover test shares in `switch`; the tests by
 //! concern: `faults`, `flapping`, `failback`, `restart`, `first_reply`,
 //! `flood_guard`, `dual_stack`, `passive` (ejection on the data path's evidence),
-//! `slow_start`.
+//! `second_opinion` (traffic as evidence of health), `slow_start`.
 
 mod dual_stack;
 mod failback;
@@ -21,5 +21,6 @@ mod flapping;
 mod flood_guard;
 mod passive;
 mod restart;
+mod second_opinion;
 mod slow_start;
 mod switch;

@@ -6,6 +6,7 @@ use failover::lab::topology::{self, BackendLink, Topology};
 
 use super::{
     HAPROXY, STABLE_BACKEND_PORT, STABLE_PORT, Switchover, TrialSet,
+    in_band::{Fault, SYN_TIMEOUT},
     servers::{serve, serve_stable},
     switchover::planned_switchovers,
     traffic::traffic,
@@ -20,25 +21,41 @@ use crate::{
 struct Haproxy {
     lab: Topology,
     primary: Option<KillableServer>,
+    fault: Fault,
 }
 
 impl FailoverLab for Haproxy {
     fn primary(&mut self) -> (&NetNs, &mut Option<KillableServer>) {
         (&self.lab.backends[PRIMARY], &mut self.primary)
     }
+
+    fn fault(&self) -> Fault {
+        self.fault
+    }
 }
 
-fn haproxy_config(interval: Duration, admin: &std::path::Path) -> String {
+/// HAProxy's configuration; `in_band`: its passive detection on the
+/// primary (`observe layer4`, three errors mark it down) and a connect
+/// timeout of [`SYN_TIMEOUT`].
+fn haproxy_config(interval: Duration, admin: &std::path::Path, in_band: bool) -> String {
     let inter = format!("{}ms", interval.as_millis().max(1));
+    let (connect, observe) = if in_band {
+        (
+            format!("{}ms", SYN_TIMEOUT.as_millis()),
+            " observe layer4 error-limit 3 on-error mark-down",
+        )
+    } else {
+        ("1s".to_owned(), "")
+    };
     let (primary, standby) = (
         topology::backend_addr(PRIMARY),
         topology::backend_addr(STANDBY),
     );
     format!(
-        "global\n  maxconn 4096\n  stats socket {} mode 600 level admin\n\ndefaults\n  mode tcp\n  timeout connect 1s\n  timeout client 10s\n  \
+        "global\n  maxconn 4096\n  stats socket {} mode 600 level admin\n\ndefaults\n  mode tcp\n  timeout connect {connect}\n  timeout client 10s\n  \
          timeout server 10s\n  retries 2\n  option redispatch\n\n\
          frontend web\n  bind {VIP}:80\n  default_backend web\n\n\
-         backend web\n  server primary {primary}:{BACKEND_PORT} check inter {inter} fall 3 rise 2\n  \
+         backend web\n  server primary {primary}:{BACKEND_PORT} check inter {inter} fall 3 rise 2{observe}\n  \
          server standby {standby}:{BACKEND_PORT} check inter {inter} fall 3 rise 2 backup\n\n\
          frontend stable\n  bind {VIP}:{STABLE_PORT}\n  default_backend stable\n\n\
          backend stable\n  server standby {standby}:{STABLE_BACKEND_PORT}\n",
@@ -46,10 +63,12 @@ fn haproxy_config(interval: Duration, admin: &std::path::Path) -> String {
     )
 }
 
+/// HAProxy at check `interval`, as [`super::ours::ours`].
 pub(super) fn haproxy(
     interval: Duration,
     count: usize,
     with_switchover: bool,
+    in_band: Option<Fault>,
 ) -> (TrialSet, Vec<Switchover>) {
     let links = [
         BackendLink {
@@ -74,7 +93,8 @@ pub(super) fn haproxy(
     std::fs::create_dir_all(&dir).expect("haproxy dir");
     let config = dir.join("haproxy.cfg");
     let admin = dir.join("admin.sock");
-    std::fs::write(&config, haproxy_config(interval, &admin)).expect("haproxy config");
+    std::fs::write(&config, haproxy_config(interval, &admin, in_band.is_some()))
+        .expect("haproxy config");
     let mut process = NsProcess::start(
         &lab.lb,
         "haproxy",
@@ -86,6 +106,7 @@ pub(super) fn haproxy(
     let mut haproxy = Haproxy {
         lab,
         primary: Some(primary),
+        fault: in_band.unwrap_or(Fault::Kill),
     };
     let traffic = traffic(&haproxy.lab.client, false);
     let Outcome {

@@ -22,6 +22,7 @@
 //! with its `journal`, `haproxy` (HAProxy's lab), `report`.
 
 mod haproxy;
+pub mod in_band;
 mod journal;
 mod ours;
 mod report;
@@ -102,12 +103,12 @@ pub fn run(quick: bool) -> Section {
     let mut sets = Vec::new();
     let mut switchovers = Vec::new();
     for interval in intervals {
-        let (set, planned) = ours(interval, count, interval == intervals[1]);
+        let (set, planned) = ours(interval, count, interval == intervals[1], None);
         sets.push(set);
         switchovers.extend(planned);
     }
     for interval in intervals {
-        let (set, planned) = haproxy(interval, count, interval == intervals[1]);
+        let (set, planned) = haproxy(interval, count, interval == intervals[1], None);
         sets.push(set);
         switchovers.extend(planned);
     }

@@ -6,6 +6,7 @@ use failover::lab::topology;
 
 use super::{
     FAILBACK_BOUND, OURS, STABLE_BACKEND_PORT, STABLE_PORT, Switchover, TrialSet, UDP_PORT,
+    in_band::{Fault, SYN_TIMEOUT},
     journal::read_journal,
     servers::{serve, serve_stable},
     switchover::planned_switchovers,
@@ -18,7 +19,7 @@ use crate::{
         STANDBY, VIP,
     },
     bench::killable::KillableServer,
-    config::{BackendToml, ConfigToml, ProbeToml, ServiceToml},
+    config::{BackendToml, ConfigToml, PassiveToml, ProbeToml, ServiceToml},
     netns::NetNs,
 };
 
@@ -26,11 +27,16 @@ struct Ours {
     lab: AgentLab,
     primary: Option<KillableServer>,
     _standby: [KillableServer; 2],
+    fault: Fault,
 }
 
 impl FailoverLab for Ours {
     fn primary(&mut self) -> (&NetNs, &mut Option<KillableServer>) {
         (&self.lab.backends[PRIMARY], &mut self.primary)
+    }
+
+    fn fault(&self) -> Fault {
+        self.fault
     }
 }
 
@@ -63,10 +69,14 @@ fn extra_services(dir: &std::path::Path, config: ConfigToml, interval: Duration)
         )
 }
 
+/// Ours at probe `interval`: `count` trials, then planned switchovers if
+/// asked. `in_band`: the in-band detection runs (passive detection on,
+/// the primary failing that way), else the primary is killed.
 pub(super) fn ours(
     interval: Duration,
     count: usize,
     with_switchover: bool,
+    in_band: Option<Fault>,
 ) -> (TrialSet, Vec<Switchover>) {
     let layout = Layout::primary_standby().probe_timing(interval, interval / 2);
     let options = Options {
@@ -74,7 +84,18 @@ pub(super) fn ours(
         failback: Failback::Auto(Duration::from_millis(200)),
     };
     let mut lab = AgentLab::start_layout(options, layout, |dir, config| {
-        extra_services(dir, config, interval)
+        let config = extra_services(dir, config, interval);
+        match in_band {
+            None => config,
+            Some(_) => config.with_service("web", |mut web| {
+                web.passive = Some(PassiveToml {
+                    unanswered: Some(3),
+                    syn_timeout: Some(SYN_TIMEOUT),
+                    ..PassiveToml::default()
+                });
+                web
+            }),
+        }
     });
     // Our own servers replace the lab's: they can be killed at an instant.
     for server in &mut lab.servers {
@@ -89,20 +110,24 @@ pub(super) fn ours(
         lab,
         primary: Some(primary),
         _standby: standby,
+        fault: in_band.unwrap_or(Fault::Kill),
     };
-    let traffic = traffic(&ours.lab.client, true);
+    let udp = in_band.is_none();
+    let traffic = traffic(&ours.lab.client, udp);
     // Replacing the servers made the agent fail over once already; the
     // journal is read from when the primary serves again.
     let journal = ours.lab.dir().join("events.jsonl");
     let since = Instant::now();
     wait_answer(&traffic, "primary", since, FAILBACK_BOUND);
-    wait_udp(&traffic, "primary", since, FAILBACK_BOUND);
+    if udp {
+        wait_udp(&traffic, "primary", since, FAILBACK_BOUND);
+    }
     let journal_offset = std::fs::metadata(&journal).map_or(0, |m| m.len() as usize);
     let Outcome {
         trials,
         long_errors_between,
         mut failures,
-    } = trials(&mut ours, &traffic, count, true);
+    } = trials(&mut ours, &traffic, count, udp);
     let switchovers = if with_switchover && failures.is_empty() {
         let socket = ours.lab.socket();
         let socket = socket.to_str().expect("utf-8 socket path").to_owned();

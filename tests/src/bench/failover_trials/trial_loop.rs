@@ -6,27 +6,47 @@ use failover::lab::load::{Load, Recorded, Sample};
 
 use super::{
     FAILBACK_BOUND, FAILOVER_BOUND, REQUEST_TIMEOUT, Trial,
+    in_band::Fault,
     servers::serve,
     traffic::{failed_between, first_answer, wait_answer, wait_long_connections, wait_udp},
 };
 use crate::{bench::killable::KillableServer, netns::NetNs};
 
 /// What the trial loop needs from a lab: the primary's namespace and its
-/// server, which it kills and brings back.
+/// server, which it kills (or blackholes) and brings back.
 pub(super) trait FailoverLab {
     fn primary(&mut self) -> (&NetNs, &mut Option<KillableServer>);
 
+    /// How the primary fails.
+    fn fault(&self) -> Fault {
+        Fault::Kill
+    }
+
     fn kill_primary(&mut self) {
-        if let Some(server) = self.primary().1.take() {
-            server.kill();
+        match self.fault() {
+            Fault::Kill => {
+                if let Some(server) = self.primary().1.take() {
+                    server.kill();
+                }
+            }
+            // Its routing drops all it sends: no RST, no ICMP.
+            Fault::Blackhole => self.primary().0.ip(&BLACKHOLE_ADD),
         }
     }
 
     fn restore_primary(&mut self) {
-        let (ns, server) = self.primary();
-        *server = Some(serve(ns, "primary"));
+        match self.fault() {
+            Fault::Kill => {
+                let (ns, server) = self.primary();
+                *server = Some(serve(ns, "primary"));
+            }
+            Fault::Blackhole => self.primary().0.ip(&BLACKHOLE_DEL),
+        }
     }
 }
+
+const BLACKHOLE_ADD: [&str; 5] = ["rule", "add", "pref", "10", "blackhole"];
+const BLACKHOLE_DEL: [&str; 4] = ["rule", "del", "pref", "10"];
 
 /// What the trial loop measured: the trials, the long-connection errors
 /// outside their windows (with when), and problems that fail the bench.
