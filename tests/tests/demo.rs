@@ -95,7 +95,7 @@ fn check_demo(extra: &[&str]) -> String {
     );
     for expected in [
         "is healthy: 2 successful probes in a row",
-        "is UNHEALTHY: 3 failed probes in a row",
+        "is UNHEALTHY on the data path's evidence: 3 RSTs answering",
         "failover primary -> standby:",
         "failover standby -> backup:",
         "failback to the primary:",

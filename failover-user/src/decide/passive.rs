@@ -102,18 +102,26 @@ impl Watch {
         }
         let (_, base) = self.samples.front()?;
         let resets = evidence.syn_resets.saturating_sub(base.syn_resets);
-        let syns = evidence.syns.saturating_sub(base.syns);
         let unreachable = evidence.unreachable.saturating_sub(base.unreachable);
         let within = settings.window;
-        // Most of the SYNs refused, not a few among many answered: a
-        // backend that takes most connections is not dead.
         let at_once = |why: String| Verdict {
             why,
             confirm: false,
         };
-        if resets >= settings.resets && resets * 2 >= syns {
+        // Handshakes it answered since it first refused one: a backend that
+        // takes most connections is not dead; one answering none since
+        // it started refusing is, however busy it was before.
+        let answered_since = self
+            .samples
+            .iter()
+            .position(|(_, e)| e.syn_resets > base.syn_resets)
+            .map_or(0, |first| {
+                let before = self.samples[first.saturating_sub(1)].1;
+                evidence.syn_acks.saturating_sub(before.syn_acks)
+            });
+        if resets >= settings.resets && resets >= answered_since {
             return Some(at_once(format!(
-                "{resets} RSTs answering {syns} SYNs within {within:?} (threshold {})",
+                "{resets} RSTs answering SYNs, {answered_since} handshakes answered since the first, within {within:?} (threshold {})",
                 settings.resets
             )));
         }
@@ -211,10 +219,41 @@ mod tests {
             .observe(t0 + Duration::from_millis(40), resets(13), &settings)
             .expect("three resets within the window");
         assert!(
-            verdict.why.starts_with("3 RSTs answering 3 SYNs"),
+            verdict
+                .why
+                .starts_with("3 RSTs answering SYNs, 0 handshakes answered"),
             "{verdict:?}"
         );
         assert!(!verdict.confirm, "a RST is the backend's own answer");
+    }
+
+    #[test]
+    fn a_busy_backend_that_starts_refusing_everything_is_ejected() {
+        let settings = PassiveSettings::default();
+        let mut watch = Watch::default();
+        let t0 = Instant::now();
+        // A hundred handshakes answered in the window, then refusals only.
+        let busy = Evidence {
+            syns: 100,
+            syn_acks: 100,
+            ..Evidence::default()
+        };
+        watch.observe(t0, Evidence::default(), &settings);
+        watch.observe(t0 + Duration::from_millis(500), busy, &settings);
+        let refusing = |n: u64| Evidence {
+            syns: 100 + n,
+            syn_resets: n,
+            ..busy
+        };
+        assert_eq!(
+            watch.observe(t0 + Duration::from_millis(510), refusing(2), &settings),
+            None
+        );
+        assert!(
+            watch
+                .observe(t0 + Duration::from_millis(520), refusing(3), &settings)
+                .is_some()
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::{fmt::Write as _, path::Path};
 use super::{BACKEND_PORT, FAILBACK_DELAY, HOSTS, VIP_PORT, probe_interval, vip};
 use crate::lab::topology::LB_CLIENT_IF;
 
-/// The demo's configuration: one TCP service, active-passive over three tiers.
+/// The demo's configuration: one TCP service, active-passive over three
+/// tiers, with passive detection (and SYN redispatch, the default).
 pub(super) fn config_text(pin_dir: &Path, socket: &Path) -> String {
     let mut text = format!(
         r#"# written by `failover demo`
@@ -45,6 +46,10 @@ interval = "{interval}ms"
 timeout = "{timeout}ms"
 fall = 3
 rise = 2
+
+# The data path's evidence: three SYNs refused with RST eject a backend.
+[services.passive]
+resets = 3
 "#,
         vip = vip(),
         delay = FAILBACK_DELAY.as_secs(),
@@ -77,5 +82,6 @@ mod tests {
         assert_eq!(config.services.len(), 1);
         assert_eq!(config.services[0].backends.len(), 3);
         assert_eq!(config.interfaces.len(), 4);
+        assert!(config.services[0].passive.is_some() && config.services[0].redispatch);
     }
 }

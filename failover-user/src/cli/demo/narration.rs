@@ -96,6 +96,12 @@ pub(super) fn describe_agent_line(line: &str) -> Option<String> {
             .unwrap_or_default()
     };
     match message {
+        "backend unhealthy" if field("evidence").starts_with("data path: ") => Some(format!(
+            "{} ({}) is UNHEALTHY on the data path's evidence: {}",
+            field("backend"),
+            field("address"),
+            field("evidence").trim_start_matches("data path: ")
+        )),
         "backend unhealthy" => Some(format!(
             "{} ({}) is UNHEALTHY: {}",
             field("backend"),
@@ -118,7 +124,10 @@ pub(super) fn describe_agent_line(line: &str) -> Option<String> {
             let gap = if gap.is_empty() || gap == "None" {
                 String::new()
             } else {
-                format!(", {} after the first failed probe", short_duration(&gap))
+                format!(
+                    ", {} after the failure was first seen",
+                    short_duration(&gap)
+                )
             };
             Some(format!(
                 "new flows switched: {} -> {} ({}{gap})",
@@ -216,12 +225,17 @@ mod tests {
         let line = r#"2026-11-22T03:29:32.123456Z  WARN failover::agent: new flows switched service=web from=primary to=standby cause="backend failed" first_failure_to_map_update=Some(212.3ms)"#;
         assert_eq!(
             describe_agent_line(line).unwrap(),
-            "new flows switched: primary -> standby (backend failed, 212.3ms after the first failed probe)"
+            "new flows switched: primary -> standby (backend failed, 212.3ms after the failure was first seen)"
         );
         let line = r#"2026-11-22T03:29:32.123456Z  WARN failover::agent: backend unhealthy service="web" backend=primary address=198.51.100.2 evidence="ok 3ms, fail 1ms (connect: refused, really (os error 111)), fail 2ms (connect: refused, really (os error 111))""#;
         assert_eq!(
             describe_agent_line(line).unwrap(),
             "primary (198.51.100.2) is UNHEALTHY: 2 failed probes in a row (connect: refused, really)"
+        );
+        let line = r#"2026-11-22T03:29:32.123456Z  WARN failover::agent::flip: backend unhealthy service=web backend=primary address=198.51.100.2 evidence="data path: 3 RSTs answering 3 SYNs within 1s (threshold 3)""#;
+        assert_eq!(
+            describe_agent_line(line).unwrap(),
+            "primary (198.51.100.2) is UNHEALTHY on the data path's evidence: 3 RSTs answering 3 SYNs within 1s (threshold 3)"
         );
         let line = r#"2026-11-22T03:29:32.123456Z  INFO failover::agent: backend healthy service="web" backend=primary address=198.51.100.2 evidence="fail 1ms (x), ok 2ms, ok 3ms""#;
         assert_eq!(

@@ -55,6 +55,8 @@ pub(super) fn print_intro() {
         "  with a healthy backend; failback to a better tier waits {} s (failback delay).",
         FAILBACK_DELAY.as_secs()
     );
+    println!("  the XDP program also counts what it sees of each backend's handshakes: three SYNs");
+    println!("  refused with RST eject a backend before its probes notice (passive detection)");
     println!(
         "  the client opens a new TCP connection to {} every {} ms; each line below",
         endpoint(vip(), VIP_PORT),

@@ -63,6 +63,16 @@ impl<'lab> Scenario<'lab> {
 
         println!();
         println!("2. killing the primary backend (its server stops)");
+        println!(
+            "   its host now refuses SYNs with RST: the XDP program sends each refused SYN on to the"
+        );
+        println!(
+            "   standby (redispatch) and counts the refusals; three of them eject the primary, while"
+        );
+        println!(
+            "   its probes (every {} ms, fall 3) would need three failures in a row",
+            super::probe_interval().as_millis()
+        );
         let first = self.fail(PRIMARY, STANDBY)?;
         self.run_for(settle_time())?;
 
