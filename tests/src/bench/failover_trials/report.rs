@@ -18,7 +18,9 @@ pub(super) fn render(sets: &[TrialSet], switchovers: &[Switchover], count: usize
          standby. Failed: new connections that failed in that window. Long errors: errors on the \
          long connections (flows on a healthy backend) during the trial. Failback failed: new \
          connections that failed while the primary came back. Both peers: TCP-connect checks, \
-         fall 3, rise 2; HAProxy does not proxy UDP.\n\n\
+         fall 3, rise 2; HAProxy does not proxy UDP. Ours runs with SYN redispatch (its default: a \
+         SYN the killed primary refuses goes on to the standby), HAProxy with `retries 2` and \
+         `option redispatch`.\n\n\
          | peer | probe interval | TCP gap p50 / p99 ms | UDP gap p50 / p99 ms | failed per trial p50 / p99 (total) | long-connection errors | failback failed (total) |\n\
          |---|---:|---:|---:|---:|---:|---:|\n",
         PACE.as_millis(),
