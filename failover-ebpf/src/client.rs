@@ -134,6 +134,8 @@ pub fn repeated_syn<F: Family>(
     if l4.proto != PROTO_TCP || l4.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) != TCP_FLAG_SYN {
         return None;
     }
+    // The keys as `from_client` builds them: a helper both share moves the
+    // IPv6 program's verification past its limit (live ranges change).
     let key = FlowKey::new(
         F::FAMILY,
         F::key(src),

@@ -384,9 +384,11 @@ const OTHER_TRIES: u32 = 4;
 /// service's first usable spare (`FO_SPARES`).
 #[inline(always)]
 pub fn pick_other(hash: u32, service: &Service, refused: u32) -> Option<(u32, Backend)> {
+    // One lookup per candidate: the backend found is the one returned.
     let usable = |id: u32| {
-        id != refused
-            && backend(id).is_some_and(|b| b.service_id == service.id && usable_for_new(b.state))
+        backend(id)
+            .filter(|b| id != refused && b.service_id == service.id && usable_for_new(b.state))
+            .map(|b| (id, b))
     };
     let len = service.selection_len;
     if len != 0 && len <= MAX_SELECTION as u32 {
@@ -397,8 +399,8 @@ pub fn pick_other(hash: u32, service: &Service, refused: u32) -> Option<(u32, Ba
             // SAFETY: reading a local.
             let entry = unsafe { core::ptr::read_volatile(&((start + i) % len)) };
             let id = service.selection[entry as usize & (MAX_SELECTION - 1)];
-            if usable(id) {
-                return for_new_flow(id);
+            if let Some(found) = usable(id) {
+                return Some(found);
             }
             i += 1;
         }
@@ -406,9 +408,8 @@ pub fn pick_other(hash: u32, service: &Service, refused: u32) -> Option<(u32, Ba
     let spares = SPARES.get(service.id)?;
     let mut i = 0;
     while i < MAX_SPARES && i < spares.len as usize {
-        let id = spares.ids[i];
-        if usable(id) {
-            return for_new_flow(id);
+        if let Some(found) = usable(spares.ids[i]) {
+            return Some(found);
         }
         i += 1;
     }
