@@ -18,8 +18,10 @@ impl Agent {
             let changes = self.services[s].policy.on_tick(now);
             self.apply(s, before, changes, Cause::Timer);
         }
-        // Slow starts an earlier agent began go on from their stage.
+        // Slow starts an earlier agent began go on from their stage; those
+        // a reload removed end.
         self.advance_ramps(now);
+        self.end_orphaned_ramps();
     }
 
     pub(super) fn on_tick(&mut self) {

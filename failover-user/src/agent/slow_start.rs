@@ -72,12 +72,10 @@ impl Agent {
     }
 
     /// Moves every ramp to its stage at `now`, republishing the services
-    /// whose tables change; ends the ramps that reached full weight, and
-    /// those of services that no longer have a slow start (a reload).
+    /// whose tables change; ends the ramps that reached full weight.
     pub(super) fn advance_ramps(&mut self, now: Instant) {
         for s in 0..self.services.len() {
             let Some(duration) = self.services[s].plan.slow_start else {
-                self.end_ramps(s);
                 continue;
             };
             let service_id = self.services[s].id;
@@ -113,8 +111,17 @@ impl Agent {
         }
     }
 
-    /// Puts every backend of service `s` (which has no slow start) back at
-    /// its full weight, if a ramp was left in its record.
+    /// Puts every backend of the services without a slow start back at
+    /// full weight where a ramp was left in their records (a reload that
+    /// removed the setting; the dataplane keeps a kept backend's ramp).
+    pub(super) fn end_orphaned_ramps(&mut self) {
+        for s in 0..self.services.len() {
+            if self.services[s].plan.slow_start.is_none() {
+                self.end_ramps(s);
+            }
+        }
+    }
+
     fn end_ramps(&mut self, s: usize) {
         let service_id = self.services[s].id;
         let ramping: Vec<u32> = self

@@ -84,13 +84,9 @@ pub struct Plan {
     pub table: Option<Vec<u32>>,
 }
 
-/// A backend's Maglev member: its weight in thousandths, times its ramp
-/// (a uniform factor leaves every table as it was).
-fn member(spec: &BackendSpec) -> Member {
-    member_weighted(spec, spec.ramp)
-}
-
-fn member_weighted(spec: &BackendSpec, per_mille: u16) -> Member {
+/// A backend's Maglev member: its weight in thousandths, times
+/// `per_mille` of it (a uniform factor leaves every table as it was).
+fn member(spec: &BackendSpec, per_mille: u16) -> Member {
     Member {
         address: spec.addr,
         port: spec.port.unwrap_or(0),
@@ -98,21 +94,34 @@ fn member_weighted(spec: &BackendSpec, per_mille: u16) -> Member {
     }
 }
 
+/// The one table builder: Maglev over `(id, per mille of its weight)`,
+/// as backend ids per slot.
+fn maglev_weighted(
+    backends: &BTreeMap<u32, BackendSpec>,
+    weighted: &[(u32, u16)],
+    size: u32,
+) -> Vec<u32> {
+    let members: Vec<Member> = weighted
+        .iter()
+        .map(|(id, per_mille)| member(&backends[id], *per_mille))
+        .collect();
+    maglev::build(&members, size)
+        .into_iter()
+        .map(|i| weighted[i as usize].0)
+        .collect()
+}
+
+/// Maglev over `ids`, each at its slow start's ramp.
 fn maglev_over(backends: &BTreeMap<u32, BackendSpec>, ids: &[u32], size: u32) -> Vec<u32> {
-    maglev_blended(backends, ids, &[], RAMP_FULL, size)
+    let weighted: Vec<(u32, u16)> = ids.iter().map(|id| (*id, backends[id].ramp)).collect();
+    maglev_weighted(backends, &weighted, size)
 }
 
 /// Maglev over `ids` at their full weights: N+1's members own fixed slots,
 /// which a ramp would move (slow start does not apply there).
 fn maglev_fixed(backends: &BTreeMap<u32, BackendSpec>, ids: &[u32], size: u32) -> Vec<u32> {
-    let members: Vec<Member> = ids
-        .iter()
-        .map(|id| member_weighted(&backends[id], RAMP_FULL))
-        .collect();
-    maglev::build(&members, size)
-        .into_iter()
-        .map(|i| ids[i as usize])
-        .collect()
+    let weighted: Vec<(u32, u16)> = ids.iter().map(|id| (*id, RAMP_FULL)).collect();
+    maglev_weighted(backends, &weighted, size)
 }
 
 /// While every backend of the active tier ramps up (slow start after a
@@ -133,7 +142,8 @@ fn ramp_blend(backends: &BTreeMap<u32, BackendSpec>, active: &[u32]) -> Option<(
     (!next.is_empty()).then_some((next, RAMP_FULL - ramp))
 }
 
-/// Maglev over `ids` and, blended in, `rest` at `rest_ramp` of its weight.
+/// Maglev over `ids` at their ramps and, blended in, `rest` at
+/// `rest_ramp` of its weight.
 fn maglev_blended(
     backends: &BTreeMap<u32, BackendSpec>,
     ids: &[u32],
@@ -141,19 +151,12 @@ fn maglev_blended(
     rest_ramp: u16,
     size: u32,
 ) -> Vec<u32> {
-    let all: Vec<u32> = ids.iter().chain(rest).copied().collect();
-    let members: Vec<Member> = ids
+    let weighted: Vec<(u32, u16)> = ids
         .iter()
-        .map(|id| member(&backends[id]))
-        .chain(
-            rest.iter()
-                .map(|id| member_weighted(&backends[id], rest_ramp)),
-        )
+        .map(|id| (*id, backends[id].ramp))
+        .chain(rest.iter().map(|id| (*id, rest_ramp)))
         .collect();
-    maglev::build(&members, size)
-        .into_iter()
-        .map(|i| all[i as usize])
-        .collect()
+    maglev_weighted(backends, &weighted, size)
 }
 
 pub fn plan(backends: &BTreeMap<u32, BackendSpec>, mode: Mode, table_size: u32) -> Plan {
