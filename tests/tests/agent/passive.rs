@@ -23,6 +23,22 @@ fn a_primary_answering_syns_with_resets_is_ejected_before_its_probes_notice() {
     let t0 = Instant::now();
     // Its server gone, the primary's host answers SYNs to :8080 with RSTs.
     lab.servers[PRIMARY] = None;
+    let unhealthy = ejected_before_the_probes(&lab, t0, "passive", "the primary's port closed");
+    assert!(
+        unhealthy[0].contains("primary") && unhealthy[0].contains("RSTs answering"),
+        "{unhealthy:#?}"
+    );
+    assert!(
+        lab.counter("fwd_new_flow") > 0,
+        "no new flow went through the data path"
+    );
+}
+
+/// New connections (each given 100 ms) from `t0` until the standby
+/// answers one, well before the probes could have decided (at least two
+/// more rounds of 2 s after the first failure, fall 3); prints the gap as
+/// `label`, after `what`. Returns the agent's "backend unhealthy" lines.
+fn ejected_before_the_probes(lab: &AgentLab, t0: Instant, label: &str, what: &str) -> Vec<String> {
     let samples = lab.sample_until_since(
         "standby",
         Duration::from_secs(10),
@@ -33,27 +49,17 @@ fn a_primary_answering_syns_with_resets_is_ejected_before_its_probes_notice() {
         .reached()
         .unwrap_or_else(|| panic!("never failed over: {}\n{}", samples.summary(), lab.diag()));
     eprintln!(
-        "passive: first new flow on the standby {} ms after the primary's port closed; samples {}",
+        "{label}: first new flow on the standby {} ms after {what}; samples {}",
         gap.as_millis(),
         samples.summary()
     );
-    // The probes alone: at least two more rounds of 2 s after the first
-    // failure (fall 3).
     assert!(
         gap < Duration::from_millis(1500),
         "took {gap:?}: the probes, not the evidence, decided\n{}",
         lab.diag()
     );
     lab.wait_log("backend unhealthy", Duration::from_secs(2));
-    let unhealthy = lab.log_lines("backend unhealthy");
-    assert!(
-        unhealthy[0].contains("primary") && unhealthy[0].contains("RSTs answering"),
-        "{unhealthy:#?}"
-    );
-    assert!(
-        lab.counter("fwd_new_flow") > 0,
-        "no new flow went through the data path"
-    );
+    lab.log_lines("backend unhealthy")
 }
 
 /// Options and layout of the tests here: a TCP probe of the service port
@@ -89,27 +95,7 @@ fn a_silent_primary_is_ejected_once_probes_confirm_its_unanswered_syns() {
     // The primary's host still takes packets but every answer is dropped
     // by its routing: no RST, no ICMP, nothing.
     lab.backends[PRIMARY].ip(&["rule", "add", "pref", "10", "blackhole"]);
-    let samples = lab.sample_until_since(
-        "standby",
-        Duration::from_secs(10),
-        t0,
-        Duration::from_millis(100),
-    );
-    let gap = samples
-        .reached()
-        .unwrap_or_else(|| panic!("never failed over: {}\n{}", samples.summary(), lab.diag()));
-    eprintln!(
-        "blackhole: first new flow on the standby {} ms after the primary went silent; samples {}",
-        gap.as_millis(),
-        samples.summary()
-    );
-    assert!(
-        gap < Duration::from_millis(1500),
-        "took {gap:?}: the probes, not the evidence, decided\n{}",
-        lab.diag()
-    );
-    lab.wait_log("backend unhealthy", Duration::from_secs(2));
-    let unhealthy = lab.log_lines("backend unhealthy");
+    let unhealthy = ejected_before_the_probes(&lab, t0, "blackhole", "the primary went silent");
     assert!(
         unhealthy[0].contains("primary")
             && unhealthy[0].contains("SYNs unanswered")
