@@ -32,6 +32,8 @@ fn quick_benchmark_passes_its_checks_and_reports_every_section() {
         "requests",
         "syn_flood",
         "failover",
+        "in_band",
+        "soak",
         "control_plane",
         "maglev",
     ] {

@@ -18,6 +18,7 @@ pub mod packet_rate;
 pub mod peers;
 pub mod requests;
 pub mod serving;
+pub mod soak;
 pub mod syn_flood;
 
 use std::{panic::AssertUnwindSafe, process::ExitCode, time::Instant};
@@ -102,6 +103,7 @@ const SECTIONS: &[(&str, SectionFn)] = &[
     ("syn_flood", syn_flood::run),
     ("failover", failover_trials::run),
     ("in_band", failover_trials::in_band::run),
+    ("soak", soak::run),
     ("control_plane", control_plane::run),
     ("maglev", maglev::run),
 ];

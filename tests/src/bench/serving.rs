@@ -12,7 +12,7 @@ use std::{
 };
 
 /// No server thread outlives this.
-pub const MAX_LIFETIME: Duration = Duration::from_secs(600);
+pub const MAX_LIFETIME: Duration = Duration::from_secs(900);
 
 /// A server's threads, the flag they serve by and their count of answers.
 pub struct Serving {
