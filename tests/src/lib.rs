@@ -19,23 +19,39 @@ pub mod pins;
 pub mod rng;
 pub mod status;
 
-/// Privileged tests call this first. As root it returns; otherwise it fails
-/// the test (a privileged test never reports a skip as a pass).
 /// Runs the current thread on one CPU: the data path keeps some state per
 /// CPU (the flood guard's window, the client-hop cache, rate limits).
 pub fn pin_to_one_cpu() {
-    // SAFETY: a zeroed cpu_set_t with one bit set, for this thread.
+    pin_thread_to_cpu0(0);
+}
+
+/// Runs every thread of process `pid` on the CPU [`pin_to_one_cpu`] picks
+/// (threads it starts later inherit it).
+pub fn pin_process_to_one_cpu(pid: u32) {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap_or_else(|e| panic!("threads of {pid}: {e}"));
+    for task in tasks.flatten() {
+        if let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) {
+            pin_thread_to_cpu0(tid);
+        }
+    }
+}
+
+fn pin_thread_to_cpu0(tid: libc::pid_t) {
+    // SAFETY: a zeroed cpu_set_t with one bit set, for one thread.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(0, &mut set);
         assert_eq!(
-            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
+            libc::sched_setaffinity(tid, size_of::<libc::cpu_set_t>(), &set),
             0,
-            "sched_setaffinity"
+            "sched_setaffinity {tid}"
         );
     }
 }
 
+/// Privileged tests call this first. As root it returns; otherwise it fails
+/// the test (a privileged test never reports a skip as a pass).
 pub fn require_root() {
     // SAFETY: trivial libc call.
     let euid = unsafe { libc::geteuid() };

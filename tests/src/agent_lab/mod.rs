@@ -50,11 +50,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use aya::programs::{Xdp, XdpMode};
 use failover::{
-    Dataplane,
+    AttachMode, Dataplane,
     lab::{
         agent::{AgentProcess, Stopped},
-        topology::{self, BackendLink, Topology},
+        topology::{self, BackendLink, PEER_IF, Topology},
     },
 };
 
@@ -138,6 +139,7 @@ impl AgentLab {
     fn build(
         options: Options,
         layout: Layout,
+        door: Option<&mut Xdp>,
         extra: impl FnOnce(&Path, ConfigToml) -> ConfigToml,
     ) -> Self {
         crate::require_root();
@@ -166,9 +168,20 @@ impl AgentLab {
 
         let peer_pins = PinDir::new();
         let mut peers = Dataplane::load(peer_pins.path()).expect("load the pass program");
-        if !layout.plain_veth {
-            net.attach_pass_on_peers(&mut peers)
-                .expect("attach the pass program to a veth peer");
+        match (layout.plain_veth, door) {
+            (true, _) => {}
+            (false, None) => net
+                .attach_pass_on_peers(&mut peers)
+                .expect("attach the pass program to a veth peer"),
+            (false, Some(door)) => {
+                net.client
+                    .run(|| peers.attach_pass(PEER_IF, AttachMode::Native))
+                    .expect("attach the pass program on the client");
+                for ns in &net.backends {
+                    ns.run(|| door.attach(PEER_IF, XdpMode::Driver))
+                        .expect("attach the door on a backend");
+                }
+            }
         }
         if layout.ipv6 {
             net.add_ipv6();
@@ -237,7 +250,25 @@ impl AgentLab {
         layout: Layout,
         extra: impl FnOnce(&Path, ConfigToml) -> ConfigToml,
     ) -> Self {
-        let lab = Self::build(options, layout, extra);
+        Self::build(options, layout, None, extra).reaching_the_first_backend()
+    }
+
+    /// Like [`Self::start_layout`], with `door` (an XDP program, loaded,
+    /// not attached: a flood's filter, [`crate::flood::Flood::door`])
+    /// instead of the pass program on the backends' side of their links.
+    /// The door must outlive the lab.
+    pub fn start_layout_with_door(
+        options: Options,
+        layout: Layout,
+        door: &mut Xdp,
+        extra: impl FnOnce(&Path, ConfigToml) -> ConfigToml,
+    ) -> Self {
+        Self::build(options, layout, Some(door), extra).reaching_the_first_backend()
+    }
+
+    /// Waits (bounded) until new flows reach the layout's first backend.
+    fn reaching_the_first_backend(self) -> Self {
+        let lab = self;
         let first = lab.layout.backends[0].name.clone();
         let samples = lab.sample_until(&first, Duration::from_secs(10));
         assert!(
@@ -257,7 +288,7 @@ impl AgentLab {
         layout: Layout,
         extra: impl FnOnce(&Path, ConfigToml) -> ConfigToml,
     ) -> Self {
-        Self::build(options, layout, extra)
+        Self::build(options, layout, None, extra)
     }
 
     /// The lab's backends and service policies.

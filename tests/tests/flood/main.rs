@@ -6,13 +6,16 @@
 //! - `live`: ten seconds of SYNs from unique spoofed sources at the
 //!   generator's full rate, as real frames over the client's veth, while
 //!   long connections kept off the table's choice idle and legitimate
-//!   clients connect.
+//!   clients connect;
+//! - `starved`: the same flood into the agent's lab, on the agent's core,
+//!   with 15 ms probes: no backend ejected, no new flow moved.
 //!
 //! A flood takes a core; the tests of this target run one at a time, so
 //! none starves another's sockets.
 
 mod live;
 mod spoofed;
+mod starved;
 
 use std::sync::{Mutex, MutexGuard};
 
