@@ -30,6 +30,10 @@ pub enum EventKind {
     BackendSuppressed,
     /// A suppressed backend's penalty decayed: it may take new flows again.
     BackendReused,
+    /// A VIP is announced to the routing daemon (`[routing]`).
+    VipAnnounced,
+    /// A VIP is withdrawn: the routers send its traffic elsewhere.
+    VipWithdrawn,
 }
 
 impl EventKind {
@@ -45,6 +49,8 @@ impl EventKind {
             Self::Operation => "operation",
             Self::BackendSuppressed => "backend_suppressed",
             Self::BackendReused => "backend_reused",
+            Self::VipAnnounced => "vip_announced",
+            Self::VipWithdrawn => "vip_withdrawn",
         }
     }
 
@@ -60,6 +66,8 @@ impl EventKind {
             Self::Operation,
             Self::BackendSuppressed,
             Self::BackendReused,
+            Self::VipAnnounced,
+            Self::VipWithdrawn,
         ]
         .into_iter()
         .find(|kind| kind.name() == name)

@@ -13,6 +13,7 @@ pub mod lab;
 pub mod model;
 pub mod outputs;
 pub mod probe;
+pub mod routing;
 pub mod util;
 
 pub use dataplane::error::{DataplaneError, SpecError};

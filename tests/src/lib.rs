@@ -9,6 +9,7 @@ pub mod agent_lab;
 pub mod bench;
 pub mod config;
 pub mod fixture;
+pub mod fleet_lab;
 pub mod flood;
 pub mod forwarding_lab;
 pub mod fuzz;

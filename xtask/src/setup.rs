@@ -6,7 +6,7 @@
 //! - bpf-linker built against nightly rustc's own libLLVM, because the
 //!   linker's LLVM must match rustc's and Debian has no LLVM of that version;
 //! - the system tools the tests and the benchmark call (iproute2, HAProxy,
-//!   nftables).
+//!   nftables, BIRD).
 
 use std::{
     fs,
@@ -22,11 +22,13 @@ use crate::cmd::{self, Env};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages and the command that shows each is installed.
 /// (HAProxy and nftables are the peers the benchmark measures us against;
-/// the test run includes its quick pass.)
+/// the test run includes its quick pass. BIRD is the routing daemon of the
+/// fleet labs: the upstream router and each edge host's BGP speaker.)
 const PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "ip"),
     ("haproxy", "haproxy"),
     ("nftables", "nft"),
+    ("bird2", "bird"),
 ];
 
 pub fn run() -> anyhow::Result<Env> {

@@ -7,6 +7,7 @@
 //! with the last decisions. A restarted agent adopts both without touching
 //! established flows.
 
+mod announce;
 mod apply;
 mod cold;
 mod damping;
@@ -79,6 +80,8 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    #[error("[routing]")]
+    Routing(#[from] crate::routing::RoutingError),
     #[error("interface {interface} (nothing was attached anywhere)")]
     Interface {
         interface: String,
@@ -129,6 +132,8 @@ pub(crate) struct Agent {
     services_epoch: u64,
     /// How late the agent's own timers fire (a starved edge host).
     lag: lag::LagMeter,
+    /// `[routing]`: the VIPs announced through the routing daemon.
+    routing: Option<announce::Routing>,
 }
 
 /// Sets up the data path from `config` and runs until `shutdown` resolves.
@@ -149,6 +154,12 @@ pub async fn run(
             path: config.control_socket.clone(),
             source,
         })?;
+    // Before anything is attached: a host that cannot announce does not start.
+    let routing = config
+        .routing
+        .as_ref()
+        .map(announce::Routing::start)
+        .transpose()?;
 
     let mut undo = start::Undo::new(&config);
     let loaded = Dataplane::load_with(&config.pin_dir, config.conntrack.max_flows).and_then(
@@ -207,6 +218,7 @@ pub async fn run(
         confirms,
         services_epoch: 0,
         lag: lag::LagMeter::start(),
+        routing,
     };
     for warning in config.warnings() {
         warn!("{warning}");
@@ -217,6 +229,7 @@ pub async fn run(
     }
     agent.restart_probes().await;
     agent.refresh_telemetry();
+    agent.announce();
 
     let (calls_tx, mut calls) = mpsc::channel::<control::Call>(64);
     background.push(tokio::spawn(control::serve(
@@ -294,7 +307,11 @@ pub async fn run(
         if moved || agent.has_cold_standbys() {
             deadline = agent.next_deadline();
         }
+        if moved || agent.announce_retry_due() {
+            agent.announce();
+        }
     }
+    agent.withdraw_all();
     agent.probes.stop().await;
     stop_tasks.fire();
     let _ = std::fs::remove_file(&agent.config.control_socket);

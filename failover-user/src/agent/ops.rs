@@ -254,6 +254,7 @@ impl Agent {
             || config.metrics_listen != self.config.metrics_listen
             || config.journal != self.config.journal
             || config.alerts != self.config.alerts
+            || config.routing != self.config.routing
         {
             return Err(ReloadError::RestartOnly);
         }
@@ -374,6 +375,7 @@ impl Agent {
             active_flows_counted_s_ago: counted.counted_at.map(|at| at.elapsed().as_secs_f64()),
             flow_entries: counted.entries,
             flows_reclaimed_total: counted.reclaimed_total,
+            announcements: snapshot.announcements,
         }
     }
 }

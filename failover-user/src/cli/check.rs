@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use crate::{
-    config::{AgentConfig, ProbeKind},
-    decide::policy::Failback,
+    config::{AgentConfig, ProbeKind, RoutingConfig},
+    decide::{announce::WhenUnusable, policy::Failback},
 };
 
 pub fn run(path: &Path) -> anyhow::Result<()> {
@@ -71,6 +71,9 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
             Ok(driver) => println!("  driver {driver}"),
         }
     }
+    if let Some(routing) = &config.routing {
+        explain_routing(routing);
+    }
     for service in &config.services {
         let failback = match service.failback {
             Failback::Auto { delay } => format!("automatic after {delay:?} of health"),
@@ -116,4 +119,45 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What `[routing]` does, what the routing daemon needs, and whether this
+/// host has what the agent needs for it.
+fn explain_routing(routing: &RoutingConfig) {
+    let RoutingConfig {
+        table,
+        device,
+        when_unusable,
+        ..
+    } = routing;
+    println!(
+        "routing: each VIP this host can serve is a host route to the device {device} in kernel \
+         table {table} (proto static); the device lives as long as the agent, so when the agent \
+         stops or dies its routes go and the daemon withdraws them"
+    );
+    println!(
+        "  a VIP none of whose services has a backend taking new flows is {}",
+        match when_unusable {
+            WhenUnusable::Withdraw => "withdrawn (when_unusable = \"withdraw\")",
+            WhenUnusable::Announce =>
+                "still announced, its packets dropped (when_unusable = \"announce\")",
+        }
+    );
+    println!(
+        "  BIRD learns them with:\n    protocol kernel failover_vips {{\n      kernel table {table};\n      \
+         learn;\n      ipv4 {{ import all; export none; }};\n    }}\n  and announces them with an \
+         export filter on its BGP sessions (source = RTS_INHERIT, or the kernel protocol's name); \
+         enable BFD on those sessions for sub-second failover"
+    );
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        println!(
+            "  problem: /dev/net/tun is missing: the agent cannot create {device}; load the tun module"
+        );
+    }
+    let ip = std::process::Command::new("ip").arg("-V").output();
+    if !ip.is_ok_and(|o| o.status.success()) {
+        println!(
+            "  problem: `ip` (iproute2) is not installed: the agent writes the routes with it"
+        );
+    }
 }

@@ -147,6 +147,18 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
             .map_or("-".into(), |s| format!("{:.3} s", s)),
         status.active_flow_idle_s
     );
+    for announcement in &status.announcements {
+        println!(
+            "VIP {} {}: {}",
+            announcement.vip,
+            if announcement.announced {
+                "announced"
+            } else {
+                "withdrawn"
+            },
+            announcement.why
+        );
+    }
     Ok(())
 }
 

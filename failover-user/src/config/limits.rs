@@ -69,3 +69,7 @@ pub const SLOW_START: RangeInclusive<Duration> = secs(1)..=secs(3600);
 pub fn describe<T: std::fmt::Debug>(range: &RangeInclusive<T>) -> String {
     format!("between {:?} and {:?}", range.start(), range.end())
 }
+
+/// `[routing] table`: a kernel routing table of its own (253–255 are the
+/// kernel's default, main and local tables; 0 is none).
+pub const ROUTING_TABLE: RangeInclusive<u32> = 1..=252;

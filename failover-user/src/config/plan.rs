@@ -22,7 +22,32 @@ pub struct AgentConfig {
     pub journal: Option<JournalConfig>,
     pub alerts: Vec<AlertConfig>,
     pub conntrack: ConntrackConfig,
+    /// `[routing]`: announce the VIPs this host can serve; `None`: off.
+    pub routing: Option<RoutingConfig>,
 }
+
+/// `[routing]`: the VIPs this host can serve are written as routes to
+/// `device` in kernel table `table`, which the routing daemon learns and
+/// announces (BGP to the upstream routers). The device lives as long as
+/// the agent: when the agent dies, the kernel removes the routes and the
+/// daemon withdraws them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingConfig {
+    pub daemon: RoutingDaemon,
+    pub table: u32,
+    pub device: String,
+    pub when_unusable: crate::decide::announce::WhenUnusable,
+}
+
+/// The routing daemon that learns the announcements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoutingDaemon {
+    /// BIRD 2: a `kernel` protocol on the table with `learn`.
+    Bird,
+}
+
+pub const DEFAULT_ROUTING_TABLE: u32 = 200;
+pub const DEFAULT_ROUTING_DEVICE: &str = "fo-announce";
 
 /// The flow table: its size (fixed when it is created), flow lifetimes and
 /// the flood guard's threshold (both may change on reload).
@@ -99,12 +124,13 @@ pub const DEFAULT_JOURNAL_KEEP: u32 = 3;
 pub const DEFAULT_ALERT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_ALERT_RETRIES: u32 = 3;
 /// Events alerted on unless an alert lists its own.
-pub const DEFAULT_ALERT_EVENTS: [crate::events::EventKind; 5] = [
+pub const DEFAULT_ALERT_EVENTS: [crate::events::EventKind; 6] = [
     crate::events::EventKind::Failover,
     crate::events::EventKind::Failback,
     crate::events::EventKind::QuorumLost,
     crate::events::EventKind::AgentStart,
     crate::events::EventKind::AgentStop,
+    crate::events::EventKind::VipWithdrawn,
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,6 +23,16 @@ pub(super) struct RawConfig {
     pub(super) alerts: Vec<RawAlert>,
     #[serde(default)]
     pub(super) conntrack: RawConntrack,
+    pub(super) routing: Option<Spanned<RawRouting>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRouting {
+    pub(super) daemon: Spanned<String>,
+    pub(super) table: Option<Spanned<u32>>,
+    pub(super) device: Option<Spanned<String>>,
+    pub(super) when_unusable: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::outputs::telemetry::{BackendView, EgressReport, Totals};
+use crate::outputs::telemetry::{AnnouncementView, BackendView, EgressReport, Totals};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatusAnswer {
@@ -23,6 +23,9 @@ pub struct StatusAnswer {
     /// Expired flow entries this agent reclaimed.
     #[serde(default)]
     pub flows_reclaimed_total: u64,
+    /// `[routing]`: every VIP's announcement (empty when routing is off).
+    #[serde(default)]
+    pub announcements: Vec<AnnouncementView>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -2,8 +2,9 @@
 //! in): a backend's health from its probe results, a service's policy
 //! (failover, failback, operator states, quorum, dead flows), who takes new
 //! flows and the Maglev table that spreads them; passive detection and
-//! flap damping.
+//! flap damping; which VIPs the host announces.
 
+pub mod announce;
 pub mod damping;
 pub mod health;
 pub mod maglev;

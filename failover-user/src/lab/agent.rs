@@ -12,7 +12,7 @@
 use std::{
     fs::File,
     io,
-    os::{fd::AsRawFd, unix::process::CommandExt},
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
@@ -72,7 +72,6 @@ impl AgentProcess {
             .append(true)
             .open(log)
             .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", log.display())))?;
-        let netns_fd = netns.as_raw_fd();
         let mut command = Command::new(binary);
         command
             .arg("run")
@@ -87,18 +86,8 @@ impl AgentProcess {
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .process_group(0);
-        // SAFETY: only async-signal-safe calls between fork and exec. The
-        // namespace fd stays open in the parent until `spawn` returns.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::setns(netns_fd, libc::CLONE_NEWNET) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // If the parent dies without cleaning up, the agent goes too.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
+        // If the parent dies without cleaning up, the agent goes too.
+        super::netns::spawn_inside(&mut command, &netns);
         let child = command.spawn()?;
         drop(netns);
         Ok(Self {

@@ -5,6 +5,7 @@
 //! way for all of them.
 
 pub mod agent;
+pub mod bird;
 pub mod load;
 pub mod netns;
 pub mod servers;

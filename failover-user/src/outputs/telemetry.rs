@@ -145,6 +145,16 @@ pub struct Snapshot {
     pub started_seconds_ago: f64,
     /// Egress interfaces the kernel drops redirected frames for.
     pub egress: EgressReport,
+    /// `[routing]`: every VIP's announcement (empty when routing is off).
+    pub announcements: Vec<AnnouncementView>,
+}
+
+/// A VIP's announcement to the routing daemon, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnouncementView {
+    pub vip: String,
+    pub announced: bool,
+    pub why: String,
 }
 
 /// What the egress watch found, for status and metrics.

@@ -59,6 +59,16 @@ pub struct ConfigToml {
     pub alerts: Vec<AlertToml>,
     /// `[conntrack] max_new_flows_per_cpu`: the flood guard's rate.
     pub max_new_flows_per_cpu: Option<u32>,
+    /// `[routing]`.
+    pub routing: Option<RoutingToml>,
+}
+
+/// A `[routing]` table (`daemon = "bird"`); `None` keys are left out.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RoutingToml {
+    pub table: Option<u32>,
+    pub device: Option<String>,
+    pub when_unusable: Option<String>,
 }
 
 impl ConfigToml {
@@ -163,6 +173,13 @@ impl ConfigToml {
             out.table("[conntrack]");
             out.key("max_new_flows_per_cpu", rate);
         }
+        if let Some(routing) = &self.routing {
+            out.table("[routing]");
+            out.key("daemon", "bird");
+            out.opt("table", routing.table);
+            out.opt("device", routing.device.as_ref());
+            out.opt("when_unusable", routing.when_unusable.as_ref());
+        }
         for interface in &self.interfaces {
             out.table("[[interfaces]]");
             out.key("name", &interface.name);
@@ -178,6 +195,12 @@ impl ConfigToml {
             out.opt("retries", alert.retries);
         }
         out.text
+    }
+
+    /// With `[routing]`.
+    pub fn routing(mut self, routing: RoutingToml) -> Self {
+        self.routing = Some(routing);
+        self
     }
 
     /// Renders the file to `path`.

@@ -5,6 +5,7 @@
 
 mod conntrack;
 mod probe;
+mod routing;
 mod service;
 
 use std::{
@@ -146,6 +147,10 @@ impl Resolver<'_> {
             self.endpoints_unshared(&mut owners, service, raw_service.name.span().start)?;
         }
         let conntrack = self.conntrack(&raw.conntrack)?;
+        let routing = match &raw.routing {
+            None => None,
+            Some(routing) => Some(self.routing(routing)?),
+        };
         let metrics_listen = match &raw.metrics.listen {
             None => Some(DEFAULT_METRICS_LISTEN.parse().expect("valid default")),
             Some(text) if text.get_ref().is_empty() => None,
@@ -198,6 +203,7 @@ impl Resolver<'_> {
             journal,
             alerts,
             conntrack,
+            routing,
         };
         config.capacity(None)?;
         Ok(config)

@@ -264,6 +264,18 @@ pub(super) fn render_agent(out: &mut Exposition, snapshot: &Snapshot) {
         }
     }
     out.family(
+        "failover_vip_announced",
+        "gauge",
+        "1 if the VIP is announced to the routing daemon ([routing]); 0 if withdrawn.",
+    );
+    for announcement in &snapshot.announcements {
+        out.sample(
+            "failover_vip_announced",
+            &[("vip", announcement.vip.as_str())],
+            u8::from(announcement.announced),
+        );
+    }
+    out.family(
         "failover_switches_total",
         "counter",
         "Changes of who takes new flows, planned (operator requests: switchover, drain, maintenance, failback) or unplanned (a failure, a recovery, a timer), with the reason.",

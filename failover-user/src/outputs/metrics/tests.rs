@@ -7,7 +7,9 @@ use tokio::{
 };
 
 use super::{http::parse_request_line, *};
-use crate::outputs::telemetry::{BackendView, LATENCY_BUCKETS, ProbeStats, ServiceView, Totals};
+use crate::outputs::telemetry::{
+    AnnouncementView, BackendView, LATENCY_BUCKETS, ProbeStats, ServiceView, Totals,
+};
 
 fn backend(name: &str, id: u32, healthy: bool, state: &str) -> BackendView {
     BackendView {
@@ -57,6 +59,11 @@ fn snapshot() -> Snapshot {
         },
         started_seconds_ago: 12.5,
         egress: Default::default(),
+        announcements: vec![AnnouncementView {
+            vip: "203.0.113.10".to_owned(),
+            announced: true,
+            why: "serving web".to_owned(),
+        }],
     }
 }
 
@@ -145,6 +152,7 @@ fn every_family_has_help_and_type_before_its_samples() {
     assert_eq!(unique.len(), declared.len(), "a family declared twice");
     assert!(text.contains("# HELP failover_failovers_total "));
     assert!(text.contains("# TYPE failover_probe_latency_seconds histogram\n"));
+    assert!(text.contains("failover_vip_announced{vip=\"203.0.113.10\"} 1\n"));
     assert!(text.ends_with('\n'));
 }
 

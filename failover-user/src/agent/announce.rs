@@ -1,0 +1,143 @@
+//! `[routing]` in the agent: after anything that can change who takes new
+//! flows, every VIP's announcement is recomputed (`decide::announce`) and
+//! the difference written (`routing::Announcer`); each change is logged
+//! and journaled. A write that failed is tried again after [`RETRY_FIRST`],
+//! then twice as long each time up to [`RETRY_MOST`].
+
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::Agent;
+use crate::{
+    config::RoutingConfig,
+    decide::announce::{Announcement, ServiceUse, announcements},
+    events::{Event, EventKind},
+    outputs::telemetry::AnnouncementView,
+    routing::{Announcer, Applied, RoutingError},
+};
+
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MOST: Duration = Duration::from_secs(30);
+
+/// The agent's announcer and when a failed write may be tried again.
+pub(super) struct Routing {
+    announcer: Announcer,
+    retry_at: Option<Instant>,
+    /// The wait before the next retry (after a failure).
+    backoff: Duration,
+}
+
+impl Routing {
+    pub(super) fn start(config: &RoutingConfig) -> Result<Self, RoutingError> {
+        let announcer = Announcer::start(config)?;
+        info!(device = %config.device, table = config.table, "announcing VIPs through the routing daemon: a route per VIP this host can serve, to a device that lives as long as the agent");
+        Ok(Self {
+            announcer,
+            retry_at: None,
+            backoff: RETRY_FIRST,
+        })
+    }
+}
+
+impl Agent {
+    /// Whether a failed write of the announcements is due to be tried again.
+    pub(super) fn announce_retry_due(&self) -> bool {
+        self.routing
+            .as_ref()
+            .and_then(|r| r.retry_at)
+            .is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// Withdraws every VIP (the agent stops; the device would take the
+    /// routes with it anyway, this says so in the journal first).
+    pub(super) fn withdraw_all(&mut self) {
+        let Some(routing) = self.routing.as_mut() else {
+            return;
+        };
+        let wanted = routing
+            .announcer
+            .current()
+            .keys()
+            .map(|vip| {
+                (
+                    *vip,
+                    Announcement {
+                        announced: false,
+                        why: "the agent is stopping".into(),
+                    },
+                )
+            })
+            .collect();
+        let applied = routing.announcer.apply(wanted);
+        self.report_announcements(applied);
+    }
+
+    /// Announces the VIPs this host can serve and withdraws the others.
+    pub(super) fn announce(&mut self) {
+        let Some(routing) = self.routing.as_mut() else {
+            return;
+        };
+        let uses: Vec<ServiceUse> = self
+            .services
+            .iter()
+            .map(|s| ServiceUse {
+                name: s.name.clone(),
+                vip: s.plan.spec.vip,
+                usable: !s.active_names(&self.dataplane).is_empty(),
+            })
+            .collect();
+        let wanted = announcements(&uses, routing.announcer.config().when_unusable, false);
+        let now = Instant::now();
+        let retrying = routing.retry_at.is_some_and(|at| now >= at);
+        if &wanted == routing.announcer.current() && !retrying {
+            return;
+        }
+        let applied = routing.announcer.apply(wanted);
+        if applied.error.is_some() {
+            routing.retry_at = Some(now + routing.backoff);
+            routing.backoff = (routing.backoff * 2).min(RETRY_MOST);
+        } else {
+            routing.retry_at = None;
+            routing.backoff = RETRY_FIRST;
+        }
+        self.report_announcements(applied);
+    }
+
+    /// Logs, journals and shows what [`Announcer::apply`] did.
+    fn report_announcements(&mut self, applied: Applied) {
+        if let Some(err) = &applied.error {
+            warn!(cause = %crate::util::chain(err), "announcements not written; trying again (after 1 s, then twice as long each time, up to 30 s)");
+        }
+        for change in applied.changed {
+            let (kind, verb) = if change.announced {
+                (EventKind::VipAnnounced, "announced")
+            } else {
+                (EventKind::VipWithdrawn, "withdrawn")
+            };
+            if change.announced {
+                info!(vip = %change.vip, why = %change.why, "VIP announced");
+            } else {
+                warn!(vip = %change.vip, why = %change.why, "VIP withdrawn");
+            }
+            self.events.publish(
+                Event::new(kind, format!("{} {verb}: {}", change.vip, change.why))
+                    .details(serde_json::json!({"vip": change.vip.to_string(), "why": change.why})),
+            );
+        }
+        let views = self.routing.as_ref().map_or_else(Vec::new, |routing| {
+            routing
+                .announcer
+                .current()
+                .iter()
+                .map(|(vip, a)| AnnouncementView {
+                    vip: vip.to_string(),
+                    announced: a.announced,
+                    why: a.why.clone(),
+                })
+                .collect()
+        });
+        self.telemetry
+            .update(|snapshot| snapshot.announcements = views);
+    }
+}

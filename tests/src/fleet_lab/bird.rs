@@ -1,0 +1,52 @@
+//! The fleet lab's BIRD configurations: the upstream router (BGP with BFD
+//! to every edge host, ECMP into its kernel) and each edge host (learns
+//! the agent's announcements from their kernel table, announces them to
+//! the router with BFD).
+
+use std::{fmt::Write, net::Ipv4Addr};
+
+/// The router's AS and the edge hosts' (one AS for the fleet, so their
+/// routes are equal and the router merges them).
+pub const ROUTER_AS: u32 = 64500;
+pub const FLEET_AS: u32 = 64501;
+/// The kernel table the agents announce into.
+pub const TABLE: u32 = 200;
+/// BFD: every 100 ms, down after 3 missed.
+const BFD: &str = "interval 100 ms; multiplier 3;";
+
+/// The upstream router: a BGP session with BFD to each edge host's
+/// address, the VIPs' routes merged into one ECMP route in its kernel.
+pub fn router(id: Ipv4Addr, edges: &[Ipv4Addr]) -> String {
+    let mut config = format!(
+        "router id {id};\n\
+         log stderr all;\n\
+         protocol device {{ scan time 1; }}\n\
+         protocol bfd {{ interface \"*\" {{ {BFD} }}; }}\n\
+         protocol kernel {{\n  merge paths on;\n  ipv4 {{ import none; export all; }};\n}}\n"
+    );
+    for (i, edge) in edges.iter().enumerate() {
+        let _ = write!(
+            config,
+            "protocol bgp edge{i} {{\n  local as {ROUTER_AS};\n  neighbor {edge} as {FLEET_AS};\n  \
+             bfd on;\n  connect retry time 1;\n  error wait time 1, 2;\n  \
+             ipv4 {{ import all; export none; }};\n}}\n"
+        );
+    }
+    config
+}
+
+/// An edge host: the agent's announcements learned from [`TABLE`] and
+/// announced to the router, next hop self.
+pub fn edge(id: Ipv4Addr, router: Ipv4Addr) -> String {
+    format!(
+        "router id {id};\n\
+         log stderr all;\n\
+         protocol device {{ scan time 1; }}\n\
+         protocol bfd {{ interface \"*\" {{ {BFD} }}; }}\n\
+         protocol kernel failover_vips {{\n  kernel table {TABLE};\n  learn;\n  scan time 1;\n  \
+         ipv4 {{ import all; export none; }};\n}}\n\
+         protocol bgp upstream {{\n  local as {FLEET_AS};\n  neighbor {router} as {ROUTER_AS};\n  \
+         bfd on;\n  connect retry time 1;\n  error wait time 1, 2;\n  \
+         ipv4 {{ import none; export where proto = \"failover_vips\"; next hop self; }};\n}}\n"
+    )
+}

@@ -1,0 +1,183 @@
+//! One edge host of the fleet lab: its namespace, its BIRD, and the agent
+//! with `[routing]`, its pins and files under the lab's directory.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use failover::lab::{agent::AgentProcess, bird::Bird};
+
+use super::{BACKEND_PORT, BACKENDS, SERVICE_PORT, VIP, backend_addr, bird, router_link};
+use crate::{
+    config::{BackendToml, ConfigToml, InterfaceToml, ProbeToml, RoutingToml, ServiceToml},
+    netns::NetNs,
+    pins::PinDir,
+};
+
+/// How long an agent gets to open its control socket.
+const AGENT_START: Duration = Duration::from_secs(15);
+
+/// Field order is drop order: the agent stops (and its device goes) before
+/// BIRD, its pins and its namespace.
+pub struct Edge {
+    agent: Option<AgentProcess>,
+    pub bird: Bird,
+    pins: PinDir,
+    pub ns: NetNs,
+    dir: PathBuf,
+}
+
+impl Edge {
+    /// Edge host `i`: its BIRD, then its agent.
+    pub(super) fn start(ns: NetNs, i: usize, lab_dir: &Path) -> Self {
+        let dir = lab_dir.join(format!("edge{i}"));
+        std::fs::create_dir_all(&dir).expect("create the edge host's directory");
+        let (router_addr, edge_addr) = router_link(i);
+        let bird = Bird::start(&ns, &dir, "bird", &bird::edge(edge_addr, router_addr))
+            .unwrap_or_else(|e| panic!("start edge {i}'s BIRD: {e}"));
+        let pins = PinDir::new();
+        let mut edge = Self {
+            agent: None,
+            bird,
+            pins,
+            ns,
+            dir,
+        };
+        edge.config().write(&edge.dir.join("failover.toml"));
+        edge.start_agent();
+        edge
+    }
+
+    /// The agent's configuration: every edge host has the same services.
+    fn config(&self) -> ConfigToml {
+        let probe = ProbeToml::tcp()
+            .port(BACKEND_PORT)
+            .interval(Duration::from_millis(100))
+            .timeout(Duration::from_millis(50));
+        let mut web = ServiceToml::tcp("web", VIP, SERVICE_PORT).probe(probe);
+        for k in 0..BACKENDS {
+            web = web.backend(
+                BackendToml::new(format!("backend{k}"), backend_addr(k)).port(BACKEND_PORT),
+            );
+        }
+        let mut config = ConfigToml::new()
+            .pin_dir(self.pins.path())
+            .control_socket(self.socket())
+            .journal(self.journal())
+            .routing(RoutingToml {
+                table: Some(bird::TABLE),
+                ..RoutingToml::default()
+            })
+            .service(web);
+        for interface in self.links() {
+            config.interfaces.push(InterfaceToml::new(interface));
+        }
+        config
+    }
+
+    /// The edge host's links: to the router, then to each backend.
+    pub fn links(&self) -> Vec<String> {
+        std::iter::once("up0".to_owned())
+            .chain((0..BACKENDS).map(|k| format!("bk{k}")))
+            .collect()
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
+    pub fn journal(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.join("agent.log")
+    }
+
+    /// Starts the agent; returns once its control socket answers.
+    pub fn start_agent(&mut self) {
+        let _ = std::fs::remove_file(self.socket());
+        let agent = AgentProcess::start(
+            &self.ns,
+            &crate::failover_bin(),
+            &self.dir.join("failover.toml"),
+            &self.dir.join("agent.pid"),
+            &self.log(),
+        )
+        .expect("start the agent");
+        self.agent = Some(agent);
+        let started = Instant::now();
+        while !self.socket().exists() {
+            assert!(
+                started.elapsed() < AGENT_START,
+                "the agent did not start within {AGENT_START:?}:\n{}",
+                self.agent_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: the agent is gone at once, its device and routes with it.
+    pub fn kill_agent(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            let _ = agent.sigkill();
+        }
+    }
+
+    /// SIGTERM (a clean stop).
+    pub fn stop_agent(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            agent.stop();
+        }
+    }
+
+    /// `failover <args>` against this edge host's agent.
+    pub fn failover(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(crate::failover_bin())
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .expect("run failover")
+    }
+
+    pub fn status(&self) -> crate::status::StatusAnswer {
+        let output = self.failover(&["status", "--json"]);
+        let text = String::from_utf8_lossy(&output.stdout);
+        serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!(
+                "status: {e}: {text}{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+    }
+
+    pub fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.log()).unwrap_or_default()
+    }
+
+    pub(super) fn diag(&self) -> String {
+        format!(
+            "BIRD: {}\nannouncement table: {}\nagent log:\n{}",
+            self.bird
+                .birdc(&["show", "protocols"])
+                .unwrap_or_else(|e| e.to_string()),
+            String::from_utf8_lossy(
+                &std::process::Command::new("ip")
+                    .args([
+                        "-n",
+                        self.ns.name(),
+                        "route",
+                        "show",
+                        "table",
+                        &bird::TABLE.to_string()
+                    ])
+                    .output()
+                    .map(|o| o.stdout)
+                    .unwrap_or_default()
+            ),
+            self.agent_log()
+        )
+    }
+}

@@ -1,0 +1,98 @@
+//! Announce and withdraw, as the upstream router sees it.
+
+use std::time::{Duration, Instant};
+
+use failover::lab::load;
+use failover_tests::fleet_lab::{EDGES, FleetLab, VIP, router_link};
+
+use crate::{RETURN_BOUND, WITHDRAW_BOUND, wait_journal, web};
+
+/// New connections through the router until `n` were answered or `bound`.
+fn answered(lab: &FleetLab, n: usize, bound: Duration) -> (usize, Vec<String>) {
+    lab.client.run(|| {
+        let started = Instant::now();
+        let (mut ok, mut failed) = (0, Vec::new());
+        while ok < n && started.elapsed() < bound {
+            match load::request(web(), Duration::from_millis(500)) {
+                Ok(_) => ok += 1,
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        (ok, failed)
+    })
+}
+
+#[test]
+fn a_host_whose_agent_is_killed_is_withdrawn_and_announced_again_when_it_returns() {
+    let mut lab = FleetLab::start();
+    let status = lab.edges[0].status();
+    assert_eq!(status.announcements.len(), 1, "{status:#?}");
+    let vip = &status.announcements[0];
+    assert_eq!(vip.vip, VIP.to_string());
+    assert!(vip.announced, "{vip:?}");
+    assert_eq!(vip.why, "serving web");
+    let (ok, failed) = answered(&lab, 20, Duration::from_secs(10));
+    assert_eq!(ok, 20, "through both hosts: {failed:?}\n{}", lab.diag());
+
+    let killed = Instant::now();
+    lab.edges[0].kill_agent();
+    let withdrawn = lab.wait_nexthops(EDGES - 1, WITHDRAW_BOUND);
+    eprintln!("agent killed: the router withdrew the host in {withdrawn:?}");
+    assert!(
+        withdrawn.is_some(),
+        "still {:?}\n{}",
+        lab.router_nexthops(),
+        lab.diag()
+    );
+    assert_eq!(lab.router_nexthops(), vec![router_link(1).1]);
+    assert!(killed.elapsed() < WITHDRAW_BOUND);
+    let (ok, failed) = answered(&lab, 20, Duration::from_secs(10));
+    assert_eq!(ok, 20, "through the other host: {failed:?}\n{}", lab.diag());
+
+    lab.edges[0].start_agent();
+    let back = lab.wait_nexthops(EDGES, RETURN_BOUND);
+    eprintln!("agent restarted: announced again after {back:?}");
+    assert!(back.is_some(), "{}", lab.diag());
+}
+
+#[test]
+fn a_host_that_reaches_no_backend_withdraws_the_vip_and_says_why() {
+    let lab = FleetLab::start();
+    let edge = &lab.edges[1];
+    lab.backend_links(1, false);
+    let withdrawn = lab.wait_nexthops(EDGES - 1, WITHDRAW_BOUND);
+    eprintln!("no backend reachable: withdrawn after {withdrawn:?}");
+    assert!(withdrawn.is_some(), "{}", lab.diag());
+    assert_eq!(lab.router_nexthops(), vec![router_link(0).1]);
+    let status = edge.status();
+    let vip = &status.announcements[0];
+    assert!(!vip.announced);
+    assert_eq!(vip.why, "no backend takes new flows of web", "{vip:?}");
+    let events = wait_journal(&edge.journal(), "vip_withdrawn", 1);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["details"]["vip"], VIP.to_string());
+    let (ok, failed) = answered(&lab, 20, Duration::from_secs(10));
+    assert_eq!(ok, 20, "through the other host: {failed:?}\n{}", lab.diag());
+
+    lab.backend_links(1, true);
+    let back = lab.wait_nexthops(EDGES, RETURN_BOUND);
+    eprintln!("backends reachable again: announced after {back:?}");
+    assert!(back.is_some(), "{}", lab.diag());
+    assert_eq!(wait_journal(&edge.journal(), "vip_announced", 2).len(), 2);
+}
+
+#[test]
+fn a_stopping_agent_withdraws_its_vips_and_says_so() {
+    let mut lab = FleetLab::start();
+    lab.edges[0].stop_agent();
+    let withdrawn = lab.wait_nexthops(EDGES - 1, WITHDRAW_BOUND);
+    assert!(withdrawn.is_some(), "{}", lab.diag());
+    let events = wait_journal(&lab.edges[0].journal(), "vip_withdrawn", 1);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert!(
+        events[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the agent is stopping")),
+        "{events:#?}"
+    );
+}

@@ -1,0 +1,48 @@
+//! The fleet: two edge hosts behind an upstream router (BIRD, BGP with BFD,
+//! ECMP), each announcing the VIP through its own BIRD while it can serve
+//! it (`failover_tests::fleet_lab`).
+//!
+//! - `announce`: both hosts announce; a host whose agent is killed, that
+//!   cannot reach a backend, or whose agent stops is withdrawn, and comes
+//!   back;
+//! - `survival`: connections established through a host that is gone go
+//!   on through the other one, and are not reset when it returns.
+
+mod announce;
+mod survival;
+
+use std::{net::SocketAddr, time::Duration};
+
+use failover_tests::fleet_lab::{SERVICE_PORT, VIP};
+
+/// How long the routers get to withdraw a host (BFD 3 × 100 ms, BGP, the
+/// router's kernel) or to take one back (a new BGP session).
+const WITHDRAW_BOUND: Duration = Duration::from_secs(5);
+const RETURN_BOUND: Duration = Duration::from_secs(30);
+
+fn web() -> SocketAddr {
+    SocketAddr::from((VIP, SERVICE_PORT))
+}
+
+/// The events of `kind` in an edge host's journal.
+fn journal_events(path: &std::path::Path, kind: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["kind"] == kind)
+        .collect()
+}
+
+/// Waits (bounded) until an edge host's journal holds `n` events of `kind`
+/// (the journal is written off the decision loop).
+fn wait_journal(path: &std::path::Path, kind: &str, n: usize) -> Vec<serde_json::Value> {
+    let started = std::time::Instant::now();
+    loop {
+        let events = journal_events(path, kind);
+        if events.len() >= n || started.elapsed() > Duration::from_secs(5) {
+            return events;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

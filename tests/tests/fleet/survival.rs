@@ -1,0 +1,97 @@
+//! Flows outlive the edge host they came through: the other host's table
+//! names the same backend and its replies need no state.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::TcpStream,
+    time::Duration,
+};
+
+use failover::lab::load;
+use failover_tests::fleet_lab::{EDGES, FleetLab};
+
+use crate::{RETURN_BOUND, WITHDRAW_BOUND, web};
+
+const LONG: usize = 40;
+
+fn ask(stream: &TcpStream) -> std::io::Result<String> {
+    (&*stream).write_all(b"hello\n")?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line)?;
+    Ok(line.trim().to_owned())
+}
+
+#[test]
+fn connections_through_a_host_that_is_gone_go_on_through_the_other_and_survive_its_return() {
+    let mut lab = FleetLab::start();
+    let streams: Vec<TcpStream> = lab.client.run(|| {
+        (0..LONG)
+            .map(|_| {
+                let stream = load::connect(web(), Duration::from_secs(2)).expect("connect");
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(2)))
+                    .expect("timeout");
+                stream
+            })
+            .collect()
+    });
+    let first: Vec<String> = streams
+        .iter()
+        .map(|s| ask(s).expect("first answer"))
+        .collect();
+    let through = |lab: &FleetLab, i: usize| {
+        lab.edges[i]
+            .status()
+            .services
+            .iter()
+            .flat_map(|s| &s.backends)
+            .filter_map(|b| b.packets_to)
+            .sum::<u64>()
+    };
+    let on_edge0 = through(&lab, 0);
+    eprintln!(
+        "{LONG} connections: {on_edge0} packets to the backends through edge 0, {} through edge 1",
+        through(&lab, 1)
+    );
+    assert!(
+        on_edge0 > 0,
+        "ECMP sent nothing through edge 0\n{}",
+        lab.diag()
+    );
+
+    lab.host_down(0);
+    let withdrawn = lab.wait_nexthops(EDGES - 1, WITHDRAW_BOUND);
+    eprintln!("edge 0 gone: withdrawn after {withdrawn:?}");
+    assert!(withdrawn.is_some(), "{}", lab.diag());
+    let after: Vec<std::io::Result<String>> = streams.iter().map(ask).collect();
+    let broken: Vec<String> = after
+        .iter()
+        .zip(&first)
+        .filter(|(now, before)| now.as_ref().ok() != Some(*before))
+        .map(|(now, before)| format!("{before} -> {now:?}"))
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "{} of {LONG} broke: {broken:?}\n{}",
+        broken.len(),
+        lab.diag()
+    );
+
+    lab.host_up(0);
+    let back = lab.wait_nexthops(EDGES, RETURN_BOUND);
+    eprintln!("edge 0 back: announced after {back:?}");
+    assert!(back.is_some(), "{}", lab.diag());
+    let again: Vec<std::io::Result<String>> = streams.iter().map(ask).collect();
+    let broken: Vec<String> = again
+        .iter()
+        .zip(&first)
+        .filter(|(now, before)| now.as_ref().ok() != Some(*before))
+        .map(|(now, before)| format!("{before} -> {now:?}"))
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "on its return {} of {LONG} broke: {broken:?}\n{}",
+        broken.len(),
+        lab.diag()
+    );
+}
