@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::Agent;
+use super::{Agent, op_error::OpError};
 use crate::{
     config::RoutingConfig,
     decide::announce::{Announcement, ServiceUse, announcements},
@@ -20,9 +20,12 @@ use crate::{
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MOST: Duration = Duration::from_secs(30);
 
-/// The agent's announcer and when a failed write may be tried again.
+/// The agent's announcer, whether the host is drained, and when a failed
+/// write may be tried again.
 pub(super) struct Routing {
     announcer: Announcer,
+    /// `failover host drain`: every VIP withdrawn (its file exists).
+    drained: bool,
     retry_at: Option<Instant>,
     /// The wait before the next retry (after a failure).
     backoff: Duration,
@@ -32,8 +35,13 @@ impl Routing {
     pub(super) fn start(config: &RoutingConfig) -> Result<Self, RoutingError> {
         let announcer = Announcer::start(config)?;
         info!(device = %config.device, table = config.table, "announcing VIPs through the routing daemon: a route per VIP this host can serve, to a device that lives as long as the agent");
+        let drained = config.drain_file.exists();
+        if drained {
+            warn!(file = %config.drain_file.display(), "the host is drained (`failover host drain`): announcing nothing until `failover host undrain`");
+        }
         Ok(Self {
             announcer,
+            drained,
             retry_at: None,
             backoff: RETRY_FIRST,
         })
@@ -41,6 +49,66 @@ impl Routing {
 }
 
 impl Agent {
+    /// Whether `failover host drain` is in force.
+    pub(super) fn host_drained(&self) -> bool {
+        self.routing.as_ref().is_some_and(|r| r.drained)
+    }
+
+    /// `failover host drain` / `undrain`: records it in the drain file
+    /// (first: a restart must find it), then withdraws or announces.
+    pub(super) fn host_drain(&mut self, drain: bool) -> Result<serde_json::Value, OpError> {
+        let routing = self.routing.as_mut().ok_or(OpError::NoRouting)?;
+        let path = routing.announcer.config().drain_file.clone();
+        let written = if drain {
+            path.parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| {
+                    std::fs::write(
+                        &path,
+                        "drained by `failover host drain`; `failover host undrain` ends it\n",
+                    )
+                })
+        } else {
+            match std::fs::remove_file(&path) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+                _ => Ok(()),
+            }
+        };
+        written.map_err(|source| OpError::DrainFile {
+            path: path.clone(),
+            source,
+        })?;
+        let changed = routing.drained != drain;
+        routing.drained = drain;
+        // Written now, whatever the record says.
+        routing.retry_at = Some(Instant::now());
+        if changed {
+            let what = if drain {
+                "host drained: every VIP withdrawn"
+            } else {
+                "host undrained: announcing what it can serve"
+            };
+            info!(file = %path.display(), "{what}");
+            self.events
+                .publish(Event::new(EventKind::Operation, what).details(
+                serde_json::json!({"operation": if drain { "host drain" } else { "host undrain" }}),
+            ));
+        }
+        self.announce();
+        let announcements: Vec<serde_json::Value> = self
+            .routing
+            .as_ref()
+            .map(|r| {
+                r.announcer
+                    .current()
+                    .iter()
+                    .map(|(vip, a)| serde_json::json!({"vip": vip.to_string(), "announced": a.announced, "why": a.why}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(serde_json::json!({"host_drained": drain, "announcements": announcements}))
+    }
+
     /// Whether a failed write of the announcements is due to be tried again.
     pub(super) fn announce_retry_due(&self) -> bool {
         self.routing
@@ -87,7 +155,11 @@ impl Agent {
                 usable: !s.active_names(&self.dataplane).is_empty(),
             })
             .collect();
-        let wanted = announcements(&uses, routing.announcer.config().when_unusable, false);
+        let wanted = announcements(
+            &uses,
+            routing.announcer.config().when_unusable,
+            routing.drained,
+        );
         let now = Instant::now();
         let retrying = routing.retry_at.is_some_and(|at| now >= at);
         if &wanted == routing.announcer.current() && !retrying {

@@ -30,6 +30,17 @@ pub enum OpError {
     DeadlineOutOfBounds { seconds: f64, bounds: String },
     #[error("encoding the answer")]
     Encode(#[source] serde_json::Error),
+    #[error(
+        "this host announces nothing: draining it needs [routing] in the configuration (without \
+         it the routers do not learn of this host from failover)"
+    )]
+    NoRouting,
+    #[error("{}", path.display())]
+    DrainFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Reload(#[from] ReloadError),
 }

@@ -69,6 +69,8 @@ impl Agent {
                 dry_run,
             } => self.release_switchover(&service, dry_run),
             Request::Failback { service, dry_run } => self.failback(service.as_deref(), dry_run),
+            Request::HostDrain {} => self.host_drain(true),
+            Request::HostUndrain {} => self.host_drain(false),
             Request::Reload { dry_run } => self
                 .reload(dry_run)
                 .await
@@ -376,6 +378,7 @@ impl Agent {
             flow_entries: counted.entries,
             flows_reclaimed_total: counted.reclaimed_total,
             announcements: snapshot.announcements,
+            host_drained: self.host_drained(),
         }
     }
 }

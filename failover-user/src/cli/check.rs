@@ -128,6 +128,7 @@ fn explain_routing(routing: &RoutingConfig) {
         table,
         device,
         when_unusable,
+        drain_file,
         ..
     } = routing;
     println!(
@@ -148,6 +149,15 @@ fn explain_routing(routing: &RoutingConfig) {
          learn;\n      ipv4 {{ import all; export none; }};\n    }}\n  and announces them with an \
          export filter on its BGP sessions (source = RTS_INHERIT, or the kernel protocol's name); \
          enable BFD on those sessions for sub-second failover"
+    );
+    println!(
+        "  `failover host drain` withdraws every VIP and records it in {}: {}",
+        drain_file.display(),
+        if drain_file.exists() {
+            "the host is drained now"
+        } else {
+            "not drained now"
+        }
     );
     if !std::path::Path::new("/dev/net/tun").exists() {
         println!(

@@ -5,6 +5,7 @@ pub mod check;
 pub mod demo;
 pub mod detach;
 pub mod failback;
+pub mod host;
 pub mod inspect;
 pub mod ops;
 pub mod run;
@@ -84,6 +85,22 @@ pub enum Command {
         /// Return at once instead of following the flows.
         #[arg(long)]
         no_wait: bool,
+    },
+    /// The edge host in a fleet (`[routing]`): `drain` withdraws every VIP,
+    /// so the routers send its traffic to the other hosts, and follows its
+    /// flows until none is left (then it is safe to stop); `undrain`
+    /// announces again. A drain lasts across restarts.
+    ///
+    /// Example: failover host drain
+    Host {
+        #[arg(value_parser = ["drain", "undrain"])]
+        action: String,
+        /// drain: return at once instead of following the flows.
+        #[arg(long)]
+        no_wait: bool,
+        /// drain: stop following after this long (default 10m).
+        #[arg(long, value_parser = parse_duration_arg)]
+        timeout: Option<std::time::Duration>,
     },
     /// End a drain: health decides again.
     ///
@@ -266,6 +283,17 @@ impl Cli {
                 deadline,
                 dry_run,
                 !no_wait,
+                json,
+            ),
+            Command::Host {
+                action,
+                no_wait,
+                timeout,
+            } => host::run(
+                &self.control_socket()?,
+                action == "drain",
+                !no_wait,
+                timeout,
                 json,
             ),
             Command::Undrain { backend, dry_run } => ops::simple(

@@ -30,7 +30,7 @@ pub fn call(socket: &Path, request: &Request) -> anyhow::Result<Value> {
 }
 
 /// The agent's status, typed.
-fn status_answer(socket: &Path) -> anyhow::Result<StatusAnswer> {
+pub fn status_answer(socket: &Path) -> anyhow::Result<StatusAnswer> {
     let value = call(socket, &Request::Status {})?;
     serde_json::from_value(value).context("the agent's status answer has an unknown shape")
 }
@@ -147,6 +147,9 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
             .map_or("-".into(), |s| format!("{:.3} s", s)),
         status.active_flow_idle_s
     );
+    if status.host_drained {
+        println!("host drained (`failover host undrain` ends it): every VIP withdrawn");
+    }
     for announcement in &status.announcements {
         println!(
             "VIP {} {}: {}",

@@ -37,6 +37,9 @@ pub struct RoutingConfig {
     pub table: u32,
     pub device: String,
     pub when_unusable: crate::decide::announce::WhenUnusable,
+    /// Exists while the host is drained (`failover host drain`): kept
+    /// across restarts and reboots.
+    pub drain_file: PathBuf,
 }
 
 /// The routing daemon that learns the announcements.
@@ -48,6 +51,7 @@ pub enum RoutingDaemon {
 
 pub const DEFAULT_ROUTING_TABLE: u32 = 200;
 pub const DEFAULT_ROUTING_DEVICE: &str = "fo-announce";
+pub const DEFAULT_ROUTING_DRAIN_FILE: &str = "/var/lib/failover/host-drained";
 
 /// The flow table: its size (fixed when it is created), flow lifetimes and
 /// the flood guard's threshold (both may change on reload).

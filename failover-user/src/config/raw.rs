@@ -33,6 +33,7 @@ pub(super) struct RawRouting {
     pub(super) table: Option<Spanned<u32>>,
     pub(super) device: Option<Spanned<String>>,
     pub(super) when_unusable: Option<Spanned<String>>,
+    pub(super) drain_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

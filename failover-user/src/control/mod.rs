@@ -77,6 +77,10 @@ pub enum Request {
         #[serde(default)]
         dry_run: bool,
     },
+    /// The edge host (`[routing]`): withdraw every VIP, kept across restarts.
+    HostDrain {},
+    /// Announce again what the host can serve.
+    HostUndrain {},
 }
 
 #[derive(Debug, Serialize, Deserialize)]

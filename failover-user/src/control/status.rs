@@ -26,6 +26,9 @@ pub struct StatusAnswer {
     /// `[routing]`: every VIP's announcement (empty when routing is off).
     #[serde(default)]
     pub announcements: Vec<AnnouncementView>,
+    /// `failover host drain` is in force.
+    #[serde(default)]
+    pub host_drained: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -69,6 +69,7 @@ pub struct RoutingToml {
     pub table: Option<u32>,
     pub device: Option<String>,
     pub when_unusable: Option<String>,
+    pub drain_file: Option<PathBuf>,
 }
 
 impl ConfigToml {
@@ -179,6 +180,7 @@ impl ConfigToml {
             out.opt("table", routing.table);
             out.opt("device", routing.device.as_ref());
             out.opt("when_unusable", routing.when_unusable.as_ref());
+            out.opt("drain_file", routing.drain_file.as_deref());
         }
         for interface in &self.interfaces {
             out.table("[[interfaces]]");

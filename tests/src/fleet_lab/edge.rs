@@ -67,6 +67,7 @@ impl Edge {
             .journal(self.journal())
             .routing(RoutingToml {
                 table: Some(bird::TABLE),
+                drain_file: Some(self.dir.join("host-drained")),
                 ..RoutingToml::default()
             })
             .service(web);

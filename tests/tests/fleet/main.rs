@@ -5,10 +5,13 @@
 //! - `announce`: both hosts announce; a host whose agent is killed, that
 //!   cannot reach a backend, or whose agent stops is withdrawn, and comes
 //!   back;
+//! - `drain`: `failover host drain` moves a host's traffic without a failed
+//!   connection, lasts across a restart and says when the host is idle;
 //! - `survival`: connections established through a host that is gone go
 //!   on through the other one, and are not reset when it returns.
 
 mod announce;
+mod drain;
 mod survival;
 
 use std::{net::SocketAddr, time::Duration};

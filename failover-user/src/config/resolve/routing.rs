@@ -2,13 +2,15 @@
 //! table and device the announcements are written to, and what becomes of
 //! a VIP that cannot be served.
 
+use std::path::PathBuf;
+
 use toml::Spanned;
 
 use super::Resolver;
 use crate::{
     config::{
-        ConfigError, DEFAULT_ROUTING_DEVICE, DEFAULT_ROUTING_TABLE, RoutingConfig, RoutingDaemon,
-        limits, raw::RawRouting,
+        ConfigError, DEFAULT_ROUTING_DEVICE, DEFAULT_ROUTING_DRAIN_FILE, DEFAULT_ROUTING_TABLE,
+        RoutingConfig, RoutingDaemon, limits, raw::RawRouting,
     },
     decide::announce::WhenUnusable,
 };
@@ -73,11 +75,23 @@ impl Resolver<'_> {
                 );
             }
         };
+        let drain_file = match &raw.drain_file {
+            None => PathBuf::from(DEFAULT_ROUTING_DRAIN_FILE),
+            Some(path) if path.get_ref().is_absolute() => path.get_ref().clone(),
+            Some(path) => {
+                return self.invalid(
+                    "routing.drain_file",
+                    path.span().start,
+                    format!("{} is not an absolute path", path.get_ref().display()),
+                );
+            }
+        };
         Ok(RoutingConfig {
             daemon,
             table,
             device,
             when_unusable,
+            drain_file,
         })
     }
 }
@@ -141,6 +155,11 @@ mod tests {
                 "daemon = \"bird\"\nwhen_unusable = \"drop\"",
                 "routing.when_unusable",
                 "\"withdraw\" or \"announce\"",
+            ),
+            (
+                "daemon = \"bird\"\ndrain_file = \"drained\"",
+                "routing.drain_file",
+                "absolute",
             ),
         ] {
             let error = with(routing).unwrap_err();

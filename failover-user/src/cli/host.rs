@@ -1,0 +1,82 @@
+//! `failover host drain | undrain`: the edge host in a fleet (`[routing]`).
+//! A drain withdraws every VIP, so the routers send this host's traffic to
+//! the others, and follows its flows until none is left: then the host is
+//! safe to stop. It lasts across restarts until `undrain`.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use super::ops;
+use crate::control::Request;
+
+/// How long a drain is followed unless `--timeout` says otherwise.
+const FOLLOW: Duration = Duration::from_secs(600);
+
+pub fn run(
+    socket: &Path,
+    drain: bool,
+    wait: bool,
+    timeout: Option<Duration>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let request = if drain {
+        Request::HostDrain {}
+    } else {
+        Request::HostUndrain {}
+    };
+    let value = ops::call(socket, &request)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    } else {
+        println!("host {}", if drain { "drained" } else { "undrained" });
+        for announcement in value["announcements"].as_array().into_iter().flatten() {
+            println!(
+                "  VIP {} {}: {}",
+                announcement["vip"].as_str().unwrap_or(""),
+                if announcement["announced"].as_bool() == Some(true) {
+                    "announced"
+                } else {
+                    "withdrawn"
+                },
+                announcement["why"].as_str().unwrap_or("")
+            );
+        }
+    }
+    if !drain || !wait {
+        return Ok(());
+    }
+    // The routers move the traffic; the host's flows go idle or end.
+    let started = Instant::now();
+    let limit = timeout.unwrap_or(FOLLOW);
+    loop {
+        let status = ops::status_answer(socket)?;
+        let left: u64 = status
+            .services
+            .iter()
+            .flat_map(|s| &s.backends)
+            .map(|b| b.active_flows)
+            .sum();
+        let counted = status.active_flows_counted_s_ago.is_some();
+        if !json {
+            println!(
+                "  t={:>5.1}s  {left} active flows on this host (seen within {} s)",
+                started.elapsed().as_secs_f64(),
+                status.active_flow_idle_s
+            );
+        }
+        if left == 0 && counted {
+            println!("drained: no active flow left on this host; it is safe to stop");
+            return Ok(());
+        }
+        if started.elapsed() >= limit {
+            println!("still {left} active flows after {limit:?}; the host stays drained");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
