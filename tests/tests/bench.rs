@@ -34,6 +34,7 @@ fn quick_benchmark_passes_its_checks_and_reports_every_section() {
         "failover",
         "in_band",
         "soak",
+        "fleet",
         "control_plane",
         "maglev",
     ] {

@@ -12,6 +12,7 @@ pub mod control_plane;
 pub mod cpu;
 pub mod datapath;
 pub mod failover_trials;
+pub mod fleet;
 pub mod killable;
 pub mod maglev;
 pub mod packet_rate;
@@ -104,6 +105,7 @@ const SECTIONS: &[(&str, SectionFn)] = &[
     ("failover", failover_trials::run),
     ("in_band", failover_trials::in_band::run),
     ("soak", soak::run),
+    ("fleet", fleet::run),
     ("control_plane", control_plane::run),
     ("maglev", maglev::run),
 ];

@@ -1,0 +1,164 @@
+//! The fleet trials: the host gone and back, under load; a host drain.
+
+use std::{
+    net::TcpStream,
+    time::{Duration, Instant},
+};
+
+use failover::lab::load::{self, Load, LongLived, Plan, Recorded};
+
+use crate::fleet_lab::{EDGES, FleetLab, SERVICE_PORT, VIP};
+
+const PACE: Duration = Duration::from_millis(5);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+const ASK_EVERY: Duration = Duration::from_secs(1);
+/// How long a trial leaves the host away.
+const AWAY: Duration = Duration::from_secs(3);
+const WITHDRAW_BOUND: Duration = Duration::from_secs(5);
+const RETURN_BOUND: Duration = Duration::from_secs(30);
+/// After the host is back: long enough for every long connection to ask.
+const SETTLE: Duration = Duration::from_secs(3);
+
+pub(super) struct HostTrial {
+    pub(super) withdrawn: Option<Duration>,
+    pub(super) gap: Duration,
+    pub(super) failed: usize,
+    pub(super) long_alive: usize,
+    pub(super) long_broken: usize,
+    pub(super) returned: Option<Duration>,
+    pub(super) reset_on_return: usize,
+}
+
+pub(super) struct DrainRun {
+    pub(super) connections: usize,
+    pub(super) failed: usize,
+    pub(super) safe_to_stop: Option<Duration>,
+}
+
+fn web() -> std::net::SocketAddr {
+    std::net::SocketAddr::from((VIP, SERVICE_PORT))
+}
+
+pub(super) fn run(count: usize, long: usize) -> (Vec<HostTrial>, DrainRun) {
+    let mut lab = FleetLab::start();
+    let streams: Vec<Option<TcpStream>> = lab.client.run(|| {
+        (0..long)
+            .map(|_| Some(load::connect(web(), REQUEST_TIMEOUT).expect("a long connection")))
+            .collect()
+    });
+    let per_trial = AWAY + RETURN_BOUND + SETTLE + WITHDRAW_BOUND;
+    let plan = Plan {
+        in_flight: 64,
+        long: Some(LongLived {
+            streams,
+            every: ASK_EVERY,
+            reconnect: None,
+        }),
+        lifetime: per_trial * (count as u32 + 2) + Duration::from_secs(120),
+        ..Plan::new_flows(web(), PACE, REQUEST_TIMEOUT)
+    };
+    let traffic = Load::start(&lab.client, plan).expect("start the client load");
+    std::thread::sleep(ASK_EVERY * 2);
+    let trials = (0..count).map(|_| host_trial(&mut lab, &traffic)).collect();
+    let drain = drain(&lab, &traffic);
+    drop(traffic);
+    (trials, drain)
+}
+
+/// Long connections (indexes) whose every ask since `since` was answered.
+fn alive_since(recorded: &Recorded, since: Instant) -> Vec<usize> {
+    recorded
+        .long
+        .iter()
+        .enumerate()
+        .filter(|(_, asks)| {
+            asks.iter().any(|s| s.started >= since)
+                && asks
+                    .iter()
+                    .filter(|s| s.done >= since)
+                    .all(|s| s.result.is_ok())
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn host_trial(lab: &mut FleetLab, traffic: &Load) -> HostTrial {
+    let before = Instant::now() - ASK_EVERY * 2;
+    let long_before = alive_since(&traffic.snapshot(), before);
+    let killed = Instant::now();
+    lab.host_down(0);
+    let withdrawn = lab
+        .wait_nexthops(EDGES - 1, WITHDRAW_BOUND)
+        .map(|_| killed.elapsed());
+    std::thread::sleep(AWAY);
+    let back = Instant::now();
+    lab.host_up(0);
+    let returned = lab
+        .wait_nexthops(EDGES, RETURN_BOUND)
+        .map(|_| back.elapsed());
+    std::thread::sleep(SETTLE);
+    let recorded = traffic.snapshot();
+    let failed_new: Vec<Instant> = recorded
+        .new_flows
+        .iter()
+        .filter(|s| s.started >= killed && s.started < back && s.result.is_err())
+        .map(|s| s.started)
+        .collect();
+    let gap = failed_new
+        .iter()
+        .max()
+        .map_or(Duration::ZERO, |last| *last - killed);
+    let broken = long_before
+        .iter()
+        .filter(|&&i| {
+            recorded.long[i]
+                .iter()
+                .any(|s| s.done >= killed && s.result.is_err())
+        })
+        .count();
+    let reset_on_return = recorded
+        .new_flows
+        .iter()
+        .filter(|s| s.started >= back && s.result.is_err())
+        .count()
+        + long_before
+            .iter()
+            .filter(|&&i| {
+                recorded.long[i]
+                    .iter()
+                    .any(|s| s.done >= back && s.result.is_err())
+            })
+            .count();
+    HostTrial {
+        withdrawn,
+        gap,
+        failed: failed_new.len(),
+        long_alive: long_before.len(),
+        long_broken: broken,
+        returned,
+        reset_on_return,
+    }
+}
+
+fn drain(lab: &FleetLab, traffic: &Load) -> DrainRun {
+    let started = Instant::now();
+    let output = lab.edges[0].failover(&["host", "drain", "--timeout", "60s"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let safe_to_stop = stdout
+        .contains("it is safe to stop")
+        .then(|| started.elapsed());
+    let ended = Instant::now();
+    let recorded = traffic.snapshot();
+    let during: Vec<_> = recorded
+        .new_flows
+        .iter()
+        .filter(|s| s.started >= started && s.started < ended)
+        .collect();
+    let _ = lab.edges[0].failover(&["host", "undrain"]);
+    let _ = lab.wait_nexthops(EDGES, RETURN_BOUND);
+    DrainRun {
+        connections: during.len(),
+        failed: during.iter().filter(|s| s.result.is_err()).count(),
+        safe_to_stop,
+    }
+}
