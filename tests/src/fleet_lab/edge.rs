@@ -15,6 +15,13 @@ use crate::{
     pins::PinDir,
 };
 
+/// Edge host `i`'s BIRD, on the lab's configuration.
+fn start_bird(ns: &NetNs, dir: &Path, i: usize) -> Bird {
+    let (router_addr, edge_addr) = router_link(i);
+    Bird::start(ns, dir, "bird", &bird::edge(edge_addr, router_addr))
+        .unwrap_or_else(|e| panic!("start edge {i}'s BIRD: {e}"))
+}
+
 /// How long an agent gets to open its control socket.
 const AGENT_START: Duration = Duration::from_secs(15);
 
@@ -26,6 +33,7 @@ pub struct Edge {
     pins: PinDir,
     pub ns: NetNs,
     dir: PathBuf,
+    index: usize,
 }
 
 impl Edge {
@@ -33,9 +41,7 @@ impl Edge {
     pub(super) fn start(ns: NetNs, i: usize, lab_dir: &Path) -> Self {
         let dir = lab_dir.join(format!("edge{i}"));
         std::fs::create_dir_all(&dir).expect("create the edge host's directory");
-        let (router_addr, edge_addr) = router_link(i);
-        let bird = Bird::start(&ns, &dir, "bird", &bird::edge(edge_addr, router_addr))
-            .unwrap_or_else(|e| panic!("start edge {i}'s BIRD: {e}"));
+        let bird = start_bird(&ns, &dir, i);
         let pins = PinDir::new();
         let mut edge = Self {
             agent: None,
@@ -43,6 +49,7 @@ impl Edge {
             pins,
             ns,
             dir,
+            index: i,
         };
         edge.config().write(&edge.dir.join("failover.toml"));
         edge.start_agent();
@@ -117,6 +124,13 @@ impl Edge {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The routing daemon restarted: stopped (SIGTERM: it closes its
+    /// sessions), then started on the same configuration.
+    pub fn restart_bird(&mut self) {
+        self.bird.stop();
+        self.bird = start_bird(&self.ns, &self.dir, self.index);
     }
 
     /// SIGKILL: the agent is gone at once, its device and routes with it.

@@ -8,7 +8,8 @@
 //! - `drain`: `failover host drain` moves a host's traffic without a failed
 //!   connection, lasts across a restart and says when the host is idle;
 //! - `survival`: connections established through a host that is gone go
-//!   on through the other one, and are not reset when it returns.
+//!   on through the other one, and are not reset when it returns; a
+//!   routing daemon restarted under load fails no connection.
 
 mod announce;
 mod drain;

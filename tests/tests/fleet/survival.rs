@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use failover::lab::load;
+use failover::lab::load::{self, Load, LongLived, Plan};
 use failover_tests::fleet_lab::{EDGES, FleetLab};
 
 use crate::{RETURN_BOUND, WITHDRAW_BOUND, web};
@@ -94,4 +94,42 @@ fn connections_through_a_host_that_is_gone_go_on_through_the_other_and_survive_i
         broken.len(),
         lab.diag()
     );
+}
+
+#[test]
+fn a_routing_daemon_restarted_under_load_fails_no_connection() {
+    let mut lab = FleetLab::start();
+    let streams: Vec<Option<TcpStream>> = lab.client.run(|| {
+        (0..LONG)
+            .map(|_| Some(load::connect(web(), Duration::from_secs(2)).expect("connect")))
+            .collect()
+    });
+    let plan = Plan {
+        long: Some(LongLived {
+            streams,
+            every: Duration::from_millis(200),
+            reconnect: None,
+        }),
+        ..Plan::new_flows(web(), Duration::from_millis(10), Duration::from_secs(1))
+    };
+    let traffic = Load::start(&lab.client, plan).expect("start the client load");
+    std::thread::sleep(Duration::from_secs(1));
+    let restarted = std::time::Instant::now();
+    lab.edges[0].restart_bird();
+    let withdrawn = lab.wait_nexthops(EDGES - 1, WITHDRAW_BOUND);
+    let back = lab.wait_nexthops(EDGES, RETURN_BOUND);
+    eprintln!(
+        "edge 0's BIRD restarted: withdrawn after {withdrawn:?}, announced again {back:?} later ({:?} in all)",
+        restarted.elapsed()
+    );
+    assert!(back.is_some(), "{}", lab.diag());
+    std::thread::sleep(Duration::from_secs(1));
+    let recorded = traffic.finish();
+    let failed = recorded.failed(restarted);
+    let asks: usize = recorded.long.iter().map(Vec::len).sum();
+    eprintln!(
+        "{} new connections, {asks} asks on {LONG} long connections; failed: {failed:?}",
+        recorded.new_flows.len()
+    );
+    assert!(failed.is_empty(), "{failed:?}\n{}", lab.diag());
 }
