@@ -1,7 +1,9 @@
 //! The fleet lab's BIRD configurations: the upstream router (BGP with BFD
-//! to every edge host, ECMP into its kernel) and each edge host (learns
-//! the agent's announcements from their kernel table, announces them to
-//! the router with BFD).
+//! to every edge host, ECMP into its kernel), each edge host (learns the
+//! agent's announcements from their kernel table and announces them to the
+//! router; offers the clients' network to the backends) and each backend
+//! (routes its replies to the clients over every live edge host: BFD takes
+//! a dead one out).
 
 use std::{fmt::Write, net::Ipv4Addr};
 
@@ -9,6 +11,9 @@ use std::{fmt::Write, net::Ipv4Addr};
 /// routes are equal and the router merges them).
 pub const ROUTER_AS: u32 = 64500;
 pub const FLEET_AS: u32 = 64501;
+pub const BACKEND_AS: u32 = 64502;
+/// The clients' network, which the edge hosts offer the backends.
+const CLIENTS: &str = "192.0.2.0/24";
 /// The kernel table the agents announce into.
 pub const TABLE: u32 = 200;
 /// BFD: every 100 ms, down after 3 missed.
@@ -36,17 +41,51 @@ pub fn router(id: Ipv4Addr, edges: &[Ipv4Addr]) -> String {
 }
 
 /// An edge host: the agent's announcements learned from [`TABLE`] and
-/// announced to the router, next hop self.
-pub fn edge(id: Ipv4Addr, router: Ipv4Addr) -> String {
-    format!(
+/// announced to the router, next hop self; the clients' network (through
+/// the router) offered to each backend at `backends` (their addresses on
+/// its links).
+pub fn edge(id: Ipv4Addr, router: Ipv4Addr, backends: &[Ipv4Addr]) -> String {
+    let mut config = format!(
         "router id {id};\n\
          log stderr all;\n\
          protocol device {{ scan time 1; }}\n\
          protocol bfd {{ interface \"*\" {{ {BFD} }}; }}\n\
          protocol kernel failover_vips {{\n  kernel table {TABLE};\n  learn;\n  scan time 1;\n  \
          ipv4 {{ import all; export none; }};\n}}\n\
+         protocol static clients {{\n  ipv4;\n  route {CLIENTS} via {router};\n}}\n\
          protocol bgp upstream {{\n  local as {FLEET_AS};\n  neighbor {router} as {ROUTER_AS};\n  \
          bfd on;\n  connect retry time 1;\n  error wait time 1, 2;\n  \
          ipv4 {{ import none; export where proto = \"failover_vips\"; next hop self; }};\n}}\n"
-    )
+    );
+    for (k, backend) in backends.iter().enumerate() {
+        let _ = write!(
+            config,
+            "protocol bgp backend{k} {{\n  local as {FLEET_AS};\n  neighbor {backend} as {BACKEND_AS};\n  \
+             bfd on;\n  connect retry time 1;\n  error wait time 1, 2;\n  \
+             ipv4 {{ import none; export where proto = \"clients\"; next hop self; }};\n}}\n"
+        );
+    }
+    config
+}
+
+/// A backend: the clients' network learned from every edge host at
+/// `edges` (their addresses on its links), merged into one multipath
+/// route in its kernel.
+pub fn backend(id: Ipv4Addr, edges: &[Ipv4Addr]) -> String {
+    let mut config = format!(
+        "router id {id};\n\
+         log stderr all;\n\
+         protocol device {{ scan time 1; }}\n\
+         protocol bfd {{ interface \"*\" {{ {BFD} }}; }}\n\
+         protocol kernel {{\n  merge paths on;\n  ipv4 {{ import none; export all; }};\n}}\n"
+    );
+    for (i, edge) in edges.iter().enumerate() {
+        let _ = write!(
+            config,
+            "protocol bgp edge{i} {{\n  local as {BACKEND_AS};\n  neighbor {edge} as {FLEET_AS};\n  \
+             bfd on;\n  connect retry time 1;\n  error wait time 1, 2;\n  \
+             ipv4 {{ import all; export none; }};\n}}\n"
+        );
+    }
+    config
 }

@@ -8,7 +8,9 @@ use std::{
 
 use failover::lab::{agent::AgentProcess, bird::Bird};
 
-use super::{BACKEND_PORT, BACKENDS, SERVICE_PORT, VIP, backend_addr, bird, router_link};
+use super::{
+    BACKEND_PORT, BACKENDS, SERVICE_PORT, VIP, backend_addr, backend_link, bird, router_link,
+};
 use crate::{
     config::{BackendToml, ConfigToml, InterfaceToml, ProbeToml, RoutingToml, ServiceToml},
     netns::NetNs,
@@ -18,8 +20,14 @@ use crate::{
 /// Edge host `i`'s BIRD, on the lab's configuration.
 fn start_bird(ns: &NetNs, dir: &Path, i: usize) -> Bird {
     let (router_addr, edge_addr) = router_link(i);
-    Bird::start(ns, dir, "bird", &bird::edge(edge_addr, router_addr))
-        .unwrap_or_else(|e| panic!("start edge {i}'s BIRD: {e}"))
+    let backends: Vec<_> = (0..BACKENDS).map(|k| backend_link(i, k).1).collect();
+    Bird::start(
+        ns,
+        dir,
+        "bird",
+        &bird::edge(edge_addr, router_addr, &backends),
+    )
+    .unwrap_or_else(|e| panic!("start edge {i}'s BIRD: {e}"))
 }
 
 /// How long an agent gets to open its control socket.

@@ -12,10 +12,10 @@
 //! 198.18.(i+1).0/30 (router .1, edge .2); edge i–backend k
 //! 198.19.(i+1).(4k)/30 (edge .1, backend .2); backend k serves on
 //! 198.51.100.(16k+2)/32 (its loopback), the VIP is 203.0.113.10. Backends
-//! route the client's network over every edge host (multipath) and skip a
-//! link that is down, so an edge host that is gone (its links down) takes
-//! no replies either. Everything is torn down in `Drop`: agents, daemons,
-//! pins, namespaces.
+//! run BIRD too: they learn the clients' network from every edge host (BGP
+//! with BFD) as one multipath route, so an edge host that dies, loudly or
+//! silently, takes no replies either. Everything is torn down in `Drop`:
+//! agents, daemons, pins, namespaces.
 
 pub mod bird;
 mod edge;
@@ -68,6 +68,40 @@ pub const fn backend_link(i: usize, k: usize) -> (Ipv4Addr, Ipv4Addr) {
     )
 }
 
+/// The next hops of `prefix`'s route in `ns` (one, or each of a multipath
+/// route).
+fn nexthops(ns: &NetNs, prefix: &str) -> Vec<Ipv4Addr> {
+    let output = std::process::Command::new("ip")
+        .args(["-n", ns.name(), "-4", "route", "show", prefix])
+        .output()
+        .expect("ip route show");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|w| w[0] == "via")
+        .filter_map(|w| w[1].parse().ok())
+        .collect()
+}
+
+/// Loads an nftables ruleset in `ns`.
+fn nft(ns: &NetNs, ruleset: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", ns.name(), "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run nft");
+    child
+        .stdin
+        .take()
+        .expect("nft's stdin")
+        .write_all(ruleset.as_bytes())
+        .expect("write the ruleset");
+    let status = child.wait().expect("wait for nft");
+    assert!(status.success(), "nft in {}: {ruleset}", ns.name());
+}
+
 /// Edge host `i`'s routes: the client's network through the router, each
 /// backend through its link (`replace`: a link that went down took them).
 fn edge_routes(edge: &NetNs, i: usize) {
@@ -96,6 +130,7 @@ fn edge_routes(edge: &NetNs, i: usize) {
 pub struct FleetLab {
     pub edges: Vec<Edge>,
     pub router_bird: Bird,
+    backend_birds: Vec<Bird>,
     _servers: Vec<BackendServer>,
     pub client: NetNs,
     pub router: NetNs,
@@ -163,7 +198,6 @@ impl FleetLab {
             ]);
             backend.sysctl("net/ipv4/conf/all/ignore_routes_with_linkdown", "1");
             backend.sysctl("net/ipv4/fib_multipath_hash_policy", "1");
-            let mut route = vec!["route".to_owned(), "add".into(), "192.0.2.0/24".into()];
             for (i, edge) in edge_ns.iter().enumerate() {
                 let (edge_addr, backend_side) = backend_link(i, k);
                 let (edge_if, backend_if) = (format!("bk{k}"), format!("e{i}"));
@@ -177,16 +211,7 @@ impl FleetLab {
                     &backend_if,
                 ]);
                 backend.enable_gro(&backend_if);
-                route.extend([
-                    "nexthop".into(),
-                    "via".into(),
-                    edge_addr.to_string(),
-                    "dev".into(),
-                    backend_if,
-                ]);
             }
-            let route: Vec<&str> = route.iter().map(String::as_str).collect();
-            backend.ip(&route);
         }
         for (i, edge) in edge_ns.iter().enumerate() {
             edge_routes(edge, i);
@@ -207,6 +232,16 @@ impl FleetLab {
             &bird::router(ROUTER_CLIENT_ADDR, &edge_addrs),
         )
         .expect("start the router's BIRD");
+        let backend_birds = backends
+            .iter()
+            .enumerate()
+            .map(|(k, ns)| {
+                let edges: Vec<Ipv4Addr> = (0..EDGES).map(|i| backend_link(i, k).0).collect();
+                let id = backend_link(0, k).1;
+                Bird::start(ns, &dir, &format!("backend{k}"), &bird::backend(id, &edges))
+                    .unwrap_or_else(|e| panic!("start backend {k}'s BIRD: {e}"))
+            })
+            .collect();
         let edges = edge_ns
             .into_iter()
             .enumerate()
@@ -215,6 +250,7 @@ impl FleetLab {
         let lab = Self {
             edges,
             router_bird,
+            backend_birds,
             _servers: servers,
             client,
             router,
@@ -227,7 +263,58 @@ impl FleetLab {
             "the router never spread the VIP over {EDGES} edge hosts within {CONVERGE:?}\n{}",
             lab.diag()
         );
+        for k in 0..BACKENDS {
+            let waited = lab.wait_return_paths(k, EDGES, CONVERGE);
+            assert!(
+                waited.is_some(),
+                "backend {k} never learned its way back over {EDGES} edge hosts within {CONVERGE:?}\n{}",
+                lab.diag()
+            );
+        }
         lab
+    }
+
+    /// The edge hosts (their addresses on its links) backend `k` sends its
+    /// replies through.
+    pub fn return_paths(&self, k: usize) -> Vec<Ipv4Addr> {
+        nexthops(&self.backends[k], "192.0.2.0/24")
+    }
+
+    /// Waits (bounded) until backend `k` replies through `want` edge hosts.
+    pub fn wait_return_paths(&self, k: usize, want: usize, bound: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        while started.elapsed() < bound {
+            if self.return_paths(k).len() == want {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Edge host `i` silent, as a host that died without its links going
+    /// down: nothing reaches it or leaves it on any link (nftables on the
+    /// router's and the backends' side), so only BFD tells.
+    pub fn host_silent(&self, i: usize) {
+        let ruleset = |device: &str| {
+            format!(
+                "table netdev fo_silent {{\n\
+                 chain in {{ type filter hook ingress device \"{device}\" priority 0; policy drop; }}\n\
+                 chain out {{ type filter hook egress device \"{device}\" priority 0; policy drop; }}\n}}\n"
+            )
+        };
+        nft(&self.router, &ruleset(&format!("e{i}")));
+        for backend in &self.backends {
+            nft(backend, &ruleset(&format!("e{i}")));
+        }
+    }
+
+    /// Edge host `i` heard again.
+    pub fn host_heard(&self, i: usize) {
+        let _ = i;
+        for ns in std::iter::once(&self.router).chain(&self.backends) {
+            nft(ns, "delete table netdev fo_silent\n");
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -236,24 +323,7 @@ impl FleetLab {
 
     /// The edge hosts (their addresses) the router sends the VIP's flows to.
     pub fn router_nexthops(&self) -> Vec<Ipv4Addr> {
-        let output = std::process::Command::new("ip")
-            .args([
-                "-n",
-                self.router.name(),
-                "-4",
-                "route",
-                "show",
-                &format!("{VIP}/32"),
-            ])
-            .output()
-            .expect("ip route show");
-        let text = String::from_utf8_lossy(&output.stdout);
-        let words: Vec<&str> = text.split_whitespace().collect();
-        words
-            .windows(2)
-            .filter(|w| w[0] == "via")
-            .filter_map(|w| w[1].parse().ok())
-            .collect()
+        nexthops(&self.router, &format!("{VIP}/32"))
     }
 
     /// Waits (bounded) until the router has `want` next hops for the VIP;
@@ -307,6 +377,14 @@ impl FleetLab {
             .router_bird
             .birdc(&["show", "protocols"])
             .unwrap_or_else(|e| e.to_string());
+        for (k, bird) in self.backend_birds.iter().enumerate() {
+            out += &format!(
+                "\nbackend {k} replies through {:?}\n{}",
+                self.return_paths(k),
+                bird.birdc(&["show", "protocols"])
+                    .unwrap_or_else(|e| e.to_string())
+            );
+        }
         for (i, edge) in self.edges.iter().enumerate() {
             out += &format!("\n---- edge {i} ----\n{}", edge.diag());
         }

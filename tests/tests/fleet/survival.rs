@@ -133,3 +133,66 @@ fn a_routing_daemon_restarted_under_load_fails_no_connection() {
     );
     assert!(failed.is_empty(), "{failed:?}\n{}", lab.diag());
 }
+
+#[test]
+fn a_host_that_dies_silently_is_found_by_bfd_and_its_connections_go_on() {
+    let lab = FleetLab::start();
+    let streams: Vec<TcpStream> = lab.client.run(|| {
+        (0..LONG)
+            .map(|_| {
+                let stream = load::connect(web(), Duration::from_secs(2)).expect("connect");
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(3)))
+                    .expect("timeout");
+                stream
+            })
+            .collect()
+    });
+    let first: Vec<String> = streams
+        .iter()
+        .map(|s| ask(s).expect("first answer"))
+        .collect();
+    let silenced = std::time::Instant::now();
+    lab.host_silent(0);
+    let withdrawn = lab.wait_nexthops(EDGES - 1, WITHDRAW_BOUND);
+    let replies_moved: Vec<_> = (0..lab.backends.len())
+        .map(|k| lab.wait_return_paths(k, EDGES - 1, WITHDRAW_BOUND))
+        .collect();
+    eprintln!(
+        "edge 0 silent: the router withdrew it after {withdrawn:?}, the backends' replies moved after {replies_moved:?} ({:?} in all)",
+        silenced.elapsed()
+    );
+    assert!(withdrawn.is_some(), "{}", lab.diag());
+    assert!(replies_moved.iter().all(Option::is_some), "{}", lab.diag());
+    let broken: Vec<String> = streams
+        .iter()
+        .map(ask)
+        .zip(&first)
+        .filter(|(now, before)| now.as_ref().ok() != Some(*before))
+        .map(|(now, before)| format!("{before} -> {now:?}"))
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "{} of {LONG} broke: {broken:?}\n{}",
+        broken.len(),
+        lab.diag()
+    );
+
+    lab.host_heard(0);
+    let back = lab.wait_nexthops(EDGES, RETURN_BOUND);
+    eprintln!("edge 0 heard again: announced after {back:?}");
+    assert!(back.is_some(), "{}", lab.diag());
+    let broken: Vec<String> = streams
+        .iter()
+        .map(ask)
+        .zip(&first)
+        .filter(|(now, before)| now.as_ref().ok() != Some(*before))
+        .map(|(now, before)| format!("{before} -> {now:?}"))
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "on its return {} of {LONG} broke: {broken:?}\n{}",
+        broken.len(),
+        lab.diag()
+    );
+}
