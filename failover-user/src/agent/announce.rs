@@ -29,13 +29,22 @@ pub(super) struct Routing {
     retry_at: Option<Instant>,
     /// The wait before the next retry (after a failure).
     backoff: Duration,
+    /// A service could serve but waits for its first answered probe: each
+    /// probe result may change the announcements.
+    awaiting_probes: bool,
 }
 
 impl Routing {
     pub(super) fn start(config: &RoutingConfig) -> Result<Self, RoutingError> {
         let announcer = Announcer::start(config)?;
         info!(device = %config.device, table = config.table, "announcing VIPs through the routing daemon: a route per VIP this host can serve, to a device that lives as long as the agent");
-        let drained = config.drain_file.exists();
+        let drained = config
+            .drain_file
+            .try_exists()
+            .map_err(|source| RoutingError::DrainFile {
+                path: config.drain_file.clone(),
+                source,
+            })?;
         if drained {
             warn!(file = %config.drain_file.display(), "the host is drained (`failover host drain`): announcing nothing until `failover host undrain`");
         }
@@ -44,6 +53,7 @@ impl Routing {
             drained,
             retry_at: None,
             backoff: RETRY_FIRST,
+            awaiting_probes: false,
         })
     }
 }
@@ -95,6 +105,23 @@ impl Agent {
             ));
         }
         self.announce();
+        if drain {
+            let still: Vec<String> = self
+                .routing
+                .as_ref()
+                .map(|r| {
+                    r.announcer
+                        .current()
+                        .iter()
+                        .filter(|(_, a)| a.announced)
+                        .map(|(vip, _)| vip.to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !still.is_empty() {
+                return Err(OpError::StillAnnounced(still.join(", ")));
+            }
+        }
         let announcements: Vec<serde_json::Value> = self
             .routing
             .as_ref()
@@ -109,12 +136,13 @@ impl Agent {
         Ok(serde_json::json!({"host_drained": drain, "announcements": announcements}))
     }
 
-    /// Whether a failed write of the announcements is due to be tried again.
-    pub(super) fn announce_retry_due(&self) -> bool {
+    /// Whether the announcements may change without anything having moved:
+    /// a failed write is due to be tried again, or a service waits for its
+    /// first answered probe.
+    pub(super) fn announce_due(&self) -> bool {
         self.routing
             .as_ref()
-            .and_then(|r| r.retry_at)
-            .is_some_and(|at| Instant::now() >= at)
+            .is_some_and(|r| r.awaiting_probes || r.retry_at.is_some_and(|at| Instant::now() >= at))
     }
 
     /// Withdraws every VIP (the agent stops; the device would take the
@@ -146,23 +174,49 @@ impl Agent {
         let Some(routing) = self.routing.as_mut() else {
             return;
         };
+        // A service counts once a backend taking its new flows has answered
+        // a probe since the agent started: health adopted from pins (or
+        // assumed at a first start) is not proof that this host reaches it.
+        let mut awaiting_probes = false;
         let uses: Vec<ServiceUse> = self
             .services
             .iter()
-            .map(|s| ServiceUse {
-                name: s.name.clone(),
-                vip: s.plan.spec.vip,
-                usable: !s.active_names(&self.dataplane).is_empty(),
+            .map(|s| {
+                let taking = self
+                    .dataplane
+                    .service(s.id)
+                    .map(|entry| entry.new_flows_to())
+                    .unwrap_or_default();
+                let answered = s
+                    .backends
+                    .iter()
+                    .any(|b| taking.contains(&b.id) && b.stats.ok_total > 0);
+                awaiting_probes |= !taking.is_empty() && !answered;
+                ServiceUse {
+                    name: s.name.clone(),
+                    vip: s.plan.spec.vip,
+                    usable: answered,
+                }
             })
             .collect();
+        routing.awaiting_probes = awaiting_probes;
         let wanted = announcements(
             &uses,
             routing.announcer.config().when_unusable,
             routing.drained,
         );
         let now = Instant::now();
-        let retrying = routing.retry_at.is_some_and(|at| now >= at);
-        if &wanted == routing.announcer.current() && !retrying {
+        let current = routing.announcer.current();
+        if &wanted == current && routing.retry_at.is_none() {
+            return;
+        }
+        // Backing off after a failed write: only a change of what should be
+        // announced tries again early.
+        let same_routes = wanted.len() == current.len()
+            && wanted
+                .iter()
+                .all(|(vip, a)| current.get(vip).is_some_and(|c| c.announced == a.announced));
+        if routing.retry_at.is_some_and(|at| now < at) && same_routes {
             return;
         }
         let applied = routing.announcer.apply(wanted);
@@ -179,7 +233,7 @@ impl Agent {
     /// Logs, journals and shows what [`Announcer::apply`] did.
     fn report_announcements(&mut self, applied: Applied) {
         if let Some(err) = &applied.error {
-            warn!(cause = %crate::util::chain(err), "announcements not written; trying again (after 1 s, then twice as long each time, up to 30 s)");
+            warn!(cause = %crate::util::chain(err), "announcements not written (tried again after 1 s, then twice as long each time, up to 30 s, while the agent runs)");
         }
         for change in applied.changed {
             let (kind, verb) = if change.announced {

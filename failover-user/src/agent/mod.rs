@@ -144,6 +144,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     start::preflight(&config)?;
+    // Before anything is attached: a host that cannot announce does not start.
+    let routing = config
+        .routing
+        .as_ref()
+        .map(announce::Routing::start)
+        .transpose()?;
     let events = EventBus::new(1024);
     let telemetry = Telemetry::new();
     let (stop_tasks, tasks_stop) = crate::util::shutdown::channel();
@@ -154,12 +160,6 @@ pub async fn run(
             path: config.control_socket.clone(),
             source,
         })?;
-    // Before anything is attached: a host that cannot announce does not start.
-    let routing = config
-        .routing
-        .as_ref()
-        .map(announce::Routing::start)
-        .transpose()?;
 
     let mut undo = start::Undo::new(&config);
     let loaded = Dataplane::load_with(&config.pin_dir, config.conntrack.max_flows).and_then(
@@ -307,7 +307,7 @@ pub async fn run(
         if moved || agent.has_cold_standbys() {
             deadline = agent.next_deadline();
         }
-        if moved || agent.announce_retry_due() {
+        if moved || agent.announce_due() {
             agent.announce();
         }
     }

@@ -35,6 +35,11 @@ pub enum OpError {
          it the routers do not learn of this host from failover)"
     )]
     NoRouting,
+    #[error(
+        "the host is recorded as drained, but {0} could not be withdrawn (the agent's log says \
+         why; it tries again): do not stop the host yet"
+    )]
+    StillAnnounced(String),
     #[error("{}", path.display())]
     DrainFile {
         path: PathBuf,

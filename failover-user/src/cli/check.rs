@@ -145,10 +145,12 @@ fn explain_routing(routing: &RoutingConfig) {
         }
     );
     println!(
-        "  BIRD learns them with:\n    protocol kernel failover_vips {{\n      kernel table {table};\n      \
-         learn;\n      ipv4 {{ import all; export none; }};\n    }}\n  and announces them with an \
-         export filter on its BGP sessions (source = RTS_INHERIT, or the kernel protocol's name); \
-         enable BFD on those sessions for sub-second failover"
+        "  BIRD learns them with (only the host routes to {device}, whatever else the table holds):\n    \
+         protocol kernel failover_vips {{\n      kernel table {table};\n      learn;\n      scan time 1;\n      \
+         ipv4 {{ import where ifname = \"{device}\" && net.len = 32; export none; }};\n    }}\n  \
+         (and failover_vips6 with ipv6 and net.len = 128 for IPv6 VIPs), and announces them with \
+         `export where proto = \"failover_vips\"` on its BGP sessions; enable BFD on those sessions \
+         for sub-second failover (README: Running a fleet)"
     );
     println!(
         "  `failover host drain` withdraws every VIP and records it in {}: {}",

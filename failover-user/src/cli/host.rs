@@ -8,6 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anyhow::bail;
+
 use super::ops;
 use crate::control::Request;
 
@@ -50,7 +52,9 @@ pub fn run(
     if !drain || !wait {
         return Ok(());
     }
-    // The routers move the traffic; the host's flows go idle or end.
+    // The routers move the traffic; the host's flows go idle or end. Only
+    // a count taken after the drain, once a flow could have gone idle since,
+    // says the host carries none.
     let started = Instant::now();
     let limit = timeout.unwrap_or(FOLLOW);
     loop {
@@ -61,21 +65,29 @@ pub fn run(
             .flat_map(|s| &s.backends)
             .map(|b| b.active_flows)
             .sum();
-        let counted = status.active_flows_counted_s_ago.is_some();
+        let since = started.elapsed();
+        let counted_since_drain = status
+            .active_flows_counted_s_ago
+            .is_some_and(|ago| ago < since.as_secs_f64());
+        let idle_long_enough = since.as_secs() >= status.active_flow_idle_s;
         if !json {
             println!(
                 "  t={:>5.1}s  {left} active flows on this host (seen within {} s)",
-                started.elapsed().as_secs_f64(),
+                since.as_secs_f64(),
                 status.active_flow_idle_s
             );
         }
-        if left == 0 && counted {
-            println!("drained: no active flow left on this host; it is safe to stop");
+        if left == 0 && counted_since_drain && idle_long_enough {
+            if !json {
+                println!("drained: no active flow left on this host; it is safe to stop");
+            }
             return Ok(());
         }
-        if started.elapsed() >= limit {
-            println!("still {left} active flows after {limit:?}; the host stays drained");
-            return Ok(());
+        if since >= limit {
+            bail!(
+                "still {left} active flows on this host after {limit:?}; it stays drained, \
+                 but stopping it now would cut them"
+            );
         }
         std::thread::sleep(Duration::from_secs(1));
     }

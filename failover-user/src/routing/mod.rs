@@ -16,8 +16,16 @@ use crate::{config::RoutingConfig, decide::announce::Announcement};
 /// Why announcements could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum RoutingError {
-    #[error("the liveness device: {0}")]
+    #[error("the liveness device")]
     Device(#[source] std::io::Error),
+    #[error("bringing the liveness device {device} up: {message}")]
+    DeviceUp { device: String, message: String },
+    #[error("{}", path.display())]
+    DrainFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("writing the announcements to table {table}: {message}")]
     Routes { table: u32, message: String },
 }
@@ -42,8 +50,8 @@ impl Announcer {
     /// Creates the liveness device and brings it up; announces nothing yet.
     pub fn start(config: &RoutingConfig) -> Result<Self, RoutingError> {
         let device = LivenessDevice::create(&config.device).map_err(RoutingError::Device)?;
-        routes::batch(&[routes::up(device.name())]).map_err(|message| RoutingError::Routes {
-            table: config.table,
+        routes::batch(&[routes::up(device.name())]).map_err(|message| RoutingError::DeviceUp {
+            device: config.device.clone(),
             message,
         })?;
         Ok(Self {
@@ -88,7 +96,16 @@ impl Announcer {
             Ok(after) => after,
             Err(message) => return Applied::failed(routes_error(message)),
         };
-        let mut changed = Vec::new();
+        let mut changed: Vec<Changed> = self
+            .current
+            .iter()
+            .filter(|(vip, was)| was.announced && !wanted.contains_key(vip) && !after.contains(vip))
+            .map(|(vip, _)| Changed {
+                vip: *vip,
+                announced: false,
+                why: "no service has it any more".into(),
+            })
+            .collect();
         let mut current = BTreeMap::new();
         for (vip, mut announcement) in wanted {
             let announced = after.contains(&vip);
@@ -106,8 +123,9 @@ impl Announcer {
                     ),
                 });
             }
-            let was = self.current.get(&vip).map(|a| a.announced);
-            if was != Some(announced) {
+            // A VIP not recorded before was not announced.
+            let was = self.current.get(&vip).is_some_and(|a| a.announced);
+            if was != announced {
                 changed.push(Changed {
                     vip,
                     announced,

@@ -16,22 +16,30 @@ pub fn batch(commands: &[String]) -> Result<(), String> {
     if commands.is_empty() {
         return Ok(());
     }
+    // `-force`: a failed line does not stop the others; what holds is read
+    // back afterwards.
     let mut child = Command::new("ip")
-        .args(["-batch", "-"])
+        .args(["-force", "-batch", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("running ip (iproute2): {e}"))?;
     let input = commands.join("\n") + "\n";
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .map_err(|e| format!("writing to ip: {e}"))?;
-    }
+    // A write that fails (ip exited early) still waits for it: its error
+    // says why.
+    let written = child
+        .stdin
+        .take()
+        .map(|mut stdin| stdin.write_all(input.as_bytes()));
     let output = child
         .wait_with_output()
         .map_err(|e| format!("waiting for ip: {e}"))?;
+    if let Some(Err(err)) = written
+        && output.status.success()
+    {
+        return Err(format!("writing to ip: {err}"));
+    }
     if output.status.success() {
         return Ok(());
     }
@@ -81,8 +89,9 @@ pub fn announced(device: &str, table: u32) -> Result<BTreeSet<IpAddr>, String> {
             .map_err(|e| format!("running ip (iproute2): {e}"))?;
         if !output.status.success() {
             let error = String::from_utf8_lossy(&output.stderr);
-            // A table is created by its first route.
-            if error.contains("FIB table does not exist") {
+            // A table is created by its first route; a host without IPv6
+            // has no IPv6 routes.
+            if error.contains("FIB table does not exist") || error.contains("not supported") {
                 continue;
             }
             return Err(error.trim().to_owned());

@@ -51,7 +51,7 @@ pub fn edge(id: Ipv4Addr, router: Ipv4Addr, backends: &[Ipv4Addr]) -> String {
          protocol device {{ scan time 1; }}\n\
          protocol bfd {{ interface \"*\" {{ {BFD} }}; }}\n\
          protocol kernel failover_vips {{\n  kernel table {TABLE};\n  learn;\n  scan time 1;\n  \
-         ipv4 {{ import all; export none; }};\n}}\n\
+         ipv4 {{ import where ifname = \"fo-announce\" && net.len = 32; export none; }};\n}}\n\
          protocol static clients {{\n  ipv4;\n  route {CLIENTS} via {router};\n}}\n\
          protocol bgp upstream {{\n  local as {FLEET_AS};\n  neighbor {router} as {ROUTER_AS};\n  \
          bfd on;\n  connect retry time 1;\n  error wait time 1, 2;\n  \

@@ -176,6 +176,22 @@ impl Edge {
         })
     }
 
+    /// The routes in the announcement table now (what BIRD learns).
+    pub fn announced_routes(&self) -> String {
+        let output = std::process::Command::new("ip")
+            .args([
+                "-n",
+                self.ns.name(),
+                "route",
+                "show",
+                "table",
+                &bird::TABLE.to_string(),
+            ])
+            .output()
+            .expect("ip route show");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
     pub fn agent_log(&self) -> String {
         std::fs::read_to_string(self.log()).unwrap_or_default()
     }
