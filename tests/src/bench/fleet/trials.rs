@@ -19,7 +19,27 @@ const RETURN_BOUND: Duration = Duration::from_secs(30);
 /// After the host is back: long enough for every long connection to ask.
 const SETTLE: Duration = Duration::from_secs(3);
 
+/// How edge host 0 goes away in a trial.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Away {
+    /// Its agent SIGKILLed and its links down.
+    Gone,
+    /// Links up, nothing in or out (nftables at its neighbours): only BFD
+    /// tells.
+    Silent,
+}
+
+impl Away {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Self::Gone => "gone (agent killed, links down)",
+            Self::Silent => "silent (links up, nothing answers)",
+        }
+    }
+}
+
 pub(super) struct HostTrial {
+    pub(super) away: Away,
     pub(super) withdrawn: Option<Duration>,
     pub(super) gap: Duration,
     pub(super) failed: usize,
@@ -41,12 +61,17 @@ fn web() -> std::net::SocketAddr {
 
 pub(super) fn run(count: usize, long: usize) -> (Vec<HostTrial>, DrainRun) {
     let mut lab = FleetLab::start();
+    // A handshake lost at the start is retried: the trials measure what
+    // happens to connections once they exist.
     let streams: Vec<Option<TcpStream>> = lab.client.run(|| {
         (0..long)
-            .map(|_| Some(load::connect(web(), REQUEST_TIMEOUT).expect("a long connection")))
+            .map(|_| {
+                let connected = (0..3).find_map(|_| load::connect(web(), REQUEST_TIMEOUT).ok());
+                Some(connected.expect("a long connection (3 attempts)"))
+            })
             .collect()
     });
-    let per_trial = AWAY + RETURN_BOUND + SETTLE + WITHDRAW_BOUND;
+    let per_trial = (AWAY + RETURN_BOUND + SETTLE + WITHDRAW_BOUND) * 2;
     let plan = Plan {
         in_flight: 64,
         long: Some(LongLived {
@@ -59,7 +84,11 @@ pub(super) fn run(count: usize, long: usize) -> (Vec<HostTrial>, DrainRun) {
     };
     let traffic = Load::start(&lab.client, plan).expect("start the client load");
     std::thread::sleep(ASK_EVERY * 2);
-    let trials = (0..count).map(|_| host_trial(&mut lab, &traffic)).collect();
+    let trials = [Away::Gone, Away::Silent]
+        .into_iter()
+        .flat_map(|away| std::iter::repeat_n(away, count))
+        .map(|away| host_trial(&mut lab, &traffic, away))
+        .collect();
     let drain = drain(&lab, &traffic);
     drop(traffic);
     (trials, drain)
@@ -82,17 +111,23 @@ fn alive_since(recorded: &Recorded, since: Instant) -> Vec<usize> {
         .collect()
 }
 
-fn host_trial(lab: &mut FleetLab, traffic: &Load) -> HostTrial {
+fn host_trial(lab: &mut FleetLab, traffic: &Load, away: Away) -> HostTrial {
     let before = Instant::now() - ASK_EVERY * 2;
     let long_before = alive_since(&traffic.snapshot(), before);
     let killed = Instant::now();
-    lab.host_down(0);
+    match away {
+        Away::Gone => lab.host_down(0),
+        Away::Silent => lab.host_silent(0),
+    }
     let withdrawn = lab
         .wait_nexthops(EDGES - 1, WITHDRAW_BOUND)
         .map(|_| killed.elapsed());
     std::thread::sleep(AWAY);
     let back = Instant::now();
-    lab.host_up(0);
+    match away {
+        Away::Gone => lab.host_up(0),
+        Away::Silent => lab.host_heard(0),
+    }
     let returned = lab
         .wait_nexthops(EDGES, RETURN_BOUND)
         .map(|_| back.elapsed());
@@ -130,6 +165,7 @@ fn host_trial(lab: &mut FleetLab, traffic: &Load) -> HostTrial {
             })
             .count();
     HostTrial {
+        away,
         withdrawn,
         gap,
         failed: failed_new.len(),
