@@ -224,5 +224,13 @@ fn ensure_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
             .args(["install", "-y", "-q"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    )?;
+    // The labs run their own BIRDs in their namespaces; the package's
+    // service, started on the host by the install, would route there.
+    if missing.contains(&"bird2") && std::path::Path::new("/run/systemd/system").exists() {
+        let _ = Command::new("systemctl")
+            .args(["disable", "--now", "bird.service"])
+            .status();
+    }
+    Ok(())
 }

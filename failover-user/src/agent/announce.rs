@@ -4,19 +4,26 @@
 //! and journaled. A write that failed is tried again after [`RETRY_FIRST`],
 //! then twice as long each time up to [`RETRY_MOST`].
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    time::{Duration, Instant},
+};
 
 use tracing::{info, warn};
 
 use super::{Agent, op_error::OpError};
 use crate::{
     config::RoutingConfig,
-    decide::announce::{Announcement, ServiceUse, announcements},
+    decide::announce::{Announcement, ServiceUse, Usable, announcements},
     events::{Event, EventKind},
     outputs::telemetry::AnnouncementView,
     routing::{Announcer, Applied, RoutingError},
 };
 
+/// How often the announcements are looked at while a service waits for its
+/// first answered probe.
+const AWAITING_EVERY: Duration = Duration::from_millis(100);
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MOST: Duration = Duration::from_secs(30);
 
@@ -29,9 +36,16 @@ pub(super) struct Routing {
     retry_at: Option<Instant>,
     /// The wait before the next retry (after a failure).
     backoff: Duration,
-    /// A service could serve but waits for its first answered probe: each
-    /// probe result may change the announcements.
-    awaiting_probes: bool,
+    /// A service could serve but waits for its first answered probe: the
+    /// announcements are looked at again from this instant (every
+    /// [`AWAITING_EVERY`] at most).
+    awaiting_until: Option<Instant>,
+    /// Backend endpoints that answered a probe of this agent (kept across
+    /// reloads, which rebuild the probe statistics).
+    answered: BTreeSet<(IpAddr, Option<u16>)>,
+    /// What the last failed write tried to announce: while backing off,
+    /// only a different wish tries again early.
+    attempted: Option<BTreeMap<IpAddr, bool>>,
 }
 
 impl Routing {
@@ -53,7 +67,9 @@ impl Routing {
             drained,
             retry_at: None,
             backoff: RETRY_FIRST,
-            awaiting_probes: false,
+            awaiting_until: None,
+            answered: BTreeSet::new(),
+            attempted: None,
         })
     }
 }
@@ -140,9 +156,10 @@ impl Agent {
     /// a failed write is due to be tried again, or a service waits for its
     /// first answered probe.
     pub(super) fn announce_due(&self) -> bool {
-        self.routing
-            .as_ref()
-            .is_some_and(|r| r.awaiting_probes || r.retry_at.is_some_and(|at| Instant::now() >= at))
+        let now = Instant::now();
+        self.routing.as_ref().is_some_and(|r| {
+            r.awaiting_until.is_some_and(|at| now >= at) || r.retry_at.is_some_and(|at| now >= at)
+        })
     }
 
     /// Withdraws every VIP (the agent stops; the device would take the
@@ -177,7 +194,16 @@ impl Agent {
         // A service counts once a backend taking its new flows has answered
         // a probe since the agent started: health adopted from pins (or
         // assumed at a first start) is not proof that this host reaches it.
-        let mut awaiting_probes = false;
+        // A VIP announced already stays so (a reload rebuilds the probe
+        // statistics, not the reachability).
+        let announced: BTreeSet<IpAddr> = routing
+            .announcer
+            .current()
+            .iter()
+            .filter(|(_, a)| a.announced)
+            .map(|(vip, _)| *vip)
+            .collect();
+        let mut awaiting = false;
         let uses: Vec<ServiceUse> = self
             .services
             .iter()
@@ -187,45 +213,59 @@ impl Agent {
                     .service(s.id)
                     .map(|entry| entry.new_flows_to())
                     .unwrap_or_default();
-                let answered = s
-                    .backends
-                    .iter()
-                    .any(|b| taking.contains(&b.id) && b.stats.ok_total > 0);
-                awaiting_probes |= !taking.is_empty() && !answered;
+                for (b, backend) in s.backends.iter().enumerate() {
+                    if backend.stats.ok_total > 0 {
+                        let spec = &s.plan.backends[b].spec;
+                        routing.answered.insert((spec.addr, spec.port));
+                    }
+                }
+                let answered = s.backends.iter().enumerate().any(|(b, backend)| {
+                    let spec = &s.plan.backends[b].spec;
+                    taking.contains(&backend.id)
+                        && routing.answered.contains(&(spec.addr, spec.port))
+                });
+                let state = if taking.is_empty() {
+                    Usable::No
+                } else if answered || announced.contains(&s.plan.spec.vip) {
+                    Usable::Yes
+                } else {
+                    awaiting = true;
+                    Usable::Unproven
+                };
                 ServiceUse {
                     name: s.name.clone(),
                     vip: s.plan.spec.vip,
-                    usable: answered,
+                    state,
                 }
             })
             .collect();
-        routing.awaiting_probes = awaiting_probes;
+        let now = Instant::now();
+        routing.awaiting_until = awaiting.then(|| now + AWAITING_EVERY);
         let wanted = announcements(
             &uses,
             routing.announcer.config().when_unusable,
             routing.drained,
         );
-        let now = Instant::now();
-        let current = routing.announcer.current();
-        if &wanted == current && routing.retry_at.is_none() {
+        if &wanted == routing.announcer.current() && routing.retry_at.is_none() {
             return;
         }
-        // Backing off after a failed write: only a change of what should be
-        // announced tries again early.
-        let same_routes = wanted.len() == current.len()
-            && wanted
-                .iter()
-                .all(|(vip, a)| current.get(vip).is_some_and(|c| c.announced == a.announced));
-        if routing.retry_at.is_some_and(|at| now < at) && same_routes {
+        // Backing off after a failed write: only a wish different from the
+        // one that failed tries again early.
+        let wish: BTreeMap<IpAddr, bool> =
+            wanted.iter().map(|(vip, a)| (*vip, a.announced)).collect();
+        if routing.retry_at.is_some_and(|at| now < at) && routing.attempted.as_ref() == Some(&wish)
+        {
             return;
         }
         let applied = routing.announcer.apply(wanted);
         if applied.error.is_some() {
             routing.retry_at = Some(now + routing.backoff);
             routing.backoff = (routing.backoff * 2).min(RETRY_MOST);
+            routing.attempted = Some(wish);
         } else {
             routing.retry_at = None;
             routing.backoff = RETRY_FIRST;
+            routing.attempted = None;
         }
         self.report_announcements(applied);
     }

@@ -15,6 +15,9 @@ use crate::control::Request;
 
 /// How long a drain is followed unless `--timeout` says otherwise.
 const FOLLOW: Duration = Duration::from_secs(600);
+/// The shortest `--timeout`: a flow is active this long after its last
+/// packet (`agent::flows::ACTIVE_FLOW_IDLE`, which status also reports).
+const MIN_FOLLOW: Duration = Duration::from_secs(5);
 
 pub fn run(
     socket: &Path,
@@ -23,6 +26,14 @@ pub fn run(
     timeout: Option<Duration>,
     json: bool,
 ) -> anyhow::Result<()> {
+    if let Some(limit) = timeout
+        && limit < MIN_FOLLOW
+    {
+        bail!(
+            "--timeout {limit:?} is too short: a flow counts as active for {MIN_FOLLOW:?} after its \
+             last packet, so no drain can be seen done sooner; nothing was changed"
+        );
+    }
     let request = if drain {
         Request::HostDrain {}
     } else {

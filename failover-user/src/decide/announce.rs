@@ -1,10 +1,12 @@
 //! Which VIPs this edge host announces to the routing daemon (`[routing]`),
 //! and why. A VIP is announced while this host can serve it: the agent
 //! runs, the host is not drained, and at least one of the VIP's services
-//! has a backend taking new flows (a VIP carrying several services is not
-//! withdrawn for one of them: the others would go down with it on every
-//! host). `when_unusable = "announce"` keeps a VIP none of whose services
-//! can serve announced; its packets are then dropped here.
+//! has a backend taking new flows that this agent has seen answer a probe
+//! (a VIP carrying several services is not withdrawn for one of them: the
+//! others would go down with it on every host). `when_unusable =
+//! "announce"` keeps a VIP none of whose services can serve announced; its
+//! packets are then dropped here. A VIP whose backends have not answered
+//! yet is not announced either way.
 
 use std::{collections::BTreeMap, net::IpAddr};
 
@@ -22,8 +24,20 @@ pub enum WhenUnusable {
 pub struct ServiceUse {
     pub name: String,
     pub vip: IpAddr,
-    /// Some backend takes its new flows (published in the data path).
-    pub usable: bool,
+    pub state: Usable,
+}
+
+/// Whether a service can serve from this host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Usable {
+    /// A backend takes its new flows (published in the data path) and has
+    /// answered a probe of this agent.
+    Yes,
+    /// Backends take its new flows, but none has answered a probe yet
+    /// (their health was adopted or assumed at start).
+    Unproven,
+    /// No backend takes its new flows.
+    No,
 }
 
 /// One VIP's announcement and its reason, for status and the journal.
@@ -39,18 +53,18 @@ pub fn announcements(
     when_unusable: WhenUnusable,
     drained: bool,
 ) -> BTreeMap<IpAddr, Announcement> {
-    let mut by_vip: BTreeMap<IpAddr, (Vec<&str>, Vec<&str>)> = BTreeMap::new();
+    let mut by_vip: BTreeMap<IpAddr, [Vec<&str>; 3]> = BTreeMap::new();
     for service in services {
-        let (usable, unusable) = by_vip.entry(service.vip).or_default();
-        if service.usable {
-            usable.push(&service.name);
-        } else {
-            unusable.push(&service.name);
+        let [usable, unproven, unusable] = by_vip.entry(service.vip).or_default();
+        match service.state {
+            Usable::Yes => usable.push(&service.name),
+            Usable::Unproven => unproven.push(&service.name),
+            Usable::No => unusable.push(&service.name),
         }
     }
     by_vip
         .into_iter()
-        .map(|(vip, (usable, unusable))| {
+        .map(|(vip, [usable, unproven, unusable])| {
             let announcement = if drained {
                 Announcement {
                     announced: false,
@@ -60,6 +74,14 @@ pub fn announcements(
                 Announcement {
                     announced: true,
                     why: format!("serving {}", usable.join(", ")),
+                }
+            } else if !unproven.is_empty() {
+                Announcement {
+                    announced: false,
+                    why: format!(
+                        "waiting for a backend of {} to answer a probe",
+                        unproven.join(", ")
+                    ),
                 }
             } else if when_unusable == WhenUnusable::Announce {
                 Announcement {
@@ -88,7 +110,21 @@ mod tests {
         ServiceUse {
             name: name.into(),
             vip: vip.parse().unwrap(),
-            usable,
+            state: if usable { Usable::Yes } else { Usable::No },
+        }
+    }
+
+    #[test]
+    fn a_vip_waits_for_an_answered_probe_whatever_the_policy() {
+        let unproven = ServiceUse {
+            state: Usable::Unproven,
+            ..service("web", "203.0.113.10", false)
+        };
+        for policy in [WhenUnusable::Withdraw, WhenUnusable::Announce] {
+            let out = announcements(std::slice::from_ref(&unproven), policy, false);
+            let web = &out[&"203.0.113.10".parse().unwrap()];
+            assert!(!web.announced, "{policy:?}");
+            assert_eq!(web.why, "waiting for a backend of web to answer a probe");
         }
     }
 

@@ -107,6 +107,20 @@ impl Announcer {
             })
             .collect();
         let mut current = BTreeMap::new();
+        // A VIP no service has, still routed: recorded until it is gone.
+        for vip in after.iter().filter(|vip| !wanted.contains_key(vip)) {
+            current.insert(
+                *vip,
+                Announcement {
+                    announced: true,
+                    why: "could not be withdrawn (no service has it any more)".into(),
+                },
+            );
+            error.get_or_insert(RoutingError::Routes {
+                table,
+                message: format!("{vip} is still announced"),
+            });
+        }
         for (vip, mut announcement) in wanted {
             let announced = after.contains(&vip);
             if announced != announcement.announced {

@@ -26,16 +26,20 @@ pub fn batch(commands: &[String]) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("running ip (iproute2): {e}"))?;
     let input = commands.join("\n") + "\n";
-    // A write that fails (ip exited early) still waits for it: its error
-    // says why.
-    let written = child
-        .stdin
-        .take()
-        .map(|mut stdin| stdin.write_all(input.as_bytes()));
+    // Written from a thread of its own: ip's error output, read meanwhile,
+    // cannot fill its pipe and block both. A write that fails (ip exited
+    // early) still waits for ip: its error says why.
+    let stdin = child.stdin.take();
+    let writer = std::thread::spawn(move || {
+        stdin.map_or(Ok(()), |mut stdin| stdin.write_all(input.as_bytes()))
+    });
     let output = child
         .wait_with_output()
         .map_err(|e| format!("waiting for ip: {e}"))?;
-    if let Some(Err(err)) = written
+    let written = writer
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the writer panicked")));
+    if let Err(err) = written
         && output.status.success()
     {
         return Err(format!("writing to ip: {err}"));

@@ -92,6 +92,12 @@ impl Edge {
         config
     }
 
+    /// Rewrites the agent's configuration with `change` (apply it with
+    /// `failover reload`).
+    pub fn rewrite_config(&self, change: impl FnOnce(ConfigToml) -> ConfigToml) {
+        change(self.config()).write(&self.dir.join("failover.toml"));
+    }
+
     /// The edge host's links: to the router, then to each backend.
     pub fn links(&self) -> Vec<String> {
         std::iter::once("up0".to_owned())

@@ -117,3 +117,41 @@ fn a_restarted_agent_announces_nothing_before_a_backend_answers_its_probes() {
     eprintln!("backends answer: announced after {back:?}");
     assert!(back.is_some(), "{}", lab.diag());
 }
+
+#[test]
+fn a_reload_that_changes_a_service_keeps_its_vip_announced() {
+    let lab = FleetLab::start();
+    // A new probe interval rebuilds the service's runtime (and its probe
+    // statistics), not its reachability.
+    lab.edges[0].rewrite_config(|config| {
+        config.with_service("web", |web| {
+            web.probe(
+                failover_tests::config::ProbeToml::tcp()
+                    .port(failover_tests::fleet_lab::BACKEND_PORT)
+                    .interval(Duration::from_millis(200))
+                    .timeout(Duration::from_millis(100)),
+            )
+        })
+    });
+    let output = lab.edges[0].failover(&["reload"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(1) {
+        assert_eq!(
+            lab.router_nexthops().len(),
+            EDGES,
+            "withdrawn by a reload\n{}",
+            lab.diag()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        wait_journal(&lab.edges[0].journal(), "vip_withdrawn", 1).is_empty(),
+        "{}",
+        lab.diag()
+    );
+}

@@ -47,8 +47,24 @@ fn a_drained_host_is_withdrawn_without_a_failed_connection_stays_drained_across_
 
     lab.edges[0].stop_agent();
     lab.edges[0].start_agent();
-    // Status answers after the first announcement was written.
     assert!(lab.edges[0].status().host_drained);
+    // Nothing is announced before a backend answers a probe anyway: look
+    // once one has.
+    let started = std::time::Instant::now();
+    while !lab.edges[0]
+        .status()
+        .services
+        .iter()
+        .flat_map(|s| &s.backends)
+        .any(|b| b.probe.ok_total > 0)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no probe answered"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         lab.edges[0].announced_routes(),
         "",

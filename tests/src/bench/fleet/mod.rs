@@ -20,7 +20,23 @@ const SURVIVAL_BAR: f64 = 0.999;
 pub fn run(quick: bool) -> Section {
     let (count, long) = if quick { (1, 100) } else { (5, 1000) };
     let (hosts, drain) = trials::run(count, long);
-    render(&hosts, &drain, long)
+    let mut section = render(&hosts, &drain, long);
+    // A trial is a measurement only if the fault and the long connections
+    // were real.
+    for (i, trial) in hosts.iter().enumerate() {
+        if trial.withdrawn.is_none() {
+            section.failures.push(format!(
+                "fleet trial {i}: the router never withdrew the host"
+            ));
+        }
+        if trial.long_alive * 100 < long * 99 {
+            section.failures.push(format!(
+                "fleet trial {i}: only {} of {long} long connections were alive before the fault",
+                trial.long_alive
+            ));
+        }
+    }
+    section
 }
 
 fn render(trials: &[HostTrial], drain: &DrainRun, long: usize) -> Section {
@@ -33,8 +49,9 @@ fn render(trials: &[HostTrial], drain: &DrainRun, long: usize) -> Section {
          down) or silent (links up, nothing reaching it or leaving it: only BFD, 100 ms × 3, at the \
          router and at the backends tells) — waits 3 s, brings it back and waits until the router \
          uses it again. Gap: from the fault to the start of the last new connection that failed \
-         (0 if none did). Survived: long connections alive before the fault that answered every \
-         ask until the host was back.\n\n\
+         before the host was back (0 if none did). Survived: long connections alive before the \
+         fault that answered every ask started while the host was away; reset on return: new \
+         connections and asks that failed after it was back.\n\n\
          | trial | host | router withdrew after | gap ms | new connections failed | long connections survived | announced again after | reset on return |\n\
          |---:|---|---:|---:|---:|---:|---:|---:|\n"
     );
@@ -125,7 +142,7 @@ fn render(trials: &[HostTrial], drain: &DrainRun, long: usize) -> Section {
     }
     let drain_met = drain.failed == 0 && drain.safe_to_stop.is_some();
     md += &format!(
-        "| `failover host drain`: 0 failed, reports done | {} of {} failed; {} | {} |\n\
+        "| `failover host drain`: 0 failed, reports done | {} of {} new connections and asks failed; {} | {} |\n\
          | connections pinned on a standby after a failback survive | not measured: their state is not replicated between hosts yet | — |\n",
         drain.failed,
         drain.connections,
@@ -155,7 +172,7 @@ fn render(trials: &[HostTrial], drain: &DrainRun, long: usize) -> Section {
         })).collect::<Vec<_>>(),
         "by_fault": json_kinds,
         "drain": {
-            "connections": drain.connections,
+            "connections_and_asks": drain.connections,
             "failed": drain.failed,
             "safe_to_stop_s": drain.safe_to_stop.map(|d| d.as_secs_f64()),
             "bar": verdict(drain_met),

@@ -72,8 +72,10 @@ pub(super) fn run(count: usize, long: usize) -> (Vec<HostTrial>, DrainRun) {
             .collect()
     });
     let per_trial = (AWAY + RETURN_BOUND + SETTLE + WITHDRAW_BOUND) * 2;
+    // Enough in flight that no new connection is skipped while a silent
+    // host holds some for their whole timeout.
     let plan = Plan {
-        in_flight: 64,
+        in_flight: 512,
         long: Some(LongLived {
             streams,
             every: ASK_EVERY,
@@ -131,6 +133,10 @@ fn host_trial(lab: &mut FleetLab, traffic: &Load, away: Away) -> HostTrial {
     let returned = lab
         .wait_nexthops(EDGES, RETURN_BOUND)
         .map(|_| back.elapsed());
+    // The backends reply over both hosts again before the next trial.
+    for k in 0..crate::fleet_lab::BACKENDS {
+        let _ = lab.wait_return_paths(k, EDGES, RETURN_BOUND);
+    }
     std::thread::sleep(SETTLE);
     let recorded = traffic.snapshot();
     let failed_new: Vec<Instant> = recorded
@@ -143,12 +149,14 @@ fn host_trial(lab: &mut FleetLab, traffic: &Load, away: Away) -> HostTrial {
         .iter()
         .max()
         .map_or(Duration::ZERO, |last| *last - killed);
+    // Broken while the host was away; a failure after its return counts
+    // as a reset on return.
     let broken = long_before
         .iter()
         .filter(|&&i| {
             recorded.long[i]
                 .iter()
-                .any(|s| s.done >= killed && s.result.is_err())
+                .any(|s| s.done >= killed && s.started < back && s.result.is_err())
         })
         .count();
     let reset_on_return = recorded
@@ -180,21 +188,29 @@ fn drain(lab: &FleetLab, traffic: &Load) -> DrainRun {
     let started = Instant::now();
     let output = lab.edges[0].failover(&["host", "drain", "--timeout", "60s"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let safe_to_stop = stdout
-        .contains("it is safe to stop")
+    let safe_to_stop = (output.status.success() && stdout.contains("it is safe to stop"))
         .then(|| started.elapsed());
     let ended = Instant::now();
+    // Requests in flight at the end finish first.
+    std::thread::sleep(REQUEST_TIMEOUT + Duration::from_millis(50));
     let recorded = traffic.snapshot();
     let during: Vec<_> = recorded
         .new_flows
         .iter()
         .filter(|s| s.started >= started && s.started < ended)
         .collect();
+    let asks: Vec<_> = recorded
+        .long
+        .iter()
+        .flatten()
+        .filter(|s| s.started >= started && s.started < ended)
+        .collect();
     let _ = lab.edges[0].failover(&["host", "undrain"]);
     let _ = lab.wait_nexthops(EDGES, RETURN_BOUND);
     DrainRun {
-        connections: during.len(),
-        failed: during.iter().filter(|s| s.result.is_err()).count(),
+        connections: during.len() + asks.len(),
+        failed: during.iter().filter(|s| s.result.is_err()).count()
+            + asks.iter().filter(|s| s.result.is_err()).count(),
         safe_to_stop,
     }
 }
