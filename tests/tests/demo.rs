@@ -111,3 +111,39 @@ fn check_demo(extra: &[&str]) -> String {
     assert!(text.contains("cleanup:"), "no cleanup report:\n{text}");
     text
 }
+
+/// `failover demo fleet` (`cargo xtask build-and-run -- demo fleet`): two
+/// edge hosts behind a router; one goes away and comes back, and every
+/// long connection goes through it all.
+#[test]
+fn the_fleet_demo_takes_a_host_away_and_back_without_losing_a_connection() {
+    let (success, text) = run_demo(&["fleet"]);
+    assert!(success, "the fleet demo failed:\n{text}");
+    assert!(
+        text.contains("router: 203.0.113.10 via edge0 and edge1 (ECMP)"),
+        "{text}"
+    );
+    assert!(text.contains("via edge1 only"), "{text}");
+    assert!(text.contains("via edge0 and edge1 again"), "{text}");
+    let summary = text
+        .lines()
+        .find(|l| l.starts_with("summary: "))
+        .unwrap_or_else(|| panic!("no summary:\n{text}"));
+    let (went, of) = summary
+        .split("; ")
+        .nth(1)
+        .and_then(|part| part.split_once(" of "))
+        .map(|(went, rest)| {
+            (
+                went.to_owned(),
+                rest.split(' ').next().unwrap_or("").to_owned(),
+            )
+        })
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert_eq!(went, of, "long connections lost: {summary}\n{text}");
+    assert!(of.parse::<usize>().is_ok_and(|n| n > 40), "{summary}");
+    assert!(
+        text.contains("cleanup: agents, daemons, pins and namespaces removed"),
+        "{text}"
+    );
+}

@@ -188,6 +188,10 @@ pub enum Command {
         /// Run the lab on IPv6 (VIP 2001:db8:10::10, backends in 2001:db8:b::/48).
         #[arg(long)]
         ipv6: bool,
+        /// `fleet`: two edge hosts behind a router (BIRD, BGP with BFD,
+        /// ECMP), one taken away and back, no connection lost.
+        #[arg(value_parser = ["fleet"])]
+        scenario: Option<String>,
     },
     /// Print the data path's counter and map names.
     ///
@@ -340,7 +344,8 @@ impl Cli {
             Command::Demo {
                 probe_interval,
                 ipv6,
-            } => demo::run(probe_interval, ipv6),
+                scenario,
+            } => demo::run(probe_interval, ipv6, scenario.as_deref() == Some("fleet")),
             #[cfg(not(feature = "lab"))]
             Command::Demo { .. } => Err(anyhow::anyhow!(
                 "this `failover` was built without the demo lab (cargo feature `lab`); \

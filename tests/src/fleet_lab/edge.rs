@@ -100,9 +100,7 @@ impl Edge {
 
     /// The edge host's links: to the router, then to each backend.
     pub fn links(&self) -> Vec<String> {
-        std::iter::once("up0".to_owned())
-            .chain((0..BACKENDS).map(|k| format!("bk{k}")))
-            .collect()
+        failover::lab::fleet::edge_links()
     }
 
     pub fn socket(&self) -> PathBuf {

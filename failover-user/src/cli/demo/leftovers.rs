@@ -7,7 +7,7 @@ use std::{
 
 /// Removes what demos killed before they could clean up (SIGKILL) left
 /// behind: namespaces `fo-demo-<role>-<pid>-<n>`, pin directories
-/// `/sys/fs/bpf/fo-demo-<pid>[-peers]` and temporary directories
+/// `/sys/fs/bpf/fo-demo-<pid>[-peers|-edge<i>]` and temporary directories
 /// `<tmp>/failover-demo-<pid>` of processes that no longer exist. (Their
 /// agents were stopped by the parent-death signal.)
 pub(super) fn remove_leftovers() {
@@ -49,7 +49,8 @@ pub(super) fn remove_leftovers() {
         let Some(rest) = name.strip_prefix("fo-demo-") else {
             continue;
         };
-        if dead(rest.strip_suffix("-peers").unwrap_or(rest)) {
+        // fo-demo-<pid>, fo-demo-<pid>-peers, fo-demo-<pid>-edge<i> (the fleet)
+        if dead(rest.split('-').next().unwrap_or(rest)) {
             let dir = bpffs.join(&name);
             if crate::dataplane::remove_pins(&dir).is_ok() {
                 removed.push(format!("pins {}", dir.display()));

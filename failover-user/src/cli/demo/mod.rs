@@ -36,6 +36,7 @@
 
 mod client;
 mod config;
+mod fleet;
 mod lab;
 mod leftovers;
 mod log_tail;
@@ -171,7 +172,7 @@ impl From<anyhow::Error> for Stop {
     }
 }
 
-pub fn run(probe_interval: Duration, ipv6: bool) -> anyhow::Result<()> {
+pub fn run(probe_interval: Duration, ipv6: bool, fleet: bool) -> anyhow::Result<()> {
     if probe_interval < Duration::from_millis(5) || probe_interval > Duration::from_secs(5) {
         bail!("--probe-interval must be between 5ms and 5s");
     }
@@ -185,6 +186,13 @@ pub fn run(probe_interval: Duration, ipv6: bool) -> anyhow::Result<()> {
         );
     }
     signal::install_handlers()?;
+    if fleet {
+        if ipv6 {
+            bail!("the fleet demo runs on IPv4 only");
+        }
+        leftovers::remove_leftovers();
+        return fleet::run(probe_interval);
+    }
     println!("failover demo: an edge host failing over between three backends (about 20 s)");
     println!();
     leftovers::remove_leftovers();
