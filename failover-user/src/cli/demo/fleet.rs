@@ -53,6 +53,7 @@ impl Drop for Fleet {
             drop(agent);
         }
         self.birds.clear();
+        self._servers.clear();
         for dir in self.pin_dirs.drain(..) {
             if let Err(err) = crate::dataplane::remove_pins(&dir) {
                 println!("  cannot remove pins in {}: {err}", dir.display());
@@ -123,29 +124,41 @@ fn wait_nexthops(net: &FleetNet, want: usize, bound: Duration) -> Option<Duratio
 }
 
 fn names(addrs: &[Ipv4Addr]) -> String {
-    addrs
+    let mut names: Vec<String> = addrs
         .iter()
         .map(|a| match (0..EDGES).find(|&i| router_link(i).1 == *a) {
             Some(i) => format!("edge{i}"),
             None => a.to_string(),
         })
-        .collect::<Vec<_>>()
-        .join(" and ")
+        .collect();
+    names.sort();
+    names.join(" and ")
 }
 
-/// New connections and long-connection asks since `since`: (made, failed,
-/// long connections that broke).
-fn tally(load: &Load, since: Instant) -> (usize, usize, usize) {
-    let recorded = load.snapshot();
+/// The last lines of each agent's log, for a demo that failed.
+fn print_log_tails(workdir: &std::path::Path) {
+    for i in 0..EDGES {
+        let log = std::fs::read_to_string(workdir.join(format!("edge{i}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        println!("last lines of edge{i}'s agent log:");
+        for line in &lines[lines.len().saturating_sub(10)..] {
+            println!("  {line}");
+        }
+    }
+}
+
+/// New connections that ended since `since`, and long connections with an
+/// ask that failed since: (made, failed, long connections that broke).
+fn tally(recorded: &load::Recorded, since: Instant) -> (usize, usize, usize) {
     let new: Vec<_> = recorded
         .new_flows
         .iter()
-        .filter(|s| s.started >= since)
+        .filter(|s| s.done >= since)
         .collect();
     let broken = recorded
         .long
         .iter()
-        .filter(|asks| asks.iter().any(|s| s.started >= since && s.result.is_err()))
+        .filter(|asks| asks.iter().any(|s| s.done >= since && s.result.is_err()))
         .count();
     (
         new.len(),
@@ -155,19 +168,46 @@ fn tally(load: &Load, since: Instant) -> (usize, usize, usize) {
 }
 
 pub(super) fn run(probe: Duration) -> anyhow::Result<()> {
+    let mut fleet = Fleet::default();
+    let outcome = play(&mut fleet, probe);
+    if outcome.is_err()
+        && let Some(workdir) = &fleet.workdir
+    {
+        print_log_tails(workdir);
+    }
+    println!();
+    drop(fleet);
+    outcome.map_err(|err| err.context("the fleet demo failed; the lab was removed"))
+}
+
+fn play(lab: &mut Fleet, probe: Duration) -> anyhow::Result<()> {
     println!(
         "failover demo fleet: two edge hosts behind a router, one taken away and back (about 40 s)"
     );
     println!();
-    let mut fleet = Fleet::default();
     let pid = std::process::id();
     let workdir = std::env::temp_dir().join(format!("failover-demo-{pid}"));
     std::fs::create_dir_all(&workdir).context("creating the demo's directory")?;
-    fleet.workdir = Some(workdir.clone());
+    lab.workdir = Some(workdir.clone());
     println!("setting up: a client, a router, two edge hosts and two backends in namespaces");
-    let net = FleetNet::build("demo-fl");
+    // Owned by the guard at once: an early error still stops the daemons
+    // before the namespaces go.
+    lab.net = Some(FleetNet::build("demo-fl"));
+    let Fleet {
+        net: Some(net),
+        birds,
+        _servers: servers,
+        agents,
+        pin_dirs,
+        load: client_load,
+        ..
+    } = lab
+    else {
+        unreachable!("just set");
+    };
+    let net: &FleetNet = net;
     for (k, ns) in net.backends.iter().enumerate() {
-        fleet._servers.push(BackendServer::start(
+        servers.push(BackendServer::start(
             ns,
             &format!("backend{k}"),
             BACKEND_PORT,
@@ -175,7 +215,7 @@ pub(super) fn run(probe: Duration) -> anyhow::Result<()> {
         ));
     }
     let edge_addrs: Vec<Ipv4Addr> = (0..EDGES).map(|i| router_link(i).1).collect();
-    fleet.birds.push(
+    birds.push(
         Bird::start(
             &net.router,
             &workdir,
@@ -186,7 +226,7 @@ pub(super) fn run(probe: Duration) -> anyhow::Result<()> {
     );
     for (k, ns) in net.backends.iter().enumerate() {
         let edges: Vec<Ipv4Addr> = (0..EDGES).map(|i| backend_link(i, k).0).collect();
-        fleet.birds.push(Bird::start(
+        birds.push(Bird::start(
             ns,
             &workdir,
             &format!("backend{k}"),
@@ -197,17 +237,17 @@ pub(super) fn run(probe: Duration) -> anyhow::Result<()> {
     for (i, ns) in net.edges.iter().enumerate() {
         let (router_addr, edge_addr) = router_link(i);
         let backends: Vec<Ipv4Addr> = (0..BACKENDS).map(|k| backend_link(i, k).1).collect();
-        fleet.birds.push(Bird::start(
+        birds.push(Bird::start(
             ns,
             &workdir,
             &format!("edge{i}"),
             &bird::edge(edge_addr, router_addr, &backends),
         )?);
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/fo-demo-{pid}-edge{i}"));
-        fleet.pin_dirs.push(pin_dir.clone());
+        pin_dirs.push(pin_dir.clone());
         let config = workdir.join(format!("edge{i}.toml"));
         std::fs::write(&config, config_text(i, &pin_dir, &workdir, probe))?;
-        fleet.agents.push(Some(AgentProcess::start(
+        agents.push(Some(AgentProcess::start(
             ns,
             &binary,
             &config,
@@ -221,12 +261,25 @@ pub(super) fn run(probe: Duration) -> anyhow::Result<()> {
     println!(
         "  `failover run` on each edge host with [routing]: a route per VIP it can serve, which its BIRD announces"
     );
-    fleet.net = Some(net);
-    let net = fleet.net.as_ref().expect("just set");
     let Some(took) = wait_nexthops(net, EDGES, CONVERGE) else {
         check()?;
         bail!("the router never learned the VIP from both edge hosts within {CONVERGE:?}");
     };
+    // And the backends their way back over both.
+    let started = Instant::now();
+    while !net
+        .backends
+        .iter()
+        .all(|b| fleet::nexthops(b, "192.0.2.0/24").len() == EDGES)
+    {
+        check()?;
+        if started.elapsed() > CONVERGE {
+            bail!(
+                "the backends never learned their way back over both edge hosts within {CONVERGE:?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     println!(
         "router: {VIP} via {} (ECMP), {:.1} s after the agents started",
         names(&fleet::nexthops(&net.router, &format!("{VIP}/32"))),
@@ -248,36 +301,37 @@ pub(super) fn run(probe: Duration) -> anyhow::Result<()> {
         lifetime: Duration::from_secs(120),
         ..Plan::new_flows(web(), Duration::from_millis(20), Duration::from_secs(1))
     };
-    fleet.load = Some(Load::start(&net.client, plan)?);
+    let phase = Instant::now();
+    *client_load = Some(Load::start(&net.client, plan)?);
     println!(
         "client: {opened} long connections asking every 0.5 s, and a new connection every 20 ms"
     );
-    let load = fleet.load.as_ref().expect("just set");
-    let phase = Instant::now();
+    let load = client_load.as_ref().expect("just set");
     std::thread::sleep(PHASE);
     check()?;
-    let (made, failed, broken) = tally(load, phase);
+    let (made, failed, broken) = tally(&load.snapshot(), phase);
     println!(
         "  {PHASE:?}: {made} new connections, {failed} failed; {broken} long connections broken"
     );
 
     println!("\nedge0 goes away: its agent is killed (SIGKILL) and its links go down");
     let away = Instant::now();
-    if let Some(mut agent) = fleet.agents[0].take() {
+    if let Some(mut agent) = agents[0].take() {
         let _ = agent.sigkill();
     }
     fleet::set_edge_links(&net.edges[0], 0, &fleet::edge_links(), false);
-    match wait_nexthops(net, EDGES - 1, WITHDRAW) {
-        Some(_) => println!(
-            "  router: {VIP} via {} only, {:.0} ms after the kill (the agent's device, and its routes, died with it)",
-            names(&fleet::nexthops(&net.router, &format!("{VIP}/32"))),
-            away.elapsed().as_secs_f64() * 1000.0
-        ),
-        None => println!("  the router did not withdraw edge0 within {WITHDRAW:?}"),
+    if wait_nexthops(net, EDGES - 1, WITHDRAW).is_none() {
+        check()?;
+        bail!("the router did not withdraw edge0 within {WITHDRAW:?}");
     }
+    println!(
+        "  router: {VIP} via {} only, {:.0} ms after the kill (the agent's device, and its routes, died with it)",
+        names(&fleet::nexthops(&net.router, &format!("{VIP}/32"))),
+        away.elapsed().as_secs_f64() * 1000.0
+    );
     std::thread::sleep(PHASE);
     check()?;
-    let (made, failed, broken) = tally(load, away);
+    let (made, failed, broken) = tally(&load.snapshot(), away);
     println!(
         "  meanwhile: {made} new connections, {failed} failed; {broken} of {opened} long connections broken (edge1 continues edge0's flows: same Maglev table, stateless replies)"
     );
@@ -286,29 +340,34 @@ pub(super) fn run(probe: Duration) -> anyhow::Result<()> {
     let back = Instant::now();
     fleet::set_edge_links(&net.edges[0], 0, &fleet::edge_links(), true);
     let config = workdir.join("edge0.toml");
-    fleet.agents[0] = Some(AgentProcess::start(
+    agents[0] = Some(AgentProcess::start(
         &net.edges[0],
         &binary,
         &config,
         &workdir.join("edge0.pid"),
         &workdir.join("edge0.log"),
     )?);
-    match wait_nexthops(net, EDGES, CONVERGE) {
-        Some(took) => println!(
-            "  router: {VIP} via {} again, {:.1} s later (a new BGP session, then the announcement)",
-            names(&fleet::nexthops(&net.router, &format!("{VIP}/32"))),
-            took.as_secs_f64()
-        ),
-        None => println!("  the router did not take edge0 back within {CONVERGE:?}"),
-    }
+    let Some(took) = wait_nexthops(net, EDGES, CONVERGE) else {
+        check()?;
+        bail!("the router did not take edge0 back within {CONVERGE:?}");
+    };
+    println!(
+        "  router: {VIP} via {} again, {:.1} s later (a new BGP session, then the announcement)",
+        names(&fleet::nexthops(&net.router, &format!("{VIP}/32"))),
+        took.as_secs_f64()
+    );
     std::thread::sleep(PHASE);
     check()?;
-    let (made, failed, broken) = tally(load, back);
+    let (made, failed, broken) = tally(&load.snapshot(), back);
     println!("  since: {made} new connections, {failed} failed; {broken} long connections broken");
-    let (made, failed, broken) = tally(load, phase);
+    let recorded = client_load.take().expect("running").finish();
+    let (made, failed, broken) = tally(&recorded, phase);
     println!(
         "\nsummary: {made} new connections, {failed} failed; {} of {opened} long connections went through it all",
         opened - broken
     );
+    if broken > 0 {
+        bail!("{broken} long connections broke");
+    }
     Ok(())
 }

@@ -127,6 +127,9 @@ impl FleetNet {
                 "lo",
             ]);
             backend.sysctl("net/ipv4/fib_multipath_hash_policy", "1");
+            // A return path over a link that lost carrier is skipped at once,
+            // before BFD tells.
+            backend.sysctl("net/ipv4/conf/all/ignore_routes_with_linkdown", "1");
             for (i, edge) in edges.iter().enumerate() {
                 let (edge_addr, backend_side) = backend_link(i, k);
                 let (edge_if, backend_if) = (format!("bk{k}"), format!("e{i}"));
