@@ -121,34 +121,17 @@ impl Agent {
             ));
         }
         self.announce();
+        let announcements = self.announcement_views();
         if drain {
-            let still: Vec<String> = self
-                .routing
-                .as_ref()
-                .map(|r| {
-                    r.announcer
-                        .current()
-                        .iter()
-                        .filter(|(_, a)| a.announced)
-                        .map(|(vip, _)| vip.to_string())
-                        .collect()
-                })
-                .unwrap_or_default();
+            let still: Vec<&str> = announcements
+                .iter()
+                .filter(|a| a.announced)
+                .map(|a| a.vip.as_str())
+                .collect();
             if !still.is_empty() {
                 return Err(OpError::StillAnnounced(still.join(", ")));
             }
         }
-        let announcements: Vec<serde_json::Value> = self
-            .routing
-            .as_ref()
-            .map(|r| {
-                r.announcer
-                    .current()
-                    .iter()
-                    .map(|(vip, a)| serde_json::json!({"vip": vip.to_string(), "announced": a.announced, "why": a.why}))
-                    .collect()
-            })
-            .unwrap_or_default();
         Ok(serde_json::json!({"host_drained": drain, "announcements": announcements}))
     }
 
@@ -291,7 +274,14 @@ impl Agent {
                     .details(serde_json::json!({"vip": change.vip.to_string(), "why": change.why})),
             );
         }
-        let views = self.routing.as_ref().map_or_else(Vec::new, |routing| {
+        let views = self.announcement_views();
+        self.telemetry
+            .update(|snapshot| snapshot.announcements = views);
+    }
+
+    /// Every VIP's announcement as last written, as status shows it.
+    fn announcement_views(&self) -> Vec<AnnouncementView> {
+        self.routing.as_ref().map_or_else(Vec::new, |routing| {
             routing
                 .announcer
                 .current()
@@ -302,8 +292,6 @@ impl Agent {
                     why: a.why.clone(),
                 })
                 .collect()
-        });
-        self.telemetry
-            .update(|snapshot| snapshot.announcements = views);
+        })
     }
 }

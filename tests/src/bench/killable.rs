@@ -134,6 +134,11 @@ fn serve_connection(
     }
     // A killed server resets its connections, as the kernel does for a
     // process that dies.
+    reset_on_close(&stream);
+}
+
+/// Makes closing `stream` send a RST, not a FIN (SO_LINGER 0).
+pub(crate) fn reset_on_close(stream: &TcpStream) {
     let linger = libc::linger {
         l_onoff: 1,
         l_linger: 0,

@@ -206,20 +206,7 @@ impl Edge {
             self.bird
                 .birdc(&["show", "protocols"])
                 .unwrap_or_else(|e| e.to_string()),
-            String::from_utf8_lossy(
-                &std::process::Command::new("ip")
-                    .args([
-                        "-n",
-                        self.ns.name(),
-                        "route",
-                        "show",
-                        "table",
-                        &bird::TABLE.to_string()
-                    ])
-                    .output()
-                    .map(|o| o.stdout)
-                    .unwrap_or_default()
-            ),
+            self.announced_routes(),
             self.agent_log()
         )
     }

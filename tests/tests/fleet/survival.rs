@@ -14,6 +14,39 @@ use crate::{RETURN_BOUND, WITHDRAW_BOUND, web};
 
 const LONG: usize = 40;
 
+/// `LONG` connections through the VIP (each read bounded by
+/// `read_timeout`), and who answered each first.
+fn long_connections(lab: &FleetLab, read_timeout: Duration) -> (Vec<TcpStream>, Vec<String>) {
+    let streams: Vec<TcpStream> = lab.client.run(|| {
+        (0..LONG)
+            .map(|_| {
+                let stream = load::connect(web(), Duration::from_secs(2)).expect("connect");
+                stream
+                    .set_read_timeout(Some(read_timeout))
+                    .expect("timeout");
+                stream
+            })
+            .collect()
+    });
+    let first = streams
+        .iter()
+        .map(|s| ask(s).expect("first answer"))
+        .collect();
+    (streams, first)
+}
+
+/// The connections that no longer answer, or answer from another backend
+/// than `first`.
+fn changed_answers(streams: &[TcpStream], first: &[String]) -> Vec<String> {
+    streams
+        .iter()
+        .map(ask)
+        .zip(first)
+        .filter(|(now, before)| now.as_ref().ok() != Some(*before))
+        .map(|(now, before)| format!("{before} -> {now:?}"))
+        .collect()
+}
+
 fn ask(stream: &TcpStream) -> std::io::Result<String> {
     (&*stream).write_all(b"hello\n")?;
     let mut line = String::new();
@@ -24,21 +57,7 @@ fn ask(stream: &TcpStream) -> std::io::Result<String> {
 #[test]
 fn connections_through_a_host_that_is_gone_go_on_through_the_other_and_survive_its_return() {
     let mut lab = FleetLab::start();
-    let streams: Vec<TcpStream> = lab.client.run(|| {
-        (0..LONG)
-            .map(|_| {
-                let stream = load::connect(web(), Duration::from_secs(2)).expect("connect");
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(2)))
-                    .expect("timeout");
-                stream
-            })
-            .collect()
-    });
-    let first: Vec<String> = streams
-        .iter()
-        .map(|s| ask(s).expect("first answer"))
-        .collect();
+    let (streams, first) = long_connections(&lab, Duration::from_secs(2));
     let through = |lab: &FleetLab, i: usize| {
         lab.edges[i]
             .status()
@@ -63,13 +82,7 @@ fn connections_through_a_host_that_is_gone_go_on_through_the_other_and_survive_i
     let withdrawn = lab.wait_nexthops(EDGES - 1, WITHDRAW_BOUND);
     eprintln!("edge 0 gone: withdrawn after {withdrawn:?}");
     assert!(withdrawn.is_some(), "{}", lab.diag());
-    let after: Vec<std::io::Result<String>> = streams.iter().map(ask).collect();
-    let broken: Vec<String> = after
-        .iter()
-        .zip(&first)
-        .filter(|(now, before)| now.as_ref().ok() != Some(*before))
-        .map(|(now, before)| format!("{before} -> {now:?}"))
-        .collect();
+    let broken = changed_answers(&streams, &first);
     assert!(
         broken.is_empty(),
         "{} of {LONG} broke: {broken:?}\n{}",
@@ -81,13 +94,7 @@ fn connections_through_a_host_that_is_gone_go_on_through_the_other_and_survive_i
     let back = lab.wait_nexthops(EDGES, RETURN_BOUND);
     eprintln!("edge 0 back: announced after {back:?}");
     assert!(back.is_some(), "{}", lab.diag());
-    let again: Vec<std::io::Result<String>> = streams.iter().map(ask).collect();
-    let broken: Vec<String> = again
-        .iter()
-        .zip(&first)
-        .filter(|(now, before)| now.as_ref().ok() != Some(*before))
-        .map(|(now, before)| format!("{before} -> {now:?}"))
-        .collect();
+    let broken = changed_answers(&streams, &first);
     assert!(
         broken.is_empty(),
         "on its return {} of {LONG} broke: {broken:?}\n{}",
@@ -139,21 +146,7 @@ fn a_routing_daemon_restarted_under_load_fails_no_connection() {
 #[test]
 fn a_host_that_dies_silently_is_found_by_bfd_and_its_connections_go_on() {
     let lab = FleetLab::start();
-    let streams: Vec<TcpStream> = lab.client.run(|| {
-        (0..LONG)
-            .map(|_| {
-                let stream = load::connect(web(), Duration::from_secs(2)).expect("connect");
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(3)))
-                    .expect("timeout");
-                stream
-            })
-            .collect()
-    });
-    let first: Vec<String> = streams
-        .iter()
-        .map(|s| ask(s).expect("first answer"))
-        .collect();
+    let (streams, first) = long_connections(&lab, Duration::from_secs(3));
     let silenced = std::time::Instant::now();
     lab.host_silent(0);
     let withdrawn = lab.wait_nexthops(EDGES - 1, WITHDRAW_BOUND);
@@ -166,13 +159,7 @@ fn a_host_that_dies_silently_is_found_by_bfd_and_its_connections_go_on() {
     );
     assert!(withdrawn.is_some(), "{}", lab.diag());
     assert!(replies_moved.iter().all(Option::is_some), "{}", lab.diag());
-    let broken: Vec<String> = streams
-        .iter()
-        .map(ask)
-        .zip(&first)
-        .filter(|(now, before)| now.as_ref().ok() != Some(*before))
-        .map(|(now, before)| format!("{before} -> {now:?}"))
-        .collect();
+    let broken = changed_answers(&streams, &first);
     assert!(
         broken.is_empty(),
         "{} of {LONG} broke: {broken:?}\n{}",
@@ -184,13 +171,7 @@ fn a_host_that_dies_silently_is_found_by_bfd_and_its_connections_go_on() {
     let back = lab.wait_nexthops(EDGES, RETURN_BOUND);
     eprintln!("edge 0 heard again: announced after {back:?}");
     assert!(back.is_some(), "{}", lab.diag());
-    let broken: Vec<String> = streams
-        .iter()
-        .map(ask)
-        .zip(&first)
-        .filter(|(now, before)| now.as_ref().ok() != Some(*before))
-        .map(|(now, before)| format!("{before} -> {now:?}"))
-        .collect();
+    let broken = changed_answers(&streams, &first);
     assert!(
         broken.is_empty(),
         "on its return {} of {LONG} broke: {broken:?}\n{}",

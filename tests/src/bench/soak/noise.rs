@@ -8,7 +8,6 @@
 use std::{
     io::{BufRead, BufReader, ErrorKind, Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpStream},
-    os::fd::AsRawFd,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -21,6 +20,7 @@ use failover::lab::{load, netns::NsFd, topology};
 
 use crate::{
     agent_lab::{BACKEND_PORT, PRIMARY, STANDBY, VIP, web},
+    bench::killable::reset_on_close,
     netns::NetNs,
     packet::{Frame, ICMP_DEST_UNREACHABLE, ICMP_PORT_UNREACHABLE, TCP_SYN},
 };
@@ -136,22 +136,16 @@ impl Drop for Noise {
     }
 }
 
-/// Closes `stream` with a RST (no FIN), as an aborting client does.
-fn reset(stream: TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt on our own socket with a correctly sized value.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
+/// A connection to the web service that asked once and got its answer.
+fn asked_once() -> Option<TcpStream> {
+    let stream = load::connect(web(), Duration::from_millis(200)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .ok()?;
+    let mut line = String::new();
+    (&stream).write_all(b"x\n").ok()?;
+    BufReader::new(&stream).read_line(&mut line).ok()?;
+    Some(stream)
 }
 
 fn paced(going: &dyn Fn() -> bool, every: Duration, mut once: impl FnMut()) {
@@ -165,15 +159,8 @@ fn paced(going: &dyn Fn() -> bool, every: Duration, mut once: impl FnMut()) {
 /// Every 20 ms: a request answered, then the client resets the connection.
 fn client_resets(going: &dyn Fn() -> bool, made: &AtomicU64) {
     paced(going, Duration::from_millis(20), || {
-        let Ok(stream) = load::connect(web(), Duration::from_millis(200)) else {
-            return;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-        let mut line = String::new();
-        if (&stream).write_all(b"x\n").is_ok()
-            && BufReader::new(&stream).read_line(&mut line).is_ok()
-        {
-            reset(stream);
+        if let Some(stream) = asked_once() {
+            reset_on_close(&stream);
             made.fetch_add(1, Ordering::Relaxed);
         }
     });
@@ -227,13 +214,7 @@ fn server_resets(going: &dyn Fn() -> bool, made: &AtomicU64) {
         if idle.len() >= IDLE_CONNECTIONS {
             return;
         }
-        let Ok(stream) = load::connect(web(), Duration::from_millis(200)) else {
-            return;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-        let mut line = String::new();
-        if (&stream).write_all(b"x\n").is_ok()
-            && BufReader::new(&stream).read_line(&mut line).is_ok()
+        if let Some(stream) = asked_once()
             && stream.set_nonblocking(true).is_ok()
         {
             idle.push(stream);
