@@ -79,13 +79,16 @@ fn a_policy_drain_survives_a_restart_as_a_policy_drain() {
 #[test]
 fn a_drain_deadline_survives_a_crash_and_restart() {
     let mut lab = AgentLab::start(tcp_probe());
-    lab.ctl(&["drain", "web/primary", "--deadline", "3s", "--no-wait"]);
-    let deadline = Instant::now() + Duration::from_secs(3);
+    lab.ctl(&["drain", "web/primary", "--deadline", "6s", "--no-wait"]);
+    let deadline = Instant::now() + Duration::from_secs(6);
     crash_and_restart(&mut lab);
-    assert_eq!(
-        state_and_admin(&lab, "primary"),
-        ("draining".into(), Some("drained".into()))
-    );
+    // The agent's start (loading, adopting) can take seconds on a loaded
+    // machine: only a restart well before the deadline must find the drain
+    // still running; the deadline itself is checked below either way.
+    let state = state_and_admin(&lab, "primary");
+    if Instant::now() + Duration::from_millis(500) < deadline {
+        assert_eq!(state, ("draining".into(), Some("drained".into())));
+    }
     // At the deadline the drain ends in down (remaining flows re-picked).
     let started = Instant::now();
     while state_and_admin(&lab, "primary").0 != "down" {
