@@ -8,6 +8,7 @@ pub mod control;
 pub mod dataplane;
 pub mod decide;
 pub mod events;
+pub mod flow_sync;
 #[cfg(any(test, feature = "lab"))]
 pub mod lab;
 pub mod model;

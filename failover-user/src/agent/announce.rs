@@ -187,6 +187,9 @@ impl Agent {
             .map(|(vip, _)| *vip)
             .collect();
         let mut awaiting = false;
+        // At start, the flows the other edge hosts pinned must be here
+        // before ECMP brings any of them (a VIP already announced stays).
+        let peers_caught_up = self.flow_sync.as_ref().is_none_or(|s| s.caught_up());
         let uses: Vec<ServiceUse> = self
             .services
             .iter()
@@ -209,7 +212,12 @@ impl Agent {
                 });
                 let state = if taking.is_empty() {
                     Usable::No
-                } else if answered || announced.contains(&s.plan.spec.vip) {
+                } else if announced.contains(&s.plan.spec.vip) {
+                    Usable::Yes
+                } else if answered && !peers_caught_up {
+                    awaiting = true;
+                    Usable::AwaitingPeers
+                } else if answered {
                     Usable::Yes
                 } else {
                     awaiting = true;

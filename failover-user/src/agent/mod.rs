@@ -82,6 +82,8 @@ pub enum AgentError {
     },
     #[error("[routing]")]
     Routing(#[from] crate::routing::RoutingError),
+    #[error("[sync]")]
+    Sync(#[from] crate::flow_sync::SyncError),
     #[error("interface {interface} (nothing was attached anywhere)")]
     Interface {
         interface: String,
@@ -134,6 +136,8 @@ pub(crate) struct Agent {
     lag: lag::LagMeter,
     /// `[routing]`: the VIPs announced through the routing daemon.
     routing: Option<announce::Routing>,
+    /// `[sync]`: flows pinned off the table shared with the other edge hosts.
+    flow_sync: Option<crate::flow_sync::FlowSync>,
 }
 
 /// Sets up the data path from `config` and runs until `shutdown` resolves.
@@ -186,6 +190,21 @@ pub async fn run(
             return Err(err.into());
         }
     };
+    let flow_sync = match config.sync.as_ref().map(|sync| {
+        crate::flow_sync::FlowSync::start(
+            sync,
+            &config.pin_dir,
+            config.conntrack.settings(),
+            telemetry.clone(),
+        )
+    }) {
+        None => None,
+        Some(Ok(sync)) => Some(sync),
+        Some(Err(err)) => {
+            undo.abandon(&config);
+            return Err(err.into());
+        }
+    };
     let watching = match dataplane.watch_redirects() {
         Ok(()) => true,
         Err(err) => {
@@ -219,6 +238,7 @@ pub async fn run(
         services_epoch: 0,
         lag: lag::LagMeter::start(),
         routing,
+        flow_sync,
     };
     for warning in config.warnings() {
         warn!("{warning}");

@@ -61,7 +61,7 @@ pub enum ReloadError {
     },
     #[error("pin_dir cannot change on reload (restart the agent)")]
     PinDirChanged,
-    #[error("control, metrics, journal, alert and routing settings change only on restart")]
+    #[error("control, metrics, journal, alert, routing and sync settings change only on restart")]
     RestartOnly,
     #[error(
         "[conntrack] max_flows changes only on restart (from {from} to {to}), and then only \

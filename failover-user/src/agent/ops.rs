@@ -257,6 +257,7 @@ impl Agent {
             || config.journal != self.config.journal
             || config.alerts != self.config.alerts
             || config.routing != self.config.routing
+            || config.sync != self.config.sync
         {
             return Err(ReloadError::RestartOnly);
         }
@@ -291,6 +292,9 @@ impl Agent {
                 if config.conntrack != self.config.conntrack {
                     self.dataplane
                         .set_flow_settings(&config.conntrack.settings())?;
+                    if let Some(sync) = &self.flow_sync {
+                        sync.set_settings(config.conntrack.settings());
+                    }
                     info!(settings = ?config.conntrack, "flow lifetimes and flood guard changed");
                 }
                 Ok(services)
@@ -379,6 +383,7 @@ impl Agent {
             flows_reclaimed_total: counted.reclaimed_total,
             announcements: snapshot.announcements,
             host_drained: self.host_drained(),
+            sync: snapshot.sync,
         }
     }
 }

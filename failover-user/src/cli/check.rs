@@ -74,6 +74,9 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
     if let Some(routing) = &config.routing {
         explain_routing(routing);
     }
+    if let Some(sync) = &config.sync {
+        explain_sync(sync, config.routing.is_some());
+    }
     for service in &config.services {
         let failback = match service.failback {
             Failback::Auto { delay } => format!("automatic after {delay:?} of health"),
@@ -171,5 +174,42 @@ fn explain_routing(routing: &RoutingConfig) {
         println!(
             "  problem: `ip` (iproute2) is not installed: the agent writes the routes with it"
         );
+    }
+}
+
+/// What `[sync]` does, and whether its socket can be bound here.
+fn explain_sync(sync: &crate::config::SyncConfig, routing: bool) {
+    println!(
+        "sync: every {:?}, the flows this host carries on a backend its table no longer names for \
+         them (after a failback, a drain, `keep`, slow start) go to {} over UDP from {}; the peers' \
+         are written into this host's flow table, so any edge host continues any flow. Datagrams \
+         are accepted from the listed peers' address:port only; put them on a network only the \
+         edge hosts reach",
+        sync.interval,
+        sync.peers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        sync.listen
+    );
+    if routing {
+        println!(
+            "  at start, VIPs are announced once every peer delivered a whole round, or after {:?} \
+             (a peer that is down sends none)",
+            crate::flow_sync::catch_up_wait(sync.interval)
+        );
+    } else {
+        println!(
+            "  without [routing] nothing waits for the peers' flows at start: the routers may bring \
+             flows here before they arrive"
+        );
+    }
+    match std::net::UdpSocket::bind(sync.listen) {
+        Ok(_) => println!("  {} can be bound here", sync.listen),
+        Err(err) => println!(
+            "  problem: binding {} here failed: {err} (an address of this host, a free port; or the agent already runs)",
+            sync.listen
+        ),
     }
 }

@@ -162,6 +162,33 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
             announcement.why
         );
     }
+    if let Some(sync) = &status.sync {
+        println!(
+            "sync {} every {} ms: {} pinned flows sent at the last round{}",
+            sync.listen,
+            sync.interval_ms,
+            sync.pinned_flows,
+            if sync.caught_up {
+                ""
+            } else {
+                "; waiting for the peers' pinned flows before announcing"
+            }
+        );
+        for peer in &sync.peers {
+            println!(
+                "  peer {}: {}, {} rounds, {} flows received",
+                peer.peer,
+                peer.heard_s_ago
+                    .map_or("never heard".into(), |s| format!("heard {s:.1} s ago")),
+                peer.rounds_complete,
+                peer.flows_received_total
+            );
+        }
+        let refused: u64 = sync.refused.values().sum();
+        if refused > 0 {
+            println!("  refused datagrams: {:?}", sync.refused);
+        }
+    }
     Ok(())
 }
 

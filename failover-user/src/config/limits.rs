@@ -73,3 +73,8 @@ pub fn describe<T: std::fmt::Debug>(range: &RangeInclusive<T>) -> String {
 /// `[routing] table`: a kernel routing table of its own (253–255 are the
 /// kernel's default, main and local tables; 0 is none).
 pub const ROUTING_TABLE: RangeInclusive<u32> = 1..=252;
+
+/// `[sync] interval`: how often the pinned flows go to the peers.
+pub const SYNC_INTERVAL: RangeInclusive<Duration> = ms(100)..=secs(10);
+/// `[sync] peers`: how many other edge hosts.
+pub const SYNC_PEERS: RangeInclusive<usize> = 1..=32;

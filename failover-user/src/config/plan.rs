@@ -24,7 +24,26 @@ pub struct AgentConfig {
     pub conntrack: ConntrackConfig,
     /// `[routing]`: announce the VIPs this host can serve; `None`: off.
     pub routing: Option<RoutingConfig>,
+    /// `[sync]`: flows pinned off the Maglev table shared with the other
+    /// edge hosts; `None`: off.
+    pub sync: Option<SyncConfig>,
 }
+
+/// `[sync]`: every `interval`, the flows this host carries on a backend its
+/// table no longer names for them (pinned after a failback, a drain,
+/// `keep`, slow start) are sent to every peer over UDP, and the peers'
+/// are written into this host's flow table, so that any edge host
+/// continues any flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncConfig {
+    /// This agent's socket (a concrete address: peers accept datagrams
+    /// from the configured addresses only).
+    pub listen: std::net::SocketAddr,
+    pub peers: Vec<std::net::SocketAddr>,
+    pub interval: Duration,
+}
+
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(500);
 
 /// `[routing]`: the VIPs this host can serve are written as routes to
 /// `device` in kernel table `table`, which the routing daemon learns and

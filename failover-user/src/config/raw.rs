@@ -24,6 +24,15 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) conntrack: RawConntrack,
     pub(super) routing: Option<Spanned<RawRouting>>,
+    pub(super) sync: Option<Spanned<RawSync>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSync {
+    pub(super) listen: Spanned<String>,
+    pub(super) peers: Spanned<Vec<Spanned<String>>>,
+    pub(super) interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

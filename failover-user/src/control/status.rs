@@ -29,6 +29,10 @@ pub struct StatusAnswer {
     /// `failover host drain` is in force.
     #[serde(default)]
     pub host_drained: bool,
+    /// `[sync]`: the pinned flows shared with the other edge hosts (none
+    /// when sync is off).
+    #[serde(default)]
+    pub sync: Option<crate::flow_sync::SyncView>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -56,6 +56,33 @@ impl Flows {
         self.map.iter().filter_map(Result::ok).collect()
     }
 
+    /// Writes an entry: only if there is none (`only_new`: the data path
+    /// may have recorded one meanwhile, which wins), or whatever is there.
+    /// `Ok(false)`: one was there.
+    pub fn put(
+        &mut self,
+        key: &FlowKey,
+        flow: &Flow,
+        only_new: bool,
+    ) -> Result<bool, DataplaneError> {
+        const BPF_NOEXIST: u64 = 1;
+        match self
+            .map
+            .insert(key, flow, if only_new { BPF_NOEXIST } else { 0 })
+        {
+            Ok(()) => Ok(true),
+            Err(aya::maps::MapError::SyscallError(err))
+                if only_new && err.io_error.raw_os_error() == Some(libc::EEXIST) =>
+            {
+                Ok(false)
+            }
+            Err(source) => Err(DataplaneError::Map {
+                name: names::FLOWS,
+                source,
+            }),
+        }
+    }
+
     /// Removes an entry; one already gone is not an error.
     pub fn remove(&mut self, key: &FlowKey) -> Result<(), DataplaneError> {
         match self.map.remove(key) {

@@ -175,6 +175,15 @@ impl MaglevTables {
             .flatten()
     }
 
+    /// One chunk of a table (`None`: no such chunk).
+    pub fn chunk(&self, key: &MaglevKey) -> Result<Option<MaglevChunk>, DataplaneError> {
+        match self.0.get(key, 0) {
+            Ok(chunk) => Ok(Some(chunk)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(err) => Err(map_err(names::MAGLEV)(err)),
+        }
+    }
+
     /// The backend id in slot `index` of one chunk (`None`: no such chunk).
     pub fn chunk_slot(&self, key: &MaglevKey, index: usize) -> Result<Option<u32>, DataplaneError> {
         match self.0.get(key, 0) {

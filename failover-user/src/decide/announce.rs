@@ -36,6 +36,10 @@ pub enum Usable {
     /// Backends take its new flows, but none has answered a probe yet
     /// (their health was adopted or assumed at start).
     Unproven,
+    /// A backend could serve, but the flows the other edge hosts pinned
+    /// have not all arrived yet (`[sync]`, at start): announcing now would
+    /// reset those ECMP brings here.
+    AwaitingPeers,
     /// No backend takes its new flows.
     No,
 }
@@ -53,18 +57,19 @@ pub fn announcements(
     when_unusable: WhenUnusable,
     drained: bool,
 ) -> BTreeMap<IpAddr, Announcement> {
-    let mut by_vip: BTreeMap<IpAddr, [Vec<&str>; 3]> = BTreeMap::new();
+    let mut by_vip: BTreeMap<IpAddr, [Vec<&str>; 4]> = BTreeMap::new();
     for service in services {
-        let [usable, unproven, unusable] = by_vip.entry(service.vip).or_default();
+        let [usable, unproven, awaiting, unusable] = by_vip.entry(service.vip).or_default();
         match service.state {
             Usable::Yes => usable.push(&service.name),
             Usable::Unproven => unproven.push(&service.name),
+            Usable::AwaitingPeers => awaiting.push(&service.name),
             Usable::No => unusable.push(&service.name),
         }
     }
     by_vip
         .into_iter()
-        .map(|(vip, [usable, unproven, unusable])| {
+        .map(|(vip, [usable, unproven, awaiting, unusable])| {
             let announcement = if drained {
                 Announcement {
                     announced: false,
@@ -74,6 +79,14 @@ pub fn announcements(
                 Announcement {
                     announced: true,
                     why: format!("serving {}", usable.join(", ")),
+                }
+            } else if !awaiting.is_empty() {
+                Announcement {
+                    announced: false,
+                    why: format!(
+                        "waiting for the flows the other edge hosts pinned ([sync]) before serving {}",
+                        awaiting.join(", ")
+                    ),
                 }
             } else if !unproven.is_empty() {
                 Announcement {
@@ -167,5 +180,28 @@ mod tests {
             out.values()
                 .all(|a| !a.announced && a.why == "the host is drained")
         );
+    }
+
+    #[test]
+    fn a_vip_waits_for_the_peers_pinned_flows_before_its_first_announcement() {
+        let awaiting = ServiceUse {
+            state: Usable::AwaitingPeers,
+            ..service("web", "203.0.113.10", false)
+        };
+        let out = announcements(
+            std::slice::from_ref(&awaiting),
+            WhenUnusable::Announce,
+            false,
+        );
+        let web = &out[&"203.0.113.10".parse().unwrap()];
+        assert!(!web.announced);
+        assert!(web.why.contains("[sync]"), "{}", web.why);
+        // Another service of the VIP that can serve announces it.
+        let out = announcements(
+            &[awaiting, service("api", "203.0.113.10", true)],
+            WhenUnusable::Withdraw,
+            false,
+        );
+        assert!(out[&"203.0.113.10".parse().unwrap()].announced);
     }
 }

@@ -147,6 +147,8 @@ pub struct Snapshot {
     pub egress: EgressReport,
     /// `[routing]`: every VIP's announcement (empty when routing is off).
     pub announcements: Vec<AnnouncementView>,
+    /// `[sync]`: the pinned flows shared with the other edge hosts.
+    pub sync: Option<crate::flow_sync::SyncView>,
 }
 
 /// A VIP's announcement to the routing daemon, and why.

@@ -7,6 +7,7 @@ mod conntrack;
 mod probe;
 mod routing;
 mod service;
+mod sync;
 
 use std::{
     collections::BTreeSet,
@@ -151,6 +152,10 @@ impl Resolver<'_> {
             None => None,
             Some(routing) => Some(self.routing(routing)?),
         };
+        let sync = match &raw.sync {
+            None => None,
+            Some(sync) => Some(self.sync(sync)?),
+        };
         let metrics_listen = match &raw.metrics.listen {
             None => Some(DEFAULT_METRICS_LISTEN.parse().expect("valid default")),
             Some(text) if text.get_ref().is_empty() => None,
@@ -204,6 +209,7 @@ impl Resolver<'_> {
             alerts,
             conntrack,
             routing,
+            sync,
         };
         config.capacity(None)?;
         Ok(config)

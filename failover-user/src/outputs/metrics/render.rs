@@ -275,6 +275,9 @@ pub(super) fn render_agent(out: &mut Exposition, snapshot: &Snapshot) {
             u8::from(announcement.announced),
         );
     }
+    if let Some(sync) = &snapshot.sync {
+        sync_families(out, sync);
+    }
     out.family(
         "failover_switches_total",
         "counter",
@@ -461,5 +464,81 @@ fn of_unit(unit: &str, counter: &Counter) -> u64 {
         counter.packets
     } else {
         counter.bytes
+    }
+}
+
+/// `[sync]`: the pinned flows shared with the other edge hosts.
+fn sync_families(out: &mut Exposition, sync: &crate::flow_sync::SyncView) {
+    out.family(
+        "failover_sync_pinned_flows",
+        "gauge",
+        "Flows this host carries on a backend its table no longer names for them, sent to every peer at the last round ([sync]).",
+    );
+    out.sample("failover_sync_pinned_flows", &[], sync.pinned_flows);
+    out.family(
+        "failover_sync_flows_sent_total",
+        "counter",
+        "Pinned flows sent to the peers (one per flow and peer and round).",
+    );
+    out.sample("failover_sync_flows_sent_total", &[], sync.flows_sent_total);
+    out.family(
+        "failover_sync_send_errors_total",
+        "counter",
+        "Rounds a peer could not be sent to.",
+    );
+    out.sample(
+        "failover_sync_send_errors_total",
+        &[],
+        sync.send_errors_total,
+    );
+    out.family(
+        "failover_sync_flows_received_total",
+        "counter",
+        "Pinned flows received from the peers, by what became of them (learned, refreshed, kept_local, unknown_service, unknown_backend).",
+    );
+    for (outcome, total) in &sync.received {
+        out.sample(
+            "failover_sync_flows_received_total",
+            &[("outcome", outcome.as_str())],
+            *total,
+        );
+    }
+    out.family(
+        "failover_sync_refused_total",
+        "counter",
+        "Sync datagrams refused, by reason (stranger: not from a configured peer; length, magic, version, record: malformed; map: not written).",
+    );
+    for (reason, total) in &sync.refused {
+        out.sample(
+            "failover_sync_refused_total",
+            &[("reason", reason.as_str())],
+            *total,
+        );
+    }
+    out.family(
+        "failover_sync_peer_rounds_total",
+        "counter",
+        "Whole rounds received from each peer since the agent started.",
+    );
+    for peer in &sync.peers {
+        out.sample(
+            "failover_sync_peer_rounds_total",
+            &[("peer", peer.peer.as_str())],
+            peer.rounds_complete,
+        );
+    }
+    out.family(
+        "failover_sync_peer_heard_seconds",
+        "gauge",
+        "Seconds since each peer was last heard, at the last round (absent: never).",
+    );
+    for peer in &sync.peers {
+        if let Some(ago) = peer.heard_s_ago {
+            out.sample(
+                "failover_sync_peer_heard_seconds",
+                &[("peer", peer.peer.as_str())],
+                ago,
+            );
+        }
     }
 }

@@ -64,6 +64,24 @@ fn snapshot() -> Snapshot {
             announced: true,
             why: "serving web".to_owned(),
         }],
+        sync: Some(crate::flow_sync::SyncView {
+            listen: "198.18.1.2:4790".into(),
+            interval_ms: 500,
+            caught_up: true,
+            pinned_flows: 3,
+            rounds_total: 10,
+            flows_sent_total: 30,
+            peers: vec![crate::flow_sync::PeerView {
+                peer: "198.18.2.2:4790".into(),
+                heard_s_ago: Some(0.2),
+                rounds_complete: 9,
+                flows_received_total: 12,
+                datagrams_lost_total: 0,
+            }],
+            received: [("learned".to_owned(), 4)].into(),
+            refused: [("stranger".to_owned(), 1)].into(),
+            ..Default::default()
+        }),
     }
 }
 
@@ -153,6 +171,14 @@ fn every_family_has_help_and_type_before_its_samples() {
     assert!(text.contains("# HELP failover_failovers_total "));
     assert!(text.contains("# TYPE failover_probe_latency_seconds histogram\n"));
     assert!(text.contains("failover_vip_announced{vip=\"203.0.113.10\"} 1\n"));
+    for series in [
+        "failover_sync_pinned_flows 3\n",
+        "failover_sync_flows_received_total{outcome=\"learned\"} 4\n",
+        "failover_sync_refused_total{reason=\"stranger\"} 1\n",
+        "failover_sync_peer_rounds_total{peer=\"198.18.2.2:4790\"} 9\n",
+    ] {
+        assert!(text.contains(series), "{series}");
+    }
     assert!(text.ends_with('\n'));
 }
 

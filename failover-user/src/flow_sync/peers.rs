@@ -1,0 +1,87 @@
+//! What this agent knows of each peer: when it was last heard, and whether
+//! it has delivered a whole round (every datagram of one round, in order)
+//! since this agent started: until every peer has, or the wait is over,
+//! this host does not announce its VIPs (flows pinned on the peers would
+//! be reset here).
+
+use std::time::Instant;
+
+use super::wire::Header;
+
+#[derive(Clone, Debug, Default)]
+pub struct Peer {
+    /// The sender's start and the round being received.
+    current: Option<(u32, u32)>,
+    /// The index the next datagram of the round must have; `None`: a
+    /// datagram of it was lost (the round does not count).
+    next_index: Option<u16>,
+    pub rounds_complete: u64,
+    pub last_heard: Option<Instant>,
+    pub flows_received_total: u64,
+    pub datagrams_lost_total: u64,
+}
+
+impl Peer {
+    /// Takes one datagram's header; true when it completed a round.
+    pub fn datagram(&mut self, header: &Header, flows: usize, now: Instant) -> bool {
+        self.last_heard = Some(now);
+        self.flows_received_total += flows as u64;
+        let this = (header.boot, header.round);
+        if self.current != Some(this) {
+            if self.next_index.is_some() && self.current.is_some() {
+                // The last round ended without its last datagram.
+                self.datagrams_lost_total += 1;
+            }
+            self.current = Some(this);
+            self.next_index = Some(0);
+        }
+        if self.next_index == Some(header.index) {
+            self.next_index = header.index.checked_add(1);
+        } else {
+            if self.next_index.is_some() {
+                self.datagrams_lost_total += 1;
+            }
+            self.next_index = None;
+        }
+        if header.last && self.next_index.is_some() {
+            self.rounds_complete += 1;
+            self.next_index = None;
+            self.current = None;
+            return true;
+        }
+        if header.last {
+            self.current = None;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(round: u32, index: u16, last: bool) -> Header {
+        Header {
+            boot: 1,
+            round,
+            index,
+            last,
+        }
+    }
+
+    #[test]
+    fn a_round_counts_only_when_every_datagram_arrived_in_order() {
+        let now = Instant::now();
+        let mut peer = Peer::default();
+        assert!(!peer.datagram(&header(1, 0, false), 18, now));
+        assert!(peer.datagram(&header(1, 1, true), 3, now));
+        assert_eq!((peer.rounds_complete, peer.flows_received_total), (1, 21));
+        // Round 2 loses its first datagram.
+        assert!(!peer.datagram(&header(2, 1, true), 3, now));
+        assert_eq!((peer.rounds_complete, peer.datagrams_lost_total), (1, 1));
+        // Round 3 loses its last one; round 4 is whole.
+        assert!(!peer.datagram(&header(3, 0, false), 18, now));
+        assert!(peer.datagram(&header(4, 0, true), 0, now));
+        assert_eq!((peer.rounds_complete, peer.datagrams_lost_total), (2, 2));
+    }
+}
