@@ -61,6 +61,16 @@ pub struct ConfigToml {
     pub max_new_flows_per_cpu: Option<u32>,
     /// `[routing]`.
     pub routing: Option<RoutingToml>,
+    /// `[sync]`.
+    pub sync: Option<SyncToml>,
+}
+
+/// A `[sync]` table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyncToml {
+    pub listen: std::net::SocketAddr,
+    pub peers: Vec<std::net::SocketAddr>,
+    pub interval: Option<Duration>,
 }
 
 /// A `[routing]` table (`daemon = "bird"`); `None` keys are left out.
@@ -182,6 +192,18 @@ impl ConfigToml {
             out.opt("when_unusable", routing.when_unusable.as_ref());
             out.opt("drain_file", routing.drain_file.as_deref());
         }
+        if let Some(sync) = &self.sync {
+            out.table("[sync]");
+            out.key("listen", sync.listen.to_string());
+            out.key(
+                "peers",
+                sync.peers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+            );
+            out.opt("interval", sync.interval);
+        }
         for interface in &self.interfaces {
             out.table("[[interfaces]]");
             out.key("name", &interface.name);
@@ -202,6 +224,12 @@ impl ConfigToml {
     /// With `[routing]`.
     pub fn routing(mut self, routing: RoutingToml) -> Self {
         self.routing = Some(routing);
+        self
+    }
+
+    /// With `[sync]`.
+    pub fn sync(mut self, sync: SyncToml) -> Self {
+        self.sync = Some(sync);
         self
     }
 

@@ -12,7 +12,9 @@ use super::{
     BACKEND_PORT, BACKENDS, SERVICE_PORT, VIP, backend_addr, backend_link, bird, router_link,
 };
 use crate::{
-    config::{BackendToml, ConfigToml, InterfaceToml, ProbeToml, RoutingToml, ServiceToml},
+    config::{
+        BackendToml, ConfigToml, InterfaceToml, ProbeToml, RoutingToml, ServiceToml, SyncToml,
+    },
     netns::NetNs,
     pins::PinDir,
 };
@@ -84,6 +86,11 @@ impl Edge {
                 table: Some(bird::TABLE),
                 drain_file: Some(self.dir.join("host-drained")),
                 ..RoutingToml::default()
+            })
+            .sync(SyncToml {
+                listen: failover::lab::fleet::sync_addr(self.index),
+                peers: failover::lab::fleet::sync_peers(self.index),
+                interval: None,
             })
             .service(web);
         for interface in self.links() {

@@ -13,11 +13,17 @@
 
 mod announce;
 mod drain;
+mod pinned;
 mod survival;
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
 
-use failover_tests::fleet_lab::{SERVICE_PORT, VIP};
+use failover::lab::load;
+use failover_tests::fleet_lab::{FleetLab, SERVICE_PORT, VIP};
 
 /// How long the routers get to withdraw a host (BFD 3 × 100 ms, BGP, the
 /// router's kernel) or to take one back (a new BGP session).
@@ -49,4 +55,46 @@ fn wait_journal(path: &std::path::Path, kind: &str, n: usize) -> Vec<serde_json:
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+pub const LONG: usize = 40;
+
+/// `LONG` connections through the VIP (each read bounded by
+/// `read_timeout`), and who answered each first.
+pub fn long_connections(lab: &FleetLab, read_timeout: Duration) -> (Vec<TcpStream>, Vec<String>) {
+    let streams: Vec<TcpStream> = lab.client.run(|| {
+        (0..LONG)
+            .map(|_| {
+                let stream = load::connect(web(), Duration::from_secs(2)).expect("connect");
+                stream
+                    .set_read_timeout(Some(read_timeout))
+                    .expect("timeout");
+                stream
+            })
+            .collect()
+    });
+    let first = streams
+        .iter()
+        .map(|s| ask(s).expect("first answer"))
+        .collect();
+    (streams, first)
+}
+
+/// The connections that no longer answer, or answer from another backend
+/// than `first`.
+pub fn changed_answers(streams: &[TcpStream], first: &[String]) -> Vec<String> {
+    streams
+        .iter()
+        .map(ask)
+        .zip(first)
+        .filter(|(now, before)| now.as_ref().ok() != Some(*before))
+        .map(|(now, before)| format!("{before} -> {now:?}"))
+        .collect()
+}
+
+pub fn ask(stream: &TcpStream) -> std::io::Result<String> {
+    (&*stream).write_all(b"hello\n")?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line)?;
+    Ok(line.trim().to_owned())
 }

@@ -1,58 +1,12 @@
 //! Flows outlive the edge host they came through: the other host's table
 //! names the same backend and its replies need no state.
 
-use std::{
-    io::{BufRead, BufReader, Write},
-    net::TcpStream,
-    time::Duration,
-};
+use std::{net::TcpStream, time::Duration};
 
 use failover::lab::load::{self, Load, LongLived, Plan};
 use failover_tests::fleet_lab::{EDGES, FleetLab};
 
-use crate::{RETURN_BOUND, WITHDRAW_BOUND, web};
-
-const LONG: usize = 40;
-
-/// `LONG` connections through the VIP (each read bounded by
-/// `read_timeout`), and who answered each first.
-fn long_connections(lab: &FleetLab, read_timeout: Duration) -> (Vec<TcpStream>, Vec<String>) {
-    let streams: Vec<TcpStream> = lab.client.run(|| {
-        (0..LONG)
-            .map(|_| {
-                let stream = load::connect(web(), Duration::from_secs(2)).expect("connect");
-                stream
-                    .set_read_timeout(Some(read_timeout))
-                    .expect("timeout");
-                stream
-            })
-            .collect()
-    });
-    let first = streams
-        .iter()
-        .map(|s| ask(s).expect("first answer"))
-        .collect();
-    (streams, first)
-}
-
-/// The connections that no longer answer, or answer from another backend
-/// than `first`.
-fn changed_answers(streams: &[TcpStream], first: &[String]) -> Vec<String> {
-    streams
-        .iter()
-        .map(ask)
-        .zip(first)
-        .filter(|(now, before)| now.as_ref().ok() != Some(*before))
-        .map(|(now, before)| format!("{before} -> {now:?}"))
-        .collect()
-}
-
-fn ask(stream: &TcpStream) -> std::io::Result<String> {
-    (&*stream).write_all(b"hello\n")?;
-    let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line)?;
-    Ok(line.trim().to_owned())
-}
+use crate::{LONG, RETURN_BOUND, WITHDRAW_BOUND, changed_answers, long_connections, web};
 
 #[test]
 fn connections_through_a_host_that_is_gone_go_on_through_the_other_and_survive_its_return() {

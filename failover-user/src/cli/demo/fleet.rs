@@ -94,6 +94,15 @@ fn config_text(
         bird::TABLE,
         dir.join(format!("edge{i}-drained")).display(),
     );
+    let peers: Vec<String> = fleet::sync_peers(i)
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect();
+    text += &format!(
+        "\n[sync]\nlisten = \"{}\"\npeers = [{}]\n",
+        fleet::sync_addr(i),
+        peers.join(", ")
+    );
     for link in fleet::edge_links() {
         text += &format!("\n[[interfaces]]\nname = \"{link}\"\nmode = \"native\"\n");
     }

@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Addresses: client 192.0.2.2/24, router 192.0.2.1; router–edge i
-//! 198.18.(i+1).0/30 (router .1, edge .2); edge i–backend k
+//! 198.18.(i+1).0/30 (router .1, edge .2; the edge hosts' agents share
+//! pinned flows over these, through the router); edge i–backend k
 //! 198.19.(i+1).(4k)/30 (edge .1, backend .2); backend k serves on
 //! 198.51.100.(16k+2)/32 (its loopback), the VIP is 203.0.113.10. The
 //! daemons' configurations are in [`bird`]; who runs the agents and the
@@ -32,6 +33,8 @@ pub const BACKEND_UDP_PORT: u16 = 5353;
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 pub const ROUTER_CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 pub const EDGES: usize = 2;
+/// The port the edge hosts' agents share pinned flows on (`[sync]`).
+pub const SYNC_PORT: u16 = 4790;
 pub const BACKENDS: usize = 2;
 
 /// Backend `k`'s service address.
@@ -46,6 +49,17 @@ pub const fn router_link(i: usize) -> (Ipv4Addr, Ipv4Addr) {
         Ipv4Addr::new(198, 18, net, 1),
         Ipv4Addr::new(198, 18, net, 2),
     )
+}
+
+/// Edge `i`'s agent's `[sync] listen`: its address towards the router (the
+/// edge hosts reach each other through it).
+pub fn sync_addr(i: usize) -> std::net::SocketAddr {
+    (router_link(i).1, SYNC_PORT).into()
+}
+
+/// Edge `i`'s `[sync] peers`: every other edge host.
+pub fn sync_peers(i: usize) -> Vec<std::net::SocketAddr> {
+    (0..EDGES).filter(|j| *j != i).map(sync_addr).collect()
 }
 
 /// Edge `i`'s address towards backend `k`, and the backend's.
@@ -227,17 +241,14 @@ fn nft(ns: &NetNs, ruleset: &str) -> io::Result<()> {
     }
 }
 
-/// Edge host `i`'s routes: the client's network through the router, each
-/// backend through its link (`replace`: a link that went down took them).
+/// Edge host `i`'s routes: the client's network and the other edge hosts
+/// through the router, each backend through its link (`replace`: a link
+/// that went down took them).
 fn edge_routes(edge: &NetNs, i: usize) {
     let (router_addr, _) = router_link(i);
-    edge.ip(&[
-        "route",
-        "replace",
-        "192.0.2.0/24",
-        "via",
-        &router_addr.to_string(),
-    ]);
+    for net in ["192.0.2.0/24", "198.18.0.0/16"] {
+        edge.ip(&["route", "replace", net, "via", &router_addr.to_string()]);
+    }
     for k in 0..BACKENDS {
         let (_, backend_side) = backend_link(i, k);
         edge.ip(&[
