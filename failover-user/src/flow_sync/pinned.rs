@@ -59,10 +59,9 @@ pub fn endpoint(backend: &Backend, service_port_be: u16) -> Endpoint {
 /// The pinned flows of the local table now.
 pub fn pinned_flows(maps: &LocalMaps, now: u64) -> Result<Vec<PinnedFlow>, DataplaneError> {
     let services: HashMap<ServiceKey, Service> = maps.services.all()?.into_iter().collect();
-    let backends: HashMap<u32, Backend> = maps.backends.in_use()?.into_iter().collect();
     let view = TableView {
         maps,
-        backends: &backends,
+        backends: RefCell::default(),
         chunks: RefCell::default(),
         error: RefCell::default(),
     };
@@ -71,19 +70,19 @@ pub fn pinned_flows(maps: &LocalMaps, now: u64) -> Result<Vec<PinnedFlow>, Datap
         let Some(service) = services.get(&service_key(&key)) else {
             continue;
         };
-        let backend = backends.get(&flow.backend_id);
+        let backend = view.backend(flow.backend_id);
         let (picked, _) = pick::pick(&view, service, flow_hash(&key, FLOW_HASH_SEED));
         if let Some(err) = view.error.borrow_mut().take() {
             return Err(err);
         }
-        if !off_table(&flow, now, backend, picked.map(|p| p.backend_id)) {
+        if !off_table(&flow, now, backend.as_ref(), picked.map(|p| p.backend_id)) {
             continue;
         }
         let Some(backend) = backend else { continue };
         let remaining_ns = flow.expires_ns.saturating_sub(now);
         pinned.push(PinnedFlow {
             key,
-            backend: endpoint(backend, key.dst_port_be),
+            backend: endpoint(&backend, key.dst_port_be),
             state: flow.state,
             remaining_ms: u32::try_from(remaining_ns / 1_000_000).unwrap_or(u32::MAX),
         });
@@ -91,17 +90,24 @@ pub fn pinned_flows(maps: &LocalMaps, now: u64) -> Result<Vec<PinnedFlow>, Datap
     Ok(pinned)
 }
 
-/// The tables as the shared pick reads them, each chunk read once a walk.
+/// The maps as the shared pick reads them, each backend and table chunk
+/// read once a walk (and only those the flows lead to).
 struct TableView<'a> {
     maps: &'a LocalMaps,
-    backends: &'a HashMap<u32, Backend>,
+    backends: RefCell<HashMap<u32, Option<Backend>>>,
     chunks: RefCell<HashMap<MaglevKey, Option<MaglevChunk>>>,
     error: RefCell<Option<DataplaneError>>,
 }
 
 impl PickMaps for TableView<'_> {
     fn backend(&self, id: u32) -> Option<Backend> {
-        self.backends.get(&id).copied()
+        *self.backends.borrow_mut().entry(id).or_insert_with(|| {
+            self.maps
+                .backends
+                .get(id)
+                .ok()
+                .filter(|b| b.state != failover_common::backend_state::EMPTY)
+        })
     }
 
     fn table_slot(&self, key: &MaglevKey, index: usize) -> Option<u32> {

@@ -191,6 +191,57 @@ impl FleetLab {
         fleet::set_edge_links(&self.edges[i].ns, i, links, up);
     }
 
+    /// Backend `name`'s maintenance on every edge host (`failover
+    /// maintenance`).
+    pub fn maintenance(&self, backend: &str, on: bool) {
+        for edge in &self.edges {
+            let output = edge.failover(&[
+                "maintenance",
+                &format!("web/{backend}"),
+                if on { "on" } else { "off" },
+            ]);
+            assert!(
+                output.status.success(),
+                "maintenance {backend} {on}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+
+    /// Each edge host's `[sync]` view (its status).
+    pub fn sync_views(&self) -> Vec<failover::flow_sync::SyncView> {
+        self.edges
+            .iter()
+            .map(|edge| edge.status().sync.expect("[sync] is configured"))
+            .collect()
+    }
+
+    /// Waits (bounded by `bound`) until some flows are pinned off the table
+    /// and every edge host learned at least what the others pinned; the
+    /// views at the end.
+    pub fn wait_pinned_shared(&self, bound: Duration) -> Vec<failover::flow_sync::SyncView> {
+        let started = Instant::now();
+        loop {
+            let views = self.sync_views();
+            let pinned: u64 = views.iter().map(|v| v.pinned_flows).sum();
+            let shared = views.iter().enumerate().all(|(i, v)| {
+                let others: u64 = views
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, o)| o.pinned_flows)
+                    .sum();
+                v.received.get("learned").copied().unwrap_or(0)
+                    + v.received.get("refreshed").copied().unwrap_or(0)
+                    >= others
+            });
+            if (pinned > 0 && shared) || started.elapsed() > bound {
+                return views;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Everything a failure message needs: routes, sessions, logs.
     pub fn diag(&self) -> String {
         let mut out = format!("router's route to the VIP: {:?}\n", self.router_nexthops());

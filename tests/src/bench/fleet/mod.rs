@@ -10,7 +10,7 @@
 
 mod trials;
 
-use self::trials::{Away, DrainRun, HostTrial};
+use self::trials::{Away, DrainRun, HostTrial, Pinned};
 use crate::bench::{Row, Section, Spread};
 
 /// The bars.
@@ -19,8 +19,14 @@ const SURVIVAL_BAR: f64 = 0.999;
 
 pub fn run(quick: bool) -> Section {
     let (count, long) = if quick { (1, 100) } else { (5, 1000) };
-    let (hosts, drain) = trials::run(count, long);
-    let mut section = render(&hosts, &drain, long);
+    let (hosts, drain, pinned) = trials::run(count, long);
+    let mut section = render(&hosts, &drain, &pinned, long);
+    let pinned_total: u64 = pinned.views.iter().map(|v| v.pinned_flows).sum();
+    if (pinned_total as usize) * 4 < long {
+        section.failures.push(format!(
+            "fleet: only {pinned_total} of {long} long connections were pinned off the table: the trials did not measure pinned flows"
+        ));
+    }
     // A trial is a measurement only if the fault and the long connections
     // were real.
     for (i, trial) in hosts.iter().enumerate() {
@@ -39,7 +45,7 @@ pub fn run(quick: bool) -> Section {
     section
 }
 
-fn render(trials: &[HostTrial], drain: &DrainRun, long: usize) -> Section {
+fn render(trials: &[HostTrial], drain: &DrainRun, pinned: &Pinned, long: usize) -> Section {
     let mut failures = Vec::new();
     let verdict = |met: bool| if met { "met" } else { "missed" };
     let mut md = format!(
@@ -77,6 +83,7 @@ fn render(trials: &[HostTrial], drain: &DrainRun, long: usize) -> Section {
             ));
         }
     }
+    md += &pinned_table(pinned, long);
     md += "\n| bar | figure | verdict |\n|---|---|---|\n";
     let mut json_kinds = serde_json::Map::new();
     let mut summary = Vec::new();
@@ -141,9 +148,15 @@ fn render(trials: &[HostTrial], drain: &DrainRun, long: usize) -> Section {
         ));
     }
     let drain_met = drain.failed == 0 && drain.safe_to_stop.is_some();
+    let pinned_total: u64 = pinned.views.iter().map(|v| v.pinned_flows).sum();
+    let all_survived = trials.iter().all(|t| {
+        t.long_alive > 0
+            && (t.long_alive - t.long_broken) as f64 >= SURVIVAL_BAR * t.long_alive as f64
+    });
+    let pinned_survived = pinned_total as usize * 4 >= long && all_survived;
     md += &format!(
         "| `failover host drain`: 0 failed, reports done | {} of {} new connections and asks failed; {} | {} |\n\
-         | connections pinned on a standby after a failback survive | not measured: their state is not replicated between hosts yet | — |\n",
+         | connections pinned on a standby after a failback survive | {} of the {long} long connections were pinned (see above); they are in the survival figures | {} |\n",
         drain.failed,
         drain.connections,
         drain
@@ -153,13 +166,28 @@ fn render(trials: &[HostTrial], drain: &DrainRun, long: usize) -> Section {
                 d.as_secs_f64()
             )),
         verdict(drain_met),
+        pinned_total,
+        verdict(pinned_survived),
     );
     summary.push(row(
         "Fleet: failed connections in a host drain".into(),
         drain.failed.to_string(),
         format!("bar: 0 ({})", verdict(drain_met)),
     ));
+    summary.push(row(
+        "Fleet: long connections pinned off the table, shared by [sync]".into(),
+        format!("{pinned_total} of {long}"),
+        format!("bar: they survive ({})", verdict(pinned_survived)),
+    ));
     let json = serde_json::json!({
+        "pinned": pinned.views.iter().zip(&pinned.entries).map(|(v, entries)| serde_json::json!({
+            "pinned_flows": v.pinned_flows,
+            "flow_entries": entries,
+            "walk_ms": v.last_walk_ms,
+            "round_bytes_per_peer": round_bytes(v.pinned_flows),
+            "interval_ms": v.interval_ms,
+            "learned_from_peers": v.received.get("learned").copied().unwrap_or(0),
+        })).collect::<Vec<_>>(),
         "trials": trials.iter().map(|t| serde_json::json!({
             "away": t.away.name(),
             "withdrawn_ms": t.withdrawn.map(|d| d.as_secs_f64() * 1000.0),
@@ -185,4 +213,37 @@ fn render(trials: &[HostTrial], drain: &DrainRun, long: usize) -> Section {
         summary,
         failures,
     }
+}
+
+/// Bytes one round of `pinned` flows takes on the wire to one peer (UDP
+/// payloads plus IPv4 and UDP headers).
+fn round_bytes(pinned: u64) -> u64 {
+    use failover::flow_sync::wire::{HEADER_BYTES, RECORD_BYTES, RECORDS_PER_DATAGRAM};
+    let datagrams = pinned.div_ceil(RECORDS_PER_DATAGRAM as u64).max(1);
+    pinned * RECORD_BYTES as u64 + datagrams * (HEADER_BYTES as u64 + 28)
+}
+
+/// Who pinned what before the trials, and what sharing it cost.
+fn pinned_table(pinned: &Pinned, long: usize) -> String {
+    let mut md = format!(
+        "\nBefore the trials, the {long} long connections were made while backend0 was in \
+         maintenance on both hosts (backend1 took them), then backend0 came back: the connections \
+         the tables name backend0 for stay on backend1, pinned off the table. Each host sends \
+         those it carries to the other every interval (`[sync]`), which writes them into its flow \
+         table. Cost per host:\n\n\
+         | edge host | pinned flows | flow-table entries | walk of the table | bytes per round per peer | at its interval | learned from its peer |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n"
+    );
+    for (i, (v, entries)) in pinned.views.iter().zip(&pinned.entries).enumerate() {
+        let bytes = round_bytes(v.pinned_flows);
+        md += &format!(
+            "| {i} | {} | {entries} | {:.2} ms | {bytes} | {:.1} KB/s every {} ms | {} |\n",
+            v.pinned_flows,
+            v.last_walk_ms,
+            bytes as f64 / 1000.0 / (v.interval_ms as f64 / 1000.0),
+            v.interval_ms,
+            v.received.get("learned").copied().unwrap_or(0),
+        );
+    }
+    md
 }

@@ -49,6 +49,14 @@ pub(super) struct HostTrial {
     pub(super) reset_on_return: usize,
 }
 
+/// The long connections pinned off the table before the trials, and what
+/// sharing them cost, per edge host (its `[sync]` status).
+pub(super) struct Pinned {
+    pub(super) views: Vec<failover::flow_sync::SyncView>,
+    /// Entries in each host's flow table at the time.
+    pub(super) entries: Vec<u64>,
+}
+
 pub(super) struct DrainRun {
     pub(super) connections: usize,
     pub(super) failed: usize,
@@ -59,8 +67,14 @@ fn web() -> std::net::SocketAddr {
     std::net::SocketAddr::from((VIP, SERVICE_PORT))
 }
 
-pub(super) fn run(count: usize, long: usize) -> (Vec<HostTrial>, DrainRun) {
+pub(super) fn run(count: usize, long: usize) -> (Vec<HostTrial>, DrainRun, Pinned) {
     let mut lab = FleetLab::start();
+    // The long connections are made while backend0 is out (maintenance on
+    // both hosts: backend1 takes over), then backend0 comes back (the
+    // failback): about half of them stay on backend1, which the tables no
+    // longer name for them: pinned, shared by `[sync]`.
+    lab.maintenance("backend0", true);
+    std::thread::sleep(Duration::from_millis(300));
     // A handshake lost at the start is retried: the trials measure what
     // happens to connections once they exist.
     let streams: Vec<Option<TcpStream>> = lab.client.run(|| {
@@ -71,6 +85,12 @@ pub(super) fn run(count: usize, long: usize) -> (Vec<HostTrial>, DrainRun) {
             })
             .collect()
     });
+    lab.maintenance("backend0", false);
+    let views = lab.wait_pinned_shared(Duration::from_secs(10));
+    let pinned = Pinned {
+        entries: lab.edges.iter().map(|e| e.status().flow_entries).collect(),
+        views,
+    };
     let per_trial = (AWAY + RETURN_BOUND + SETTLE + WITHDRAW_BOUND) * 2;
     // Enough in flight that no new connection is skipped while a silent
     // host holds some for their whole timeout.
@@ -93,7 +113,7 @@ pub(super) fn run(count: usize, long: usize) -> (Vec<HostTrial>, DrainRun) {
         .collect();
     let drain = drain(&lab, &traffic);
     drop(traffic);
-    (trials, drain)
+    (trials, drain, pinned)
 }
 
 /// Long connections (indexes) whose every ask since `since` was answered.
