@@ -159,6 +159,13 @@ impl Edge {
         }
     }
 
+    /// Everything the stopped agent left pinned removed (its flow table,
+    /// links, saved state), as on a host that rebooted.
+    pub fn forget_pins(&self) {
+        assert!(self.agent.is_none(), "the agent still runs");
+        failover::dataplane::remove_pins(self.pins.path()).expect("remove the pins");
+    }
+
     /// SIGTERM (a clean stop).
     pub fn stop_agent(&mut self) {
         if let Some(mut agent) = self.agent.take() {

@@ -7,6 +7,9 @@
 //!   back;
 //! - `drain`: `failover host drain` moves a host's traffic without a failed
 //!   connection, lasts across a restart and says when the host is idle;
+//! - `pinned`: flows pinned off the table (`[sync]`) survive their host,
+//!   and a host that returns with an empty table continues those the other
+//!   pinned meanwhile;
 //! - `survival`: connections established through a host that is gone go
 //!   on through the other one, and are not reset when it returns; a
 //!   routing daemon restarted under load fails no connection.

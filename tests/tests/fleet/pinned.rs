@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use failover_tests::fleet_lab::{EDGES, FleetLab};
 
-use crate::{LONG, WITHDRAW_BOUND, changed_answers, long_connections};
+use crate::{LONG, RETURN_BOUND, WITHDRAW_BOUND, changed_answers, long_connections};
 
 #[test]
 fn flows_pinned_off_the_table_survive_their_edge_host_through_the_other() {
@@ -60,6 +60,61 @@ fn flows_pinned_off_the_table_survive_their_edge_host_through_the_other() {
         "{} of {LONG} broke when edge 0 went ({} of its flows were pinned): {broken:?}\n{}",
         broken.len(),
         counts[0].0,
+        lab.diag()
+    );
+}
+
+#[test]
+fn a_host_that_returns_with_an_empty_flow_table_continues_the_flows_the_other_pinned_meanwhile() {
+    let mut lab = FleetLab::start();
+    // Edge 0 goes (and reboots: its pins are gone); edge 1 carries
+    // everything, and pins flows while edge 0 is away.
+    lab.host_down(0);
+    assert!(
+        lab.wait_nexthops(EDGES - 1, WITHDRAW_BOUND).is_some(),
+        "{}",
+        lab.diag()
+    );
+    lab.edges[0].forget_pins();
+    let edge1_maintenance = |on: bool| {
+        let output =
+            lab.edges[1].failover(&["maintenance", "web/backend0", if on { "on" } else { "off" }]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    edge1_maintenance(true);
+    std::thread::sleep(Duration::from_millis(300));
+    let (streams, first) = long_connections(&lab, Duration::from_secs(2));
+    assert!(
+        first.iter().all(|answer| answer.contains("backend1")),
+        "backend0 is in maintenance, yet: {first:?}"
+    );
+    edge1_maintenance(false);
+
+    lab.host_up(0);
+    assert!(
+        lab.wait_nexthops(EDGES, RETURN_BOUND).is_some(),
+        "{}",
+        lab.diag()
+    );
+    let views = lab.sync_views();
+    eprintln!(
+        "edge 1 pinned {} flows; edge 0, back with an empty table, learned {:?}",
+        views[1].pinned_flows, views[0].received
+    );
+    assert!(
+        views[1].pinned_flows > 0,
+        "nothing was pinned\n{}",
+        lab.diag()
+    );
+    let broken = changed_answers(&streams, &first);
+    assert!(
+        broken.is_empty(),
+        "{} of {LONG} broke when edge 0 returned: {broken:?}\n{}",
+        broken.len(),
         lab.diag()
     );
 }
