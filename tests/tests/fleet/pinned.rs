@@ -118,3 +118,39 @@ fn a_host_that_returns_with_an_empty_flow_table_continues_the_flows_the_other_pi
         lab.diag()
     );
 }
+
+#[test]
+fn sync_datagrams_from_strangers_or_malformed_are_counted_and_never_written() {
+    let lab = FleetLab::start();
+    let edge0 = failover::lab::fleet::sync_addr(0);
+    // From the router: not a peer, whatever it sends (a well-formed round,
+    // then garbage).
+    let forged = failover::flow_sync::wire::round(1, 1, &[]);
+    lab.router.run(|| {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+        for datagram in forged.iter().map(Vec::as_slice).chain([&b"garbage"[..]]) {
+            socket.send_to(datagram, edge0).expect("send");
+        }
+    });
+    let started = std::time::Instant::now();
+    let refused = loop {
+        let refused = lab.sync_views()[0].refused.clone();
+        if refused.get("stranger") == Some(&2) || started.elapsed() > Duration::from_secs(5) {
+            break refused;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(refused.get("stranger"), Some(&2), "{refused:?}");
+    // The agent goes on, and still hears its real peer.
+    let views = lab.sync_views();
+    assert!(
+        views[0].caught_up && views[0].peers[0].rounds_complete > 0,
+        "{views:?}"
+    );
+    assert!(
+        lab.edges[0]
+            .agent_log()
+            .contains("which is not in sync.peers"),
+        "the refusal is logged"
+    );
+}
