@@ -51,9 +51,13 @@ pub fn from_client<F: Family>(ctx: &XdpContext, parsed: &Parsed<F>, bytes: u64) 
         } else {
             let established = conntrack::established::<F>(entry);
             // The first ACK of a new connection on the tuple of a closed
-            // flow (a reused port) or a dead one follows its SYN, as a new
-            // flow, and records the flow again.
-            let new_connection = (established.is_none() || conntrack::closing(entry))
+            // flow (a reused port), a dead one, or a copy learned from
+            // another edge host that never had a packet here (its flow
+            // ended there) follows its SYN, as a new flow, and records the
+            // flow again.
+            let new_connection = (established.is_none()
+                || conntrack::closing(entry)
+                || conntrack::never_seen(entry))
                 && first_ack_of_new_connection(&key, l4, now);
             match established {
                 _ if new_connection => {}

@@ -124,6 +124,14 @@ pub fn closing(entry: *mut Flow) -> bool {
     unsafe { (*entry).state == flow_state::CLOSING }
 }
 
+/// Whether the entry never had a packet on this host: a copy another edge
+/// host's agent sent (`[sync]`), written with `last_seen_ns` 0.
+#[inline(always)]
+pub fn never_seen(entry: *mut Flow) -> bool {
+    // SAFETY: a live LRU value.
+    unsafe { (*entry).last_seen_ns == 0 }
+}
+
 /// Lifetime without packets of a flow of `proto` in `state`.
 #[inline(always)]
 fn lifetime(proto: u8, state: u8) -> u64 {
