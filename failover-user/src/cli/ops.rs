@@ -164,10 +164,11 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
     }
     if let Some(sync) = &status.sync {
         println!(
-            "sync {} every {} ms: {} pinned flows sent at the last round{}",
+            "sync {} every {} ms: {} pinned flows sent at the last round, {} copies of the peers' held{}",
             sync.listen,
             sync.interval_ms,
             sync.pinned_flows,
+            sync.copies,
             if sync.caught_up {
                 ""
             } else {

@@ -26,10 +26,16 @@ use crate::dataplane::error::DataplaneError;
 pub enum Outcome {
     /// Written: this host had no live entry for the flow.
     Learned,
-    /// A copy learned earlier, refreshed.
+    /// A copy learned earlier, refreshed (or already up to date).
     Refreshed,
+    /// This host's own (idle) entry of a flow that closed on the peer,
+    /// closed here too.
+    Closed,
     /// This host carries the flow itself: its own entry stays.
     KeptLocal,
+    /// Not written: the copies learned from peers fill their share of the
+    /// flow table.
+    OverBudget,
     /// No such service here.
     UnknownService,
     /// The service has no such backend here, or it may not keep flows.
@@ -41,7 +47,9 @@ impl Outcome {
         match self {
             Self::Learned => "learned",
             Self::Refreshed => "refreshed",
+            Self::Closed => "closed",
             Self::KeptLocal => "kept_local",
+            Self::OverBudget => "over_budget",
             Self::UnknownService => "unknown_service",
             Self::UnknownBackend => "unknown_backend",
         }
@@ -68,38 +76,72 @@ pub fn learn(
 ) -> (Outcome, Option<Flow>) {
     let lifetime = lifetime_ns(settings, incoming.key.proto, incoming.state);
     let expires = now.saturating_add((u64::from(incoming.remaining_ms) * 1_000_000).min(lifetime));
+    let closing = incoming.state == flow_state::CLOSING;
     let live = existing.filter(|e| now <= e.expires_ns);
-    let same_backend = live.is_some_and(|e| {
-        e.backend_id == target.backend_id && e.backend_generation == target.generation
-    });
-    let outcome = match live {
-        Some(entry) if entry.last_seen_ns != 0 => return (Outcome::KeptLocal, None),
-        // A closed copy stays closed (a late datagram may still say open).
-        Some(entry) if same_backend && entry.state == flow_state::CLOSING => {
-            return (Outcome::Refreshed, None);
+    let same_backend =
+        |e: &Flow| e.backend_id == target.backend_id && e.backend_generation == target.generation;
+    match live {
+        // This host carries the flow: its entry stays, but a close seen on
+        // the other host is a fact of the connection (it moved there and
+        // ended): this idle entry ends too, instead of living on open.
+        Some(entry) if entry.last_seen_ns != 0 => {
+            if closing && same_backend(entry) && entry.state == flow_state::OPEN {
+                let closed = Flow {
+                    state: flow_state::CLOSING,
+                    expires_ns: entry.expires_ns.min(expires),
+                    ..*entry
+                };
+                return (Outcome::Closed, Some(closed));
+            }
+            (Outcome::KeptLocal, None)
         }
-        Some(_) => Outcome::Refreshed,
-        None => Outcome::Learned,
-    };
-    // An open copy of the same backend keeps the later expiry; a closing
-    // flow (or another backend) takes the peer's word as it is.
-    let expires_ns = match live {
-        Some(entry) if same_backend && incoming.state == flow_state::OPEN => {
-            entry.expires_ns.max(expires)
+        Some(entry) if same_backend(entry) => {
+            // A closed copy stays closed (a late datagram may still say open).
+            if entry.state == flow_state::CLOSING {
+                return (Outcome::Refreshed, None);
+            }
+            // An open copy keeps the later expiry; a close takes the peer's.
+            let expires_ns = if closing {
+                expires
+            } else {
+                entry.expires_ns.max(expires)
+            };
+            let unchanged = entry.state == incoming.state
+                && expires_ns.abs_diff(entry.expires_ns) < REFRESH_STEP_NS;
+            if unchanged {
+                return (Outcome::Refreshed, None);
+            }
+            let refreshed = Flow {
+                state: incoming.state,
+                expires_ns,
+                ..*entry
+            };
+            (Outcome::Refreshed, Some(refreshed))
         }
-        _ => expires,
-    };
-    let flow = Flow {
-        backend_id: target.backend_id,
-        service_id: target.service_id,
-        backend_generation: target.generation,
-        state: incoming.state,
-        last_seen_ns: 0,
-        expires_ns,
-        ..Flow::default()
-    };
-    (outcome, Some(flow))
+        // A copy of another backend takes the peer's word as it is.
+        _ => {
+            let copy = Flow {
+                backend_id: target.backend_id,
+                service_id: target.service_id,
+                backend_generation: target.generation,
+                state: incoming.state,
+                last_seen_ns: 0,
+                expires_ns: expires,
+                ..Flow::default()
+            };
+            let outcome = if live.is_some() {
+                Outcome::Refreshed
+            } else {
+                Outcome::Learned
+            };
+            (outcome, Some(copy))
+        }
+    }
 }
+
+/// A copy is written again only when its expiry moves by this much (each
+/// round would otherwise rewrite every copy).
+const REFRESH_STEP_NS: u64 = 1_000_000_000;
 
 fn lifetime_ns(settings: &Settings, proto: u8, state: u8) -> u64 {
     let or = |value: u64, default: u64| if value == 0 { default } else { value };
@@ -185,6 +227,7 @@ pub fn apply(
     index: &mut LocalIndex,
     flows: &[PinnedFlow],
     settings: &Settings,
+    copies_left: &mut usize,
 ) -> Result<Vec<Outcome>, DataplaneError> {
     index.refresh(maps)?;
     let mut outcomes = Vec::with_capacity(flows.len());
@@ -199,8 +242,18 @@ pub fn apply(
         let now = crate::dataplane::now_ns();
         let existing = maps.flows.get(&incoming.key)?;
         let (outcome, write) = learn(existing.as_ref(), incoming, target, now, settings);
+        if outcome == Outcome::Learned {
+            if *copies_left == 0 {
+                outcomes.push(Outcome::OverBudget);
+                continue;
+            }
+            *copies_left -= 1;
+        }
+        // Absent a moment ago: written only if still absent (the data
+        // path's own entry wins that race). Otherwise the entry is replaced
+        // whole: a packet handled between the read and this write loses
+        // its refresh of the entry (it is refreshed again at the next one).
         let outcome = match write {
-            // Absent a moment ago: the data path's own entry wins a race.
             Some(flow) if existing.is_none() => {
                 if maps.flows.put(&incoming.key, &flow, true)? {
                     outcome
@@ -294,15 +347,43 @@ mod tests {
     }
 
     #[test]
-    fn a_flow_this_host_carries_keeps_its_own_entry() {
+    fn a_flow_this_host_carries_keeps_its_own_entry_until_it_closes_on_the_peer() {
+        let own = entry(NOW - 5, NOW + 60_000_000_000);
         let (outcome, write) = learn(
-            Some(&entry(NOW - 5, NOW + 1)),
-            &incoming(flow_state::CLOSING, 1),
+            Some(&own),
+            &incoming(flow_state::OPEN, 1),
             TARGET,
             NOW,
             &Settings::default(),
         );
         assert_eq!((outcome, write), (Outcome::KeptLocal, None));
+        let (outcome, write) = learn(
+            Some(&own),
+            &incoming(flow_state::CLOSING, 2_000),
+            TARGET,
+            NOW,
+            &Settings::default(),
+        );
+        assert_eq!(outcome, Outcome::Closed);
+        let closed = write.unwrap();
+        assert_eq!(
+            (closed.state, closed.expires_ns, closed.last_seen_ns),
+            (flow_state::CLOSING, NOW + 2_000_000_000, NOW - 5),
+            "closed, its own record otherwise kept"
+        );
+        // Another backend's close is not this flow's.
+        let other = Flow {
+            backend_id: 9,
+            ..own
+        };
+        let (outcome, _) = learn(
+            Some(&other),
+            &incoming(flow_state::CLOSING, 2_000),
+            TARGET,
+            NOW,
+            &Settings::default(),
+        );
+        assert_eq!(outcome, Outcome::KeptLocal);
     }
 
     #[test]
@@ -316,7 +397,15 @@ mod tests {
             &Settings::default(),
         );
         assert_eq!(outcome, Outcome::Refreshed);
-        assert_eq!(flow.unwrap().expires_ns, NOW + 9_000_000_000);
+        assert_eq!(flow, None, "already later: nothing to write");
+        let (_, flow) = learn(
+            Some(&copy),
+            &incoming(flow_state::OPEN, 20_000),
+            TARGET,
+            NOW,
+            &Settings::default(),
+        );
+        assert_eq!(flow.unwrap().expires_ns, NOW + 20_000_000_000, "extended");
         let (_, flow) = learn(
             Some(&copy),
             &incoming(flow_state::CLOSING, 1_000),

@@ -52,6 +52,14 @@ pub enum SyncError {
 
 /// How long a receive waits before the thread looks at the clock again.
 const RECEIVE_WAIT: Duration = Duration::from_millis(20);
+/// Datagrams sent to a peer before what arrived meanwhile is read (a long
+/// round must not overflow the peers' receive buffers, nor this host's).
+const SEND_BURST: usize = 64;
+/// The receive buffer asked for: several thousand datagrams, a round of
+/// about a hundred thousand pinned flows, while the thread walks its table.
+const RECEIVE_BUFFER: libc::c_int = 16 << 20;
+/// How often status and metrics see the receiving side's counters at most.
+const PUBLISH_EVERY: Duration = Duration::from_millis(200);
 
 /// What status and metrics show of sync.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -63,14 +71,20 @@ pub struct SyncView {
     pub caught_up: bool,
     /// Flows pinned off the table at the last round (sent to each peer).
     pub pinned_flows: u64,
+    /// Copies learned from the peers in the flow table at the last round
+    /// (never seen here yet); at most a quarter of the table.
+    pub copies: u64,
     pub rounds_total: u64,
     /// How long the last round's walk of the flow table took.
     pub last_walk_ms: f64,
     pub flows_sent_total: u64,
+    /// Pinned flows left out of the last round (more than a round carries:
+    /// the next rounds start where it stopped).
+    pub not_sent_last_round: u64,
     pub send_errors_total: u64,
     pub peers: Vec<PeerView>,
     /// Flows received, by what became of them (learned, refreshed,
-    /// kept_local, unknown_service, unknown_backend).
+    /// closed, kept_local, over_budget, unknown_service, unknown_backend).
     pub received: BTreeMap<String, u64>,
     /// Datagrams refused, by reason (stranger, length, magic, version,
     /// record, map).
@@ -108,7 +122,9 @@ impl FlowSync {
         socket
             .set_read_timeout(Some(RECEIVE_WAIT))
             .map_err(SyncError::Thread)?;
+        grow_receive_buffer(&socket);
         let maps = LocalMaps::open(pin_dir)?;
+        let copies_left = copies_budget(maps.flows.capacity());
         let caught_up = Arc::new(AtomicBool::new(false));
         let settings = Arc::new(Mutex::new(settings));
         let stop = Arc::new(AtomicBool::new(false));
@@ -119,6 +135,7 @@ impl FlowSync {
             index: LocalIndex::new(),
             boot: boot_id(),
             round: 0,
+            period: config.interval,
             started: Instant::now(),
             peers: config.peers.iter().map(|p| (*p, Peer::default())).collect(),
             view: SyncView {
@@ -130,6 +147,7 @@ impl FlowSync {
             settings: settings.clone(),
             telemetry,
             warned: Default::default(),
+            copies_left,
         };
         let thread = {
             let stop = stop.clone();
@@ -168,6 +186,20 @@ impl Drop for FlowSync {
     }
 }
 
+/// The flows pinned off the table in the maps pinned at `pin_dir` now
+/// (what the next round sends): for `failover inspect flows --pinned`.
+pub fn pinned_now(pin_dir: &Path) -> Result<Vec<wire::PinnedFlow>, DataplaneError> {
+    let maps = LocalMaps::open(pin_dir)?;
+    Ok(pinned::pinned_flows(&maps, crate::dataplane::now_ns())?.0)
+}
+
+/// The most copies learned from peers the flow table holds: a quarter of
+/// it, so that peers (or forged datagrams) cannot evict this host's own
+/// flows from the LRU table.
+pub fn copies_budget(capacity: u32) -> usize {
+    capacity as usize / 4
+}
+
 /// How long a starting agent waits for its peers' rounds before it
 /// announces anyway (a peer that is down sends none).
 pub fn catch_up_wait(interval: Duration) -> Duration {
@@ -181,12 +213,18 @@ struct Worker {
     index: LocalIndex,
     boot: u32,
     round: u32,
+    /// How often a round goes out: the interval, or five times the last
+    /// walk of the table if longer.
+    period: Duration,
     started: Instant,
     peers: BTreeMap<SocketAddr, Peer>,
     view: SyncView,
     caught_up: Arc<AtomicBool>,
     settings: Arc<Mutex<Settings>>,
     telemetry: Telemetry,
+    /// Copies this host may still learn before the next walk counts them
+    /// ([`copies_budget`]).
+    copies_left: usize,
     /// Reasons already logged (each is logged once; counters go on).
     warned: std::collections::BTreeSet<String>,
 }
@@ -194,64 +232,150 @@ struct Worker {
 impl Worker {
     fn run(&mut self, stop: &AtomicBool) {
         let mut next_round = Instant::now();
+        let mut next_hello = Instant::now();
+        let mut published = Instant::now();
         let mut buf = [0u8; 2048];
         while !stop.load(Ordering::Relaxed) {
-            if Instant::now() >= next_round {
-                let started = Instant::now();
-                self.send_round();
+            let now = Instant::now();
+            if now >= next_hello {
+                self.send_hello();
+                next_hello = now + self.config.interval;
+            }
+            if now >= next_round {
+                self.send_round(&mut buf);
                 // A big table is walked less often: at most a fifth of a core.
-                next_round = started + self.config.interval.max(started.elapsed() * 5);
+                self.period = self.config.interval.max(now.elapsed() * 5);
+                next_round = now + self.period;
                 self.publish();
+                published = Instant::now();
             }
-            match self.socket.recv_from(&mut buf) {
-                Ok((len, from)) => self.receive(&buf[..len], from),
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(err) => {
-                    self.warn_once("receive", format!("receiving sync datagrams: {err}"));
-                    std::thread::sleep(RECEIVE_WAIT);
-                }
-            }
-            if !self.caught_up.load(Ordering::Relaxed)
-                && (self.peers.values().all(|p| p.rounds_complete > 0)
-                    || self.started.elapsed() >= catch_up_wait(self.config.interval))
-            {
-                self.caught_up.store(true, Ordering::Relaxed);
-                info!(waited = ?self.started.elapsed(), peers_heard = self.peers.values().filter(|p| p.rounds_complete > 0).count(), "caught up with the other edge hosts' pinned flows");
+            self.receive_waiting(&mut buf);
+            self.check_caught_up();
+            if published.elapsed() >= PUBLISH_EVERY {
                 self.publish();
+                published = Instant::now();
             }
         }
     }
 
-    fn send_round(&mut self) {
+    /// Waits up to [`RECEIVE_WAIT`] for one datagram and takes it.
+    fn receive_waiting(&mut self, buf: &mut [u8]) {
+        match self.socket.recv_from(buf) {
+            Ok((len, from)) => self.receive(&buf[..len], from),
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(err) => {
+                self.warn_once("receive", format!("receiving sync datagrams: {err}"));
+                std::thread::sleep(RECEIVE_WAIT);
+            }
+        }
+    }
+
+    /// Takes every datagram already waiting, without waiting for more.
+    fn receive_pending(&mut self, buf: &mut [u8]) {
+        if self.socket.set_nonblocking(true).is_err() {
+            return;
+        }
+        while let Ok((len, from)) = self.socket.recv_from(buf) {
+            self.receive(&buf[..len], from);
+        }
+        let _ = self.socket.set_nonblocking(false);
+    }
+
+    fn check_caught_up(&mut self) {
+        if self.caught_up.load(Ordering::Relaxed) {
+            return;
+        }
+        let since_start = self.started.elapsed();
+        let base = catch_up_wait(self.config.interval);
+        if self
+            .peers
+            .values()
+            .all(|p| p.done_waiting(since_start, base))
+        {
+            self.caught_up.store(true, Ordering::Relaxed);
+            let whole: Vec<String> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.rounds_complete > 0)
+                .map(|(addr, _)| addr.to_string())
+                .collect();
+            info!(waited = ?since_start, peers_with_a_whole_round = ?whole, "caught up with the other edge hosts' pinned flows");
+            self.publish();
+        }
+    }
+
+    fn send_hello(&mut self) {
+        let hello = wire::encode(wire::Header::hello(self.boot, self.period), &[]);
+        for peer in self.config.peers.clone() {
+            if let Err(err) = self.socket.send_to(&hello, peer) {
+                self.view.send_errors_total += 1;
+                self.warn_once(
+                    &format!("send {peer}"),
+                    format!("sending to sync peer {peer}: {err}"),
+                );
+            }
+        }
+    }
+
+    fn send_round(&mut self, buf: &mut [u8]) {
         let started = Instant::now();
-        let flows = match pinned::pinned_flows(&self.maps, crate::dataplane::now_ns()) {
-            Ok(flows) => flows,
+        let mut flows = match pinned::pinned_flows(&self.maps, crate::dataplane::now_ns()) {
+            Ok((flows, copies)) => {
+                self.copies_left = copies_budget(self.maps.flows.capacity()).saturating_sub(copies);
+                self.view.copies = copies as u64;
+                flows
+            }
             Err(err) => {
                 self.warn_once("walk", format!("reading the flow table for sync: {err}"));
                 return;
             }
         };
         self.view.last_walk_ms = started.elapsed().as_secs_f64() * 1000.0;
-        self.round = self.round.wrapping_add(1);
-        let datagrams = wire::round(self.boot, self.round, &flows);
-        for peer in self.config.peers.clone() {
-            for datagram in &datagrams {
-                if let Err(err) = self.socket.send_to(datagram, peer) {
-                    self.view.send_errors_total += 1;
-                    self.warn_once(
-                        &format!("send {peer}"),
-                        format!("sending pinned flows to {peer}: {err}"),
-                    );
-                    break;
+        self.round = self.round.checked_add(1).unwrap_or(1);
+        // More than a round carries: this one starts where the last stopped.
+        let pinned = flows.len();
+        if pinned > wire::MAX_ROUND_FLOWS {
+            let start = (self.round as usize).wrapping_mul(wire::MAX_ROUND_FLOWS) % pinned;
+            flows.rotate_left(start);
+            flows.truncate(wire::MAX_ROUND_FLOWS);
+            self.warn_once(
+                "round full",
+                format!(
+                    "{pinned} flows are pinned off the table, more than a sync round carries ({}): \
+                     each round sends the next part of them",
+                    wire::MAX_ROUND_FLOWS
+                ),
+            );
+        }
+        self.view.not_sent_last_round = (pinned - flows.len()) as u64;
+        let datagrams = wire::round(self.boot, self.round, self.period, &flows);
+        let mut sent_to = vec![true; self.config.peers.len()];
+        for burst in datagrams.chunks(SEND_BURST) {
+            for (p, peer) in self.config.peers.clone().into_iter().enumerate() {
+                if !sent_to[p] {
+                    continue;
+                }
+                for datagram in burst {
+                    if let Err(err) = self.socket.send_to(datagram, peer) {
+                        self.view.send_errors_total += 1;
+                        self.warn_once(
+                            &format!("send {peer}"),
+                            format!("sending pinned flows to {peer}: {err}"),
+                        );
+                        sent_to[p] = false;
+                        break;
+                    }
                 }
             }
-            self.view.flows_sent_total += flows.len() as u64;
+            self.receive_pending(buf);
         }
-        self.view.pinned_flows = flows.len() as u64;
+        let whole = sent_to.iter().filter(|sent| **sent).count();
+        self.view.flows_sent_total += (flows.len() * whole) as u64;
+        self.view.pinned_flows = pinned as u64;
         self.view.rounds_total += 1;
     }
 
@@ -273,8 +397,12 @@ impl Worker {
         if let Some(peer) = self.peers.get_mut(&from) {
             peer.datagram(&header, flows.len(), Instant::now());
         }
+        if flows.is_empty() {
+            return;
+        }
         let settings = *self.settings.lock().unwrap_or_else(|e| e.into_inner());
-        match learn::apply(&mut self.maps, &mut self.index, &flows, &settings) {
+        let budget = &mut self.copies_left;
+        match learn::apply(&mut self.maps, &mut self.index, &flows, &settings, budget) {
             Ok(outcomes) => {
                 for outcome in outcomes {
                     *self
@@ -314,6 +442,28 @@ impl Worker {
             .collect();
         let view = self.view.clone();
         self.telemetry.update(|snapshot| snapshot.sync = Some(view));
+    }
+}
+
+/// Asks for a receive buffer of [`RECEIVE_BUFFER`] (beyond the system's
+/// limit: the agent runs as root), else whatever the system allows.
+fn grow_receive_buffer(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let size = RECEIVE_BUFFER;
+    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: a valid socket and a c_int option value of its size.
+        let done = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&raw const size).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        } == 0;
+        if done {
+            return;
+        }
     }
 }
 

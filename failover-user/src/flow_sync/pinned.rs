@@ -56,8 +56,12 @@ pub fn endpoint(backend: &Backend, service_port_be: u16) -> Endpoint {
     }
 }
 
-/// The pinned flows of the local table now.
-pub fn pinned_flows(maps: &LocalMaps, now: u64) -> Result<Vec<PinnedFlow>, DataplaneError> {
+/// The pinned flows of the local table now, and how many live copies
+/// learned from peers it holds.
+pub fn pinned_flows(
+    maps: &LocalMaps,
+    now: u64,
+) -> Result<(Vec<PinnedFlow>, usize), DataplaneError> {
     let services: HashMap<ServiceKey, Service> = maps.services.all()?.into_iter().collect();
     let view = TableView {
         maps,
@@ -66,7 +70,12 @@ pub fn pinned_flows(maps: &LocalMaps, now: u64) -> Result<Vec<PinnedFlow>, Datap
         error: RefCell::default(),
     };
     let mut pinned = Vec::new();
+    let mut copies = 0;
     for (key, flow) in maps.flows.entries() {
+        if flow.last_seen_ns == 0 && now <= flow.expires_ns {
+            copies += 1;
+            continue;
+        }
         let Some(service) = services.get(&service_key(&key)) else {
             continue;
         };
@@ -87,7 +96,7 @@ pub fn pinned_flows(maps: &LocalMaps, now: u64) -> Result<Vec<PinnedFlow>, Datap
             remaining_ms: u32::try_from(remaining_ns / 1_000_000).unwrap_or(u32::MAX),
         });
     }
-    Ok(pinned)
+    Ok((pinned, copies))
 }
 
 /// The maps as the shared pick reads them, each backend and table chunk

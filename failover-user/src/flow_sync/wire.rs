@@ -5,12 +5,16 @@
 //!
 //! ```text
 //! header (20 bytes): "FOSY" | version 1 | flags (1: last of its round) |
-//!                    records u16 | sender's boot u32 | round u32 | index u16 | 0 u16
+//!                    records u16 | sender's boot u32 | round u32 | index u16 |
+//!                    the sender's round period in 10 ms u16
 //! record (64 bytes): family | proto | backend family | state (1 open, 2 closing) |
 //!                    client addr 16 | VIP 16 | client port | VIP port |
-//!                    backend addr 16 | backend port (0: the service's) | 0 u16 |
-//!                    milliseconds left u32
+//!                    backend addr 16 | backend port | 0 u16 | milliseconds left u32
 //! ```
+//!
+//! Round 0 is a hello: no records, sent every interval whatever the rounds
+//! take, so a starting peer knows this host is there and how long its
+//! rounds take.
 
 use failover_common::{
     AddrBe, FAMILY_IPV4, FAMILY_IPV6, FlowKey, PROTO_TCP, PROTO_UDP, flow_state,
@@ -23,6 +27,8 @@ pub const RECORD_BYTES: usize = 64;
 /// Keeps a datagram (with IPv6 and UDP headers) within the 1,280 bytes
 /// every IPv6 link carries: no fragmentation on any path.
 pub const RECORDS_PER_DATAGRAM: usize = 18;
+/// The most flows one round carries (its datagrams are numbered in 16 bits).
+pub const MAX_ROUND_FLOWS: usize = u16::MAX as usize * RECORDS_PER_DATAGRAM;
 pub const MAX_DATAGRAM: usize = HEADER_BYTES + RECORDS_PER_DATAGRAM * RECORD_BYTES;
 const FLAG_LAST: u8 = 1;
 
@@ -36,7 +42,30 @@ pub struct Header {
     /// The round's last datagram (a round with no pinned flow is one empty
     /// datagram with this set).
     pub last: bool,
+    /// How often the sender sends a round (its interval, or longer while
+    /// its flow table takes long to walk).
+    pub period: std::time::Duration,
 }
+
+impl Header {
+    /// A hello (round 0): the sender is there, with this round period.
+    pub fn hello(boot: u32, period: std::time::Duration) -> Self {
+        Self {
+            boot,
+            round: 0,
+            index: 0,
+            last: false,
+            period,
+        }
+    }
+
+    pub fn is_hello(&self) -> bool {
+        self.round == 0
+    }
+}
+
+/// The period's unit on the wire.
+const PERIOD_UNIT_MS: u128 = 10;
 
 /// A backend as every host names it: its address and port (ids differ
 /// between hosts).
@@ -98,7 +127,8 @@ pub fn encode(header: Header, flows: &[PinnedFlow]) -> Vec<u8> {
     out.extend_from_slice(&header.boot.to_be_bytes());
     out.extend_from_slice(&header.round.to_be_bytes());
     out.extend_from_slice(&header.index.to_be_bytes());
-    out.extend_from_slice(&[0, 0]);
+    let period = (header.period.as_millis() / PERIOD_UNIT_MS).min(u128::from(u16::MAX)) as u16;
+    out.extend_from_slice(&period.to_be_bytes());
     for flow in flows {
         let k = &flow.key;
         out.extend_from_slice(&[k.family, k.proto, flow.backend.family, flow.state]);
@@ -115,8 +145,14 @@ pub fn encode(header: Header, flows: &[PinnedFlow]) -> Vec<u8> {
 }
 
 /// Splits a round's flows into datagrams (at least one: an empty round
-/// still tells the peers this host is there and done).
-pub fn round(boot: u32, round: u32, flows: &[PinnedFlow]) -> Vec<Vec<u8>> {
+/// still tells the peers this host is there and done). Round 0 is the
+/// hello's: a round number wraps past it.
+pub fn round(
+    boot: u32,
+    round: u32,
+    period: std::time::Duration,
+    flows: &[PinnedFlow],
+) -> Vec<Vec<u8>> {
     let chunks: Vec<&[PinnedFlow]> = if flows.is_empty() {
         vec![&[]]
     } else {
@@ -132,6 +168,7 @@ pub fn round(boot: u32, round: u32, flows: &[PinnedFlow]) -> Vec<Vec<u8>> {
                 round,
                 index: i.min(usize::from(u16::MAX)) as u16,
                 last: i + 1 == count,
+                period,
             };
             encode(header, chunk)
         })
@@ -151,7 +188,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Header, Vec<PinnedFlow>), WireError> {
     }
     let flags = bytes[5];
     let count = usize::from(u16::from_be_bytes([bytes[6], bytes[7]]));
-    if flags & !FLAG_LAST != 0 || bytes[18..20] != [0, 0] {
+    if flags & !FLAG_LAST != 0 {
         return Err(WireError::Magic);
     }
     if count > RECORDS_PER_DATAGRAM || bytes.len() != HEADER_BYTES + count * RECORD_BYTES {
@@ -162,7 +199,13 @@ pub fn decode(bytes: &[u8]) -> Result<(Header, Vec<PinnedFlow>), WireError> {
         round: be32(&bytes[12..16]),
         index: u16::from_be_bytes([bytes[16], bytes[17]]),
         last: flags & FLAG_LAST != 0,
+        period: std::time::Duration::from_millis(
+            u64::from(u16::from_be_bytes([bytes[18], bytes[19]])) * PERIOD_UNIT_MS as u64,
+        ),
     };
+    if header.is_hello() && (count != 0 || header.last) {
+        return Err(WireError::Length);
+    }
     let flows = bytes[HEADER_BYTES..]
         .chunks_exact(RECORD_BYTES)
         .map(record)
@@ -191,6 +234,7 @@ fn record(r: &[u8]) -> Result<PinnedFlow, WireError> {
         && (proto == PROTO_TCP || proto == PROTO_UDP)
         && (state == flow_state::OPEN || state == flow_state::CLOSING)
         && key.dst_port_be != 0
+        && backend.port_be != 0
         && r[58..60] == [0, 0];
     if !valid {
         return Err(WireError::Record);
@@ -226,6 +270,8 @@ fn be32(bytes: &[u8]) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use failover_common::{ipv4_addr, ipv6_addr};
 
     use super::*;
@@ -253,7 +299,7 @@ mod tests {
     #[test]
     fn a_round_survives_the_wire_in_full_datagrams_that_fit_any_ipv6_link() {
         let flows: Vec<PinnedFlow> = (0..40).map(flow).collect();
-        let datagrams = round(7, 3, &flows);
+        let datagrams = round(7, 3, Duration::from_millis(500), &flows);
         assert_eq!(datagrams.len(), 3);
         assert!(datagrams.iter().all(|d| d.len() + 40 + 8 <= 1280));
         let mut back = Vec::new();
@@ -265,7 +311,8 @@ mod tests {
                     boot: 7,
                     round: 3,
                     index: i as u16,
-                    last: i == 2
+                    last: i == 2,
+                    period: Duration::from_millis(500),
                 }
             );
             back.append(&mut flows);
@@ -275,7 +322,7 @@ mod tests {
 
     #[test]
     fn an_empty_round_is_one_last_datagram() {
-        let datagrams = round(1, 9, &[]);
+        let datagrams = round(1, 9, Duration::from_millis(500), &[]);
         assert_eq!(datagrams.len(), 1);
         let (header, flows) = decode(&datagrams[0]).unwrap();
         assert!(header.last && flows.is_empty());
@@ -299,7 +346,25 @@ mod tests {
             round: 1,
             index: 0,
             last: true,
+            period: Duration::from_secs(1),
         }
+    }
+
+    #[test]
+    fn a_hello_carries_the_period_and_nothing_else() {
+        let hello = encode(Header::hello(5, Duration::from_millis(2_500)), &[]);
+        let (header, flows) = decode(&hello).unwrap();
+        assert!(header.is_hello() && flows.is_empty());
+        assert_eq!(header.period, Duration::from_millis(2_500));
+        let mut with_flow = encode(Header::hello(5, Duration::ZERO), &[flow(1)]);
+        assert_eq!(decode(&with_flow).map(|_| ()), Err(WireError::Length));
+        with_flow.truncate(HEADER_BYTES);
+        with_flow[5] = 1;
+        assert_eq!(
+            decode(&with_flow).map(|_| ()),
+            Err(WireError::Length),
+            "a last hello"
+        );
     }
 
     #[test]
@@ -323,9 +388,11 @@ mod tests {
         for (at, value) in [(20, 5), (21, 1), (22, 0), (23, 3), (28, 1), (78, 1)] {
             change(at, value, WireError::Record);
         }
-        let mut zero_port = good.clone();
-        zero_port[HEADER_BYTES + 38..HEADER_BYTES + 40].copy_from_slice(&[0, 0]);
-        cases.push((zero_port, WireError::Record));
+        for at in [38, 56] {
+            let mut zero_port = good.clone();
+            zero_port[HEADER_BYTES + at..HEADER_BYTES + at + 2].copy_from_slice(&[0, 0]);
+            cases.push((zero_port, WireError::Record));
+        }
         for (bytes, err) in cases {
             assert_eq!(decode(&bytes).map(|_| ()), Err(err), "{bytes:?}");
         }

@@ -194,6 +194,28 @@ impl Edge {
         })
     }
 
+    /// The client ports of the flows this edge host has pinned off the
+    /// table now (`failover inspect flows --pinned`: what `[sync]` sends).
+    pub fn pinned_client_ports(&self) -> std::collections::BTreeSet<u16> {
+        let output = std::process::Command::new(crate::failover_bin())
+            .arg("inspect")
+            .arg("--pin-dir")
+            .arg(self.pins.path())
+            .args(["--json", "flows", "--pinned", "--limit", "1000000"])
+            .output()
+            .expect("run failover inspect");
+        assert!(
+            output.status.success(),
+            "inspect flows --pinned: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_slice(&output.stdout).expect("inspect prints JSON");
+        rows.iter()
+            .filter_map(|row| row["src"].as_str()?.rsplit(':').next()?.parse().ok())
+            .collect()
+    }
+
     /// The routes in the announcement table now (what BIRD learns).
     pub fn announced_routes(&self) -> String {
         let output = std::process::Command::new("ip")

@@ -3,7 +3,7 @@
 //! half of them once backend0 is back) outlive the edge host they came
 //! through: `[sync]` has the other host continue them on backend1.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use failover_tests::fleet_lab::{EDGES, FleetLab};
 
@@ -40,6 +40,19 @@ fn flows_pinned_off_the_table_survive_their_edge_host_through_the_other() {
         "{pinned} of {LONG} flows pinned off the table (about half expected)\n{}",
         lab.diag()
     );
+    // `inspect flows --pinned` lists exactly those, all long connections.
+    let ports: Vec<u16> = streams
+        .iter()
+        .map(|s| s.local_addr().expect("local address").port())
+        .collect();
+    for (i, edge) in lab.edges.iter().enumerate() {
+        let listed = edge.pinned_client_ports();
+        assert_eq!(listed.len() as u64, counts[i].0, "edge {i}: {listed:?}");
+        assert!(
+            listed.iter().all(|p| ports.contains(p)),
+            "edge {i}: {listed:?}"
+        );
+    }
     assert!(
         counts[0].0 > 0 && counts[1].1 >= counts[0].0,
         "edge 1 learned {} of edge 0's {} pinned flows\n{}",
@@ -110,6 +123,10 @@ fn a_host_that_returns_with_an_empty_flow_table_continues_the_flows_the_other_pi
         "nothing was pinned\n{}",
         lab.diag()
     );
+    assert!(
+        views[0].received.get("learned").copied().unwrap_or(0) >= views[1].pinned_flows,
+        "{views:?}"
+    );
     let broken = changed_answers(&streams, &first);
     assert!(
         broken.is_empty(),
@@ -119,38 +136,189 @@ fn a_host_that_returns_with_an_empty_flow_table_continues_the_flows_the_other_pi
     );
 }
 
-#[test]
-fn sync_datagrams_from_strangers_or_malformed_are_counted_and_never_written() {
-    let lab = FleetLab::start();
-    let edge0 = failover::lab::fleet::sync_addr(0);
-    // From the router: not a peer, whatever it sends (a well-formed round,
-    // then garbage).
-    let forged = failover::flow_sync::wire::round(1, 1, &[]);
-    lab.router.run(|| {
-        let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
-        for datagram in forged.iter().map(Vec::as_slice).chain([&b"garbage"[..]]) {
-            socket.send_to(datagram, edge0).expect("send");
-        }
-    });
+/// Edge 0's sync counters, once `done` holds of them (bounded).
+fn wait_sync(
+    lab: &FleetLab,
+    done: impl Fn(&failover::flow_sync::SyncView) -> bool,
+) -> failover::flow_sync::SyncView {
     let started = std::time::Instant::now();
-    let refused = loop {
-        let refused = lab.sync_views()[0].refused.clone();
-        if refused.get("stranger") == Some(&2) || started.elapsed() > Duration::from_secs(5) {
-            break refused;
+    loop {
+        let view = lab.edges[0].status().sync.expect("[sync] is configured");
+        if done(&view) || started.elapsed() > Duration::from_secs(5) {
+            return view;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sync_datagrams_from_strangers_or_malformed_are_counted_and_never_written() {
+    use failover::flow_sync::wire::{self, Endpoint, PinnedFlow};
+    use failover_common::{FAMILY_IPV4, FlowKey, PROTO_TCP, flow_state, ipv4_addr};
+
+    let mut lab = FleetLab::start();
+    let edge0 = failover::lab::fleet::sync_addr(0);
+    let send_from = |ns: &failover_tests::netns::NetNs, from: &str, datagrams: Vec<Vec<u8>>| {
+        ns.run(|| {
+            let socket = std::net::UdpSocket::bind(from).expect("bind");
+            for datagram in &datagrams {
+                socket.send_to(datagram, edge0).expect("send");
+            }
+        });
     };
-    assert_eq!(refused.get("stranger"), Some(&2), "{refused:?}");
-    // The agent goes on, and still hears its real peer.
-    let views = lab.sync_views();
-    assert!(
-        views[0].caught_up && views[0].peers[0].rounds_complete > 0,
-        "{views:?}"
+    let flow = |vip_port: u16, backend: [u8; 4]| PinnedFlow {
+        key: FlowKey::new(
+            FAMILY_IPV4,
+            ipv4_addr(failover_tests::fleet_lab::CLIENT_ADDR.octets()),
+            ipv4_addr(failover_tests::fleet_lab::VIP.octets()),
+            50_000u16.to_be(),
+            vip_port.to_be(),
+            PROTO_TCP,
+        ),
+        backend: Endpoint {
+            family: FAMILY_IPV4,
+            addr: ipv4_addr(backend),
+            port_be: failover_tests::fleet_lab::BACKEND_PORT.to_be(),
+        },
+        state: flow_state::OPEN,
+        remaining_ms: 60_000,
+    };
+    let period = Duration::from_millis(500);
+    let real = failover_tests::fleet_lab::backend_addr(1).octets();
+
+    // From the router, not a peer: even a well-formed round is refused.
+    let forged = wire::round(
+        1,
+        1,
+        period,
+        &[flow(failover_tests::fleet_lab::SERVICE_PORT, real)],
     );
+    send_from(
+        &lab.router,
+        "0.0.0.0:0",
+        forged.into_iter().chain([b"garbage".to_vec()]).collect(),
+    );
+    let view = wait_sync(&lab, |v| v.refused.get("stranger") == Some(&2));
+    assert_eq!(view.refused.get("stranger"), Some(&2), "{view:?}");
+    assert_eq!(view.received.get("learned"), None, "{view:?}");
     assert!(
         lab.edges[0]
             .agent_log()
             .contains("which is not in sync.peers"),
         "the refusal is logged"
+    );
+
+    // From edge 1's own address and port (its agent stopped): garbage, a
+    // bad record, a service and a backend edge 0 does not have, then one
+    // good flow.
+    lab.edges[1].kill_agent();
+    let mut bad_record = wire::encode(
+        wire::Header {
+            boot: 9,
+            round: 1,
+            index: 0,
+            last: true,
+            period,
+        },
+        &[flow(failover_tests::fleet_lab::SERVICE_PORT, real)],
+    );
+    bad_record[20] = 5; // family
+    let peer = failover::lab::fleet::sync_addr(1).to_string();
+    let edge1_ns = &lab.edges[1].ns;
+    send_from(
+        edge1_ns,
+        &peer,
+        vec![
+            b"FOSY garbage".to_vec(),
+            bad_record,
+            wire::round(9, 2, period, &[flow(81, real)]).remove(0),
+            wire::round(
+                9,
+                3,
+                period,
+                &[flow(
+                    failover_tests::fleet_lab::SERVICE_PORT,
+                    [198, 51, 100, 99],
+                )],
+            )
+            .remove(0),
+            wire::round(
+                9,
+                4,
+                period,
+                &[flow(failover_tests::fleet_lab::SERVICE_PORT, real)],
+            )
+            .remove(0),
+        ],
+    );
+    let view = wait_sync(&lab, |v| v.received.get("learned") == Some(&1));
+    eprintln!("refused {:?}, received {:?}", view.refused, view.received);
+    assert_eq!(view.refused.get("length"), Some(&1), "{view:?}");
+    assert_eq!(view.refused.get("record"), Some(&1), "{view:?}");
+    assert_eq!(view.received.get("unknown_service"), Some(&1), "{view:?}");
+    assert_eq!(view.received.get("unknown_backend"), Some(&1), "{view:?}");
+    assert_eq!(view.received.get("learned"), Some(&1), "{view:?}");
+}
+
+#[test]
+fn a_starting_host_announces_only_once_its_peers_pinned_flows_are_in_or_the_peer_is_down() {
+    let mut lab = FleetLab::start();
+    // Edge 1 runs: edge 0, restarted, has its whole round at once.
+    lab.edges[0].stop_agent();
+    assert!(
+        lab.wait_nexthops(EDGES - 1, WITHDRAW_BOUND).is_some(),
+        "{}",
+        lab.diag()
+    );
+    lab.edges[0].start_agent();
+    assert!(
+        lab.wait_nexthops(EDGES, RETURN_BOUND).is_some(),
+        "{}",
+        lab.diag()
+    );
+    let log = lab.edges[0].agent_log();
+    let caught_up = log
+        .lines()
+        .rfind(|line| line.contains("caught up with the other edge hosts' pinned flows"))
+        .unwrap_or_default();
+    assert!(
+        caught_up.contains(&failover::lab::fleet::sync_addr(1).to_string()),
+        "edge 0 did not have edge 1's round: {caught_up}"
+    );
+
+    // Edge 1's agent gone: edge 0, restarted, never hears it, says so, and
+    // announces only after the wait for a peer that is down.
+    lab.edges[1].kill_agent();
+    lab.edges[0].stop_agent();
+    assert!(
+        lab.wait_nexthops(0, WITHDRAW_BOUND).is_some(),
+        "{}",
+        lab.diag()
+    );
+    let started = Instant::now();
+    lab.edges[0].start_agent();
+    let mut said_waiting = false;
+    let announced_after = loop {
+        let status = lab.edges[0].status();
+        said_waiting |= status
+            .announcements
+            .iter()
+            .any(|a| a.why.contains("[sync]"));
+        if status.announcements.iter().any(|a| a.announced) {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < RETURN_BOUND,
+            "never announced\n{}",
+            lab.diag()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let wait = failover::flow_sync::catch_up_wait(Duration::from_millis(500));
+    eprintln!("edge 0 announced {announced_after:?} after its start, alone (the wait: {wait:?})");
+    assert!(said_waiting, "status never said it waited for the peers");
+    assert!(
+        announced_after >= wait,
+        "announced {announced_after:?} after its start, before the {wait:?} wait for a peer that is down"
     );
 }

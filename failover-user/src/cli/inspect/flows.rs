@@ -40,12 +40,20 @@ fn flow_row(key: &FlowKey, flow: &Flow, now: u64) -> Value {
     })
 }
 
-pub(super) fn flows(p: &Pinned, filter: Option<&str>, limit: usize) -> Value {
+/// The rows of `p`'s flow table: those whose addresses contain `filter`,
+/// and of the keys in `keep` if given, `limit` at most.
+pub(super) fn flows(
+    p: &Pinned,
+    filter: Option<&str>,
+    limit: usize,
+    keep: Option<&std::collections::HashSet<FlowKey>>,
+) -> Value {
     let now = crate::dataplane::now_ns();
     let rows: Vec<Value> = p
         .flows
         .entries()
         .iter()
+        .filter(|(key, _)| keep.is_none_or(|keep| keep.contains(key)))
         .map(|(key, flow)| flow_row(key, flow, now))
         .filter(|row| {
             filter.is_none_or(|f| {

@@ -43,6 +43,10 @@ pub enum What {
         /// Most entries shown.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Only flows pinned off the table: seen here, on a backend the
+        /// table no longer names for them (what `[sync]` shares).
+        #[arg(long)]
+        pinned: bool,
     },
     /// Which service, backend and path a packet would take, and why.
     ///
@@ -112,7 +116,23 @@ pub fn run(pin_dir: &Path, json_output: bool, what: What) -> anyhow::Result<()> 
         What::Services => services(&pinned)?,
         What::Backends => backends(&pinned)?,
         What::Counters => counters(&pinned)?,
-        What::Flows { filter, limit } => flows::flows(&pinned, filter.as_deref(), limit),
+        What::Flows {
+            filter,
+            limit,
+            pinned: only_pinned,
+        } => {
+            let keep = if only_pinned {
+                let keys = crate::flow_sync::pinned_now(pin_dir)
+                    .context("finding the flows pinned off the table")?
+                    .into_iter()
+                    .map(|flow| flow.key)
+                    .collect();
+                Some(keys)
+            } else {
+                None
+            };
+            flows::flows(&pinned, filter.as_deref(), limit, keep.as_ref())
+        }
         What::Explain { proto, src, dst } => explain::explain(&pinned, &proto, src, dst)?,
     };
     if json_output {

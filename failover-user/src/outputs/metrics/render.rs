@@ -476,6 +476,22 @@ fn sync_families(out: &mut Exposition, sync: &crate::flow_sync::SyncView) {
     );
     out.sample("failover_sync_pinned_flows", &[], sync.pinned_flows);
     out.family(
+        "failover_sync_copies",
+        "gauge",
+        "Copies of the peers' pinned flows in this host's flow table at the last round, never seen here yet (at most a quarter of the table).",
+    );
+    out.sample("failover_sync_copies", &[], sync.copies);
+    out.family(
+        "failover_sync_not_sent_flows",
+        "gauge",
+        "Pinned flows left out of the last round (more than a round carries; the next rounds carry them).",
+    );
+    out.sample(
+        "failover_sync_not_sent_flows",
+        &[],
+        sync.not_sent_last_round,
+    );
+    out.family(
         "failover_sync_flows_sent_total",
         "counter",
         "Pinned flows sent to the peers (one per flow and peer and round).",
@@ -494,7 +510,7 @@ fn sync_families(out: &mut Exposition, sync: &crate::flow_sync::SyncView) {
     out.family(
         "failover_sync_flows_received_total",
         "counter",
-        "Pinned flows received from the peers, by what became of them (learned, refreshed, kept_local, unknown_service, unknown_backend).",
+        "Pinned flows received from the peers, by what became of them (learned, refreshed, closed, kept_local, over_budget, unknown_service, unknown_backend).",
     );
     for (outcome, total) in &sync.received {
         out.sample(

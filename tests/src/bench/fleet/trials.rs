@@ -45,6 +45,9 @@ pub(super) struct HostTrial {
     pub(super) failed: usize,
     pub(super) long_alive: usize,
     pub(super) long_broken: usize,
+    /// Of those, the connections pinned off the table before the trials.
+    pub(super) pinned_alive: usize,
+    pub(super) pinned_broken: usize,
     pub(super) returned: Option<Duration>,
     pub(super) reset_on_return: usize,
 }
@@ -53,6 +56,9 @@ pub(super) struct HostTrial {
 /// sharing them cost, per edge host (its `[sync]` status).
 pub(super) struct Pinned {
     pub(super) views: Vec<failover::flow_sync::SyncView>,
+    /// The long connections (indexes) some host listed as pinned
+    /// (`failover inspect flows --pinned`).
+    pub(super) connections: std::collections::BTreeSet<usize>,
     /// Entries in each host's flow table at the time.
     pub(super) entries: Vec<u64>,
 }
@@ -87,9 +93,25 @@ pub(super) fn run(count: usize, long: usize) -> (Vec<HostTrial>, DrainRun, Pinne
     });
     lab.maintenance("backend0", false);
     let views = lab.wait_pinned_shared(Duration::from_secs(10));
+    let ports: Vec<u16> = streams
+        .iter()
+        .map(|s| {
+            s.as_ref()
+                .and_then(|s| s.local_addr().ok())
+                .map_or(0, |a| a.port())
+        })
+        .collect();
+    let listed: std::collections::BTreeSet<u16> = lab
+        .edges
+        .iter()
+        .flat_map(|edge| edge.pinned_client_ports())
+        .collect();
     let pinned = Pinned {
         entries: lab.edges.iter().map(|e| e.status().flow_entries).collect(),
         views,
+        connections: (0..ports.len())
+            .filter(|i| listed.contains(&ports[*i]))
+            .collect(),
     };
     let per_trial = (AWAY + RETURN_BOUND + SETTLE + WITHDRAW_BOUND) * 2;
     // Enough in flight that no new connection is skipped while a silent
@@ -109,7 +131,7 @@ pub(super) fn run(count: usize, long: usize) -> (Vec<HostTrial>, DrainRun, Pinne
     let trials = [Away::Gone, Away::Silent]
         .into_iter()
         .flat_map(|away| std::iter::repeat_n(away, count))
-        .map(|away| host_trial(&mut lab, &traffic, away))
+        .map(|away| host_trial(&mut lab, &traffic, away, &pinned.connections))
         .collect();
     let drain = drain(&lab, &traffic);
     drop(traffic);
@@ -133,7 +155,12 @@ fn alive_since(recorded: &Recorded, since: Instant) -> Vec<usize> {
         .collect()
 }
 
-fn host_trial(lab: &mut FleetLab, traffic: &Load, away: Away) -> HostTrial {
+fn host_trial(
+    lab: &mut FleetLab,
+    traffic: &Load,
+    away: Away,
+    pinned: &std::collections::BTreeSet<usize>,
+) -> HostTrial {
     let before = Instant::now() - ASK_EVERY * 2;
     let long_before = alive_since(&traffic.snapshot(), before);
     let killed = Instant::now();
@@ -171,14 +198,18 @@ fn host_trial(lab: &mut FleetLab, traffic: &Load, away: Away) -> HostTrial {
         .map_or(Duration::ZERO, |last| *last - killed);
     // Broken while the host was away; a failure after its return counts
     // as a reset on return.
-    let broken = long_before
+    let broke = |i: usize| {
+        recorded.long[i]
+            .iter()
+            .any(|s| s.done >= killed && s.started < back && s.result.is_err())
+    };
+    let broken = long_before.iter().filter(|&&i| broke(i)).count();
+    let pinned_before: Vec<usize> = long_before
         .iter()
-        .filter(|&&i| {
-            recorded.long[i]
-                .iter()
-                .any(|s| s.done >= killed && s.started < back && s.result.is_err())
-        })
-        .count();
+        .copied()
+        .filter(|i| pinned.contains(i))
+        .collect();
+    let pinned_broken = pinned_before.iter().filter(|&&i| broke(i)).count();
     let reset_on_return = recorded
         .new_flows
         .iter()
@@ -199,6 +230,8 @@ fn host_trial(lab: &mut FleetLab, traffic: &Load, away: Away) -> HostTrial {
         failed: failed_new.len(),
         long_alive: long_before.len(),
         long_broken: broken,
+        pinned_alive: pinned_before.len(),
+        pinned_broken,
         returned,
         reset_on_return,
     }
