@@ -32,6 +32,10 @@ fn start_bird(ns: &NetNs, dir: &Path, i: usize) -> Bird {
     .unwrap_or_else(|e| panic!("start edge {i}'s BIRD: {e}"))
 }
 
+/// What the clients of [`Edge::write_seen_flows`] start with (for
+/// `inspect flows --filter`): 198.18.200.0/22.
+pub const SEEN_FLOWS_FILTER: &str = "198.18.20";
+
 /// How long an agent gets to open its control socket.
 const AGENT_START: Duration = Duration::from_secs(15);
 
@@ -159,6 +163,57 @@ impl Edge {
         }
     }
 
+    /// Where this edge host's agent pins its maps.
+    pub fn pin_dir(&self) -> &Path {
+        self.pins.path()
+    }
+
+    /// Writes `count` flows into the flow table as if this host had seen
+    /// them now (clients in 198.18.200.0/22, see [`SEEN_FLOWS_FILTER`], to
+    /// the VIP), all
+    /// on backend `k`: those the table gives another backend are pinned.
+    pub fn write_seen_flows(&self, count: u32, k: usize) {
+        use failover::dataplane::{
+            flow_maps::Flows,
+            maps::{Backends, PinDir as Pins},
+        };
+        use failover_common::{FAMILY_IPV4, Flow, FlowKey, PROTO_TCP, flow_state, ipv4_addr};
+
+        assert!(count <= 1 << 18, "198.18.200.0/22 × 256 ports");
+        let pins = self.pins.path();
+        let backends = Backends::open(&mut Pins(pins)).expect("open the backends");
+        let addr = ipv4_addr(backend_addr(k).octets());
+        let (id, backend) = backends
+            .in_use()
+            .expect("read the backends")
+            .into_iter()
+            .find(|(_, b)| b.addr == addr)
+            .expect("the backend is configured");
+        let mut flows = Flows::open(&mut Pins(pins)).expect("open the flow table");
+        let now = failover::dataplane::now_ns();
+        for i in 0..count {
+            let client = [198, 18, 200 + (i >> 16) as u8, (i >> 8) as u8];
+            let key = FlowKey::new(
+                FAMILY_IPV4,
+                ipv4_addr(client),
+                ipv4_addr(VIP.octets()),
+                (1024 + (i & 0xff) as u16).to_be(),
+                SERVICE_PORT.to_be(),
+                PROTO_TCP,
+            );
+            let flow = Flow {
+                backend_id: id,
+                service_id: backend.service_id,
+                backend_generation: backend.generation,
+                state: flow_state::OPEN,
+                last_seen_ns: now,
+                expires_ns: now + 600_000_000_000,
+                ..Flow::default()
+            };
+            flows.put(&key, &flow, false).expect("write a flow");
+        }
+    }
+
     /// Everything the stopped agent left pinned removed (its flow table,
     /// links, saved state), as on a host that rebooted.
     pub fn forget_pins(&self) {
@@ -197,23 +252,28 @@ impl Edge {
     /// The client ports of the flows this edge host has pinned off the
     /// table now (`failover inspect flows --pinned`: what `[sync]` sends).
     pub fn pinned_client_ports(&self) -> std::collections::BTreeSet<u16> {
+        self.flow_rows(&["--pinned"])
+            .iter()
+            .filter_map(|row| row["src"].as_str()?.rsplit(':').next()?.parse().ok())
+            .collect()
+    }
+
+    /// The flow table's rows (`failover inspect flows` with `args`).
+    pub fn flow_rows(&self, args: &[&str]) -> Vec<serde_json::Value> {
         let output = std::process::Command::new(crate::failover_bin())
             .arg("inspect")
             .arg("--pin-dir")
             .arg(self.pins.path())
-            .args(["--json", "flows", "--pinned", "--limit", "1000000"])
+            .args(["--json", "flows", "--limit", "1000000"])
+            .args(args)
             .output()
             .expect("run failover inspect");
         assert!(
             output.status.success(),
-            "inspect flows --pinned: {}",
+            "inspect flows {args:?}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let rows: Vec<serde_json::Value> =
-            serde_json::from_slice(&output.stdout).expect("inspect prints JSON");
-        rows.iter()
-            .filter_map(|row| row["src"].as_str()?.rsplit(':').next()?.parse().ok())
-            .collect()
+        serde_json::from_slice(&output.stdout).expect("inspect prints JSON")
     }
 
     /// The routes in the announcement table now (what BIRD learns).

@@ -22,7 +22,7 @@ use failover::lab::{
     servers::BackendServer,
 };
 
-pub use self::edge::Edge;
+pub use self::edge::{Edge, SEEN_FLOWS_FILTER};
 use crate::netns::NetNs;
 
 /// How long the lab gives BGP, BFD and the first announcements.
@@ -237,6 +237,23 @@ impl FleetLab {
             });
             if (pinned > 0 && shared) || started.elapsed() > bound {
                 return views;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits (bounded) until edge host `i` holds `want` copies of its
+    /// peers' pinned flows (counted at its rounds); how many it holds.
+    pub fn wait_copies(&self, i: usize, want: u64, bound: Duration) -> u64 {
+        let started = Instant::now();
+        loop {
+            let copies = self.edges[i]
+                .status()
+                .sync
+                .expect("[sync] is configured")
+                .copies;
+            if copies >= want || started.elapsed() > bound {
+                return copies;
             }
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -322,3 +322,36 @@ fn a_starting_host_announces_only_once_its_peers_pinned_flows_are_in_or_the_peer
         "announced {announced_after:?} after its start, before the {wait:?} wait for a peer that is down"
     );
 }
+
+/// A round far bigger than a peer's receive buffer at once (tens of
+/// thousands of pinned flows, about two thousand datagrams) arrives whole.
+#[test]
+fn a_round_of_tens_of_thousands_of_pinned_flows_arrives_whole() {
+    const FLOWS: u32 = 60_000;
+    let lab = FleetLab::start();
+    // "Seen" on edge 0, all on backend1: those the table gives backend0
+    // (about half) are pinned off it.
+    lab.edges[0].write_seen_flows(FLOWS, 1);
+    let started = Instant::now();
+    let views = lab.wait_pinned_shared(Duration::from_secs(30));
+    eprintln!(
+        "edge 0: {} pinned of {FLOWS}, its walk {:.1} ms; edge 1 learned {:?}, {:?} after the flows were written",
+        views[0].pinned_flows,
+        views[0].last_walk_ms,
+        views[1].received,
+        started.elapsed()
+    );
+    assert!(
+        views[0].pinned_flows > u64::from(FLOWS) / 4,
+        "{:?}",
+        views[0]
+    );
+    // Every one of them: learned once, then held as a copy.
+    let copies = lab.wait_copies(1, views[0].pinned_flows, Duration::from_secs(10));
+    assert!(
+        copies >= views[0].pinned_flows,
+        "edge 1 holds {copies} copies of edge 0's {} pinned flows",
+        views[0].pinned_flows
+    );
+    assert_eq!(lab.sync_views()[1].refused, Default::default());
+}

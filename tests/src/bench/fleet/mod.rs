@@ -10,7 +10,7 @@
 
 mod trials;
 
-use self::trials::{Away, DrainRun, HostTrial, Pinned};
+use self::trials::{Away, BigRound, DrainRun, HostTrial, Pinned};
 use crate::bench::{Row, Section, Spread};
 
 /// The bars.
@@ -19,8 +19,24 @@ const SURVIVAL_BAR: f64 = 0.999;
 
 pub fn run(quick: bool) -> Section {
     let (count, long) = if quick { (1, 100) } else { (5, 1000) };
-    let (hosts, drain, pinned) = trials::run(count, long);
+    let (hosts, drain, pinned, big) = trials::run(count, long);
     let mut section = render(&hosts, &drain, &pinned, long);
+    section.markdown += &big_round_text(&big);
+    section.json["big_round"] = serde_json::json!({
+        "flows_written": big.written,
+        "pinned": big.pinned,
+        "walk_ms": big.walk_ms,
+        "walk_ns_per_entry": big.walk_ms * 1e6 / f64::from(big.written),
+        "round_bytes_per_peer": round_bytes(big.pinned),
+        "period_ms": big.period_ms,
+        "all_copied_s": big.all_copied.map(|d| d.as_secs_f64()),
+    });
+    if big.all_copied.is_none() {
+        section.failures.push(format!(
+            "fleet: edge 1 never held copies of edge 0's {} pinned flows",
+            big.pinned
+        ));
+    }
     if pinned.connections.len() * 4 < long {
         section.failures.push(format!(
             "fleet: only {} of {long} long connections were pinned off the table: the trials did not measure pinned flows",
@@ -253,4 +269,25 @@ fn pinned_table(pinned: &Pinned, long: usize) -> String {
         );
     }
     md
+}
+
+/// What a round of a big table costs.
+fn big_round_text(big: &BigRound) -> String {
+    let bytes = round_bytes(big.pinned);
+    format!(
+        "\nA bigger table: {} flows written into edge 0's flow table, all on backend1, so that \
+         {} are pinned off the table. Edge 0's walk took {:.1} ms ({:.2} µs an entry), so its rounds \
+         come every {} ms (at least five walks apart: at most a fifth of a core); a round is {:.2} MB \
+         to each peer ({} datagrams). Edge 1 held a copy of every one {} after they were written (found by walking its table with `inspect flows`, itself about a second).\n",
+        big.written,
+        big.pinned,
+        big.walk_ms,
+        big.walk_ms * 1000.0 / f64::from(big.written),
+        big.period_ms,
+        bytes as f64 / 1e6,
+        big.pinned
+            .div_ceil(failover::flow_sync::wire::RECORDS_PER_DATAGRAM as u64),
+        big.all_copied
+            .map_or("never".into(), |d| format!("{:.1} s", d.as_secs_f64())),
+    )
 }
