@@ -251,6 +251,41 @@ fn the_readme_configuration_is_valid() {
 }
 
 #[test]
+fn the_readme_configurations_commented_sections_are_valid_uncommented() {
+    // An operator building a fleet uncomments `[routing]` and `[sync]`.
+    let readme = include_str!("../../../README.md");
+    let block = readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .find(|block| block.contains("[[services]]") && block.contains("pin_dir"))
+        .expect("the README shows a configuration");
+    let mut uncommented = String::new();
+    let mut in_section = false;
+    for line in block.lines() {
+        if let Some(rest) = line.strip_prefix("# ") {
+            if rest.starts_with('[') {
+                in_section = rest.starts_with("[routing]") || rest.starts_with("[sync]");
+            }
+            if in_section {
+                uncommented += rest;
+                uncommented.push('\n');
+                continue;
+            }
+        } else {
+            in_section = false;
+        }
+        uncommented += line;
+        uncommented.push('\n');
+    }
+    assert!(uncommented.contains("\n[sync]") && uncommented.contains("\n[routing]"));
+    let config = AgentConfig::parse(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+    assert!(config.routing.is_some());
+    let sync = config.sync.expect("[sync]");
+    assert_eq!(sync.interval, crate::config::DEFAULT_SYNC_INTERVAL);
+}
+
+#[test]
 fn table_size_must_be_prime_or_zero() {
     let with = |size: &str| {
         EXAMPLE.replace(

@@ -221,8 +221,15 @@ impl FleetLab {
     /// views at the end.
     pub fn wait_pinned_shared(&self, bound: Duration) -> Vec<failover::flow_sync::SyncView> {
         let started = Instant::now();
+        let first = self.sync_views();
         loop {
             let views = self.sync_views();
+            // Two rounds of every host since the call: each counted what
+            // changed before it, and the others heard that.
+            let fresh = views
+                .iter()
+                .zip(&first)
+                .all(|(now, then)| now.rounds_total >= then.rounds_total + 2);
             let pinned: u64 = views.iter().map(|v| v.pinned_flows).sum();
             let shared = views.iter().enumerate().all(|(i, v)| {
                 let others: u64 = views
@@ -235,28 +242,41 @@ impl FleetLab {
                     + v.received.get("refreshed").copied().unwrap_or(0)
                     >= others
             });
-            if (pinned > 0 && shared) || started.elapsed() > bound {
+            if (fresh && pinned > 0 && shared) || started.elapsed() > bound {
                 return views;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
-    /// Waits (bounded) until edge host `i` holds `want` copies of its
-    /// peers' pinned flows (counted at its rounds); how many it holds.
-    pub fn wait_copies(&self, i: usize, want: u64, bound: Duration) -> u64 {
-        let started = Instant::now();
-        loop {
-            let copies = self.edges[i]
-                .status()
-                .sync
-                .expect("[sync] is configured")
-                .copies;
-            if copies >= want || started.elapsed() > bound {
-                return copies;
-            }
+    /// Writes `count` flows seen on edge 0 (`Edge::write_seen_flows`, on
+    /// backend1: about half pinned off the table), waits (bounded) until
+    /// edge 0's rounds count them and edge 1 holds a copy of every one it
+    /// pinned. The pinned ones, and when edge 1 held them all (after the
+    /// write; `None`: never, or too few were pinned).
+    pub fn big_round(&self, count: u32, bound: Duration) -> (u64, Option<Duration>) {
+        self.edges[0].write_seen_flows(count, 1);
+        let written = Instant::now();
+        while self.edges[0].status().sync.map_or(0, |v| v.pinned_flows) < u64::from(count) / 4
+            && written.elapsed() < bound
+        {
             std::thread::sleep(Duration::from_millis(100));
         }
+        let filter = ["--filter", SEEN_FLOWS_FILTER];
+        let pinned = self.edges[0]
+            .flow_rows(&["--pinned", filter[0], filter[1]])
+            .len() as u64;
+        if pinned < u64::from(count) / 4 {
+            return (pinned, None);
+        }
+        while written.elapsed() < bound {
+            // Edge 1 never saw these: every row is a copy.
+            if self.edges[1].flow_rows(&filter).len() as u64 >= pinned {
+                return (pinned, Some(written.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        (pinned, None)
     }
 
     /// Everything a failure message needs: routes, sessions, logs.

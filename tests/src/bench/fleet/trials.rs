@@ -155,35 +155,14 @@ pub(super) fn run(count: usize, long: usize) -> (Vec<HostTrial>, DrainRun, Pinne
 /// Edge 0 given [`BIG_ROUND_FLOWS`] flows on backend1 (about half pinned
 /// off the table): how long its walk takes and its peer to hold them all.
 fn big_round(lab: &FleetLab) -> BigRound {
-    use crate::fleet_lab::SEEN_FLOWS_FILTER;
-    lab.edges[0].write_seen_flows(BIG_ROUND_FLOWS, 1);
-    let written = Instant::now();
-    let filter = ["--filter", SEEN_FLOWS_FILTER];
-    // Edge 0's next round counts them (its walk is what is measured).
-    let bound = Duration::from_secs(60);
-    while lab.edges[0].status().sync.map_or(0, |v| v.pinned_flows) < u64::from(BIG_ROUND_FLOWS) / 4
-        && written.elapsed() < bound
-    {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let pinned = lab.edges[0]
-        .flow_rows(&["--pinned", filter[0], filter[1]])
-        .len() as u64;
-    let mut all_copied = None;
-    while written.elapsed() < bound {
-        if lab.edges[1].flow_rows(&filter).len() as u64 >= pinned {
-            all_copied = Some(written.elapsed());
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let (pinned, all_copied) = lab.big_round(BIG_ROUND_FLOWS, Duration::from_secs(60));
     let view = lab.sync_views().swap_remove(0);
     BigRound {
         written: BIG_ROUND_FLOWS,
         pinned,
         walk_ms: view.last_walk_ms,
         period_ms: view.interval_ms.max((view.last_walk_ms * 5.0) as u64),
-        all_copied: all_copied.filter(|_| pinned > u64::from(BIG_ROUND_FLOWS) / 4),
+        all_copied,
     }
 }
 
