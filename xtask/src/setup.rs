@@ -23,12 +23,25 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages and the command that shows each is installed.
 /// (HAProxy and nftables are the peers the benchmark measures us against;
 /// the test run includes its quick pass. BIRD is the routing daemon of the
-/// fleet labs: the upstream router and each edge host's BGP speaker.)
+/// fleet labs: the upstream router and each edge host's BGP speaker.
+/// Chromium loads the status page, Prometheus scrapes the agent and
+/// evaluates the alert rules, lintian checks the package.)
 const PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "ip"),
     ("haproxy", "haproxy"),
     ("nftables", "nft"),
     ("bird2", "bird"),
+    ("chromium", "chromium"),
+    ("prometheus", "promtool"),
+    ("lintian", "lintian"),
+];
+
+/// Services the packages start on the host at install, which the tests run
+/// themselves in their namespaces instead.
+const HOST_SERVICES: &[(&str, &str)] = &[
+    ("bird2", "bird.service"),
+    ("prometheus", "prometheus.service"),
+    ("prometheus", "prometheus-node-exporter.service"),
 ];
 
 pub fn run() -> anyhow::Result<Env> {
@@ -225,12 +238,17 @@ fn ensure_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
-    // The labs run their own BIRDs in their namespaces; the package's
-    // service, started on the host by the install, would route there.
-    if missing.contains(&"bird2") && std::path::Path::new("/run/systemd/system").exists() {
-        let _ = Command::new("systemctl")
-            .args(["disable", "--now", "bird.service"])
-            .status();
+    // The labs run their own daemons in their namespaces; the packages'
+    // services, started on the host by the install, would route there or
+    // hold their ports.
+    if std::path::Path::new("/run/systemd/system").exists() {
+        for (package, service) in HOST_SERVICES {
+            if missing.contains(package) {
+                let _ = Command::new("systemctl")
+                    .args(["disable", "--now", service])
+                    .status();
+            }
+        }
     }
     Ok(())
 }

@@ -157,7 +157,11 @@ pub async fn run(
     let events = EventBus::new(1024);
     let telemetry = Telemetry::new();
     let (stop_tasks, tasks_stop) = crate::util::shutdown::channel();
-    let mut background = spawn_outputs(&config, &events, &telemetry, &tasks_stop).await?;
+    // Requests for the decision loop: the control socket's, and the status
+    // page's `/status.json`.
+    let (calls_tx, mut calls) = mpsc::channel::<control::Call>(64);
+    let mut background =
+        spawn_outputs(&config, &events, &telemetry, &calls_tx, &tasks_stop).await?;
     let control_listener = control::bind(&config.control_socket)
         .await
         .map_err(|source| AgentError::Control {
@@ -251,7 +255,6 @@ pub async fn run(
     agent.refresh_telemetry();
     agent.announce();
 
-    let (calls_tx, mut calls) = mpsc::channel::<control::Call>(64);
     background.push(tokio::spawn(control::serve(
         control_listener,
         config.control_socket.clone(),
@@ -355,22 +358,28 @@ async fn spawn_outputs(
     config: &AgentConfig,
     events: &EventBus,
     telemetry: &Telemetry,
+    calls: &mpsc::Sender<control::Call>,
     shutdown: &crate::util::shutdown::Shutdown,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, AgentError> {
-    let mut tasks = Vec::new();
+    let mut tasks = vec![tokio::spawn(crate::outputs::recent::run(
+        events.subscribe(),
+        telemetry.clone(),
+    ))];
     if let Some(listen) = config.metrics_listen {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| AgentError::Metrics { listen, source })?;
-        info!(%listen, "metrics endpoint ready (GET /metrics)");
+        info!(%listen, "metrics endpoint ready (GET /metrics); status page at GET / and /status.json, read-only, where /metrics binds");
         let telemetry = telemetry.clone();
         let pin_dir = config.pin_dir.clone();
         let shutdown = shutdown.clone();
+        let calls = calls.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(err) = crate::outputs::metrics::serve_listener(
                 listener,
                 telemetry,
                 pin_dir,
+                Some(calls),
                 shutdown.wait(),
             )
             .await

@@ -384,6 +384,8 @@ impl Agent {
             announcements: snapshot.announcements,
             host_drained: self.host_drained(),
             sync: snapshot.sync,
+            recent_events: snapshot.recent_events.into(),
+            page_listen: self.config.metrics_listen.map(|listen| listen.to_string()),
         }
     }
 }

@@ -33,6 +33,13 @@ pub struct StatusAnswer {
     /// when sync is off).
     #[serde(default)]
     pub sync: Option<crate::flow_sync::SyncView>,
+    /// The last events (at most `outputs::recent::RECENT_EVENTS`), oldest
+    /// first, as the journal writes them.
+    #[serde(default)]
+    pub recent_events: Vec<serde_json::Value>,
+    /// Where the metrics endpoint and the status page listen (none: off).
+    #[serde(default)]
+    pub page_listen: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -149,6 +149,9 @@ pub struct Snapshot {
     pub announcements: Vec<AnnouncementView>,
     /// `[sync]`: the pinned flows shared with the other edge hosts.
     pub sync: Option<crate::flow_sync::SyncView>,
+    /// The last events, oldest first, as the journal writes them
+    /// (`outputs::recent`).
+    pub recent_events: std::collections::VecDeque<serde_json::Value>,
 }
 
 /// A VIP's announcement to the routing daemon, and why.

@@ -1,5 +1,6 @@
 //! The endpoint's HTTP: one request per connection, its head read under a
-//! size limit and a deadline, `GET`/`HEAD /metrics` answered.
+//! size limit and a deadline; `GET`/`HEAD` of `/metrics`, `/` (the status
+//! page) and `/status.json` answered.
 
 use std::{io, path::PathBuf};
 
@@ -19,7 +20,14 @@ pub(super) struct Scraper {
     pub(super) pin_dir: PathBuf,
     /// One map walk at a time, however many scrapes arrive together.
     pub(super) datapath_read: Mutex<()>,
+    pub(super) status: super::StatusSource,
 }
+
+/// The status page: self-contained (inline style and script, no external
+/// asset), refreshed from `/status.json`.
+const STATUS_PAGE: &str = include_str!("../page/status.html");
+/// How long `/status.json` waits for the decision loop.
+const STATUS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Scraper {
     pub(super) async fn handle(&self, mut stream: TcpStream) -> io::Result<()> {
@@ -34,16 +42,55 @@ impl Scraper {
             Ok(Err(HeadError::Io(err))) => return Err(err),
             Ok(Ok(head)) => match parse_request_line(&head) {
                 None => Response::text(400, "Bad Request", "bad request\n"),
-                Some((_, path)) if path != "/metrics" => {
-                    Response::text(404, "Not Found", "not found; try /metrics\n")
+                Some((method, _)) if method != "GET" && method != "HEAD" => {
+                    Response::text(405, "Method Not Allowed", "use GET\n")
                 }
-                Some(("GET", _)) => Response::metrics(self.scrape().await, false),
-                Some(("HEAD", _)) => Response::metrics(self.scrape().await, true),
-                Some(_) => Response::text(405, "Method Not Allowed", "use GET\n"),
+                Some((method, path)) => {
+                    let response = match path {
+                        "/metrics" => Response::metrics(self.scrape().await),
+                        "/" | "/index.html" => Response::page(STATUS_PAGE),
+                        "/status.json" => self.status().await,
+                        _ => Response::text(
+                            404,
+                            "Not Found",
+                            "not found; try / (the status page), /status.json or /metrics\n",
+                        ),
+                    };
+                    response.head_only(method == "HEAD")
+                }
             },
         };
         stream.write_all(&response.into_bytes()).await?;
         stream.shutdown().await
+    }
+
+    /// The decision loop's status answer, as the control socket gives it.
+    async fn status(&self) -> Response {
+        let Some(calls) = &self.status else {
+            return Response::text(503, "Service Unavailable", "no agent answers here\n");
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let call = crate::control::Call {
+            request: crate::control::Request::Status {},
+            reply,
+        };
+        if calls.send(call).await.is_err() {
+            return Response::text(503, "Service Unavailable", "the agent is stopping\n");
+        }
+        match timeout(STATUS_WAIT, answer).await {
+            Ok(Ok(response)) if response.ok => Response::json(response.result.to_string()),
+            Ok(Ok(response)) => Response::text(
+                500,
+                "Internal Server Error",
+                &format!("{}\n", response.error.unwrap_or_default()),
+            ),
+            Ok(Err(_)) => Response::text(503, "Service Unavailable", "the agent is stopping\n"),
+            Err(_) => Response::text(
+                503,
+                "Service Unavailable",
+                "the agent's decision loop did not answer within 3 s\n",
+            ),
+        }
     }
 
     pub(super) async fn scrape(&self) -> String {
@@ -133,19 +180,40 @@ impl Response {
         }
     }
 
-    pub(super) fn metrics(body: String, head_only: bool) -> Self {
+    pub(super) fn metrics(body: String) -> Self {
+        Self::ok(CONTENT_TYPE, body)
+    }
+
+    fn page(body: &str) -> Self {
+        Self::ok("text/html; charset=utf-8", body.to_owned())
+    }
+
+    fn json(body: String) -> Self {
+        Self::ok("application/json", body)
+    }
+
+    fn ok(content_type: &'static str, body: String) -> Self {
         Self {
             status: 200,
             reason: "OK",
-            content_type: CONTENT_TYPE,
+            content_type,
             body,
-            head_only,
+            head_only: false,
         }
     }
 
+    pub(super) fn head_only(mut self, head_only: bool) -> Self {
+        self.head_only = head_only;
+        self
+    }
+
     pub(super) fn into_bytes(self) -> Vec<u8> {
+        // Read-only pages of live state: never cached, never framed by
+        // another site, no script or style from anywhere else.
         let mut out = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\
+             Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n\
+             Content-Security-Policy: default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'\r\n\r\n",
             self.status,
             self.reason,
             self.content_type,

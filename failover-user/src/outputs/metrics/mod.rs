@@ -1,4 +1,8 @@
-//! The Prometheus endpoint: `GET /metrics` in text exposition format 0.0.4.
+//! The HTTP endpoint: `GET /metrics` in Prometheus text exposition format
+//! 0.0.4, and the status page: `GET /` (one self-contained page, no
+//! external assets) refreshed from `GET /status.json`, the same typed
+//! answer as the control socket's `status` (asked of the decision loop the
+//! same way). Everything is read-only.
 //!
 //! Agent-side metrics (health, probes, failovers) come from the telemetry
 //! snapshot; data-path counters are read from the pinned maps on each scrape,
@@ -110,30 +114,37 @@ impl DatapathCounters {
     }
 }
 
-/// Binds `listen` and serves `GET /metrics` until `shutdown` completes.
+/// Where `/status.json` asks for the status: the decision loop's request
+/// channel (`None`: no agent, the page says so).
+pub type StatusSource = Option<tokio::sync::mpsc::Sender<crate::control::Call>>;
+
+/// Binds `listen` and serves until `shutdown` completes.
 pub async fn serve(
     listen: SocketAddr,
     telemetry: Telemetry,
     pin_dir: PathBuf,
+    status: StatusSource,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     info!(listen = %listener.local_addr()?, "metrics endpoint listening");
-    serve_listener(listener, telemetry, pin_dir, shutdown).await
+    serve_listener(listener, telemetry, pin_dir, status, shutdown).await
 }
 
-/// Serves `GET /metrics` on an already bound listener until `shutdown`
-/// completes; connections still open then are closed.
+/// Serves on an already bound listener until `shutdown` completes;
+/// connections still open then are closed.
 pub async fn serve_listener(
     listener: TcpListener,
     telemetry: Telemetry,
     pin_dir: PathBuf,
+    status: StatusSource,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let scraper = Arc::new(Scraper {
         telemetry,
         pin_dir,
         datapath_read: Mutex::new(()),
+        status,
     });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();

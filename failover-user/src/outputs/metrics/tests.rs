@@ -82,6 +82,7 @@ fn snapshot() -> Snapshot {
             refused: [("stranger".to_owned(), 1)].into(),
             ..Default::default()
         }),
+        recent_events: Default::default(),
     }
 }
 
@@ -356,9 +357,25 @@ async fn serves_metrics_and_404_over_http() {
     telemetry.update(|s| *s = snapshot());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let pin_dir = std::env::temp_dir().join("failover-metrics-test-no-such-pin-dir");
-    let server = tokio::spawn(serve_listener(listener, telemetry, pin_dir, async {
-        let _ = stopped.await;
-    }));
+    // A decision loop that answers `status` with a marker.
+    let (calls, mut asked) = tokio::sync::mpsc::channel::<crate::control::Call>(4);
+    tokio::spawn(async move {
+        while let Some(call) = asked.recv().await {
+            assert_eq!(call.request, crate::control::Request::Status {});
+            let _ = call.reply.send(crate::control::Response::ok(
+                serde_json::json!({"services": [], "marker": 7}),
+            ));
+        }
+    });
+    let server = tokio::spawn(serve_listener(
+        listener,
+        telemetry,
+        pin_dir,
+        Some(calls),
+        async {
+            let _ = stopped.await;
+        },
+    ));
 
     // A client that connects and sends nothing must not hold up the others.
     let _idle = TcpStream::connect(addr).await.unwrap();
@@ -376,6 +393,33 @@ async fn serves_metrics_and_404_over_http() {
     );
     assert!(body.contains("failover_failovers_total 1\n"), "{body}");
     assert!(body.contains("failover_datapath_up 0\n"), "{body}");
+
+    // The status page, self-contained, and its data: the loop's answer.
+    let response = get(addr, b"GET / HTTP/1.1\r\n\r\n").await;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/html; charset=utf-8"),
+        "{head}"
+    );
+    assert!(head.contains("Cache-Control: no-store"), "{head}");
+    assert!(
+        body.contains("fetch(\"/status.json\""),
+        "refreshed from /status.json"
+    );
+    for external in ["src=\"http", "href=\"http", "@import", "<link"] {
+        assert!(!body.contains(external), "an external asset: {external}");
+    }
+    let response = get(addr, b"GET /status.json HTTP/1.1\r\n\r\n").await;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains("Content-Type: application/json"), "{head}");
+    let value: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(value["marker"], 7);
+    let response = get(addr, b"HEAD / HTTP/1.1\r\n\r\n").await;
+    assert!(
+        response.ends_with("\r\n\r\n"),
+        "HEAD has no body: {response}"
+    );
 
     let response = get(addr, b"GET /nope HTTP/1.1\r\n\r\n").await;
     assert!(response.starts_with("HTTP/1.1 404 "), "{response}");

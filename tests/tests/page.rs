@@ -1,0 +1,163 @@
+//! The status page in a real browser: headless Chromium loads `GET /` from
+//! the agent in the lab before and during a failover, and the test reads
+//! the DOM the page's script rendered from `/status.json` (the standby
+//! shown taking new flows, the failover listed with its evidence). A
+//! screenshot is kept under `target/` for people to look at.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use failover_tests::agent_lab::{AgentLab, Failback, HEALTH_PORT, Options, PRIMARY, Probe};
+
+const PORT: u16 = 9393;
+/// How long one Chromium run may take before it is killed (by its pid).
+const BROWSER_BOUND: Duration = Duration::from_secs(60);
+
+/// Chromium run in the lab's lb namespace (where the endpoint listens on
+/// loopback) with `args`, bounded; its stdout.
+fn chromium(lab: &AgentLab, profile: &Path, args: &[&str]) -> String {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", lab.lb.name(), "chromium"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-extensions",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        // The page's first fetch and render, in virtual time.
+        .arg("--virtual-time-budget=5000")
+        .args(args)
+        .arg(format!("http://127.0.0.1:{PORT}/"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run chromium (cargo xtask setup installs it)");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for chromium") {
+            let mut out = String::new();
+            if let Some(mut stdout) = child.stdout.take() {
+                std::io::Read::read_to_string(&mut stdout, &mut out).expect("read the DOM");
+            }
+            assert!(status.success(), "chromium failed: {status}");
+            return out;
+        }
+        if started.elapsed() > BROWSER_BOUND {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within {BROWSER_BOUND:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn dom(lab: &AgentLab, profile: &Path) -> String {
+    let dom = chromium(lab, profile, &["--dump-dom"]);
+    assert!(
+        dom.contains("data-loaded=\"true\""),
+        "the page never rendered /status.json:\n{dom}\n{}",
+        lab.diag()
+    );
+    dom
+}
+
+/// The row of backend `name` of service web, as rendered.
+fn row<'a>(dom: &'a str, name: &str) -> &'a str {
+    let start = dom
+        .find(&format!("data-backend=\"web/{name}\""))
+        .unwrap_or_else(|| panic!("no row for {name}:\n{dom}"));
+    let end = dom[start..].find("</tr>").map_or(dom.len(), |e| start + e);
+    &dom[start..end]
+}
+
+fn target_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target")
+}
+
+#[test]
+fn the_status_page_shows_a_failover_as_it_happens_in_a_real_browser() {
+    let lab = AgentLab::start_with(
+        Options {
+            probe: Probe::Tcp { port: HEALTH_PORT },
+            failback: Failback::Manual,
+        },
+        |_, config| config.metrics(format!("127.0.0.1:{PORT}")),
+    );
+    lab.wait_log("metrics endpoint ready", Duration::from_secs(5));
+    let profile = tempdir();
+
+    let before = dom(&lab, &profile);
+    assert!(
+        row(&before, "primary").contains("data-takes-new=\"true\""),
+        "{before}"
+    );
+    assert!(
+        row(&before, "standby").contains("data-takes-new=\"false\""),
+        "{before}"
+    );
+    assert!(
+        before.contains("served on 127.0.0.1:9393"),
+        "it says where it binds"
+    );
+
+    lab.health[PRIMARY].set(failover_tests::agent_lab::Health::Down);
+    lab.wait_log("new flows switched", Duration::from_secs(5));
+    let during = dom(&lab, &profile);
+    let standby = row(&during, "standby");
+    assert!(standby.contains("data-takes-new=\"true\""), "{standby}");
+    let primary = row(&during, "primary");
+    assert!(
+        primary.contains("data-takes-new=\"false\"") && primary.contains("unhealthy"),
+        "{primary}"
+    );
+    assert!(
+        during.contains("class=\"new-flows\">standby<"),
+        "the service says who takes new flows:\n{during}"
+    );
+    let failover = during
+        .find("data-kind=\"failover\"")
+        .map(|at| &during[at..during[at..].find("</li>").map_or(during.len(), |e| at + e)])
+        .unwrap_or_else(|| panic!("the failover is not listed:\n{during}"));
+    assert!(
+        failover.contains("primary") && failover.contains("standby"),
+        "{failover}"
+    );
+    assert!(
+        during.contains("id=\"failovers\">1<"),
+        "one failover counted:\n{during}"
+    );
+
+    // The picture, for people (README's screenshot comes from here).
+    let shot = target_dir().join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(
+        &lab,
+        &profile,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1200,760",
+        ],
+    );
+    let png = std::fs::read(&shot).expect("the screenshot was written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    eprintln!("screenshot: {} ({} KB)", shot.display(), png.len() / 1024);
+    let _ = std::fs::remove_dir_all(&profile);
+}
+
+/// A fresh browser profile directory.
+fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fo-chromium-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the profile directory");
+    dir
+}
