@@ -101,6 +101,15 @@ pub(super) fn render_agent(out: &mut Exposition, snapshot: &Snapshot) {
     }
 
     out.family(
+        "failover_backend_tier",
+        "gauge",
+        "The backend's priority tier: 0 the most preferred; higher tiers are standbys.",
+    );
+    for (_, backend, labels) in backends(snapshot) {
+        out.sample("failover_backend_tier", &labels, backend.tier);
+    }
+
+    out.family(
         "failover_backend_state",
         "gauge",
         "Data-path state of the backend: 1 for the current one of up, down, draining.",
