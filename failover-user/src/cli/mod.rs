@@ -9,6 +9,7 @@ pub mod host;
 pub mod inspect;
 pub mod ops;
 pub mod run;
+pub mod status;
 
 use std::path::PathBuf;
 
@@ -69,8 +70,19 @@ pub enum Command {
     },
     /// Services, who takes new flows, backend health with the last probe, flows.
     ///
-    /// Example: failover status
-    Status,
+    /// Example: failover status --watch
+    Status {
+        /// Refresh in place (packets per second, the last events) until
+        /// Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        /// How often --watch refreshes (100ms to 1h).
+        #[arg(long, default_value = "1s", value_parser = watch_interval)]
+        interval: std::time::Duration,
+        /// Stop --watch after this many refreshes.
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// Stop new flows to a backend; established flows finish. Follows the
     /// flows as they end; at the deadline the rest are re-picked.
     ///
@@ -204,6 +216,17 @@ fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
         .ok_or_else(|| format!("{text:?} is not a duration (e.g. 100ms, 1s)"))
 }
 
+/// `status --interval`: a duration within 100 ms and an hour.
+fn watch_interval(text: &str) -> Result<std::time::Duration, String> {
+    let interval = parse_duration_arg(text)?;
+    let bounds = std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(3600);
+    if bounds.contains(&interval) {
+        Ok(interval)
+    } else {
+        Err(format!("{text}: must be between 100ms and 1h"))
+    }
+}
+
 impl Cli {
     /// The configuration named by --config, if any.
     fn config_file(&self) -> anyhow::Result<Option<crate::config::AgentConfig>> {
@@ -275,7 +298,20 @@ impl Cli {
                     json,
                 ),
             },
-            Command::Status => ops::status(&self.control_socket()?, json),
+            Command::Status {
+                watch,
+                interval,
+                count,
+            } => {
+                if watch {
+                    if json {
+                        anyhow::bail!("--watch draws a table; use --json without it");
+                    }
+                    status::watch(&self.control_socket()?, interval, count)
+                } else {
+                    status::once(&self.control_socket()?, json)
+                }
+            }
             Command::Drain {
                 backend,
                 deadline,

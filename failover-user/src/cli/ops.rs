@@ -35,7 +35,7 @@ pub fn status_answer(socket: &Path) -> anyhow::Result<StatusAnswer> {
     serde_json::from_value(value).context("the agent's status answer has an unknown shape")
 }
 
-fn print(value: &Value, json: bool) {
+pub(super) fn print(value: &Value, json: bool) {
     if json {
         println!(
             "{}",
@@ -91,110 +91,8 @@ fn join(list: &Value) -> String {
     }
 }
 
-pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
-    if json {
-        print(&call(socket, &Request::Status {})?, true);
-        return Ok(());
-    }
-    let status = status_answer(socket)?;
-    for service in &status.services {
-        println!(
-            "service {} {}/{}  new flows -> {}",
-            service.name,
-            with_port(&service.vip, service.port),
-            service.protocol,
-            listed(&service.new_flows_to)
-        );
-        let addresses: Vec<String> = service
-            .backends
-            .iter()
-            .map(|b| match b.port {
-                Some(port) => with_port(&b.address, port),
-                None => b.address.clone(),
-            })
-            .collect();
-        let width = addresses.iter().map(String::len).max().unwrap_or(0).max(18);
-        println!(
-            "  {:<12} {:<width$} {:>4} {:<8} {:<9} {:<26} {:>6} {:>10}  last probe",
-            "backend", "address", "tier", "health", "state", "admin", "flows", "pkts to"
-        );
-        for (b, address) in service.backends.iter().zip(&addresses) {
-            let last = match (&b.probe.last_error, b.probe.last_latency_ms) {
-                (Some(err), _) => format!("failed: {err}"),
-                (None, Some(ms)) => format!("ok {ms:.2} ms"),
-                _ => "none yet".to_owned(),
-            };
-            println!(
-                "  {:<12} {:<width$} {:>4} {:<8} {:<9} {:<26} {:>6} {:>10}  {last}",
-                b.name,
-                address,
-                b.tier,
-                if b.healthy { "healthy" } else { "failing" },
-                b.state,
-                b.admin.as_deref().unwrap_or("-"),
-                b.active_flows,
-                b.packets_to.map_or("-".to_owned(), |p| p.to_string()),
-            );
-        }
-    }
-    println!(
-        "failovers {}  failbacks {}  last failover gap {}  (flows: seen within {} s)",
-        status.totals.failovers_total,
-        status.totals.failbacks_total,
-        status
-            .totals
-            .last_failover_gap_seconds
-            .map_or("-".into(), |s| format!("{:.3} s", s)),
-        status.active_flow_idle_s
-    );
-    if status.host_drained {
-        println!("host drained (`failover host undrain` ends it): every VIP withdrawn");
-    }
-    for announcement in &status.announcements {
-        println!(
-            "VIP {} {}: {}",
-            announcement.vip,
-            if announcement.announced {
-                "announced"
-            } else {
-                "withdrawn"
-            },
-            announcement.why
-        );
-    }
-    if let Some(sync) = &status.sync {
-        println!(
-            "sync {} every {} ms: {} pinned flows sent at the last round, {} copies of the peers' held{}",
-            sync.listen,
-            sync.interval_ms,
-            sync.pinned_flows,
-            sync.copies,
-            if sync.caught_up {
-                ""
-            } else {
-                "; waiting for the peers' pinned flows before announcing"
-            }
-        );
-        for peer in &sync.peers {
-            println!(
-                "  peer {}: {}, {} rounds, {} flows received",
-                peer.peer,
-                peer.heard_s_ago
-                    .map_or("never heard".into(), |s| format!("heard {s:.1} s ago")),
-                peer.rounds_complete,
-                peer.flows_received_total
-            );
-        }
-        let refused: u64 = sync.refused.values().sum();
-        if refused > 0 {
-            println!("  refused datagrams: {:?}", sync.refused);
-        }
-    }
-    Ok(())
-}
-
 /// `address:port` of an address as status carries it (bracketed for IPv6).
-fn with_port(address: &str, port: u16) -> String {
+pub(super) fn with_port(address: &str, port: u16) -> String {
     match address.parse::<std::net::IpAddr>() {
         Ok(ip) => crate::model::endpoint_text(ip, port),
         Err(_) => format!("{address}:{port}"),
@@ -202,7 +100,7 @@ fn with_port(address: &str, port: u16) -> String {
 }
 
 /// `a,b` (or `nothing`).
-fn listed(names: &[String]) -> String {
+pub(super) fn listed(names: &[String]) -> String {
     if names.is_empty() {
         "nothing".to_owned()
     } else {

@@ -1,8 +1,9 @@
-//! The status page in a real browser: headless Chromium loads `GET /` from
-//! the agent in the lab before and during a failover, and the test reads
-//! the DOM the page's script rendered from `/status.json` (the standby
-//! shown taking new flows, the failover listed with its evidence). A
-//! screenshot is kept under `target/` for people to look at.
+//! What an operator looks at. The status page in a real browser: headless
+//! Chromium loads `GET /` from the agent in the lab before and during a
+//! failover, and the test reads the DOM the page's script rendered from
+//! `/status.json` (the standby shown taking new flows, the failover listed
+//! with its evidence); a screenshot is kept under `target/` for people to
+//! look at. And `failover status --watch`, the same in a terminal.
 
 use std::{
     path::{Path, PathBuf},
@@ -160,4 +161,37 @@ fn tempdir() -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create the profile directory");
     dir
+}
+
+#[test]
+fn status_watch_refreshes_in_place_with_packet_rates_and_the_last_events() {
+    let lab = AgentLab::start(Options {
+        probe: Probe::Tcp { port: HEALTH_PORT },
+        failback: Failback::Manual,
+    });
+    lab.health[PRIMARY].set(failover_tests::agent_lab::Health::Down);
+    lab.wait_log("new flows switched", Duration::from_secs(5));
+    let (ok, out) = lab.ctl_output(&["status", "--watch", "--interval", "200ms", "--count", "3"]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        out.matches("\x1b[H\x1b[2J").count(),
+        3,
+        "three frames, each drawn in place:\n{out}"
+    );
+    let last = out.rsplit("\x1b[H\x1b[2J").next().unwrap_or_default();
+    assert!(last.contains("new flows -> standby"), "{last}");
+    assert!(
+        last.contains("pkts/s to"),
+        "rates from the second frame on:\n{last}"
+    );
+    assert!(
+        last.contains("failover: web: new flows primary -> standby"),
+        "the last events:\n{last}"
+    );
+    assert!(last.contains("Ctrl-C to stop"), "{last}");
+    // Bad intervals are refused with their bounds; --watch is no JSON.
+    let (ok, out) = lab.ctl_output(&["status", "--watch", "--interval", "10ms"]);
+    assert!(!ok && out.contains("between 100ms and 1h"), "{out}");
+    let (ok, out) = lab.ctl_output(&["status", "--watch", "--json"]);
+    assert!(!ok && out.contains("--watch draws a table"), "{out}");
 }
