@@ -3,6 +3,7 @@
 mod bench;
 mod cmd;
 mod fuzz;
+mod package;
 mod run;
 mod setup;
 mod test;
@@ -46,6 +47,17 @@ enum Command {
         #[arg(long)]
         only: Option<String>,
     },
+    /// Build the Debian package (release binary, unit, sample
+    /// configuration, man pages, completions, dashboard, alert rules) into
+    /// target/debian/, checked by lintian.
+    Package {
+        /// Package this binary instead of building the release one.
+        #[arg(long)]
+        binary: Option<std::path::PathBuf>,
+        /// Where to write it (default: target/debian).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Random and mutated frames through the real XDP program, checked
     /// against invariants (a million by default); prints seed and rate.
     Fuzz {
@@ -69,6 +81,9 @@ fn main() -> ExitCode {
         Command::Bench { quick, only } => {
             setup::run().and_then(|env| bench::run(&env, quick, only.as_deref()))
         }
+        Command::Package { binary, out } => setup::run().and_then(|env| {
+            package::run(&env, binary.as_deref(), out.as_deref()).map(|_| ExitCode::SUCCESS)
+        }),
         Command::Fuzz { packets, seed } => {
             setup::run().and_then(|env| fuzz::run(&env, packets, seed))
         }

@@ -1,5 +1,6 @@
 //! Command-line types (clap) and one module per subcommand.
 
+mod assets;
 pub mod check;
 #[cfg(feature = "lab")]
 pub mod demo;
@@ -209,6 +210,12 @@ pub enum Command {
     ///
     /// Example: failover counters
     Counters,
+    /// Writes the man pages and shell completions (for packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Directory to write `man/` and `completions/` into.
+        out: PathBuf,
+    },
 }
 
 fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
@@ -390,6 +397,7 @@ impl Cli {
             )),
             Command::Detach { pin_dir, dry_run } => detach::run(&self.pin_dir(pin_dir)?, dry_run),
             Command::Inspect { pin_dir, what } => inspect::run(&self.pin_dir(pin_dir)?, json, what),
+            Command::GenerateAssets { out } => assets::generate(&out),
             Command::Counters => {
                 println!(
                     "verdicts: {}",
