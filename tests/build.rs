@@ -2,17 +2,17 @@
 //! target and leaves the object in OUT_DIR for `failover_tests::bench_object`.
 //! They live in their own crate so the product's object never carries them.
 
-fn main() -> anyhow::Result<()> {
-    let root_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../failover-bench-ebpf");
+#[path = "../build-support/ebpf.rs"]
+mod ebpf;
+
+fn main() {
+    let root_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../failover-bench-ebpf");
     // The harness borrows the panic handler and license from failover-ebpf's
-    // library; aya-build already watches the harness crate itself.
+    // library; the harness crate itself is watched by the build.
     println!("cargo:rerun-if-changed=../failover-ebpf/src/lib.rs");
-    aya_build::build_ebpf(
-        [aya_build::Package {
-            name: "failover-bench-ebpf",
-            root_dir,
-            ..Default::default()
-        }],
-        aya_build::Toolchain::default(),
-    )
+    ebpf::exit_on_error(ebpf::build(
+        "failover-bench-ebpf",
+        &root_dir,
+        &["failover-bench"],
+    ));
 }

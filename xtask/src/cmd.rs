@@ -87,9 +87,41 @@ pub const EBPF_CRATES_EXCLUDED: [&str; 4] = [
 /// the builds share artifacts instead of rebuilding each other's.
 pub const AGENT_FEATURES: [&str; 2] = ["--features", "failover-user/lab"];
 
-/// Builds the release `failover` binary (with the lab); returns its path.
+/// Runs `command` with its output in `target/xtask-<name>.log` (one line
+/// says so): the log's end is shown only if it fails.
+pub fn logged(command: &mut Command, name: &str) -> anyhow::Result<()> {
+    let target = workspace_root().join("target");
+    std::fs::create_dir_all(&target)?;
+    let log_path = target.join(format!("xtask-{name}.log"));
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let done = command
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()
+        .with_context(|| format!("starting {command:?}"))?;
+    if !done.success() {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        for line in &lines[lines.len().saturating_sub(40)..] {
+            eprintln!("  {line}");
+        }
+        bail!(
+            "{command:?} failed ({done}); the whole log: {}",
+            log_path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Builds the release `failover` binary (with the lab) quietly, one line
+/// for the stage; returns the binary's path.
 pub fn build_release_agent(env: &Env) -> anyhow::Result<PathBuf> {
-    status(
+    eprintln!(
+        "xtask: building failover (release, with the demo lab; a first build takes several minutes; log: target/xtask-build.log)"
+    );
+    let started = std::time::Instant::now();
+    logged(
         env.cargo()
             .args([
                 "build",
@@ -100,7 +132,9 @@ pub fn build_release_agent(env: &Env) -> anyhow::Result<PathBuf> {
                 "failover",
             ])
             .args(AGENT_FEATURES),
+        "build",
     )?;
+    eprintln!("xtask: built in {:.0} s", started.elapsed().as_secs_f64());
     Ok(env.root.join("target/release/failover"))
 }
 

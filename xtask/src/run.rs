@@ -13,6 +13,7 @@ pub fn build_and_run(env: &Env, args: &[String]) -> anyhow::Result<ExitCode> {
     let binary = cmd::build_release_agent(env)?;
     let demo = ["demo".to_owned()];
     let args = if args.is_empty() { &demo[..] } else { args };
+    eprintln!("xtask: running `failover {}`", args.join(" "));
     let mut command = std::process::Command::new(&binary);
     command.args(args).env("PATH", &env.path);
     // Ctrl-C goes to the whole foreground group: let `failover` handle it

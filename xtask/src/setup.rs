@@ -70,16 +70,21 @@ fn ensure_nightly() -> anyhow::Result<()> {
         .map(|o| !o.status.success())
         .unwrap_or(true)
     {
-        eprintln!("xtask: nightly toolchain missing; installing it with rust-src");
-        cmd::status(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            "nightly",
-            "--profile",
-            "minimal",
-            "--component",
-            "rust-src",
-        ]))
+        eprintln!(
+            "xtask: nightly toolchain missing; installing it with rust-src (log: target/xtask-rustup.log)"
+        );
+        cmd::logged(
+            Command::new("rustup").args([
+                "toolchain",
+                "install",
+                "nightly",
+                "--profile",
+                "minimal",
+                "--component",
+                "rust-src",
+            ]),
+            "rustup",
+        )
         .context(
             "the eBPF program needs a nightly toolchain with rust-src; \
              install it with `rustup toolchain install nightly --component rust-src`",
@@ -170,7 +175,7 @@ fn ensure_bpf_linker(tools: &Path) -> anyhow::Result<PathBuf> {
         ])
         .arg("--root")
         .arg(&prefix);
-    cmd::status(&mut install).context("building bpf-linker")?;
+    cmd::logged(&mut install, "bpf-linker").context("building bpf-linker")?;
     cmd::output(Command::new(bin_dir.join("bpf-linker")).arg("--version"))
         .context("the freshly built bpf-linker does not run")?;
     fs::write(&stamp_path, stamp)?;
@@ -230,13 +235,20 @@ fn ensure_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
             missing.join(" ")
         );
     }
-    eprintln!("xtask: installing {missing:?}");
-    cmd::status(Command::new("apt-get").arg("update").arg("-q"))?;
-    cmd::status(
+    eprintln!(
+        "xtask: installing the Debian packages {} (log: target/xtask-apt-install.log)",
+        missing.join(", ")
+    );
+    cmd::logged(
+        Command::new("apt-get").arg("update").arg("-q"),
+        "apt-update",
+    )?;
+    cmd::logged(
         Command::new("apt-get")
             .args(["install", "-y", "-q"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
+        "apt-install",
     )?;
     // The labs run their own daemons in their namespaces; the packages'
     // services, started on the host by the install, would route there or
