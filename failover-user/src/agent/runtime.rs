@@ -292,6 +292,7 @@ impl ServiceRuntime {
                     address: plan.spec.addr.to_string(),
                     port: plan.spec.port,
                     tier: plan.spec.tier,
+                    weight: plan.spec.weight,
                     healthy: b.health.healthy(),
                     state,
                     admin,

@@ -56,6 +56,10 @@ pub struct BackendView {
     pub address: String,
     pub port: Option<u16>,
     pub tier: u8,
+    /// Its configured Maglev weight (its share among the backends taking
+    /// new flows).
+    #[serde(default)]
+    pub weight: u32,
     /// Health from probes (rise/fall applied).
     pub healthy: bool,
     /// What the data path does with it: up, down, draining.

@@ -18,6 +18,7 @@ fn backend(name: &str, id: u32, healthy: bool, state: &str) -> BackendView {
         address: format!("198.51.100.{}", 10 + id),
         port: Some(8080),
         tier: id as u8,
+        weight: 1,
         healthy,
         state: state.to_owned(),
         admin: None,
