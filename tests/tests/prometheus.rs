@@ -1,8 +1,10 @@
 //! `dist/`'s Grafana dashboard and Prometheus alert rules against a real
 //! Prometheus (started by the test in the lab's lb namespace, stopped by
 //! its pid): `promtool check rules` passes, Prometheus scrapes the agent,
-//! every dashboard panel's query returns series, and each alert fires in
-//! the scenario it describes and resolves after.
+//! every dashboard panel's query returns series, and the alerts for an
+//! agent down, a failover, a backend down, a service down, an empty
+//! standby pool and the flood guard fire in their scenario and resolve
+//! after.
 
 use std::{
     io::{Read, Write},
@@ -12,8 +14,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use failover_tests::agent_lab::{
-    AgentLab, Failback, HEALTH_PORT, Health, Options, PRIMARY, Probe, STANDBY,
+use failover::lab::topology::PEER_IF;
+use failover_tests::{
+    agent_lab::{
+        AgentLab, Failback, HEALTH_PORT, Health, Options, PRIMARY, Probe, SERVICE_PORT, STANDBY,
+        VIP,
+    },
+    flood::Flood,
 };
 use serde_json::Value;
 
@@ -205,7 +212,11 @@ fn the_dashboard_and_alert_rules_work_against_a_real_prometheus() {
             probe: Probe::Tcp { port: HEALTH_PORT },
             failback: Failback::Auto(Duration::from_millis(500)),
         },
-        |_, config| config.metrics(format!("127.0.0.1:{METRICS_PORT}")),
+        |_, config| {
+            config
+                .metrics(format!("127.0.0.1:{METRICS_PORT}"))
+                .max_new_flows_per_cpu(1_000)
+        },
     );
     lab.wait_log("metrics endpoint ready", Duration::from_secs(5));
     let prometheus = Prometheus::start(&lab);
@@ -226,8 +237,19 @@ fn the_dashboard_and_alert_rules_work_against_a_real_prometheus() {
         "alerts firing on a healthy lab: {quiet:?}"
     );
 
-    // The primary fails: a failover, a backend down.
+    // The primary fails: a failover, a backend down. And a burst of first
+    // ACKs far above the flood guard's rate.
     lab.health[PRIMARY].set(Health::Down);
+    let client_if = lab.client.ifindex(PEER_IF);
+    Flood::first_acks((VIP, SERVICE_PORT)).burst(&lab.client, client_if, 5_000);
+    wait_alert(
+        &lab,
+        &prometheus,
+        "FailoverFloodGuard",
+        None,
+        true,
+        Duration::from_secs(30),
+    );
     let after = wait_alert(
         &lab,
         &prometheus,
@@ -304,6 +326,14 @@ fn the_dashboard_and_alert_rules_work_against_a_real_prometheus() {
         None,
         false,
         Duration::from_secs(120),
+    );
+    wait_alert(
+        &lab,
+        &prometheus,
+        "FailoverFloodGuard",
+        None,
+        false,
+        Duration::from_secs(60),
     );
 
     // The agent dies: not scraped; back: resolved.
