@@ -91,21 +91,19 @@ fn stage_files(env: &Env, binary: &Path, stage: &Path) -> anyhow::Result<()> {
         unit.as_bytes(),
         0o644,
     )?;
-    put(
-        "etc/failover/failover.toml",
-        &read(&dist.join("failover.toml"))?,
-        0o644,
-    )?;
-    put(
-        "usr/share/failover/grafana/failover-dashboard.json",
-        &read(&dist.join("grafana/failover-dashboard.json"))?,
-        0o644,
-    )?;
-    put(
-        "usr/share/failover/prometheus/failover-alerts.yml",
-        &read(&dist.join("prometheus/failover-alerts.yml"))?,
-        0o644,
-    )?;
+    for (packaged, shipped) in [
+        ("etc/failover/failover.toml", "failover.toml"),
+        (
+            "usr/share/failover/grafana/failover-dashboard.json",
+            "grafana/failover-dashboard.json",
+        ),
+        (
+            "usr/share/failover/prometheus/failover-alerts.yml",
+            "prometheus/failover-alerts.yml",
+        ),
+    ] {
+        put(packaged, &read(&dist.join(shipped))?, 0o644)?;
+    }
 
     // Man pages and completions from the binary's own clap definitions.
     let assets = stage.with_extension("assets");
@@ -125,21 +123,19 @@ fn stage_files(env: &Env, binary: &Path, stage: &Path) -> anyhow::Result<()> {
         )?;
     }
     let completions = assets.join("completions");
-    put(
-        "usr/share/bash-completion/completions/failover",
-        &read(&completions.join("failover.bash"))?,
-        0o644,
-    )?;
-    put(
-        "usr/share/zsh/vendor-completions/_failover",
-        &read(&completions.join("_failover"))?,
-        0o644,
-    )?;
-    put(
-        "usr/share/fish/vendor_completions.d/failover.fish",
-        &read(&completions.join("failover.fish"))?,
-        0o644,
-    )?;
+    for (packaged, generated) in [
+        (
+            "usr/share/bash-completion/completions/failover",
+            "failover.bash",
+        ),
+        ("usr/share/zsh/vendor-completions/_failover", "_failover"),
+        (
+            "usr/share/fish/vendor_completions.d/failover.fish",
+            "failover.fish",
+        ),
+    ] {
+        put(packaged, &read(&completions.join(generated))?, 0o644)?;
+    }
     fs::remove_dir_all(&assets)?;
 
     put(

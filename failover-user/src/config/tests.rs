@@ -233,17 +233,20 @@ fn the_shipped_sample_config_is_valid() {
     assert!(config.journal.is_some() && config.alerts.len() == 1);
 }
 
-#[test]
-fn the_readme_configuration_is_valid() {
-    // The first TOML block of the README with a service: what a new
-    // operator copies.
-    let readme = include_str!("../../../README.md");
-    let block = readme
+/// The first TOML block of the README with a service: what a new operator
+/// copies.
+fn readme_configuration() -> &'static str {
+    include_str!("../../../README.md")
         .split("```toml\n")
         .skip(1)
         .filter_map(|rest| rest.split("```").next())
         .find(|block| block.contains("[[services]]") && block.contains("pin_dir"))
-        .expect("the README shows a configuration");
+        .expect("the README shows a configuration")
+}
+
+#[test]
+fn the_readme_configuration_is_valid() {
+    let block = readme_configuration();
     let config = AgentConfig::parse(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
     assert!(config.journal.is_some());
     assert_eq!(config.control_socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
@@ -253,13 +256,7 @@ fn the_readme_configuration_is_valid() {
 #[test]
 fn the_readme_configurations_commented_sections_are_valid_uncommented() {
     // An operator building a fleet uncomments `[routing]` and `[sync]`.
-    let readme = include_str!("../../../README.md");
-    let block = readme
-        .split("```toml\n")
-        .skip(1)
-        .filter_map(|rest| rest.split("```").next())
-        .find(|block| block.contains("[[services]]") && block.contains("pin_dir"))
-        .expect("the README shows a configuration");
+    let block = readme_configuration();
     let mut uncommented = String::new();
     let mut in_section = false;
     for line in block.lines() {

@@ -274,30 +274,14 @@ pub fn apply(
 
 #[cfg(test)]
 mod tests {
-    use failover_common::{FAMILY_IPV4, FlowKey, PROTO_UDP, ipv4_addr};
+    use failover_common::PROTO_UDP;
 
     use super::*;
 
     const NOW: u64 = 10_000_000_000;
 
     fn incoming(state: u8, remaining_ms: u32) -> PinnedFlow {
-        PinnedFlow {
-            key: FlowKey::new(
-                FAMILY_IPV4,
-                ipv4_addr([192, 0, 2, 2]),
-                ipv4_addr([203, 0, 113, 10]),
-                40_000u16.to_be(),
-                80u16.to_be(),
-                PROTO_TCP,
-            ),
-            backend: Endpoint {
-                family: FAMILY_IPV4,
-                addr: ipv4_addr([198, 51, 100, 18]),
-                port_be: 8080u16.to_be(),
-            },
-            state,
-            remaining_ms,
-        }
+        super::super::wire::sample_flow(40_000, state, remaining_ms)
     }
 
     const TARGET: Target = Target {

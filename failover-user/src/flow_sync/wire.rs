@@ -268,32 +268,40 @@ fn be32(bytes: &[u8]) -> u32 {
     u32::from_be_bytes(bytes.try_into().expect("4 bytes"))
 }
 
+/// A pinned flow for the sync tests: client 192.0.2.2:`client_port` to
+/// 203.0.113.10:80/tcp on backend 198.51.100.18:8080.
+#[cfg(test)]
+pub(super) fn sample_flow(client_port: u16, state: u8, remaining_ms: u32) -> PinnedFlow {
+    use failover_common::ipv4_addr;
+    PinnedFlow {
+        key: FlowKey::new(
+            FAMILY_IPV4,
+            ipv4_addr([192, 0, 2, 2]),
+            ipv4_addr([203, 0, 113, 10]),
+            client_port.to_be(),
+            80u16.to_be(),
+            PROTO_TCP,
+        ),
+        backend: Endpoint {
+            family: FAMILY_IPV4,
+            addr: ipv4_addr([198, 51, 100, 18]),
+            port_be: 8080u16.to_be(),
+        },
+        state,
+        remaining_ms,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use failover_common::{ipv4_addr, ipv6_addr};
+    use failover_common::ipv6_addr;
 
     use super::*;
 
     fn flow(i: u16) -> PinnedFlow {
-        PinnedFlow {
-            key: FlowKey::new(
-                FAMILY_IPV4,
-                ipv4_addr([192, 0, 2, 2]),
-                ipv4_addr([203, 0, 113, 10]),
-                (40_000 + i).to_be(),
-                80u16.to_be(),
-                PROTO_TCP,
-            ),
-            backend: Endpoint {
-                family: FAMILY_IPV4,
-                addr: ipv4_addr([198, 51, 100, 18]),
-                port_be: 8080u16.to_be(),
-            },
-            state: flow_state::OPEN,
-            remaining_ms: 3_600_000 - u32::from(i),
-        }
+        sample_flow(40_000 + i, flow_state::OPEN, 3_600_000 - u32::from(i))
     }
 
     #[test]
