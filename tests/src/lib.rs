@@ -17,6 +17,7 @@ pub mod lab;
 pub mod metrics;
 pub mod packet;
 pub mod pins;
+pub mod prometheus;
 pub mod rng;
 pub mod status;
 

@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use failover::lab::child::Child;
 use failover_tests::{
     config::{BackendToml, ConfigToml, ProbeToml, ServiceToml},
     pins::PinDir,
@@ -129,7 +130,8 @@ fn a_configuration_at_the_limits_starts_whole() {
     // Every service slot and every backend slot, default Maglev tables.
     std::fs::write(&path, config(pins.path(), &socket, 1024, 4, 16_411)).unwrap();
     let log = std::fs::File::create(dir.join("agent.log")).unwrap();
-    let mut agent = Agent(
+    // In the root namespace: the configuration attaches to no interface.
+    let mut agent = Child::spawn(
         Command::new(failover_tests::failover_bin())
             .args(["run", "--config"])
             .arg(&path)
@@ -138,14 +140,15 @@ fn a_configuration_at_the_limits_starts_whole() {
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start the agent"),
-    );
+            .stderr(log),
+        None,
+        Duration::from_secs(5),
+    )
+    .expect("start the agent");
     let started = Instant::now();
     let read_log = || std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
     while !read_log().contains("agent running") {
-        if let Ok(Some(status)) = agent.0.try_wait() {
+        if let Ok(Some(status)) = agent.try_wait() {
             panic!("the agent exited: {status}\n{}", read_log());
         }
         assert!(
@@ -167,23 +170,4 @@ fn a_configuration_at_the_limits_starts_whole() {
     drop(agent);
     drop(pins);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The agent child: SIGTERM and reaped when dropped, also on panic.
-struct Agent(std::process::Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        // SAFETY: signalling the child we started, by its pid.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

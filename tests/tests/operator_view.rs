@@ -8,8 +8,10 @@
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use failover::lab::child::Child;
 
 use failover_tests::agent_lab::{AgentLab, Failback, HEALTH_PORT, Options, PRIMARY, Probe};
 
@@ -18,10 +20,13 @@ const PORT: u16 = 9393;
 const BROWSER_BOUND: Duration = Duration::from_secs(60);
 
 /// Chromium run in the lab's lb namespace (where the endpoint listens on
-/// loopback) with `args`, bounded; its stdout.
+/// loopback) with `args`, bounded (its whole process group killed past
+/// that); its stdout, by way of a file in `profile`.
 fn chromium(lab: &AgentLab, profile: &Path, args: &[&str]) -> String {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", lab.lb.name(), "chromium"])
+    let out_path = profile.join("stdout");
+    let out = std::fs::File::create(&out_path).expect("create chromium's output file");
+    let mut command = Command::new("chromium");
+    command
         .args([
             "--headless",
             "--no-sandbox",
@@ -35,27 +40,17 @@ fn chromium(lab: &AgentLab, profile: &Path, args: &[&str]) -> String {
         .arg("--virtual-time-budget=5000")
         .args(args)
         .arg(format!("http://127.0.0.1:{PORT}/"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(Stdio::null());
+    let mut browser = Child::spawn(&mut command, Some(&lab.lb), Duration::from_secs(2))
         .expect("run chromium (cargo xtask setup installs it)");
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for chromium") {
-            let mut out = String::new();
-            if let Some(mut stdout) = child.stdout.take() {
-                std::io::Read::read_to_string(&mut stdout, &mut out).expect("read the DOM");
-            }
-            assert!(status.success(), "chromium failed: {status}");
-            return out;
-        }
-        if started.elapsed() > BROWSER_BOUND {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within {BROWSER_BOUND:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = browser
+        .wait_bounded(BROWSER_BOUND)
+        .expect("wait for chromium")
+        .unwrap_or_else(|| panic!("chromium did not finish within {BROWSER_BOUND:?}"));
+    assert!(status.success(), "chromium failed: {status}");
+    std::fs::read_to_string(&out_path).expect("read the DOM")
 }
 
 fn dom(lab: &AgentLab, profile: &Path) -> String {

@@ -1,194 +1,47 @@
 //! `dist/`'s Grafana dashboard and Prometheus alert rules against a real
 //! Prometheus (started by the test in the lab's lb namespace, stopped by
 //! its pid): `promtool check rules` passes, Prometheus scrapes the agent,
-//! every dashboard panel's query returns series, and the alerts for an
-//! agent down, a failover, a backend down, a service down, an empty
-//! standby pool and the flood guard fire in their scenario and resolve
-//! after.
+//! every dashboard panel's query returns series, and every alert but the
+//! fleet's (tested in the fleet lab) fires in the scenario it describes and
+//! resolves after: an agent down or not scraped at all, a failover, a
+//! backend down, a service down, an empty standby pool, the flood guard,
+//! the data path unreadable, map writes failing, the flow table nearly
+//! full.
 
 use std::{
-    io::{Read, Write},
-    net::{Ipv4Addr, SocketAddr, TcpStream},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use failover::lab::topology::PEER_IF;
 use failover_tests::{
     agent_lab::{
-        AgentLab, Failback, HEALTH_PORT, Health, Options, PRIMARY, Probe, SERVICE_PORT, STANDBY,
-        VIP,
+        AgentLab, Failback, FullMaglevMap, HEALTH_PORT, Health, Layout, Options, PRIMARY,
+        PinsMovedAside, Probe, SERVICE_PORT, STANDBY, VIP,
     },
     flood::Flood,
+    prometheus::{Prometheus, dashboard_queries, dist},
 };
-use serde_json::Value;
 
 const METRICS_PORT: u16 = 9394;
 const PROMETHEUS_PORT: u16 = 9395;
+/// A second Prometheus in the same namespace, scraping no agent.
+const LONELY_PROMETHEUS_PORT: u16 = 9396;
 
-fn dist(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../dist")
-        .join(path)
+fn metrics_target() -> Vec<String> {
+    vec![format!("127.0.0.1:{METRICS_PORT}")]
 }
 
-/// Prometheus in the lab's lb namespace; killed (by its pid) and its
-/// directory removed in `Drop`.
-struct Prometheus {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Prometheus {
-    fn start(lab: &AgentLab) -> Self {
-        let dir = std::env::temp_dir().join(format!("fo-prometheus-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create Prometheus's directory");
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             rule_files:\n  - {}\n\
-             scrape_configs:\n  - job_name: failover\n    static_configs:\n      - targets: ['127.0.0.1:{METRICS_PORT}']\n",
-            dist("prometheus/failover-alerts.yml").display()
-        );
-        std::fs::write(dir.join("prometheus.yml"), config).expect("write the configuration");
-        let log = std::fs::File::create(dir.join("prometheus.log")).expect("create the log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", lab.lb.name(), "prometheus"])
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start prometheus (cargo xtask setup installs it)");
-        Self { child, dir }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// `GET path` of Prometheus's HTTP API (inside the lb namespace): its JSON.
-fn api(lab: &AgentLab, path: &str) -> Option<Value> {
-    let response = lab.lb.run(|| -> std::io::Result<String> {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, PROMETHEUS_PORT));
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text)?;
-        Ok(text)
-    });
-    let text = response.ok()?;
-    let (_, body) = text.split_once("\r\n\r\n")?;
-    // Chunked or not, the JSON is the one object in the body.
-    let start = body.find('{')?;
-    let end = body.rfind('}')?;
-    serde_json::from_str(&body[start..=end]).ok()
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// The series an instant query returns.
-fn query(lab: &AgentLab, expr: &str) -> Vec<Value> {
-    api(lab, &format!("/api/v1/query?query={}", encode(expr)))
-        .and_then(|v| v["data"]["result"].as_array().cloned())
-        .unwrap_or_default()
-}
-
-/// The firing alerts: (name, labels).
-fn firing(lab: &AgentLab) -> Vec<(String, Value)> {
-    api(lab, "/api/v1/alerts")
-        .and_then(|v| v["data"]["alerts"].as_array().cloned())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|a| a["state"] == "firing")
-        .map(|a| {
-            (
-                a["labels"]["alertname"].as_str().unwrap_or("").to_owned(),
-                a["labels"].clone(),
-            )
-        })
-        .collect()
-}
-
-/// Waits (bounded) until alert `name` (with `label`, if given) is firing
-/// or not; how long it took.
-fn wait_alert(
-    lab: &AgentLab,
-    prometheus: &Prometheus,
-    name: &str,
-    label: Option<(&str, &str)>,
-    fire: bool,
-    bound: Duration,
-) -> Duration {
-    let started = Instant::now();
-    loop {
-        let now = firing(lab);
-        let is = now
-            .iter()
-            .any(|(n, labels)| n == name && label.is_none_or(|(k, v)| labels[k] == v));
-        if is == fire {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < bound,
-            "{name} {label:?} never {} within {bound:?}; firing: {now:?}\n{}\n{}",
-            if fire { "fired" } else { "resolved" },
-            prometheus.log(),
-            lab.diag()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// Every query of the dashboard's panels (the `$instance` variable as
-/// "all"), with its panel's title.
-fn dashboard_queries() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(dist("grafana/failover-dashboard.json"))
-        .expect("read the dashboard");
-    let dashboard: Value = serde_json::from_str(&text).expect("the dashboard is JSON");
-    let mut queries = Vec::new();
-    for panel in dashboard["panels"].as_array().expect("panels") {
-        let title = panel["title"].as_str().unwrap_or("").to_owned();
-        for target in panel["targets"].as_array().expect("targets") {
-            let expr = target["expr"]
-                .as_str()
-                .expect("a query")
-                .replace("$instance", ".*");
-            queries.push((title.clone(), expr));
-        }
-    }
-    queries
+/// Waits (bounded) until Prometheus has scraped the agent, then a few
+/// more scrapes (for the rates); no alert fires on the healthy lab.
+fn wait_scraped(prometheus: &Prometheus) {
+    prometheus.wait_series("up{job=\"failover\"} == 1", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(4));
+    let quiet = prometheus.firing();
+    assert!(
+        quiet.is_empty(),
+        "alerts firing on a healthy lab: {quiet:?}"
+    );
 }
 
 #[test]
@@ -219,54 +72,36 @@ fn the_dashboard_and_alert_rules_work_against_a_real_prometheus() {
         },
     );
     lab.wait_log("metrics endpoint ready", Duration::from_secs(5));
-    let prometheus = Prometheus::start(&lab);
-    let started = Instant::now();
-    while query(&lab, "up{job=\"failover\"} == 1").is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "Prometheus never scraped the agent\n{}",
-            prometheus.log()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    // A few scrapes, for the rates.
-    std::thread::sleep(Duration::from_secs(4));
-    let quiet = firing(&lab);
-    assert!(
-        quiet.is_empty(),
-        "alerts firing on a healthy lab: {quiet:?}"
-    );
+    let prometheus = Prometheus::start(&lab.lb, PROMETHEUS_PORT, &metrics_target());
+    wait_scraped(&prometheus);
 
     // The primary fails: a failover, a backend down. And a burst of first
     // ACKs far above the flood guard's rate.
     lab.health[PRIMARY].set(Health::Down);
     let client_if = lab.client.ifindex(PEER_IF);
     Flood::first_acks((VIP, SERVICE_PORT)).burst(&lab.client, client_if, 5_000);
-    wait_alert(
-        &lab,
-        &prometheus,
+    prometheus.wait_alert(
         "FailoverFloodGuard",
         None,
         true,
         Duration::from_secs(30),
+        || lab.diag(),
     );
-    let after = wait_alert(
-        &lab,
-        &prometheus,
+    let after = prometheus.wait_alert(
         "FailoverHappened",
         None,
         true,
         Duration::from_secs(30),
+        || lab.diag(),
     );
     eprintln!("FailoverHappened fired {after:?} after the primary failed");
     let primary = Some(("backend", "primary"));
-    wait_alert(
-        &lab,
-        &prometheus,
+    prometheus.wait_alert(
         "FailoverBackendDown",
         primary,
         true,
         Duration::from_secs(40),
+        || lab.diag(),
     );
 
     // Every panel's query returns series (the fleet's need [routing] and
@@ -276,7 +111,7 @@ fn the_dashboard_and_alert_rules_work_against_a_real_prometheus() {
         if title.starts_with("Fleet:") {
             continue;
         }
-        if query(&lab, &expr).is_empty() {
+        if prometheus.query(&expr).is_empty() {
             empty.push(format!("{title}: {expr}"));
         }
     }
@@ -285,21 +120,19 @@ fn the_dashboard_and_alert_rules_work_against_a_real_prometheus() {
     // The standby fails too: the service is down, no standby left.
     lab.health[STANDBY].set(Health::Down);
     let service = Some(("service", "web"));
-    wait_alert(
-        &lab,
-        &prometheus,
+    prometheus.wait_alert(
         "FailoverServiceDown",
         service,
         true,
         Duration::from_secs(30),
+        || lab.diag(),
     );
-    wait_alert(
-        &lab,
-        &prometheus,
+    prometheus.wait_alert(
         "FailoverStandbyPoolEmpty",
         service,
         true,
         Duration::from_secs(40),
+        || lab.diag(),
     );
 
     // Both back: everything resolves (the failover notice after its minute).
@@ -310,51 +143,167 @@ fn the_dashboard_and_alert_rules_work_against_a_real_prometheus() {
         ("FailoverStandbyPoolEmpty", service),
         ("FailoverBackendDown", primary),
     ] {
-        wait_alert(
-            &lab,
-            &prometheus,
-            name,
-            label,
-            false,
-            Duration::from_secs(30),
-        );
+        prometheus.wait_alert(name, label, false, Duration::from_secs(30), || lab.diag());
     }
-    wait_alert(
-        &lab,
-        &prometheus,
+    prometheus.wait_alert(
         "FailoverHappened",
         None,
         false,
         Duration::from_secs(120),
+        || lab.diag(),
     );
-    wait_alert(
-        &lab,
-        &prometheus,
+    prometheus.wait_alert(
         "FailoverFloodGuard",
         None,
         false,
         Duration::from_secs(60),
+        || lab.diag(),
+    );
+
+    // The maps cannot be opened by their paths (the pin directory moved
+    // aside, as if the agent looked in another): the data path is
+    // unreadable; moved back: resolved.
+    let aside = PinsMovedAside::new(&lab);
+    prometheus.wait_alert(
+        "FailoverDatapathUnreadable",
+        None,
+        true,
+        Duration::from_secs(60),
+        || lab.diag(),
+    );
+    drop(aside);
+    prometheus.wait_alert(
+        "FailoverDatapathUnreadable",
+        None,
+        false,
+        Duration::from_secs(30),
+        || lab.diag(),
     );
 
     // The agent dies: not scraped; back: resolved.
     lab.kill_agent();
-    wait_alert(
-        &lab,
-        &prometheus,
+    prometheus.wait_alert(
         "FailoverAgentDown",
         None,
         true,
         Duration::from_secs(60),
+        || lab.diag(),
     );
     lab.start_agent();
-    wait_alert(
-        &lab,
-        &prometheus,
+    prometheus.wait_alert(
         "FailoverAgentDown",
         None,
         false,
         Duration::from_secs(60),
+        || lab.diag(),
     );
-    assert!(firing(&lab).is_empty(), "{:?}", firing(&lab));
+    assert!(prometheus.firing().is_empty(), "{:?}", prometheus.firing());
     drop(prometheus);
+}
+
+#[test]
+fn map_write_flow_table_and_scrape_alerts_fire_and_resolve() {
+    // Three active backends: new flows follow a Maglev table, which the
+    // agent rewrites when one fails. A small flow table whose TCP flows
+    // live two minutes.
+    let layout = Layout::tiers(&[("a", 0), ("b", 0), ("c", 0)]);
+    let options = Options {
+        probe: Probe::Tcp { port: HEALTH_PORT },
+        failback: Failback::Manual,
+    };
+    let flow_life = Duration::from_secs(120);
+    let lab = AgentLab::start_layout(options, layout, |_, config| {
+        config
+            .metrics(format!("127.0.0.1:{METRICS_PORT}"))
+            .max_flows(4_096)
+            .tcp_timeouts(flow_life, flow_life)
+    });
+    lab.wait_log("metrics endpoint ready", Duration::from_secs(5));
+    let prometheus = Prometheus::start(&lab.lb, PROMETHEUS_PORT, &metrics_target());
+    // Configured with no agent at all.
+    let lonely = Prometheus::start(&lab.lb, LONELY_PROMETHEUS_PORT, &[]);
+    let lonely_since = Instant::now();
+    wait_scraped(&prometheus);
+
+    // a fails while FO_MAGLEV is full: the new table cannot be written.
+    let full = FullMaglevMap::fill(&lab);
+    lab.health[0].set(Health::Down);
+    lab.wait_log("map update failed", Duration::from_secs(10));
+    prometheus.wait_alert(
+        "FailoverMapWriteFailures",
+        None,
+        true,
+        Duration::from_secs(30),
+        || lab.diag(),
+    );
+    drop(full);
+    lab.wait_log("maps written again", Duration::from_secs(15));
+
+    // The flow table fills: a burst of first ACKs, each a new flow.
+    let client_if = lab.client.ifindex(PEER_IF);
+    let filled = Instant::now();
+    Flood::first_acks((VIP, SERVICE_PORT)).burst(&lab.client, client_if, 6_000);
+    prometheus.wait_series(
+        "failover_flow_entries / failover_flow_capacity > 0.9",
+        Duration::from_secs(10),
+    );
+    let after = prometheus.wait_alert(
+        "FailoverFlowTableNearlyFull",
+        None,
+        true,
+        Duration::from_secs(100),
+        || lab.diag(),
+    );
+    eprintln!("FailoverFlowTableNearlyFull fired {after:?} after the table filled");
+
+    // The maps agree again: the write alert resolves a minute after the
+    // last failure.
+    prometheus.wait_alert(
+        "FailoverMapWriteFailures",
+        None,
+        false,
+        Duration::from_secs(90),
+        || lab.diag(),
+    );
+
+    // The Prometheus that scrapes no agent says so after its minute; given
+    // the agent, it resolves.
+    lonely.wait_alert(
+        "FailoverNotScraped",
+        None,
+        true,
+        Duration::from_secs(90).saturating_sub(lonely_since.elapsed()),
+        || lab.diag(),
+    );
+    assert!(
+        lonely
+            .firing()
+            .iter()
+            .all(|(name, _)| name == "FailoverNotScraped"),
+        "{:?}",
+        lonely.firing()
+    );
+    assert!(
+        !prometheus.is_firing("FailoverNotScraped", None),
+        "{:?}",
+        prometheus.firing()
+    );
+    lonely.set_targets(&metrics_target());
+    lonely.wait_alert(
+        "FailoverNotScraped",
+        None,
+        false,
+        Duration::from_secs(30),
+        || lab.diag(),
+    );
+
+    // The flows expire and are reclaimed: the table alert resolves.
+    let resolved = prometheus.wait_alert(
+        "FailoverFlowTableNearlyFull",
+        None,
+        false,
+        (flow_life + Duration::from_secs(40)).saturating_sub(filled.elapsed()),
+        || lab.diag(),
+    );
+    eprintln!("FailoverFlowTableNearlyFull resolved {resolved:?} later");
 }

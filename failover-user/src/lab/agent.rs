@@ -12,36 +12,22 @@
 use std::{
     fs::File,
     io,
-    os::unix::process::CommandExt,
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
-    time::{Duration, Instant},
+    process::{Command, ExitStatus, Stdio},
+    time::Duration,
 };
 
-use super::netns::NetNs;
+pub use super::child::Stopped;
+use super::{child::Child, netns::NetNs};
 
 /// How long the agent gets to exit after SIGTERM before SIGKILL, unless
 /// [`AgentProcess::with_stop_timeout`] says otherwise.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often [`AgentProcess::stop`] looks whether the agent has exited.
-const STOP_POLL: Duration = Duration::from_millis(10);
 
 /// A `failover run` child process; stopped and reaped in `Drop`.
 pub struct AgentProcess {
     child: Child,
     log: PathBuf,
-    stop_timeout: Duration,
-}
-
-/// How [`AgentProcess::stop`] ended the process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stopped {
-    /// It had exited before it was asked to.
-    AlreadyExited(ExitStatus),
-    /// It exited on SIGTERM within the grace period.
-    Terminated(ExitStatus),
-    /// It ignored SIGTERM and was SIGKILLed.
-    Killed,
 }
 
 impl AgentProcess {
@@ -66,7 +52,6 @@ impl AgentProcess {
         log: &Path,
         extra: &[&str],
     ) -> io::Result<Self> {
-        let netns = ns.open()?;
         let log_file = File::options()
             .create(true)
             .append(true)
@@ -84,27 +69,22 @@ impl AgentProcess {
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
             .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .process_group(0);
-        // If the parent dies without cleaning up, the agent goes too.
-        super::netns::spawn_inside(&mut command, &netns);
-        let child = command.spawn()?;
-        drop(netns);
+            .env("NO_COLOR", "1");
+        let child = Child::spawn(&mut command, Some(ns), STOP_TIMEOUT)?;
         Ok(Self {
             child,
             log: log.to_owned(),
-            stop_timeout: STOP_TIMEOUT,
         })
     }
 
     /// How long [`Self::stop`] (and `Drop`) wait after SIGTERM.
     pub fn with_stop_timeout(mut self, timeout: Duration) -> Self {
-        self.stop_timeout = timeout;
+        self.child.set_stop_timeout(timeout);
         self
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     /// The log file the agent writes to.
@@ -117,41 +97,14 @@ impl AgentProcess {
         self.child.try_wait()
     }
 
-    /// SIGKILL, then waits for the exit and reaps it.
+    /// SIGKILL (a crash), then waits for the exit and reaps it.
     pub fn sigkill(&mut self) -> io::Result<ExitStatus> {
-        self.child.kill()?;
-        self.child.wait()
+        self.child.kill()
     }
 
     /// SIGTERM, then SIGKILL if it is still there after the stop timeout;
     /// always reaped. Harmless once the process has been reaped.
     pub fn stop(&mut self) -> Stopped {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            return Stopped::AlreadyExited(status);
-        }
-        let pid = self.child.id() as libc::pid_t;
-        // SAFETY: kill(2) to our own, not yet reaped child: the pid cannot
-        // have been reused.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + self.stop_timeout;
-        while Instant::now() < deadline {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Stopped::Terminated(status),
-                Ok(None) => std::thread::sleep(STOP_POLL),
-                Err(_) => break,
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        Stopped::Killed
-    }
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        // A stopped or reaped agent has nothing left to do here.
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.stop();
-        }
+        self.child.stop()
     }
 }

@@ -7,13 +7,12 @@
 use std::{
     fs::File,
     io,
-    os::unix::process::CommandExt,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use super::netns::{NetNs, spawn_inside};
+use super::{child::Child, netns::NetNs};
 
 /// How long BIRD gets to open its control socket.
 const START_BOUND: Duration = Duration::from_secs(10);
@@ -34,7 +33,6 @@ impl Bird {
         let socket = dir.join(format!("{name}.ctl"));
         let log = dir.join(format!("{name}.log"));
         let log_file = File::options().create(true).append(true).open(&log)?;
-        let netns = ns.open()?;
         let mut command = Command::new("bird");
         command
             .arg("-f")
@@ -46,10 +44,8 @@ impl Bird {
             .arg(dir.join(format!("{name}.pid")))
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
-            .stderr(log_file)
-            .process_group(0);
-        spawn_inside(&mut command, &netns);
-        let child = command.spawn().map_err(|e| {
+            .stderr(log_file);
+        let child = Child::spawn(&mut command, Some(ns), STOP_TIMEOUT).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("starting bird (Debian bird2; `cargo xtask setup` installs it): {e}"),
@@ -96,7 +92,7 @@ impl Bird {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     pub fn log_text(&self) -> String {
@@ -106,29 +102,10 @@ impl Bird {
     /// SIGKILL (a crashed daemon), reaped.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 
     /// SIGTERM, then SIGKILL after a grace period; reaped.
     pub fn stop(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            return;
-        }
-        // SAFETY: kill(2) to our own child, not yet reaped.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.kill();
-    }
-}
-
-impl Drop for Bird {
-    fn drop(&mut self) {
-        self.stop();
+        self.child.stop();
     }
 }

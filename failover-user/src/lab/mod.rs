@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod bird;
+pub mod child;
 pub mod fleet;
 pub mod load;
 pub mod netns;

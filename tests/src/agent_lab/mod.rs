@@ -39,6 +39,7 @@
 //! pipe: a dropped pipe kills it with EPIPE and leaves pins behind).
 
 mod ctl;
+mod faults;
 mod health;
 mod layout;
 mod samples;
@@ -60,6 +61,7 @@ use failover::{
 };
 
 pub use self::{
+    faults::{FullMaglevMap, PinsMovedAside},
     health::{Health, HealthServer, SLOW_ANSWER},
     layout::{
         DETECTION, FAILOVER_BOUND, Failback, HOSTS, Host, LabBackend, Layout, Options, Probe,

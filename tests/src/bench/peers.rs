@@ -4,9 +4,11 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
+    time::Duration,
 };
+
+use failover::lab::child::Child;
 
 use crate::netns::NetNs;
 
@@ -56,17 +58,19 @@ pub struct NsProcess {
 
 impl NsProcess {
     /// Runs `program args` inside `ns` (`ip netns exec` execs it, so the pid
-    /// is the program's own).
+    /// is the program's own; no parent-death signal, so it may outlive the
+    /// thread that started it).
     pub fn start(ns: &NetNs, program: &str, args: &[&str], log: &Path) -> Self {
         let out = std::fs::File::create(log).expect("process log");
         let err = out.try_clone().expect("process log");
-        let child = Command::new("ip")
+        let mut command = Command::new("ip");
+        command
             .args(["netns", "exec", ns.name(), program])
             .args(args)
             .stdin(Stdio::null())
             .stdout(out)
-            .stderr(err)
-            .spawn()
+            .stderr(err);
+        let child = Child::spawn(&mut command, None, Duration::from_secs(2))
             .unwrap_or_else(|e| panic!("start {program} in {}: {e}", ns.name()));
         Self {
             child,
@@ -75,7 +79,7 @@ impl NsProcess {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     /// Fails with the process's output if it already exited.
@@ -87,23 +91,5 @@ impl NsProcess {
                 std::fs::read_to_string(&self.log).unwrap_or_default()
             );
         }
-    }
-}
-
-impl Drop for NsProcess {
-    fn drop(&mut self) {
-        let pid = self.child.id() as libc::pid_t;
-        // SAFETY: signalling the child we started, by its pid; it is not
-        // reaped yet, so the pid cannot have been reused.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -57,12 +57,22 @@ pub struct ConfigToml {
     pub interfaces: Vec<InterfaceToml>,
     pub services: Vec<ServiceToml>,
     pub alerts: Vec<AlertToml>,
-    /// `[conntrack] max_new_flows_per_cpu`: the flood guard's rate.
-    pub max_new_flows_per_cpu: Option<u32>,
+    /// `[conntrack]`.
+    pub conntrack: ConntrackToml,
     /// `[routing]`.
     pub routing: Option<RoutingToml>,
     /// `[sync]`.
     pub sync: Option<SyncToml>,
+}
+
+/// The `[conntrack]` table's keys (written when any is set).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConntrackToml {
+    pub max_flows: Option<u32>,
+    pub tcp_timeout: Option<Duration>,
+    pub tcp_closing_timeout: Option<Duration>,
+    /// The flood guard's rate.
+    pub max_new_flows_per_cpu: Option<u32>,
 }
 
 /// A `[sync]` table.
@@ -111,7 +121,20 @@ impl ConfigToml {
 
     /// The flood guard's rate (`[conntrack] max_new_flows_per_cpu`).
     pub fn max_new_flows_per_cpu(mut self, rate: u32) -> Self {
-        self.max_new_flows_per_cpu = Some(rate);
+        self.conntrack.max_new_flows_per_cpu = Some(rate);
+        self
+    }
+
+    /// The flow table's size (`[conntrack] max_flows`).
+    pub fn max_flows(mut self, entries: u32) -> Self {
+        self.conntrack.max_flows = Some(entries);
+        self
+    }
+
+    /// How long an open TCP flow, and one closing, live without packets.
+    pub fn tcp_timeouts(mut self, open: Duration, closing: Duration) -> Self {
+        self.conntrack.tcp_timeout = Some(open);
+        self.conntrack.tcp_closing_timeout = Some(closing);
         self
     }
 
@@ -180,9 +203,13 @@ impl ConfigToml {
             out.table("[journal]");
             out.key("path", path.as_path());
         }
-        if let Some(rate) = self.max_new_flows_per_cpu {
+        let conntrack = &self.conntrack;
+        if *conntrack != ConntrackToml::default() {
             out.table("[conntrack]");
-            out.key("max_new_flows_per_cpu", rate);
+            out.opt("max_flows", conntrack.max_flows);
+            out.opt("tcp_timeout", conntrack.tcp_timeout);
+            out.opt("tcp_closing_timeout", conntrack.tcp_closing_timeout);
+            out.opt("max_new_flows_per_cpu", conntrack.max_new_flows_per_cpu);
         }
         if let Some(routing) = &self.routing {
             out.table("[routing]");

@@ -15,6 +15,8 @@ fn everything() -> ConfigToml {
         .metrics("127.0.0.1:9399")
         .journal("/tmp/journal.jsonl")
         .max_new_flows_per_cpu(5_000)
+        .max_flows(4_096)
+        .tcp_timeouts(Duration::from_secs(120), Duration::from_secs(90))
         .interface("lbc", XdpMode::Native)
         .service(
             ServiceToml::tcp("web", Ipv4Addr::new(203, 0, 113, 10), 80)
@@ -59,6 +61,12 @@ fn the_agent_accepts_every_key_the_builder_writes() {
         failover::config::AgentConfig::parse(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
     assert_eq!(parsed.services.len(), 2);
     assert_eq!(parsed.conntrack.max_new_flows_per_cpu, 5_000);
+    assert_eq!(parsed.conntrack.max_flows, 4_096);
+    assert_eq!(parsed.conntrack.tcp_timeout, Duration::from_secs(120));
+    assert_eq!(
+        parsed.conntrack.tcp_closing_timeout,
+        Duration::from_secs(90)
+    );
     assert_eq!(
         parsed.control_socket,
         PathBuf::from("/tmp/fo \"x\"/control.sock")

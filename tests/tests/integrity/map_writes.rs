@@ -2,44 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use failover_tests::agent_lab::{AgentLab, Failback, Layout, Options, Probe};
-
-/// Fills `FO_MAGLEV` with chunks of a service id no service has, until the
-/// kernel refuses more. Returns their keys.
-fn fill_maglev_map(lab: &AgentLab) -> Vec<failover_common::MaglevKey> {
-    use aya::maps::{HashMap, MapData};
-    use failover_common::{MaglevChunk, MaglevKey};
-    let data = MapData::from_pin(lab.pin_dir().join("FO_MAGLEV")).expect("open FO_MAGLEV");
-    let mut map: HashMap<MapData, MaglevKey, MaglevChunk> =
-        HashMap::try_from(aya::maps::Map::HashMap(data)).expect("hash map");
-    let mut junk = Vec::new();
-    for chunk in 0..failover_common::MAGLEV_CHUNKS + 1 {
-        let key = MaglevKey {
-            service_id: 0xdead,
-            generation: 0,
-            chunk,
-        };
-        if map
-            .insert(key, [0; failover_common::MAGLEV_CHUNK_SLOTS], 0)
-            .is_err()
-        {
-            return junk;
-        }
-        junk.push(key);
-    }
-    panic!("FO_MAGLEV took more entries than it has");
-}
-
-fn empty_maglev_map(lab: &AgentLab, junk: &[failover_common::MaglevKey]) {
-    use aya::maps::{HashMap, MapData};
-    use failover_common::{MaglevChunk, MaglevKey};
-    let data = MapData::from_pin(lab.pin_dir().join("FO_MAGLEV")).expect("open FO_MAGLEV");
-    let mut map: HashMap<MapData, MaglevKey, MaglevChunk> =
-        HashMap::try_from(aya::maps::Map::HashMap(data)).expect("hash map");
-    for key in junk {
-        map.remove(key).expect("remove junk");
-    }
-}
+use failover_tests::agent_lab::{AgentLab, Failback, FullMaglevMap, Layout, Options, Probe};
 
 #[test]
 fn a_failed_map_write_is_retried_until_the_maps_agree() {
@@ -51,7 +14,7 @@ fn a_failed_map_write_is_retried_until_the_maps_agree() {
         failback: Failback::Auto(Duration::from_secs(5)),
     };
     let lab = AgentLab::start_layout(options, layout, |_, config| config);
-    let junk = fill_maglev_map(&lab);
+    let full = FullMaglevMap::fill(&lab);
     // a fails: the new table cannot be written.
     lab.health[0].set(failover_tests::agent_lab::Health::Down);
     lab.wait_log("map update failed", Duration::from_secs(3));
@@ -59,7 +22,7 @@ fn a_failed_map_write_is_retried_until_the_maps_agree() {
     assert!(status.totals.map_write_failures_total >= 1, "{status:#?}");
     // The agent keeps trying; once the kernel takes the write, the maps
     // carry its decision: a is down, new flows avoid it.
-    empty_maglev_map(&lab, &junk);
+    drop(full);
     let started = Instant::now();
     loop {
         let backends = lab.inspect(&["backends"]);

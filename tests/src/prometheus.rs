@@ -1,0 +1,244 @@
+//! A real Prometheus (Debian `prometheus`) for the tests of `dist/`'s alert
+//! rules and dashboard: started inside a lab namespace with the rules,
+//! scraping the given targets every second as job `failover`, asked through
+//! its HTTP API; stopped by its pid and its directory removed in `Drop`.
+
+use std::{
+    io::{Read, Write},
+    net::{Ipv4Addr, SocketAddr, TcpStream},
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use failover::lab::child::Child;
+use serde_json::Value;
+
+use crate::netns::{NetNs, NsFd};
+
+static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
+
+/// A file of the repository's `dist/`.
+pub fn dist(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../dist")
+        .join(path)
+}
+
+pub struct Prometheus {
+    child: Child,
+    dir: PathBuf,
+    /// Where it listens (held open: the guard is not borrowed).
+    ns: NsFd,
+    port: u16,
+}
+
+impl Prometheus {
+    /// Prometheus in `ns`, listening on its loopback at `port`, scraping
+    /// `targets` (host:port, as seen from `ns`).
+    pub fn start(ns: &NetNs, port: u16, targets: &[String]) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "fo-prometheus-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create Prometheus's directory");
+        write_config(&dir, targets);
+        let log = std::fs::File::create(dir.join("prometheus.log")).expect("create the log");
+        let mut command = Command::new("prometheus");
+        command
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = Child::spawn(&mut command, Some(ns), Duration::from_secs(5))
+            .expect("start prometheus (cargo xtask setup installs it)");
+        Self {
+            child,
+            dir,
+            ns: ns.open().expect("open the namespace"),
+            port,
+        }
+    }
+
+    /// Scrapes `targets` from now on: the configuration rewritten and
+    /// reloaded (SIGHUP, to the pid we started).
+    pub fn set_targets(&self, targets: &[String]) {
+        write_config(&self.dir, targets);
+        // SAFETY: kill(2) to our own child, which is still running (a
+        // reaped one cannot be asked anything: this is never called then).
+        unsafe { libc::kill(self.child.pid() as libc::pid_t, libc::SIGHUP) };
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// `GET path` of the HTTP API: its JSON.
+    fn api(&self, path: &str) -> Option<Value> {
+        let port = self.port;
+        let ns = &self.ns;
+        let response = std::thread::scope(|scope| {
+            scope
+                .spawn(|| ns.enter().and_then(|()| http_get(port, path)))
+                .join()
+                .expect("the API thread")
+        });
+        let text = response.ok()?;
+        let (_, body) = text.split_once("\r\n\r\n")?;
+        // Chunked or not, the JSON is the one object in the body.
+        let start = body.find('{')?;
+        let end = body.rfind('}')?;
+        serde_json::from_str(&body[start..=end]).ok()
+    }
+
+    /// The series an instant query returns.
+    pub fn query(&self, expr: &str) -> Vec<Value> {
+        self.api(&format!("/api/v1/query?query={}", encode(expr)))
+            .and_then(|v| v["data"]["result"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// The firing alerts: (name, labels).
+    pub fn firing(&self) -> Vec<(String, Value)> {
+        self.api("/api/v1/alerts")
+            .and_then(|v| v["data"]["alerts"].as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a["state"] == "firing")
+            .map(|a| {
+                (
+                    a["labels"]["alertname"].as_str().unwrap_or("").to_owned(),
+                    a["labels"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Whether alert `name` (with `label`, if given) is firing.
+    pub fn is_firing(&self, name: &str, label: Option<(&str, &str)>) -> bool {
+        self.firing()
+            .iter()
+            .any(|(n, labels)| n == name && label.is_none_or(|(k, v)| labels[k] == v))
+    }
+
+    /// Waits (bounded) until alert `name` (with `label`, if given) is
+    /// firing or not; how long it took. On failure the message carries
+    /// Prometheus's log and `diag`.
+    pub fn wait_alert(
+        &self,
+        name: &str,
+        label: Option<(&str, &str)>,
+        fire: bool,
+        bound: Duration,
+        diag: impl Fn() -> String,
+    ) -> Duration {
+        let started = Instant::now();
+        loop {
+            if self.is_firing(name, label) == fire {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < bound,
+                "{name} {label:?} never {} within {bound:?}; firing: {:?}\n{}\n{}",
+                if fire { "fired" } else { "resolved" },
+                self.firing(),
+                self.log(),
+                diag()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Waits (bounded) until `expr` returns a series.
+    pub fn wait_series(&self, expr: &str, bound: Duration) {
+        let started = Instant::now();
+        while self.query(expr).is_empty() {
+            assert!(
+                started.elapsed() < bound,
+                "no series for {expr} within {bound:?}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        self.child.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn write_config(dir: &std::path::Path, targets: &[String]) {
+    let targets = targets
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+         rule_files:\n  - {}\n\
+         scrape_configs:\n  - job_name: failover\n    static_configs:\n      - targets: [{targets}]\n",
+        dist("prometheus/failover-alerts.yml").display()
+    );
+    std::fs::write(dir.join("prometheus.yml"), config).expect("write the configuration");
+}
+
+/// One HTTP/1.1 GET to 127.0.0.1:`port` (in the calling thread's
+/// namespace): the whole response.
+fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Every query of the dashboard's panels (the `$instance` variable as
+/// "all"), with its panel's title.
+pub fn dashboard_queries() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(dist("grafana/failover-dashboard.json"))
+        .expect("read the dashboard");
+    let dashboard: Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let title = panel["title"].as_str().unwrap_or("").to_owned();
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"]
+                .as_str()
+                .expect("a query")
+                .replace("$instance", ".*");
+            queries.push((title.clone(), expr));
+        }
+    }
+    queries
+}
