@@ -3,9 +3,17 @@
 use std::time::{Duration, Instant};
 
 use failover::lab::load;
-use failover_tests::fleet_lab::{EDGES, FleetLab, VIP, router_link};
+use failover_tests::{
+    fleet_lab::{EDGES, FleetLab, VIP, router_link},
+    prometheus::{Prometheus, dashboard_queries},
+};
 
 use crate::{RETURN_BOUND, WITHDRAW_BOUND, wait_journal, web};
+
+/// The agent's metrics endpoint in an edge host's namespace (the default).
+const METRICS: &str = "127.0.0.1:9370";
+/// Where the test's Prometheus listens in that namespace.
+const PROMETHEUS_PORT: u16 = 9395;
 
 /// New connections through the router until `n` were answered or `bound`.
 fn answered(lab: &FleetLab, n: usize, bound: Duration) -> (usize, Vec<String>) {
@@ -54,9 +62,21 @@ fn a_host_whose_agent_is_killed_is_withdrawn_and_announced_again_when_it_returns
 }
 
 #[test]
-fn a_host_that_reaches_no_backend_withdraws_the_vip_and_says_why() {
+fn a_host_that_reaches_no_backend_withdraws_the_vip_says_why_and_alerts() {
     let lab = FleetLab::start();
     let edge = &lab.edges[1];
+    // A real Prometheus scrapes the edge host's agent (its default metrics
+    // address) with `dist/`'s rules.
+    let prometheus = Prometheus::start(&edge.ns, PROMETHEUS_PORT, &[METRICS.to_owned()]);
+    prometheus.wait_series("up{job=\"failover\"} == 1", Duration::from_secs(60));
+    let mut empty = Vec::new();
+    for (title, expr) in dashboard_queries() {
+        if title.starts_with("Fleet:") && prometheus.query(&expr).is_empty() {
+            empty.push(format!("{title}: {expr}"));
+        }
+    }
+    assert!(empty.is_empty(), "fleet panels without series: {empty:#?}");
+
     lab.backend_links(1, false);
     let withdrawn = lab.wait_nexthops(EDGES - 1, WITHDRAW_BOUND);
     eprintln!("no backend reachable: withdrawn after {withdrawn:?}");
@@ -71,12 +91,28 @@ fn a_host_that_reaches_no_backend_withdraws_the_vip_and_says_why() {
     assert_eq!(events[0]["details"]["vip"], VIP.to_string());
     let (ok, failed) = answered(&lab, 20, Duration::from_secs(10));
     assert_eq!(ok, 20, "through the other host: {failed:?}\n{}", lab.diag());
+    let vip_label = VIP.to_string();
+    let fired = prometheus.wait_alert(
+        "FailoverVipWithdrawn",
+        Some(("vip", &vip_label)),
+        true,
+        Duration::from_secs(40),
+        || lab.diag(),
+    );
+    eprintln!("FailoverVipWithdrawn fired {fired:?} after the withdrawal");
 
     lab.backend_links(1, true);
     let back = lab.wait_nexthops(EDGES, RETURN_BOUND);
     eprintln!("backends reachable again: announced after {back:?}");
     assert!(back.is_some(), "{}", lab.diag());
     assert_eq!(wait_journal(&edge.journal(), "vip_announced", 2).len(), 2);
+    prometheus.wait_alert(
+        "FailoverVipWithdrawn",
+        None,
+        false,
+        Duration::from_secs(30),
+        || lab.diag(),
+    );
 }
 
 #[test]
