@@ -97,6 +97,11 @@ fn the_status_page_shows_a_failover_as_it_happens_in_a_real_browser() {
         row(&before, "standby").contains("data-takes-new=\"false\""),
         "{before}"
     );
+    let primary = row(&before, "primary");
+    assert!(
+        primary.contains("spark packets") && primary.contains("spark flows"),
+        "a chart of packets and one of flows: {primary}"
+    );
     assert!(
         before.contains("served on 127.0.0.1:9393"),
         "it says where it binds"

@@ -22,6 +22,7 @@ use std::{
 use crate::{
     dataplane::error::DataplaneError,
     dataplane::{flow_maps::Flows, maps::PinDir},
+    outputs::telemetry::{FlowsView, Telemetry},
 };
 
 /// A flow counts as active while it was seen this recently (entries stay
@@ -52,7 +53,9 @@ pub struct FlowCounter {
 }
 
 impl FlowCounter {
-    pub fn start(pin_dir: &Path) -> Result<Self, DataplaneError> {
+    /// Starts counting; each count is also published in `telemetry` (for
+    /// the metrics, which never walk the table themselves).
+    pub fn start(pin_dir: &Path, telemetry: Telemetry) -> Result<Self, DataplaneError> {
         let mut flows = Flows::open(&mut PinDir(pin_dir))?;
         let counts = Arc::new(Mutex::new(FlowCounts::default()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -72,6 +75,12 @@ impl FlowCounter {
                             reclaimed_total,
                             counted_at: Some(Instant::now()),
                         };
+                        telemetry.update(|snapshot| {
+                            snapshot.flows = Some(FlowsView {
+                                entries: fresh.entries,
+                                active_by_backend: fresh.by_backend.clone(),
+                            });
+                        });
                         *counts.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
                         let until = started + FRESHEST.max(started.elapsed() * 5);
                         while !stop.load(Ordering::Relaxed) && Instant::now() < until {

@@ -187,7 +187,7 @@ pub async fn run(
     if adopted > 0 {
         info!(services = adopted, pin_dir = %config.pin_dir.display(), "adopted pinned maps from an earlier agent");
     }
-    let flow_counter = match flows::FlowCounter::start(&config.pin_dir) {
+    let flow_counter = match flows::FlowCounter::start(&config.pin_dir, telemetry.clone()) {
         Ok(counter) => counter,
         Err(err) => {
             undo.abandon(&config);

@@ -46,7 +46,8 @@ impl Flows {
         }
     }
 
-    /// How many entries there are (keys only: no values are copied).
+    /// How many entries there are (keys only: no values are copied; a walk
+    /// of the whole table, so not for the agent's hot paths).
     pub fn count(&self) -> u64 {
         self.map.keys().filter(Result::is_ok).count() as u64
     }

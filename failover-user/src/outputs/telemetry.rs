@@ -156,6 +156,18 @@ pub struct Snapshot {
     /// The last events, oldest first, as the journal writes them
     /// (`outputs::recent`).
     pub recent_events: std::collections::VecDeque<serde_json::Value>,
+    /// The flow table at the agent's last walk of it (`agent/flows`; none
+    /// before the first).
+    pub flows: Option<FlowsView>,
+}
+
+/// What the last walk of the flow table found.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct FlowsView {
+    /// Entries in the table (expired ones included until reclaimed).
+    pub entries: u64,
+    /// Flows seen within the last few seconds, by backend id.
+    pub active_by_backend: std::collections::BTreeMap<u32, u64>,
 }
 
 /// A VIP's announcement to the routing daemon, and why.

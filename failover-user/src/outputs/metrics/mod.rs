@@ -6,7 +6,9 @@
 //!
 //! Agent-side metrics (health, probes, failovers) come from the telemetry
 //! snapshot; data-path counters are read from the pinned maps on each scrape,
-//! so they are right even across an agent restart. When the maps cannot be
+//! so they are right even across an agent restart. The flow table's counts
+//! come from the agent's last walk of it (in the snapshot): a scrape never
+//! walks a table of a million entries itself. When the maps cannot be
 //! opened (the agent is still loading them, or they were detached) the scrape
 //! still answers, with `failover_datapath_up 0` and the agent-side metrics.
 //!
@@ -79,16 +81,15 @@ pub struct DatapathCounters {
     pub services: BTreeMap<u32, TrafficStats>,
     /// In-band evidence, by backend id.
     pub evidence: BTreeMap<u32, Evidence>,
-    /// Entries in `FO_FLOWS` (one per flow, expired ones until reclaimed).
-    pub flow_entries: u64,
     /// Entries `FO_FLOWS` holds at most (`max_flows`).
     pub flow_capacity: u32,
 }
 
 impl DatapathCounters {
     /// Reads the counters of the services and backends in `snapshot` from the
-    /// maps pinned under `pin_dir`. Blocking (bpf syscalls; the flow count
-    /// walks the whole table): call from a blocking thread.
+    /// maps pinned under `pin_dir`. Blocking (bpf syscalls): call from a
+    /// blocking thread. The flow table is not walked here: its counts come
+    /// from the agent's own walk, in the snapshot.
     pub fn read(pin_dir: &Path, snapshot: &Snapshot) -> Result<Self, DataplaneError> {
         let counters = Counters::open(&mut PinDir(pin_dir))?;
         let flows = Flows::open(&mut PinDir(pin_dir))?;
@@ -108,7 +109,6 @@ impl DatapathCounters {
             backends,
             services,
             evidence,
-            flow_entries: flows.count(),
             flow_capacity: flows.capacity(),
         })
     }

@@ -110,6 +110,15 @@ pub(super) fn render_agent(out: &mut Exposition, snapshot: &Snapshot) {
     }
 
     out.family(
+        "failover_backend_weight",
+        "gauge",
+        "The backend's configured weight: its share of new flows among those taking them (times failover_backend_slow_start_share while it ramps).",
+    );
+    for (_, backend, labels) in backends(snapshot) {
+        out.sample("failover_backend_weight", &labels, backend.weight);
+    }
+
+    out.family(
         "failover_backend_state",
         "gauge",
         "Data-path state of the backend: 1 for the current one of up, down, draining.",
@@ -444,12 +453,23 @@ pub(super) fn render_datapath(
         );
     }
 
-    out.family(
-        "failover_flow_entries",
-        "gauge",
-        "Flow-table entries in use (one per flow; expired ones until the agent reclaims them).",
-    );
-    out.sample("failover_flow_entries", &[], datapath.flow_entries);
+    if let Some(flows) = &snapshot.flows {
+        out.family(
+            "failover_flow_entries",
+            "gauge",
+            "Flow-table entries in use at the agent's last count (one per flow; expired ones until the agent reclaims them).",
+        );
+        out.sample("failover_flow_entries", &[], flows.entries);
+        out.family(
+            "failover_backend_flows",
+            "gauge",
+            "Flows on the backend seen in the last 5 s, at the agent's last count of the flow table.",
+        );
+        for (_, backend, labels) in backends(snapshot) {
+            let active = flows.active_by_backend.get(&backend.id).copied();
+            out.sample("failover_backend_flows", &labels, active.unwrap_or(0));
+        }
+    }
     out.family(
         "failover_flow_capacity",
         "gauge",

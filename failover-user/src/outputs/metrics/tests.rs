@@ -8,7 +8,7 @@ use tokio::{
 
 use super::{http::parse_request_line, *};
 use crate::outputs::telemetry::{
-    AnnouncementView, BackendView, LATENCY_BUCKETS, ProbeStats, ServiceView, Totals,
+    AnnouncementView, BackendView, FlowsView, LATENCY_BUCKETS, ProbeStats, ServiceView, Totals,
 };
 
 fn backend(name: &str, id: u32, healthy: bool, state: &str) -> BackendView {
@@ -31,6 +31,7 @@ fn backend(name: &str, id: u32, healthy: bool, state: &str) -> BackendView {
 
 fn snapshot() -> Snapshot {
     let mut primary = backend("primary", 1, false, "down");
+    primary.weight = 3;
     for ms in [0.3, 0.3, 7.0, 30.0, 3000.0] {
         primary
             .probe
@@ -84,6 +85,10 @@ fn snapshot() -> Snapshot {
             ..Default::default()
         }),
         recent_events: Default::default(),
+        flows: Some(FlowsView {
+            entries: 42,
+            active_by_backend: [(1, 7)].into(),
+        }),
     }
 }
 
@@ -123,7 +128,6 @@ fn datapath() -> DatapathCounters {
             },
         )]
         .into(),
-        flow_entries: 42,
         flow_capacity: 262_144,
     }
 }
@@ -195,6 +199,10 @@ fn agent_metrics_follow_the_snapshot() {
     assert_eq!(
         value(&text, &format!("failover_backend_healthy{{{PRIMARY}}}")).as_deref(),
         Some("0")
+    );
+    assert_eq!(
+        value(&text, &format!("failover_backend_weight{{{PRIMARY}}}")).as_deref(),
+        Some("3")
     );
     for (state, expected) in [("up", "0"), ("down", "1"), ("draining", "0")] {
         let series = format!("failover_backend_state{{{PRIMARY},state=\"{state}\"}}");
@@ -296,6 +304,8 @@ fn datapath_counters_are_labelled() {
     let expected = failover_common::stats::reason::EVENT_REPICK.to_string();
     assert_eq!(value(&text, series), Some(expected));
     assert_eq!(value(&text, "failover_flow_entries").as_deref(), Some("42"));
+    let series = format!("failover_backend_flows{{{PRIMARY}}}");
+    assert_eq!(value(&text, &series).as_deref(), Some("7"));
     let series = format!("failover_backend_evidence_total{{{PRIMARY},signal=\"syn_resets\"}}");
     assert_eq!(value(&text, &series).as_deref(), Some("1"));
     let series = format!("failover_backend_evidence_total{{{PRIMARY},signal=\"syns\"}}");
