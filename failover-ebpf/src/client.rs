@@ -11,7 +11,7 @@ use failover_common::{
 
 use crate::{
     complete,
-    conntrack::{self, NO_BACKEND, NewFlow, RepeatedSyn, Target},
+    conntrack::{self, NewFlow, Target},
     counters::{self, Towards},
     egress::{ingress_ifindex, next_hop, send, via_stack},
     evidence,
@@ -21,6 +21,7 @@ use crate::{
     nat::End,
     outcome::{Outcome, drop, pass},
     parse::{L4, Parsed, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN, tcp_seq_ack},
+    syns::{self, NO_BACKEND, RepeatedSyn},
 };
 
 /// A packet to a VIP address; `None` when no service has its port and
@@ -107,7 +108,7 @@ pub fn from_client<F: Family>(ctx: &XdpContext, parsed: &Parsed<F>, bytes: u64) 
     // returns here only if the agent has not filled its slot).
     if fresh_syn
         && service.flags & SERVICE_F_REDISPATCH != 0
-        && conntrack::repeated_syn(flow_hash(&key, FLOW_HASH_SEED), tcp_seq_ack(l4).0, now).any()
+        && syns::repeated_syn(flow_hash(&key, FLOW_HASH_SEED), tcp_seq_ack(l4).0, now).any()
     {
         // SAFETY: a tail call; on failure the table decides, as without
         // redispatch.
@@ -157,7 +158,7 @@ pub fn repeated_syn<F: Family>(
     // SAFETY: the agent replaces values whole (RCU); we only read.
     let service = unsafe { &*SERVICES.get_ptr(service_key)? };
     let now = conntrack::now();
-    let repeated = conntrack::repeated_syn(flow_hash(&key, FLOW_HASH_SEED), tcp_seq_ack(l4).0, now);
+    let repeated = syns::repeated_syn(flow_hash(&key, FLOW_HASH_SEED), tcp_seq_ack(l4).0, now);
     Some(to_backend(
         ctx,
         parsed,
@@ -174,7 +175,7 @@ pub fn repeated_syn<F: Family>(
 fn first_ack_of_new_connection(key: &FlowKey, l4: &L4, now: u64) -> bool {
     l4.proto == PROTO_TCP
         && conntrack::starts_flow(l4.proto, l4.tcp_flags)
-        && conntrack::new_connection_syn(flow_hash(key, FLOW_HASH_SEED), now)
+        && syns::new_connection_syn(flow_hash(key, FLOW_HASH_SEED), now)
 }
 
 /// How a client → VIP packet found its backend.
@@ -228,7 +229,7 @@ fn to_backend<F: Family>(
             // A first ACK goes where its SYN went, if that is remembered.
             let handshake =
                 if l4.proto == PROTO_TCP && conntrack::starts_flow(l4.proto, l4.tcp_flags) {
-                    conntrack::syn_backend(hash, now)
+                    syns::syn_backend(hash, now)
                 } else {
                     None
                 };
@@ -264,14 +265,7 @@ fn to_backend<F: Family>(
                 // refusal reaches the client).
                 let (seq, _) = tcp_seq_ack(l4);
                 let redispatched = repeated.any();
-                conntrack::remember_syn(
-                    hash,
-                    backend_id,
-                    backend.generation,
-                    seq,
-                    now,
-                    redispatched,
-                );
+                syns::remember_syn(hash, backend_id, backend.generation, seq, now, redispatched);
                 evidence::syn_sent(backend_id);
             }
             (backend_id, Target::<F>::of(&backend), service.id, None)
@@ -335,7 +329,7 @@ fn to_backend<F: Family>(
             if recorded && followed_syn {
                 // A SYN remembered unrecorded for this tuple from now on
                 // is a new connection's (see from_client).
-                conntrack::syn_recorded(hash);
+                syns::syn_recorded(hash);
             }
         } else if l4.tcp_flags & TCP_FLAG_SYN == 0 {
             counters::reason(reason::EVENT_MIDFLOW_PICK, bytes);

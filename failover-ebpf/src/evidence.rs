@@ -9,9 +9,9 @@ use failover_common::{
 };
 
 use crate::{
-    conntrack,
     maps::EVIDENCE,
     parse::{L4, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN, tcp_seq_ack},
+    syns,
 };
 
 #[inline(always)]
@@ -48,11 +48,10 @@ pub fn reply(backend_id: u32, l4: &L4, key: &FlowKey, now: u64) -> Option<u32> {
     let flags = l4.tcp_flags;
     if flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN | TCP_FLAG_ACK {
         bump(backend_id, |e| e.syn_acks += 1);
-        conntrack::syn_acked(flow_hash(key, FLOW_HASH_SEED));
+        syns::syn_acked(flow_hash(key, FLOW_HASH_SEED));
     } else if flags & (TCP_FLAG_RST | TCP_FLAG_ACK) == TCP_FLAG_RST | TCP_FLAG_ACK {
         let (_, ack) = tcp_seq_ack(l4);
-        let settled =
-            conntrack::syn_answered(flow_hash(key, FLOW_HASH_SEED), backend_id, ack, now)?;
+        let settled = syns::syn_answered(flow_hash(key, FLOW_HASH_SEED), backend_id, ack, now)?;
         bump(backend_id, |e| e.syn_resets += 1);
         return (!settled).then_some(ack.wrapping_sub(1));
     }

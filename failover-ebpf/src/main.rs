@@ -23,6 +23,7 @@ mod ratelimit;
 mod redispatch;
 mod reply;
 mod reset;
+mod syns;
 mod translate;
 mod watch;
 

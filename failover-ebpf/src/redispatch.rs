@@ -27,13 +27,13 @@ use failover_common::{
 };
 
 use crate::{
-    conntrack,
     family::{Family, V4},
     ipv6::{IPV6_LEN, Ipv6Hdr, V6},
     maps::{PROGRAMS, SERVICES},
     outcome::{Outcome, drop},
     parse::{ETH_LEN, Ipv4Hdr, Parsed, TCP_FLAG_SYN, TcpHdr, VLAN_LEN, ptr_at},
     reset::sum_words,
+    syns,
 };
 
 const IPV4_DF_BE: u16 = 0x4000u16.to_be();
@@ -93,7 +93,7 @@ pub fn refused<F: Family>(
     // Marked in this program's SYN memory: the SYN may go through a newer
     // program with a memory of its own (an agent replacing the program),
     // and this one must not rebuild the next RST again.
-    conntrack::mark_refused(flow_hash(key, FLOW_HASH_SEED));
+    syns::mark_refused(flow_hash(key, FLOW_HASH_SEED));
     match F::rebuild_syn(ctx, parsed, vip, vip_port_be, seq) {
         Rebuilt::Untouched => return None,
         Rebuilt::Syn => {
