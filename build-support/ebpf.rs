@@ -13,10 +13,11 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail};
 
+#[path = "logged.rs"]
+mod logged;
+
 /// The BPF target (every host we support is little-endian).
 const TARGET: &str = "bpfel-unknown-none";
-/// Lines of the log a failure shows.
-const TAIL: usize = 40;
 
 /// Builds the bins `bins` of package `name` (at `root_dir`) with nightly
 /// and copies each to `OUT_DIR/<bin>`.
@@ -26,8 +27,6 @@ pub fn build(name: &str, root_dir: &Path, bins: &[&str]) -> anyhow::Result<()> {
     let arch = env::var("CARGO_CFG_TARGET_ARCH").context("CARGO_CFG_TARGET_ARCH not set")?;
     let target_dir = out_dir.join("ebpf-target").join(name);
     let log_path = out_dir.join(format!("{name}-build.log"));
-    let log =
-        fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
 
     // Through rustup when there is one: the nightly toolchain, whatever
     // toolchain runs this build script.
@@ -65,19 +64,15 @@ pub fn build(name: &str, root_dir: &Path, bins: &[&str]) -> anyhow::Result<()> {
         )
         // The outer build's compiler must not leak into the nested one.
         .env_remove("RUSTC")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    let status = cargo.status().with_context(|| {
-        format!("starting {cargo:?} (is rustup's nightly toolchain installed? `cargo xtask setup`)")
-    })?;
-    if !status.success() {
-        let text = fs::read_to_string(&log_path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
+        .env_remove("RUSTC_WORKSPACE_WRAPPER");
+    let run = logged::run(&mut cargo, &log_path)
+        .context("is rustup's nightly toolchain installed? `cargo xtask setup`")?;
+    if let Err(failed) = run {
         println!(
-            "cargo:warning=building the eBPF program {name} for {TARGET} failed ({status}); the end of its log:"
+            "cargo:warning=building the eBPF program {name} for {TARGET} failed ({}); the end of its log:",
+            failed.status
         );
-        for line in &lines[lines.len().saturating_sub(TAIL)..] {
+        for line in &failed.tail {
             println!("cargo:warning=  {line}");
         }
         println!("cargo:warning=the whole log: {}", log_path.display());

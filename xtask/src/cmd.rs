@@ -93,21 +93,13 @@ pub fn logged(command: &mut Command, name: &str) -> anyhow::Result<()> {
     let target = workspace_root().join("target");
     std::fs::create_dir_all(&target)?;
     let log_path = target.join(format!("xtask-{name}.log"));
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
-    let done = command
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .status()
-        .with_context(|| format!("starting {command:?}"))?;
-    if !done.success() {
-        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        for line in &lines[lines.len().saturating_sub(40)..] {
+    if let Err(failed) = crate::logged::run(command, &log_path)? {
+        for line in &failed.tail {
             eprintln!("  {line}");
         }
         bail!(
-            "{command:?} failed ({done}); the whole log: {}",
+            "{command:?} failed ({}); the whole log: {}",
+            failed.status,
             log_path.display()
         );
     }

@@ -3,6 +3,8 @@
 mod bench;
 mod cmd;
 mod fuzz;
+#[path = "../../build-support/logged.rs"]
+mod logged;
 mod package;
 mod run;
 mod setup;
