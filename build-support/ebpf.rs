@@ -65,8 +65,17 @@ pub fn build(name: &str, root_dir: &Path, bins: &[&str]) -> anyhow::Result<()> {
         // The outer build's compiler must not leak into the nested one.
         .env_remove("RUSTC")
         .env_remove("RUSTC_WORKSPACE_WRAPPER");
-    let run = logged::run(&mut cargo, &log_path)
-        .context("is rustup's nightly toolchain installed? `cargo xtask setup`")?;
+    let run = logged::run(&mut cargo, &log_path).map_err(|err| {
+        let missing = err
+            .root_cause()
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+        if missing {
+            err.context("is rustup's nightly toolchain installed? `cargo xtask setup`")
+        } else {
+            err
+        }
+    })?;
     if let Err(failed) = run {
         println!(
             "cargo:warning=building the eBPF program {name} for {TARGET} failed ({}); the end of its log:",

@@ -18,6 +18,8 @@ use serde_json::Value;
 use crate::netns::{NetNs, NsFd};
 
 static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
+/// How long a running Prometheus may take to answer its API.
+const API_PATIENCE: Duration = Duration::from_secs(10);
 
 /// A file of the repository's `dist/`.
 pub fn dist(path: &str) -> PathBuf {
@@ -84,37 +86,57 @@ impl Prometheus {
         std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
     }
 
-    /// `GET path` of the HTTP API: its JSON.
-    fn api(&self, path: &str) -> Option<Value> {
+    /// `GET path` of the HTTP API: its `data`, or why there is none (no
+    /// answer, or an answer other than success).
+    fn api(&self, path: &str) -> Result<Value, String> {
         let port = self.port;
         let ns = &self.ns;
-        let response = std::thread::scope(|scope| {
+        let text = std::thread::scope(|scope| {
             scope
                 .spawn(|| ns.enter().and_then(|()| http_get(port, path)))
                 .join()
                 .expect("the API thread")
-        });
-        let text = response.ok()?;
-        let (_, body) = text.split_once("\r\n\r\n")?;
-        // Chunked or not, the JSON is the one object in the body.
-        let start = body.find('{')?;
-        let end = body.rfind('}')?;
-        serde_json::from_str(&body[start..=end]).ok()
+        })
+        .map_err(|e| format!("GET {path}: {e}"))?;
+        let (_, body) = text
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| format!("GET {path}: no body in {text:?}"))?;
+        let answer: Value =
+            serde_json::from_str(body).map_err(|e| format!("GET {path}: {e}: {body:?}"))?;
+        if answer["status"] != "success" {
+            return Err(format!("GET {path}: {answer}"));
+        }
+        Ok(answer["data"].clone())
+    }
+
+    /// [`Self::api`], asked again for a few seconds if it fails (Prometheus
+    /// busy); a test never takes "no answer" for "nothing".
+    fn api_answered(&self, path: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            match self.api(path) {
+                Ok(data) => return data,
+                Err(e) if started.elapsed() > API_PATIENCE => {
+                    panic!("Prometheus does not answer: {e}\n{}", self.log())
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
     }
 
     /// The series an instant query returns.
     pub fn query(&self, expr: &str) -> Vec<Value> {
-        self.api(&format!("/api/v1/query?query={}", encode(expr)))
-            .and_then(|v| v["data"]["result"].as_array().cloned())
-            .unwrap_or_default()
+        series(&self.api_answered(&query_path(expr)))
     }
 
     /// The firing alerts: (name, labels).
     pub fn firing(&self) -> Vec<(String, Value)> {
-        self.api("/api/v1/alerts")
-            .and_then(|v| v["data"]["alerts"].as_array().cloned())
-            .unwrap_or_default()
-            .into_iter()
+        let data = self.api_answered("/api/v1/alerts");
+        let alerts = data["alerts"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no alerts in {data}"));
+        alerts
+            .iter()
             .filter(|a| a["state"] == "firing")
             .map(|a| {
                 (
@@ -160,13 +182,18 @@ impl Prometheus {
         }
     }
 
-    /// Waits (bounded) until `expr` returns a series.
+    /// Waits (bounded) until `expr` returns a series; Prometheus may still
+    /// be starting meanwhile.
     pub fn wait_series(&self, expr: &str, bound: Duration) {
         let started = Instant::now();
-        while self.query(expr).is_empty() {
+        loop {
+            let answer = self.api(&query_path(expr));
+            if answer.as_ref().is_ok_and(|data| !series(data).is_empty()) {
+                return;
+            }
             assert!(
                 started.elapsed() < bound,
-                "no series for {expr} within {bound:?}\n{}",
+                "no series for {expr} within {bound:?}: {answer:?}\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(250));
@@ -196,16 +223,22 @@ fn write_config(dir: &std::path::Path, targets: &[String]) {
     std::fs::write(dir.join("prometheus.yml"), config).expect("write the configuration");
 }
 
-/// One HTTP/1.1 GET to 127.0.0.1:`port` (in the calling thread's
-/// namespace): the whole response.
+fn query_path(expr: &str) -> String {
+    format!("/api/v1/query?query={}", encode(expr))
+}
+
+/// The series of a query's `data`.
+fn series(data: &Value) -> Vec<Value> {
+    data["result"].as_array().cloned().unwrap_or_default()
+}
+
+/// One HTTP/1.0 GET (no chunked body) to 127.0.0.1:`port`, in the calling
+/// thread's namespace: the whole response.
 fn http_get(port: u16, path: &str) -> std::io::Result<String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut text = String::new();
     stream.read_to_string(&mut text)?;
     Ok(text)

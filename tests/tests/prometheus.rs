@@ -201,6 +201,13 @@ fn the_dashboard_and_alert_rules_work_against_a_real_prometheus() {
     drop(prometheus);
 }
 
+/// Time left until `deadline`, at least a few polls' worth.
+fn until(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(2))
+}
+
 #[test]
 fn map_write_flow_table_and_scrape_alerts_fire_and_resolve() {
     // Three active backends: new flows follow a Maglev table, which the
@@ -220,9 +227,10 @@ fn map_write_flow_table_and_scrape_alerts_fire_and_resolve() {
     });
     lab.wait_log("metrics endpoint ready", Duration::from_secs(5));
     let prometheus = Prometheus::start(&lab.lb, PROMETHEUS_PORT, &metrics_target());
-    // Configured with no agent at all.
+    // Configured with no agent at all: it must say so within its minute
+    // (and a little for the evaluation).
     let lonely = Prometheus::start(&lab.lb, LONELY_PROMETHEUS_PORT, &[]);
-    let lonely_since = Instant::now();
+    let lonely_deadline = Instant::now() + Duration::from_secs(90);
     wait_scraped(&prometheus);
 
     // a fails while FO_MAGLEV is full: the new table cannot be written.
@@ -238,6 +246,18 @@ fn map_write_flow_table_and_scrape_alerts_fire_and_resolve() {
     );
     drop(full);
     lab.wait_log("maps written again", Duration::from_secs(15));
+    let written = Instant::now();
+    // The maps agree again, but the alert holds for a minute after the
+    // last failure.
+    prometheus.wait_series(
+        "failover_services_out_of_sync == 0",
+        Duration::from_secs(10),
+    );
+    assert!(
+        prometheus.is_firing("FailoverMapWriteFailures", None),
+        "the write alert ended with the failure: {:?}",
+        prometheus.firing()
+    );
 
     // The flow table fills: a burst of first ACKs, each a new flow.
     let client_if = lab.client.ifindex(PEER_IF);
@@ -247,23 +267,31 @@ fn map_write_flow_table_and_scrape_alerts_fire_and_resolve() {
         "failover_flow_entries / failover_flow_capacity > 0.9",
         Duration::from_secs(10),
     );
-    let after = prometheus.wait_alert(
-        "FailoverFlowTableNearlyFull",
-        None,
-        true,
-        Duration::from_secs(100),
-        || lab.diag(),
-    );
-    eprintln!("FailoverFlowTableNearlyFull fired {after:?} after the table filled");
 
-    // The maps agree again: the write alert resolves a minute after the
-    // last failure.
-    prometheus.wait_alert(
+    let resolved = prometheus.wait_alert(
         "FailoverMapWriteFailures",
         None,
         false,
-        Duration::from_secs(90),
+        until(written + Duration::from_secs(90)),
         || lab.diag(),
+    );
+    let held = written.elapsed();
+    eprintln!("FailoverMapWriteFailures resolved {held:?} after the maps were written again");
+    assert!(
+        held >= Duration::from_secs(30),
+        "the write alert resolved {held:?} after the last failure, not about a minute ({resolved:?} waited)"
+    );
+
+    prometheus.wait_alert(
+        "FailoverFlowTableNearlyFull",
+        None,
+        true,
+        until(filled + Duration::from_secs(100)),
+        || lab.diag(),
+    );
+    eprintln!(
+        "FailoverFlowTableNearlyFull fired {:?} after the table filled",
+        filled.elapsed()
     );
 
     // The Prometheus that scrapes no agent says so after its minute; given
@@ -272,7 +300,7 @@ fn map_write_flow_table_and_scrape_alerts_fire_and_resolve() {
         "FailoverNotScraped",
         None,
         true,
-        Duration::from_secs(90).saturating_sub(lonely_since.elapsed()),
+        until(lonely_deadline),
         || lab.diag(),
     );
     assert!(
@@ -289,6 +317,7 @@ fn map_write_flow_table_and_scrape_alerts_fire_and_resolve() {
         prometheus.firing()
     );
     lonely.set_targets(&metrics_target());
+    lonely.wait_series("up{job=\"failover\"} == 1", Duration::from_secs(30));
     lonely.wait_alert(
         "FailoverNotScraped",
         None,
@@ -298,12 +327,15 @@ fn map_write_flow_table_and_scrape_alerts_fire_and_resolve() {
     );
 
     // The flows expire and are reclaimed: the table alert resolves.
-    let resolved = prometheus.wait_alert(
+    prometheus.wait_alert(
         "FailoverFlowTableNearlyFull",
         None,
         false,
-        (flow_life + Duration::from_secs(40)).saturating_sub(filled.elapsed()),
+        until(filled + flow_life + Duration::from_secs(40)),
         || lab.diag(),
     );
-    eprintln!("FailoverFlowTableNearlyFull resolved {resolved:?} later");
+    eprintln!(
+        "FailoverFlowTableNearlyFull resolved {:?} after the table filled (flows live {flow_life:?})",
+        filled.elapsed()
+    );
 }

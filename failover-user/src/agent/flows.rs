@@ -151,7 +151,8 @@ fn walk(flows: &mut Flows) -> Walk {
     }
     Walk {
         by_backend,
-        entries: entries.len() as u64,
+        // What is left once this walk reclaimed the expired.
+        entries: entries.len() as u64 - reclaimed,
         reclaimed,
     }
 }

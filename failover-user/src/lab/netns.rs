@@ -189,24 +189,6 @@ pub fn veth(a: (&NetNs, &str), b: (&NetNs, &str)) {
     b.0.ip(&["link", "set", b.1, "up"]);
 }
 
-/// Makes `command`'s child join the namespace open as `netns` before it
-/// runs (keep `netns` open until `spawn` returns), and get SIGTERM if the
-/// thread that started it dies.
-pub fn spawn_inside(command: &mut Command, netns: &NsFd) {
-    use std::os::{fd::AsRawFd, unix::process::CommandExt};
-    let fd = netns.0.as_raw_fd();
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
-}
-
 fn run_checked(command: &mut Command) {
     let output = command
         .output()

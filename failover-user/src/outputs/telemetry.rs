@@ -224,7 +224,9 @@ impl Telemetry {
         snapshot
     }
 
-    /// Changes the state (decision loop only).
+    /// Changes the state: the decision loop, and the threads that own a
+    /// part of it alone (`recent`, the flow counter, `[sync]`, the egress
+    /// watch).
     pub fn update(&self, change: impl FnOnce(&mut Snapshot)) {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         change(&mut guard.0);

@@ -43,7 +43,11 @@ impl FullMaglevMap {
 impl Drop for FullMaglevMap {
     fn drop(&mut self) {
         for key in &self.junk {
-            let _ = self.map.remove(key);
+            if let Err(e) = self.map.remove(key)
+                && !std::thread::panicking()
+            {
+                panic!("removing the junk from FO_MAGLEV: {e}");
+            }
         }
     }
 }
@@ -71,7 +75,11 @@ impl PinsMovedAside {
 impl Drop for PinsMovedAside {
     fn drop(&mut self) {
         if let Err(e) = std::fs::rename(&self.to, &self.from) {
-            eprintln!("renaming {} back: {e}", self.to.display());
+            if std::thread::panicking() {
+                eprintln!("renaming {} back: {e}", self.to.display());
+            } else {
+                panic!("renaming {} back: {e}", self.to.display());
+            }
         }
     }
 }

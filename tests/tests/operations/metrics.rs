@@ -112,6 +112,30 @@ fn metrics_follow_the_traffic_and_the_failover() {
         "from_backend packets rose by {from_primary} for {N} connections"
     );
     assert_eq!(to_standby, 0.0, "packets went to the standby");
+    // Every connection was a flow on the primary, seen just now: the flow
+    // counter's next walk (every 200 ms) shows them.
+    let started = Instant::now();
+    loop {
+        let text = scrape(&lab);
+        let flows = |name| {
+            must(
+                &text,
+                "failover_backend_flows",
+                &[("service", "web"), ("backend", name)],
+            )
+        };
+        let entries = must(&text, "failover_flow_entries", &[]);
+        if flows("primary") >= N as f64 && entries >= N as f64 {
+            assert_eq!(flows("standby"), 0.0, "flows on the standby");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{N} connections, but {} flows on the primary and {entries} entries",
+            flows("primary")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // A service's packets are its backends' packets, and `inspect` reads
     // the same counters as `/metrics` (nothing else moved them meanwhile:
     // probes are sent by the edge host itself, not through XDP).

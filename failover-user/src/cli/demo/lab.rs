@@ -191,6 +191,7 @@ impl Drop for Lab {
                 Stopped::AlreadyExited(status) => format!("agent had already exited ({status})"),
                 Stopped::Terminated(_) => "agent stopped (SIGTERM)".to_owned(),
                 Stopped::Killed => "agent killed (SIGKILL after SIGTERM timed out)".to_owned(),
+                Stopped::Lost => "agent could not be waited for (reaped elsewhere)".to_owned(),
             });
         }
         let servers = self.servers.iter_mut().filter_map(Option::take).count();
