@@ -130,3 +130,34 @@ fn the_debian_package_holds_the_binary_unit_configuration_docs_and_dashboards() 
     assert!(version.contains(env!("CARGO_PKG_VERSION")), "{version}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// systemd refuses to start a unit whose `ReadWritePaths=` names a
+/// directory that does not exist (226/NAMESPACE) unless the entry is
+/// optional (`-`): every one the unit needs is a kernel mount or made by
+/// the unit itself (`LogsDirectory=` and the like) on a fresh host.
+#[test]
+fn the_units_writable_paths_exist_on_a_fresh_host() {
+    let unit = std::fs::read_to_string(root().join("dist/failover.service")).unwrap();
+    let value = |key: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+            .flat_map(|v| v.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .collect()
+    };
+    let mut made: Vec<String> = vec!["/sys/fs/bpf".into(), "/run".into()];
+    for (key, base) in [
+        ("RuntimeDirectory", "/run"),
+        ("StateDirectory", "/var/lib"),
+        ("LogsDirectory", "/var/log"),
+        ("CacheDirectory", "/var/cache"),
+        ("ConfigurationDirectory", "/etc"),
+    ] {
+        made.extend(value(key).iter().map(|dir| format!("{base}/{dir}")));
+    }
+    for path in value("ReadWritePaths") {
+        assert!(
+            path.starts_with('-') || made.contains(&path),
+            "ReadWritePaths={path} does not exist on a fresh host: the unit would not start\n{unit}"
+        );
+    }
+}
