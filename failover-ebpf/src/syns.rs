@@ -118,11 +118,18 @@ pub fn repeated_syn(hash: u32, seq: u32, now: u64) -> RepeatedSyn {
 /// program, whichever program the rebuilt SYN goes through.
 #[inline(always)]
 pub fn mark_refused(hash: u32) {
+    mark(hash, SynSeen::REFUSED);
+}
+
+/// Sets `flag` in the stamp of the SYN of flow hash `hash`, if its slot
+/// still holds that SYN.
+#[inline(always)]
+fn mark(hash: u32, flag: u16) {
     if let Some(slot) = SYNS.get_ptr_mut(hash & (SYN_SLOTS - 1)) {
         // SAFETY: a live array slot; a racing writer stores a whole record.
         unsafe {
             if (*slot).flow_hash == hash {
-                (*slot).stamp |= SynSeen::REFUSED;
+                (*slot).stamp |= flag;
             }
         }
     }
@@ -137,27 +144,13 @@ fn recent(stamp: u16, now: u64) -> bool {
 /// Notes that the backend answered the SYN of flow hash `hash` (a SYN-ACK).
 #[inline(always)]
 pub fn syn_acked(hash: u32) {
-    if let Some(slot) = SYNS.get_ptr_mut(hash & (SYN_SLOTS - 1)) {
-        // SAFETY: a live array slot; a racing writer stores a whole record.
-        unsafe {
-            if (*slot).flow_hash == hash {
-                (*slot).stamp |= SynSeen::ANSWERED;
-            }
-        }
-    }
+    mark(hash, SynSeen::ANSWERED);
 }
 
 /// Notes that the flow of the SYN of flow hash `hash` is recorded.
 #[inline(always)]
 pub fn syn_recorded(hash: u32) {
-    if let Some(slot) = SYNS.get_ptr_mut(hash & (SYN_SLOTS - 1)) {
-        // SAFETY: a live array slot; a racing writer stores a whole record.
-        unsafe {
-            if (*slot).flow_hash == hash {
-                (*slot).stamp |= SynSeen::RECORDED;
-            }
-        }
-    }
+    mark(hash, SynSeen::RECORDED);
 }
 
 /// The SYN of flow hash `hash`, if it is remembered and recent.
