@@ -4,8 +4,6 @@
 //! its HTTP API; stopped by its pid and its directory removed in `Drop`.
 
 use std::{
-    io::{Read, Write},
-    net::{Ipv4Addr, SocketAddr, TcpStream},
     path::PathBuf,
     process::{Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -77,9 +75,11 @@ impl Prometheus {
     /// reloaded (SIGHUP, to the pid we started).
     pub fn set_targets(&self, targets: &[String]) {
         write_config(&self.dir, targets);
-        // SAFETY: kill(2) to our own child, which is still running (a
-        // reaped one cannot be asked anything: this is never called then).
-        unsafe { libc::kill(self.child.pid() as libc::pid_t, libc::SIGHUP) };
+        assert!(
+            self.child.signal(libc::SIGHUP),
+            "Prometheus is gone: {}",
+            self.log()
+        );
     }
 
     pub fn log(&self) -> String {
@@ -93,7 +93,10 @@ impl Prometheus {
         let ns = &self.ns;
         let text = std::thread::scope(|scope| {
             scope
-                .spawn(|| ns.enter().and_then(|()| http_get(port, path)))
+                .spawn(|| {
+                    ns.enter()
+                        .and_then(|()| crate::metrics::http_get(port, path))
+                })
                 .join()
                 .expect("the API thread")
         })
@@ -230,18 +233,6 @@ fn query_path(expr: &str) -> String {
 /// The series of a query's `data`.
 fn series(data: &Value) -> Vec<Value> {
     data["result"].as_array().cloned().unwrap_or_default()
-}
-
-/// One HTTP/1.0 GET (no chunked body) to 127.0.0.1:`port`, in the calling
-/// thread's namespace: the whole response.
-fn http_get(port: u16, path: &str) -> std::io::Result<String> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text)?;
-    Ok(text)
 }
 
 fn encode(text: &str) -> String {

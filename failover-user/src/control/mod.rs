@@ -126,6 +126,15 @@ pub struct Call {
     pub reply: oneshot::Sender<Response>,
 }
 
+/// Hands `request` to the decision loop and waits for its answer: the
+/// one way in for the control socket and the status page. `None`: the
+/// loop is gone (the agent is stopping).
+pub async fn ask(calls: &mpsc::Sender<Call>, request: Request) -> Option<Response> {
+    let (reply, answer) = oneshot::channel();
+    calls.send(Call { request, reply }).await.ok()?;
+    answer.await.ok()
+}
+
 /// Parses one request line, checking the protocol version.
 pub fn parse_request(line: &str) -> Result<Request, RequestError> {
     let envelope: Envelope = serde_json::from_str(line).map_err(RequestError::NotJson)?;
@@ -245,16 +254,9 @@ async fn handle(stream: UnixStream, calls: mpsc::Sender<Call>) -> io::Result<()>
         }
         Ok(Ok(_)) => match parse_request(line.trim_end()) {
             Err(err) => Response::error(crate::util::chain(&err).to_string()),
-            Ok(request) => {
-                let (reply, answer) = oneshot::channel();
-                if calls.send(Call { request, reply }).await.is_err() {
-                    Response::error("the agent is shutting down")
-                } else {
-                    answer
-                        .await
-                        .unwrap_or_else(|_| Response::error("the agent dropped the request"))
-                }
-            }
+            Ok(request) => ask(&calls, request)
+                .await
+                .unwrap_or_else(|| Response::error("the agent is shutting down")),
         },
     };
     let mut text = serde_json::to_string(&response).map_err(io::Error::other)?;

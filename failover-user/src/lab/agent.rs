@@ -97,6 +97,11 @@ impl AgentProcess {
         self.child.try_wait()
     }
 
+    /// Sends `signal` while the agent is unreaped; whether it was sent.
+    pub fn signal(&self, signal: libc::c_int) -> bool {
+        self.child.signal(signal)
+    }
+
     /// SIGKILL (a crash), then waits for the exit and reaps it.
     pub fn sigkill(&mut self) -> io::Result<ExitStatus> {
         self.child.kill()

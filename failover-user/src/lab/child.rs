@@ -144,9 +144,7 @@ impl Child {
                 };
             }
         }
-        // SAFETY: kill(2) to our own, not yet reaped child: the pid cannot
-        // have been reused.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        self.signal(libc::SIGTERM);
         let deadline = Instant::now() + self.stop_timeout;
         let mut exited = false;
         while Instant::now() < deadline {
@@ -165,6 +163,16 @@ impl Child {
             Ok(_) => Stopped::Killed,
             Err(_) => Stopped::Lost,
         }
+    }
+
+    /// Sends `signal` (SIGHUP to reload, say) if it is still unreaped, so
+    /// its pid is still its own; whether it was sent.
+    pub fn signal(&self, signal: libc::c_int) -> bool {
+        if self.exited().is_err() {
+            return false;
+        }
+        // SAFETY: kill(2) to our own, not yet reaped child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) == 0 }
     }
 
     /// Whether it has exited, without reaping it (so its pid, and the

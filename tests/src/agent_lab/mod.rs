@@ -360,8 +360,10 @@ impl AgentLab {
     /// Sends `signal` to the agent (a crash: SIGABRT, SIGSEGV) and reaps it.
     pub fn crash_agent(&mut self, signal: i32) {
         let mut agent = self.agent.take().expect("no agent running");
-        // SAFETY: kill(2) to our own, not yet reaped child.
-        unsafe { libc::kill(agent.pid() as i32, signal) };
+        assert!(
+            agent.signal(signal),
+            "the agent was gone before signal {signal}"
+        );
         let started = Instant::now();
         while agent.try_wait().ok().flatten().is_none() {
             assert!(

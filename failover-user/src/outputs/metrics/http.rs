@@ -69,22 +69,15 @@ impl Scraper {
         let Some(calls) = &self.status else {
             return Response::text(503, "Service Unavailable", "no agent answers here\n");
         };
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let call = crate::control::Call {
-            request: crate::control::Request::Status {},
-            reply,
-        };
-        if calls.send(call).await.is_err() {
-            return Response::text(503, "Service Unavailable", "the agent is stopping\n");
-        }
-        match timeout(STATUS_WAIT, answer).await {
-            Ok(Ok(response)) if response.ok => Response::json(response.result.to_string()),
-            Ok(Ok(response)) => Response::text(
+        let asked = crate::control::ask(calls, crate::control::Request::Status {});
+        match timeout(STATUS_WAIT, asked).await {
+            Ok(Some(response)) if response.ok => Response::json(response.result.to_string()),
+            Ok(Some(response)) => Response::text(
                 500,
                 "Internal Server Error",
                 &format!("{}\n", response.error.unwrap_or_default()),
             ),
-            Ok(Err(_)) => Response::text(503, "Service Unavailable", "the agent is stopping\n"),
+            Ok(None) => Response::text(503, "Service Unavailable", "the agent is stopping\n"),
             Err(_) => Response::text(
                 503,
                 "Service Unavailable",

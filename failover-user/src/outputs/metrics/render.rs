@@ -8,7 +8,7 @@ use failover_common::{
 
 use super::{
     DatapathCounters,
-    exposition::{Exposition, float},
+    exposition::{Exposition, SampleValue, float},
 };
 use crate::outputs::telemetry::{
     BackendView, EgressStatus, LATENCY_BUCKETS, ServiceView, Snapshot,
@@ -63,6 +63,22 @@ pub(super) fn backends(
     })
 }
 
+/// A gauge family with one sample per backend that `value` gives one.
+pub(super) fn backend_gauge<V: SampleValue>(
+    out: &mut Exposition,
+    snapshot: &Snapshot,
+    name: &str,
+    help: &str,
+    value: impl Fn(&ServiceView, &BackendView) -> Option<V>,
+) {
+    out.family(name, "gauge", help);
+    for (service, backend, labels) in backends(snapshot) {
+        if let Some(value) = value(service, backend) {
+            out.sample(name, &labels, value);
+        }
+    }
+}
+
 pub(super) fn render_agent(out: &mut Exposition, snapshot: &Snapshot) {
     out.family(
         "failover_service_active_backends",
@@ -77,46 +93,34 @@ pub(super) fn render_agent(out: &mut Exposition, snapshot: &Snapshot) {
         );
     }
 
-    out.family(
+    backend_gauge(
+        out,
+        snapshot,
         "failover_backend_healthy",
-        "gauge",
         "1 if the backend is healthy by its probes (rise/fall applied).",
+        |_, backend| Some(u8::from(backend.healthy)),
     );
-    for (_, backend, labels) in backends(snapshot) {
-        out.sample(
-            "failover_backend_healthy",
-            &labels,
-            u8::from(backend.healthy),
-        );
-    }
-
-    out.family(
+    backend_gauge(
+        out,
+        snapshot,
         "failover_backend_active",
-        "gauge",
         "1 if the backend takes new flows now.",
+        |service, backend| Some(u8::from(service.active.contains(&backend.name))),
     );
-    for (service, backend, labels) in backends(snapshot) {
-        let active = service.active.contains(&backend.name);
-        out.sample("failover_backend_active", &labels, u8::from(active));
-    }
-
-    out.family(
+    backend_gauge(
+        out,
+        snapshot,
         "failover_backend_tier",
-        "gauge",
         "The backend's priority tier: 0 the most preferred; higher tiers are standbys.",
+        |_, backend| Some(backend.tier),
     );
-    for (_, backend, labels) in backends(snapshot) {
-        out.sample("failover_backend_tier", &labels, backend.tier);
-    }
-
-    out.family(
+    backend_gauge(
+        out,
+        snapshot,
         "failover_backend_weight",
-        "gauge",
         "The backend's configured weight: its share of new flows among those taking them (times failover_backend_slow_start_share while it ramps).",
+        |_, backend| Some(backend.weight),
     );
-    for (_, backend, labels) in backends(snapshot) {
-        out.sample("failover_backend_weight", &labels, backend.weight);
-    }
 
     out.family(
         "failover_backend_state",
@@ -149,37 +153,27 @@ pub(super) fn render_agent(out: &mut Exposition, snapshot: &Snapshot) {
         }
     }
 
-    out.family(
+    backend_gauge(
+        out,
+        snapshot,
         "failover_backend_suppressed",
-        "gauge",
         "1 while flap damping keeps the backend out of new flows.",
+        |_, backend| Some(u8::from(backend.suppressed_for_s.is_some())),
     );
-    for (_, backend, labels) in backends(snapshot) {
-        let suppressed = backend.suppressed_for_s.is_some();
-        out.sample("failover_backend_suppressed", &labels, u8::from(suppressed));
-    }
-
-    out.family(
+    backend_gauge(
+        out,
+        snapshot,
         "failover_backend_damping_penalty",
-        "gauge",
         "Flap-damping penalty of the backend (services with damping), as of its last change.",
+        |_, backend| backend.damping_penalty,
     );
-    for (_, backend, labels) in backends(snapshot) {
-        if let Some(penalty) = backend.damping_penalty {
-            out.sample("failover_backend_damping_penalty", &labels, penalty);
-        }
-    }
-
-    out.family(
+    backend_gauge(
+        out,
+        snapshot,
         "failover_backend_slow_start_share",
-        "gauge",
         "Share of its weight a returning backend gets while its slow start ramps up.",
+        |_, backend| backend.slow_start_share,
     );
-    for (_, backend, labels) in backends(snapshot) {
-        if let Some(share) = backend.slow_start_share {
-            out.sample("failover_backend_slow_start_share", &labels, share);
-        }
-    }
 
     out.family(
         "failover_probe_results_total",
@@ -460,15 +454,21 @@ pub(super) fn render_datapath(
             "Flow-table entries in use at the agent's last count (one per flow; expired ones until the agent reclaims them).",
         );
         out.sample("failover_flow_entries", &[], flows.entries);
-        out.family(
+        backend_gauge(
+            out,
+            snapshot,
             "failover_backend_flows",
-            "gauge",
             "Flows on the backend seen in the last 5 s, at the agent's last count of the flow table.",
+            |_, backend| {
+                Some(
+                    flows
+                        .active_by_backend
+                        .get(&backend.id)
+                        .copied()
+                        .unwrap_or(0),
+                )
+            },
         );
-        for (_, backend, labels) in backends(snapshot) {
-            let active = flows.active_by_backend.get(&backend.id).copied();
-            out.sample("failover_backend_flows", &labels, active.unwrap_or(0));
-        }
     }
     out.family(
         "failover_flow_capacity",
