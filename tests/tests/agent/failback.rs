@@ -58,6 +58,8 @@ fn auto_failback_waits_for_the_delay_and_keeps_standby_connections() {
         samples.summary(),
         lab.diag()
     );
+    // The agent logs the switch just after writing the maps the samples saw.
+    lab.wait_log("failback delay elapsed", Duration::from_secs(2));
     let switched = lab.log_lines("new flows switched");
     assert!(
         switched.len() == 2 && switched[1].contains("failback delay elapsed"),
@@ -128,6 +130,8 @@ fn manual_failback_waits_for_the_operator() {
         back.as_millis()
     );
     assert!(back < Duration::from_secs(2), "{}", samples.summary());
+    // The agent logs the switch just after writing the maps the samples saw.
+    lab.wait_log("cause=\"operator failback\"", Duration::from_secs(2));
     let switched = lab.log_lines("new flows switched");
     assert!(
         switched.len() == 2 && switched[1].contains("operator failback"),
